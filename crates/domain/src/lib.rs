@@ -1,0 +1,9 @@
+//! The shop's business rules, free of I/O so they run natively under plain `cargo test`
+//! and inside every wasm component alike.
+//!
+//! Types here *parse* their input (see `Sku::parse`): once a value exists it is valid, so the
+//! functions never re-check it.
+
+pub mod sku;
+
+pub use sku::Sku;

@@ -1,0 +1,1 @@
+fn main() { eprintln!("spin-host: not built yet"); std::process::exit(2); }

@@ -1,0 +1,57 @@
+//! The `compensator` component: called by the cron trigger (`handle-cron-event`) to repair what
+//! a crash or a lost message left half-done. It also answers a health route over HTTP.
+
+use shop_adapter::health;
+use spin_sdk::http::{IntoResponse, Request, Router};
+use spin_sdk::http_component;
+
+mod cron {
+    wit_bindgen::generate!({
+        world: "spin-cron",
+        path: "../../wit/cron.wit",
+    });
+}
+
+use cron::fermyon::spin_cron::cron_types::{Error as CronError, Metadata};
+
+const COMPONENT: &str = "compensator";
+
+struct Compensator;
+
+impl cron::Guest for Compensator {
+    fn handle_cron_event(metadata: Metadata) -> Result<(), CronError> {
+        run_once(metadata.timestamp).map_err(|e| CronError::Other(format!("{e:#}")))
+    }
+}
+
+cron::export!(Compensator with_types_in cron);
+
+/// One compensation pass. Each step is idempotent, so an overlapping or repeated run is harmless.
+fn run_once(timestamp: u64) -> anyhow::Result<()> {
+    let conn = spin_sdk::sqlite::Connection::open_default()?;
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS compensator_runs (id INTEGER PRIMARY KEY CHECK (id = 1), last_run_at INTEGER NOT NULL, runs INTEGER NOT NULL)",
+        &[],
+    )?;
+    conn.execute(
+        "INSERT INTO compensator_runs (id, last_run_at, runs) VALUES (1, ?, 1) \
+         ON CONFLICT(id) DO UPDATE SET last_run_at = excluded.last_run_at, runs = runs + 1",
+        &[spin_sdk::sqlite::Value::Integer(timestamp as i64)],
+    )?;
+    Ok(())
+}
+
+#[http_component]
+fn handle(req: Request) -> impl IntoResponse {
+    let mut router = Router::new();
+    router.get("/api/health/compensator", |_req: Request, _params| health_route());
+    router.handle(req)
+}
+
+fn health_route() -> spin_sdk::http::Response {
+    let redis = || -> anyhow::Result<()> {
+        let url = spin_sdk::variables::get("redis_url")?;
+        health::redis_check(&url)
+    };
+    health::report(COMPONENT, &[("sqlite", &health::sqlite_check), ("redis", &redis)])
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the whole app locally on embedded defaults: SQLite files under .spin/, and a local
+# redis-server on a free loopback port unless SPIN_VARIABLE_REDIS_HOST points at one already.
+# Extra arguments go to `spin-host up` (e.g. --listen 127.0.0.1:8080).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .spin
+
+if [[ -z "${SPIN_VARIABLE_REDIS_HOST:-}" ]]; then
+  if ! command -v redis-server >/dev/null; then
+    echo "error: no Redis configured (SPIN_VARIABLE_REDIS_HOST) and redis-server is not installed." >&2
+    echo "       Install it (apt-get install -y redis-server) or point SPIN_VARIABLE_REDIS_HOST at one." >&2
+    exit 1
+  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p .spin/redis
+  redis-server --bind 127.0.0.1 --port "$port" --dir .spin/redis --save 60 1 --appendonly yes \
+    --daemonize yes --pidfile "$PWD/.spin/redis/redis.pid" --logfile "$PWD/.spin/redis/redis.log"
+  trap 'kill "$(cat .spin/redis/redis.pid)" 2>/dev/null || true' EXIT
+  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  export SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$port"
+  echo "started redis-server on $SPIN_VARIABLE_REDIS_HOST (data in .spin/redis)"
+fi
+
+# Local-only secrets so the app starts out of the box; set your own for anything shared.
+export SPIN_VARIABLE_ADMIN_TOKEN="${SPIN_VARIABLE_ADMIN_TOKEN:-local-admin-token}"
+export SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET="${SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET:-local-webhook-secret}"
+
+cargo build --release -p spin-host
+./target/release/spin-host up --build --from spin.toml "$@"
