@@ -1,0 +1,90 @@
+//! A private redis-server per test (or per test binary), stopped by PID on drop.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` on a free loopback port with persistence off, and waits for PONG.
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        for _attempt in 0..5 {
+            let port = crate::free_port();
+            let mut child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("spawn redis-server (apt-get install -y redis-server)")?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken in the meantime: try another one
+                }
+                if ping(port) {
+                    return Ok(RedisServer {
+                        child,
+                        port,
+                        _dir: dir,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        bail!("redis-server did not come up")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host:port`, the form of the app's `redis_host` variable.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://host:port`.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.host())
+    }
+
+    /// Runs one command through `redis-cli --raw` and returns its trimmed output.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        cli(self.port, args)
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--raw"])
+        .args(args)
+        .output()
+        .context("run redis-cli")?;
+    if !out.status.success() {
+        bail!("redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+}
+
+fn ping(port: u16) -> bool {
+    cli(port, &["PING"]).map(|o| o == "PONG").unwrap_or(false)
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
