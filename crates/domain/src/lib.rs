@@ -4,6 +4,8 @@
 //! Types here *parse* their input (see `Sku::parse`): once a value exists it is valid, so the
 //! functions never re-check it.
 
+pub mod money;
 pub mod sku;
 
-pub use sku::Sku;
+pub use money::{Currency, Money, MoneyError};
+pub use sku::{Sku, SkuError};
