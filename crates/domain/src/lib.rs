@@ -4,8 +4,13 @@
 //! Types here *parse* their input (see `Sku::parse`): once a value exists it is valid, so the
 //! functions never re-check it.
 
+pub mod field;
 pub mod money;
+pub mod product;
+pub mod reservation;
 pub mod sku;
+pub mod stock;
+pub mod timestamp;
 
 pub use money::{Currency, Money, MoneyError};
 pub use sku::{Sku, SkuError};
