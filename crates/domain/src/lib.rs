@@ -5,10 +5,13 @@
 //! functions never re-check it.
 
 pub mod field;
+pub mod cursor;
 pub mod money;
+pub mod order;
 pub mod product;
 pub mod reservation;
 pub mod sku;
+pub mod trace;
 pub mod stock;
 pub mod timestamp;
 

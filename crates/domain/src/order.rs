@@ -1,0 +1,314 @@
+//! The order life cycle as a state machine, with a `version` for optimistic concurrency.
+//!
+//! ```text
+//! PENDING_PAYMENT --pay--> PAID --ship--> SHIPPED --complete--> COMPLETED
+//!        |  \--cancel--> CANCELLED
+//!        \----expire--> EXPIRED
+//! ```
+//!
+//! Every transition goes through [`OrderState::apply`]: it either yields the next state (version
+//! + 1), reports that the command already holds (the same command repeated, e.g. cancelling a
+//! cancelled order: idempotent, version unchanged), or refuses. Persistence writes the new state
+//! only `WHERE version = <old version>`, so two concurrent writers cannot both win.
+
+use std::fmt;
+
+/// Where an order is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    Shipped,
+    Completed,
+    Cancelled,
+    Expired,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::PendingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+        OrderStatus::Completed,
+        OrderStatus::Cancelled,
+        OrderStatus::Expired,
+    ];
+
+    /// The wire and database spelling (`PENDING_PAYMENT`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderStatus::PendingPayment => "PENDING_PAYMENT",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Shipped => "SHIPPED",
+            OrderStatus::Completed => "COMPLETED",
+            OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// No command changes a terminal order any more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Completed | OrderStatus::Cancelled | OrderStatus::Expired
+        )
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for OrderStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// What someone asks of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderCommand {
+    Pay,
+    Ship,
+    Complete,
+    Cancel,
+    Expire,
+}
+
+impl OrderCommand {
+    pub const ALL: [OrderCommand; 5] = [
+        OrderCommand::Pay,
+        OrderCommand::Ship,
+        OrderCommand::Complete,
+        OrderCommand::Cancel,
+        OrderCommand::Expire,
+    ];
+
+    /// The status this command leads to.
+    pub fn target(&self) -> OrderStatus {
+        match self {
+            OrderCommand::Pay => OrderStatus::Paid,
+            OrderCommand::Ship => OrderStatus::Shipped,
+            OrderCommand::Complete => OrderStatus::Completed,
+            OrderCommand::Cancel => OrderStatus::Cancelled,
+            OrderCommand::Expire => OrderStatus::Expired,
+        }
+    }
+
+    /// The only status from which this command moves the order.
+    pub fn source(&self) -> OrderStatus {
+        match self {
+            OrderCommand::Pay | OrderCommand::Cancel | OrderCommand::Expire => {
+                OrderStatus::PendingPayment
+            }
+            OrderCommand::Ship => OrderStatus::Paid,
+            OrderCommand::Complete => OrderStatus::Shipped,
+        }
+    }
+}
+
+/// The status of an order and the version its row carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderState {
+    pub status: OrderStatus,
+    pub version: i64,
+}
+
+/// The result of a command that is not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The order moves to this state; persist it with `WHERE version = old.version`.
+    Changed(OrderState),
+    /// The order is already where the command leads (a repeat): nothing to write.
+    Unchanged(OrderState),
+}
+
+/// A transition the state machine does not allow (HTTP 409).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransitionRefused {
+    pub from: OrderStatus,
+    pub command: OrderCommand,
+}
+
+impl fmt::Display for TransitionRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "an order in status {} cannot move to {}",
+            self.from,
+            self.command.target()
+        )
+    }
+}
+
+impl std::error::Error for TransitionRefused {}
+
+impl OrderState {
+    /// A new order: awaiting payment, version 1.
+    pub fn new() -> Self {
+        OrderState {
+            status: OrderStatus::PendingPayment,
+            version: 1,
+        }
+    }
+
+    /// Decides what `command` does to this state.
+    pub fn apply(self, command: OrderCommand) -> Result<Outcome, TransitionRefused> {
+        if self.status == command.target() {
+            return Ok(Outcome::Unchanged(self));
+        }
+        if self.status == command.source() {
+            return Ok(Outcome::Changed(OrderState {
+                status: command.target(),
+                version: self.version + 1,
+            }));
+        }
+        Err(TransitionRefused {
+            from: self.status,
+            command,
+        })
+    }
+}
+
+impl Default for OrderState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use OrderCommand::*;
+    use OrderStatus::*;
+
+    fn at(status: OrderStatus) -> OrderState {
+        OrderState { status, version: 7 }
+    }
+
+    #[test]
+    fn happy_path_walks_to_completed() {
+        let mut s = OrderState::new();
+        for cmd in [Pay, Ship, Complete] {
+            match s.apply(cmd).unwrap() {
+                Outcome::Changed(next) => s = next,
+                Outcome::Unchanged(_) => panic!("{cmd:?} did nothing"),
+            }
+        }
+        assert_eq!(
+            s,
+            OrderState {
+                status: Completed,
+                version: 4
+            }
+        );
+    }
+
+    #[test]
+    fn cancel_only_while_pending_and_twice_is_a_no_op() {
+        let cancelled = match at(PendingPayment).apply(Cancel).unwrap() {
+            Outcome::Changed(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(cancelled.status, Cancelled);
+        assert_eq!(cancelled.apply(Cancel), Ok(Outcome::Unchanged(cancelled)));
+        for st in [Paid, Shipped, Completed, Expired] {
+            assert!(at(st).apply(Cancel).is_err(), "{st}");
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_spelling() {
+        for st in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(OrderStatus::parse("pending_payment"), None);
+    }
+
+    /// The allowed edges, written out independently of `apply`.
+    fn allowed(from: OrderStatus, to: OrderStatus) -> bool {
+        matches!(
+            (from, to),
+            (PendingPayment, Paid)
+                | (PendingPayment, Cancelled)
+                | (PendingPayment, Expired)
+                | (Paid, Shipped)
+                | (Shipped, Completed)
+        )
+    }
+
+    fn any_status() -> impl Strategy<Value = OrderStatus> {
+        proptest::sample::select(OrderStatus::ALL.to_vec())
+    }
+
+    fn any_command() -> impl Strategy<Value = OrderCommand> {
+        proptest::sample::select(OrderCommand::ALL.to_vec())
+    }
+
+    proptest! {
+        /// Every single step agrees with the edge list: allowed edges bump the version by one,
+        /// repeats change nothing, everything else is refused and names where it came from.
+        #[test]
+        fn each_step_follows_the_edge_list(status in any_status(), version in 1i64..1_000_000, cmd in any_command()) {
+            let s = OrderState { status, version };
+            match s.apply(cmd) {
+                Ok(Outcome::Changed(next)) => {
+                    prop_assert!(allowed(status, next.status));
+                    prop_assert_eq!(next.status, cmd.target());
+                    prop_assert_eq!(next.version, version + 1);
+                }
+                Ok(Outcome::Unchanged(same)) => {
+                    prop_assert_eq!(same, s);
+                    prop_assert_eq!(status, cmd.target());
+                }
+                Err(refused) => {
+                    prop_assert!(!allowed(status, cmd.target()));
+                    prop_assert!(status != cmd.target());
+                    prop_assert_eq!(refused.from, status);
+                }
+            }
+        }
+
+        /// Any sequence of commands from a new order: the version counts the changes exactly,
+        /// a terminal status is never left, and a refused command leaves the state as it was.
+        #[test]
+        fn sequences_keep_the_invariants(cmds in proptest::collection::vec(any_command(), 0..40)) {
+            let mut s = OrderState::new();
+            let mut changes = 0;
+            for cmd in cmds {
+                let before = s;
+                match s.apply(cmd) {
+                    Ok(Outcome::Changed(next)) => {
+                        prop_assert!(!before.status.is_terminal());
+                        changes += 1;
+                        s = next;
+                    }
+                    Ok(Outcome::Unchanged(_)) => {}
+                    Err(_) => {}
+                }
+                if before.status.is_terminal() {
+                    prop_assert_eq!(s.status, before.status);
+                }
+            }
+            prop_assert_eq!(s.version, 1 + changes);
+            prop_assert!(changes <= 3, "the longest path has three edges");
+        }
+
+        /// Two writers that read the same state and both change it produce the same next
+        /// version, so the `WHERE version = old` write lets exactly one of them through.
+        #[test]
+        fn concurrent_changes_collide_on_version(status in any_status(), a in any_command(), b in any_command()) {
+            let s = OrderState { status, version: 3 };
+            if let (Ok(Outcome::Changed(x)), Ok(Outcome::Changed(y))) = (s.apply(a), s.apply(b)) {
+                prop_assert_eq!(x.version, y.version);
+            }
+        }
+    }
+}
