@@ -4,16 +4,19 @@
 //! Types here *parse* their input (see `Sku::parse`): once a value exists it is valid, so the
 //! functions never re-check it.
 
-pub mod field;
 pub mod cursor;
+pub mod field;
+pub mod idempotency;
 pub mod money;
+pub mod new_order;
 pub mod order;
+pub mod pricing;
 pub mod product;
 pub mod reservation;
 pub mod sku;
-pub mod trace;
 pub mod stock;
 pub mod timestamp;
+pub mod trace;
 
 pub use money::{Currency, Money, MoneyError};
 pub use sku::{Sku, SkuError};

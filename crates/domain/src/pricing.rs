@@ -1,0 +1,194 @@
+//! Order line pricing: catalog unit prices times quantities, summed with checked arithmetic in
+//! one currency. The client never sends a price; the order component passes the prices the stock
+//! component snapshotted when it reserved the items.
+
+use std::fmt;
+
+use crate::money::{Currency, Money, MoneyError};
+use crate::new_order::{NewOrder, Quantity};
+use crate::sku::Sku;
+
+/// One priced line of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricedLine {
+    pub sku: Sku,
+    pub quantity: Quantity,
+    pub unit_price: Money,
+    pub line_total: Money,
+}
+
+/// The priced order: lines in request order, and the totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricedOrder {
+    pub lines: Vec<PricedLine>,
+    pub currency: Currency,
+    pub subtotal: Money,
+    pub discount: Money,
+    pub total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PricingError {
+    /// The catalog has no price for this SKU (index into the request items).
+    MissingPrice { index: usize, sku: Sku },
+    /// Items are priced in more than one currency; an order has exactly one.
+    MixedCurrencies { skus: Vec<Sku> },
+    /// A line or the total does not fit.
+    Overflow,
+}
+
+impl fmt::Display for PricingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PricingError::MissingPrice { sku, .. } => write!(f, "no catalog price for sku {sku}"),
+            PricingError::MixedCurrencies { skus } => {
+                let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+                write!(
+                    f,
+                    "items are priced in different currencies ({}); place one order per currency",
+                    names.join(", ")
+                )
+            }
+            PricingError::Overflow => write!(f, "order total is too large"),
+        }
+    }
+}
+
+impl std::error::Error for PricingError {}
+
+/// Prices `order` with `catalog` (SKU -> unit price). The first item's currency is the order's;
+/// any item in another currency is named in [`PricingError::MixedCurrencies`]. The discount is
+/// zero until coupons are applied by the coupon component.
+pub fn price(order: &NewOrder, catalog: &[(Sku, Money)]) -> Result<PricedOrder, PricingError> {
+    let mut lines = Vec::with_capacity(order.items.len());
+    for (index, item) in order.items.iter().enumerate() {
+        let unit_price = catalog
+            .iter()
+            .find(|(s, _)| s == &item.sku)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| PricingError::MissingPrice {
+                index,
+                sku: item.sku.clone(),
+            })?;
+        let line_total = unit_price
+            .checked_mul(item.quantity.get())
+            .map_err(|_| PricingError::Overflow)?;
+        lines.push(PricedLine {
+            sku: item.sku.clone(),
+            quantity: item.quantity,
+            unit_price,
+            line_total,
+        });
+    }
+    let currency = match lines.first() {
+        Some(l) => l.unit_price.currency(),
+        None => return Err(PricingError::Overflow),
+    };
+    let odd: Vec<Sku> = lines
+        .iter()
+        .filter(|l| l.unit_price.currency() != currency)
+        .map(|l| l.sku.clone())
+        .collect();
+    if !odd.is_empty() {
+        let mut skus = vec![lines[0].sku.clone()];
+        skus.extend(odd);
+        return Err(PricingError::MixedCurrencies { skus });
+    }
+    let mut subtotal = Money::zero(currency);
+    for l in &lines {
+        subtotal = subtotal.checked_add(l.line_total).map_err(|e| match e {
+            MoneyError::Overflow => PricingError::Overflow,
+            _ => PricingError::Overflow,
+        })?;
+    }
+    let discount = Money::zero(currency);
+    let total = subtotal
+        .saturating_sub(discount)
+        .map_err(|_| PricingError::Overflow)?;
+    Ok(PricedOrder {
+        lines,
+        currency,
+        subtotal,
+        discount,
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::new_order::RawItem;
+
+    fn money(minor: i64, cur: &str) -> Money {
+        Money::new(minor, Currency::parse(cur).unwrap()).unwrap()
+    }
+
+    fn order(items: &[(&str, i64)]) -> NewOrder {
+        let raw: Vec<RawItem> = items
+            .iter()
+            .map(|(sku, quantity)| RawItem {
+                sku,
+                quantity: *quantity,
+            })
+            .collect();
+        NewOrder::parse("u", &raw, None).unwrap()
+    }
+
+    fn sku(s: &str) -> Sku {
+        Sku::parse(s).unwrap()
+    }
+
+    #[test]
+    fn prices_lines_and_totals() {
+        let p = price(
+            &order(&[("A", 3), ("B", 1)]),
+            &[(sku("B"), money(250, "EUR")), (sku("A"), money(199, "EUR"))],
+        )
+        .unwrap();
+        assert_eq!(p.lines[0].line_total.minor(), 597);
+        assert_eq!(p.lines[1].unit_price.minor(), 250);
+        assert_eq!(p.subtotal.minor(), 847);
+        assert_eq!(p.discount.minor(), 0);
+        assert_eq!(p.total.minor(), 847);
+        assert_eq!(p.currency.as_str(), "EUR");
+    }
+
+    #[test]
+    fn refuses_mixed_currencies_naming_the_skus() {
+        let err = price(
+            &order(&[("A", 1), ("B", 1), ("C", 1)]),
+            &[
+                (sku("A"), money(1, "EUR")),
+                (sku("B"), money(1, "EUR")),
+                (sku("C"), money(1, "USD")),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PricingError::MixedCurrencies {
+                skus: vec![sku("A"), sku("C")]
+            }
+        );
+    }
+
+    #[test]
+    fn missing_price_and_overflow() {
+        let err = price(
+            &order(&[("A", 1), ("B", 1)]),
+            &[(sku("A"), money(1, "EUR"))],
+        );
+        assert_eq!(
+            err,
+            Err(PricingError::MissingPrice {
+                index: 1,
+                sku: sku("B")
+            })
+        );
+        let err = price(
+            &order(&[("A", 10_000)]),
+            &[(sku("A"), money(i64::MAX / 2, "EUR"))],
+        );
+        assert_eq!(err, Err(PricingError::Overflow));
+    }
+}
