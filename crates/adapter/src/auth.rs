@@ -1,0 +1,64 @@
+//! Bearer-token checks for admin routes. The expected token is a secret component variable; the
+//! comparison takes the same time wherever the first difference is, so the token cannot be
+//! guessed byte by byte from response times.
+
+use spin_sdk::http::Request;
+
+use crate::Problem;
+
+/// Accepts `Authorization: Bearer <expected>` (scheme case-insensitive). Anything else is 401.
+/// An empty `expected` refuses every request: an unset secret never means "open".
+pub fn require_bearer(req: &Request, expected: &str) -> Result<(), Problem> {
+    let presented = req
+        .header("authorization")
+        .and_then(|v| v.as_str())
+        .and_then(bearer_token);
+    match presented {
+        Some(token) if !expected.is_empty() && constant_time_eq(token, expected) => Ok(()),
+        Some(_) => Err(unauthorized("the bearer token is not valid for this route")),
+        None => Err(unauthorized(
+            "this route needs an `Authorization: Bearer <admin token>` header",
+        )),
+    }
+}
+
+fn unauthorized(detail: &str) -> Problem {
+    Problem::new(401, "unauthorized", "Unauthorized", detail)
+}
+
+/// The token of an `Authorization` header value using the Bearer scheme.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Equality whose running time depends only on the lengths.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_headers() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn compares_exactly() {
+        assert!(constant_time_eq("secret", "secret"));
+        assert!(!constant_time_eq("secret", "secreT"));
+        assert!(!constant_time_eq("secret", "secret2"));
+    }
+}

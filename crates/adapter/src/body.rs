@@ -1,0 +1,158 @@
+//! Reading JSON request bodies field by field, so that every malformed input becomes a
+//! problem+json naming the field (`items[1].quantity`) instead of serde's free-text error or a
+//! trap. Not JSON at all (or not an object) is 400 with `field: "body"`; a missing field, a wrong
+//! type or an out-of-range number is 422 naming the field. Business rules stay in the domain:
+//! these helpers only extract primitives.
+
+use serde_json::{Map, Value};
+
+use crate::Problem;
+
+/// Parses `body` as a JSON object.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Problem> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Problem::bad_request(
+            "body",
+            "request body must be a JSON object",
+        )),
+        Err(e) => Err(Problem::bad_request(
+            "body",
+            format!("request body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// A JSON object plus where it sits in the request, for error paths.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    prefix: String,
+    map: &'a Map<String, Value>,
+}
+
+fn wrong(path: &str, expected: &str) -> Problem {
+    Problem::unprocessable(path, format!("`{path}` must be {expected}"))
+}
+
+impl<'a> Fields<'a> {
+    /// The top-level object of a request body.
+    pub fn root(map: &'a Map<String, Value>) -> Self {
+        Fields {
+            prefix: String::new(),
+            map,
+        }
+    }
+
+    /// The path of `key` inside this object, as the client wrote it.
+    pub fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    /// `null` counts as absent.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn required(&self, key: &str) -> Result<&'a Value, Problem> {
+        self.get(key).ok_or_else(|| {
+            let path = self.path(key);
+            Problem::unprocessable(&path, format!("`{path}` is required"))
+        })
+    }
+
+    pub fn str(&self, key: &str) -> Result<&'a str, Problem> {
+        let v = self.required(key)?;
+        v.as_str().ok_or_else(|| wrong(&self.path(key), "a string"))
+    }
+
+    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>, Problem> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| wrong(&self.path(key), "a string")),
+        }
+    }
+
+    /// An integer that fits an i64; `1.0`, `1e3`, `"1"` and huge numbers are refused.
+    pub fn i64(&self, key: &str) -> Result<i64, Problem> {
+        let v = self.required(key)?;
+        v.as_i64()
+            .ok_or_else(|| wrong(&self.path(key), "an integer"))
+    }
+
+    pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, Problem> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| wrong(&self.path(key), "an integer")),
+        }
+    }
+
+    /// A required array whose elements are all objects, each with its own path `key[i]`.
+    pub fn objects(&self, key: &str) -> Result<Vec<Fields<'a>>, Problem> {
+        let path = self.path(key);
+        let items = self
+            .required(key)?
+            .as_array()
+            .ok_or_else(|| wrong(&path, "an array"))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let prefix = format!("{path}[{i}]");
+                match item {
+                    Value::Object(map) => Ok(Fields { prefix, map }),
+                    _ => Err(wrong(&prefix, "an object")),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(s: &str) -> Map<String, Value> {
+        parse_object(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn not_json_or_not_an_object_is_400_body() {
+        for bad in ["", "{", "[1]", "42", "\"x\"", "nul"] {
+            let p = parse_object(bad.as_bytes()).unwrap_err();
+            assert_eq!(p.status, 400, "{bad}");
+            assert_eq!(p.field.as_deref(), Some("body"));
+        }
+    }
+
+    #[test]
+    fn names_missing_and_mistyped_fields() {
+        let map = obj(
+            r#"{"name": 3, "n": 1.5, "big": 1e30, "s": "x", "z": null, "items": [{"q": "2"}, 7]}"#,
+        );
+        let f = Fields::root(&map);
+        assert_eq!(f.str("name").unwrap_err().field.as_deref(), Some("name"));
+        assert_eq!(f.str("missing").unwrap_err().status, 422);
+        assert_eq!(f.i64("n").unwrap_err().field.as_deref(), Some("n"));
+        assert_eq!(f.i64("big").unwrap_err().field.as_deref(), Some("big"));
+        assert_eq!(f.str("s").unwrap(), "x");
+        assert_eq!(f.opt_i64("z").unwrap(), None);
+        assert!(f.str("z").is_err());
+        let err = f.objects("items").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("items[1]"));
+        let map = obj(r#"{"items": [{"q": "2"}]}"#);
+        let items = Fields::root(&map).objects("items").unwrap();
+        let err = items[0].i64("q").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("items[0].q"));
+        assert_eq!(err.status, 422);
+    }
+}
