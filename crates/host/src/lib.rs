@@ -1,0 +1,116 @@
+//! `spin-host`: a local, Spin-compatible host for `spin.toml` applications, on wasmtime.
+//!
+//! The crate is cut the way Spin's `factor-*` crates are: one module per capability, each linking
+//! its interfaces, configuring itself from the manifest / runtime config, and building
+//! per-instance state.
+
+pub mod bindings;
+pub mod component_build;
+pub mod key_value;
+pub mod manifest;
+pub mod outbound_http;
+pub mod outbound_networking;
+pub mod redis;
+pub mod routes;
+pub mod runtime;
+pub mod runtime_config;
+pub mod sqlite;
+pub mod state;
+pub mod stdio;
+pub mod trigger_http;
+pub mod unsupported;
+pub mod variables;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+/// Arguments of `spin-host up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Manifest path (or a directory containing `spin.toml`).
+    pub from: PathBuf,
+    /// Listen address.
+    pub listen: String,
+    /// Runtime config file.
+    pub runtime_config_file: Option<PathBuf>,
+    /// State directory (default `.spin` next to the manifest).
+    pub state_dir: Option<PathBuf>,
+    /// Run build commands first.
+    pub build: bool,
+}
+
+/// `spin-host up`: loads, optionally builds, and runs the app until SIGINT/SIGTERM.
+pub fn up(opts: UpOptions) -> Result<()> {
+    let manifest_path = if opts.from.is_dir() {
+        opts.from.join("spin.toml")
+    } else {
+        opts.from.clone()
+    };
+    let app = manifest::App::load(&manifest_path)?;
+    if opts.build {
+        component_build::build_all(&app)?;
+    }
+    let runtime_config = runtime_config::RuntimeConfig::load(opts.runtime_config_file.as_deref())?;
+    let state_dir = opts
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| app.base_dir.join(".spin"));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let _guard = rt.enter();
+
+    let listen_addr = resolve_listen(&opts.listen)?;
+    let runtime = Arc::new(runtime::AppRuntime::load(runtime::LoadOptions {
+        app,
+        state_dir,
+        runtime_config,
+        engine: runtime::EngineOptions::default(),
+    })?);
+
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {listen_addr}"))?;
+        let local = listener.local_addr()?;
+        let _ = runtime.listen_addr.set(local);
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "Serving http://{local}")?;
+            out.flush()?;
+        }
+        tokio::select! {
+            r = trigger_http::serve(runtime.clone(), listener) => r,
+            r = shutdown_signal() => r,
+        }
+    })?;
+    // Do not wait for in-flight guest tasks: exit promptly and cleanly.
+    rt.shutdown_background();
+    Ok(())
+}
+
+fn resolve_listen(listen: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    listen
+        .to_socket_addrs()
+        .with_context(|| format!("invalid --listen address {listen:?} (expected host:port)"))?
+        .next()
+        .with_context(|| format!("--listen address {listen:?} resolves to nothing"))
+}
+
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

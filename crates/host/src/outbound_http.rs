@@ -1,0 +1,117 @@
+//! Outbound HTTP (`wasi:http/outgoing-handler@0.2.x`, Spin's `factor-outbound-http`).
+//!
+//! wasmtime-wasi-http implements the interface; this module supplies the policy through its
+//! `WasiHttpHooks::send_request` hook:
+//! - a request is sent only if `allowed_outbound_hosts` grants its scheme/host/port, otherwise the
+//!   guest gets `error-code.HTTP-request-denied`, as in Spin;
+//! - `http://<component-id>.spin.internal/...` (service chaining) is dispatched in-process to that
+//!   component's HTTP handler, never over the network;
+//! - a relative URL (or `self.alt`) is a self-request to this host's listen address, allowed by a
+//!   `http://self` / `*://*` grant.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::outbound_networking::parse_service_chaining_host;
+use crate::runtime::{AppRuntime, ComponentRuntime};
+
+/// The per-instance outbound HTTP policy.
+pub struct OutboundHttpHooks {
+    app: Arc<AppRuntime>,
+    component: Arc<ComponentRuntime>,
+}
+
+impl OutboundHttpHooks {
+    /// Policy for one instance of `component`.
+    pub fn new(app: Arc<AppRuntime>, component: Arc<ComponentRuntime>) -> Self {
+        OutboundHttpHooks { app, component }
+    }
+}
+
+type SendResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
+
+impl WasiHttpHooks for OutboundHttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let app = self.app.clone();
+        let component = self.component.clone();
+        Box::new(async move { send(app, component, request, options).await })
+    }
+}
+
+async fn send(
+    app: Arc<AppRuntime>,
+    component: Arc<ComponentRuntime>,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> SendResult {
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.host().to_string())
+        .unwrap_or_default();
+    let is_self = host.is_empty() || host == "self.alt";
+
+    if is_self {
+        if !component.allowed_hosts.allows_relative(&["http", "https"]) {
+            return Err(Error::HttpRequestDenied);
+        }
+        let Some(addr) = app.listen_addr.get().copied() else {
+            return Err(Error::HttpRequestUriInvalid);
+        };
+        let pq = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        let uri: http::Uri = format!("http://{addr}{pq}")
+            .parse()
+            .map_err(|_| Error::HttpRequestUriInvalid)?;
+        *request.uri_mut() = uri;
+        request.headers_mut().remove(http::header::HOST);
+        return forward(request, options).await;
+    }
+
+    let uri_string = request.uri().to_string();
+    let scheme = request.uri().scheme_str().unwrap_or("https").to_string();
+    if !component.allowed_hosts.allows_url(&uri_string, &scheme) {
+        return Err(Error::HttpRequestDenied);
+    }
+
+    if let Some(target) = parse_service_chaining_host(&host) {
+        let target = target.to_string();
+        // Spin strips the Host header before the interceptor sees the request.
+        request.headers_mut().remove(http::header::HOST);
+        let Some(target_rt) = app.component(&target).cloned() else {
+            return Err(Error::DestinationNotFound);
+        };
+        let resp = crate::trigger_http::handle_chained(&app, &target_rt, request)
+            .await
+            .map_err(|e| Error::InternalError(Some(format!("{e:#}"))))?;
+        let resp = resp.map(|b| b.boxed_unsync());
+        return Ok((resp, Box::new(async { Ok(()) })));
+    }
+
+    request.headers_mut().remove(http::header::HOST);
+    forward(request, options).await
+}
+
+async fn forward(request: http::Request<WasiBody>, options: Option<RequestOptions>) -> SendResult {
+    let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+    let resp = resp.map(|b| b.map_frame(|f| f.map_data(Bytes::from)).boxed_unsync());
+    Ok((resp, Box::new(io)))
+}

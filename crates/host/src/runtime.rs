@@ -1,0 +1,365 @@
+//! The engine, the linker and the loaded application (Spin's `spin-core` + `factors-executor`).
+//!
+//! Every component is compiled once at start-up, in parallel, through wasmtime's on-disk cache
+//! (so a restart with unchanged `.wasm` files skips Cranelift), and pre-instantiated
+//! (`InstancePre`) against one linker holding every interface a spin-sdk 5.2 component may import.
+//! Instances come from the pooling allocator; each call gets a fresh `Store`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::bindings::cron_trigger::SpinCronPre;
+use crate::bindings::redis_trigger::RedisTriggerPre;
+use crate::manifest::App;
+use crate::outbound_http::OutboundHttpHooks;
+use crate::outbound_networking::AllowedHosts;
+use crate::routes::Router;
+use crate::runtime_config::RuntimeConfig;
+use crate::state::InstanceState;
+use crate::variables::{AppVariables, ComponentVariables};
+use crate::{key_value, redis, sqlite, stdio};
+
+/// Options that shape the engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Use wasmtime's on-disk compilation cache.
+    pub cache: bool,
+    /// Use the pooling instance allocator.
+    pub pooling: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            cache: std::env::var_os("SPIN_HOST_NO_CACHE").is_none(),
+            pooling: std::env::var_os("SPIN_HOST_NO_POOLING").is_none(),
+        }
+    }
+}
+
+/// Builds the wasmtime engine.
+pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.parallel_compilation(true);
+    if opts.cache {
+        match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(e) => eprintln!("spin-host: warning: compilation cache disabled: {e:#}"),
+        }
+    }
+    if opts.pooling {
+        let max_instances = 1000;
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(max_instances)
+            .total_memories(max_instances)
+            .total_tables(2 * max_instances)
+            .total_stacks(max_instances)
+            .total_core_instances(4 * max_instances)
+            .table_elements(100_000)
+            .max_component_instance_size(10 << 20)
+            .max_core_instance_size(10 << 20)
+            .max_core_instances_per_component(200)
+            .max_tables_per_component(64)
+            .max_memories_per_component(32)
+            .max_tables_per_module(2)
+            .max_memories_per_module(2)
+            .max_memory_size(1 << 30)
+            // Keep a little of each slot's memory resident: resetting a warm slot is then a
+            // memset instead of a page fault storm on the next request.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(1 << 20);
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        match Engine::new(&pooled) {
+            Ok(engine) => return Ok(engine),
+            Err(e) => eprintln!("spin-host: warning: pooling allocator unavailable ({e:#}); using on-demand allocation"),
+        }
+    }
+    Engine::new(&config).map_err(anyhow::Error::from)
+}
+
+/// Adds every host interface to the linker.
+pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::variables::add_to_linker(&mut linker)?;
+    crate::key_value::add_to_linker(&mut linker)?;
+    crate::sqlite::add_to_linker(&mut linker)?;
+    crate::redis::add_to_linker(&mut linker)?;
+    crate::unsupported::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// A component, loaded and pre-instantiated, with its resolved configuration.
+pub struct ComponentRuntime {
+    /// Component id.
+    pub id: String,
+    /// Pre-instantiated component.
+    pub pre: InstancePre<InstanceState>,
+    /// Set when the component exports `wasi:http/incoming-handler`.
+    pub http: Option<ProxyPre<InstanceState>>,
+    /// Set when the component exports `fermyon:spin/inbound-redis`.
+    pub redis: Option<RedisTriggerPre<InstanceState>>,
+    /// Set when the component exports `handle-cron-event`.
+    pub cron: Option<SpinCronPre<InstanceState>>,
+    /// Resolved `[component.X.variables]`.
+    pub variables: ComponentVariables,
+    /// Resolved `allowed_outbound_hosts`.
+    pub allowed_hosts: AllowedHosts,
+    /// `key_value_stores`.
+    pub key_value_stores: Vec<String>,
+    /// `sqlite_databases`.
+    pub sqlite_databases: Vec<String>,
+    /// `[component.X.environment]`.
+    pub environment: Vec<(String, String)>,
+}
+
+/// The running application: components, routes and shared services.
+pub struct AppRuntime {
+    /// The engine.
+    pub engine: Engine,
+    /// Components by id.
+    pub components: HashMap<String, Arc<ComponentRuntime>>,
+    /// HTTP routes.
+    pub router: Router,
+    /// Key-value stores (shared across requests).
+    pub kv: key_value::KvService,
+    /// SQLite databases (connection pools).
+    pub sqlite: sqlite::SqliteService,
+    /// Outbound Redis connections.
+    pub redis: redis::RedisPool,
+    /// The address the HTTP server listens on (for self-requests), set once bound.
+    pub listen_addr: OnceLock<SocketAddr>,
+    /// Where component stdout/stderr go.
+    pub stdio: stdio::Stdio,
+}
+
+/// Everything needed to load an app.
+pub struct LoadOptions {
+    /// Parsed manifest.
+    pub app: App,
+    /// `--state-dir`.
+    pub state_dir: PathBuf,
+    /// Parsed runtime config.
+    pub runtime_config: RuntimeConfig,
+    /// Engine options.
+    pub engine: EngineOptions,
+}
+
+impl AppRuntime {
+    /// Loads, validates and pre-instantiates the whole application.
+    pub fn load(opts: LoadOptions) -> Result<AppRuntime> {
+        let LoadOptions {
+            app,
+            state_dir,
+            runtime_config,
+            engine: engine_opts,
+        } = opts;
+        let env = crate::variables::env_provider();
+        let vars = AppVariables::resolve(&app, &env)?;
+        let component_ids = app.component_ids();
+
+        // Resolve per-component configuration first: cheap, and errors are clearer before compiling.
+        struct Pending {
+            id: String,
+            path: PathBuf,
+            variables: ComponentVariables,
+            allowed_hosts: AllowedHosts,
+            key_value_stores: Vec<String>,
+            sqlite_databases: Vec<String>,
+            environment: Vec<(String, String)>,
+        }
+        let triggered = app.triggered_components();
+        let mut pending = Vec::new();
+        for (id, c) in &app.manifest.components {
+            if !triggered.contains(id) {
+                // Spin loads only triggered components (plus chaining targets, which need a route).
+                // Components reachable only by service chaining still need an HTTP trigger.
+                continue;
+            }
+            let path = app.component_source_path(id)?;
+            if !path.is_file() {
+                bail!(
+                    "component {id:?}: the Wasm file {} does not exist (build it first, e.g. with `spin-host up --build`)",
+                    path.display()
+                );
+            }
+            let variables = ComponentVariables::resolve(&app, id, &vars)?;
+            let allowed_hosts = AllowedHosts::parse(&c.allowed_outbound_hosts, &vars, &component_ids)
+                .with_context(|| format!("component {id:?}: invalid allowed_outbound_hosts"))?;
+            for label in &c.key_value_stores {
+                if !runtime_config.has_kv_store(label) {
+                    bail!("component {id:?} uses key-value store {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [key_value_store.{label}]");
+                }
+            }
+            for label in &c.sqlite_databases {
+                if !runtime_config.has_sqlite_database(label) {
+                    bail!("component {id:?} uses SQLite database {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [sqlite_database.{label}]");
+                }
+            }
+            if !c.files.is_empty() {
+                eprintln!("spin-host: warning: component {id:?}: `files` are not mounted by this host");
+            }
+            pending.push(Pending {
+                id: id.clone(),
+                path,
+                variables,
+                allowed_hosts,
+                key_value_stores: c.key_value_stores.clone(),
+                sqlite_databases: c.sqlite_databases.clone(),
+                environment: c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            });
+        }
+
+        let engine = build_engine(&engine_opts)?;
+        let linker = build_linker(&engine)?;
+
+        // Compile in parallel: one thread per component (Cranelift also parallelises inside).
+        let started = Instant::now();
+        let compiled: Vec<Result<Component>> = std::thread::scope(|s| {
+            let handles: Vec<_> = pending
+                .iter()
+                .map(|p| {
+                    let engine = engine.clone();
+                    let path = p.path.clone();
+                    let id = p.id.clone();
+                    s.spawn(move || {
+                        Component::from_file(&engine, &path).map_err(anyhow::Error::from).with_context(|| {
+                            format!("component {id:?}: cannot load {} as a Wasm component", path.display())
+                        })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("compiler thread panicked"))))
+                .collect()
+        });
+        let compile_time = started.elapsed();
+
+        let mut components = HashMap::new();
+        let mut linker = linker;
+        for (p, component) in pending.into_iter().zip(compiled) {
+            let component = component?;
+            // TEMPORARY (step 1): interfaces not implemented yet trap when called.
+            if linker.instantiate_pre(&component).is_err() {
+                let mut l = build_linker(&engine)?;
+                l.define_unknown_imports_as_traps(&component)?;
+                linker = l;
+            }
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("component {:?} imports an interface this host does not provide", p.id))?;
+            let http = ProxyPre::new(pre.clone()).ok();
+            let redis = RedisTriggerPre::new(pre.clone()).ok();
+            let cron = SpinCronPre::new(pre.clone()).ok();
+            components.insert(
+                p.id.clone(),
+                Arc::new(ComponentRuntime {
+                    id: p.id,
+                    pre,
+                    http,
+                    redis,
+                    cron,
+                    variables: p.variables,
+                    allowed_hosts: p.allowed_hosts,
+                    key_value_stores: p.key_value_stores,
+                    sqlite_databases: p.sqlite_databases,
+                    environment: p.environment,
+                }),
+            );
+        }
+        if std::env::var_os("SPIN_HOST_VERBOSE").is_some() {
+            eprintln!("spin-host: compiled {} component(s) in {compile_time:?}", components.len());
+        }
+
+        // Trigger/export consistency.
+        for t in &app.http_triggers {
+            if let Some(c) = &t.component {
+                if components.get(c).is_some_and(|c| c.http.is_none()) {
+                    bail!("component {c:?} has an HTTP trigger but does not export wasi:http/incoming-handler@0.2.x");
+                }
+            }
+        }
+        for t in &app.redis_triggers {
+            if components.get(&t.component).is_some_and(|c| c.redis.is_none()) {
+                bail!("component {:?} has a Redis trigger but does not export fermyon:spin/inbound-redis", t.component);
+            }
+        }
+        for t in &app.cron_triggers {
+            if components.get(&t.component).is_some_and(|c| c.cron.is_none()) {
+                bail!("component {:?} has a cron trigger but does not export handle-cron-event (fermyon:spin-cron/spin-cron@2.0.0)", t.component);
+            }
+        }
+
+        let (router, warnings) = Router::build(app.http_triggers.iter().filter_map(|t| {
+            let component = t.component.as_deref()?;
+            match &t.route {
+                crate::manifest::HttpRoute::Route(r) => Some((component, r.as_str())),
+                crate::manifest::HttpRoute::Private(_) => None,
+            }
+        }))?;
+        for w in warnings {
+            eprintln!("spin-host: warning: {w}");
+        }
+
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+        let kv = key_value::KvService::new(&state_dir, &runtime_config)?;
+        let sqlite = sqlite::SqliteService::new(&state_dir, &runtime_config)?;
+
+        Ok(AppRuntime {
+            engine,
+            components,
+            router,
+            kv,
+            sqlite,
+            redis: redis::RedisPool::default(),
+            listen_addr: OnceLock::new(),
+            stdio: stdio::Stdio::default(),
+        })
+    }
+
+    /// A component by id.
+    pub fn component(&self, id: &str) -> Option<&Arc<ComponentRuntime>> {
+        self.components.get(id)
+    }
+
+    /// A fresh store for one call into `component`.
+    pub fn new_store(self: &Arc<Self>, component: &Arc<ComponentRuntime>) -> Store<InstanceState> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(self.stdio.stream(&component.id))
+            .stderr(self.stdio.stream(&component.id));
+        if !component.environment.is_empty() {
+            wasi.envs(&component.environment);
+        }
+        let state = InstanceState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHttpHooks::new(self.clone(), component.clone()),
+            component: component.clone(),
+            app: self.clone(),
+            limits: wasmtime::StoreLimitsBuilder::new().build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+    }
+}

@@ -1,0 +1,331 @@
+//! The HTTP trigger (Spin's `trigger-http`): an HTTP/1.1 server that routes each request to a
+//! component's `wasi:http/incoming-handler`, with the request headers Spin adds
+//! (`spin-full-url`, `spin-path-info`, `spin-matched-route`, `spin-base-path`,
+//! `spin-component-route`, `spin-raw-component-route`, `spin-client-addr`,
+//! `spin-path-match-<name>`), Spin's 404 for unmatched paths, `/.well-known/spin/health`, and
+//! one log line per request on stdout.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Body;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::routes::RouteMatch;
+use crate::runtime::{AppRuntime, ComponentRuntime};
+
+/// Client address Spin reports for service-chained requests.
+const CHAINED_CLIENT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// Spin's well-known prefix.
+const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
+
+/// Serves until the listener fails; the caller races this against a shutdown signal.
+pub async fn serve(app: Arc<AppRuntime>, listener: TcpListener) -> Result<()> {
+    loop {
+        let (stream, client_addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                eprintln!("spin-host: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, req, client_addr).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                if std::env::var_os("SPIN_HOST_VERBOSE").is_some() {
+                    eprintln!("spin-host: connection from {client_addr}: {e}");
+                }
+            }
+        });
+    }
+}
+
+fn full_body(bytes: impl Into<Bytes>) -> HyperOutgoingBody {
+    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
+}
+
+fn empty_body() -> HyperOutgoingBody {
+    Empty::<Bytes>::new().map_err(|never: Infallible| match never {}).boxed_unsync()
+}
+
+fn status_response(status: StatusCode) -> Response<HyperOutgoingBody> {
+    let mut resp = Response::new(empty_body());
+    *resp.status_mut() = status;
+    resp
+}
+
+fn log_request(method: &http::Method, path: &str, component: &str, status: StatusCode, started: Instant) {
+    let elapsed = started.elapsed();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{method} {path} {component} {} {:.3}ms",
+        status.as_u16(),
+        elapsed.as_secs_f64() * 1000.0
+    );
+    let _ = out.flush();
+}
+
+/// Handles one inbound request end to end (never fails: errors become 4xx/5xx responses).
+pub async fn handle<B>(app: &Arc<AppRuntime>, mut req: Request<B>, client_addr: SocketAddr) -> Response<HyperOutgoingBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+
+    // Spin's strip_forbidden_headers: a service-chaining Host and Connection never reach guests.
+    if let Some(host) = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+        if crate::outbound_networking::parse_service_chaining_host(host).is_some() {
+            req.headers_mut().remove(http::header::HOST);
+        }
+    }
+    req.headers_mut().remove(http::header::CONNECTION);
+
+    if let Some(well_known) = path.strip_prefix(WELL_KNOWN_PREFIX) {
+        let resp = match well_known {
+            "health" => Response::new(full_body(Bytes::from_static(b"OK"))),
+            _ => status_response(StatusCode::NOT_FOUND),
+        };
+        log_request(&method, &path, "-", resp.status(), started);
+        return resp;
+    }
+
+    let Some(route_match) = app.router.route(&path) else {
+        let resp = status_response(StatusCode::NOT_FOUND);
+        log_request(&method, &path, "-", resp.status(), started);
+        return resp;
+    };
+    let component_id = route_match.route.component.clone();
+    let resp = match app.component(&component_id) {
+        Some(component) => respond(app, component, req, &route_match, client_addr).await,
+        None => status_response(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    log_request(&method, &path, &component_id, resp.status(), started);
+    resp
+}
+
+/// Runs a matched request; execution errors become Spin's empty 500.
+async fn respond<B>(
+    app: &Arc<AppRuntime>,
+    component: &Arc<ComponentRuntime>,
+    req: Request<B>,
+    route_match: &RouteMatch<'_>,
+    client_addr: SocketAddr,
+) -> Response<HyperOutgoingBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let result = async {
+        let mut req = req;
+        set_req_uri(&mut req)?;
+        prepare_headers(&mut req, route_match, client_addr)?;
+        execute(app, component, req).await
+    }
+    .await;
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            eprintln!("spin-host: component {:?}: error processing request: {e:#}", component.id);
+            status_response(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+/// Service chaining: `http://<id>.spin.internal/...` dispatched in-process with Spin's synthetic
+/// route (`/...`, the whole path as `spin-path-info`, client address `0.0.0.0:0`).
+pub async fn handle_chained<B>(
+    app: &Arc<AppRuntime>,
+    component: &Arc<ComponentRuntime>,
+    req: Request<B>,
+) -> Result<Response<HyperOutgoingBody>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    if component.http.is_none() {
+        bail!("component {:?} has no HTTP handler to chain to", component.id);
+    }
+    let route = crate::routes::Route::synthetic(&component.id);
+    let route_match = RouteMatch {
+        route: &route,
+        path_info: path.clone(),
+        params: Vec::new(),
+    };
+    let resp = respond(app, component, req, &route_match, CHAINED_CLIENT_ADDR).await;
+    log_request(&method, &path, &component.id, resp.status(), started);
+    Ok(resp)
+}
+
+/// Spin's `set_req_uri`: make the URI absolute from the Host header (or the URI's authority).
+fn set_req_uri<B>(req: &mut Request<B>) -> Result<()> {
+    let header_authority = req
+        .headers()
+        .get(http::header::HOST)
+        .map(|h| -> Result<http::uri::Authority> {
+            let s = h.to_str().context("'Host' header is not valid UTF-8")?;
+            s.parse().context("'Host' header contains an invalid authority")
+        })
+        .transpose()?;
+    let mut parts = req.uri().clone().into_parts();
+    let authority = match (header_authority, parts.authority.take()) {
+        (None, None) => bail!("no 'Host' header present in request"),
+        (None, Some(a)) | (Some(a), None) => a,
+        (Some(a1), Some(a2)) => {
+            if a1 != a2 {
+                bail!("authority in 'Host' header does not match authority in URI");
+            }
+            a1
+        }
+    };
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(parts).context("cannot build the request URI")?;
+    Ok(())
+}
+
+/// The `spin-*` headers, computed as Spin's `compute_default_headers` does.
+pub fn spin_headers(uri: &Uri, host: &str, route_match: &RouteMatch<'_>, client_addr: SocketAddr) -> Vec<(String, String)> {
+    let abs_path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let mut res = vec![
+        ("spin-path-info".to_string(), route_match.path_info.clone()),
+        ("spin-full-url".to_string(), format!("{scheme}://{host}{abs_path}")),
+        ("spin-matched-route".to_string(), route_match.route.based_route.clone()),
+        ("spin-base-path".to_string(), "/".to_string()),
+        ("spin-raw-component-route".to_string(), route_match.route.raw_route.clone()),
+        ("spin-component-route".to_string(), route_match.route.raw_route_or_prefix().to_string()),
+        ("spin-client-addr".to_string(), client_addr.to_string()),
+    ];
+    for (name, value) in &route_match.params {
+        res.push((format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-")), value.clone()));
+    }
+    res
+}
+
+fn prepare_headers<B>(req: &mut Request<B>, route_match: &RouteMatch<'_>, client_addr: SocketAddr) -> Result<()> {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .map(|h| h.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| anyhow!("'Host' header is not valid UTF-8"))?
+        .unwrap_or_else(|| "localhost".to_string());
+    let extra = spin_headers(req.uri(), &host, route_match, client_addr);
+    let headers = req.headers_mut();
+    for (k, v) in extra {
+        let name = HeaderName::from_bytes(k.as_bytes())?;
+        let value = HeaderValue::from_str(&v)?;
+        headers.insert(name, value);
+    }
+    Ok(())
+}
+
+/// Instantiates the component in a fresh store and calls its HTTP handler.
+pub async fn execute<B>(
+    app: &Arc<AppRuntime>,
+    component: &Arc<ComponentRuntime>,
+    req: Request<B>,
+) -> Result<Response<HyperOutgoingBody>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let Some(pre) = component.http.clone() else {
+        bail!("component {:?} does not export wasi:http/incoming-handler", component.id);
+    };
+    let mut store = app.new_store(component);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let request = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+    let out = store.data_mut().http().new_response_outparam(tx)?;
+    let id = component.id.clone();
+    let task = tokio::spawn(async move {
+        let result: Result<()> = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, out)
+                .await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = &result {
+            eprintln!("spin-host: component {id:?}: handler failed: {e:?}");
+        }
+        result
+    });
+    match rx.await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(code)) => Err(anyhow!("the guest set an error response: {code:?}")),
+        Err(_) => match task.await {
+            Ok(Ok(())) => bail!("guest never invoked `response-outparam::set`"),
+            Ok(Err(e)) => Err(e.context("guest never invoked `response-outparam::set`")),
+            Err(e) => Err(anyhow!("handler task failed: {e}")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::Router;
+
+    #[test]
+    fn spin_headers_match_spin() {
+        let (router, _) = Router::build([("c", "/foo/...")]).expect("router");
+        let m = router.route("/foo/bar").expect("match");
+        let uri: Uri = "http://fermyon.dev/foo/bar?key1=value1&key2=value2".parse().expect("uri");
+        let h = spin_headers(&uri, "fermyon.dev", &m, "127.0.0.1:8777".parse().expect("addr"));
+        let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("spin-full-url"), Some("http://fermyon.dev/foo/bar?key1=value1&key2=value2"));
+        assert_eq!(get("spin-path-info"), Some("/bar"));
+        assert_eq!(get("spin-matched-route"), Some("/foo/..."));
+        assert_eq!(get("spin-base-path"), Some("/"));
+        assert_eq!(get("spin-raw-component-route"), Some("/foo/..."));
+        assert_eq!(get("spin-component-route"), Some("/foo"));
+        assert_eq!(get("spin-client-addr"), Some("127.0.0.1:8777"));
+    }
+
+    #[test]
+    fn named_wildcards_become_headers() {
+        let (router, _) = Router::build([("c", "/foo/:userid/...")]).expect("router");
+        let m = router.route("/foo/42/bar").expect("match");
+        let uri: Uri = "http://h/foo/42/bar".parse().expect("uri");
+        let h = spin_headers(&uri, "h", &m, "127.0.0.1:1".parse().expect("addr"));
+        assert!(h.contains(&("spin-path-match-userid".to_string(), "42".to_string())));
+        assert!(h.contains(&("spin-path-info".to_string(), "/bar".to_string())));
+    }
+}
