@@ -1,19 +1,100 @@
-//! The `stock` component. Thin: parse the request, call the domain, persist, respond.
+//! The `stock` component: the product catalog and inventory, in Redis.
+//!
+//! Thin: parse the request (into `shop_domain` values), run one atomic step (a Lua script in
+//! `src/lua/`, each stating what it guarantees), respond. Every client mistake is a
+//! problem+json 4xx naming the field; a Redis outage is 503.
+//!
+//! Routes (the order component calls them through `http://stock.spin.internal`):
+//! - `PUT  /api/products/{sku}` (admin) and `GET /api/products/{sku}`
+//! - `POST /api/stock/reservations`, `GET /api/stock/reservations/{id}`
+//! - `POST /api/stock/reservations/{id}/confirm`, `POST /api/stock/reservations/{id}/release`
+//! - `POST /api/stock/reservations/expire` (the compensator's cron tick)
+//!
+//! Invariant: for each SKU, `available + reserved + sold` changes only through the admin PUT, and
+//! `available` is never negative (see `shop_domain::stock::StockLevels`).
 
 use shop_adapter::health;
-use spin_sdk::http::{IntoResponse, Request, Router};
+use shop_adapter::respond::finish;
+use shop_adapter::Problem;
+use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
 use spin_sdk::http_component;
 
+mod cmd;
+mod redis;
+mod view;
+
 const COMPONENT: &str = "stock";
+
+fn param<'a>(params: &'a Params, name: &str) -> &'a str {
+    params.get(name).unwrap_or_default()
+}
 
 #[http_component]
 fn handle(req: Request) -> impl IntoResponse {
     let mut router = Router::new();
     router.get("/api/health/stock", |_req: Request, _params| health_route());
+
+    router.put("/api/products/:sku", |req: Request, p: Params| {
+        finish(cmd::put_product::handle(&req, param(&p, "sku")))
+    });
+    router.get("/api/products/:sku", |_req: Request, p: Params| {
+        finish(cmd::get_product::handle(param(&p, "sku")))
+    });
+    router.any("/api/products/:sku", |_req: Request, _p| {
+        method_not_allowed("GET, PUT")
+    });
+
+    router.post("/api/stock/reservations", |req: Request, _p| {
+        finish(cmd::reserve::handle(&req))
+    });
+    router.any("/api/stock/reservations", |_req: Request, _p| {
+        method_not_allowed("POST")
+    });
+    router.post("/api/stock/reservations/expire", |req: Request, _p| {
+        finish(cmd::expire::handle(&req))
+    });
+    router.get("/api/stock/reservations/:id", |_req: Request, p: Params| {
+        finish(cmd::get_reservation::handle(param(&p, "id")))
+    });
+    router.any("/api/stock/reservations/:id", |_req: Request, _p| {
+        method_not_allowed("GET")
+    });
+    router.post(
+        "/api/stock/reservations/:id/confirm",
+        |_req: Request, p: Params| finish(cmd::confirm::handle(param(&p, "id"))),
+    );
+    router.post(
+        "/api/stock/reservations/:id/release",
+        |_req: Request, p: Params| finish(cmd::release::handle(param(&p, "id"))),
+    );
+    router.any(
+        "/api/stock/reservations/:id/:action",
+        |_req: Request, p: Params| match param(&p, "action") {
+            "confirm" | "release" => method_not_allowed("POST"),
+            _ => no_route(),
+        },
+    );
+    router.any("/*", |_req: Request, _p| no_route());
     router.handle(req)
 }
 
-fn health_route() -> spin_sdk::http::Response {
+fn method_not_allowed(allow: &str) -> Response {
+    let mut resp = Problem::new(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("allowed: {allow}"),
+    )
+    .into_response();
+    resp.set_header("allow", allow);
+    resp
+}
+
+fn no_route() -> Response {
+    Problem::not_found("no such route in the stock API").into_response()
+}
+
+fn health_route() -> Response {
     let redis = || -> anyhow::Result<()> {
         let url = spin_sdk::variables::get("redis_url")?;
         health::redis_check(&url)

@@ -1,0 +1,15 @@
+//! `POST /api/stock/reservations/{id}/confirm`: the order was paid, its reserved units are sold.
+//!
+//! Idempotent: confirming a CONFIRMED reservation answers 200 again and moves nothing. A RELEASED
+//! reservation (cancelled or expired) is 409. A RESERVED one whose expiry has passed is released
+//! instead and answers 409 `reservation-expired`, exactly as if the compensator had run first,
+//! so the result never depends on the compensator's timing.
+
+use shop_adapter::respond::HandlerResult;
+
+use crate::redis::CONFIRM;
+use shop_domain::reservation::ReservationAction;
+
+pub fn handle(id: &str) -> HandlerResult {
+    super::release::settle(id, ReservationAction::Confirm, &CONFIRM)
+}

@@ -1,0 +1,97 @@
+//! `POST /api/stock/reservations/expire` `{now?}`: release every reservation whose expiry has
+//! passed; the compensator calls it on each cron tick.
+//!
+//! Each batch is one Lua script (expire.lua) that releases due RESERVED reservations and removes
+//! them from the expiry index in the same step, so the call is idempotent and two instances may
+//! run it concurrently without releasing anything twice. "Now" is the Redis server's clock, the
+//! one clock every instance shares. An admin may pass `now` (RFC 3339) to expire as of another
+//! instant (tests, manual repair); since that releases reservations early, it needs the admin
+//! token, while the plain call is harmless and open to the compensator's service chaining.
+
+use serde::Serialize;
+use shop_adapter::auth::require_bearer;
+use shop_adapter::body::{parse_object, Fields};
+use shop_adapter::respond::{json, HandlerResult};
+use shop_adapter::Problem;
+use shop_domain::timestamp::Timestamp;
+use spin_sdk::http::Request;
+
+use super::release::RETENTION_MS;
+use crate::redis::{bad_reply, keys, Store, EXPIRE};
+
+const BATCH: u32 = 100;
+/// Bounds one request's work; whatever is left is picked up by the next call.
+const MAX_BATCHES: u32 = 50;
+
+#[derive(Serialize)]
+struct Expired {
+    released: u64,
+    still_due: u64,
+    now: Timestamp,
+}
+
+pub fn handle(req: &Request) -> HandlerResult {
+    let now = parse_now(req)?;
+    if now.is_some() {
+        let admin = spin_sdk::variables::get("admin_token")
+            .map_err(|e| Problem::internal("read variable admin_token", e))?;
+        require_bearer(req, &admin)?;
+    }
+    let now_arg = now.map(|t| t.millis().to_string()).unwrap_or_default();
+    let store = Store::open()?;
+    let (batch, retention) = (BATCH.to_string(), RETENTION_MS.to_string());
+    let mut released = 0u64;
+    let mut last = None;
+    for _ in 0..MAX_BATCHES {
+        let reply = store.run(
+            &EXPIRE,
+            &[keys::EXPIRIES],
+            &[
+                &now_arg,
+                &batch,
+                keys::RESERVATION_PREFIX,
+                keys::PRODUCT_PREFIX,
+                &retention,
+            ],
+        )?;
+        let parsed = match reply.as_slice() {
+            [ok, n, due, at] if ok == "OK" => {
+                n.parse::<u64>().ok().zip(due.parse::<u64>().ok()).zip(
+                    at.parse::<i64>()
+                        .ok()
+                        .and_then(|ms| Timestamp::from_millis(ms).ok()),
+                )
+            }
+            _ => None,
+        };
+        let ((n, due), at) = parsed.ok_or_else(|| bad_reply(&EXPIRE, &reply))?;
+        released += n;
+        last = Some((due, at));
+        if due == 0 {
+            break;
+        }
+    }
+    let (still_due, now) = last.ok_or_else(|| bad_reply(&EXPIRE, &[]))?;
+    Ok(json(
+        200,
+        &Expired {
+            released,
+            still_due,
+            now,
+        },
+    ))
+}
+
+/// An empty body is `{}`.
+fn parse_now(req: &Request) -> Result<Option<Timestamp>, Problem> {
+    if req.body().iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let body = parse_object(req.body())?;
+    Fields::root(&body)
+        .opt_str("now")?
+        .map(|s| {
+            Timestamp::parse_rfc3339(s).map_err(|e| Problem::unprocessable("now", e.to_string()))
+        })
+        .transpose()
+}

@@ -1,0 +1,10 @@
+//! One file per command. Each is thin: parse the request into domain values, run one atomic
+//! Redis step (a Lua script), answer.
+
+pub mod confirm;
+pub mod expire;
+pub mod get_product;
+pub mod get_reservation;
+pub mod put_product;
+pub mod release;
+pub mod reserve;

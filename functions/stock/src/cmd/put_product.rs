@@ -1,0 +1,110 @@
+//! `PUT /api/products/{sku}` (admin): create or update a product's name, price and stock.
+//!
+//! `stock` is the number of units available for new reservations. Units held by outstanding
+//! reservations (`reserved`) and already sold (`sold`) are kept as they are: a reservation made
+//! before the write can still be confirmed or released, and sales history survives. So after
+//! `PUT {stock: 10}` a product with 3 reserved units has 13 units on hand, 10 of them on sale.
+//!
+//! Concurrent admin writers are serialised by a per-SKU lock (`SET NX PX` with a random owner
+//! token, released by compare-and-delete). The lock alone is not enough: a writer paused past the
+//! lock's TTL would write after the next owner. So acquiring also issues a fencing token (INCR),
+//! and put_product.lua writes only if that token is still the newest; a stale writer gets 409.
+//! A writer that finds the lock held gets 409 `lock-busy` at once (with `Retry-After`), rather
+//! than waiting inside a request.
+
+use shop_adapter::auth::require_bearer;
+use shop_adapter::body::{parse_object, Fields};
+use shop_adapter::respond::{json, HandlerResult};
+use shop_adapter::Problem;
+use shop_domain::product::{ProductInput, RawProduct};
+use shop_domain::Sku;
+use spin_sdk::http::Request;
+
+use crate::redis::{bad_reply, keys, Store, LOCK_ACQUIRE, LOCK_RELEASE, PUT_PRODUCT};
+use crate::view::ProductView;
+
+/// Long enough for one write round trip with a wide margin; short enough that a crashed writer
+/// blocks others only briefly.
+const LOCK_TTL_MS: u64 = 5_000;
+
+pub fn handle(req: &Request, sku: &str) -> HandlerResult {
+    let admin = spin_sdk::variables::get("admin_token")
+        .map_err(|e| Problem::internal("read variable admin_token", e))?;
+    require_bearer(req, &admin)?;
+    let sku = Sku::parse(sku).map_err(|e| Problem::unprocessable("sku", e.to_string()))?;
+    let body = parse_object(req.body())?;
+    let f = Fields::root(&body);
+    let input = ProductInput::parse(RawProduct {
+        name: f.str("name")?.to_owned(),
+        price: f.i64("price")?,
+        currency: f.str("currency")?.to_owned(),
+        stock: f.i64("stock")?,
+    })
+    .map_err(|e| Problem::unprocessable(&e.field, e.detail))?;
+
+    let store = Store::open()?;
+    let owner = owner_token()?;
+    let lock = keys::lock(sku.as_str());
+    let fence_key = keys::fence(sku.as_str());
+    let ttl = LOCK_TTL_MS.to_string();
+    let acquired = store.run(&LOCK_ACQUIRE, &[&lock, &fence_key], &[&owner, &ttl])?;
+    let fence = match acquired.as_slice() {
+        [ok, fence] if ok == "OK" => fence.clone(),
+        [busy, _pttl] if busy == "BUSY" => {
+            let mut resp = Problem::conflict(
+                "lock-busy",
+                format!("another admin write to {sku} is in progress; retry shortly"),
+            )
+            .with("sku", sku.as_str())
+            .into_response();
+            resp.set_header("retry-after", "1");
+            return Ok(resp);
+        }
+        _ => return Err(bad_reply(&LOCK_ACQUIRE, &acquired)),
+    };
+
+    let written = write(&store, &sku, &fence, &input);
+    // Always release, whatever the write did; NOT_OWNER only means our lock had expired.
+    if let Err(e) = store.run(&LOCK_RELEASE, &[&lock], &[&owner]) {
+        eprintln!("stock: releasing lock of {sku} failed (it expires by itself): {e:?}");
+    }
+    let product = written?;
+    Ok(json(200, &product))
+}
+
+fn write(
+    store: &Store,
+    sku: &Sku,
+    fence: &str,
+    input: &ProductInput,
+) -> Result<ProductView, Problem> {
+    let price = input.price.minor().to_string();
+    let stock = input.stock.get().to_string();
+    let reply = store.run(
+        &PUT_PRODUCT,
+        &[&keys::product(sku.as_str()), &keys::fence(sku.as_str())],
+        &[
+            fence,
+            &input.name,
+            &price,
+            input.price.currency().as_str(),
+            &stock,
+        ],
+    )?;
+    match reply.split_first() {
+        Some((ok, fields)) if ok == "OK" => ProductView::from_fields(sku.as_str(), fields, &PUT_PRODUCT),
+        Some((stale, _)) if stale == "STALE" => Err(Problem::conflict(
+            "stale-write",
+            format!("the write lock on {sku} expired and a newer writer took it; this write was refused, retry"),
+        )
+        .with("sku", sku.as_str())),
+        _ => Err(bad_reply(&PUT_PRODUCT, &reply)),
+    }
+}
+
+/// 128 random bits, hex: identifies this lock holder so only it can release the lock.
+fn owner_token() -> Result<String, Problem> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Problem::internal("random owner token", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,42 @@
+-- confirm.lua: confirm a reservation (the order was paid): its units move reserved -> sold.
+--
+-- KEYS[1] reservation hash, KEYS[2] expiry ZSET
+-- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
+-- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window)
+--
+-- Returns {outcome, status, expires_at_ms, items_json} with outcome
+--   "DONE"      confirmed now, or already CONFIRMED (idempotent: units moved exactly once)
+--   "CONFLICT"  it is RELEASED (explicitly or by expiry) and cannot be confirmed
+--   "EXPIRED"   it was RESERVED but its expiry had passed: released now, instead of confirmed
+-- or {"UNKNOWN"} when there is no such reservation.
+--
+-- Guarantees: the status check, the unit moves and the status change are one atomic step, as in
+-- the domain's ReservationStatus::on table (RESERVED -> CONFIRMED; CONFIRMED stays; RELEASED is
+-- refused). A reservation past its expiry is treated exactly as if the compensator had already
+-- expired it, so the outcome never depends on when the compensator last ran.
+-- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
+local rkey, zkey = KEYS[1], KEYS[2]
+local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items')
+if not r[1] then
+  return {'UNKNOWN'}
+end
+if r[1] == 'CONFIRMED' then
+  return {'DONE', r[1], r[2], r[3]}
+end
+if r[1] ~= 'RESERVED' then
+  return {'CONFLICT', r[1], r[2], r[3]}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = now >= tonumber(r[2])
+for _, item in ipairs(cjson.decode(r[3])) do
+  local key = ARGV[2] .. item.sku
+  redis.call('HINCRBY', key, 'reserved', -item.quantity)
+  redis.call('HINCRBY', key, expired and 'available' or 'sold', item.quantity)
+end
+local status = expired and 'RELEASED' or 'CONFIRMED'
+redis.call('HSET', rkey, 'status', status, 'settled_at', tostring(now),
+  'settled_by', expired and 'expiry' or 'confirm')
+redis.call('ZREM', zkey, ARGV[1])
+redis.call('PEXPIRE', rkey, ARGV[3])
+return {expired and 'EXPIRED' or 'DONE', status, r[2], r[3]}

@@ -1,0 +1,43 @@
+-- expire.lua: release one batch of reservations whose expiry has passed.
+--
+-- KEYS[1] expiry ZSET (member = reservation id, score = expires_at ms)
+-- ARGV[1] "now" in ms, or "" for the Redis server clock, ARGV[2] batch size,
+-- ARGV[3] reservation key prefix, ARGV[4] product key prefix,
+-- ARGV[5] how long a settled record is kept, in milliseconds
+--
+-- Returns {"OK", released, still_due, now_ms}: how many reservations this batch released, and
+-- how many are still due (the caller runs another batch while that is > 0).
+--
+-- Guarantees: each batch is one atomic step. A due reservation still RESERVED moves its units
+-- reserved -> available and becomes RELEASED; every due id leaves the ZSET in the same step, so
+-- two compensators running concurrently (or a retry) never release anything twice, and a
+-- reservation confirmed or released meanwhile is left as it is (ReservationStatus::on: Expire on
+-- CONFIRMED or RELEASED is Unchanged). Product keys are derived from the stored lines (single
+-- Redis node; not Cluster-safe).
+local zkey = KEYS[1]
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local released = 0
+for _, id in ipairs(ids) do
+  local rkey = ARGV[3] .. id
+  local r = redis.call('HMGET', rkey, 'status', 'items')
+  if r[1] == 'RESERVED' then
+    for _, item in ipairs(cjson.decode(r[2])) do
+      local key = ARGV[4] .. item.sku
+      redis.call('HINCRBY', key, 'reserved', -item.quantity)
+      redis.call('HINCRBY', key, 'available', item.quantity)
+    end
+    redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', tostring(now), 'settled_by', 'expiry')
+    redis.call('PEXPIRE', rkey, ARGV[5])
+    released = released + 1
+  end
+  redis.call('ZREM', zkey, id)
+end
+local still_due = redis.call('ZCOUNT', zkey, '-inf', now)
+return {'OK', tostring(released), tostring(still_due), tostring(now)}

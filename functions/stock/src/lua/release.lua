@@ -1,0 +1,36 @@
+-- release.lua: release a reservation (the order was cancelled): its units go back to available.
+--
+-- KEYS[1] reservation hash, KEYS[2] expiry ZSET
+-- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
+-- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window)
+--
+-- Returns {outcome, status, expires_at_ms, items_json} with outcome
+--   "DONE"      released now, or already RELEASED (idempotent: units moved back exactly once)
+--   "CONFLICT"  it is CONFIRMED (sold) and cannot be released
+-- or {"UNKNOWN"} when there is no such reservation.
+--
+-- Guarantees: the status check, the unit moves (reserved -> available) and the status change
+-- are one atomic step, as in the domain's ReservationStatus::on table.
+-- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
+local rkey, zkey = KEYS[1], KEYS[2]
+local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items')
+if not r[1] then
+  return {'UNKNOWN'}
+end
+if r[1] == 'RELEASED' then
+  return {'DONE', r[1], r[2], r[3]}
+end
+if r[1] ~= 'RESERVED' then
+  return {'CONFLICT', r[1], r[2], r[3]}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, item in ipairs(cjson.decode(r[3])) do
+  local key = ARGV[2] .. item.sku
+  redis.call('HINCRBY', key, 'reserved', -item.quantity)
+  redis.call('HINCRBY', key, 'available', item.quantity)
+end
+redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', tostring(now), 'settled_by', 'release')
+redis.call('ZREM', zkey, ARGV[1])
+redis.call('PEXPIRE', rkey, ARGV[3])
+return {'DONE', 'RELEASED', r[2], r[3]}

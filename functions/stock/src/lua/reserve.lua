@@ -1,0 +1,70 @@
+-- reserve.lua: reserve every line of a reservation, all or nothing, idempotent by id.
+--
+-- KEYS[1] reservation hash, KEYS[2] expiry ZSET (member = reservation id, score = expires_at ms),
+-- KEYS[3..] the product hash of each line, in line order
+-- ARGV[1] reservation id, ARGV[2] TTL in milliseconds, ARGV[3] request fingerprint,
+-- ARGV[4] number of lines n, then n pairs: sku, quantity
+--
+-- Returns one of
+--   {"CREATED", status, expires_at_ms, items_json}   reserved now
+--   {"EXISTING", status, expires_at_ms, items_json}  this id was already reserved: nothing moved
+--   {"MISMATCH"}                                      this id was used for a different request
+--   {"UNKNOWN", sku...}                               no such product
+--   {"SHORT", sku, available, ...}                    not enough available units
+--
+-- Guarantees (the script runs atomically):
+-- * All or nothing: every line is checked first (quantities of the same product summed), and
+--   units move only when all lines fit, so `available` never goes below zero and no partial
+--   reservation exists.
+-- * available -> reserved for each line, so available + reserved + sold is unchanged.
+-- * Idempotent: the reservation record, its expiry entry and the unit moves are written together,
+--   and an existing id returns the stored result without moving units again.
+-- * Prices and currencies are snapshot from the catalog into the record at reservation time.
+-- * expires_at comes from the Redis server clock, the one clock all instances share.
+local rkey, zkey = KEYS[1], KEYS[2]
+local existing = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'fingerprint')
+if existing[1] then
+  if existing[4] ~= ARGV[3] then
+    return {'MISMATCH'}
+  end
+  return {'EXISTING', existing[1], existing[2], existing[3]}
+end
+
+local n = tonumber(ARGV[4])
+local unknown, short, wanted, products = {}, {}, {}, {}
+for i = 1, n do
+  local key, sku, qty = KEYS[2 + i], ARGV[3 + 2 * i], tonumber(ARGV[4 + 2 * i])
+  local p = redis.call('HMGET', key, 'available', 'price', 'currency')
+  if not p[1] then
+    unknown[#unknown + 1] = sku
+  else
+    products[i] = p
+    wanted[key] = (wanted[key] or 0) + qty
+    if tonumber(p[1]) < wanted[key] then
+      short[#short + 1] = sku
+      short[#short + 1] = p[1]
+    end
+  end
+end
+if #unknown > 0 then
+  return {'UNKNOWN', unpack(unknown)}
+end
+if #short > 0 then
+  return {'SHORT', unpack(short)}
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires_at = now + tonumber(ARGV[2])
+local items = {}
+for i = 1, n do
+  local key, sku, qty = KEYS[2 + i], ARGV[3 + 2 * i], tonumber(ARGV[4 + 2 * i])
+  redis.call('HINCRBY', key, 'available', -qty)
+  redis.call('HINCRBY', key, 'reserved', qty)
+  items[i] = {sku = sku, quantity = qty, unit_price = products[i][2], currency = products[i][3]}
+end
+local items_json = cjson.encode(items)
+redis.call('HSET', rkey, 'status', 'RESERVED', 'items', items_json, 'fingerprint', ARGV[3],
+  'created_at', tostring(now), 'expires_at', tostring(expires_at))
+redis.call('ZADD', zkey, expires_at, ARGV[1])
+return {'CREATED', 'RESERVED', tostring(expires_at), items_json}
