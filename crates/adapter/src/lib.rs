@@ -6,5 +6,6 @@ pub mod body;
 pub mod health;
 pub mod problem;
 pub mod respond;
+pub mod sqlite;
 
 pub use problem::Problem;

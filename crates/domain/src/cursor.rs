@@ -11,8 +11,8 @@ use base64::Engine;
 /// Where the next page starts: after the order with this creation time and id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
-    /// Creation time in microseconds since the Unix epoch.
-    pub created_us: i64,
+    /// Creation time in milliseconds since the Unix epoch.
+    pub created_ms: i64,
     pub order_id: String,
 }
 
@@ -32,7 +32,7 @@ const PREFIX: &str = "o1:";
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{PREFIX}{}:{}", self.created_us, self.order_id))
+        URL_SAFE_NO_PAD.encode(format!("{PREFIX}{}:{}", self.created_ms, self.order_id))
     }
 
     pub fn decode(s: &str) -> Result<Cursor, BadCursor> {
@@ -42,9 +42,9 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| BadCursor)?;
         let text = String::from_utf8(bytes).map_err(|_| BadCursor)?;
         let rest = text.strip_prefix(PREFIX).ok_or(BadCursor)?;
-        let (us, id) = rest.split_once(':').ok_or(BadCursor)?;
-        let created_us: i64 = us.parse().map_err(|_| BadCursor)?;
-        if created_us < 0
+        let (ms, id) = rest.split_once(':').ok_or(BadCursor)?;
+        let created_ms: i64 = ms.parse().map_err(|_| BadCursor)?;
+        if created_ms < 0
             || id.is_empty()
             || id.len() > 64
             || !id
@@ -54,7 +54,7 @@ impl Cursor {
             return Err(BadCursor);
         }
         Ok(Cursor {
-            created_us,
+            created_ms,
             order_id: id.to_owned(),
         })
     }
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let c = Cursor {
-            created_us: 1_790_000_000_123_456,
+            created_ms: 1_790_000_000_123_456,
             order_id: "ord_0123abcd".into(),
         };
         let s = c.encode();
@@ -132,8 +132,8 @@ mod tests {
         }
 
         #[test]
-        fn encode_decode_identity(us in 0i64..i64::MAX, id in "[a-z0-9_]{1,40}") {
-            let c = Cursor { created_us: us, order_id: id };
+        fn encode_decode_identity(ms in 0i64..i64::MAX, id in "[a-z0-9_]{1,40}") {
+            let c = Cursor { created_ms: ms, order_id: id };
             proptest::prop_assert_eq!(Cursor::decode(&c.encode()), Ok(c));
         }
     }

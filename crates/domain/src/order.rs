@@ -6,8 +6,8 @@
 //!        \----expire--> EXPIRED
 //! ```
 //!
-//! Every transition goes through [`OrderState::apply`]: it either yields the next state (version
-//! + 1), reports that the command already holds (the same command repeated, e.g. cancelling a
+//! Every transition goes through [`OrderState::apply`]: it either yields the next state (one
+//! version higher), reports that the command already holds (the same command repeated, e.g. cancelling a
 //! cancelled order: idempotent, version unchanged), or refuses. Persistence writes the new state
 //! only `WHERE version = <old version>`, so two concurrent writers cannot both win.
 

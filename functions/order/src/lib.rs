@@ -1,24 +1,66 @@
 //! The `order` component. Thin: parse the request, call the domain, persist, respond.
+//!
+//! Routes (all JSON, errors `application/problem+json`):
+//! - `POST /api/orders` (Idempotency-Key) -> [`cmd::create`]
+//! - `GET  /api/orders/{order_id}` -> [`cmd::get`]
+//! - `GET  /api/orders?user_id=..&limit=..&cursor=..` -> [`cmd::list`]
+//! - `POST /api/orders/{order_id}/cancel` -> [`cmd::cancel`]
+//! - `GET  /api/health/order`
 
-use shop_adapter::health;
-use spin_sdk::http::{IntoResponse, Request, Router};
+mod cmd;
+mod db;
+mod ids;
+mod outbox;
+mod stock;
+mod view;
+
+use shop_adapter::{health, Problem};
+use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 const COMPONENT: &str = "order";
 
+/// Routing by method and path segments. Async because creating and cancelling an order call the
+/// stock component through service chaining.
 #[http_component]
-fn handle(req: Request) -> impl IntoResponse {
-    let mut router = Router::new();
-    router.get("/api/health/order", |_req: Request, _params| health_route());
-    router.handle(req)
+async fn handle(req: Request) -> Response {
+    let path = req.path().trim_end_matches('/').to_owned();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = req.method().clone();
+    let result = match (&method, segments.as_slice()) {
+        (Method::Get, ["api", "health", "order"]) => return health_route(),
+        (Method::Post, ["api", "orders"]) => cmd::create::handle(&req).await,
+        (Method::Get, ["api", "orders"]) => cmd::list::handle(&req),
+        (Method::Get, ["api", "orders", id]) => cmd::get::handle(id),
+        (Method::Post, ["api", "orders", id, "cancel"]) => cmd::cancel::handle(&req, id).await,
+        (_, ["api", "orders"]) => Err(not_allowed("GET, POST")),
+        (_, ["api", "orders", _]) => Err(not_allowed("GET")),
+        (_, ["api", "orders", _, "cancel"]) => Err(not_allowed("POST")),
+        (_, ["api", "health", "order"]) => Err(not_allowed("GET")),
+        _ => Err(Problem::not_found(format!("no route for {path}"))),
+    };
+    shop_adapter::respond::finish(result)
 }
 
-fn health_route() -> spin_sdk::http::Response {
+fn not_allowed(allow: &str) -> Problem {
+    Problem::new(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("this route accepts {allow}"),
+    )
+    .with("allow", allow)
+}
+
+fn health_route() -> Response {
     let redis = || -> anyhow::Result<()> {
         let url = spin_sdk::variables::get("redis_url")?;
         health::redis_check(&url)
     };
-    health::report(COMPONENT, &[("sqlite", &health::sqlite_check), ("redis", &redis)])
+    health::report(
+        COMPONENT,
+        &[("sqlite", &health::sqlite_check), ("redis", &redis)],
+    )
 }
 
 /// Payment events arrive on the Redis channel named by the `[[trigger.redis]]` entry. Until the

@@ -1,0 +1,159 @@
+//! SQLite helpers over `spin_sdk::sqlite`: schema migrations applied at request time, and
+//! transactions that can never be left open.
+//!
+//! Migrations: every component keeps its SQL in `migrations/NNNN_name.sql` files (loaded with
+//! `include_str!`) and calls [`migrate`] before touching its tables. Applied versions are recorded
+//! in one shared table, `schema_version (component, version)`. Each pending migration runs in its
+//! own `BEGIN IMMEDIATE` transaction that re-checks the recorded version first, so two instances
+//! starting at once apply it exactly once (the second waits on the write lock, then sees the row
+//! and skips). Statements should still be idempotent (`IF NOT EXISTS`) as a second line of
+//! defence. A file is split into statements at `;`: no `;` inside a statement (so no triggers),
+//! `--` comments are allowed on their own lines.
+
+use spin_sdk::sqlite::{Connection, Value};
+
+/// One migration file.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// The statements of a migration file, comments dropped.
+pub fn statements(sql: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+    component  TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    name       TEXT    NOT NULL,
+    applied_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (component, version)
+)";
+
+/// The highest applied version of `component` (0 if none).
+pub fn current_version(conn: &Connection, component: &str) -> anyhow::Result<i64> {
+    let rows = conn.execute(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version WHERE component = ?",
+        &[Value::Text(component.to_owned())],
+    )?;
+    Ok(rows.rows.first().and_then(|r| r.get::<i64>(0)).unwrap_or(0))
+}
+
+/// Applies the migrations of `component` that are not applied yet, in version order. Cheap when
+/// everything is applied: one read.
+pub fn migrate(conn: &Connection, component: &str, migrations: &[Migration]) -> anyhow::Result<()> {
+    let latest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    match current_version(conn, component) {
+        Ok(v) if v >= latest => return Ok(()),
+        Ok(_) => {}
+        // No schema_version table yet.
+        Err(_) => {
+            conn.execute(CREATE_VERSION_TABLE, &[])?;
+        }
+    }
+    let mut sorted: Vec<&Migration> = migrations.iter().collect();
+    sorted.sort_by_key(|m| m.version);
+    for m in sorted {
+        let tx = Tx::begin(conn)?;
+        let done = conn.execute(
+            "SELECT 1 FROM schema_version WHERE component = ? AND version = ?",
+            &[Value::Text(component.to_owned()), Value::Integer(m.version)],
+        )?;
+        if !done.rows.is_empty() {
+            continue; // `tx` rolls back the empty transaction on drop
+        }
+        for stmt in statements(m.sql) {
+            conn.execute(&stmt, &[])
+                .map_err(|e| anyhow::anyhow!("migration {} ({}): {e}", m.version, m.name))?;
+        }
+        conn.execute(
+            "INSERT INTO schema_version (component, version, name) VALUES (?, ?, ?)",
+            &[
+                Value::Text(component.to_owned()),
+                Value::Integer(m.version),
+                Value::Text(m.name.to_owned()),
+            ],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// A transaction on `conn` (`BEGIN IMMEDIATE`: takes the write lock up front, so two writers
+/// never both read then deadlock on upgrade). Rolled back on drop unless committed, so an early
+/// return never leaves the connection inside a transaction.
+pub struct Tx<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> Tx<'c> {
+    pub fn begin(conn: &'c Connection) -> anyhow::Result<Self> {
+        conn.execute("BEGIN IMMEDIATE", &[])?;
+        Ok(Tx { conn, open: true })
+    }
+
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        self.open = false;
+        if let Err(e) = self.conn.execute("COMMIT", &[]) {
+            let _ = self.conn.execute("ROLLBACK", &[]);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    pub fn rollback(mut self) {
+        self.open = false;
+        let _ = self.conn.execute("ROLLBACK", &[]);
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute("ROLLBACK", &[]);
+        }
+    }
+}
+
+/// Rows changed by the last INSERT/UPDATE/DELETE on this connection.
+pub fn changes(conn: &Connection) -> anyhow::Result<i64> {
+    let rows = conn.execute("SELECT changes()", &[])?;
+    Ok(rows.rows.first().and_then(|r| r.get::<i64>(0)).unwrap_or(0))
+}
+
+/// `Value::Text`, `Value::Null` for `None`.
+pub fn text_or_null(s: Option<&str>) -> Value {
+    s.map(|s| Value::Text(s.to_owned())).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_statements_and_drops_comments() {
+        let sql = "-- what this guarantees\nCREATE TABLE a (x INTEGER);\n\n  -- another\nCREATE INDEX IF NOT EXISTS i ON a (x);\n";
+        assert_eq!(
+            statements(sql),
+            vec![
+                "CREATE TABLE a (x INTEGER)".to_owned(),
+                "CREATE INDEX IF NOT EXISTS i ON a (x)".to_owned()
+            ]
+        );
+        assert!(statements("-- only a comment\n").is_empty());
+    }
+}

@@ -1,0 +1,141 @@
+//! `GET /api/orders?user_id=..&limit=..&cursor=..`: a user's orders, newest first.
+//!
+//! Keyset pagination on (created_ms, order_id): each page is one indexed range scan that starts
+//! strictly after the previous page's last order, so pages never overlap or skip while orders are
+//! being created. `limit + 1` rows are read to know whether a next page exists without a count.
+
+use serde::Serialize;
+use shop_adapter::respond::{json, HandlerResult};
+use shop_adapter::Problem;
+use shop_domain::cursor::{Cursor, Limit};
+use shop_domain::new_order::UserId;
+use spin_sdk::http::Request;
+
+use crate::db::{self, int, text};
+use crate::view::{self, OrderView, ORDER_COLUMNS};
+
+#[derive(Serialize)]
+struct Page {
+    orders: Vec<OrderView>,
+    next_cursor: Option<String>,
+}
+
+pub fn handle(req: &Request) -> HandlerResult {
+    let params = query_pairs(req.query());
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let user_id = get("user_id").ok_or_else(|| {
+        Problem::bad_request("user_id", "the user_id query parameter is required")
+    })?;
+    let user_id = UserId::parse(user_id).map_err(|e| Problem::bad_request("user_id", e))?;
+    let limit = Limit::parse(get("limit")).map_err(|e| Problem::bad_request("limit", e))?;
+    let cursor = get("cursor")
+        .map(Cursor::decode)
+        .transpose()
+        .map_err(|e| Problem::bad_request("cursor", e.to_string()))?;
+
+    let conn = db::open()?;
+    let fetch = i64::from(limit.get()) + 1;
+    let rows = match &cursor {
+        None => conn.execute(
+            &format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?
+                 ORDER BY created_ms DESC, order_id DESC LIMIT ?"
+            ),
+            &[text(user_id.as_str()), int(fetch)],
+        ),
+        Some(c) => conn.execute(
+            &format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?
+                   AND (created_ms < ? OR (created_ms = ? AND order_id < ?))
+                 ORDER BY created_ms DESC, order_id DESC LIMIT ?"
+            ),
+            &[
+                text(user_id.as_str()),
+                int(c.created_ms),
+                int(c.created_ms),
+                text(&c.order_id),
+                int(fetch),
+            ],
+        ),
+    }
+    .map_err(|e| db::unavailable("list orders", e))?;
+    let mut orders = view::load_rows(&conn, &rows.rows)?;
+    let next_cursor = if orders.len() > limit.get() as usize {
+        orders.truncate(limit.get() as usize);
+        orders.last().map(|o| {
+            Cursor {
+                created_ms: o.created_ms,
+                order_id: o.view.order_id.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(json(
+        200,
+        &Page {
+            orders: orders.into_iter().map(|o| o.view).collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// `a=1&b=x%20y` into decoded pairs (`+` is a space, bad escapes are kept literally).
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_pairs() {
+        let p = query_pairs("user_id=u%2D1&limit=5&cursor=&x=a+b&bad=%zz&end=%4");
+        assert_eq!(p[0], ("user_id".into(), "u-1".into()));
+        assert_eq!(p[1], ("limit".into(), "5".into()));
+        assert_eq!(p[2], ("cursor".into(), "".into()));
+        assert_eq!(p[3], ("x".into(), "a b".into()));
+        assert_eq!(p[4], ("bad".into(), "%zz".into()));
+        assert_eq!(p[5], ("end".into(), "%4".into()));
+    }
+}

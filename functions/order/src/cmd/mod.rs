@@ -1,0 +1,6 @@
+//! One file per command.
+
+pub mod cancel;
+pub mod create;
+pub mod get;
+pub mod list;

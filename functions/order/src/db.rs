@@ -1,0 +1,64 @@
+//! The order component's SQLite database (`default`): opened and migrated on every request, so a
+//! fresh deployment needs no separate setup step.
+
+use shop_adapter::sqlite::{migrate, Migration};
+use shop_adapter::Problem;
+use spin_sdk::sqlite::{Connection, RowResult, Value};
+
+/// The schema, in files beside the crate so it can be read and reviewed as SQL.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "orders",
+        sql: include_str!("../migrations/0001_orders.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "outbox",
+        sql: include_str!("../migrations/0002_outbox.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "idempotency",
+        sql: include_str!("../migrations/0003_idempotency.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "pending_releases",
+        sql: include_str!("../migrations/0004_pending_releases.sql"),
+    },
+];
+
+/// Opens `default` and brings its schema up to date.
+pub fn open() -> Result<Connection, Problem> {
+    let conn = Connection::open_default().map_err(|e| unavailable("open database", e))?;
+    migrate(&conn, crate::COMPONENT, MIGRATIONS).map_err(|e| unavailable("migrate database", e))?;
+    Ok(conn)
+}
+
+/// A database failure: 503 (busy, locked, unreachable are all worth a retry), logged in full.
+pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Problem {
+    eprintln!("order: {context}: {err}");
+    Problem::unavailable(format!("{context} failed; retry later"))
+}
+
+pub fn text(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+pub fn int(i: i64) -> Value {
+    Value::Integer(i)
+}
+
+/// Column `i` as text ("" when NULL or not text).
+pub fn col_str(row: &RowResult, i: usize) -> String {
+    row.get::<&str>(i).unwrap_or_default().to_owned()
+}
+
+pub fn col_opt_str(row: &RowResult, i: usize) -> Option<String> {
+    row.get::<&str>(i).map(str::to_owned)
+}
+
+pub fn col_i64(row: &RowResult, i: usize) -> i64 {
+    row.get::<i64>(i).unwrap_or_default()
+}

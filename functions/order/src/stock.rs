@@ -1,0 +1,166 @@
+//! The stock component, reached only through Spin service chaining
+//! (`http://stock.spin.internal/...`, granted in spin.toml). Never a crate dependency: the two
+//! components share nothing but this HTTP contract (see openapi.yaml).
+
+use serde_json::{json, Value};
+use spin_sdk::http::{Method, Request, Response};
+
+const BASE: &str = "http://stock.spin.internal";
+
+/// A product as the catalog prices it.
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub price: i64,
+    pub currency: String,
+}
+
+/// A reserved line with the price snapshot the stock component took when reserving.
+#[derive(Debug, Clone)]
+pub struct ReservedItem {
+    pub sku: String,
+    pub unit_price: Option<i64>,
+    pub currency: Option<String>,
+}
+
+/// Why a call to the stock component did not give what was asked.
+#[derive(Debug)]
+pub enum StockError {
+    /// 404: the SKU (or reservation) does not exist.
+    NotFound(Value),
+    /// 409: not enough stock (the body names the SKUs) or another conflict.
+    Conflict(Value),
+    /// 400/422: the stock component refused the request as invalid.
+    Rejected(u16, Value),
+    /// Anything else: unreachable, 5xx, unreadable answer. The outcome is unknown.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for StockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StockError::NotFound(b) => write!(f, "not found: {b}"),
+            StockError::Conflict(b) => write!(f, "conflict: {b}"),
+            StockError::Rejected(s, b) => write!(f, "rejected ({s}): {b}"),
+            StockError::Unavailable(e) => write!(f, "unavailable: {e}"),
+        }
+    }
+}
+
+async fn call(
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    traceparent: Option<&str>,
+) -> Result<(u16, Value), StockError> {
+    let mut builder = Request::builder();
+    builder.method(method).uri(format!("{BASE}{path}"));
+    if let Some(tp) = traceparent {
+        builder.header("traceparent", tp);
+    }
+    if let Some(b) = body {
+        builder.header("content-type", "application/json");
+        builder.body(serde_json::to_vec(b).unwrap_or_default());
+    }
+    let resp: Response = spin_sdk::http::send(builder.build())
+        .await
+        .map_err(|e| StockError::Unavailable(e.to_string()))?;
+    let status = *resp.status();
+    let value = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+    Ok((status, value))
+}
+
+fn classify(status: u16, body: Value) -> StockError {
+    match status {
+        404 => StockError::NotFound(body),
+        409 => StockError::Conflict(body),
+        400 | 422 => StockError::Rejected(status, body),
+        _ => StockError::Unavailable(format!("stock answered {status}: {body}")),
+    }
+}
+
+/// `GET /api/products/{sku}`.
+pub async fn product(sku: &str, traceparent: Option<&str>) -> Result<Product, StockError> {
+    let (status, body) = call(
+        Method::Get,
+        &format!("/api/products/{sku}"),
+        None,
+        traceparent,
+    )
+    .await?;
+    if status != 200 {
+        return Err(classify(status, body));
+    }
+    match (body["price"].as_i64(), body["currency"].as_str()) {
+        (Some(price), Some(currency)) => Ok(Product {
+            price,
+            currency: currency.to_owned(),
+        }),
+        _ => Err(StockError::Unavailable(format!(
+            "product {sku} has no price: {body}"
+        ))),
+    }
+}
+
+/// `POST /api/stock/reservations`: all items or none. The same `reservation_id` (with the same
+/// items and TTL) answers the same result again without deducting twice.
+pub async fn reserve(
+    reservation_id: &str,
+    items: &[(String, u32)],
+    ttl_seconds: u32,
+    traceparent: Option<&str>,
+) -> Result<Vec<ReservedItem>, StockError> {
+    let body = json!({
+        "reservation_id": reservation_id,
+        "items": items.iter().map(|(sku, q)| json!({"sku": sku, "quantity": q})).collect::<Vec<_>>(),
+        "ttl_seconds": ttl_seconds,
+    });
+    let (status, body) = call(
+        Method::Post,
+        "/api/stock/reservations",
+        Some(&body),
+        traceparent,
+    )
+    .await?;
+    if status != 200 && status != 201 {
+        return Err(classify(status, body));
+    }
+    if body["status"].as_str().is_some_and(|s| s != "RESERVED") {
+        return Err(StockError::Conflict(body));
+    }
+    let reserved = body["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| ReservedItem {
+                    sku: i["sku"].as_str().unwrap_or_default().to_owned(),
+                    unit_price: i["unit_price"].as_i64(),
+                    currency: i["currency"].as_str().map(str::to_owned),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(reserved)
+}
+
+/// `POST /api/stock/reservations/{id}/release`. Idempotent; an unknown reservation has nothing
+/// to release, which counts as done.
+pub async fn release(reservation_id: &str, traceparent: Option<&str>) -> Result<(), StockError> {
+    let path = format!("/api/stock/reservations/{reservation_id}/release");
+    let (status, body) = call(Method::Post, &path, None, traceparent).await?;
+    match status {
+        200..=299 | 404 => Ok(()),
+        _ => Err(classify(status, body)),
+    }
+}
+
+/// The SKUs a 409 problem names (`skus`), if any.
+pub fn short_skus(body: &Value) -> Vec<String> {
+    body["skus"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
