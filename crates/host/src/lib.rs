@@ -57,6 +57,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
     let state_dir = opts
         .state_dir
         .clone()
+        .or_else(|| runtime_config.state_dir.clone())
         .unwrap_or_else(|| app.base_dir.join(".spin"));
 
     let rt = tokio::runtime::Builder::new_multi_thread()

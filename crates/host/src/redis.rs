@@ -1,11 +1,271 @@
-//! Outbound Redis (placeholder: filled in next).
+//! Outbound Redis (Spin's `factor-outbound-redis`): `fermyon:spin/redis@2.0.0`.
+//!
+//! `open(address)` succeeds only for addresses granted in `allowed_outbound_hosts`
+//! (`redis://host:port`); anything else gets `invalid-address`, as in Spin. Connections are
+//! reused across requests: one reconnecting multiplexed connection per address, shared by every
+//! instance (Spin opens one per `open`, which costs a TCP + HELLO round trip per request). Commands
+//! that put connection-scoped state on the server (`SELECT`, `MULTI`, `WATCH`, `CLIENT`, ...)
+//! switch that guest connection to a private connection first, so no guest can observe another's
+//! connection state.
+//!
+//! `execute` maps every reply to `redis-result` values the way Spin does (arrays are flattened,
+//! `OK` is `status("OK")`, doubles and big numbers are `binary`, booleans are `int64`), so Lua
+//! scripts through `EVAL` / `EVALSHA` work.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
 use anyhow::Result;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Value};
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use crate::bindings::fermyon::spin2_0_0::redis as v2;
 use crate::state::InstanceState;
 
-/// An open connection.
-pub struct RedisConnection;
-/// Shared connections.
+/// A reconnecting connection with short, bounded retries (a guest waits at most a few seconds).
+pub async fn connection_manager(client: redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500))
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(30)));
+    ConnectionManager::new_with_config(client, config).await
+}
+
+/// Shared connections by address.
 #[derive(Default)]
-pub struct RedisPool;
-/// Links the interfaces.
-pub fn add_to_linker(_l: &mut wasmtime::component::Linker<InstanceState>) -> Result<()> { Ok(()) }
+pub struct RedisPool {
+    conns: tokio::sync::Mutex<HashMap<String, ConnectionManager>>,
+}
+
+impl RedisPool {
+    /// The shared connection for `address`, connecting on first use.
+    pub async fn get(&self, address: &str) -> std::result::Result<ConnectionManager, v2::Error> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(address) {
+            return Ok(c.clone());
+        }
+        let client = redis::Client::open(address).map_err(|_| v2::Error::InvalidAddress)?;
+        let c = connection_manager(client).await.map_err(other)?;
+        conns.insert(address.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+/// A guest connection.
+pub struct RedisConnection {
+    address: String,
+    conn: ConnectionManager,
+    private: Mutex<bool>,
+}
+
+fn other(e: impl std::fmt::Display) -> v2::Error {
+    v2::Error::Other(e.to_string())
+}
+
+fn type_or_other(e: redis::RedisError) -> v2::Error {
+    if e.kind() == redis::ErrorKind::UnexpectedReturnType {
+        v2::Error::TypeError
+    } else {
+        v2::Error::Other(e.to_string())
+    }
+}
+
+/// Commands that leave connection-scoped state on the server.
+fn is_stateful(command: &str) -> bool {
+    matches!(
+        command.to_ascii_uppercase().as_str(),
+        "SELECT" | "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" | "CLIENT" | "AUTH" | "HELLO"
+            | "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "READONLY" | "READWRITE" | "RESET"
+    )
+}
+
+/// Flattens a reply into Spin's `redis-result` list.
+pub fn flatten(value: Value, out: &mut Vec<v2::RedisResult>) -> std::result::Result<(), v2::Error> {
+    match value {
+        Value::Nil => out.push(v2::RedisResult::Nil),
+        Value::Int(i) => out.push(v2::RedisResult::Int64(i)),
+        Value::BulkString(b) => out.push(v2::RedisResult::Binary(b)),
+        Value::SimpleString(s) => out.push(v2::RedisResult::Status(s)),
+        Value::Okay => out.push(v2::RedisResult::Status("OK".to_string())),
+        Value::Array(a) | Value::Set(a) => {
+            for v in a {
+                flatten(v, out)?;
+            }
+        }
+        Value::Double(d) => out.push(v2::RedisResult::Binary(d.to_string().into_bytes())),
+        Value::Boolean(b) => out.push(v2::RedisResult::Int64(i64::from(b))),
+        Value::BigNumber(n) => out.push(v2::RedisResult::Binary(format!("{n:?}").into_bytes())),
+        Value::Map(_) => return Err(v2::Error::Other("Redis Map type is not supported".into())),
+        Value::Attribute { .. } => return Err(v2::Error::Other("Redis Attribute type is not supported".into())),
+        Value::VerbatimString { .. } => {
+            return Err(v2::Error::Other("Redis string with format attribute is not supported".into()))
+        }
+        other => return Err(v2::Error::Other(format!("unsupported Redis reply {other:?}"))),
+    }
+    Ok(())
+}
+
+/// Links the interface.
+pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
+    v2::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
+    Ok(())
+}
+
+impl InstanceState {
+    fn redis_conn(&self, r: &Resource<RedisConnection>) -> wasmtime::Result<ConnectionManager> {
+        Ok(self.table.get(r)?.conn.clone())
+    }
+}
+
+impl v2::Host for InstanceState {}
+
+impl v2::HostConnection for InstanceState {
+    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<RedisConnection>, v2::Error>> {
+        if !self.component.allowed_hosts.allows_url(&address, "redis") {
+            return Ok(Err(v2::Error::InvalidAddress));
+        }
+        let conn = match self.app.redis.get(&address).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(self.table.push(RedisConnection {
+            address,
+            conn,
+            private: Mutex::new(false),
+        })?))
+    }
+
+    async fn publish(&mut self, c: Resource<RedisConnection>, channel: String, payload: Vec<u8>) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
+        let mut conn = self.redis_conn(&c)?;
+        Ok(conn.publish::<_, _, ()>(&channel, &payload).await.map_err(other))
+    }
+
+    async fn get(&mut self, c: Resource<RedisConnection>, key: String) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, v2::Error>> {
+        let mut conn = self.redis_conn(&c)?;
+        Ok(conn.get::<_, Option<Vec<u8>>>(&key).await.map_err(other))
+    }
+
+    async fn set(&mut self, c: Resource<RedisConnection>, key: String, value: Vec<u8>) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
+        let mut conn = self.redis_conn(&c)?;
+        Ok(conn.set::<_, _, ()>(&key, &value).await.map_err(other))
+    }
+
+    async fn incr(&mut self, c: Resource<RedisConnection>, key: String) -> wasmtime::Result<std::result::Result<i64, v2::Error>> {
+        let mut conn = self.redis_conn(&c)?;
+        Ok(conn.incr::<_, _, i64>(&key, 1).await.map_err(other))
+    }
+
+    async fn del(&mut self, c: Resource<RedisConnection>, keys: Vec<String>) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
+        let mut conn = self.redis_conn(&c)?;
+        Ok(conn.del::<_, u32>(&keys).await.map_err(other))
+    }
+
+    async fn sadd(&mut self, c: Resource<RedisConnection>, key: String, values: Vec<String>) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
+        let mut conn = self.redis_conn(&c)?;
+        Ok(conn.sadd::<_, _, u32>(&key, &values).await.map_err(type_or_other))
+    }
+
+    async fn smembers(&mut self, c: Resource<RedisConnection>, key: String) -> wasmtime::Result<std::result::Result<Vec<String>, v2::Error>> {
+        let mut conn = self.redis_conn(&c)?;
+        Ok(conn.smembers::<_, Vec<String>>(&key).await.map_err(other))
+    }
+
+    async fn srem(&mut self, c: Resource<RedisConnection>, key: String, values: Vec<String>) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
+        let mut conn = self.redis_conn(&c)?;
+        Ok(conn.srem::<_, _, u32>(&key, &values).await.map_err(other))
+    }
+
+    async fn execute(
+        &mut self,
+        c: Resource<RedisConnection>,
+        command: String,
+        arguments: Vec<v2::RedisParameter>,
+    ) -> wasmtime::Result<std::result::Result<Vec<v2::RedisResult>, v2::Error>> {
+        if is_stateful(&command) {
+            let entry = self.table.get_mut(&c)?;
+            let already = entry.private.get_mut().map(|p| *p).unwrap_or(false);
+            if !already {
+                let client = match redis::Client::open(entry.address.as_str()) {
+                    Ok(client) => client,
+                    Err(_) => return Ok(Err(v2::Error::InvalidAddress)),
+                };
+                match connection_manager(client).await {
+                    Ok(private) => {
+                        let entry = self.table.get_mut(&c)?;
+                        entry.conn = private;
+                        if let Ok(p) = entry.private.get_mut() {
+                            *p = true;
+                        }
+                    }
+                    Err(e) => return Ok(Err(other(e))),
+                }
+            }
+        }
+        let mut conn = self.redis_conn(&c)?;
+        let mut cmd = redis::cmd(&command);
+        for a in arguments {
+            match a {
+                v2::RedisParameter::Int64(i) => {
+                    cmd.arg(i);
+                }
+                v2::RedisParameter::Binary(b) => {
+                    cmd.arg(b);
+                }
+            }
+        }
+        let value: Value = match cmd.query_async(&mut conn).await {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(other(e))),
+        };
+        let mut out = Vec::new();
+        Ok(flatten(value, &mut out).map(|()| out))
+    }
+
+    async fn drop(&mut self, c: Resource<RedisConnection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattening_matches_spin() {
+        let mut out = Vec::new();
+        flatten(
+            Value::Array(vec![
+                Value::Int(1),
+                Value::Nil,
+                Value::Okay,
+                Value::BulkString(b"x".to_vec()),
+                Value::Array(vec![Value::SimpleString("PONG".into())]),
+                Value::Boolean(true),
+            ]),
+            &mut out,
+        )
+        .expect("flatten");
+        let expected = vec![
+            v2::RedisResult::Int64(1),
+            v2::RedisResult::Nil,
+            v2::RedisResult::Status("OK".into()),
+            v2::RedisResult::Binary(b"x".to_vec()),
+            v2::RedisResult::Status("PONG".into()),
+            v2::RedisResult::Int64(1),
+        ];
+        assert_eq!(format!("{out:?}"), format!("{expected:?}"));
+        assert!(flatten(Value::Map(vec![]), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn stateful_commands() {
+        assert!(is_stateful("multi"));
+        assert!(is_stateful("SELECT"));
+        assert!(!is_stateful("EVAL"));
+        assert!(!is_stateful("GET"));
+    }
+}

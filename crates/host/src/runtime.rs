@@ -253,15 +253,8 @@ impl AppRuntime {
         let compile_time = started.elapsed();
 
         let mut components = HashMap::new();
-        let mut linker = linker;
         for (p, component) in pending.into_iter().zip(compiled) {
             let component = component?;
-            // TEMPORARY (step 1): interfaces not implemented yet trap when called.
-            if linker.instantiate_pre(&component).is_err() {
-                let mut l = build_linker(&engine)?;
-                l.define_unknown_imports_as_traps(&component)?;
-                linker = l;
-            }
             let pre = linker
                 .instantiate_pre(&component)
                 .map_err(anyhow::Error::from)

@@ -1,8 +1,233 @@
-//! Interfaces without a backend here (placeholder: filled in next).
+//! Interfaces spin-sdk 5.2 may import but this host has no backend for: LLM
+//! (`fermyon:spin/llm@2.0.0`), MQTT, MySQL and PostgreSQL (`fermyon:spin/{mqtt,mysql,postgres}@2.0.0`,
+//! `spin:postgres/postgres@{3,4}.0.0`).
+//!
+//! They are linked so that every spin-sdk component instantiates (a missing import fails at
+//! instantiation, for every request, not only when the feature is used). Calls return the
+//! interface's own error value, never a trap: `open` checks `allowed_outbound_hosts` first (the
+//! not-granted error Spin gives) and otherwise reports that the backend is not supported here.
+
 use anyhow::Result;
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use crate::bindings::fermyon::spin2_0_0::{llm, mqtt, mysql, postgres as pg2, rdbms_types};
+use crate::bindings::spin::postgres3_0_0::postgres as pg3;
+use crate::bindings::spin::postgres4_0_0::postgres as pg4;
 use crate::state::InstanceState;
 
-/// Never constructed.
+/// Never constructed: every `open` fails.
 pub struct Unsupported;
-/// Links the interfaces.
-pub fn add_to_linker(_l: &mut wasmtime::component::Linker<InstanceState>) -> Result<()> { Ok(()) }
+
+const NOT_SUPPORTED: &str = "not supported by spin-host (this local host has no backend for it)";
+
+/// Links every unsupported interface.
+pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
+    type D = HasSelf<InstanceState>;
+    llm::add_to_linker::<_, D>(linker, |s| s)?;
+    mqtt::add_to_linker::<_, D>(linker, |s| s)?;
+    rdbms_types::add_to_linker::<_, D>(linker, |s| s)?;
+    mysql::add_to_linker::<_, D>(linker, |s| s)?;
+    pg2::add_to_linker::<_, D>(linker, |s| s)?;
+    pg3::add_to_linker::<_, D>(linker, |s| s)?;
+    pg4::add_to_linker::<_, D>(linker, |s| s)?;
+    Ok(())
+}
+
+fn denied(state: &InstanceState, address: &str, scheme: &str) -> Option<String> {
+    if state.component.allowed_hosts.allows_url(address, scheme) {
+        None
+    } else {
+        Some(format!(
+            "address {address} is not permitted: add it to the component's allowed_outbound_hosts"
+        ))
+    }
+}
+
+impl llm::Host for InstanceState {
+    async fn infer(
+        &mut self,
+        _model: String,
+        _prompt: String,
+        _params: Option<llm::InferencingParams>,
+    ) -> wasmtime::Result<std::result::Result<llm::InferencingResult, llm::Error>> {
+        Ok(Err(llm::Error::ModelNotSupported))
+    }
+
+    async fn generate_embeddings(
+        &mut self,
+        _model: String,
+        _text: Vec<String>,
+    ) -> wasmtime::Result<std::result::Result<llm::EmbeddingsResult, llm::Error>> {
+        Ok(Err(llm::Error::ModelNotSupported))
+    }
+}
+
+impl mqtt::Host for InstanceState {}
+
+impl mqtt::HostConnection for InstanceState {
+    async fn open(
+        &mut self,
+        address: String,
+        _username: String,
+        _password: String,
+        _keep_alive: u64,
+    ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, mqtt::Error>> {
+        if denied(self, &address, "mqtt").is_some() {
+            return Ok(Err(mqtt::Error::InvalidAddress));
+        }
+        Ok(Err(mqtt::Error::ConnectionFailed(format!("MQTT is {NOT_SUPPORTED}"))))
+    }
+
+    async fn publish(
+        &mut self,
+        _c: Resource<Unsupported>,
+        _topic: String,
+        _payload: Vec<u8>,
+        _qos: mqtt::Qos,
+    ) -> wasmtime::Result<std::result::Result<(), mqtt::Error>> {
+        Ok(Err(mqtt::Error::Other(format!("MQTT is {NOT_SUPPORTED}"))))
+    }
+
+    async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
+        let _ = self.table.delete(c);
+        Ok(())
+    }
+}
+
+impl rdbms_types::Host for InstanceState {}
+
+impl mysql::Host for InstanceState {}
+
+impl mysql::HostConnection for InstanceState {
+    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, rdbms_types::Error>> {
+        if let Some(m) = denied(self, &address, "mysql") {
+            return Ok(Err(rdbms_types::Error::ConnectionFailed(m)));
+        }
+        Ok(Err(rdbms_types::Error::ConnectionFailed(format!("MySQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn query(
+        &mut self,
+        _c: Resource<Unsupported>,
+        _statement: String,
+        _params: Vec<rdbms_types::ParameterValue>,
+    ) -> wasmtime::Result<std::result::Result<rdbms_types::RowSet, rdbms_types::Error>> {
+        Ok(Err(rdbms_types::Error::Other(format!("MySQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn execute(
+        &mut self,
+        _c: Resource<Unsupported>,
+        _statement: String,
+        _params: Vec<rdbms_types::ParameterValue>,
+    ) -> wasmtime::Result<std::result::Result<(), rdbms_types::Error>> {
+        Ok(Err(rdbms_types::Error::Other(format!("MySQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
+        let _ = self.table.delete(c);
+        Ok(())
+    }
+}
+
+impl pg2::Host for InstanceState {}
+
+impl pg2::HostConnection for InstanceState {
+    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, rdbms_types::Error>> {
+        if let Some(m) = denied(self, &address, "postgres") {
+            return Ok(Err(rdbms_types::Error::ConnectionFailed(m)));
+        }
+        Ok(Err(rdbms_types::Error::ConnectionFailed(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn query(
+        &mut self,
+        _c: Resource<Unsupported>,
+        _statement: String,
+        _params: Vec<rdbms_types::ParameterValue>,
+    ) -> wasmtime::Result<std::result::Result<rdbms_types::RowSet, rdbms_types::Error>> {
+        Ok(Err(rdbms_types::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn execute(
+        &mut self,
+        _c: Resource<Unsupported>,
+        _statement: String,
+        _params: Vec<rdbms_types::ParameterValue>,
+    ) -> wasmtime::Result<std::result::Result<u64, rdbms_types::Error>> {
+        Ok(Err(rdbms_types::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
+        let _ = self.table.delete(c);
+        Ok(())
+    }
+}
+
+impl pg3::Host for InstanceState {}
+
+impl pg3::HostConnection for InstanceState {
+    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, pg3::Error>> {
+        if let Some(m) = denied(self, &address, "postgres") {
+            return Ok(Err(pg3::Error::ConnectionFailed(m)));
+        }
+        Ok(Err(pg3::Error::ConnectionFailed(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn query(
+        &mut self,
+        _c: Resource<Unsupported>,
+        _statement: String,
+        _params: Vec<pg3::ParameterValue>,
+    ) -> wasmtime::Result<std::result::Result<pg3::RowSet, pg3::Error>> {
+        Ok(Err(pg3::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn execute(
+        &mut self,
+        _c: Resource<Unsupported>,
+        _statement: String,
+        _params: Vec<pg3::ParameterValue>,
+    ) -> wasmtime::Result<std::result::Result<u64, pg3::Error>> {
+        Ok(Err(pg3::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
+        let _ = self.table.delete(c);
+        Ok(())
+    }
+}
+
+impl pg4::Host for InstanceState {}
+
+impl pg4::HostConnection for InstanceState {
+    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, pg4::Error>> {
+        if let Some(m) = denied(self, &address, "postgres") {
+            return Ok(Err(pg4::Error::ConnectionFailed(m)));
+        }
+        Ok(Err(pg4::Error::ConnectionFailed(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn query(
+        &mut self,
+        _c: Resource<Unsupported>,
+        _statement: String,
+        _params: Vec<pg4::ParameterValue>,
+    ) -> wasmtime::Result<std::result::Result<pg4::RowSet, pg4::Error>> {
+        Ok(Err(pg4::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn execute(
+        &mut self,
+        _c: Resource<Unsupported>,
+        _statement: String,
+        _params: Vec<pg4::ParameterValue>,
+    ) -> wasmtime::Result<std::result::Result<u64, pg4::Error>> {
+        Ok(Err(pg4::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+    }
+
+    async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
+        let _ = self.table.delete(c);
+        Ok(())
+    }
+}
