@@ -38,13 +38,35 @@ fn run_once(timestamp: u64) -> anyhow::Result<()> {
          ON CONFLICT(id) DO UPDATE SET last_run_at = excluded.last_run_at, runs = runs + 1",
         &[spin_sdk::sqlite::Value::Integer(timestamp as i64)],
     )?;
+    release_expired_reservations()?;
+    Ok(())
+}
+
+/// Stock reservations whose expiry passed go back on sale. The stock component owns the rule
+/// and does the work atomically (and idempotently, so overlapping runs are harmless); this only
+/// calls it through service chaining, on the Redis server's clock (no `now`, no admin token).
+fn release_expired_reservations() -> anyhow::Result<()> {
+    let req = spin_sdk::http::Request::post(
+        "http://stock.spin.internal/api/stock/reservations/expire",
+        Vec::<u8>::new(),
+    )
+    .build();
+    let resp: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(req))?;
+    let status = *resp.status();
+    anyhow::ensure!(
+        status == 200,
+        "stock expire answered {status}: {}",
+        String::from_utf8_lossy(resp.body())
+    );
     Ok(())
 }
 
 #[http_component]
 fn handle(req: Request) -> impl IntoResponse {
     let mut router = Router::new();
-    router.get("/api/health/compensator", |_req: Request, _params| health_route());
+    router.get("/api/health/compensator", |_req: Request, _params| {
+        health_route()
+    });
     router.handle(req)
 }
 
@@ -53,5 +75,8 @@ fn health_route() -> spin_sdk::http::Response {
         let url = spin_sdk::variables::get("redis_url")?;
         health::redis_check(&url)
     };
-    health::report(COMPONENT, &[("sqlite", &health::sqlite_check), ("redis", &redis)])
+    health::report(
+        COMPONENT,
+        &[("sqlite", &health::sqlite_check), ("redis", &redis)],
+    )
 }
