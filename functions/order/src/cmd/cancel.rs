@@ -49,7 +49,7 @@ pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
         match state.apply(OrderCommand::Cancel) {
             Err(refused) => {
                 return Err(Problem::conflict("invalid-transition", refused.to_string())
-                    .with("status", status.as_str()))
+                    .with("order_status", status.as_str()))
             }
             Ok(Outcome::Unchanged(_)) => {
                 release(&conn, &order.reservation_id, tp).await;
