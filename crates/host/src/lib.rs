@@ -17,7 +17,9 @@ pub mod runtime_config;
 pub mod sqlite;
 pub mod state;
 pub mod stdio;
+pub mod trigger_cron;
 pub mod trigger_http;
+pub mod trigger_redis;
 pub mod unsupported;
 pub mod variables;
 
@@ -67,6 +69,9 @@ pub fn up(opts: UpOptions) -> Result<()> {
     let _guard = rt.enter();
 
     let listen_addr = resolve_listen(&opts.listen)?;
+    let vars = variables::AppVariables::resolve(&app, &variables::env_provider())?;
+    let redis_subs = trigger_redis::Subscriptions::resolve(&app, &vars)?;
+    let cron_jobs = trigger_cron::jobs(&app)?;
     let runtime = Arc::new(runtime::AppRuntime::load(runtime::LoadOptions {
         app,
         state_dir,
@@ -80,6 +85,9 @@ pub fn up(opts: UpOptions) -> Result<()> {
             .with_context(|| format!("cannot listen on {listen_addr}"))?;
         let local = listener.local_addr()?;
         let _ = runtime.listen_addr.set(local);
+        let redis = trigger_redis::start(runtime.clone(), redis_subs).await?;
+        tokio::spawn(redis);
+        tokio::spawn(trigger_cron::run(runtime.clone(), cron_jobs));
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
