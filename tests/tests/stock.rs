@@ -1,0 +1,898 @@
+//! End to end: the stock component in the real `spin.toml`, served by the host, against a private
+//! redis-server. Tests share one app (booted lazily, stopped when the last running test drops
+//! it) and keep apart by using their own SKUs and reservation ids.
+//!
+//! Tests assert behaviour, never timing: expiry is driven by the admin `now` of the expire
+//! endpoint or by moving a stored expiry into the past through redis-cli, and the stale-lock
+//! cases run the real Lua scripts through redis-cli with an old fencing token.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::{repo_root, RedisServer, Response, SpinApp};
+
+const ADMIN: &str = "e2e-stock-admin-token";
+
+struct Env {
+    // Declaration order is drop order: stop the host before its Redis.
+    app: SpinApp,
+    redis: RedisServer,
+    state: PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+static ENV: Mutex<Weak<Env>> = Mutex::new(Weak::new());
+
+/// The shared app; booted on first use and again if every earlier user already finished.
+fn env() -> Arc<Env> {
+    let mut slot = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(env) = slot.upgrade() {
+        return env;
+    }
+    let env = Arc::new(boot());
+    *slot = Arc::downgrade(&env);
+    env
+}
+
+/// A private redis-server and the real spin.toml in the host.
+fn boot() -> Env {
+    testkit::wasm("stock");
+    let redis = RedisServer::start().expect("redis-server");
+    let state = std::env::temp_dir().join(format!(
+        "spin-shop-e2e-stock-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&state).expect("state dir");
+    let app = SpinApp::builder(repo_root().join("spin.toml"))
+        .state_dir(&state)
+        .variable("redis_host", redis.host())
+        .variable("admin_token", ADMIN)
+        .variable("payment_webhook_secret", "e2e-webhook-secret")
+        .startup_timeout(Duration::from_secs(180))
+        .start()
+        .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"));
+    Env { app, redis, state }
+}
+
+fn auth() -> (&'static str, String) {
+    ("authorization", format!("Bearer {ADMIN}"))
+}
+
+impl Env {
+    fn put_product(&self, sku: &str, body: &Value) -> Response {
+        let (k, v) = auth();
+        self.app
+            .send_json("PUT", &format!("/api/products/{sku}"), &[(k, &v)], body)
+            .expect("PUT product")
+    }
+
+    fn product(&self, sku: &str, name: &str, price: i64, stock: i64) {
+        let resp = self.put_product(
+            sku,
+            &json!({"name": name, "price": price, "currency": "EUR", "stock": stock}),
+        );
+        assert_eq!(resp.status, 200, "{}\n{}", resp.text(), self.app.stderr());
+    }
+
+    fn get_product(&self, sku: &str) -> Response {
+        self.app
+            .get(&format!("/api/products/{sku}"))
+            .expect("GET product")
+    }
+
+    /// (available, reserved, sold)
+    fn levels(&self, sku: &str) -> (i64, i64, i64) {
+        let resp = self.get_product(sku);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let b = resp.json();
+        let n = |k: &str| {
+            b[k].as_i64()
+                .unwrap_or_else(|| panic!("{k} not an integer: {b}"))
+        };
+        (n("available"), n("reserved"), n("sold"))
+    }
+
+    fn reserve(&self, body: &Value) -> Response {
+        self.app
+            .send_json("POST", "/api/stock/reservations", &[], body)
+            .expect("POST reservation")
+    }
+
+    fn post(&self, path: &str) -> Response {
+        self.app.send("POST", path, &[], None).expect("POST")
+    }
+
+    fn expire(&self, body: Option<&Value>, admin: bool) -> Response {
+        let (k, v) = auth();
+        let headers: Vec<(&str, &str)> = if admin { vec![(k, &v)] } else { vec![] };
+        match body {
+            Some(b) => self
+                .app
+                .send_json("POST", "/api/stock/reservations/expire", &headers, b)
+                .expect("POST expire"),
+            None => self
+                .app
+                .send("POST", "/api/stock/reservations/expire", &headers, None)
+                .expect("POST expire"),
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        self.redis
+            .cli(args)
+            .unwrap_or_else(|e| panic!("redis-cli {args:?}: {e:#}"))
+    }
+}
+
+/// A 4xx/5xx answer must be problem+json with the documented members and the given status.
+fn problem(resp: &Response, status: u16) -> Value {
+    assert_eq!(resp.status, status, "{}", resp.text());
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/problem+json"),
+        "{}",
+        resp.text()
+    );
+    let b = resp.json();
+    for member in ["type", "title", "status", "detail"] {
+        assert!(b.get(member).is_some(), "problem without {member}: {b}");
+    }
+    assert_eq!(b["status"], status, "{b}");
+    b
+}
+
+fn lua(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join(format!("functions/stock/src/lua/{name}.lua")))
+        .expect("lua script")
+}
+
+#[test]
+fn put_and_get_a_product() {
+    let env = env();
+    let resp = env.put_product(
+        "happy-TSHIRT",
+        &json!({"name": "Red T-shirt", "price": 1999, "currency": "EUR", "stock": 10}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let expected = json!({"sku": "happy-TSHIRT", "name": "Red T-shirt", "price": 1999,
+        "currency": "EUR", "available": 10, "reserved": 0, "sold": 0});
+    assert_eq!(resp.json(), expected);
+    let resp = env.get_product("happy-TSHIRT");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert_eq!(resp.json(), expected);
+
+    // "stock" is what is on sale now: reserved and sold units are kept by a later PUT.
+    let r = env.reserve(&json!({"reservation_id": "happy-r1",
+        "items": [{"sku": "happy-TSHIRT", "quantity": 3}]}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        env.post("/api/stock/reservations/happy-r1/confirm").status,
+        200
+    );
+    let r = env.reserve(&json!({"reservation_id": "happy-r2",
+        "items": [{"sku": "happy-TSHIRT", "quantity": 2}]}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(env.levels("happy-TSHIRT"), (5, 2, 3));
+    let resp = env.put_product(
+        "happy-TSHIRT",
+        &json!({"name": "Red T-shirt v2", "price": 2499, "currency": "USD", "stock": 40}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.json(),
+        json!({"sku": "happy-TSHIRT", "name": "Red T-shirt v2", "price": 2499,
+            "currency": "USD", "available": 40, "reserved": 2, "sold": 3})
+    );
+    // The outstanding reservation still settles against the kept buckets.
+    assert_eq!(
+        env.post("/api/stock/reservations/happy-r2/release").status,
+        200
+    );
+    assert_eq!(env.levels("happy-TSHIRT"), (42, 0, 3));
+}
+
+#[test]
+fn admin_routes_need_the_bearer_token() {
+    let env = env();
+    let body = json!({"name": "X", "price": 1, "currency": "EUR", "stock": 1});
+    let path = "/api/products/auth-X";
+    let none = env.app.send_json("PUT", path, &[], &body).expect("PUT");
+    problem(&none, 401);
+    let wrong = env
+        .app
+        .send_json("PUT", path, &[("authorization", "Bearer nope")], &body)
+        .expect("PUT");
+    problem(&wrong, 401);
+    let basic = env
+        .app
+        .send_json(
+            "PUT",
+            path,
+            &[("authorization", &format!("Basic {ADMIN}"))],
+            &body,
+        )
+        .expect("PUT");
+    problem(&basic, 401);
+    problem(&env.get_product("auth-X"), 404);
+    // Expiring "as of" another instant releases reservations early: admin only.
+    problem(
+        &env.expire(Some(&json!({"now": "2030-01-01T00:00:00Z"})), false),
+        401,
+    );
+}
+
+#[test]
+fn put_rejects_malformed_products_naming_the_field() {
+    let env = env();
+    let ok = json!({"name": "Mug", "price": 900, "currency": "EUR", "stock": 4});
+    let with = |k: &str, v: Value| {
+        let mut b = ok.clone();
+        b[k] = v;
+        b
+    };
+    let without = |k: &str| {
+        let mut b = ok.clone();
+        b.as_object_mut().unwrap().remove(k);
+        b
+    };
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (without("name"), 422, "name"),
+        (with("name", json!("   ")), 422, "name"),
+        (with("name", json!(42)), 422, "name"),
+        (without("price"), 422, "price"),
+        (with("price", json!(-1)), 422, "price"),
+        (with("price", json!(9.99)), 422, "price"),
+        (with("price", json!("900")), 422, "price"),
+        (without("currency"), 422, "currency"),
+        (with("currency", json!("eur")), 422, "currency"),
+        (with("currency", json!("EURO")), 422, "currency"),
+        (without("stock"), 422, "stock"),
+        (with("stock", json!(-5)), 422, "stock"),
+        (with("stock", json!(1e300)), 422, "stock"),
+        (json!([1, 2]), 400, "body"),
+        (json!("text"), 400, "body"),
+    ];
+    for (body, status, field) in cases {
+        let resp = env.put_product("malformed-MUG", &body);
+        let p = problem(&resp, status);
+        assert_eq!(p["field"], field, "{body} -> {p}");
+    }
+    let (k, v) = auth();
+    for raw in [&b"{"[..], b"", b"not json", b"{\"name\": \"x\",}"] {
+        let resp = env
+            .app
+            .send(
+                "PUT",
+                "/api/products/malformed-MUG",
+                &[(k, &v), ("content-type", "application/json")],
+                Some(raw),
+            )
+            .expect("PUT");
+        assert_eq!(problem(&resp, 400)["field"], "body");
+    }
+    // A SKU outside `A-Z a-z 0-9 - _ .` is refused by name.
+    let resp = env.put_product("bad%20sku", &ok);
+    assert_eq!(problem(&resp, 422)["field"], "sku");
+    problem(&env.get_product("malformed-MUG"), 404);
+    assert_eq!(env.put_product("malformed-MUG", &ok).status, 200);
+}
+
+#[test]
+fn unknown_products_and_routes_are_problem_404s() {
+    let env = env();
+    let p = problem(&env.get_product("never-created"), 404);
+    assert_eq!(p["skus"], json!(["never-created"]));
+    problem(&env.get_product("not%20a%20sku"), 404);
+    problem(&env.app.get("/api/stock/nothing").expect("GET"), 404);
+    problem(
+        &env.app.get("/api/stock/reservations/nope").expect("GET"),
+        404,
+    );
+    problem(&env.post("/api/stock/reservations/nope/confirm"), 404);
+    problem(&env.post("/api/stock/reservations/nope/release"), 404);
+    let resp = env
+        .app
+        .send("DELETE", "/api/products/never-created", &[], None)
+        .expect("DELETE");
+    problem(&resp, 405);
+    let resp = env
+        .app
+        .send("GET", "/api/stock/reservations", &[], None)
+        .expect("GET");
+    problem(&resp, 405);
+}
+
+#[test]
+fn reservation_happy_path_snapshots_prices() {
+    let env = env();
+    env.product("happy-A", "Apple", 150, 10);
+    env.product("happy-B", "Banana", 25, 5);
+    let resp = env.reserve(&json!({
+        "reservation_id": "happy-res-1",
+        "items": [{"sku": "happy-A", "quantity": 3}, {"sku": "happy-B", "quantity": 5}],
+        "ttl_seconds": 600
+    }));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let body = resp.json();
+    assert_eq!(body["reservation_id"], "happy-res-1");
+    assert_eq!(body["status"], "RESERVED");
+    assert_eq!(
+        body["items"],
+        json!([
+            {"sku": "happy-A", "quantity": 3, "unit_price": 150, "currency": "EUR"},
+            {"sku": "happy-B", "quantity": 5, "unit_price": 25, "currency": "EUR"}
+        ])
+    );
+    let expires = body["expires_at"].as_str().expect("expires_at string");
+    assert!(
+        expires.len() == 24 && expires.ends_with('Z') && expires.as_bytes()[10] == b'T',
+        "expires_at is RFC 3339 UTC: {expires}"
+    );
+    assert_eq!(env.levels("happy-A"), (7, 3, 0));
+    assert_eq!(env.levels("happy-B"), (0, 5, 0));
+
+    // A later price change does not touch the reservation's snapshot.
+    env.product("happy-A", "Apple", 999, 7);
+    let resp = env
+        .app
+        .get("/api/stock/reservations/happy-res-1")
+        .expect("GET reservation");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json(), body);
+}
+
+#[test]
+fn reservation_errors() {
+    let env = env();
+    env.product("err-A", "A", 100, 5);
+    env.product("err-B", "B", 100, 1);
+    let short = env.reserve(&json!({"reservation_id": "err-short",
+        "items": [{"sku": "err-A", "quantity": 5}, {"sku": "err-B", "quantity": 2}]}));
+    let p = problem(&short, 409);
+    assert_eq!(p["skus"], json!(["err-B"]), "{p}");
+    // All or nothing: the line that fitted was not deducted either.
+    assert_eq!(env.levels("err-A"), (5, 0, 0));
+    assert_eq!(env.levels("err-B"), (1, 0, 0));
+    // A short request leaves no reservation behind: the id is still free.
+    problem(
+        &env.app
+            .get("/api/stock/reservations/err-short")
+            .expect("GET"),
+        404,
+    );
+
+    let unknown = env.reserve(&json!({"reservation_id": "err-unknown",
+        "items": [{"sku": "err-A", "quantity": 1}, {"sku": "err-NOPE", "quantity": 1}]}));
+    let p = problem(&unknown, 404);
+    assert_eq!(p["skus"], json!(["err-NOPE"]), "{p}");
+    assert_eq!(env.levels("err-A"), (5, 0, 0));
+
+    let item = |sku: &str, q: Value| json!({"sku": sku, "quantity": q});
+    let req = |items: Value| json!({"reservation_id": "err-x", "items": items});
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            req(json!([item("err-A", json!(0))])),
+            422,
+            "items[0].quantity",
+        ),
+        (
+            req(json!([item("err-A", json!(1)), item("err-B", json!(-1))])),
+            422,
+            "items[1].quantity",
+        ),
+        (
+            req(json!([item("err-A", json!(1.5))])),
+            422,
+            "items[0].quantity",
+        ),
+        (
+            req(json!([item("err-A", json!("2"))])),
+            422,
+            "items[0].quantity",
+        ),
+        (
+            req(json!([item("err-A", json!(10_000_000_000i64))])),
+            422,
+            "items[0].quantity",
+        ),
+        (req(json!([{"sku": "err-A"}])), 422, "items[0].quantity"),
+        (req(json!([{"quantity": 1}])), 422, "items[0].sku"),
+        (req(json!([item("bad sku", json!(1))])), 422, "items[0].sku"),
+        (
+            req(json!([item("err-A", json!(1)), item("err-A", json!(1))])),
+            422,
+            "items[1].sku",
+        ),
+        (req(json!([])), 422, "items"),
+        (req(json!("err-A")), 422, "items"),
+        (req(json!([7])), 422, "items[0]"),
+        (
+            json!({"items": [item("err-A", json!(1))]}),
+            422,
+            "reservation_id",
+        ),
+        (
+            json!({"reservation_id": 5, "items": [item("err-A", json!(1))]}),
+            422,
+            "reservation_id",
+        ),
+        (
+            json!({"reservation_id": "a/b", "items": [item("err-A", json!(1))]}),
+            422,
+            "reservation_id",
+        ),
+        (
+            json!({"reservation_id": "err-x", "items": [item("err-A", json!(1))], "ttl_seconds": 0}),
+            422,
+            "ttl_seconds",
+        ),
+        (
+            json!({"reservation_id": "err-x", "items": [item("err-A", json!(1))], "ttl_seconds": "60"}),
+            422,
+            "ttl_seconds",
+        ),
+        (json!([]), 400, "body"),
+        (json!(null), 400, "body"),
+    ];
+    for (body, status, field) in cases {
+        let p = problem(&env.reserve(&body), status);
+        assert_eq!(p["field"], field, "{body} -> {p}");
+    }
+    let resp = env
+        .app
+        .send(
+            "POST",
+            "/api/stock/reservations",
+            &[("content-type", "application/json")],
+            Some(b"{\"reservation_id\": "),
+        )
+        .expect("POST");
+    assert_eq!(problem(&resp, 400)["field"], "body");
+    assert_eq!(env.levels("err-A"), (5, 0, 0));
+    assert_eq!(env.levels("err-B"), (1, 0, 0));
+}
+
+#[test]
+fn the_same_reservation_id_never_deducts_twice() {
+    let env = env();
+    env.product("idem-A", "A", 300, 10);
+    let body = json!({"reservation_id": "idem-1", "items": [{"sku": "idem-A", "quantity": 4}]});
+    let first = env.reserve(&body);
+    assert_eq!(first.status, 201, "{}", first.text());
+    let second = env.reserve(&body);
+    assert!(
+        second.status == 200 || second.status == 201,
+        "{}",
+        second.text()
+    );
+    assert_eq!(second.json(), first.json());
+    assert_eq!(env.levels("idem-A"), (6, 4, 0));
+
+    // Concurrent retries of one id: still one deduction.
+    let body2 = json!({"reservation_id": "idem-2", "items": [{"sku": "idem-A", "quantity": 1}]});
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| env.reserve(&body2).status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 201),
+        "{statuses:?}"
+    );
+    assert_eq!(env.levels("idem-A"), (5, 5, 0));
+
+    // The same id for a different request is refused, and deducts nothing.
+    let other = json!({"reservation_id": "idem-1", "items": [{"sku": "idem-A", "quantity": 5}]});
+    assert_eq!(
+        problem(&env.reserve(&other), 422)["field"],
+        "reservation_id"
+    );
+    assert_eq!(env.levels("idem-A"), (5, 5, 0));
+}
+
+#[test]
+fn fifty_concurrent_buyers_for_the_last_ten_units() {
+    let env = env();
+    env.product("flash-LAST", "Last units", 4999, 10);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let barrier = Barrier::new(50);
+    let (statuses, observed) = std::thread::scope(|s| {
+        // A watcher reads the product while buyers race: every snapshot must be consistent.
+        let watcher = s.spawn(|| {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                seen.push(env.levels("flash-LAST"));
+            }
+            seen
+        });
+        let buyers: Vec<_> = (0..50)
+            .map(|i| {
+                let (env, barrier) = (&env, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let resp = env.reserve(&json!({"reservation_id": format!("flash-{i}"),
+                        "items": [{"sku": "flash-LAST", "quantity": 1}]}));
+                    if resp.status == 409 {
+                        assert_eq!(problem(&resp, 409)["skus"], json!(["flash-LAST"]));
+                    }
+                    resp.status
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = buyers.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (statuses, watcher.join().unwrap())
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        40,
+        "{statuses:?}"
+    );
+    assert_eq!(env.levels("flash-LAST"), (0, 10, 0));
+    assert!(!observed.is_empty());
+    for (a, r, s) in observed {
+        assert!(a >= 0, "available went negative: {a}");
+        assert_eq!(a + r + s, 10, "inconsistent snapshot {a} {r} {s}");
+    }
+}
+
+#[test]
+fn confirm_and_release_are_idempotent_and_final() {
+    let env = env();
+    env.product("life-A", "A", 100, 10);
+    let reserve = |id: &str, q: i64| {
+        let r = env
+            .reserve(&json!({"reservation_id": id, "items": [{"sku": "life-A", "quantity": q}]}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()
+    };
+    let created = reserve("life-c", 3);
+    let c1 = env.post("/api/stock/reservations/life-c/confirm");
+    assert_eq!(c1.status, 200, "{}", c1.text());
+    let mut expected = created.clone();
+    expected["status"] = json!("CONFIRMED");
+    assert_eq!(c1.json(), expected);
+    let c2 = env.post("/api/stock/reservations/life-c/confirm");
+    assert_eq!(c2.status, 200, "{}", c2.text());
+    assert_eq!(c2.json(), expected);
+    assert_eq!(env.levels("life-A"), (7, 0, 3));
+    let p = problem(&env.post("/api/stock/reservations/life-c/release"), 409);
+    assert_eq!(p["reservation_status"], "CONFIRMED", "{p}");
+    assert_eq!(env.levels("life-A"), (7, 0, 3));
+
+    reserve("life-r", 2);
+    assert_eq!(env.levels("life-A"), (5, 2, 3));
+    let r1 = env.post("/api/stock/reservations/life-r/release");
+    assert_eq!(r1.status, 200, "{}", r1.text());
+    assert_eq!(r1.json()["status"], "RELEASED");
+    let r2 = env.post("/api/stock/reservations/life-r/release");
+    assert_eq!(r2.status, 200, "{}", r2.text());
+    assert_eq!(r2.json(), r1.json());
+    assert_eq!(env.levels("life-A"), (7, 0, 3));
+    let p = problem(&env.post("/api/stock/reservations/life-r/confirm"), 409);
+    assert_eq!(p["reservation_status"], "RELEASED", "{p}");
+    assert_eq!(env.levels("life-A"), (7, 0, 3));
+
+    // Retrying the original reservation request after release answers the stored (released)
+    // reservation and does not reserve again.
+    let again = env.reserve(&json!({"reservation_id": "life-r",
+        "items": [{"sku": "life-A", "quantity": 2}]}));
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["status"], "RELEASED");
+    assert_eq!(env.levels("life-A"), (7, 0, 3));
+
+    // Concurrent confirms and releases of one reservation: exactly one decision wins.
+    reserve("life-race", 4);
+    let statuses: Vec<(&str, u16)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..10)
+            .map(|i| {
+                let action = if i % 2 == 0 { "confirm" } else { "release" };
+                let env = &env;
+                s.spawn(move || {
+                    let path = format!("/api/stock/reservations/life-race/{action}");
+                    (action, env.post(&path).status)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok: HashSet<&str> = statuses
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(a, _)| *a)
+        .collect();
+    assert_eq!(ok.len(), 1, "one action wins: {statuses:?}");
+    assert!(
+        statuses.iter().all(|(_, s)| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    let (a, r, s) = env.levels("life-A");
+    assert_eq!((a + r + s, r), (10, 0));
+    if ok.contains("confirm") {
+        assert_eq!((a, s), (3, 7));
+    } else {
+        assert_eq!((a, s), (7, 3));
+    }
+}
+
+#[test]
+fn expired_reservations_are_released_once() {
+    let env = env();
+    env.product("exp-A", "A", 100, 10);
+    let mut expiries = Vec::new();
+    for i in 0..5 {
+        let r = env.reserve(&json!({"reservation_id": format!("exp-{i}"),
+            "items": [{"sku": "exp-A", "quantity": 1}], "ttl_seconds": 600}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        expiries.push(r.json()["expires_at"].as_str().unwrap().to_owned());
+    }
+    let kept = env.reserve(&json!({"reservation_id": "exp-kept",
+        "items": [{"sku": "exp-A", "quantity": 2}], "ttl_seconds": 3600}));
+    assert_eq!(kept.status, 201);
+    assert_eq!(env.levels("exp-A"), (3, 7, 0));
+    let confirmed = env.reserve(&json!({"reservation_id": "exp-confirmed",
+        "items": [{"sku": "exp-A", "quantity": 1}], "ttl_seconds": 600}));
+    assert_eq!(confirmed.status, 201);
+    assert_eq!(
+        env.post("/api/stock/reservations/exp-confirmed/confirm")
+            .status,
+        200
+    );
+    assert_eq!(env.levels("exp-A"), (2, 7, 1));
+
+    // "Now" = the latest expiry of the 10-minute ones: all five are due, the 1-hour one is not.
+    // Other tests' reservations live 15 minutes or more (and the cron test runs its own app),
+    // so they are not due either; the compensator's cron (server clock) cannot race us here.
+    let now = expiries.iter().max().unwrap().clone();
+    let results: Vec<Response> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| env.expire(Some(&json!({"now": now})), true)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut released = 0;
+    for r in &results {
+        assert_eq!(r.status, 200, "{}", r.text());
+        released += r.json()["released"].as_i64().unwrap();
+    }
+    assert_eq!(
+        released, 5,
+        "two concurrent expiries release each reservation once"
+    );
+    assert_eq!(env.levels("exp-A"), (7, 2, 1));
+    for i in 0..5 {
+        let r = env
+            .app
+            .get(&format!("/api/stock/reservations/exp-{i}"))
+            .expect("GET");
+        assert_eq!(r.json()["status"], "RELEASED");
+    }
+    // Idempotent: nothing left to release.
+    let again = env.expire(Some(&json!({"now": now})), true);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["released"], 0);
+    assert_eq!(env.levels("exp-A"), (7, 2, 1));
+    // An expired reservation cannot be confirmed; releasing it again is a no-op.
+    problem(&env.post("/api/stock/reservations/exp-0/confirm"), 409);
+    assert_eq!(
+        env.post("/api/stock/reservations/exp-0/release").status,
+        200
+    );
+    assert_eq!(env.levels("exp-A"), (7, 2, 1));
+
+    // The compensator's plain call (server clock, no body, no token) works and is harmless.
+    let plain = env.expire(None, false);
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert_eq!(env.levels("exp-A").1, 2);
+    let bad = env.expire(Some(&json!({"now": "yesterday"})), true);
+    assert_eq!(problem(&bad, 422)["field"], "now");
+}
+
+#[test]
+fn confirming_after_the_expiry_releases_instead() {
+    let env = env();
+    env.product("late-A", "A", 100, 5);
+    let r = env.reserve(&json!({"reservation_id": "late-1",
+        "items": [{"sku": "late-A", "quantity": 2}], "ttl_seconds": 3600}));
+    assert_eq!(r.status, 201);
+    // Move the stored expiry into the past (as if an hour went by before payment arrived).
+    env.cli(&["HSET", "stock:reservation:late-1", "expires_at", "1000"]);
+    let p = problem(&env.post("/api/stock/reservations/late-1/confirm"), 409);
+    assert_eq!(
+        p["type"], "https://errors.spin-shop.dev/reservation-expired",
+        "{p}"
+    );
+    assert_eq!(p["reservation_status"], "RELEASED");
+    assert_eq!(env.levels("late-A"), (5, 0, 0));
+    assert_eq!(
+        env.post("/api/stock/reservations/late-1/release").status,
+        200
+    );
+    assert_eq!(env.levels("late-A"), (5, 0, 0));
+}
+
+#[test]
+fn admin_writes_are_locked_and_fenced() {
+    let env = env();
+    env.product("lock-A", "A", 100, 10);
+    let body = |stock: i64| json!({"name": "A", "price": 100, "currency": "EUR", "stock": stock});
+
+    // Another writer holds the lock: refused at once, nothing written.
+    env.cli(&["SET", "stock:lock:lock-A", "someone-else", "PX", "60000"]);
+    let p = problem(&env.put_product("lock-A", &body(99)), 409);
+    assert_eq!(p["type"], "https://errors.spin-shop.dev/lock-busy", "{p}");
+    assert_eq!(env.levels("lock-A"), (10, 0, 0));
+    // Our lock release never deletes someone else's lock (compare-and-delete).
+    assert_eq!(
+        env.cli(&[
+            "EVAL",
+            &lua("lock_release"),
+            "1",
+            "stock:lock:lock-A",
+            "not-the-owner"
+        ]),
+        "NOT_OWNER"
+    );
+    assert_eq!(env.cli(&["GET", "stock:lock:lock-A"]), "someone-else");
+    env.cli(&["DEL", "stock:lock:lock-A"]);
+    assert_eq!(env.put_product("lock-A", &body(11)).status, 200);
+    assert_eq!(
+        env.cli(&["EXISTS", "stock:lock:lock-A"]),
+        "0",
+        "lock released after the write"
+    );
+
+    // Stale holder, case 1: S takes the lock, pauses past its TTL (we delete the key), a newer
+    // writer takes it and writes; S wakes up and writes with its old fencing token: refused.
+    let acquire = lua("lock_acquire");
+    let stale = env.cli(&[
+        "EVAL",
+        &acquire,
+        "2",
+        "stock:lock:lock-A",
+        "stock:fence:lock-A",
+        "stale-owner",
+        "60000",
+    ]);
+    let stale_fence = stale.lines().nth(1).expect("fence").to_owned();
+    assert!(stale.starts_with("OK"), "{stale}");
+    env.cli(&["DEL", "stock:lock:lock-A"]);
+    assert_eq!(env.put_product("lock-A", &body(7)).status, 200);
+    let put = lua("put_product");
+    let write = |fence: &str, stock: &str| {
+        env.cli(&[
+            "EVAL",
+            &put,
+            "2",
+            "stock:product:lock-A",
+            "stock:fence:lock-A",
+            fence,
+            "A",
+            "100",
+            "EUR",
+            stock,
+        ])
+    };
+    assert!(write(&stale_fence, "1000").starts_with("STALE"));
+    assert_eq!(env.levels("lock-A"), (7, 0, 0));
+
+    // Case 2: the newer holder has the lock but has not written yet: the stale write is refused
+    // too, because a newer token was issued.
+    let old = env.cli(&[
+        "EVAL",
+        &acquire,
+        "2",
+        "stock:lock:lock-A",
+        "stock:fence:lock-A",
+        "old-owner",
+        "60000",
+    ]);
+    let old_fence = old.lines().nth(1).expect("fence").to_owned();
+    env.cli(&["DEL", "stock:lock:lock-A"]);
+    let new = env.cli(&[
+        "EVAL",
+        &acquire,
+        "2",
+        "stock:lock:lock-A",
+        "stock:fence:lock-A",
+        "new-owner",
+        "60000",
+    ]);
+    let new_fence = new.lines().nth(1).expect("fence").to_owned();
+    assert!(new_fence.parse::<i64>().unwrap() > old_fence.parse::<i64>().unwrap());
+    assert!(write(&old_fence, "1000").starts_with("STALE"));
+    assert_eq!(env.levels("lock-A"), (7, 0, 0));
+    // ...while the current holder's write goes through, once.
+    assert!(write(&new_fence, "8").starts_with("OK"));
+    assert!(
+        write(&new_fence, "9").starts_with("STALE"),
+        "a token is used once"
+    );
+    assert_eq!(env.levels("lock-A"), (8, 0, 0));
+    env.cli(&["DEL", "stock:lock:lock-A"]);
+
+    // Two writers racing over HTTP: each round, every answer is 200 or 409 lock-busy, at least
+    // one wins, and the product ends with a winner's value, never a mix.
+    for round in 0..10 {
+        let barrier = Barrier::new(2);
+        let results: Vec<(i64, u16)> = std::thread::scope(|s| {
+            let hs: Vec<_> = [100 + round * 2, 101 + round * 2]
+                .into_iter()
+                .map(|stock| {
+                    let (env, barrier) = (&env, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        (stock, env.put_product("lock-A", &body(stock)).status)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<i64> = results
+            .iter()
+            .filter(|(_, s)| *s == 200)
+            .map(|(v, _)| *v)
+            .collect();
+        assert!(!winners.is_empty(), "round {round}: {results:?}");
+        assert!(
+            results.iter().all(|(_, s)| *s == 200 || *s == 409),
+            "{results:?}"
+        );
+        let (available, _, _) = env.levels("lock-A");
+        assert!(
+            winners.contains(&available),
+            "round {round}: {results:?} -> {available}"
+        );
+    }
+}
+
+#[test]
+fn the_compensator_cron_releases_expired_reservations() {
+    // Its own app: it makes a reservation due "now", which the expiry test must not see.
+    let env = boot();
+    env.product("cron-A", "A", 100, 3);
+    let r = env.reserve(&json!({"reservation_id": "cron-1",
+        "items": [{"sku": "cron-A", "quantity": 3}], "ttl_seconds": 3600}));
+    assert_eq!(r.status, 201);
+    assert_eq!(env.levels("cron-A"), (0, 3, 0));
+    // Make it due now without waiting an hour: its record and its index entry.
+    env.cli(&["HSET", "stock:reservation:cron-1", "expires_at", "1000"]);
+    env.cli(&["ZADD", "stock:reservations:expiries", "1000", "cron-1"]);
+    // The cron trigger fires every 15 s; the compensator then calls the stock expire route.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.levels("cron-A") != (3, 0, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the compensator did not release the reservation\nhost stderr:\n{}",
+            env.app.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let resp = env.app.get("/api/stock/reservations/cron-1").expect("GET");
+    assert_eq!(resp.json()["status"], "RELEASED");
+}
