@@ -4,6 +4,8 @@
 //! `no-such-store`, `invalid-address`, `undefined`, ...).
 //!
 //! A result is `{"ok": value}` or `{"error": "<wit-variant-name>", "detail": "..."}`.
+//! Routes are matched against `spin-path-info` (the path below the component's route), so
+//! `/kv/get` works at `/kv/get` under a `/...` route and at `/x/kv/get` under `/x/...`.
 //! Any path not listed below is echoed back (method, path, query, headers, body, and the
 //! component variable `who` when the component has one), which the routing tests use.
 
@@ -15,7 +17,15 @@ use spin_sdk::http_component;
 async fn handle(req: Request) -> impl IntoResponse {
     let q = Query::parse(req.query());
     let body = req.body().to_vec();
-    let report = match req.path() {
+    // Dispatch on the path below the component's route (`spin-path-info`), so the same routes
+    // work whether the component is mounted at `/...` or at `/prefix/...`.
+    let path_info = req
+        .header("spin-path-info")
+        .and_then(|v| v.as_str())
+        .filter(|p| !p.is_empty())
+        .unwrap_or(req.path())
+        .to_owned();
+    let report = match path_info.as_str() {
         "/kv/roundtrip" => kv::roundtrip(q.or("store", "default")),
         "/kv/set" => kv::set(
             q.or("store", "default"),

@@ -1,0 +1,283 @@
+//! Shared by the host test binaries: manifests written into a tempdir with absolute `source`
+//! paths to the test components, and small JSON / polling helpers.
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use serde_json::{json, Value};
+pub use testkit::{RedisServer, Response, SpinApp};
+
+/// A test application: its tempdir (manifest, state dir, runtime config live there).
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub manifest: PathBuf,
+}
+
+impl TestApp {
+    /// Writes `spin.toml` into a fresh tempdir. In `body`, `@kitchen_sink@`, `@hello@`,
+    /// `@redis_listener@`, `@cron_ticker@` and `@all_imports@` stand for the TOML-quoted
+    /// absolute path of that component's `.wasm`; `@dir@` for the tempdir itself.
+    pub fn new(body: &str) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = dir.path().join("spin.toml");
+        let text = expand(body, dir.path());
+        std::fs::write(&manifest, text).expect("write spin.toml");
+        TestApp { dir, manifest }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file next to the manifest (runtime config), with the same placeholders.
+    pub fn write(&self, rel: &str, body: &str) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::write(&path, expand(body, self.dir.path())).expect("write file");
+        path
+    }
+
+    /// A builder with `--state-dir <tempdir>/state`.
+    pub fn builder(&self) -> testkit::SpinAppBuilder {
+        SpinApp::builder(&self.manifest).state_dir(self.path("state"))
+    }
+
+    /// Starts the host with `--state-dir <tempdir>/state`, panicking with its output on failure.
+    pub fn start(&self) -> SpinApp {
+        self.builder().start().unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+fn expand(body: &str, dir: &Path) -> String {
+    let mut text = body.to_owned();
+    for name in [
+        "kitchen_sink",
+        "hello",
+        "redis_listener",
+        "cron_ticker",
+        "all_imports",
+    ] {
+        let placeholder = format!("@{name}@");
+        if text.contains(&placeholder) {
+            text = text.replace(&placeholder, &toml_str(&testkit::wasm(name)));
+        }
+    }
+    text.replace("@dir@", toml_str(dir).trim_matches('"'))
+}
+
+/// A path as a TOML basic string.
+pub fn toml_str(path: &Path) -> String {
+    let s = path.display().to_string();
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// GET `path` and parse the JSON body, asserting status 200.
+pub fn get_json(app: &SpinApp, path: &str) -> Value {
+    let resp = app
+        .get(path)
+        .unwrap_or_else(|e| panic!("GET {path}: {e:#}\nstderr:\n{}", app.stderr()));
+    assert_eq!(
+        resp.status,
+        200,
+        "GET {path}: status {} body {}\nstderr:\n{}",
+        resp.status,
+        resp.text(),
+        app.stderr()
+    );
+    resp.json()
+}
+
+/// POST `body` to `path` and parse the JSON answer, asserting status 200.
+pub fn post_json(app: &SpinApp, path: &str, body: &str) -> Value {
+    let resp = app
+        .send("POST", path, &[], Some(body.as_bytes()))
+        .unwrap_or_else(|e| panic!("POST {path}: {e:#}\nstderr:\n{}", app.stderr()));
+    assert_eq!(
+        resp.status,
+        200,
+        "POST {path}: status {} body {}",
+        resp.status,
+        resp.text()
+    );
+    resp.json()
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `LRANGE list 0 -1` as lines.
+pub fn lrange(redis: &RedisServer, list: &str) -> Vec<String> {
+    let out = redis.cli(&["LRANGE", list, "0", "-1"]).expect("LRANGE");
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until `channel` has `n` subscribers (the host's Redis trigger subscribed).
+pub fn wait_subscribers(redis_port: u16, channel: &str, n: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(out) = redis_cli(redis_port, &["PUBSUB", "NUMSUB", channel]) {
+            let count = out
+                .lines()
+                .nth(1)
+                .and_then(|l| l.trim().parse::<usize>().ok());
+            if count.unwrap_or(0) >= n {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// `redis-cli --raw` on any port (for servers this file starts itself).
+pub fn redis_cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--raw"])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+}
+
+/// A redis-server on a given port (testkit's picks its own port; restart tests need the same
+/// port twice). Stopped by PID on drop.
+pub struct FixedPortRedis {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl FixedPortRedis {
+    pub fn start(port: u16) -> FixedPortRedis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let redis = FixedPortRedis {
+            child,
+            port,
+            _dir: dir,
+        };
+        eventually(Duration::from_secs(10), "redis-server PONG", || {
+            (redis_cli(port, &["PING"]).ok().as_deref() == Some("PONG")).then_some(())
+        });
+        redis
+    }
+
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        redis_cli(self.port, args)
+    }
+}
+
+impl Drop for FixedPortRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts the host exited non-zero with a message on stderr that contains every `needles`
+/// (case-insensitive) and did not panic.
+pub fn assert_clean_failure(
+    status: std::process::ExitStatus,
+    stdout: &str,
+    stderr: &str,
+    needles: &[&str],
+) {
+    assert!(
+        !status.success(),
+        "expected a non-zero exit, got {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "the host panicked instead of reporting an error:\n{stderr}"
+    );
+    let lower = stderr.to_lowercase();
+    for needle in needles {
+        assert!(
+            lower.contains(&needle.to_lowercase()),
+            "stderr does not mention {needle:?}:\n{stderr}"
+        );
+    }
+}
+
+/// A minimal HTTP/1.1 server on a free loopback port answering `200 <body>` to everything and
+/// counting the connections it served, for outbound HTTP tests. Runs until the test ends.
+pub struct TinyHttpServer {
+    pub port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TinyHttpServer {
+    pub fn start(body: &'static str) -> TinyHttpServer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        TinyHttpServer { port, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,359 @@
+//! Every misconfiguration ends the host with a non-zero exit and a clear message on stderr,
+//! never a panic; and `--build` runs each component's build command before loading it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn fails_with(manifest: &str, needles: &[&str]) {
+    let t = TestApp::new(manifest);
+    let (status, stdout, stderr) = t.builder().run_to_exit(TIMEOUT).expect("run");
+    assert_clean_failure(status, &stdout, &stderr, needles);
+}
+
+#[test]
+fn missing_wasm_file() {
+    fails_with(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "missing-wasm"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = "/definitely/not/here/missing-component.wasm"
+"#,
+        &["missing-component.wasm"],
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_component() {
+    let t = TestApp::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "garbage-wasm"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = "garbage.wasm"
+"#,
+    );
+    std::fs::write(t.path("garbage.wasm"), b"this is not wasm").unwrap();
+    let (status, stdout, stderr) = t.builder().run_to_exit(TIMEOUT).expect("run");
+    assert_clean_failure(status, &stdout, &stderr, &["ks"]);
+}
+
+#[test]
+fn toml_syntax_error() {
+    fails_with(
+        "spin_manifest_version = 2\n[application\nname = \"broken\"\n",
+        &["spin.toml"],
+    );
+}
+
+#[test]
+fn unknown_field_in_component() {
+    fails_with(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "unknown-field"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+allowed_outbound_hostz = ["http://example.com"]
+"#,
+        &["allowed_outbound_hostz"],
+    );
+}
+
+#[test]
+fn unknown_field_in_trigger() {
+    fails_with(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "unknown-trigger-field"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+methods = ["GET"]
+[component.ks]
+source = @kitchen_sink@
+"#,
+        &["methods"],
+    );
+}
+
+#[test]
+fn wrong_manifest_version() {
+    fails_with(
+        r#"
+spin_manifest_version = 7
+[application]
+name = "v7"
+"#,
+        &["spin_manifest_version"],
+    );
+}
+
+#[test]
+fn trigger_names_an_unknown_component() {
+    fails_with(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "unknown-component"
+[[trigger.http]]
+route = "/..."
+component = "ghost"
+[component.ks]
+source = @kitchen_sink@
+"#,
+        &["ghost"],
+    );
+}
+
+#[test]
+fn duplicate_route_last_one_wins_with_a_warning() {
+    // As Spin: a duplicated route is not an error; the later component wins and the host warns.
+    let t = TestApp::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "duplicate-route"
+[[trigger.http]]
+route = "/same/..."
+component = "a"
+[[trigger.http]]
+route = "/same/..."
+component = "b"
+[component.a]
+source = @kitchen_sink@
+[component.a.variables]
+who = "a"
+[component.b]
+source = @kitchen_sink@
+[component.b.variables]
+who = "b"
+"#,
+    );
+    let app = t.start();
+    assert_eq!(get_json(&app, "/same/x")["who"], "b");
+    let all = format!("{}{}", app.stdout(), app.stderr());
+    assert!(
+        all.contains("/same"),
+        "no warning naming the duplicated route:\n{all}"
+    );
+}
+
+#[test]
+fn key_value_label_without_a_store() {
+    fails_with(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "unknown-kv-label"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+key_value_stores = ["default", "nowhere_store"]
+"#,
+        &["nowhere_store"],
+    );
+}
+
+#[test]
+fn sqlite_label_without_a_database() {
+    fails_with(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "unknown-sqlite-label"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+sqlite_databases = ["default", "nowhere_db"]
+"#,
+        &["nowhere_db"],
+    );
+}
+
+#[test]
+fn bad_runtime_config() {
+    let t = TestApp::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "bad-rc"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+"#,
+    );
+    let rc = t.write(
+        "rc.toml",
+        "[key_value_store.x]\ntype = \"carrier-pigeon\"\n",
+    );
+    let (status, stdout, stderr) = t
+        .builder()
+        .runtime_config(&rc)
+        .run_to_exit(TIMEOUT)
+        .expect("run");
+    assert_clean_failure(status, &stdout, &stderr, &["carrier-pigeon"]);
+
+    let (status, stdout, stderr) = t
+        .builder()
+        .runtime_config(t.path("no-such-rc.toml"))
+        .run_to_exit(TIMEOUT)
+        .expect("run");
+    assert_clean_failure(status, &stdout, &stderr, &["no-such-rc.toml"]);
+}
+
+#[test]
+fn unreachable_redis_for_the_trigger() {
+    let closed = testkit::free_port();
+    fails_with(
+        &format!(
+            r#"
+spin_manifest_version = 2
+[application]
+name = "unreachable-redis"
+[application.trigger.redis]
+address = "redis://127.0.0.1:{closed}"
+[[trigger.redis]]
+channel = "events"
+component = "listener"
+[component.listener]
+source = @redis_listener@
+"#
+        ),
+        &[&format!("127.0.0.1:{closed}")],
+    );
+}
+
+#[test]
+fn bad_cron_expression() {
+    fails_with(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "bad-cron"
+[[trigger.cron]]
+component = "ticker"
+cron_expression = "every tuesday"
+[component.ticker]
+source = @cron_ticker@
+"#,
+        &["every tuesday"],
+    );
+}
+
+#[test]
+fn port_in_use() {
+    let t = TestApp::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "port-in-use"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+"#,
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let logs = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = t
+        .builder()
+        .run_to_exit_on(&addr, logs.path(), TIMEOUT)
+        .expect("run");
+    assert_clean_failure(status, &stdout, &stderr, &[&addr]);
+}
+
+#[test]
+fn missing_manifest_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = SpinApp::builder(dir.path().join("nope.toml"))
+        .run_to_exit(TIMEOUT)
+        .expect("run");
+    assert_clean_failure(status, &stdout, &stderr, &["nope.toml"]);
+}
+
+#[test]
+fn build_flag_runs_build_commands_before_loading() {
+    // The component's source does not exist until its build command produces it.
+    let wasm = testkit::wasm("kitchen_sink");
+    let t = TestApp::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "build"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = "built/ks.wasm"
+[component.ks.build]
+command = "mkdir -p built && cp {wasm} built/ks.wasm && echo ran > built/marker.txt"
+"#,
+        wasm = wasm.display()
+    ));
+    // Without --build the source is missing: a clean failure.
+    let (status, stdout, stderr) = t.builder().run_to_exit(TIMEOUT).expect("run");
+    assert_clean_failure(status, &stdout, &stderr, &["ks.wasm"]);
+
+    let app = t
+        .builder()
+        .arg("--build")
+        .start()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        std::fs::read_to_string(t.path("built/marker.txt")).unwrap_or_default(),
+        "ran\n",
+        "the build command did not run in the manifest's directory"
+    );
+    assert_eq!(app.get("/anything").unwrap().status, 200);
+}
+
+#[test]
+fn failing_build_command_stops_the_host() {
+    let t = TestApp::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "build-fails"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+[component.ks.build]
+command = "echo build-went-wrong >&2; exit 3"
+"#,
+    );
+    let (status, stdout, stderr) = t
+        .builder()
+        .arg("--build")
+        .run_to_exit(TIMEOUT)
+        .expect("run");
+    assert_clean_failure(status, &stdout, &stderr, &["ks"]);
+}

@@ -1,0 +1,433 @@
+//! Key-value (fermyon:spin/key-value@2.0.0, wasi:keyvalue store/atomics/batch) and SQLite
+//! (fermyon:spin/sqlite@2.0.0, spin:sqlite@3.0.0): every operation, every value type,
+//! transactions across execute calls, persistence across host restarts, the default `.spin`
+//! state dir, and named stores from a runtime config file (spin and redis types).
+
+mod common;
+
+use common::*;
+
+const APP: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "storage"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+key_value_stores = ["default"]
+sqlite_databases = ["default"]
+"#;
+
+#[test]
+fn key_value_v2_every_operation() {
+    let t = TestApp::new(APP);
+    let app = t.start();
+    let body = get_json(&app, "/kv/roundtrip?store=default");
+    assert_eq!(body["open"], json!({ "ok": true }), "{body}");
+    assert_eq!(body["set"], json!({ "ok": null }), "{body}");
+    assert_eq!(body["get"], json!({ "ok": "v1" }), "{body}");
+    assert_eq!(body["exists"], json!({ "ok": true }), "{body}");
+    assert_eq!(
+        body["get_keys"],
+        json!({ "ok": ["kitchen-sink:key"] }),
+        "{body}"
+    );
+    assert_eq!(body["delete"], json!({ "ok": null }), "{body}");
+    assert_eq!(
+        body["exists_after_delete"],
+        json!({ "ok": false }),
+        "{body}"
+    );
+    assert_eq!(body["get_after_delete"], json!({ "ok": null }), "{body}");
+    assert_eq!(body["delete_missing"], json!({ "ok": null }), "{body}");
+}
+
+#[test]
+fn wasi_keyvalue_store_atomics_batch() {
+    let t = TestApp::new(APP);
+    let app = t.start();
+    let body = get_json(&app, "/wasi-kv/roundtrip?store=default");
+    assert_eq!(body["open"], json!({ "ok": true }), "{body}");
+    assert_eq!(body["set"], json!({ "ok": null }), "{body}");
+    assert_eq!(body["get"], json!({ "ok": "w1" }), "{body}");
+    assert_eq!(body["exists"], json!({ "ok": true }), "{body}");
+    assert_eq!(
+        body["list_keys"],
+        json!({ "ok": ["wasi-kv:key"] }),
+        "{body}"
+    );
+    assert_eq!(body["delete"], json!({ "ok": null }), "{body}");
+    assert_eq!(
+        body["exists_after_delete"],
+        json!({ "ok": false }),
+        "{body}"
+    );
+    assert_eq!(body["increment_5"], json!({ "ok": 5 }), "{body}");
+    assert_eq!(body["increment_minus_2"], json!({ "ok": 3 }), "{body}");
+    assert_eq!(body["set_many"], json!({ "ok": null }), "{body}");
+    assert_eq!(
+        body["get_many"],
+        json!({ "ok": [["wasi-kv:b1", "one"], ["wasi-kv:b2", "two"], ["wasi-kv:b3", null]] }),
+        "{body}"
+    );
+    assert_eq!(body["delete_many"], json!({ "ok": null }), "{body}");
+    assert_eq!(
+        body["get_many_after_delete"],
+        json!({ "ok": [["wasi-kv:b1", null], ["wasi-kv:b2", null], ["wasi-kv:b3", null]] }),
+        "{body}"
+    );
+    // Keys written by wasi:keyvalue are the same store as fermyon:spin/key-value's.
+    get_json(&app, "/kv/set?store=default&key=shared&value=from-v2");
+    let body = get_json(&app, "/wasi-kv/roundtrip?store=default");
+    assert!(
+        body["list_keys"]["ok"]
+            .as_array()
+            .is_some_and(|k| k.contains(&json!("shared"))),
+        "{body}"
+    );
+}
+
+#[test]
+fn wasi_keyvalue_increment_is_atomic_under_concurrency() {
+    let t = TestApp::new(APP);
+    let app = t.start();
+    let base = app.base_url.clone();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                (0..8)
+                    .map(|_| {
+                        let r = testkit::request(
+                            "GET",
+                            &format!("{base}/wasi-kv/incr?store=default&key=hits&delta=1"),
+                            &[],
+                            None,
+                        )
+                        .expect("request");
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        r.json()["ok"].as_i64().expect("increment result")
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut seen: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|h| h.join().expect("thread"))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        (1..=64).collect::<Vec<_>>(),
+        "64 concurrent increments must each see a distinct value"
+    );
+}
+
+fn sqlite_roundtrip(app: &SpinApp, version: &str) {
+    let body = get_json(app, &format!("/{version}/roundtrip?db=default"));
+    let ok = |k: &str| {
+        assert!(body[k].get("ok").is_some(), "{version} {k} failed: {body}");
+    };
+    for k in [
+        "open", "drop", "create", "insert", "insert_2", "begin", "rollback", "commit",
+    ] {
+        ok(k);
+    }
+    assert_eq!(
+        body["select"]["ok"],
+        json!({
+            "columns": ["i", "r", "t", "b", "n"],
+            "rows": [
+                [{ "integer": i64::MAX }, { "real": -2.5 }, { "text": "héllo ✓" }, { "blob": [0, 1, 2, 255] }, "null"],
+                [{ "integer": i64::MIN }, { "real": 0.0 }, { "text": "" }, { "blob": [] }, { "integer": 7 }],
+            ]
+        }),
+        "{version}: {body}"
+    );
+    assert_eq!(
+        body["select_param"]["ok"],
+        json!({ "columns": ["t"], "rows": [[{ "text": "héllo ✓" }]] }),
+        "{version}: {body}"
+    );
+    assert_eq!(body["bad_sql"]["error"], "io", "{version}: {body}");
+    assert_eq!(body["count_in_tx"], json!({ "ok": 1 }), "{version}: {body}");
+    assert_eq!(
+        body["count_after_rollback"],
+        json!({ "ok": 0 }),
+        "{version}: {body}"
+    );
+    assert_eq!(
+        body["count_after_commit"],
+        json!({ "ok": 2 }),
+        "{version}: {body}"
+    );
+}
+
+#[test]
+fn sqlite_v2_every_value_type_and_transactions() {
+    let t = TestApp::new(APP);
+    let app = t.start();
+    sqlite_roundtrip(&app, "sqlite");
+}
+
+#[test]
+fn sqlite_v3_every_value_type_transactions_rowid_changes() {
+    let t = TestApp::new(APP);
+    let app = t.start();
+    sqlite_roundtrip(&app, "sqlite3");
+    let body = get_json(&app, "/sqlite3/rowid?db=default");
+    assert_eq!(body["last_insert_rowid"], 42, "{body}");
+    assert_eq!(body["changes"], 2, "{body}");
+}
+
+#[test]
+fn sqlite_transaction_does_not_leak_into_the_next_request() {
+    // A request that BEGINs and never commits must not leave its transaction (or its rows)
+    // to the next request: a fresh instance per request, and the connection state reset.
+    let t = TestApp::new(APP);
+    let app = t.start();
+    post_json(&app, "/sqlite/exec?db=default", "CREATE TABLE t (v TEXT)");
+    let body = post_json(&app, "/sqlite/exec?db=default", "BEGIN");
+    assert!(body.get("ok").is_some(), "{body}");
+    post_json(
+        &app,
+        "/sqlite/exec?db=default",
+        "INSERT INTO t (v) VALUES ('dangling')",
+    );
+    let body = post_json(&app, "/sqlite/exec?db=default", "SELECT COUNT(*) FROM t");
+    assert_eq!(
+        body["ok"]["rows"],
+        json!([[{ "integer": 0 }]]),
+        "an uncommitted insert of an earlier request is visible: {body}"
+    );
+    let body = post_json(&app, "/sqlite/exec?db=default", "BEGIN");
+    assert!(
+        body.get("ok").is_some(),
+        "BEGIN failed: a transaction is still open from an earlier request: {body}"
+    );
+}
+
+#[test]
+fn key_value_and_sqlite_persist_across_restarts() {
+    let t = TestApp::new(APP);
+    let app = t.start();
+    assert_eq!(get_json(&app, "/kv/set?key=p&value=kept")["ok"], true);
+    assert_eq!(get_json(&app, "/wasi-kv/incr?key=n&delta=41")["ok"], 41);
+    assert_eq!(get_json(&app, "/sqlite/put?key=p&value=row-v2")["ok"], true);
+    assert_eq!(
+        get_json(&app, "/sqlite3/put?key=q&value=row-v3")["ok"],
+        true
+    );
+    app.stop();
+
+    let state = t.path("state");
+    let files: Vec<_> = std::fs::read_dir(&state)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !files.is_empty(),
+        "nothing written under --state-dir {}",
+        state.display()
+    );
+
+    let app = t.start();
+    assert_eq!(get_json(&app, "/kv/get?key=p")["ok"], "kept");
+    assert_eq!(get_json(&app, "/wasi-kv/incr?key=n&delta=1")["ok"], 42);
+    assert_eq!(get_json(&app, "/sqlite/get?key=p")["ok"], "row-v2");
+    assert_eq!(get_json(&app, "/sqlite3/get?key=q")["ok"], "row-v3");
+    // v2 and v3 see the same default database.
+    assert_eq!(get_json(&app, "/sqlite3/get?key=p")["ok"], "row-v2");
+
+    // Another state dir is another set of stores.
+    let other = SpinApp::builder(&t.manifest)
+        .state_dir(t.path("other-state"))
+        .start()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(get_json(&other, "/kv/get?key=p")["ok"], Value::Null);
+}
+
+#[test]
+fn default_state_dir_is_dot_spin_next_to_the_manifest() {
+    let t = TestApp::new(APP);
+    let app = SpinApp::builder(&t.manifest)
+        .start()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(get_json(&app, "/kv/set?key=a&value=b")["ok"], true);
+    assert_eq!(get_json(&app, "/sqlite/put?key=a&value=b")["ok"], true);
+    app.stop();
+    let dot_spin = t.path(".spin");
+    assert!(
+        dot_spin.is_dir()
+            && std::fs::read_dir(&dot_spin)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false),
+        "{} should hold the default stores",
+        dot_spin.display()
+    );
+    let app = SpinApp::builder(&t.manifest)
+        .start()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(get_json(&app, "/kv/get?key=a")["ok"], "b");
+    assert_eq!(get_json(&app, "/sqlite/get?key=a")["ok"], "b");
+}
+
+const NAMED: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "named-stores"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+key_value_stores = ["default", "local", "cache"]
+sqlite_databases = ["default", "analytics"]
+"#;
+
+#[test]
+fn runtime_config_named_stores_spin_and_redis() {
+    let redis = RedisServer::start().expect("redis");
+    let t = TestApp::new(NAMED);
+    let rc = t.write(
+        "runtime-config.toml",
+        &format!(
+            r#"
+[key_value_store.local]
+type = "spin"
+path = "@dir@/local-kv.db"
+
+[key_value_store.cache]
+type = "redis"
+url = "{url}"
+
+[sqlite_database.analytics]
+type = "spin"
+path = "@dir@/analytics.db"
+"#,
+            url = redis.url()
+        ),
+    );
+    let app = t
+        .builder()
+        .runtime_config(&rc)
+        .start()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Redis-backed store: the value is in Redis, under the key itself.
+    let body = get_json(&app, "/kv/roundtrip?store=cache");
+    assert_eq!(body["get"], json!({ "ok": "v1" }), "{body}");
+    assert_eq!(
+        body["exists_after_delete"],
+        json!({ "ok": false }),
+        "{body}"
+    );
+    assert_eq!(
+        get_json(&app, "/kv/set?store=cache&key=in-redis&value=yes")["ok"],
+        true
+    );
+    assert_eq!(redis.cli(&["GET", "in-redis"]).unwrap(), "yes");
+    redis.cli(&["SET", "from-cli", "hello"]).unwrap();
+    assert_eq!(
+        get_json(&app, "/kv/get?store=cache&key=from-cli")["ok"],
+        "hello"
+    );
+    let body = get_json(&app, "/wasi-kv/roundtrip?store=cache");
+    assert_eq!(body["increment_minus_2"], json!({ "ok": 3 }), "{body}");
+    assert_eq!(
+        body["get_many"],
+        json!({ "ok": [["wasi-kv:b1", "one"], ["wasi-kv:b2", "two"], ["wasi-kv:b3", null]] }),
+        "{body}"
+    );
+
+    // Spin-type store at the configured path, separate from `default`.
+    assert_eq!(
+        get_json(&app, "/kv/set?store=local&key=where&value=local")["ok"],
+        true
+    );
+    assert_eq!(
+        get_json(&app, "/kv/get?store=default&key=where")["ok"],
+        Value::Null
+    );
+    assert!(
+        t.path("local-kv.db").exists(),
+        "local-kv.db not created at the configured path"
+    );
+
+    // Named SQLite database at the configured path, separate from `default`.
+    let body = get_json(&app, "/sqlite/roundtrip?db=analytics");
+    assert_eq!(body["count_after_commit"], json!({ "ok": 2 }), "{body}");
+    assert_eq!(
+        get_json(&app, "/sqlite3/put?db=analytics&key=k&value=analytics")["ok"],
+        true
+    );
+    let body = get_json(&app, "/sqlite3/get?db=default&key=k");
+    assert!(
+        body["ok"].is_null() || body["error"] == "io",
+        "default must not see the analytics table: {body}"
+    );
+    assert!(
+        t.path("analytics.db").exists(),
+        "analytics.db not created at the configured path"
+    );
+    app.stop();
+
+    // Restart: the named spin store and database persist.
+    let app = t
+        .builder()
+        .runtime_config(&rc)
+        .start()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        get_json(&app, "/kv/get?store=local&key=where")["ok"],
+        "local"
+    );
+    assert_eq!(
+        get_json(&app, "/sqlite3/get?db=analytics&key=k")["ok"],
+        "analytics"
+    );
+    assert_eq!(
+        get_json(&app, "/kv/get?store=cache&key=in-redis")["ok"],
+        "yes"
+    );
+}
+
+#[test]
+fn sqlite_database_is_wal_with_busy_timeout_under_concurrent_writers() {
+    let t = TestApp::new(APP);
+    let app = t.start();
+    post_json(
+        &app,
+        "/sqlite/exec?db=default",
+        "CREATE TABLE w (v INTEGER)",
+    );
+    let body = post_json(&app, "/sqlite/exec?db=default", "PRAGMA journal_mode");
+    assert_eq!(body["ok"]["rows"], json!([[{ "text": "wal" }]]), "{body}");
+    let base = app.base_url.clone();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                for j in 0..10 {
+                    let sql = format!("INSERT INTO w (v) VALUES ({})", i * 100 + j);
+                    let r = testkit::request(
+                        "POST",
+                        &format!("{base}/sqlite/exec?db=default"),
+                        &[],
+                        Some(sql.as_bytes()),
+                    )
+                    .expect("request");
+                    let body = r.json();
+                    assert!(body.get("ok").is_some(), "concurrent insert failed: {body}");
+                }
+            })
+        })
+        .collect();
+    for h in threads {
+        h.join().expect("thread");
+    }
+    let body = post_json(&app, "/sqlite/exec?db=default", "SELECT COUNT(*) FROM w");
+    assert_eq!(body["ok"]["rows"], json!([[{ "integer": 80 }]]), "{body}");
+}
