@@ -896,3 +896,21 @@ fn the_compensator_cron_releases_expired_reservations() {
     let resp = env.app.get("/api/stock/reservations/cron-1").expect("GET");
     assert_eq!(resp.json()["status"], "RELEASED");
 }
+
+#[test]
+fn scripts_are_reloaded_after_redis_forgets_them() {
+    // EVALSHA answers NOSCRIPT after a Redis restart or SCRIPT FLUSH; the component falls back to
+    // EVAL (which caches the script again). Other tests running meanwhile take the same path.
+    let env = env();
+    env.product("flush-A", "A", 100, 2);
+    env.cli(&["SCRIPT", "FLUSH"]);
+    let r = env.reserve(&json!({"reservation_id": "flush-1",
+        "items": [{"sku": "flush-A", "quantity": 2}]}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    env.cli(&["SCRIPT", "FLUSH"]);
+    assert_eq!(
+        env.post("/api/stock/reservations/flush-1/confirm").status,
+        200
+    );
+    assert_eq!(env.levels("flush-A"), (0, 0, 2));
+}

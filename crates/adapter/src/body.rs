@@ -4,6 +4,10 @@
 //! type or an out-of-range number is 422 naming the field. Business rules stay in the domain:
 //! these helpers only extract primitives.
 
+// `Problem` is the one error a request ends with, built at most once per request: boxing it
+// would only add noise at every call site.
+#![allow(clippy::result_large_err)]
+
 use serde_json::{Map, Value};
 
 use crate::Problem;

@@ -13,6 +13,10 @@
 //! Invariant: for each SKU, `available + reserved + sold` changes only through the admin PUT, and
 //! `available` is never negative (see `shop_domain::stock::StockLevels`).
 
+// Handlers fail with `Problem`, the one error a request ends with (large on 64-bit targets only):
+// boxing it would only add noise at every call site.
+#![allow(clippy::result_large_err)]
+
 use shop_adapter::health;
 use shop_adapter::respond::finish;
 use shop_adapter::Problem;
