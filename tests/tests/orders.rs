@@ -688,3 +688,65 @@ fn unknown_orders_are_404_problems() {
         .expect("DELETE");
     assert_problem(&r, 405, None);
 }
+
+/// The claim a crashed instance left behind, as the order component would have written it.
+fn plant_claim(env: &Env, key: &str, order: &Value, claimed_ms: i64) -> String {
+    use shop_domain::idempotency::{fingerprint, IdempotencyKey};
+    use shop_domain::new_order::{NewOrder, RawItem};
+    let items: Vec<RawItem> = order["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| RawItem {
+            sku: i["sku"].as_str().unwrap(),
+            quantity: i["quantity"].as_i64().unwrap(),
+        })
+        .collect();
+    let parsed = NewOrder::parse(order["user_id"].as_str().unwrap(), &items, None).unwrap();
+    env.sql(&format!(
+        "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms) \
+         VALUES ('{key}', '{}', 'in-progress', 0, 'clm_dead', {claimed_ms}, {claimed_ms})",
+        fingerprint(&parsed)
+    ));
+    IdempotencyKey::parse(key).unwrap().reservation_id(0)
+}
+
+#[test]
+fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
+    let env = Env::start("crash");
+    env.put_product("A", 100, "EUR", 10);
+    let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
+    assert_eq!(warm.status, 200, "{}", warm.text());
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+
+    // An instance claimed "crash-key" long ago, reserved the stock, then died before writing.
+    let rid = plant_claim(&env, "crash-key", &body, 0);
+    let reserved = env
+        .app
+        .send_json(
+            "POST",
+            "/api/stock/reservations",
+            &[],
+            &json!({"reservation_id": rid, "items": [{"sku": "A", "quantity": 2}], "ttl_seconds": 900}),
+        )
+        .expect("reserve");
+    assert_eq!(reserved.status, 201, "{}", reserved.text());
+    assert_eq!(levels(&env.product("A")), (8, 2, 0));
+
+    // The client's retry takes the abandoned claim over and reuses that very reservation.
+    let retry = env.order(Some("crash-key"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    assert_eq!(levels(&env.product("A")), (8, 2, 0), "no second deduction");
+    let rows = env.sql("SELECT reservation_id FROM orders");
+    assert_eq!(rows, vec![json!({"reservation_id": rid})]);
+
+    // A claim that is still fresh (its holder is alive) is 409, and nothing is reserved.
+    plant_claim(&env, "live-key", &body, i64::MAX / 2);
+    let busy = env.order(Some("live-key"), &body);
+    let p = assert_problem(&busy, 409, Some("Idempotency-Key"));
+    assert_eq!(
+        p["type"],
+        "https://errors.spin-shop.dev/request-in-progress"
+    );
+    assert_eq!(levels(&env.product("A")), (8, 2, 0));
+}
