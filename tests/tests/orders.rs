@@ -687,6 +687,7 @@ fn unknown_orders_are_404_problems() {
         .send("DELETE", "/api/orders", &[], None)
         .expect("DELETE");
     assert_problem(&r, 405, None);
+    assert_eq!(r.header("allow"), Some("GET, POST"));
 }
 
 /// The claim a crashed instance left behind, as the order component would have written it.

@@ -33,23 +33,26 @@ async fn handle(req: Request) -> Response {
         (Method::Get, ["api", "orders"]) => cmd::list::handle(&req),
         (Method::Get, ["api", "orders", id]) => cmd::get::handle(id),
         (Method::Post, ["api", "orders", id, "cancel"]) => cmd::cancel::handle(&req, id).await,
-        (_, ["api", "orders"]) => Err(not_allowed("GET, POST")),
-        (_, ["api", "orders", _]) => Err(not_allowed("GET")),
-        (_, ["api", "orders", _, "cancel"]) => Err(not_allowed("POST")),
-        (_, ["api", "health", "order"]) => Err(not_allowed("GET")),
+        (_, ["api", "orders"]) => return method_not_allowed("GET, POST"),
+        (_, ["api", "orders", _]) => return method_not_allowed("GET"),
+        (_, ["api", "orders", _, "cancel"]) => return method_not_allowed("POST"),
+        (_, ["api", "health", "order"]) => return method_not_allowed("GET"),
         _ => Err(Problem::not_found(format!("no route for {path}"))),
     };
     shop_adapter::respond::finish(result)
 }
 
-fn not_allowed(allow: &str) -> Problem {
-    Problem::new(
+/// 405 with the `Allow` header RFC 9110 asks for.
+fn method_not_allowed(allow: &str) -> Response {
+    let mut resp = Problem::new(
         405,
         "method-not-allowed",
         "Method not allowed",
         format!("this route accepts {allow}"),
     )
-    .with("allow", allow)
+    .into_response();
+    resp.set_header("allow", allow);
+    resp
 }
 
 fn health_route() -> Response {
