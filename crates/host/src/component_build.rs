@@ -24,7 +24,10 @@ pub fn build_all(app: &App) -> Result<()> {
             None => app.base_dir.clone(),
         };
         if !dir.is_dir() {
-            bail!("component {id:?}: build workdir {} does not exist", dir.display());
+            bail!(
+                "component {id:?}: build workdir {} does not exist",
+                dir.display()
+            );
         }
         for command in build.command.iter() {
             eprintln!("spin-host: building component {id:?} with `{command}`");
@@ -40,9 +43,14 @@ pub fn build_all(app: &App) -> Result<()> {
                 .stdout(Stdio::from(stdout))
                 .stderr(Stdio::inherit())
                 .status()
-                .with_context(|| format!("component {id:?}: cannot run build command `{command}`"))?;
+                .with_context(|| {
+                    format!("component {id:?}: cannot run build command `{command}`")
+                })?;
             if !status.success() {
-                bail!("component {id:?}: build command `{command}` failed ({status}) in {}", dir.display());
+                bail!(
+                    "component {id:?}: build command `{command}` failed ({status}) in {}",
+                    dir.display()
+                );
             }
         }
     }

@@ -74,7 +74,8 @@ impl SqliteKv {
                     std::fs::create_dir_all(parent)
                         .with_context(|| format!("cannot create {}", parent.display()))?;
                 }
-                Connection::open(p).with_context(|| format!("cannot open key-value store {}", p.display()))?
+                Connection::open(p)
+                    .with_context(|| format!("cannot open key-value store {}", p.display()))?
             }
             None => Connection::open_in_memory()?,
         };
@@ -98,7 +99,10 @@ impl SqliteKv {
     /// Runs `f` on the connection without stalling the async runtime.
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> KvResult<T> {
         tokio::task::block_in_place(|| {
-            let mut conn = self.conn.lock().map_err(|_| KvError::Other("store lock poisoned".into()))?;
+            let mut conn = self
+                .conn
+                .lock()
+                .map_err(|_| KvError::Other("store lock poisoned".into()))?;
             f(&mut conn).map_err(other)
         })
     }
@@ -115,7 +119,9 @@ impl RedisKv {
         self.conn
             .get_or_try_init(|| async {
                 let client = redis::Client::open(self.url.as_str()).map_err(other)?;
-                crate::redis::connection_manager(client).await.map_err(other)
+                crate::redis::connection_manager(client)
+                    .await
+                    .map_err(other)
             })
             .await
             .cloned()
@@ -169,7 +175,12 @@ impl KvStore {
                     .query_row(params![self.name, key], |r| r.get::<_, Vec<u8>>(0))
                     .optional()
             }),
-            Backend::Redis(r) => r.conn().await?.get(self.redis_key(key)).await.map_err(other),
+            Backend::Redis(r) => r
+                .conn()
+                .await?
+                .get(self.redis_key(key))
+                .await
+                .map_err(other),
         }
     }
 
@@ -183,7 +194,12 @@ impl KvStore {
                 .execute(params![self.name, key, value])
                 .map(drop)
             }),
-            Backend::Redis(r) => r.conn().await?.set(self.redis_key(key), value).await.map_err(other),
+            Backend::Redis(r) => r
+                .conn()
+                .await?
+                .set(self.redis_key(key), value)
+                .await
+                .map_err(other),
         }
     }
 
@@ -194,7 +210,12 @@ impl KvStore {
                     .execute(params![self.name, key])
                     .map(drop)
             }),
-            Backend::Redis(r) => r.conn().await?.del(self.redis_key(key)).await.map_err(other),
+            Backend::Redis(r) => r
+                .conn()
+                .await?
+                .del(self.redis_key(key))
+                .await
+                .map_err(other),
         }
     }
 
@@ -206,7 +227,12 @@ impl KvStore {
                     .optional()
                     .map(|o| o.is_some())
             }),
-            Backend::Redis(r) => r.conn().await?.exists(self.redis_key(key)).await.map_err(other),
+            Backend::Redis(r) => r
+                .conn()
+                .await?
+                .exists(self.redis_key(key))
+                .await
+                .map_err(other),
         }
     }
 
@@ -224,10 +250,13 @@ impl KvStore {
     async fn get_many(&self, keys: Vec<String>) -> KvResult<Vec<(String, Option<Vec<u8>>)>> {
         match &*self.backend {
             Backend::Sqlite(s) => s.with(|c| {
-                let mut stmt = c.prepare_cached("SELECT value FROM spin_key_value WHERE store=?1 AND key=?2")?;
+                let mut stmt =
+                    c.prepare_cached("SELECT value FROM spin_key_value WHERE store=?1 AND key=?2")?;
                 let mut out = Vec::new();
                 for k in keys {
-                    let v = stmt.query_row(params![self.name, k], |r| r.get::<_, Vec<u8>>(0)).optional()?;
+                    let v = stmt
+                        .query_row(params![self.name, k], |r| r.get::<_, Vec<u8>>(0))
+                        .optional()?;
                     // Spin returns only the keys that exist.
                     if v.is_some() {
                         out.push((k, v));
@@ -239,7 +268,8 @@ impl KvStore {
                 if keys.is_empty() {
                     return Ok(Vec::new());
                 }
-                let values: Vec<Option<Vec<u8>>> = r.conn().await?.mget(&keys).await.map_err(other)?;
+                let values: Vec<Option<Vec<u8>>> =
+                    r.conn().await?.mget(&keys).await.map_err(other)?;
                 Ok(keys
                     .into_iter()
                     .zip(values)
@@ -278,7 +308,8 @@ impl KvStore {
             Backend::Sqlite(s) => s.with(|c| {
                 let tx = c.transaction()?;
                 {
-                    let mut stmt = tx.prepare_cached("DELETE FROM spin_key_value WHERE store=?1 AND key=?2")?;
+                    let mut stmt =
+                        tx.prepare_cached("DELETE FROM spin_key_value WHERE store=?1 AND key=?2")?;
                     for k in &keys {
                         stmt.execute(params![self.name, k])?;
                     }
@@ -300,7 +331,9 @@ impl KvStore {
                 let r = s.with(|c| {
                     let tx = c.transaction()?;
                     let cur: Option<Vec<u8>> = tx
-                        .prepare_cached("SELECT value FROM spin_key_value WHERE store=?1 AND key=?2")?
+                        .prepare_cached(
+                            "SELECT value FROM spin_key_value WHERE store=?1 AND key=?2",
+                        )?
                         .query_row(params![self.name, key], |r| r.get(0))
                         .optional()?;
                     let n = match cur {
@@ -321,13 +354,22 @@ impl KvStore {
                         "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
                          ON CONFLICT(store, key) DO UPDATE SET value=?3",
                     )?
-                    .execute(params![self.name, key, new.to_le_bytes().to_vec()])?;
+                    .execute(params![
+                        self.name,
+                        key,
+                        new.to_le_bytes().to_vec()
+                    ])?;
                     tx.commit()?;
                     Ok(Ok(new))
                 })?;
                 r.map_err(KvError::Other)
             }
-            Backend::Redis(r) => r.conn().await?.incr(self.redis_key(key), delta).await.map_err(other),
+            Backend::Redis(r) => r
+                .conn()
+                .await?
+                .incr(self.redis_key(key), delta)
+                .await
+                .map_err(other),
         }
     }
 
@@ -394,7 +436,9 @@ impl KvService {
                         b
                     }
                 }
-                KvStoreConfig::Spin { path: None } => Arc::new(Backend::Sqlite(SqliteKv::open(None)?)),
+                KvStoreConfig::Spin { path: None } => {
+                    Arc::new(Backend::Sqlite(SqliteKv::open(None)?))
+                }
                 KvStoreConfig::Redis { url } => {
                     redis::Client::open(url.as_str())
                         .with_context(|| format!("key-value store {label:?}: invalid Redis URL"))?;
@@ -448,7 +492,10 @@ fn clone_store(state: &InstanceState, r: &Resource<KvStore>) -> wasmtime::Result
 impl v2::Host for InstanceState {}
 
 impl v2::HostStore for InstanceState {
-    async fn open(&mut self, label: String) -> wasmtime::Result<std::result::Result<Resource<KvStore>, v2::Error>> {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<KvStore>, v2::Error>> {
         let app = self.app.clone();
         match app.kv.open(self, &label) {
             Ok(store) => Ok(Ok(self.table.push(store)?)),
@@ -456,27 +503,47 @@ impl v2::HostStore for InstanceState {
         }
     }
 
-    async fn get(&mut self, s: Resource<KvStore>, key: String) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, v2::Error>> {
+    async fn get(
+        &mut self,
+        s: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, v2::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.get(&key).await.map_err(Into::into))
     }
 
-    async fn set(&mut self, s: Resource<KvStore>, key: String, value: Vec<u8>) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
+    async fn set(
+        &mut self,
+        s: Resource<KvStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.set(&key, &value).await.map_err(Into::into))
     }
 
-    async fn delete(&mut self, s: Resource<KvStore>, key: String) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
+    async fn delete(
+        &mut self,
+        s: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.delete(&key).await.map_err(Into::into))
     }
 
-    async fn exists(&mut self, s: Resource<KvStore>, key: String) -> wasmtime::Result<std::result::Result<bool, v2::Error>> {
+    async fn exists(
+        &mut self,
+        s: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<bool, v2::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.exists(&key).await.map_err(Into::into))
     }
 
-    async fn get_keys(&mut self, s: Resource<KvStore>) -> wasmtime::Result<std::result::Result<Vec<String>, v2::Error>> {
+    async fn get_keys(
+        &mut self,
+        s: Resource<KvStore>,
+    ) -> wasmtime::Result<std::result::Result<Vec<String>, v2::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.keys().await.map_err(Into::into))
     }
@@ -490,7 +557,10 @@ impl v2::HostStore for InstanceState {
 // ---- wasi:keyvalue@0.2.0-draft2
 
 impl wasi_store::Host for InstanceState {
-    async fn open(&mut self, identifier: String) -> wasmtime::Result<std::result::Result<Resource<KvStore>, wasi_store::Error>> {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<KvStore>, wasi_store::Error>> {
         let app = self.app.clone();
         match app.kv.open(self, &identifier) {
             Ok(store) => Ok(Ok(self.table.push(store)?)),
@@ -500,22 +570,39 @@ impl wasi_store::Host for InstanceState {
 }
 
 impl wasi_store::HostBucket for InstanceState {
-    async fn get(&mut self, s: Resource<KvStore>, key: String) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, wasi_store::Error>> {
+    async fn get(
+        &mut self,
+        s: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, wasi_store::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.get(&key).await.map_err(Into::into))
     }
 
-    async fn set(&mut self, s: Resource<KvStore>, key: String, value: Vec<u8>) -> wasmtime::Result<std::result::Result<(), wasi_store::Error>> {
+    async fn set(
+        &mut self,
+        s: Resource<KvStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<std::result::Result<(), wasi_store::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.set(&key, &value).await.map_err(Into::into))
     }
 
-    async fn delete(&mut self, s: Resource<KvStore>, key: String) -> wasmtime::Result<std::result::Result<(), wasi_store::Error>> {
+    async fn delete(
+        &mut self,
+        s: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<(), wasi_store::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.delete(&key).await.map_err(Into::into))
     }
 
-    async fn exists(&mut self, s: Resource<KvStore>, key: String) -> wasmtime::Result<std::result::Result<bool, wasi_store::Error>> {
+    async fn exists(
+        &mut self,
+        s: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<bool, wasi_store::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.exists(&key).await.map_err(Into::into))
     }
@@ -526,7 +613,9 @@ impl wasi_store::HostBucket for InstanceState {
         cursor: Option<String>,
     ) -> wasmtime::Result<std::result::Result<wasi_store::KeyResponse, wasi_store::Error>> {
         if cursor.is_some() {
-            return Ok(Err(wasi_store::Error::Other("list_keys: cursor not supported".to_string())));
+            return Ok(Err(wasi_store::Error::Other(
+                "list_keys: cursor not supported".to_string(),
+            )));
         }
         let store = clone_store(self, &s)?;
         Ok(store
@@ -547,7 +636,8 @@ impl batch::Host for InstanceState {
         &mut self,
         s: Resource<KvStore>,
         keys: Vec<String>,
-    ) -> wasmtime::Result<std::result::Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error>> {
+    ) -> wasmtime::Result<std::result::Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error>>
+    {
         let store = clone_store(self, &s)?;
         Ok(store.get_many(keys).await.map_err(Into::into))
     }
@@ -561,7 +651,11 @@ impl batch::Host for InstanceState {
         Ok(store.set_many(key_values).await.map_err(Into::into))
     }
 
-    async fn delete_many(&mut self, s: Resource<KvStore>, keys: Vec<String>) -> wasmtime::Result<std::result::Result<(), wasi_store::Error>> {
+    async fn delete_many(
+        &mut self,
+        s: Resource<KvStore>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<std::result::Result<(), wasi_store::Error>> {
         let store = clone_store(self, &s)?;
         Ok(store.delete_many(keys).await.map_err(Into::into))
     }
@@ -609,7 +703,11 @@ impl atomics::Host for InstanceState {
 }
 
 impl atomics::HostCas for InstanceState {
-    async fn new(&mut self, bucket: Resource<KvStore>, key: String) -> wasmtime::Result<std::result::Result<Resource<KvCas>, wasi_store::Error>> {
+    async fn new(
+        &mut self,
+        bucket: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<KvCas>, wasi_store::Error>> {
         let store = clone_store(self, &bucket)?;
         let current = match store.get(&key).await {
             Ok(v) => v,
@@ -623,7 +721,10 @@ impl atomics::HostCas for InstanceState {
         })?))
     }
 
-    async fn current(&mut self, cas: Resource<KvCas>) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, wasi_store::Error>> {
+    async fn current(
+        &mut self,
+        cas: Resource<KvCas>,
+    ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, wasi_store::Error>> {
         Ok(Ok(self.table.get(&cas)?.current.clone()))
     }
 

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "spin-host", version, about = "Runs a Spin application (spin.toml) locally on wasmtime")]
+#[command(
+    name = "spin-host",
+    version,
+    about = "Runs a Spin application (spin.toml) locally on wasmtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -282,13 +282,13 @@ impl App {
                 }
             })
             .unwrap_or_else(|| PathBuf::from("."));
-        Self::parse(&text, base_dir)
-            .with_context(|| format!("invalid manifest {}", path.display()))
+        Self::parse(&text, base_dir).with_context(|| format!("invalid manifest {}", path.display()))
     }
 
     /// Parses and validates manifest text.
     pub fn parse(text: &str, base_dir: PathBuf) -> Result<App> {
-        let manifest: AppManifest = toml::from_str(text).context("TOML does not match the Spin manifest v2 schema")?;
+        let manifest: AppManifest =
+            toml::from_str(text).context("TOML does not match the Spin manifest v2 schema")?;
         match &manifest.spin_manifest_version {
             toml::Value::Integer(2) => {}
             toml::Value::String(s) if s == "2" => {}
@@ -298,7 +298,8 @@ impl App {
         }
 
         for name in manifest.variables.keys() {
-            validate_variable_name(name).with_context(|| format!("invalid variable name {name:?}"))?;
+            validate_variable_name(name)
+                .with_context(|| format!("invalid variable name {name:?}"))?;
         }
         for (name, var) in &manifest.variables {
             if var.required && var.default.is_some() {
@@ -418,7 +419,9 @@ impl App {
             .with_context(|| format!("unknown component {id:?}"))?;
         match &c.source {
             ComponentSource::Local(p) => Ok(self.base_dir.join(p)),
-            ComponentSource::Remote(_) => bail!("component {id:?}: remote sources are not supported"),
+            ComponentSource::Remote(_) => {
+                bail!("component {id:?}: remote sources are not supported")
+            }
         }
     }
 }
@@ -516,14 +519,20 @@ watch = ["src/**/*.rs"]
     fn unknown_component_field_is_an_error() {
         let text = MINIMAL.replace("allowed_outbound_hosts", "allowed_outbound_hostz");
         let err = App::parse(&text, PathBuf::from(".")).expect_err("must fail");
-        assert!(format!("{err:#}").contains("allowed_outbound_hostz"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("allowed_outbound_hostz"),
+            "{err:#}"
+        );
     }
 
     #[test]
     fn unknown_trigger_type_is_an_error() {
         let text = format!("{MINIMAL}\n[[trigger.sqs]]\ncomponent = \"hello\"\n");
         let err = App::parse(&text, PathBuf::from(".")).expect_err("must fail");
-        assert!(format!("{err:#}").contains("unknown trigger type"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("unknown trigger type"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -64,17 +64,27 @@ impl AllowedHost {
             bail!("{url:?} does not contain a scheme (e.g., 'http://' or '*://')");
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains('/') && HostPattern::parse_cidr(rest).is_none() {
-            bail!("{url:?} has a path but is not allowed to");
-        }
-        let (host, port) = if HostPattern::parse_cidr(rest).is_some() || rest.starts_with('[') && rest.ends_with(']') {
-            (rest, "")
-        } else {
-            match rest.rsplit_once(':') {
-                None => (rest, ""),
-                Some((h, p)) => (h, p),
+        let whole_is_host = rest.parse::<IpAddr>().is_ok() || HostPattern::parse_cidr(rest).is_some();
+        let (host, port) = match rest.rsplit_once(':') {
+            _ if whole_is_host => (rest, ""),
+            None => (rest, ""),
+            Some((h, "")) => (h, ""),
+            Some((h, tail)) => {
+                let port = match tail.split_once('/') {
+                    Some((port, path)) => {
+                        if !path.is_empty() {
+                            bail!("{url:?} has a path but is not allowed to");
+                        }
+                        port
+                    }
+                    None => tail,
+                };
+                (h, port)
             }
         };
+        if host.contains('/') && HostPattern::parse_cidr(host).is_none() {
+            bail!("{url:?} has a path but is not allowed to");
+        }
         let scheme_pat = if scheme == "*" {
             None
         } else {
@@ -91,13 +101,21 @@ impl AllowedHost {
         } else if port == "*" {
             PortPattern::Any
         } else if let Some((a, b)) = port.split_once("..") {
-            let a = a.parse().with_context(|| format!("port range {port:?} contains non-number"))?;
-            let b = b.parse().with_context(|| format!("port range {port:?} contains non-number"))?;
+            let a = a
+                .parse()
+                .with_context(|| format!("port range {port:?} contains non-number"))?;
+            let b = b
+                .parse()
+                .with_context(|| format!("port range {port:?} contains non-number"))?;
             PortPattern::Range(a, b)
         } else {
-            PortPattern::Port(port.parse().with_context(|| format!("port {port:?} is not a number"))?)
+            PortPattern::Port(
+                port.parse()
+                    .with_context(|| format!("port {port:?} is not a number"))?,
+            )
         };
-        let host = HostPattern::parse(host).with_context(|| format!("invalid allowed host {host:?}"))?;
+        let host =
+            HostPattern::parse(host).with_context(|| format!("invalid allowed host {host:?}"))?;
         Ok(AllowedHost {
             original: original.to_string(),
             scheme: scheme_pat,
@@ -150,7 +168,10 @@ impl HostPattern {
             if domain.contains('*') || domain.is_empty() {
                 bail!("wildcards are allowed only as prefixes");
             }
-            return Ok(HostPattern::AnySubdomain(format!(".{}", domain.to_ascii_lowercase())));
+            return Ok(HostPattern::AnySubdomain(format!(
+                ".{}",
+                domain.to_ascii_lowercase()
+            )));
         }
         if host.contains('*') {
             bail!("wildcards are allowed only as subdomains");
@@ -171,17 +192,20 @@ impl HostPattern {
     }
 
     fn allows(&self, host: &str) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         match self {
             HostPattern::Any => true,
-            HostPattern::AnySubdomain(suffix) => host.parse::<IpAddr>().is_err() && host.ends_with(suffix.as_str()),
-            HostPattern::ToSelf => false,
-            HostPattern::Literal(l) => {
-                match (l.parse::<IpAddr>(), host.parse::<IpAddr>()) {
-                    (Ok(a), Ok(b)) => a == b,
-                    _ => *l == host,
-                }
+            HostPattern::AnySubdomain(suffix) => {
+                host.parse::<IpAddr>().is_err() && host.ends_with(suffix.as_str())
             }
+            HostPattern::ToSelf => false,
+            HostPattern::Literal(l) => match (l.parse::<IpAddr>(), host.parse::<IpAddr>()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => *l == host,
+            },
             HostPattern::Cidr(net, bits) => match host.parse::<IpAddr>() {
                 Ok(ip) => cidr_contains(*net, *bits, ip),
                 Err(_) => false,
@@ -193,11 +217,19 @@ impl HostPattern {
 fn cidr_contains(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(bits))
+            };
             (u32::from(n) & mask) == (u32::from(i) & mask)
         }
         (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(bits))
+            };
             (u128::from(n) & mask) == (u128::from(i) & mask)
         }
         _ => false,
@@ -213,7 +245,11 @@ pub struct AllowedHosts {
 impl AllowedHosts {
     /// Parses a component's `allowed_outbound_hosts`, resolving templates; `*.spin.internal`
     /// expands to every component of the app, as in Spin.
-    pub fn parse(entries: &[String], vars: &AppVariables, component_ids: &[String]) -> Result<AllowedHosts> {
+    pub fn parse(
+        entries: &[String],
+        vars: &AppVariables,
+        component_ids: &[String],
+    ) -> Result<AllowedHosts> {
         if entries.len() == 1 && entries[0] == "insecure:allow-all" {
             bail!("'insecure:allow-all' is not allowed - use '*://*:*' instead if you really want to allow all outbound traffic");
         }
@@ -236,7 +272,8 @@ impl AllowedHosts {
                 HostPattern::AnySubdomain(s) if s == SERVICE_CHAINING_DOMAIN_SUFFIX => {
                     for c in component_ids {
                         let mut e = h.clone();
-                        e.host = HostPattern::Literal(format!("{c}{SERVICE_CHAINING_DOMAIN_SUFFIX}"));
+                        e.host =
+                            HostPattern::Literal(format!("{c}{SERVICE_CHAINING_DOMAIN_SUFFIX}"));
                         hosts.push(e);
                     }
                 }
@@ -270,7 +307,9 @@ impl AllowedHosts {
     pub fn allows_relative(&self, schemes: &[&str]) -> bool {
         self.hosts.iter().any(|h| {
             matches!(h.host, HostPattern::Any | HostPattern::ToSelf)
-                && schemes.iter().any(|s| h.scheme.as_deref().is_none_or(|hs| hs == *s))
+                && schemes
+                    .iter()
+                    .any(|s| h.scheme.as_deref().is_none_or(|hs| hs == *s))
         })
     }
 }
@@ -327,8 +366,14 @@ mod tests {
         let h = hosts(&["http://*.spin.internal"]);
         assert!(h.allows_url("http://order.spin.internal/api", "http"));
         assert!(!h.allows_url("http://other.spin.internal/api", "http"));
-        assert_eq!(parse_service_chaining_host("stock.spin.internal"), Some("stock"));
-        assert_eq!(parse_service_chaining_host("stock.spin.internal:80"), Some("stock"));
+        assert_eq!(
+            parse_service_chaining_host("stock.spin.internal"),
+            Some("stock")
+        );
+        assert_eq!(
+            parse_service_chaining_host("stock.spin.internal:80"),
+            Some("stock")
+        );
         assert_eq!(parse_service_chaining_host("example.com"), None);
     }
 

@@ -77,8 +77,21 @@ fn type_or_other(e: redis::RedisError) -> v2::Error {
 fn is_stateful(command: &str) -> bool {
     matches!(
         command.to_ascii_uppercase().as_str(),
-        "SELECT" | "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" | "CLIENT" | "AUTH" | "HELLO"
-            | "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "READONLY" | "READWRITE" | "RESET"
+        "SELECT"
+            | "MULTI"
+            | "EXEC"
+            | "DISCARD"
+            | "WATCH"
+            | "UNWATCH"
+            | "CLIENT"
+            | "AUTH"
+            | "HELLO"
+            | "SUBSCRIBE"
+            | "PSUBSCRIBE"
+            | "SSUBSCRIBE"
+            | "READONLY"
+            | "READWRITE"
+            | "RESET"
     )
 }
 
@@ -99,11 +112,21 @@ pub fn flatten(value: Value, out: &mut Vec<v2::RedisResult>) -> std::result::Res
         Value::Boolean(b) => out.push(v2::RedisResult::Int64(i64::from(b))),
         Value::BigNumber(n) => out.push(v2::RedisResult::Binary(format!("{n:?}").into_bytes())),
         Value::Map(_) => return Err(v2::Error::Other("Redis Map type is not supported".into())),
-        Value::Attribute { .. } => return Err(v2::Error::Other("Redis Attribute type is not supported".into())),
-        Value::VerbatimString { .. } => {
-            return Err(v2::Error::Other("Redis string with format attribute is not supported".into()))
+        Value::Attribute { .. } => {
+            return Err(v2::Error::Other(
+                "Redis Attribute type is not supported".into(),
+            ))
         }
-        other => return Err(v2::Error::Other(format!("unsupported Redis reply {other:?}"))),
+        Value::VerbatimString { .. } => {
+            return Err(v2::Error::Other(
+                "Redis string with format attribute is not supported".into(),
+            ))
+        }
+        other => {
+            return Err(v2::Error::Other(format!(
+                "unsupported Redis reply {other:?}"
+            )))
+        }
     }
     Ok(())
 }
@@ -123,7 +146,10 @@ impl InstanceState {
 impl v2::Host for InstanceState {}
 
 impl v2::HostConnection for InstanceState {
-    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<RedisConnection>, v2::Error>> {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<RedisConnection>, v2::Error>> {
         if !self.component.allowed_hosts.allows_url(&address, "redis") {
             return Ok(Err(v2::Error::InvalidAddress));
         }
@@ -138,42 +164,84 @@ impl v2::HostConnection for InstanceState {
         })?))
     }
 
-    async fn publish(&mut self, c: Resource<RedisConnection>, channel: String, payload: Vec<u8>) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
+    async fn publish(
+        &mut self,
+        c: Resource<RedisConnection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
         let mut conn = self.redis_conn(&c)?;
-        Ok(conn.publish::<_, _, ()>(&channel, &payload).await.map_err(other))
+        Ok(conn
+            .publish::<_, _, ()>(&channel, &payload)
+            .await
+            .map_err(other))
     }
 
-    async fn get(&mut self, c: Resource<RedisConnection>, key: String) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, v2::Error>> {
+    async fn get(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, v2::Error>> {
         let mut conn = self.redis_conn(&c)?;
         Ok(conn.get::<_, Option<Vec<u8>>>(&key).await.map_err(other))
     }
 
-    async fn set(&mut self, c: Resource<RedisConnection>, key: String, value: Vec<u8>) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
+    async fn set(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
         let mut conn = self.redis_conn(&c)?;
         Ok(conn.set::<_, _, ()>(&key, &value).await.map_err(other))
     }
 
-    async fn incr(&mut self, c: Resource<RedisConnection>, key: String) -> wasmtime::Result<std::result::Result<i64, v2::Error>> {
+    async fn incr(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<i64, v2::Error>> {
         let mut conn = self.redis_conn(&c)?;
         Ok(conn.incr::<_, _, i64>(&key, 1).await.map_err(other))
     }
 
-    async fn del(&mut self, c: Resource<RedisConnection>, keys: Vec<String>) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
+    async fn del(
+        &mut self,
+        c: Resource<RedisConnection>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
         let mut conn = self.redis_conn(&c)?;
         Ok(conn.del::<_, u32>(&keys).await.map_err(other))
     }
 
-    async fn sadd(&mut self, c: Resource<RedisConnection>, key: String, values: Vec<String>) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
+    async fn sadd(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
         let mut conn = self.redis_conn(&c)?;
-        Ok(conn.sadd::<_, _, u32>(&key, &values).await.map_err(type_or_other))
+        Ok(conn
+            .sadd::<_, _, u32>(&key, &values)
+            .await
+            .map_err(type_or_other))
     }
 
-    async fn smembers(&mut self, c: Resource<RedisConnection>, key: String) -> wasmtime::Result<std::result::Result<Vec<String>, v2::Error>> {
+    async fn smembers(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<Vec<String>, v2::Error>> {
         let mut conn = self.redis_conn(&c)?;
         Ok(conn.smembers::<_, Vec<String>>(&key).await.map_err(other))
     }
 
-    async fn srem(&mut self, c: Resource<RedisConnection>, key: String, values: Vec<String>) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
+    async fn srem(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
         let mut conn = self.redis_conn(&c)?;
         Ok(conn.srem::<_, _, u32>(&key, &values).await.map_err(other))
     }

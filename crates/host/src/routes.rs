@@ -70,7 +70,9 @@ impl Route {
 
     /// Spin's `raw_route_or_prefix` (`spin-component-route`).
     pub fn raw_route_or_prefix(&self) -> &str {
-        self.raw_route.strip_suffix("/...").unwrap_or(&self.raw_route)
+        self.raw_route
+            .strip_suffix("/...")
+            .unwrap_or(&self.raw_route)
     }
 }
 
@@ -120,13 +122,17 @@ fn parse_segments(based_route: &str) -> Result<Vec<Segment>> {
 
 impl Router {
     /// Builds the table from `(component, raw route)` pairs in manifest order.
-    pub fn build<'a>(routes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(Router, Vec<String>)> {
+    pub fn build<'a>(
+        routes: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(Router, Vec<String>)> {
         let mut table: Vec<Route> = Vec::new();
         let mut warnings = Vec::new();
         for (component, raw) in routes {
             let based_route = based(raw);
             let segments = parse_segments(&based_route).map_err(|e| {
-                anyhow::anyhow!("Error parsing route {based_route} associated with component {component}: {e}")
+                anyhow::anyhow!(
+                    "Error parsing route {based_route} associated with component {component}: {e}"
+                )
             })?;
             let route = Route {
                 component: component.to_string(),
@@ -239,8 +245,14 @@ mod tests {
         assert_eq!(m.path_info, "");
         let m = r.route("/api/orders/").expect("slash");
         assert_eq!(m.path_info, "/");
-        assert_eq!(r.route("/api/health/order").expect("exact").route.component, "health");
-        assert_eq!(r.route("/api/ordersx").expect("catch").route.component, "catch");
+        assert_eq!(
+            r.route("/api/health/order").expect("exact").route.component,
+            "health"
+        );
+        assert_eq!(
+            r.route("/api/ordersx").expect("catch").route.component,
+            "catch"
+        );
         assert_eq!(r.route("/").expect("root").route.component, "catch");
     }
 

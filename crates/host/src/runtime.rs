@@ -200,8 +200,9 @@ impl AppRuntime {
                 );
             }
             let variables = ComponentVariables::resolve(&app, id, &vars)?;
-            let allowed_hosts = AllowedHosts::parse(&c.allowed_outbound_hosts, &vars, &component_ids)
-                .with_context(|| format!("component {id:?}: invalid allowed_outbound_hosts"))?;
+            let allowed_hosts =
+                AllowedHosts::parse(&c.allowed_outbound_hosts, &vars, &component_ids)
+                    .with_context(|| format!("component {id:?}: invalid allowed_outbound_hosts"))?;
             for label in &c.key_value_stores {
                 if !runtime_config.has_kv_store(label) {
                     bail!("component {id:?} uses key-value store {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [key_value_store.{label}]");
@@ -213,7 +214,9 @@ impl AppRuntime {
                 }
             }
             if !c.files.is_empty() {
-                eprintln!("spin-host: warning: component {id:?}: `files` are not mounted by this host");
+                eprintln!(
+                    "spin-host: warning: component {id:?}: `files` are not mounted by this host"
+                );
             }
             pending.push(Pending {
                 id: id.clone(),
@@ -222,7 +225,11 @@ impl AppRuntime {
                 allowed_hosts,
                 key_value_stores: c.key_value_stores.clone(),
                 sqlite_databases: c.sqlite_databases.clone(),
-                environment: c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                environment: c
+                    .environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             });
         }
 
@@ -239,15 +246,23 @@ impl AppRuntime {
                     let path = p.path.clone();
                     let id = p.id.clone();
                     s.spawn(move || {
-                        Component::from_file(&engine, &path).map_err(anyhow::Error::from).with_context(|| {
-                            format!("component {id:?}: cannot load {} as a Wasm component", path.display())
-                        })
+                        Component::from_file(&engine, &path)
+                            .map_err(anyhow::Error::from)
+                            .with_context(|| {
+                                format!(
+                                    "component {id:?}: cannot load {} as a Wasm component",
+                                    path.display()
+                                )
+                            })
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("compiler thread panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("compiler thread panicked")))
+                })
                 .collect()
         });
         let compile_time = started.elapsed();
@@ -258,7 +273,12 @@ impl AppRuntime {
             let pre = linker
                 .instantiate_pre(&component)
                 .map_err(anyhow::Error::from)
-                .with_context(|| format!("component {:?} imports an interface this host does not provide", p.id))?;
+                .with_context(|| {
+                    format!(
+                        "component {:?} imports an interface this host does not provide",
+                        p.id
+                    )
+                })?;
             let http = ProxyPre::new(pre.clone()).ok();
             let redis = RedisTriggerPre::new(pre.clone()).ok();
             let cron = SpinCronPre::new(pre.clone()).ok();
@@ -279,7 +299,10 @@ impl AppRuntime {
             );
         }
         if std::env::var_os("SPIN_HOST_VERBOSE").is_some() {
-            eprintln!("spin-host: compiled {} component(s) in {compile_time:?}", components.len());
+            eprintln!(
+                "spin-host: compiled {} component(s) in {compile_time:?}",
+                components.len()
+            );
         }
 
         // Trigger/export consistency.
@@ -291,12 +314,18 @@ impl AppRuntime {
             }
         }
         for t in &app.redis_triggers {
-            if components.get(&t.component).is_some_and(|c| c.redis.is_none()) {
+            if components
+                .get(&t.component)
+                .is_some_and(|c| c.redis.is_none())
+            {
                 bail!("component {:?} has a Redis trigger but does not export fermyon:spin/inbound-redis", t.component);
             }
         }
         for t in &app.cron_triggers {
-            if components.get(&t.component).is_some_and(|c| c.cron.is_none()) {
+            if components
+                .get(&t.component)
+                .is_some_and(|c| c.cron.is_none())
+            {
                 bail!("component {:?} has a cron trigger but does not export handle-cron-event (fermyon:spin-cron/spin-cron@2.0.0)", t.component);
             }
         }
@@ -312,8 +341,9 @@ impl AppRuntime {
             eprintln!("spin-host: warning: {w}");
         }
 
-        std::fs::create_dir_all(&state_dir)
-            .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+        std::fs::create_dir_all(&state_dir).with_context(|| {
+            format!("cannot create the state directory {}", state_dir.display())
+        })?;
         let kv = key_value::KvService::new(&state_dir, &runtime_config)?;
         let sqlite = sqlite::SqliteService::new(&state_dir, &runtime_config)?;
 
@@ -325,7 +355,7 @@ impl AppRuntime {
             sqlite,
             redis: redis::RedisPool::default(),
             listen_addr: OnceLock::new(),
-            stdio: stdio::Stdio::default(),
+            stdio: stdio::Stdio,
         })
     }
 

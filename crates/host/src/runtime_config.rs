@@ -198,18 +198,20 @@ impl RuntimeConfig {
     /// Every key-value store, with `default` filled in under `state_dir`.
     pub fn kv_stores(&self, state_dir: &Path) -> BTreeMap<String, KvStoreConfig> {
         let mut m = self.key_value_stores.clone();
-        m.entry("default".to_string()).or_insert_with(|| KvStoreConfig::Spin {
-            path: Some(state_dir.join("sqlite_key_value.db")),
-        });
+        m.entry("default".to_string())
+            .or_insert_with(|| KvStoreConfig::Spin {
+                path: Some(state_dir.join("sqlite_key_value.db")),
+            });
         m
     }
 
     /// Every SQLite database, with `default` filled in under `state_dir`.
     pub fn sqlite_dbs(&self, state_dir: &Path) -> BTreeMap<String, SqliteConfig> {
         let mut m = self.sqlite_databases.clone();
-        m.entry("default".to_string()).or_insert_with(|| SqliteConfig {
-            path: Some(state_dir.join("sqlite_db.db")),
-        });
+        m.entry("default".to_string())
+            .or_insert_with(|| SqliteConfig {
+                path: Some(state_dir.join("sqlite_db.db")),
+            });
         m
     }
 }
@@ -248,16 +250,25 @@ path = "r.db"
         .expect("parse");
         assert_eq!(
             rc.key_value_stores.get("cache"),
-            Some(&KvStoreConfig::Redis { url: "redis://127.0.0.1:1".into() })
+            Some(&KvStoreConfig::Redis {
+                url: "redis://127.0.0.1:1".into()
+            })
         );
         assert_eq!(
             rc.key_value_stores.get("local"),
-            Some(&KvStoreConfig::Spin { path: Some(PathBuf::from("/rc/kv.db")) })
+            Some(&KvStoreConfig::Spin {
+                path: Some(PathBuf::from("/rc/kv.db"))
+            })
         );
-        assert_eq!(rc.key_value_stores.get("mem"), Some(&KvStoreConfig::Spin { path: None }));
+        assert_eq!(
+            rc.key_value_stores.get("mem"),
+            Some(&KvStoreConfig::Spin { path: None })
+        );
         assert_eq!(
             rc.sqlite_databases.get("reports"),
-            Some(&SqliteConfig { path: Some(PathBuf::from("/cwd/r.db")) })
+            Some(&SqliteConfig {
+                path: Some(PathBuf::from("/cwd/r.db"))
+            })
         );
         assert!(rc.has_kv_store("default"));
         assert!(rc.has_kv_store("cache"));
@@ -265,15 +276,32 @@ path = "r.db"
         let stores = rc.kv_stores(Path::new("/state"));
         assert_eq!(
             stores.get("default"),
-            Some(&KvStoreConfig::Spin { path: Some(PathBuf::from("/state/sqlite_key_value.db")) })
+            Some(&KvStoreConfig::Spin {
+                path: Some(PathBuf::from("/state/sqlite_key_value.db"))
+            })
         );
     }
 
     #[test]
     fn rejects_unknown() {
         assert!(RuntimeConfig::parse("[foo]\nx = 1", Path::new("."), Path::new(".")).is_err());
-        assert!(RuntimeConfig::parse("[key_value_store.a]\ntype = \"azure\"", Path::new("."), Path::new(".")).is_err());
-        assert!(RuntimeConfig::parse("[key_value_store.a]\ntype = \"redis\"", Path::new("."), Path::new(".")).is_err());
-        assert!(RuntimeConfig::parse("[key_value_store.a]\ntype = \"spin\"\nbad = 1", Path::new("."), Path::new(".")).is_err());
+        assert!(RuntimeConfig::parse(
+            "[key_value_store.a]\ntype = \"azure\"",
+            Path::new("."),
+            Path::new(".")
+        )
+        .is_err());
+        assert!(RuntimeConfig::parse(
+            "[key_value_store.a]\ntype = \"redis\"",
+            Path::new("."),
+            Path::new(".")
+        )
+        .is_err());
+        assert!(RuntimeConfig::parse(
+            "[key_value_store.a]\ntype = \"spin\"\nbad = 1",
+            Path::new("."),
+            Path::new(".")
+        )
+        .is_err());
     }
 }

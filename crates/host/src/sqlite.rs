@@ -88,11 +88,21 @@ fn io_err(e: rusqlite::Error) -> SqlError {
 }
 
 /// Runs one statement with parameters; returns columns and rows (empty for non-queries).
-pub fn execute_on(conn: &Connection, sql: &str, params: &[SqlValue]) -> std::result::Result<SqlOutput, SqlError> {
+pub fn execute_on(
+    conn: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+) -> std::result::Result<SqlOutput, SqlError> {
     let mut stmt = conn.prepare_cached(sql).map_err(io_err)?;
-    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+    let columns: Vec<String> = stmt
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let ncols = columns.len();
-    let mut rows_iter = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(io_err)?;
+    let mut rows_iter = stmt
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(io_err)?;
     let mut rows = Vec::new();
     while let Some(row) = rows_iter.next().map_err(io_err)? {
         let mut values = Vec::with_capacity(ncols);
@@ -124,7 +134,8 @@ impl Database {
             None => Connection::open_in_memory(),
         }
         .map_err(io_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(io_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(io_err)?;
         if self.path.is_some() {
             let _: String = conn
                 .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -133,7 +144,9 @@ impl Database {
         conn.authorizer(Some(|ctx: rusqlite::hooks::AuthContext<'_>| {
             use rusqlite::hooks::{AuthAction, Authorization};
             match ctx.action {
-                AuthAction::Attach { filename } if !matches!(filename, "" | ":memory:") => Authorization::Deny,
+                AuthAction::Attach { filename } if !matches!(filename, "" | ":memory:") => {
+                    Authorization::Deny
+                }
                 _ => Authorization::Allow,
             }
         }));
@@ -182,7 +195,10 @@ impl SqliteService {
             if let Some(p) = &cfg.path {
                 if let Some(parent) = p.parent() {
                     std::fs::create_dir_all(parent).with_context(|| {
-                        format!("SQLite database {label:?}: cannot create {}", parent.display())
+                        format!(
+                            "SQLite database {label:?}: cannot create {}",
+                            parent.display()
+                        )
                     })?;
                 }
             }
@@ -197,13 +213,20 @@ impl SqliteService {
         Ok(SqliteService { dbs })
     }
 
-    fn open(&self, state: &InstanceState, label: &str) -> std::result::Result<SqliteConnection, SqlError> {
+    fn open(
+        &self,
+        state: &InstanceState,
+        label: &str,
+    ) -> std::result::Result<SqliteConnection, SqlError> {
         if !state.component.sqlite_databases.iter().any(|l| l == label) {
             return Err(SqlError::AccessDenied);
         }
         let db = self.dbs.get(label).ok_or(SqlError::NoSuchDatabase)?.clone();
         let conn = tokio::task::block_in_place(|| db.checkout())?;
-        Ok(SqliteConnection { db, conn: Some(conn) })
+        Ok(SqliteConnection {
+            db,
+            conn: Some(conn),
+        })
     }
 }
 
@@ -297,7 +320,10 @@ impl_version!(v2);
 impl_version!(v3);
 
 impl v2::HostConnection for InstanceState {
-    async fn open(&mut self, database: String) -> wasmtime::Result<std::result::Result<Resource<SqliteConnection>, v2::Error>> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<SqliteConnection>, v2::Error>> {
         let app = self.app.clone();
         match app.sqlite.open(self, &database) {
             Ok(c) => Ok(Ok(self.table.push(c)?)),
@@ -313,7 +339,9 @@ impl v2::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<v2::QueryResult, v2::Error>> {
         let params: Vec<SqlValue> = parameters.into_iter().map(Into::into).collect();
         let c = self.table.get(&conn)?;
-        Ok(c.execute(&statement, &params).map(Into::into).map_err(Into::into))
+        Ok(c.execute(&statement, &params)
+            .map(Into::into)
+            .map_err(Into::into))
     }
 
     async fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
@@ -324,7 +352,10 @@ impl v2::HostConnection for InstanceState {
 }
 
 impl v3::HostConnection for InstanceState {
-    async fn open(&mut self, database: String) -> wasmtime::Result<std::result::Result<Resource<SqliteConnection>, v3::Error>> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<SqliteConnection>, v3::Error>> {
         let app = self.app.clone();
         match app.sqlite.open(self, &database) {
             Ok(c) => Ok(Ok(self.table.push(c)?)),
@@ -340,10 +371,15 @@ impl v3::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<v3::QueryResult, v3::Error>> {
         let params: Vec<SqlValue> = parameters.into_iter().map(Into::into).collect();
         let c = self.table.get(&conn)?;
-        Ok(c.execute(&statement, &params).map(Into::into).map_err(Into::into))
+        Ok(c.execute(&statement, &params)
+            .map(Into::into)
+            .map_err(Into::into))
     }
 
-    async fn last_insert_rowid(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<i64> {
+    async fn last_insert_rowid(
+        &mut self,
+        conn: Resource<SqliteConnection>,
+    ) -> wasmtime::Result<i64> {
         let c = self.table.get(&conn)?;
         Ok(c.conn.as_ref().map(|c| c.last_insert_rowid()).unwrap_or(0))
     }
@@ -367,7 +403,12 @@ mod tests {
     #[test]
     fn every_value_type_round_trips() {
         let conn = Connection::open_in_memory().expect("open");
-        execute_on(&conn, "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)", &[]).expect("create");
+        execute_on(
+            &conn,
+            "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)",
+            &[],
+        )
+        .expect("create");
         let params = vec![
             SqlValue::Integer(i64::MIN),
             SqlValue::Real(1.5),
@@ -375,7 +416,8 @@ mod tests {
             SqlValue::Blob(vec![0, 255]),
             SqlValue::Null,
         ];
-        let out = execute_on(&conn, "INSERT INTO t VALUES (?, ?, ?, ?, ?)", &params).expect("insert");
+        let out =
+            execute_on(&conn, "INSERT INTO t VALUES (?, ?, ?, ?, ?)", &params).expect("insert");
         assert!(out.columns.is_empty() && out.rows.is_empty());
         let out = execute_on(&conn, "SELECT i, r, s, b, n FROM t", &[]).expect("select");
         assert_eq!(out.columns, vec!["i", "r", "s", "b", "n"]);
@@ -397,6 +439,9 @@ mod tests {
     #[test]
     fn errors_are_io() {
         let conn = Connection::open_in_memory().expect("open");
-        assert!(matches!(execute_on(&conn, "SELEC 1", &[]), Err(SqlError::Io(_))));
+        assert!(matches!(
+            execute_on(&conn, "SELEC 1", &[]),
+            Err(SqlError::Io(_))
+        ));
     }
 }

@@ -34,7 +34,8 @@ pub fn parse_expression(expr: &str) -> Result<cron::Schedule> {
             "cron expression {expr:?} has {fields} fields; expected 6 (sec min hour day month weekday) or 7 (with year)"
         );
     }
-    cron::Schedule::from_str(expr).map_err(|e| anyhow::anyhow!("invalid cron expression {expr:?}: {e}"))
+    cron::Schedule::from_str(expr)
+        .map_err(|e| anyhow::anyhow!("invalid cron expression {expr:?}: {e}"))
 }
 
 /// Parses every `[[trigger.cron]]`.
@@ -63,14 +64,20 @@ async fn run_job(app: Arc<AppRuntime>, job: CronJob) {
     loop {
         let now = Utc::now();
         let Some(next) = job.schedule.after(&now).next() else {
-            eprintln!("spin-host: cron trigger {:?} for {:?} has no future ticks", job.expression, job.component);
+            eprintln!(
+                "spin-host: cron trigger {:?} for {:?} has no future ticks",
+                job.expression, job.component
+            );
             return;
         };
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
         let timestamp = u64::try_from(next.timestamp()).unwrap_or_default();
         if let Err(e) = call(&app, &job.component, timestamp).await {
-            eprintln!("spin-host: cron trigger: component {:?} failed: {e:#}", job.component);
+            eprintln!(
+                "spin-host: cron trigger: component {:?} failed: {e:#}",
+                job.component
+            );
         }
     }
 }
@@ -103,7 +110,10 @@ mod tests {
     #[test]
     fn six_field_expressions_with_seconds() {
         let s = parse_expression("*/15 * * * * *").expect("parse");
-        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 1).single().expect("date");
+        let start = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 1)
+            .single()
+            .expect("date");
         let ticks: Vec<u32> = s.after(&start).take(3).map(|t| t.second()).collect();
         assert_eq!(ticks, vec![15, 30, 45]);
         assert!(parse_expression("0 0 12 * * Mon-Fri 2030").is_ok());

@@ -65,11 +65,15 @@ pub async fn serve(app: Arc<AppRuntime>, listener: TcpListener) -> Result<()> {
 }
 
 fn full_body(bytes: impl Into<Bytes>) -> HyperOutgoingBody {
-    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }
 
 fn empty_body() -> HyperOutgoingBody {
-    Empty::<Bytes>::new().map_err(|never: Infallible| match never {}).boxed_unsync()
+    Empty::<Bytes>::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }
 
 fn status_response(status: StatusCode) -> Response<HyperOutgoingBody> {
@@ -78,7 +82,13 @@ fn status_response(status: StatusCode) -> Response<HyperOutgoingBody> {
     resp
 }
 
-fn log_request(method: &http::Method, path: &str, component: &str, status: StatusCode, started: Instant) {
+fn log_request(
+    method: &http::Method,
+    path: &str,
+    component: &str,
+    status: StatusCode,
+    started: Instant,
+) {
     let elapsed = started.elapsed();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -91,7 +101,11 @@ fn log_request(method: &http::Method, path: &str, component: &str, status: Statu
 }
 
 /// Handles one inbound request end to end (never fails: errors become 4xx/5xx responses).
-pub async fn handle<B>(app: &Arc<AppRuntime>, mut req: Request<B>, client_addr: SocketAddr) -> Response<HyperOutgoingBody>
+pub async fn handle<B>(
+    app: &Arc<AppRuntime>,
+    mut req: Request<B>,
+    client_addr: SocketAddr,
+) -> Response<HyperOutgoingBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -101,7 +115,11 @@ where
     let path = req.uri().path().to_string();
 
     // Spin's strip_forbidden_headers: a service-chaining Host and Connection never reach guests.
-    if let Some(host) = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+    if let Some(host) = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
         if crate::outbound_networking::parse_service_chaining_host(host).is_some() {
             req.headers_mut().remove(http::header::HOST);
         }
@@ -153,7 +171,10 @@ where
     match result {
         Ok(resp) => resp,
         Err(e) => {
-            eprintln!("spin-host: component {:?}: error processing request: {e:#}", component.id);
+            eprintln!(
+                "spin-host: component {:?}: error processing request: {e:#}",
+                component.id
+            );
             status_response(StatusCode::INTERNAL_SERVER_ERROR)
         }
     }
@@ -174,7 +195,10 @@ where
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     if component.http.is_none() {
-        bail!("component {:?} has no HTTP handler to chain to", component.id);
+        bail!(
+            "component {:?} has no HTTP handler to chain to",
+            component.id
+        );
     }
     let route = crate::routes::Route::synthetic(&component.id);
     let route_match = RouteMatch {
@@ -194,7 +218,8 @@ fn set_req_uri<B>(req: &mut Request<B>) -> Result<()> {
         .get(http::header::HOST)
         .map(|h| -> Result<http::uri::Authority> {
             let s = h.to_str().context("'Host' header is not valid UTF-8")?;
-            s.parse().context("'Host' header contains an invalid authority")
+            s.parse()
+                .context("'Host' header contains an invalid authority")
         })
         .transpose()?;
     let mut parts = req.uri().clone().into_parts();
@@ -218,25 +243,52 @@ fn set_req_uri<B>(req: &mut Request<B>) -> Result<()> {
 }
 
 /// The `spin-*` headers, computed as Spin's `compute_default_headers` does.
-pub fn spin_headers(uri: &Uri, host: &str, route_match: &RouteMatch<'_>, client_addr: SocketAddr) -> Vec<(String, String)> {
+pub fn spin_headers(
+    uri: &Uri,
+    host: &str,
+    route_match: &RouteMatch<'_>,
+    client_addr: SocketAddr,
+) -> Vec<(String, String)> {
     let abs_path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let scheme = uri.scheme_str().unwrap_or("http");
     let mut res = vec![
         ("spin-path-info".to_string(), route_match.path_info.clone()),
-        ("spin-full-url".to_string(), format!("{scheme}://{host}{abs_path}")),
-        ("spin-matched-route".to_string(), route_match.route.based_route.clone()),
+        (
+            "spin-full-url".to_string(),
+            format!("{scheme}://{host}{abs_path}"),
+        ),
+        (
+            "spin-matched-route".to_string(),
+            route_match.route.based_route.clone(),
+        ),
         ("spin-base-path".to_string(), "/".to_string()),
-        ("spin-raw-component-route".to_string(), route_match.route.raw_route.clone()),
-        ("spin-component-route".to_string(), route_match.route.raw_route_or_prefix().to_string()),
+        (
+            "spin-raw-component-route".to_string(),
+            route_match.route.raw_route.clone(),
+        ),
+        (
+            "spin-component-route".to_string(),
+            route_match.route.raw_route_or_prefix().to_string(),
+        ),
         ("spin-client-addr".to_string(), client_addr.to_string()),
     ];
     for (name, value) in &route_match.params {
-        res.push((format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-")), value.clone()));
+        res.push((
+            format!(
+                "spin-path-match-{}",
+                name.to_ascii_lowercase().replace('_', "-")
+            ),
+            value.clone(),
+        ));
     }
     res
 }
 
-fn prepare_headers<B>(req: &mut Request<B>, route_match: &RouteMatch<'_>, client_addr: SocketAddr) -> Result<()> {
+fn prepare_headers<B>(
+    req: &mut Request<B>,
+    route_match: &RouteMatch<'_>,
+    client_addr: SocketAddr,
+) -> Result<()> {
     let host = req
         .headers()
         .get(http::header::HOST)
@@ -265,11 +317,17 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let Some(pre) = component.http.clone() else {
-        bail!("component {:?} does not export wasi:http/incoming-handler", component.id);
+        bail!(
+            "component {:?} does not export wasi:http/incoming-handler",
+            component.id
+        );
     };
     let mut store = app.new_store(component);
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let request = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+    let request = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, req)?;
     let out = store.data_mut().http().new_response_outparam(tx)?;
     let id = component.id.clone();
     let task = tokio::spawn(async move {
@@ -307,10 +365,20 @@ mod tests {
     fn spin_headers_match_spin() {
         let (router, _) = Router::build([("c", "/foo/...")]).expect("router");
         let m = router.route("/foo/bar").expect("match");
-        let uri: Uri = "http://fermyon.dev/foo/bar?key1=value1&key2=value2".parse().expect("uri");
-        let h = spin_headers(&uri, "fermyon.dev", &m, "127.0.0.1:8777".parse().expect("addr"));
+        let uri: Uri = "http://fermyon.dev/foo/bar?key1=value1&key2=value2"
+            .parse()
+            .expect("uri");
+        let h = spin_headers(
+            &uri,
+            "fermyon.dev",
+            &m,
+            "127.0.0.1:8777".parse().expect("addr"),
+        );
         let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("spin-full-url"), Some("http://fermyon.dev/foo/bar?key1=value1&key2=value2"));
+        assert_eq!(
+            get("spin-full-url"),
+            Some("http://fermyon.dev/foo/bar?key1=value1&key2=value2")
+        );
         assert_eq!(get("spin-path-info"), Some("/bar"));
         assert_eq!(get("spin-matched-route"), Some("/foo/..."));
         assert_eq!(get("spin-base-path"), Some("/"));

@@ -45,14 +45,23 @@ impl Subscriptions {
                         t.component
                     )
                 })?;
-            let address = vars
-                .resolve_template(address_expr)
-                .with_context(|| format!("failed to resolve redis trigger address {address_expr:?} for component {}", t.component))?;
-            let channel = vars
-                .resolve_template(&t.channel)
-                .with_context(|| format!("failed to resolve redis trigger channel {:?} for component {}", t.channel, t.component))?;
+            let address = vars.resolve_template(address_expr).with_context(|| {
+                format!(
+                    "failed to resolve redis trigger address {address_expr:?} for component {}",
+                    t.component
+                )
+            })?;
+            let channel = vars.resolve_template(&t.channel).with_context(|| {
+                format!(
+                    "failed to resolve redis trigger channel {:?} for component {}",
+                    t.channel, t.component
+                )
+            })?;
             if channel.is_empty() {
-                bail!("the Redis trigger for component {:?} has an empty channel", t.component);
+                bail!(
+                    "the Redis trigger for component {:?} has an empty channel",
+                    t.component
+                );
             }
             redis::Client::open(address.as_str())
                 .with_context(|| format!("invalid Redis trigger address {address:?}"))?;
@@ -67,7 +76,10 @@ impl Subscriptions {
     }
 }
 
-async fn subscribe(client: &redis::Client, channels: &ChannelComponents) -> Result<redis::aio::PubSub> {
+async fn subscribe(
+    client: &redis::Client,
+    channels: &ChannelComponents,
+) -> Result<redis::aio::PubSub> {
     let mut pubsub = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub())
         .await
         .context("timed out connecting")??;
@@ -82,7 +94,10 @@ async fn subscribe(client: &redis::Client, channels: &ChannelComponents) -> Resu
 
 /// Connects and subscribes everything now (errors are start-up errors), then returns a future
 /// that serves messages forever, reconnecting as needed.
-pub async fn start(app: Arc<AppRuntime>, subs: Subscriptions) -> Result<impl std::future::Future<Output = ()>> {
+pub async fn start(
+    app: Arc<AppRuntime>,
+    subs: Subscriptions,
+) -> Result<impl std::future::Future<Output = ()>> {
     let mut tasks = Vec::new();
     for (address, channels) in subs.by_address {
         let client = redis::Client::open(address.as_str())
@@ -145,10 +160,9 @@ async fn dispatch(app: &Arc<AppRuntime>, component_id: &str, channel: &str, payl
         let component = app
             .component(component_id)
             .with_context(|| format!("unknown component {component_id:?}"))?;
-        let pre = component
-            .redis
-            .clone()
-            .with_context(|| format!("component {component_id:?} does not export fermyon:spin/inbound-redis"))?;
+        let pre = component.redis.clone().with_context(|| {
+            format!("component {component_id:?} does not export fermyon:spin/inbound-redis")
+        })?;
         let mut store = app.new_store(component);
         let guest = pre.instantiate_async(&mut store).await?;
         let r = guest
@@ -201,11 +215,15 @@ source = "b.wasm"
         let vars = AppVariables::resolve(&app, &|_| None).expect("vars");
         let subs = Subscriptions::resolve(&app, &vars).expect("subs");
         assert_eq!(
-            subs.by_address.get("redis://127.0.0.1:7001").and_then(|c| c.get("events")),
+            subs.by_address
+                .get("redis://127.0.0.1:7001")
+                .and_then(|c| c.get("events")),
             Some(&vec!["a".to_string()])
         );
         assert_eq!(
-            subs.by_address.get("redis://127.0.0.1:7002").and_then(|c| c.get("other")),
+            subs.by_address
+                .get("redis://127.0.0.1:7002")
+                .and_then(|c| c.get("other")),
             Some(&vec!["b".to_string()])
         );
     }

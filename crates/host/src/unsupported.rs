@@ -75,7 +75,9 @@ impl mqtt::HostConnection for InstanceState {
         if denied(self, &address, "mqtt").is_some() {
             return Ok(Err(mqtt::Error::InvalidAddress));
         }
-        Ok(Err(mqtt::Error::ConnectionFailed(format!("MQTT is {NOT_SUPPORTED}"))))
+        Ok(Err(mqtt::Error::ConnectionFailed(format!(
+            "MQTT is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn publish(
@@ -99,11 +101,16 @@ impl rdbms_types::Host for InstanceState {}
 impl mysql::Host for InstanceState {}
 
 impl mysql::HostConnection for InstanceState {
-    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, rdbms_types::Error>> {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, rdbms_types::Error>> {
         if let Some(m) = denied(self, &address, "mysql") {
             return Ok(Err(rdbms_types::Error::ConnectionFailed(m)));
         }
-        Ok(Err(rdbms_types::Error::ConnectionFailed(format!("MySQL is {NOT_SUPPORTED}"))))
+        Ok(Err(rdbms_types::Error::ConnectionFailed(format!(
+            "MySQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn query(
@@ -112,7 +119,9 @@ impl mysql::HostConnection for InstanceState {
         _statement: String,
         _params: Vec<rdbms_types::ParameterValue>,
     ) -> wasmtime::Result<std::result::Result<rdbms_types::RowSet, rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::Other(format!("MySQL is {NOT_SUPPORTED}"))))
+        Ok(Err(rdbms_types::Error::Other(format!(
+            "MySQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn execute(
@@ -121,7 +130,9 @@ impl mysql::HostConnection for InstanceState {
         _statement: String,
         _params: Vec<rdbms_types::ParameterValue>,
     ) -> wasmtime::Result<std::result::Result<(), rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::Other(format!("MySQL is {NOT_SUPPORTED}"))))
+        Ok(Err(rdbms_types::Error::Other(format!(
+            "MySQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
@@ -133,11 +144,16 @@ impl mysql::HostConnection for InstanceState {
 impl pg2::Host for InstanceState {}
 
 impl pg2::HostConnection for InstanceState {
-    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, rdbms_types::Error>> {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, rdbms_types::Error>> {
         if let Some(m) = denied(self, &address, "postgres") {
             return Ok(Err(rdbms_types::Error::ConnectionFailed(m)));
         }
-        Ok(Err(rdbms_types::Error::ConnectionFailed(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+        Ok(Err(rdbms_types::Error::ConnectionFailed(format!(
+            "PostgreSQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn query(
@@ -146,7 +162,9 @@ impl pg2::HostConnection for InstanceState {
         _statement: String,
         _params: Vec<rdbms_types::ParameterValue>,
     ) -> wasmtime::Result<std::result::Result<rdbms_types::RowSet, rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+        Ok(Err(rdbms_types::Error::Other(format!(
+            "PostgreSQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn execute(
@@ -155,7 +173,9 @@ impl pg2::HostConnection for InstanceState {
         _statement: String,
         _params: Vec<rdbms_types::ParameterValue>,
     ) -> wasmtime::Result<std::result::Result<u64, rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+        Ok(Err(rdbms_types::Error::Other(format!(
+            "PostgreSQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
@@ -167,11 +187,16 @@ impl pg2::HostConnection for InstanceState {
 impl pg3::Host for InstanceState {}
 
 impl pg3::HostConnection for InstanceState {
-    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, pg3::Error>> {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, pg3::Error>> {
         if let Some(m) = denied(self, &address, "postgres") {
             return Ok(Err(pg3::Error::ConnectionFailed(m)));
         }
-        Ok(Err(pg3::Error::ConnectionFailed(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+        Ok(Err(pg3::Error::ConnectionFailed(format!(
+            "PostgreSQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn query(
@@ -180,7 +205,9 @@ impl pg3::HostConnection for InstanceState {
         _statement: String,
         _params: Vec<pg3::ParameterValue>,
     ) -> wasmtime::Result<std::result::Result<pg3::RowSet, pg3::Error>> {
-        Ok(Err(pg3::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+        Ok(Err(pg3::Error::Other(format!(
+            "PostgreSQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn execute(
@@ -189,7 +216,9 @@ impl pg3::HostConnection for InstanceState {
         _statement: String,
         _params: Vec<pg3::ParameterValue>,
     ) -> wasmtime::Result<std::result::Result<u64, pg3::Error>> {
-        Ok(Err(pg3::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+        Ok(Err(pg3::Error::Other(format!(
+            "PostgreSQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
@@ -201,11 +230,16 @@ impl pg3::HostConnection for InstanceState {
 impl pg4::Host for InstanceState {}
 
 impl pg4::HostConnection for InstanceState {
-    async fn open(&mut self, address: String) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, pg4::Error>> {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, pg4::Error>> {
         if let Some(m) = denied(self, &address, "postgres") {
             return Ok(Err(pg4::Error::ConnectionFailed(m)));
         }
-        Ok(Err(pg4::Error::ConnectionFailed(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+        Ok(Err(pg4::Error::ConnectionFailed(format!(
+            "PostgreSQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn query(
@@ -214,7 +248,9 @@ impl pg4::HostConnection for InstanceState {
         _statement: String,
         _params: Vec<pg4::ParameterValue>,
     ) -> wasmtime::Result<std::result::Result<pg4::RowSet, pg4::Error>> {
-        Ok(Err(pg4::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+        Ok(Err(pg4::Error::Other(format!(
+            "PostgreSQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn execute(
@@ -223,7 +259,9 @@ impl pg4::HostConnection for InstanceState {
         _statement: String,
         _params: Vec<pg4::ParameterValue>,
     ) -> wasmtime::Result<std::result::Result<u64, pg4::Error>> {
-        Ok(Err(pg4::Error::Other(format!("PostgreSQL is {NOT_SUPPORTED}"))))
+        Ok(Err(pg4::Error::Other(format!(
+            "PostgreSQL is {NOT_SUPPORTED}"
+        ))))
     }
 
     async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {

@@ -249,7 +249,10 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<InstanceState>) ->
 }
 
 impl v2::Host for InstanceState {
-    async fn get(&mut self, name: String) -> wasmtime::Result<std::result::Result<String, v2::Error>> {
+    async fn get(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<std::result::Result<String, v2::Error>> {
         Ok(self.component.variables.get(&name))
     }
 }
@@ -323,7 +326,10 @@ s = "{{ secret }}"
     #[test]
     fn required_without_value_fails() {
         let err = AppVariables::resolve(&app(), &|_| None).expect_err("must fail");
-        assert!(format!("{err:#}").contains("SPIN_VARIABLE_SECRET"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("SPIN_VARIABLE_SECRET"),
+            "{err:#}"
+        );
     }
 
     #[test]
