@@ -33,7 +33,9 @@ pub fn handle(req: &Request) -> HandlerResult {
     })?;
     let user_id = UserId::parse(user_id).map_err(|e| Problem::bad_request("user_id", e))?;
     let limit = Limit::parse(get("limit")).map_err(|e| Problem::bad_request("limit", e))?;
+    // `cursor=` (empty) is the first page, like no cursor at all.
     let cursor = get("cursor")
+        .filter(|c| !c.is_empty())
         .map(Cursor::decode)
         .transpose()
         .map_err(|e| Problem::bad_request("cursor", e.to_string()))?;
