@@ -15,6 +15,9 @@
 -- refused). A reservation past its expiry is treated exactly as if the compensator had already
 -- expired it, so the outcome never depends on when the compensator last ran.
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
+
+-- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
+local function int(n) return string.format('%.0f', n) end
 local rkey, zkey = KEYS[1], KEYS[2]
 local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items')
 if not r[1] then
@@ -35,7 +38,7 @@ for _, item in ipairs(cjson.decode(r[3])) do
   redis.call('HINCRBY', key, expired and 'available' or 'sold', item.quantity)
 end
 local status = expired and 'RELEASED' or 'CONFIRMED'
-redis.call('HSET', rkey, 'status', status, 'settled_at', tostring(now),
+redis.call('HSET', rkey, 'status', status, 'settled_at', int(now),
   'settled_by', expired and 'expiry' or 'confirm')
 redis.call('ZREM', zkey, ARGV[1])
 redis.call('PEXPIRE', rkey, ARGV[3])

@@ -14,6 +14,9 @@
 -- reservation confirmed or released meanwhile is left as it is (ReservationStatus::on: Expire on
 -- CONFIRMED or RELEASED is Unchanged). Product keys are derived from the stored lines (single
 -- Redis node; not Cluster-safe).
+
+-- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
+local function int(n) return string.format('%.0f', n) end
 local zkey = KEYS[1]
 local now
 if ARGV[1] ~= '' then
@@ -22,7 +25,7 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', int(now), 'LIMIT', 0, ARGV[2])
 local released = 0
 for _, id in ipairs(ids) do
   local rkey = ARGV[3] .. id
@@ -33,11 +36,11 @@ for _, id in ipairs(ids) do
       redis.call('HINCRBY', key, 'reserved', -item.quantity)
       redis.call('HINCRBY', key, 'available', item.quantity)
     end
-    redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', tostring(now), 'settled_by', 'expiry')
+    redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', int(now), 'settled_by', 'expiry')
     redis.call('PEXPIRE', rkey, ARGV[5])
     released = released + 1
   end
   redis.call('ZREM', zkey, id)
 end
-local still_due = redis.call('ZCOUNT', zkey, '-inf', now)
-return {'OK', tostring(released), tostring(still_due), tostring(now)}
+local still_due = redis.call('ZCOUNT', zkey, '-inf', int(now))
+return {'OK', int(released), int(still_due), int(now)}

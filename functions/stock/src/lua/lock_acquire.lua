@@ -9,8 +9,11 @@
 -- Guarantees: SET NX PX gives at most one live owner per SKU; a fencing token is issued if and
 -- only if the lock was acquired, and tokens strictly increase per SKU (INCR), so the latest
 -- token always belongs to the latest owner. put_product.lua refuses any older token.
+
+-- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
+local function int(n) return string.format('%.0f', n) end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence = redis.call('INCR', KEYS[2])
-  return {'OK', tostring(fence)}
+  return {'OK', int(fence)}
 end
-return {'BUSY', tostring(redis.call('PTTL', KEYS[1]))}
+return {'BUSY', int(redis.call('PTTL', KEYS[1]))}

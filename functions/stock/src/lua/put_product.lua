@@ -15,11 +15,14 @@
 -- * "stock" replaces `available` only: `reserved` and `sold` belong to outstanding and settled
 --   reservations and are kept (created as 0 for a new product), so the invariant
 --   available + reserved + sold changes only here.
+
+-- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
+local function int(n) return string.format('%.0f', n) end
 local fence = tonumber(ARGV[1])
 local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
 local applied = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
 if fence ~= latest or fence <= applied then
-  return {'STALE', tostring(fence), tostring(latest)}
+  return {'STALE', int(fence), int(latest)}
 end
 redis.call('HSET', KEYS[1], 'name', ARGV[2], 'price', ARGV[3], 'currency', ARGV[4],
   'available', ARGV[5], 'fence', ARGV[1])

@@ -12,6 +12,9 @@
 -- Guarantees: the status check, the unit moves (reserved -> available) and the status change
 -- are one atomic step, as in the domain's ReservationStatus::on table.
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
+
+-- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
+local function int(n) return string.format('%.0f', n) end
 local rkey, zkey = KEYS[1], KEYS[2]
 local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items')
 if not r[1] then
@@ -30,7 +33,7 @@ for _, item in ipairs(cjson.decode(r[3])) do
   redis.call('HINCRBY', key, 'reserved', -item.quantity)
   redis.call('HINCRBY', key, 'available', item.quantity)
 end
-redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', tostring(now), 'settled_by', 'release')
+redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', int(now), 'settled_by', 'release')
 redis.call('ZREM', zkey, ARGV[1])
 redis.call('PEXPIRE', rkey, ARGV[3])
 return {'DONE', 'RELEASED', r[2], r[3]}

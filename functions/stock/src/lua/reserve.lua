@@ -21,6 +21,9 @@
 --   and an existing id returns the stored result without moving units again.
 -- * Prices and currencies are snapshot from the catalog into the record at reservation time.
 -- * expires_at comes from the Redis server clock, the one clock all instances share.
+
+-- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
+local function int(n) return string.format('%.0f', n) end
 local rkey, zkey = KEYS[1], KEYS[2]
 local existing = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'fingerprint')
 if existing[1] then
@@ -65,6 +68,6 @@ for i = 1, n do
 end
 local items_json = cjson.encode(items)
 redis.call('HSET', rkey, 'status', 'RESERVED', 'items', items_json, 'fingerprint', ARGV[3],
-  'created_at', tostring(now), 'expires_at', tostring(expires_at))
-redis.call('ZADD', zkey, expires_at, ARGV[1])
-return {'CREATED', 'RESERVED', tostring(expires_at), items_json}
+  'created_at', int(now), 'expires_at', int(expires_at))
+redis.call('ZADD', zkey, int(expires_at), ARGV[1])
+return {'CREATED', 'RESERVED', int(expires_at), items_json}
