@@ -58,7 +58,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("spin-host: error: {e:#}");
+            // One paragraph: the whole cause chain on one line.
+            let msg = format!("{e:#}");
+            eprintln!(
+                "spin-host: error: {}",
+                msg.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
             ExitCode::FAILURE
         }
     }

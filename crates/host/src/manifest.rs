@@ -287,8 +287,9 @@ impl App {
 
     /// Parses and validates manifest text.
     pub fn parse(text: &str, base_dir: PathBuf) -> Result<App> {
-        let manifest: AppManifest =
-            toml::from_str(text).context("TOML does not match the Spin manifest v2 schema")?;
+        let manifest: AppManifest = toml::from_str(text)
+            .map_err(|e| toml_error(text, &e))
+            .context("the file does not match the Spin manifest v2 schema")?;
         match &manifest.spin_manifest_version {
             toml::Value::Integer(2) => {}
             toml::Value::String(s) if s == "2" => {}
@@ -423,6 +424,23 @@ impl App {
                 bail!("component {id:?}: remote sources are not supported")
             }
         }
+    }
+}
+
+/// A TOML error as one line: `line L, column C: message`.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rfind('\n')
+                .map(|i| before.len() - i)
+                .unwrap_or(before.len() + 1);
+            anyhow::anyhow!("TOML error at line {line}, column {col}: {msg}")
+        }
+        None => anyhow::anyhow!("TOML error: {msg}"),
     }
 }
 

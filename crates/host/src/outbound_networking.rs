@@ -64,7 +64,8 @@ impl AllowedHost {
             bail!("{url:?} does not contain a scheme (e.g., 'http://' or '*://')");
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let whole_is_host = rest.parse::<IpAddr>().is_ok() || HostPattern::parse_cidr(rest).is_some();
+        let whole_is_host =
+            rest.parse::<IpAddr>().is_ok() || HostPattern::parse_cidr(rest).is_some();
         let (host, port) = match rest.rsplit_once(':') {
             _ if whole_is_host => (rest, ""),
             None => (rest, ""),

@@ -115,7 +115,8 @@ impl RuntimeConfig {
 
     /// Parses runtime config text; `dir` is the file's directory, `cwd` the working directory.
     pub fn parse(text: &str, dir: &Path, cwd: &Path) -> Result<RuntimeConfig> {
-        let table: toml::Table = toml::from_str(text).context("not valid TOML")?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| crate::manifest::toml_error(text, &e))?;
         let mut rc = RuntimeConfig::default();
         for (key, value) in table {
             match key.as_str() {
