@@ -147,6 +147,8 @@ pub struct AppRuntime {
     pub listen_addr: OnceLock<SocketAddr>,
     /// Where component stdout/stderr go.
     pub stdio: stdio::Stdio,
+    /// Print one line per HTTP request on stdout (benchmarks turn it off).
+    pub log_requests: bool,
 }
 
 /// Everything needed to load an app.
@@ -356,6 +358,7 @@ impl AppRuntime {
             redis: redis::RedisPool::default(),
             listen_addr: OnceLock::new(),
             stdio: stdio::Stdio,
+            log_requests: true,
         })
     }
 

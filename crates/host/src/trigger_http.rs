@@ -83,12 +83,16 @@ fn status_response(status: StatusCode) -> Response<HyperOutgoingBody> {
 }
 
 fn log_request(
+    app: &AppRuntime,
     method: &http::Method,
     path: &str,
     component: &str,
     status: StatusCode,
     started: Instant,
 ) {
+    if !app.log_requests {
+        return;
+    }
     let elapsed = started.elapsed();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -131,13 +135,13 @@ where
             "health" => Response::new(full_body(Bytes::from_static(b"OK"))),
             _ => status_response(StatusCode::NOT_FOUND),
         };
-        log_request(&method, &path, "-", resp.status(), started);
+        log_request(app, &method, &path, "-", resp.status(), started);
         return resp;
     }
 
     let Some(route_match) = app.router.route(&path) else {
         let resp = status_response(StatusCode::NOT_FOUND);
-        log_request(&method, &path, "-", resp.status(), started);
+        log_request(app, &method, &path, "-", resp.status(), started);
         return resp;
     };
     let component_id = route_match.route.component.clone();
@@ -145,7 +149,7 @@ where
         Some(component) => respond(app, component, req, &route_match, client_addr).await,
         None => status_response(StatusCode::INTERNAL_SERVER_ERROR),
     };
-    log_request(&method, &path, &component_id, resp.status(), started);
+    log_request(app, &method, &path, &component_id, resp.status(), started);
     resp
 }
 
@@ -207,7 +211,7 @@ where
         params: Vec::new(),
     };
     let resp = respond(app, component, req, &route_match, CHAINED_CLIENT_ADDR).await;
-    log_request(&method, &path, &component.id, resp.status(), started);
+    log_request(app, &method, &path, &component.id, resp.status(), started);
     Ok(resp)
 }
 
