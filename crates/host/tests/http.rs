@@ -421,3 +421,100 @@ fn concurrent_requests_are_isolated() {
         h.join().expect("thread");
     }
 }
+
+const SINK: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "sink"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[[trigger.http]]
+route = "/users/:id/..."
+component = "users"
+[component.ks]
+source = @kitchen_sink@
+[component.users]
+source = @kitchen_sink@
+[component.users.variables]
+who = "users"
+"#;
+
+#[test]
+fn fresh_instance_per_request() {
+    let t = TestApp::new(SINK);
+    let app = t.start();
+    for _ in 0..5 {
+        let body = get_json(&app, "/instance-counter");
+        assert_eq!(
+            body["ok"], 1,
+            "guest state leaked from an earlier request: {body}"
+        );
+    }
+}
+
+#[test]
+fn status_headers_and_body_pass_through() {
+    let t = TestApp::new(SINK);
+    let app = t.start();
+    let resp = app
+        .get("/status?code=418&header=teapot&body=short%20and%20stout")
+        .unwrap();
+    assert_eq!(resp.status, 418);
+    assert_eq!(resp.header("x-kitchen-sink"), Some("teapot"));
+    assert_eq!(resp.text(), "short and stout");
+    let resp = app.get("/status?code=204").unwrap();
+    assert_eq!(resp.status, 204);
+    assert!(resp.body.is_empty());
+}
+
+#[test]
+fn large_request_body_arrives_whole() {
+    let t = TestApp::new(SINK);
+    let app = t.start();
+    let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|b| *b as u64).sum();
+    let resp = app.send("POST", "/body-len", &[], Some(&body)).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json(), json!({ "len": body.len(), "sum": sum }));
+}
+
+#[test]
+fn component_output_goes_to_the_host_stderr() {
+    let t = TestApp::new(SINK);
+    let app = t.start();
+    assert_eq!(get_json(&app, "/print?msg=marker-7781")["ok"], true);
+    let seen = app.wait_for_log(std::time::Duration::from_secs(5), |_| {
+        let err = app.stderr();
+        err.contains("kitchen-sink stdout: marker-7781")
+            && err.contains("kitchen-sink stderr: marker-7781")
+    });
+    assert!(
+        seen,
+        "component stdout and stderr should reach the host's stderr:\nstdout:\n{}\nstderr:\n{}",
+        app.stdout(),
+        app.stderr()
+    );
+}
+
+#[test]
+fn a_trap_is_a_500_and_the_host_keeps_serving() {
+    let t = TestApp::new(SINK);
+    let app = t.start();
+    let resp = app.get("/trap").unwrap();
+    assert_eq!(resp.status, 500, "{}", resp.text());
+    assert_eq!(get_json(&app, "/instance-counter")["ok"], 1);
+}
+
+#[test]
+fn named_wildcards_become_spin_path_match_headers() {
+    let t = TestApp::new(SINK);
+    let app = t.start();
+    let body = get_json(&app, "/users/42/orders/7");
+    assert_eq!(body["who"], "users", "{body}");
+    let h = &body["headers"];
+    assert_eq!(h["spin-path-match-id"], "42", "{body}");
+    assert_eq!(h["spin-path-info"], "/orders/7", "{body}");
+    assert_eq!(h["spin-matched-route"], "/users/:id/...", "{body}");
+    assert_eq!(h["spin-component-route"], "/users/:id", "{body}");
+}

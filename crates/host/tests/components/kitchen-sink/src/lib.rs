@@ -13,6 +13,8 @@ use serde_json::{json, Map, Value as Json};
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::http_component;
 
+static INSTANCE_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 #[http_component]
 async fn handle(req: Request) -> impl IntoResponse {
     let q = Query::parse(req.query());
@@ -56,6 +58,28 @@ async fn handle(req: Request) -> impl IntoResponse {
         "/var" => variables(q.or("name", "")),
         "/config/all" => config_all(),
         "/http" => outbound_http(q.or("url", ""), q.or("method", "GET"), body).await,
+        "/instance-counter" => {
+            // A fresh instance per request always answers 1.
+            ok(INSTANCE_COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+        }
+        "/body-len" => {
+            json!({ "len": body.len(), "sum": body.iter().map(|b| *b as u64).sum::<u64>() })
+        }
+        "/print" => {
+            println!("kitchen-sink stdout: {}", q.or("msg", ""));
+            eprintln!("kitchen-sink stderr: {}", q.or("msg", ""));
+            ok(true)
+        }
+        "/trap" => panic!("kitchen-sink: asked to trap"),
+        "/status" => {
+            let code: u16 = q.or("code", "200").parse().unwrap_or(200);
+            return Response::builder()
+                .status(code)
+                .header("x-kitchen-sink", q.or("header", "set"))
+                .header("content-type", "text/plain")
+                .body(q.or("body", "").to_owned())
+                .build();
+        }
         _ => echo(&req),
     };
     Response::builder()
