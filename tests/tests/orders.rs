@@ -172,7 +172,12 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
         "coupon_code": "WELCOME10",
         "total": 1
     });
-    let resp = env.order(Some("happy-1"), &body);
+    // A malformed traceparent is ignored, never an error.
+    let resp = env.order_with(
+        Some("happy-1"),
+        &body,
+        &[("traceparent", "00-not-a-trace-01")],
+    );
     assert_eq!(resp.status, 201, "{}\n{}", resp.text(), env.stderr());
     assert_eq!(resp.header("content-type"), Some("application/json"));
     let order = resp.json();
@@ -208,11 +213,21 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
     // One order, its lines, one OrderCreated message, one completed key.
     let rows = env.sql("SELECT COUNT(*) AS n FROM order_lines");
     assert_eq!(rows[0]["n"], 2);
-    let rows = env.sql("SELECT type, aggregate_id, seq, published_at FROM outbox");
+    let rows = env.sql("SELECT type, aggregate_id, seq, trace_id, published_at FROM outbox");
     assert_eq!(
         rows,
-        vec![json!({"type": "OrderCreated", "aggregate_id": id, "seq": 1, "published_at": null})]
+        vec![
+            json!({"type": "OrderCreated", "aggregate_id": id, "seq": 1, "trace_id": null, "published_at": null})
+        ]
     );
+    let payload = env.sql("SELECT payload FROM outbox");
+    let payload: Value = serde_json::from_str(payload[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["order_id"], id);
+    assert_eq!(payload["total"], 2999);
+    assert!(payload["reservation_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("rsv-"));
 }
 
 #[test]
