@@ -929,3 +929,43 @@ fn scripts_are_reloaded_after_redis_forgets_them() {
     );
     assert_eq!(env.levels("flush-A"), (0, 0, 2));
 }
+
+#[test]
+fn a_lost_redis_is_a_503_problem_not_a_crash() {
+    let redis = RedisServer::start().expect("redis-server");
+    let state =
+        std::env::temp_dir().join(format!("spin-shop-e2e-stock-down-{}", std::process::id()));
+    std::fs::create_dir_all(&state).expect("state dir");
+    let app = SpinApp::builder(repo_root().join("spin.toml"))
+        .state_dir(&state)
+        .variable("redis_host", redis.host())
+        .variable("admin_token", ADMIN)
+        .variable("payment_webhook_secret", "e2e-webhook-secret")
+        .startup_timeout(Duration::from_secs(180))
+        .start()
+        .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"));
+    drop(redis);
+    let resp = app.get("/api/products/down-A").expect("GET");
+    problem(&resp, 503);
+    let resp = app
+        .send_json(
+            "POST",
+            "/api/stock/reservations",
+            &[],
+            &json!({"reservation_id": "down-1", "items": [{"sku": "down-A", "quantity": 1}]}),
+        )
+        .expect("POST");
+    problem(&resp, 503);
+    // Client mistakes are still told apart from the outage: nothing needs Redis to refuse them.
+    let resp = app
+        .send_json(
+            "POST",
+            "/api/stock/reservations",
+            &[],
+            &json!({"items": []}),
+        )
+        .expect("POST");
+    problem(&resp, 422);
+    drop(app);
+    let _ = std::fs::remove_dir_all(&state);
+}
