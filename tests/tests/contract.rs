@@ -17,22 +17,38 @@ use testkit::{repo_root, RedisServer, SpinApp};
 
 const ADMIN: &str = "e2e-contract-admin";
 
-/// The schemathesis CLI: `$SCHEMATHESIS` or `schemathesis` on the PATH.
+/// The schemathesis CLI: `$SCHEMATHESIS`, else `schemathesis` on the PATH, else the script
+/// beside `python3` (pip's bin directory, which may not be on the PATH).
 fn schemathesis() -> PathBuf {
-    let bin = std::env::var_os("SCHEMATHESIS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("schemathesis"));
-    let found = Command::new(&bin)
-        .arg("--version")
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("SCHEMATHESIS") {
+        candidates.push(PathBuf::from(p));
+    }
+    candidates.push(PathBuf::from("schemathesis"));
+    if let Ok(out) = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, os; print(os.path.dirname(sys.executable))",
+        ])
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{} is not runnable: install it with `python3 -m pip install schemathesis` (.ci/run does)",
-        bin.display()
-    );
-    bin
+    {
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !dir.is_empty() {
+            candidates.push(PathBuf::from(dir).join("schemathesis"));
+        }
+    }
+    let runnable = |bin: &PathBuf| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    candidates.into_iter().find(runnable).unwrap_or_else(|| {
+        panic!(
+            "schemathesis is not installed: `python3 -m pip install schemathesis` (.ci/run does)"
+        )
+    })
 }
 
 #[test]
