@@ -491,6 +491,19 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
         assert_eq!(p["skus"], json!(["LAST"]), "{p}");
     }
     assert_eq!(created, 10, "exactly the last ten units are sold");
+    // The 50 requests were the first to touch SQLite: they migrated the fresh database
+    // concurrently, and every migration was applied exactly once.
+    let versions =
+        env.sql("SELECT version FROM schema_version WHERE component = 'order' ORDER BY version");
+    assert_eq!(
+        versions,
+        vec![
+            json!({"version": 1}),
+            json!({"version": 2}),
+            json!({"version": 3}),
+            json!({"version": 4})
+        ]
+    );
     assert_eq!(levels(&env.product("LAST")), (0, 10, 0));
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 10);
 }
@@ -765,4 +778,43 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
         "https://errors.spin-shop.dev/request-in-progress"
     );
     assert_eq!(levels(&env.product("A")), (8, 2, 0));
+}
+
+#[test]
+fn concurrent_cancels_change_the_order_once() {
+    let env = Arc::new(Env::start("cancel-race"));
+    env.put_product("A", 100, "EUR", 5);
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
+    let created = env.order(Some("cancel-race"), &body);
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["order_id"].as_str().unwrap().to_owned();
+
+    let n = 8;
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let env = Arc::clone(&env);
+            let barrier = Arc::clone(&barrier);
+            let path = format!("/api/orders/{id}/cancel");
+            std::thread::spawn(move || {
+                barrier.wait();
+                env.post(&path, &[])
+            })
+        })
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["status"], "CANCELLED");
+        assert_eq!(r.json()["version"], 2, "one state change, whoever won");
+    }
+    assert_eq!(levels(&env.product("A")), (5, 0, 0), "released once");
+    let rows = env.sql("SELECT type, seq FROM outbox ORDER BY seq");
+    assert_eq!(
+        rows,
+        vec![
+            json!({"type": "OrderCreated", "seq": 1}),
+            json!({"type": "OrderCancelled", "seq": 2})
+        ]
+    );
 }
