@@ -240,6 +240,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the key, the derived id is one the stock component accepts.
+        #[test]
+        fn reservation_ids_are_valid_stock_ids(key in "[ -~]{1,255}", attempt in 0i64..1000) {
+            if let Ok(k) = IdempotencyKey::parse(&key) {
+                let id = k.reservation_id(attempt);
+                proptest::prop_assert!(crate::reservation::ReservationId::parse(&id).is_ok(), "{}", id);
+            }
+        }
+
+        #[test]
+        fn key_parse_never_panics(s in "\\PC{0,300}") {
+            let _ = IdempotencyKey::parse(&s);
+        }
+    }
+
     #[test]
     fn decisions() {
         let claim = |state, claimed_at_ms| StoredClaim {

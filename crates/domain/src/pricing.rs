@@ -172,6 +172,44 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Lines are price times quantity, the subtotal is their sum, nothing panics: an amount
+        /// that does not fit is an error.
+        #[test]
+        fn totals_are_sums_of_lines(
+            lines in proptest::collection::vec((1i64..=1_000_000, 0i64..=i64::MAX / 4), 1..8)
+        ) {
+            let skus: Vec<String> = (0..lines.len()).map(|i| format!("S{i}")).collect();
+            let raw: Vec<RawItem> = skus
+                .iter()
+                .zip(&lines)
+                .map(|(sku, (q, _))| RawItem { sku, quantity: *q })
+                .collect();
+            let order = NewOrder::parse("u", &raw, None).unwrap();
+            let catalog: Vec<(Sku, Money)> = skus
+                .iter()
+                .zip(&lines)
+                .map(|(s, (_, p))| (sku(s), money(*p, "EUR")))
+                .collect();
+            let exact: Option<i64> = lines
+                .iter()
+                .try_fold(0i64, |acc, (q, p)| acc.checked_add(p.checked_mul(*q)?));
+            match price(&order, &catalog) {
+                Ok(p) => {
+                    proptest::prop_assert_eq!(Some(p.subtotal.minor()), exact);
+                    proptest::prop_assert_eq!(p.total.minor(), p.subtotal.minor());
+                    for (line, (q, unit)) in p.lines.iter().zip(&lines) {
+                        proptest::prop_assert_eq!(line.line_total.minor(), unit * q);
+                    }
+                }
+                Err(e) => {
+                    proptest::prop_assert_eq!(e, PricingError::Overflow);
+                    proptest::prop_assert_eq!(exact, None);
+                }
+            }
+        }
+    }
+
     #[test]
     fn missing_price_and_overflow() {
         let err = price(

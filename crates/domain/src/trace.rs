@@ -37,6 +37,16 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_only_returns_hex_ids(s in "\\PC{0,80}") {
+            if let Some(id) = trace_id(&s) {
+                proptest::prop_assert_eq!(id.len(), 32);
+                proptest::prop_assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+            }
+        }
+    }
+
     #[test]
     fn ignores_malformed_headers() {
         for bad in [
