@@ -25,6 +25,7 @@ use spin_sdk::http_component;
 
 mod cmd;
 mod redis;
+mod settle;
 mod view;
 
 const COMPONENT: &str = "stock";

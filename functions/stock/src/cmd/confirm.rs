@@ -6,10 +6,11 @@
 //! so the result never depends on the compensator's timing.
 
 use shop_adapter::respond::HandlerResult;
-
-use crate::redis::CONFIRM;
 use shop_domain::reservation::ReservationAction;
 
+use crate::redis::CONFIRM;
+use crate::settle::settle;
+
 pub fn handle(id: &str) -> HandlerResult {
-    super::release::settle(id, ReservationAction::Confirm, &CONFIRM)
+    settle(id, ReservationAction::Confirm, &CONFIRM)
 }

@@ -16,8 +16,8 @@ use shop_adapter::Problem;
 use shop_domain::timestamp::Timestamp;
 use spin_sdk::http::Request;
 
-use super::release::RETENTION_MS;
 use crate::redis::{bad_reply, keys, Store, EXPIRE};
+use crate::settle::RETENTION_MS;
 
 const BATCH: u32 = 100;
 /// Bounds one request's work; whatever is left is picked up by the next call.

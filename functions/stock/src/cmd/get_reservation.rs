@@ -4,8 +4,8 @@
 use shop_adapter::respond::{json, HandlerResult};
 use shop_domain::reservation::ReservationId;
 
-use super::release::not_found;
 use crate::redis::{keys, Store, RESERVE};
+use crate::settle::not_found;
 use crate::view::ReservationView;
 
 pub fn handle(id: &str) -> HandlerResult {
