@@ -372,18 +372,27 @@ fn one_log_line_per_request() {
     assert_eq!(resp.status, 200);
     let found = app.wait_for_log(std::time::Duration::from_secs(5), |log| {
         log.lines().any(|l| {
-            l.contains("GET")
-                && l.contains("/wild/logged-path-123")
-                && l.contains("200")
-                && l.contains('b')
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let has = |w: &str| words.iter().any(|x| x.trim_matches(['"', ',', ':']) == w);
+            has("GET")
+                && has("/wild/logged-path-123")
+                && has("b")
+                && has("200")
+                && words.iter().any(|w| is_duration(w))
         })
     });
     assert!(
         found,
-        "no log line with method, path, status for the request:\nstdout:\n{}\nstderr:\n{}",
+        "no log line with method, path, component, status and duration for the request:\nstdout:\n{}\nstderr:\n{}",
         app.stdout(),
         app.stderr()
     );
+    let all = format!("{}{}", app.stdout(), app.stderr());
+    let lines = all
+        .lines()
+        .filter(|l| l.contains("/wild/logged-path-123"))
+        .count();
+    assert_eq!(lines, 1, "one request, one log line:\n{all}");
     let resp = app.get("/not-routed-456").expect("GET");
     assert_eq!(resp.status, 404);
     let found = app.wait_for_log(std::time::Duration::from_secs(5), |log| {
@@ -517,4 +526,13 @@ fn named_wildcards_become_spin_path_match_headers() {
     assert_eq!(h["spin-path-info"], "/orders/7", "{body}");
     assert_eq!(h["spin-matched-route"], "/users/:id/...", "{body}");
     assert_eq!(h["spin-component-route"], "/users/:id", "{body}");
+}
+
+/// A duration token of a log line: digits with a unit (`1.2ms`, `350us`, `350µs`, `0.01s`).
+fn is_duration(word: &str) -> bool {
+    let w = word.trim_matches(['(', ')', ',', '"']);
+    let number = ["ms", "us", "µs", "ns", "s"]
+        .iter()
+        .find_map(|unit| w.strip_suffix(unit));
+    number.is_some_and(|n| !n.is_empty() && n.parse::<f64>().is_ok())
 }

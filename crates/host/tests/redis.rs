@@ -305,3 +305,69 @@ fn redis_trigger_reconnects_after_redis_restarts() {
         app.stderr()
     );
 }
+
+#[test]
+fn outbound_redis_unreachable_is_an_error_not_a_hang() {
+    let closed = testkit::free_port();
+    let url = format!("redis://127.0.0.1:{closed}");
+    let t = TestApp::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "unreachable"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+allowed_outbound_hosts = ["{url}"]
+"#
+    ));
+    let app = t.start();
+    let started = std::time::Instant::now();
+    let body = get_json(&app, &format!("/redis/roundtrip?url={}", enc(&url)));
+    assert_eq!(body["open"]["error"], "other", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "connecting to a closed port took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn outbound_redis_recovers_after_redis_restarts() {
+    // Connections may be reused across requests, but a restarted server must not be observable
+    // beyond the requests that were in flight: the first request after the restart succeeds.
+    let port = testkit::free_port();
+    let redis = FixedPortRedis::start(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let t = TestApp::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "outbound-restart"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+allowed_outbound_hosts = ["{url}"]
+"#
+    ));
+    let app = t.start();
+    let exec = |args: &str| get_json(&app, &format!("/redis/execute?url={}&{args}", enc(&url)));
+    assert_eq!(
+        exec("arg=SET&arg=k&arg=before")["ok"],
+        json!([{ "status": "OK" }])
+    );
+    drop(redis);
+    std::thread::sleep(Duration::from_millis(500));
+    let redis = FixedPortRedis::start(port);
+    let body = exec("arg=SET&arg=k&arg=after");
+    assert_eq!(
+        body["ok"],
+        json!([{ "status": "OK" }]),
+        "first request after the Redis restart failed: {body}"
+    );
+    assert_eq!(redis.cli(&["GET", "k"]).unwrap(), "after");
+}
