@@ -44,14 +44,21 @@ fn request() -> http::Request<Empty<Bytes>> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let wasm = args
         .first()
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/wasm32-wasip2/release/hello.wasm"));
     let iterations: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
-    anyhow::ensure!(wasm.is_file(), "{} not found: run ./scripts/build-wasm.sh first", wasm.display());
+    anyhow::ensure!(
+        wasm.is_file(),
+        "{} not found: run ./scripts/build-wasm.sh first",
+        wasm.display()
+    );
 
     let manifest = format!(
         "spin_manifest_version = 2\n[application]\nname = \"bench\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"hello\"\n[component.hello]\nsource = {:?}\n",
@@ -60,7 +67,9 @@ fn main() -> Result<()> {
     let state = std::env::temp_dir().join(format!("spin-host-bench-{}", std::process::id()));
     let app = App::parse(&manifest, root.clone())?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let _guard = rt.enter();
     let mut runtime = AppRuntime::load(LoadOptions {
         app,

@@ -6,6 +6,7 @@
 //! one log line per request on stdout.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -94,14 +95,51 @@ fn log_request(
         return;
     }
     let elapsed = started.elapsed();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{method} {path} {component} {} {:.3}ms",
+    request_log(format!(
+        "{method} {path} {component} {} {:.3}ms\n",
         status.as_u16(),
         elapsed.as_secs_f64() * 1000.0
-    );
-    let _ = out.flush();
+    ));
+}
+
+/// Request log lines go to a writer thread: a request never waits on a stdout write syscall, and
+/// under load lines are written in batches (flushed whenever the queue runs empty).
+fn request_log(line: String) {
+    use std::sync::mpsc;
+    use std::sync::OnceLock;
+    static LOG: OnceLock<Option<mpsc::Sender<String>>> = OnceLock::new();
+    let sender = LOG.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("spin-host-log".into())
+            .spawn(move || {
+                let stdout = std::io::stdout();
+                while let Ok(first) = rx.recv() {
+                    let mut out = stdout.lock();
+                    let _ = out.write_all(first.as_bytes());
+                    while let Ok(more) = rx.try_recv() {
+                        let _ = out.write_all(more.as_bytes());
+                    }
+                    let _ = out.flush();
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    match sender {
+        Some(tx) => {
+            if let Err(e) = tx.send(line) {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(e.0.as_bytes());
+                let _ = out.flush();
+            }
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    }
 }
 
 /// Handles one inbound request end to end (never fails: errors become 4xx/5xx responses).
@@ -327,14 +365,16 @@ where
         );
     };
     let mut store = app.new_store(component);
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     let request = store
         .data_mut()
         .http()
         .new_incoming_request(Scheme::Http, req)?;
     let out = store.data_mut().http().new_response_outparam(tx)?;
     let id = component.id.clone();
-    let task = tokio::spawn(async move {
+    let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let failure_slot = failure.clone();
+    let mut guest = GuestTask::new(async move {
         let result: Result<()> = async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -344,19 +384,121 @@ where
             Ok(())
         }
         .await;
-        if let Err(e) = &result {
+        // Drop the instance (and return its pool slot) before reporting.
+        drop(store);
+        if let Err(e) = result {
             eprintln!("spin-host: component {id:?}: handler failed: {e:?}");
+            if let Ok(mut slot) = failure_slot.lock() {
+                *slot = Some(format!("{e:#}"));
+            }
         }
-        result
     });
-    match rx.await {
-        Ok(Ok(resp)) => Ok(resp),
+
+    // Drive the guest on this task until it sets the response (no task spawn, no cross-thread
+    // wake-up on the hot path).
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            r = &mut rx => break r,
+            () = &mut guest, if !guest.is_done() => {}
+        }
+    };
+    match outcome {
+        Ok(Ok(resp)) => {
+            if guest.is_done() {
+                Ok(resp)
+            } else {
+                // The guest is still writing the body: the body drives it from now on.
+                Ok(resp.map(|body| GuestDrivenBody { inner: body, guest }.boxed_unsync()))
+            }
+        }
         Ok(Err(code)) => Err(anyhow!("the guest set an error response: {code:?}")),
-        Err(_) => match task.await {
-            Ok(Ok(())) => bail!("guest never invoked `response-outparam::set`"),
-            Ok(Err(e)) => Err(e.context("guest never invoked `response-outparam::set`")),
-            Err(e) => Err(anyhow!("handler task failed: {e}")),
-        },
+        Err(_) => {
+            let why = failure
+                .lock()
+                .ok()
+                .and_then(|mut f| f.take())
+                .unwrap_or_else(|| "the handler returned".to_string());
+            bail!("guest never invoked `response-outparam::set`: {why}")
+        }
+    }
+}
+
+/// A guest call polled in place. Dropped while unfinished (client gone, body abandoned), it is
+/// moved to a background task so the guest always runs to completion, as in Spin.
+struct GuestTask {
+    fut: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl GuestTask {
+    fn new(fut: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        GuestTask {
+            fut: Some(Box::pin(fut)),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.fut.is_none()
+    }
+}
+
+impl std::future::Future for GuestTask {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let Some(fut) = self.fut.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                self.fut = None;
+                std::task::Poll::Ready(())
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for GuestTask {
+    fn drop(&mut self) {
+        if let Some(fut) = self.fut.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(fut);
+            }
+        }
+    }
+}
+
+/// A response body that keeps polling the guest that produces it.
+struct GuestDrivenBody {
+    inner: HyperOutgoingBody,
+    guest: GuestTask,
+}
+
+impl Body for GuestDrivenBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if !this.guest.is_done() {
+            let _ = std::pin::Pin::new(&mut this.guest).poll(cx);
+        }
+        std::pin::Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
