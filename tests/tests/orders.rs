@@ -818,3 +818,106 @@ fn concurrent_cancels_change_the_order_once() {
         ]
     );
 }
+
+#[test]
+fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
+    use shop_domain::idempotency::IdempotencyKey;
+    let env = Env::start("compensate");
+    env.put_product("A", 100, "EUR", 10);
+    let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
+    assert_eq!(warm.status, 200, "{}", warm.text());
+    let reserve = |rid: &str, quantity: i64| {
+        let r = env
+            .app
+            .send_json(
+                "POST",
+                "/api/stock/reservations",
+                &[],
+                &json!({"reservation_id": rid, "items": [{"sku": "A", "quantity": quantity}], "ttl_seconds": 900}),
+            )
+            .expect("reserve");
+        assert_eq!(r.status, 201, "{}", r.text());
+    };
+
+    // A release that is owed (its call failed when the order write failed).
+    reserve("rsv-owed-1", 2);
+    env.sql(
+        "INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
+         VALUES ('rsv-owed-1', NULL, 'order-write-failed', 0)",
+    );
+    // A claim whose request died after reserving, and whose client never came back.
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
+    let rid0 = plant_claim(&env, "abandoned", &body, 0);
+    reserve(&rid0, 3);
+    assert_eq!(levels(&env.product("A")), (5, 5, 0));
+
+    let report = env.post("/api/orders/compensate", &[]);
+    assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
+    assert_eq!(
+        report.json(),
+        json!({"abandoned_claims": 1, "released": 2, "still_pending": 0})
+    );
+    assert_eq!(
+        levels(&env.product("A")),
+        (10, 0, 0),
+        "both reservations released"
+    );
+    let claim = env.sql("SELECT state, attempt FROM idempotency_keys WHERE idem_key = 'abandoned'");
+    assert_eq!(claim, vec![json!({"state": "failed", "attempt": 1})]);
+
+    // The client's late retry reserves afresh under the next attempt's id.
+    let retry = env.order(Some("abandoned"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    assert_eq!(levels(&env.product("A")), (7, 3, 0));
+    let rid1 = IdempotencyKey::parse("abandoned")
+        .unwrap()
+        .reservation_id(1);
+    assert_eq!(
+        env.sql("SELECT reservation_id FROM orders"),
+        vec![json!({"reservation_id": rid1})]
+    );
+
+    // Nothing left to do: a second call changes nothing.
+    let again = env.post("/api/orders/compensate", &[]);
+    assert_eq!(
+        again.json(),
+        json!({"abandoned_claims": 0, "released": 0, "still_pending": 0})
+    );
+    assert_eq!(levels(&env.product("A")), (7, 3, 0));
+}
+
+#[test]
+fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
+    let env = Env::start("retake-released");
+    env.put_product("A", 100, "EUR", 10);
+    let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
+    assert_eq!(warm.status, 200, "{}", warm.text());
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 4}]});
+    // The crashed holder's reservation exists but was released since (it expired).
+    let rid0 = plant_claim(&env, "late", &body, 0);
+    let r = env
+        .app
+        .send_json(
+            "POST",
+            "/api/stock/reservations",
+            &[],
+            &json!({"reservation_id": rid0, "items": [{"sku": "A", "quantity": 4}], "ttl_seconds": 900}),
+        )
+        .expect("reserve");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let rel = env.post(&format!("/api/stock/reservations/{rid0}/release"), &[]);
+    assert_eq!(rel.status, 200, "{}", rel.text());
+    assert_eq!(levels(&env.product("A")), (10, 0, 0));
+
+    let retry = env.order(Some("late"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    assert_eq!(
+        levels(&env.product("A")),
+        (6, 4, 0),
+        "reserved once, under a new id"
+    );
+    let rows = env.sql(&format!(
+        "SELECT reservation_id = '{rid0}' AS reused FROM orders"
+    ));
+    assert_eq!(rows, vec![json!({"reused": 0})]);
+}

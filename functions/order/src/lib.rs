@@ -5,6 +5,7 @@
 //! - `GET  /api/orders/{order_id}` -> [`cmd::get`]
 //! - `GET  /api/orders?user_id=..&limit=..&cursor=..` -> [`cmd::list`]
 //! - `POST /api/orders/{order_id}/cancel` -> [`cmd::cancel`]
+//! - `POST /api/orders/compensate` (the compensator's tick) -> [`cmd::compensate`]
 //! - `GET  /api/health/order`
 
 mod cmd;
@@ -30,6 +31,8 @@ async fn handle(req: Request) -> Response {
     let result = match (&method, segments.as_slice()) {
         (Method::Get, ["api", "health", "order"]) => return health_route(),
         (Method::Post, ["api", "orders"]) => cmd::create::handle(&req).await,
+        (Method::Post, ["api", "orders", "compensate"]) => cmd::compensate::handle(&req).await,
+        (_, ["api", "orders", "compensate"]) => return method_not_allowed("POST"),
         (Method::Get, ["api", "orders"]) => cmd::list::handle(&req),
         (Method::Get, ["api", "orders", id]) => cmd::get::handle(id),
         (Method::Post, ["api", "orders", id, "cancel"]) => cmd::cancel::handle(&req, id).await,

@@ -31,6 +31,9 @@ pub enum StockError {
     Conflict(Value),
     /// 400/422: the stock component refused the request as invalid.
     Rejected(u16, Value),
+    /// The reservation id is known but no longer holds stock (RELEASED by expiry or a
+    /// compensator, or CONFIRMED): its status.
+    Settled(String),
     /// Anything else: unreachable, 5xx, unreadable answer. The outcome is unknown.
     Unavailable(String),
 }
@@ -41,6 +44,7 @@ impl std::fmt::Display for StockError {
             StockError::NotFound(b) => write!(f, "not found: {b}"),
             StockError::Conflict(b) => write!(f, "conflict: {b}"),
             StockError::Rejected(s, b) => write!(f, "rejected ({s}): {b}"),
+            StockError::Settled(s) => write!(f, "reservation already {s}"),
             StockError::Unavailable(e) => write!(f, "unavailable: {e}"),
         }
     }
@@ -124,8 +128,8 @@ pub async fn reserve(
     if status != 200 && status != 201 {
         return Err(classify(status, body));
     }
-    if body["status"].as_str().is_some_and(|s| s != "RESERVED") {
-        return Err(StockError::Conflict(body));
+    if let Some(status) = body["status"].as_str().filter(|s| *s != "RESERVED") {
+        return Err(StockError::Settled(status.to_owned()));
     }
     let reserved = body["items"]
         .as_array()

@@ -65,30 +65,44 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
     pricing::price(&order, &catalog).map_err(pricing_problem)?;
 
     let claim = claim(&conn, &key, &fingerprint)?;
-    let (attempt, token) = match claim {
+    let (mut attempt, token) = match claim {
         Claimed::Proceed { attempt, token } => (attempt, token),
         Claimed::Answer(resp) => return Ok(resp),
     };
-    let reservation_id = key.reservation_id(attempt);
     let items: Vec<(String, u32)> = order
         .items
         .iter()
         .map(|i| (i.sku.as_str().to_owned(), i.quantity.get()))
         .collect();
 
-    let reserved = match stock::reserve(&reservation_id, &items, PAYMENT_WINDOW_SECONDS, tp).await {
-        Ok(r) => r,
-        Err(e) => {
-            // Not enough stock, unknown SKU, refused: nothing was reserved under this id, and the
-            // stock component may remember the refusal for it, so the next try uses a new id.
-            // Unreachable: the reservation may or may not exist, so a retry reuses the same id
-            // (idempotent at the stock component) and the reservation TTL covers no retry.
-            let next_attempt = match e {
-                StockError::Unavailable(_) => attempt,
-                _ => attempt + 1,
-            };
-            let _ = fail_claim(&conn, &key, &token, next_attempt);
-            return Err(reserve_problem(&order, e));
+    let mut tries = 0;
+    let (reservation_id, reserved) = loop {
+        let reservation_id = key.reservation_id(attempt);
+        match stock::reserve(&reservation_id, &items, PAYMENT_WINDOW_SECONDS, tp).await {
+            Ok(r) => break (reservation_id, r),
+            // A retaken claim whose reservation was meanwhile released (it expired, or the
+            // compensator gave it up): move on to the next attempt's reservation right away.
+            Err(StockError::Settled(status)) if tries < 2 => {
+                eprintln!("order: reservation {reservation_id} is {status}; next attempt");
+                tries += 1;
+                attempt += 1;
+                if !move_attempt(&conn, &key, &token, attempt)? {
+                    return Err(in_progress());
+                }
+            }
+            Err(e) => {
+                // Not enough stock, unknown SKU, refused: nothing was reserved under this id,
+                // and the stock component may remember the refusal for it, so the next try uses
+                // a new id. Unreachable: the reservation may or may not exist, so a retry reuses
+                // the same id (idempotent at the stock component), and if no retry comes, the
+                // reservation's TTL gives the stock back.
+                let next_attempt = match e {
+                    StockError::Unavailable(_) => attempt,
+                    _ => attempt + 1,
+                };
+                let _ = fail_claim(&conn, &key, &token, next_attempt);
+                return Err(reserve_problem(&order, e));
+            }
         }
     };
 
@@ -318,6 +332,10 @@ fn reserve_problem(order: &NewOrder, e: StockError) -> Problem {
                 .to_owned();
             Problem::unprocessable(&field, detail)
         }
+        StockError::Settled(status) => Problem::conflict(
+            "reservation-settled",
+            format!("the stock reservation of this request is already {status}; retry with the same Idempotency-Key"),
+        ),
         StockError::Unavailable(e) => {
             eprintln!("order: reservation failed: {e}");
             Problem::unavailable(
@@ -502,6 +520,29 @@ fn fail_claim(
         ],
     )?;
     Ok(())
+}
+
+/// Moves our claim to `attempt` (a new reservation id); `false` if the claim is no longer ours.
+fn move_attempt(
+    conn: &Connection,
+    key: &IdempotencyKey,
+    token: &str,
+    attempt: i64,
+) -> Result<bool, Problem> {
+    let moved = conn
+        .execute(
+            "UPDATE idempotency_keys SET attempt = ?, updated_ms = ?
+             WHERE idem_key = ? AND claim_token = ? AND state = 'in-progress'",
+            &[
+                int(attempt),
+                int(ids::now_ms()),
+                text(key.as_str()),
+                text(token),
+            ],
+        )
+        .and_then(|_| conn.execute("SELECT changes()", &[]))
+        .map_err(|e| db::unavailable("update idempotency claim", e))?;
+    Ok(moved.rows.first().and_then(|r| r.get::<i64>(0)) == Some(1))
 }
 
 struct NewOrderRow<'a> {

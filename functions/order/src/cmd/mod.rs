@@ -1,6 +1,7 @@
 //! One file per command.
 
 pub mod cancel;
+pub mod compensate;
 pub mod create;
 pub mod get;
 pub mod list;

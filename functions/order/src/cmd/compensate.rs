@@ -1,0 +1,127 @@
+//! `POST /api/orders/compensate`: finish what a crash or a failed call left half-done in the
+//! order component. Meant for the compensator's cron tick (`http://order.spin.internal`), and
+//! harmless for anyone else to call: it only does what is owed anyway, idempotently.
+//!
+//! 1. Abandoned claims: an `in-progress` Idempotency-Key claim older than [`ABANDON_AFTER_MS`]
+//!    belongs to a request that died between claiming and writing, and whose client did not
+//!    retry. The claim moves to `failed` with the next attempt (guarded by its claim token, so a
+//!    client retry that retook it first wins) and its reservation is recorded as owed. A later
+//!    retry of that request reserves afresh under the next attempt's id.
+//! 2. Owed releases: every open `pending_releases` row (a cancel or a failed order write whose
+//!    release call failed, or step 1) is released at the stock component (idempotent; an unknown
+//!    reservation counts as released) and closed.
+
+use serde::Serialize;
+use shop_adapter::respond::{json, HandlerResult};
+use shop_adapter::sqlite::{changes, Tx};
+use shop_domain::idempotency::IdempotencyKey;
+use spin_sdk::http::Request;
+use spin_sdk::sqlite::Connection;
+
+use crate::db::{self, col_i64, col_str, int, text};
+use crate::{ids, stock};
+
+/// Far above any request's duration and the lease a client retry needs to retake a claim, and
+/// below the reservation TTL (the payment window), so the release is still worth doing.
+pub const ABANDON_AFTER_MS: i64 = 10 * 60 * 1000;
+
+/// Rows handled per call; the next tick takes the rest.
+const BATCH: i64 = 50;
+
+#[derive(Serialize)]
+struct Report {
+    abandoned_claims: u64,
+    released: u64,
+    still_pending: i64,
+}
+
+pub async fn handle(req: &Request) -> HandlerResult {
+    let tp = req
+        .header("traceparent")
+        .and_then(|v| v.as_str())
+        .filter(|t| shop_domain::trace::trace_id(t).is_some())
+        .map(str::to_owned);
+    let conn = db::open()?;
+    let now = ids::now_ms();
+    let abandoned_claims =
+        abandon_claims(&conn, now).map_err(|e| db::unavailable("abandon claims", e))?;
+
+    let open = conn
+        .execute(
+            "SELECT reservation_id FROM pending_releases WHERE released_ms IS NULL
+             ORDER BY created_ms LIMIT ?",
+            &[int(BATCH)],
+        )
+        .map_err(|e| db::unavailable("read pending releases", e))?;
+    let mut released = 0;
+    for row in &open.rows {
+        let rid = col_str(row, 0);
+        match stock::release(&rid, tp.as_deref()).await {
+            Ok(()) => {
+                conn.execute(
+                    "UPDATE pending_releases SET released_ms = ? WHERE reservation_id = ?",
+                    &[int(ids::now_ms()), text(&rid)],
+                )
+                .map_err(|e| db::unavailable("close pending release", e))?;
+                released += 1;
+            }
+            Err(e) => {
+                eprintln!("order: compensate: releasing {rid} failed again: {e}");
+                let _ = conn.execute(
+                    "UPDATE pending_releases SET attempts = attempts + 1, last_error = ?
+                     WHERE reservation_id = ?",
+                    &[text(e.to_string()), text(&rid)],
+                );
+            }
+        }
+    }
+    let still = conn
+        .execute(
+            "SELECT COUNT(*) FROM pending_releases WHERE released_ms IS NULL",
+            &[],
+        )
+        .map_err(|e| db::unavailable("count pending releases", e))?;
+    let still_pending = still.rows.first().map(|r| col_i64(r, 0)).unwrap_or(0);
+    Ok(json(
+        200,
+        &Report {
+            abandoned_claims,
+            released,
+            still_pending,
+        },
+    ))
+}
+
+/// Step 1; returns how many claims were given up.
+fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<u64> {
+    let stale = conn.execute(
+        "SELECT idem_key, attempt, claim_token FROM idempotency_keys
+         WHERE state = 'in-progress' AND claimed_ms <= ? ORDER BY claimed_ms LIMIT ?",
+        &[int(now - ABANDON_AFTER_MS), int(BATCH)],
+    )?;
+    let mut n = 0;
+    for row in &stale.rows {
+        let (raw_key, attempt, token) = (col_str(row, 0), col_i64(row, 1), col_str(row, 2));
+        let Ok(key) = IdempotencyKey::parse(&raw_key) else {
+            continue;
+        };
+        let tx = Tx::begin(conn)?;
+        conn.execute(
+            "UPDATE idempotency_keys SET state = 'failed', attempt = ?, updated_ms = ?
+             WHERE idem_key = ? AND claim_token = ? AND state = 'in-progress'",
+            &[int(attempt + 1), int(now), text(&raw_key), text(&token)],
+        )?;
+        if changes(conn)? != 1 {
+            tx.rollback(); // a client retry retook it meanwhile: it owns the reservation
+            continue;
+        }
+        conn.execute(
+            "INSERT OR IGNORE INTO pending_releases (reservation_id, order_id, reason, created_ms)
+             VALUES (?, NULL, 'claim-abandoned', ?)",
+            &[text(key.reservation_id(attempt)), int(now)],
+        )?;
+        tx.commit()?;
+        n += 1;
+    }
+    Ok(n)
+}
