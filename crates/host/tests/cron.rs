@@ -183,3 +183,57 @@ redis_url = "{url}"
     );
     assert_eq!(redis.cli(&["EXISTS", "ticks"]).unwrap(), "0");
 }
+
+#[test]
+fn one_component_serves_http_redis_and_cron_triggers() {
+    let redis = RedisServer::start().expect("redis");
+    let t = TestApp::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "triple"
+
+[application.trigger.redis]
+address = "{url}"
+
+[[trigger.cron]]
+component = "ticker"
+cron_expression = "* * * * * *"
+
+[[trigger.redis]]
+channel = "ticker-events"
+component = "ticker"
+
+[[trigger.http]]
+route = "/ticker/..."
+component = "ticker"
+
+[component.ticker]
+source = @cron_ticker@
+allowed_outbound_hosts = ["{url}"]
+[component.ticker.variables]
+redis_url = "{url}"
+list = "ticks"
+"#,
+        url = redis.url()
+    ));
+    let app = t.start();
+    let resp = app.get("/ticker/hello").unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.text(), "cron-ticker http /ticker/hello");
+    assert!(
+        wait_subscribers(redis.port(), "ticker-events", 1, Duration::from_secs(15)),
+        "{}",
+        app.stderr()
+    );
+    redis.cli(&["PUBLISH", "ticker-events", "ping"]).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "a cron run and the redis message",
+        || {
+            let all = lrange(&redis, "ticks");
+            (all.contains(&"redis:ping".to_owned()) && all.iter().any(|e| e.starts_with("end:")))
+                .then_some(())
+        },
+    );
+}

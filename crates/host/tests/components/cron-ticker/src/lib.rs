@@ -4,6 +4,10 @@
 //! `busy_ms` (default 0), `end:<timestamp>:<unix ms>` onto the Redis list named by the variable
 //! `list` (default `ticks`) at the variable `redis_url`. A run that lasts longer than the cron
 //! interval lets a test prove runs never overlap: the list must alternate start, end, start, ...
+//!
+//! The same component also exports the HTTP handler (answers `cron-ticker http <path>`) and the
+//! Redis handler (pushes `redis:<payload>` onto the list), to prove one component can serve all
+//! three triggers at once, as the compensator and order functions do.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -61,4 +65,27 @@ fn run(timestamp: u64) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(busy_ms));
     }
     push("end")
+}
+
+#[spin_sdk::http_component]
+fn http(req: spin_sdk::http::Request) -> spin_sdk::http::Response {
+    spin_sdk::http::Response::new(200, format!("cron-ticker http {}", req.path()))
+}
+
+#[spin_sdk::redis_component]
+fn on_message(payload: Vec<u8>) -> Result<(), String> {
+    let url = spin_sdk::variables::get("redis_url").map_err(|e| format!("{e:?}"))?;
+    let list = spin_sdk::variables::get("list").unwrap_or_else(|_| "ticks".to_owned());
+    let conn = Connection::open(&url).map_err(|e| format!("open {url}: {e:?}"))?;
+    let mut entry = b"redis:".to_vec();
+    entry.extend_from_slice(&payload);
+    conn.execute(
+        "RPUSH",
+        &[
+            RedisParameter::Binary(list.into_bytes()),
+            RedisParameter::Binary(entry),
+        ],
+    )
+    .map(|_| ())
+    .map_err(|e| format!("RPUSH: {e:?}"))
 }
