@@ -855,7 +855,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
     assert_eq!(
         report.json(),
-        json!({"abandoned_claims": 1, "released": 2, "still_pending": 0})
+        json!({"abandoned_claims": 1, "expired_orders": 0, "released": 2, "still_pending": 0})
     );
     assert_eq!(
         levels(&env.product("A")),
@@ -881,7 +881,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     let again = env.post("/api/orders/compensate", &[]);
     assert_eq!(
         again.json(),
-        json!({"abandoned_claims": 0, "released": 0, "still_pending": 0})
+        json!({"abandoned_claims": 0, "expired_orders": 0, "released": 0, "still_pending": 0})
     );
     assert_eq!(levels(&env.product("A")), (7, 3, 0));
 }
@@ -920,4 +920,68 @@ fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
         "SELECT reservation_id = '{rid0}' AS reused FROM orders"
     ));
     assert_eq!(rows, vec![json!({"reused": 0})]);
+}
+
+#[test]
+fn unpaid_orders_expire_and_give_their_stock_back() {
+    let env = Env::start("expire");
+    env.put_product("A", 100, "EUR", 10);
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+    let due = env.order(Some("expire-1"), &body);
+    let fresh = env.order(Some("expire-2"), &body);
+    assert_eq!((due.status, fresh.status), (201, 201));
+    let due_id = due.json()["order_id"].as_str().unwrap().to_owned();
+    let fresh_id = fresh.json()["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(levels(&env.product("A")), (6, 4, 0));
+    // The payment window of the first order is over (set in the database: no waiting).
+    env.sql(&format!(
+        "UPDATE orders SET expires_ms = 0 WHERE order_id = '{due_id}'"
+    ));
+
+    let report = env.post("/api/orders/compensate", &[]);
+    assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
+    assert_eq!(report.json()["expired_orders"], 1);
+    assert_eq!(report.json()["released"], 1);
+    let got = env
+        .app
+        .get(&format!("/api/orders/{due_id}"))
+        .unwrap()
+        .json();
+    assert_eq!(
+        (got["status"].as_str(), got["version"].as_i64()),
+        (Some("EXPIRED"), Some(2))
+    );
+    let other = env
+        .app
+        .get(&format!("/api/orders/{fresh_id}"))
+        .unwrap()
+        .json();
+    assert_eq!(other["status"], "PENDING_PAYMENT");
+    assert_eq!(
+        levels(&env.product("A")),
+        (8, 2, 0),
+        "only the expired order's units"
+    );
+    let rows = env.sql(&format!(
+        "SELECT type, seq FROM outbox WHERE aggregate_id = '{due_id}' ORDER BY seq"
+    ));
+    assert_eq!(
+        rows,
+        vec![
+            json!({"type": "OrderCreated", "seq": 1}),
+            json!({"type": "OrderExpired", "seq": 2})
+        ]
+    );
+    // An expired order cannot be cancelled; a second run changes nothing.
+    assert_problem(
+        &env.post(&format!("/api/orders/{due_id}/cancel"), &[]),
+        409,
+        None,
+    );
+    let again = env.post("/api/orders/compensate", &[]).json();
+    assert_eq!(
+        (again["expired_orders"].as_i64(), again["released"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(levels(&env.product("A")), (8, 2, 0));
 }

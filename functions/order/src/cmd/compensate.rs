@@ -7,9 +7,13 @@
 //!    retry. The claim moves to `failed` with the next attempt (guarded by its claim token, so a
 //!    client retry that retook it first wins) and its reservation is recorded as owed. A later
 //!    retry of that request reserves afresh under the next attempt's id.
-//! 2. Owed releases: every open `pending_releases` row (a cancel or a failed order write whose
-//!    release call failed, or step 1) is released at the stock component (idempotent; an unknown
-//!    reservation counts as released) and closed.
+//! 2. Expired orders: a PENDING_PAYMENT order past `expires_at` becomes EXPIRED (state machine
+//!    `Expire`, `WHERE version = <read version>`) with an `OrderExpired` outbox message and its
+//!    reservation recorded as owed, in one transaction. Its stock reservation expires at the same
+//!    time, so the order could not be fulfilled any more.
+//! 3. Owed releases: every open `pending_releases` row (a cancel or a failed order write whose
+//!    release call failed, steps 1 and 2) is released at the stock component (idempotent; an
+//!    unknown reservation counts as released) and closed.
 
 use serde::Serialize;
 use shop_adapter::respond::{json, HandlerResult};
@@ -18,8 +22,11 @@ use shop_domain::idempotency::IdempotencyKey;
 use spin_sdk::http::Request;
 use spin_sdk::sqlite::Connection;
 
+use serde_json::json;
+use shop_domain::order::{OrderCommand, OrderState, OrderStatus, Outcome};
+
 use crate::db::{self, col_i64, col_str, int, text};
-use crate::{ids, stock};
+use crate::{ids, outbox, stock};
 
 /// Far above any request's duration and the lease a client retry needs to retake a claim, and
 /// below the reservation TTL (the payment window), so the release is still worth doing.
@@ -31,6 +38,7 @@ const BATCH: i64 = 50;
 #[derive(Serialize)]
 struct Report {
     abandoned_claims: u64,
+    expired_orders: u64,
     released: u64,
     still_pending: i64,
 }
@@ -45,6 +53,8 @@ pub async fn handle(req: &Request) -> HandlerResult {
     let now = ids::now_ms();
     let abandoned_claims =
         abandon_claims(&conn, now).map_err(|e| db::unavailable("abandon claims", e))?;
+    let expired_orders =
+        expire_orders(&conn, now).map_err(|e| db::unavailable("expire orders", e))?;
 
     let open = conn
         .execute(
@@ -86,6 +96,7 @@ pub async fn handle(req: &Request) -> HandlerResult {
         200,
         &Report {
             abandoned_claims,
+            expired_orders,
             released,
             still_pending,
         },
@@ -119,6 +130,72 @@ fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<u64> {
             "INSERT OR IGNORE INTO pending_releases (reservation_id, order_id, reason, created_ms)
              VALUES (?, NULL, 'claim-abandoned', ?)",
             &[text(key.reservation_id(attempt)), int(now)],
+        )?;
+        tx.commit()?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Step 2; returns how many orders expired.
+fn expire_orders(conn: &Connection, now: i64) -> anyhow::Result<u64> {
+    let due = conn.execute(
+        "SELECT order_id, user_id, status, version, reservation_id FROM orders
+         WHERE status = 'PENDING_PAYMENT' AND expires_ms <= ? ORDER BY expires_ms LIMIT ?",
+        &[int(now), int(BATCH)],
+    )?;
+    let mut n = 0;
+    for row in &due.rows {
+        let order_id = col_str(row, 0);
+        let Some(status) = OrderStatus::parse(&col_str(row, 2)) else {
+            continue;
+        };
+        let from = OrderState {
+            status,
+            version: col_i64(row, 3),
+        };
+        let Ok(Outcome::Changed(to)) = from.apply(OrderCommand::Expire) else {
+            continue;
+        };
+        let reservation_id = col_str(row, 4);
+        let tx = Tx::begin(conn)?;
+        conn.execute(
+            "UPDATE orders SET status = ?, version = ?, updated_ms = ? WHERE order_id = ? AND version = ?",
+            &[
+                text(to.status.as_str()),
+                int(to.version),
+                int(now),
+                text(&order_id),
+                int(from.version),
+            ],
+        )?;
+        if changes(conn)? != 1 {
+            tx.rollback(); // changed meanwhile (paid, cancelled): not ours to expire
+            continue;
+        }
+        let payload = json!({
+            "order_id": order_id,
+            "user_id": col_str(row, 1),
+            "status": to.status.as_str(),
+            "previous_status": from.status.as_str(),
+            "version": to.version,
+            "reservation_id": reservation_id,
+            "expired_at": ids::rfc3339(now),
+        });
+        outbox::append(
+            conn,
+            &outbox::Message {
+                kind: "OrderExpired",
+                aggregate_id: &order_id,
+                payload: &payload,
+                trace_id: None,
+                now_ms: now,
+            },
+        )?;
+        conn.execute(
+            "INSERT OR IGNORE INTO pending_releases (reservation_id, order_id, reason, created_ms)
+             VALUES (?, ?, 'order-expired', ?)",
+            &[text(&reservation_id), text(&order_id), int(now)],
         )?;
         tx.commit()?;
         n += 1;
