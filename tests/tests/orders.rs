@@ -845,30 +845,44 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
         "INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
          VALUES ('rsv-owed-1', NULL, 'order-write-failed', 0)",
     );
+    // A release that cannot succeed: the reservation was sold (confirmed) meanwhile. It stays
+    // owed, counted and explained, for an operator.
+    reserve("rsv-sold-1", 1);
+    let confirmed = env.post("/api/stock/reservations/rsv-sold-1/confirm", &[]);
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text());
+    env.sql(
+        "INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
+         VALUES ('rsv-sold-1', NULL, 'order-cancelled', 1)",
+    );
     // A claim whose request died after reserving, and whose client never came back.
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
     let rid0 = plant_claim(&env, "abandoned", &body, 0);
     reserve(&rid0, 3);
-    assert_eq!(levels(&env.product("A")), (5, 5, 0));
+    assert_eq!(levels(&env.product("A")), (4, 5, 1));
 
     let report = env.post("/api/orders/compensate", &[]);
     assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
     assert_eq!(
         report.json(),
-        json!({"abandoned_claims": 1, "expired_orders": 0, "released": 2, "still_pending": 0})
+        json!({"abandoned_claims": 1, "expired_orders": 0, "released": 2, "still_pending": 1})
     );
     assert_eq!(
         levels(&env.product("A")),
-        (10, 0, 0),
-        "both reservations released"
+        (9, 0, 1),
+        "both releasable reservations released"
     );
+    let stuck = env.sql(
+        "SELECT attempts, last_error LIKE '%conflict%' AS explained FROM pending_releases \
+         WHERE released_ms IS NULL",
+    );
+    assert_eq!(stuck, vec![json!({"attempts": 1, "explained": 1})]);
     let claim = env.sql("SELECT state, attempt FROM idempotency_keys WHERE idem_key = 'abandoned'");
     assert_eq!(claim, vec![json!({"state": "failed", "attempt": 1})]);
 
     // The client's late retry reserves afresh under the next attempt's id.
     let retry = env.order(Some("abandoned"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
-    assert_eq!(levels(&env.product("A")), (7, 3, 0));
+    assert_eq!(levels(&env.product("A")), (6, 3, 1));
     let rid1 = IdempotencyKey::parse("abandoned")
         .unwrap()
         .reservation_id(1);
@@ -881,9 +895,9 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     let again = env.post("/api/orders/compensate", &[]);
     assert_eq!(
         again.json(),
-        json!({"abandoned_claims": 0, "expired_orders": 0, "released": 0, "still_pending": 0})
+        json!({"abandoned_claims": 0, "expired_orders": 0, "released": 0, "still_pending": 1})
     );
-    assert_eq!(levels(&env.product("A")), (7, 3, 0));
+    assert_eq!(levels(&env.product("A")), (6, 3, 1));
 }
 
 #[test]
