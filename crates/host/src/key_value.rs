@@ -111,20 +111,16 @@ impl SqliteKv {
 /// A Redis-backed store.
 pub struct RedisKv {
     url: String,
-    conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    pool: crate::redis::RedisPool,
 }
 
 impl RedisKv {
-    async fn conn(&self) -> KvResult<redis::aio::ConnectionManager> {
-        self.conn
-            .get_or_try_init(|| async {
-                let client = redis::Client::open(self.url.as_str()).map_err(other)?;
-                crate::redis::connection_manager(client)
-                    .await
-                    .map_err(other)
-            })
+    async fn conn(&self) -> KvResult<redis::aio::MultiplexedConnection> {
+        self.pool
+            .get(&self.url)
             .await
-            .cloned()
+            .map(|l| l.conn)
+            .map_err(other)
     }
 }
 
@@ -444,7 +440,7 @@ impl KvService {
                         .with_context(|| format!("key-value store {label:?}: invalid Redis URL"))?;
                     Arc::new(Backend::Redis(RedisKv {
                         url,
-                        conn: tokio::sync::OnceCell::new(),
+                        pool: crate::redis::RedisPool::default(),
                     }))
                 }
             };

@@ -13,52 +13,111 @@
 //! scripts through `EVAL` / `EVALSHA` work.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Value};
 use wasmtime::component::{HasSelf, Linker, Resource};
 
 use crate::bindings::fermyon::spin2_0_0::redis as v2;
 use crate::state::InstanceState;
 
-/// A reconnecting connection with short, bounded retries (a guest waits at most a few seconds).
-pub async fn connection_manager(client: redis::Client) -> redis::RedisResult<ConnectionManager> {
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500))
+/// Idle time after which a pooled connection is checked with `PING` before it is handed out.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// A multiplexed connection shared by every guest using one address.
+///
+/// It is marked dead when a command on it fails with a connection error, and re-validated with
+/// a `PING` when it has been idle for a while, so a Redis restart between requests is never seen
+/// by the next guest (only requests in flight at the time of the restart can fail).
+#[derive(Clone)]
+struct Pooled {
+    conn: MultiplexedConnection,
+    alive: Arc<AtomicBool>,
+    last_used: Instant,
+}
+
+/// Connects with bounded timeouts (a guest waits at most a few seconds for an unreachable server).
+pub async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(Duration::from_secs(30)));
-    ConnectionManager::new_with_config(client, config).await
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 /// Shared connections by address.
 #[derive(Default)]
 pub struct RedisPool {
-    conns: tokio::sync::Mutex<HashMap<String, ConnectionManager>>,
+    conns: tokio::sync::Mutex<HashMap<String, Pooled>>,
+}
+
+/// A connection handed out by the pool, with the flag to clear if it turns out broken.
+#[derive(Clone)]
+pub struct Lease {
+    /// The connection.
+    pub conn: MultiplexedConnection,
+    alive: Arc<AtomicBool>,
+}
+
+impl Lease {
+    /// Records a failed command: connection-level failures retire the shared connection.
+    pub fn note(&self, e: &redis::RedisError) {
+        if e.is_connection_dropped() || e.is_io_error() || e.is_timeout() {
+            self.alive.store(false, Ordering::Release);
+        }
+    }
 }
 
 impl RedisPool {
-    /// The shared connection for `address`, connecting on first use.
-    pub async fn get(&self, address: &str) -> std::result::Result<ConnectionManager, v2::Error> {
+    /// A live shared connection for `address`, (re)connecting when needed.
+    pub async fn get(&self, address: &str) -> redis::RedisResult<Lease> {
         let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(address) {
-            return Ok(c.clone());
+        if let Some(p) = conns.get_mut(address) {
+            let mut usable = p.alive.load(Ordering::Acquire);
+            if usable && p.last_used.elapsed() > IDLE_CHECK {
+                let mut conn = p.conn.clone();
+                let ping = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    redis::cmd("PING").query_async::<()>(&mut conn),
+                )
+                .await;
+                usable = matches!(ping, Ok(Ok(())));
+            }
+            if usable {
+                p.last_used = Instant::now();
+                return Ok(Lease {
+                    conn: p.conn.clone(),
+                    alive: p.alive.clone(),
+                });
+            }
         }
-        let client = redis::Client::open(address).map_err(|_| v2::Error::InvalidAddress)?;
-        let c = connection_manager(client).await.map_err(other)?;
-        conns.insert(address.to_string(), c.clone());
-        Ok(c)
+        let client = redis::Client::open(address)?;
+        let conn = connect(&client).await?;
+        let p = Pooled {
+            conn: conn.clone(),
+            alive: Arc::new(AtomicBool::new(true)),
+            last_used: Instant::now(),
+        };
+        let lease = Lease {
+            conn,
+            alive: p.alive.clone(),
+        };
+        conns.insert(address.to_string(), p);
+        Ok(lease)
     }
 }
 
 /// A guest connection.
 pub struct RedisConnection {
     address: String,
-    conn: ConnectionManager,
-    private: Mutex<bool>,
+    lease: Lease,
+    private: bool,
 }
 
 fn other(e: impl std::fmt::Display) -> v2::Error {
@@ -138,8 +197,8 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
 }
 
 impl InstanceState {
-    fn redis_conn(&self, r: &Resource<RedisConnection>) -> wasmtime::Result<ConnectionManager> {
-        Ok(self.table.get(r)?.conn.clone())
+    fn redis_conn(&self, r: &Resource<RedisConnection>) -> wasmtime::Result<Lease> {
+        Ok(self.table.get(r)?.lease.clone())
     }
 }
 
@@ -153,14 +212,17 @@ impl v2::HostConnection for InstanceState {
         if !self.component.allowed_hosts.allows_url(&address, "redis") {
             return Ok(Err(v2::Error::InvalidAddress));
         }
-        let conn = match self.app.redis.get(&address).await {
+        if redis::Client::open(address.as_str()).is_err() {
+            return Ok(Err(v2::Error::InvalidAddress));
+        }
+        let lease = match self.app.redis.get(&address).await {
             Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(other(e))),
         };
         Ok(Ok(self.table.push(RedisConnection {
             address,
-            conn,
-            private: Mutex::new(false),
+            lease,
+            private: false,
         })?))
     }
 
@@ -170,11 +232,15 @@ impl v2::HostConnection for InstanceState {
         channel: String,
         payload: Vec<u8>,
     ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
-        let mut conn = self.redis_conn(&c)?;
+        let lease = self.redis_conn(&c)?;
+        let mut conn = lease.conn.clone();
         Ok(conn
             .publish::<_, _, ()>(&channel, &payload)
             .await
-            .map_err(other))
+            .map_err(|e| {
+                lease.note(&e);
+                other(e)
+            }))
     }
 
     async fn get(
@@ -182,8 +248,12 @@ impl v2::HostConnection for InstanceState {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, v2::Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(conn.get::<_, Option<Vec<u8>>>(&key).await.map_err(other))
+        let lease = self.redis_conn(&c)?;
+        let mut conn = lease.conn.clone();
+        Ok(conn.get::<_, Option<Vec<u8>>>(&key).await.map_err(|e| {
+            lease.note(&e);
+            other(e)
+        }))
     }
 
     async fn set(
@@ -192,8 +262,12 @@ impl v2::HostConnection for InstanceState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(conn.set::<_, _, ()>(&key, &value).await.map_err(other))
+        let lease = self.redis_conn(&c)?;
+        let mut conn = lease.conn.clone();
+        Ok(conn.set::<_, _, ()>(&key, &value).await.map_err(|e| {
+            lease.note(&e);
+            other(e)
+        }))
     }
 
     async fn incr(
@@ -201,8 +275,12 @@ impl v2::HostConnection for InstanceState {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<std::result::Result<i64, v2::Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(conn.incr::<_, _, i64>(&key, 1).await.map_err(other))
+        let lease = self.redis_conn(&c)?;
+        let mut conn = lease.conn.clone();
+        Ok(conn.incr::<_, _, i64>(&key, 1).await.map_err(|e| {
+            lease.note(&e);
+            other(e)
+        }))
     }
 
     async fn del(
@@ -210,8 +288,12 @@ impl v2::HostConnection for InstanceState {
         c: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(conn.del::<_, u32>(&keys).await.map_err(other))
+        let lease = self.redis_conn(&c)?;
+        let mut conn = lease.conn.clone();
+        Ok(conn.del::<_, u32>(&keys).await.map_err(|e| {
+            lease.note(&e);
+            other(e)
+        }))
     }
 
     async fn sadd(
@@ -220,11 +302,12 @@ impl v2::HostConnection for InstanceState {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(conn
-            .sadd::<_, _, u32>(&key, &values)
-            .await
-            .map_err(type_or_other))
+        let lease = self.redis_conn(&c)?;
+        let mut conn = lease.conn.clone();
+        Ok(conn.sadd::<_, _, u32>(&key, &values).await.map_err(|e| {
+            lease.note(&e);
+            type_or_other(e)
+        }))
     }
 
     async fn smembers(
@@ -232,8 +315,12 @@ impl v2::HostConnection for InstanceState {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<std::result::Result<Vec<String>, v2::Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(conn.smembers::<_, Vec<String>>(&key).await.map_err(other))
+        let lease = self.redis_conn(&c)?;
+        let mut conn = lease.conn.clone();
+        Ok(conn.smembers::<_, Vec<String>>(&key).await.map_err(|e| {
+            lease.note(&e);
+            other(e)
+        }))
     }
 
     async fn srem(
@@ -242,8 +329,12 @@ impl v2::HostConnection for InstanceState {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(conn.srem::<_, _, u32>(&key, &values).await.map_err(other))
+        let lease = self.redis_conn(&c)?;
+        let mut conn = lease.conn.clone();
+        Ok(conn.srem::<_, _, u32>(&key, &values).await.map_err(|e| {
+            lease.note(&e);
+            other(e)
+        }))
     }
 
     async fn execute(
@@ -252,27 +343,26 @@ impl v2::HostConnection for InstanceState {
         command: String,
         arguments: Vec<v2::RedisParameter>,
     ) -> wasmtime::Result<std::result::Result<Vec<v2::RedisResult>, v2::Error>> {
-        if is_stateful(&command) {
-            let entry = self.table.get_mut(&c)?;
-            let already = entry.private.get_mut().map(|p| *p).unwrap_or(false);
-            if !already {
-                let client = match redis::Client::open(entry.address.as_str()) {
-                    Ok(client) => client,
-                    Err(_) => return Ok(Err(v2::Error::InvalidAddress)),
-                };
-                match connection_manager(client).await {
-                    Ok(private) => {
-                        let entry = self.table.get_mut(&c)?;
-                        entry.conn = private;
-                        if let Ok(p) = entry.private.get_mut() {
-                            *p = true;
-                        }
-                    }
-                    Err(e) => return Ok(Err(other(e))),
+        if is_stateful(&command) && !self.table.get(&c)?.private {
+            let address = self.table.get(&c)?.address.clone();
+            let client = match redis::Client::open(address.as_str()) {
+                Ok(client) => client,
+                Err(_) => return Ok(Err(v2::Error::InvalidAddress)),
+            };
+            match connect(&client).await {
+                Ok(private) => {
+                    let entry = self.table.get_mut(&c)?;
+                    entry.lease = Lease {
+                        conn: private,
+                        alive: Arc::new(AtomicBool::new(true)),
+                    };
+                    entry.private = true;
                 }
+                Err(e) => return Ok(Err(other(e))),
             }
         }
-        let mut conn = self.redis_conn(&c)?;
+        let lease = self.redis_conn(&c)?;
+        let mut conn = lease.conn.clone();
         let mut cmd = redis::cmd(&command);
         for a in arguments {
             match a {
@@ -286,7 +376,10 @@ impl v2::HostConnection for InstanceState {
         }
         let value: Value = match cmd.query_async(&mut conn).await {
             Ok(v) => v,
-            Err(e) => return Ok(Err(other(e))),
+            Err(e) => {
+                lease.note(&e);
+                return Ok(Err(other(e)));
+            }
         };
         let mut out = Vec::new();
         Ok(flatten(value, &mut out).map(|()| out))
