@@ -38,24 +38,40 @@ fn run_once(timestamp: u64) -> anyhow::Result<()> {
          ON CONFLICT(id) DO UPDATE SET last_run_at = excluded.last_run_at, runs = runs + 1",
         &[spin_sdk::sqlite::Value::Integer(timestamp as i64)],
     )?;
-    release_expired_reservations()?;
+    // Every step runs even when an earlier one fails: one broken service must not stop the
+    // repairs owed by the others. The run fails (and the cron trigger logs it) if any step did.
+    let failures: Vec<String> = REPAIRS
+        .iter()
+        .filter_map(|(name, url)| call_repair(url).err().map(|e| format!("{name}: {e:#}")))
+        .collect();
+    anyhow::ensure!(failures.is_empty(), "{}", failures.join("; "));
     Ok(())
 }
 
-/// Stock reservations whose expiry passed go back on sale. The stock component owns the rule
-/// and does the work atomically (and idempotently, so overlapping runs are harmless); this only
-/// calls it through service chaining, on the Redis server's clock (no `now`, no admin token).
-fn release_expired_reservations() -> anyhow::Result<()> {
-    let req = spin_sdk::http::Request::post(
+/// The repair endpoints, called through service chaining. Each owner does its own repair
+/// atomically and idempotently, so overlapping or repeated runs are harmless:
+/// - stock puts reservations whose expiry passed back on sale (on the Redis server's clock, so
+///   no `now` and no admin token);
+/// - order gives up abandoned idempotency claims, expires unpaid orders past their payment
+///   window, and retries every stock release it still owes.
+const REPAIRS: &[(&str, &str)] = &[
+    (
+        "expire reservations",
         "http://stock.spin.internal/api/stock/reservations/expire",
-        Vec::<u8>::new(),
-    )
-    .build();
+    ),
+    (
+        "order repairs",
+        "http://order.spin.internal/api/orders/compensate",
+    ),
+];
+
+fn call_repair(url: &str) -> anyhow::Result<()> {
+    let req = spin_sdk::http::Request::post(url, Vec::<u8>::new()).build();
     let resp: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(req))?;
     let status = *resp.status();
     anyhow::ensure!(
         status == 200,
-        "stock expire answered {status}: {}",
+        "{url} answered {status}: {}",
         String::from_utf8_lossy(resp.body())
     );
     Ok(())
