@@ -1,1 +1,127 @@
-//! Shared helpers for the end-to-end tests live in `tests/support`.
+//! What every end-to-end test needs: the real `spin.toml` booted in the host against a private
+//! redis-server and a private state dir (SQLite files), plus problem+json assertions.
+//!
+//! Each [`Shop`] is its own world: its own Redis on a free loopback port, its own `--state-dir`,
+//! its own host process. Dropping it stops the host, then Redis (by PID), then deletes the state.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::{repo_root, RedisServer, Response, SpinApp};
+
+/// The admin bearer token every e2e app is started with.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// The payment webhook secret every e2e app is started with.
+pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+
+/// The five components the real manifest needs; a missing one fails loudly before booting.
+const COMPONENTS: [&str; 5] = [
+    "order",
+    "stock",
+    "coupon",
+    "payment_callback",
+    "compensator",
+];
+
+pub struct Shop {
+    // Declaration order is drop order: stop the host before its Redis and its state.
+    pub app: SpinApp,
+    pub redis: RedisServer,
+    pub state: tempfile::TempDir,
+}
+
+impl Shop {
+    /// Boots the real `spin.toml` with the e2e variables. Panics with the host's output if it
+    /// does not come up: every test needs it.
+    pub fn boot() -> Shop {
+        Self::boot_with(|b| b)
+    }
+
+    /// As [`Shop::boot`], letting the caller add variables or arguments to the host.
+    pub fn boot_with(
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Shop {
+        for c in COMPONENTS {
+            testkit::wasm(c);
+        }
+        let redis = RedisServer::start().expect("start redis-server");
+        let state = tempfile::Builder::new()
+            .prefix("spin-shop-e2e-")
+            .tempdir()
+            .expect("state dir");
+        let builder = SpinApp::builder(repo_root().join("spin.toml"))
+            .state_dir(state.path())
+            .variable("redis_host", redis.host())
+            .variable("admin_token", ADMIN_TOKEN)
+            .variable("payment_webhook_secret", WEBHOOK_SECRET)
+            .startup_timeout(Duration::from_secs(180));
+        let app = configure(builder)
+            .start()
+            .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"));
+        Shop { app, redis, state }
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// The app's default SQLite database (Spin's `sqlite_db.db` in the state dir).
+    pub fn db_path(&self) -> PathBuf {
+        self.state.path().join("sqlite_db.db")
+    }
+
+    /// Rows of `query` on the app's default SQLite database, read with the sqlite3 CLI as an
+    /// operator would, as JSON objects.
+    pub fn sql(&self, query: &str) -> Vec<Value> {
+        let out = std::process::Command::new("sqlite3")
+            .arg("-json")
+            .arg(self.db_path())
+            .arg(query)
+            .output()
+            .expect("run sqlite3 (apt-get install -y sqlite3)");
+        assert!(
+            out.status.success(),
+            "sqlite3 {query}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.trim().is_empty() {
+            return Vec::new();
+        }
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("sqlite3 output {text}: {e}"))
+    }
+
+    /// `PUT /api/products/{sku}` as the admin.
+    pub fn put_product(&self, sku: &str, body: &Value) -> Response {
+        let (k, v) = admin_auth();
+        self.app
+            .send_json("PUT", &format!("/api/products/{sku}"), &[(k, &v)], body)
+            .expect("PUT product")
+    }
+}
+
+/// The `authorization` header of the admin.
+pub fn admin_auth() -> (&'static str, String) {
+    ("authorization", format!("Bearer {ADMIN_TOKEN}"))
+}
+
+/// Asserts `resp` is an RFC 9457 problem with `status` (and `field`, when given); returns it.
+pub fn assert_problem(resp: &Response, status: u16, field: Option<&str>) -> Value {
+    assert_eq!(resp.status, status, "expected {status}: {}", resp.text());
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/problem+json"),
+        "{}",
+        resp.text()
+    );
+    let body = resp.json();
+    assert_eq!(body["status"], status, "{body}");
+    for member in ["type", "title", "detail"] {
+        assert!(body[member].is_string(), "problem without {member}: {body}");
+    }
+    if let Some(f) = field {
+        assert_eq!(body["field"], f, "{body}");
+    }
+    body
+}

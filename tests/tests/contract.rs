@@ -10,12 +10,10 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
+use e2e::{Shop, ADMIN_TOKEN};
 use serde_json::json;
-use testkit::{repo_root, RedisServer, SpinApp};
-
-const ADMIN: &str = "e2e-contract-admin";
+use testkit::repo_root;
 
 /// The schemathesis CLI: `$SCHEMATHESIS`, else `schemathesis` on the PATH, else the script
 /// beside `python3` (pip's bin directory, which may not be on the PATH).
@@ -54,37 +52,20 @@ fn schemathesis() -> PathBuf {
 #[test]
 fn the_running_app_honours_openapi_yaml() {
     let st = schemathesis();
-    testkit::wasm("order");
-    testkit::wasm("stock");
-    let redis = RedisServer::start().expect("redis-server");
-    let state = std::env::temp_dir().join(format!("spin-shop-e2e-contract-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).expect("state dir");
-    let app = SpinApp::builder(repo_root().join("spin.toml"))
-        .state_dir(&state)
-        .variable("redis_host", redis.host())
-        .variable("admin_token", ADMIN)
-        .variable("payment_webhook_secret", "e2e-webhook-secret")
-        .startup_timeout(Duration::from_secs(180))
-        .start()
-        .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"));
+    let shop = Shop::boot();
+    let app = &shop.app;
 
     // The product the document's examples order, so positive examples reach the whole path.
-    let auth = format!("Bearer {ADMIN}");
-    let put = app
-        .send_json(
-            "PUT",
-            "/api/products/CONTRACT-1",
-            &[("authorization", &auth)],
-            &json!({"name": "Contract product", "price": 1999, "currency": "EUR", "stock": 1_000_000}),
-        )
-        .expect("PUT product");
+    let put = shop.put_product(
+        "CONTRACT-1",
+        &json!({"name": "Contract product", "price": 1999, "currency": "EUR", "stock": 1_000_000}),
+    );
     assert_eq!(put.status, 200, "{}", put.text());
 
     let max_examples =
         std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "25".to_owned());
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".to_owned());
-    let work = state.join("schemathesis");
+    let work = shop.state_dir().join("schemathesis");
     std::fs::create_dir_all(&work).expect("work dir");
     let out = Command::new(st)
         .current_dir(&work) // its .hypothesis cache stays out of the repository
@@ -96,7 +77,7 @@ fn the_running_app_honours_openapi_yaml() {
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
         ])
-        .args(["--header", &format!("Authorization: {auth}")])
+        .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
         .args(["--max-examples", &max_examples, "--seed", &seed])
         // One worker: CPython 3.11's ast.parse is not thread-safe ("AST constructor recursion
         // depth mismatch"), which hypothesis hits with several worker threads.
@@ -112,8 +93,6 @@ fn the_running_app_honours_openapi_yaml() {
         out.status,
         tail(&app.stderr(), 60)
     );
-    drop(app);
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 fn tail(s: &str, lines: usize) -> String {

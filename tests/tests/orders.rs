@@ -3,61 +3,35 @@
 //! state dir. Each test boots its own app. Database assertions read the state dir's
 //! `sqlite_db.db` with the sqlite3 CLI, as an operator would.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
+use e2e::{assert_problem, Shop};
 use serde_json::{json, Value};
-use testkit::{repo_root, RedisServer, Response, SpinApp};
+use testkit::Response;
 
-const ADMIN: &str = "e2e-admin-token";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-struct Env {
-    app: SpinApp,
-    _redis: RedisServer,
-    state: PathBuf,
-}
+/// One app per test (a [`Shop`] with order helpers).
+struct Env(Shop);
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state);
+impl std::ops::Deref for Env {
+    type Target = Shop;
+    fn deref(&self) -> &Shop {
+        &self.0
     }
 }
 
 impl Env {
-    fn start(name: &str) -> Env {
-        testkit::wasm("order");
-        testkit::wasm("stock");
-        let redis = RedisServer::start().expect("redis-server");
-        let state = state_dir(name);
-        let app = SpinApp::builder(repo_root().join("spin.toml"))
-            .state_dir(&state)
-            .variable("redis_host", redis.host())
-            .variable("admin_token", ADMIN)
-            .variable("payment_webhook_secret", "e2e-webhook-secret")
-            .startup_timeout(Duration::from_secs(180))
-            .start()
-            .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"));
-        Env {
-            app,
-            _redis: redis,
-            state,
-        }
+    fn start() -> Env {
+        Env(Shop::boot())
     }
 
     fn put_product(&self, sku: &str, price: i64, currency: &str, stock: i64) {
-        let auth = format!("Bearer {ADMIN}");
-        let resp = self
-            .app
-            .send_json(
-                "PUT",
-                &format!("/api/products/{sku}"),
-                &[("authorization", &auth)],
-                &json!({"name": format!("Product {sku}"), "price": price, "currency": currency, "stock": stock}),
-            )
-            .expect("PUT product");
+        let resp = self.0.put_product(
+            sku,
+            &json!({"name": format!("Product {sku}"), "price": price, "currency": currency, "stock": stock}),
+        );
         assert_eq!(resp.status, 200, "PUT {sku}: {}", resp.text());
     }
 
@@ -90,65 +64,9 @@ impl Env {
             .expect("POST")
     }
 
-    fn db(&self) -> PathBuf {
-        self.state.join("sqlite_db.db")
-    }
-
-    /// Rows of `query` on the app's SQLite database, as JSON objects.
-    fn sql(&self, query: &str) -> Vec<Value> {
-        let out = std::process::Command::new("sqlite3")
-            .arg("-json")
-            .arg(self.db())
-            .arg(query)
-            .output()
-            .expect("run sqlite3 (apt-get install -y sqlite3)");
-        assert!(
-            out.status.success(),
-            "sqlite3 {query}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.trim().is_empty() {
-            return Vec::new();
-        }
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("sqlite3 output {text}: {e}"))
-    }
-
     fn stderr(&self) -> String {
         self.app.stderr()
     }
-}
-
-fn state_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "spin-shop-e2e-orders-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&dir).expect("create state dir");
-    dir
-}
-
-fn assert_problem(resp: &Response, status: u16, field: Option<&str>) -> Value {
-    assert_eq!(resp.status, status, "expected {status}: {}", resp.text());
-    assert_eq!(
-        resp.header("content-type"),
-        Some("application/problem+json"),
-        "{}",
-        resp.text()
-    );
-    let body = resp.json();
-    assert_eq!(body["status"], status, "{body}");
-    for member in ["type", "title", "detail"] {
-        assert!(body[member].is_string(), "problem without {member}: {body}");
-    }
-    if let Some(f) = field {
-        assert_eq!(body["field"], f, "{body}");
-    }
-    body
 }
 
 fn levels(p: &Value) -> (i64, i64, i64) {
@@ -161,7 +79,7 @@ fn levels(p: &Value) -> (i64, i64, i64) {
 
 #[test]
 fn happy_path_prices_from_the_catalog_and_reserves_stock() {
-    let env = Env::start("happy");
+    let env = Env::start();
     env.put_product("TSHIRT", 1250, "EUR", 10);
     env.put_product("MUG", 499, "EUR", 5);
 
@@ -232,7 +150,7 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
 
 #[test]
 fn every_validation_error_is_a_problem_naming_the_field_and_reserves_nothing() {
-    let env = Env::start("validation");
+    let env = Env::start();
     env.put_product("A", 100, "EUR", 10);
     env.put_product("B", 100, "EUR", 10);
     env.put_product("USD1", 100, "USD", 10);
@@ -359,7 +277,7 @@ fn every_validation_error_is_a_problem_naming_the_field_and_reserves_nothing() {
 
 #[test]
 fn idempotency_key_replays_refuses_other_bodies_and_deducts_once() {
-    let env = Env::start("idem");
+    let env = Env::start();
     env.put_product("A", 300, "EUR", 10);
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
     let first = env.order(Some("same-key"), &body);
@@ -399,7 +317,7 @@ fn idempotency_key_replays_refuses_other_bodies_and_deducts_once() {
 
 #[test]
 fn concurrent_requests_with_one_key_create_one_order() {
-    let env = Arc::new(Env::start("idem-concurrent"));
+    let env = Arc::new(Env::start());
     env.put_product("A", 300, "EUR", 100);
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     let n = 12;
@@ -444,7 +362,7 @@ fn concurrent_requests_with_one_key_create_one_order() {
 
 #[test]
 fn fifty_concurrent_orders_for_the_last_ten_units() {
-    let env = Arc::new(Env::start("last-ten"));
+    let env = Arc::new(Env::start());
     env.put_product("LAST", 999, "EUR", 10);
     let n = 50;
     let barrier = Arc::new(Barrier::new(n));
@@ -510,7 +428,7 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
 
 #[test]
 fn a_failed_order_write_releases_the_stock_and_the_key_can_be_retried() {
-    let env = Env::start("forced-failure");
+    let env = Env::start();
     env.put_product("A", 100, "EUR", 5);
     // Any order request migrates the schema; then the database refuses new orders, for real.
     let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
@@ -551,7 +469,7 @@ fn a_failed_order_write_releases_the_stock_and_the_key_can_be_retried() {
 
 #[test]
 fn cancel_releases_stock_writes_the_outbox_and_is_idempotent() {
-    let env = Env::start("cancel");
+    let env = Env::start();
     env.put_product("A", 100, "EUR", 5);
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     let created = env.order_with(Some("cancel-1"), &body, &[("traceparent", TRACEPARENT)]);
@@ -626,7 +544,7 @@ fn cancel_releases_stock_writes_the_outbox_and_is_idempotent() {
 
 #[test]
 fn listing_pages_newest_first_with_an_opaque_cursor() {
-    let env = Env::start("list");
+    let env = Env::start();
     env.put_product("A", 100, "EUR", 100);
     let mut created = Vec::new();
     for i in 0..5 {
@@ -703,7 +621,7 @@ fn listing_pages_newest_first_with_an_opaque_cursor() {
 
 #[test]
 fn unknown_orders_are_404_problems() {
-    let env = Env::start("not-found");
+    let env = Env::start();
     for path in [
         "/api/orders/ord_00000000000000000000000000000000",
         "/api/orders/not-an-id",
@@ -742,7 +660,7 @@ fn plant_claim(env: &Env, key: &str, order: &Value, claimed_ms: i64) -> String {
 
 #[test]
 fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
-    let env = Env::start("crash");
+    let env = Env::start();
     env.put_product("A", 100, "EUR", 10);
     let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
     assert_eq!(warm.status, 200, "{}", warm.text());
@@ -782,7 +700,7 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
 
 #[test]
 fn concurrent_cancels_change_the_order_once() {
-    let env = Arc::new(Env::start("cancel-race"));
+    let env = Arc::new(Env::start());
     env.put_product("A", 100, "EUR", 5);
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
     let created = env.order(Some("cancel-race"), &body);
@@ -822,7 +740,7 @@ fn concurrent_cancels_change_the_order_once() {
 #[test]
 fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     use shop_domain::idempotency::IdempotencyKey;
-    let env = Env::start("compensate");
+    let env = Env::start();
     env.put_product("A", 100, "EUR", 10);
     let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
     assert_eq!(warm.status, 200, "{}", warm.text());
@@ -902,7 +820,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
 
 #[test]
 fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
-    let env = Env::start("retake-released");
+    let env = Env::start();
     env.put_product("A", 100, "EUR", 10);
     let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
     assert_eq!(warm.status, 200, "{}", warm.text());
@@ -938,7 +856,7 @@ fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
 
 #[test]
 fn unpaid_orders_expire_and_give_their_stock_back() {
-    let env = Env::start("expire");
+    let env = Env::start();
     env.put_product("A", 100, "EUR", 10);
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     let due = env.order(Some("expire-1"), &body);

@@ -7,25 +7,20 @@
 //! cases run the real Lua scripts through redis-cli with an old fencing token.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Barrier, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use e2e::{admin_auth, Shop, ADMIN_TOKEN};
 use serde_json::{json, Value};
-use testkit::{repo_root, RedisServer, Response, SpinApp};
+use testkit::{repo_root, Response};
 
-const ADMIN: &str = "e2e-stock-admin-token";
+/// The shared app of this file's tests (a [`Shop`] with stock helpers).
+struct Env(Shop);
 
-struct Env {
-    // Declaration order is drop order: stop the host before its Redis.
-    app: SpinApp,
-    redis: RedisServer,
-    state: PathBuf,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state);
+impl std::ops::Deref for Env {
+    type Target = Shop;
+    fn deref(&self) -> &Shop {
+        &self.0
     }
 }
 
@@ -44,40 +39,10 @@ fn env() -> Arc<Env> {
 
 /// A private redis-server and the real spin.toml in the host.
 fn boot() -> Env {
-    testkit::wasm("stock");
-    let redis = RedisServer::start().expect("redis-server");
-    let state = std::env::temp_dir().join(format!(
-        "spin-shop-e2e-stock-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&state).expect("state dir");
-    let app = SpinApp::builder(repo_root().join("spin.toml"))
-        .state_dir(&state)
-        .variable("redis_host", redis.host())
-        .variable("admin_token", ADMIN)
-        .variable("payment_webhook_secret", "e2e-webhook-secret")
-        .startup_timeout(Duration::from_secs(180))
-        .start()
-        .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"));
-    Env { app, redis, state }
-}
-
-fn auth() -> (&'static str, String) {
-    ("authorization", format!("Bearer {ADMIN}"))
+    Env(Shop::boot())
 }
 
 impl Env {
-    fn put_product(&self, sku: &str, body: &Value) -> Response {
-        let (k, v) = auth();
-        self.app
-            .send_json("PUT", &format!("/api/products/{sku}"), &[(k, &v)], body)
-            .expect("PUT product")
-    }
-
     fn product(&self, sku: &str, name: &str, price: i64, stock: i64) {
         let resp = self.put_product(
             sku,
@@ -115,7 +80,7 @@ impl Env {
     }
 
     fn expire(&self, body: Option<&Value>, admin: bool) -> Response {
-        let (k, v) = auth();
+        let (k, v) = admin_auth();
         let headers: Vec<(&str, &str)> = if admin { vec![(k, &v)] } else { vec![] };
         match body {
             Some(b) => self
@@ -221,7 +186,7 @@ fn admin_routes_need_the_bearer_token() {
         .send_json(
             "PUT",
             path,
-            &[("authorization", &format!("Basic {ADMIN}"))],
+            &[("authorization", &format!("Basic {ADMIN_TOKEN}"))],
             &body,
         )
         .expect("PUT");
@@ -270,7 +235,7 @@ fn put_rejects_malformed_products_naming_the_field() {
         let p = problem(&resp, status);
         assert_eq!(p["field"], field, "{body} -> {p}");
     }
-    let (k, v) = auth();
+    let (k, v) = admin_auth();
     for raw in [&b"{"[..], b"", b"not json", b"{\"name\": \"x\",}"] {
         let resp = env
             .app
@@ -932,18 +897,11 @@ fn scripts_are_reloaded_after_redis_forgets_them() {
 
 #[test]
 fn a_lost_redis_is_a_503_problem_not_a_crash() {
-    let redis = RedisServer::start().expect("redis-server");
-    let state =
-        std::env::temp_dir().join(format!("spin-shop-e2e-stock-down-{}", std::process::id()));
-    std::fs::create_dir_all(&state).expect("state dir");
-    let app = SpinApp::builder(repo_root().join("spin.toml"))
-        .state_dir(&state)
-        .variable("redis_host", redis.host())
-        .variable("admin_token", ADMIN)
-        .variable("payment_webhook_secret", "e2e-webhook-secret")
-        .startup_timeout(Duration::from_secs(180))
-        .start()
-        .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"));
+    let Shop {
+        app,
+        redis,
+        state: _state,
+    } = Shop::boot();
     drop(redis);
     let resp = app.get("/api/products/down-A").expect("GET");
     problem(&resp, 503);
@@ -966,6 +924,4 @@ fn a_lost_redis_is_a_503_problem_not_a_crash() {
         )
         .expect("POST");
     problem(&resp, 422);
-    drop(app);
-    let _ = std::fs::remove_dir_all(&state);
 }
