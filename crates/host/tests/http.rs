@@ -536,3 +536,43 @@ fn is_duration(word: &str) -> bool {
         .find_map(|unit| w.strip_suffix(unit));
     number.is_some_and(|n| !n.is_empty() && n.parse::<f64>().is_ok())
 }
+
+#[test]
+fn self_requests_need_the_self_grant() {
+    // As Spin: a relative URL or `http://self.alt/...` is a request to this app, allowed by
+    // `http://self` in allowed_outbound_hosts.
+    let t = TestApp::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "self"
+[[trigger.http]]
+route = "/..."
+component = "front"
+[[trigger.http]]
+route = "/nogrant/..."
+component = "nogrant"
+[[trigger.http]]
+route = "/target/..."
+component = "target"
+[component.front]
+source = @kitchen_sink@
+allowed_outbound_hosts = ["http://self"]
+[component.nogrant]
+source = @kitchen_sink@
+[component.target]
+source = @kitchen_sink@
+[component.target.variables]
+who = "target"
+"#,
+    );
+    let app = t.start();
+    for url in ["http://self.alt/target/abc", "/target/abc"] {
+        let body = get_json(&app, &format!("/http?url={}", enc(url)));
+        assert_eq!(body["ok"]["status"], 200, "{url}: {body}");
+        assert_eq!(body["ok"]["body"]["who"], "target", "{url}: {body}");
+        assert_eq!(body["ok"]["body"]["path"], "/target/abc", "{url}: {body}");
+        let body = get_json(&app, &format!("/nogrant/http?url={}", enc(url)));
+        assert_eq!(body["error"], "HttpRequestDenied", "{url}: {body}");
+    }
+}
