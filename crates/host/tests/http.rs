@@ -576,3 +576,43 @@ who = "target"
         assert_eq!(body["error"], "HttpRequestDenied", "{url}: {body}");
     }
 }
+
+#[test]
+fn outbound_http_grant_schemes_ports_and_connection_errors() {
+    let server = TinyHttpServer::start("wildcard-port");
+    let closed = testkit::free_port();
+    let t = TestApp::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "schemes"
+[[trigger.http]]
+route = "/..."
+component = "anyport"
+[[trigger.http]]
+route = "/tls/..."
+component = "tlsonly"
+[component.anyport]
+source = @kitchen_sink@
+allowed_outbound_hosts = ["http://127.0.0.1:*"]
+[component.tlsonly]
+source = @kitchen_sink@
+allowed_outbound_hosts = ["https://127.0.0.1:{port}"]
+"#,
+        port = server.port
+    ));
+    let app = t.start();
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let body = get_json(&app, &format!("/http?url={}", enc(&url)));
+    assert_eq!(body["ok"]["body"], "wildcard-port", "{body}");
+    // Granted, but nothing listens there: a connection error, not a denial.
+    let url = format!("http://127.0.0.1:{closed}/");
+    let body = get_json(&app, &format!("/http?url={}", enc(&url)));
+    assert_eq!(body["error"], "ConnectionRefused", "{body}");
+    // An https grant does not allow plain http to the same host and port.
+    let hits = server.hits();
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let body = get_json(&app, &format!("/tls/http?url={}", enc(&url)));
+    assert_eq!(body["error"], "HttpRequestDenied", "{body}");
+    assert_eq!(server.hits(), hits, "the denied request reached the server");
+}
