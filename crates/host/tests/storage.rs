@@ -67,7 +67,10 @@ fn wasi_keyvalue_store_atomics_batch() {
     assert_eq!(body["increment_5"], json!({ "ok": 5 }), "{body}");
     assert_eq!(body["increment_minus_2"], json!({ "ok": 3 }), "{body}");
     assert_eq!(body["set_many"], json!({ "ok": null }), "{body}");
-    assert_get_many(&body["get_many"], &[("wasi-kv:b1", "one"), ("wasi-kv:b2", "two")]);
+    assert_get_many(
+        &body["get_many"],
+        &[("wasi-kv:b1", "one"), ("wasi-kv:b2", "two")],
+    );
     assert_eq!(body["delete_many"], json!({ "ok": null }), "{body}");
     assert_get_many(&body["get_many_after_delete"], &[]);
     // Keys written by wasi:keyvalue are the same store as fermyon:spin/key-value's.
@@ -90,7 +93,9 @@ fn assert_get_many(result: &Value, present: &[(&str, &str)]) {
         .unwrap_or_else(|| panic!("get-many failed: {result}"));
     let mut with_values = Vec::new();
     for pair in pairs {
-        let key = pair[0].as_str().unwrap_or_else(|| panic!("bad pair {pair}"));
+        let key = pair[0]
+            .as_str()
+            .unwrap_or_else(|| panic!("bad pair {pair}"));
         assert!(
             ["wasi-kv:b1", "wasi-kv:b2", "wasi-kv:b3"].contains(&key),
             "get-many returned a key it was not asked for: {result}"
@@ -351,7 +356,10 @@ path = "@dir@/analytics.db"
     );
     let body = get_json(&app, "/wasi-kv/roundtrip?store=cache");
     assert_eq!(body["increment_minus_2"], json!({ "ok": 3 }), "{body}");
-    assert_get_many(&body["get_many"], &[("wasi-kv:b1", "one"), ("wasi-kv:b2", "two")]);
+    assert_get_many(
+        &body["get_many"],
+        &[("wasi-kv:b1", "one"), ("wasi-kv:b2", "two")],
+    );
 
     // Spin-type store at the configured path, separate from `default`.
     assert_eq!(
@@ -441,4 +449,56 @@ fn sqlite_database_is_wal_with_busy_timeout_under_concurrent_writers() {
     }
     let body = post_json(&app, "/sqlite/exec?db=default", "SELECT COUNT(*) FROM w");
     assert_eq!(body["ok"]["rows"], json!([[{ "integer": 80 }]]), "{body}");
+}
+
+#[test]
+fn runtime_config_kv_relative_path_and_in_memory_store() {
+    // As Spin: a relative `path` of a spin-type key-value store is resolved against the runtime
+    // config file's directory; without a `path` the store lives in memory only.
+    let t = TestApp::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "kv-paths"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+key_value_stores = ["rel", "mem"]
+"#,
+    );
+    std::fs::create_dir_all(t.path("rc")).unwrap();
+    let rc = t.write(
+        "rc/runtime-config.toml",
+        "[key_value_store.rel]\ntype = \"spin\"\npath = \"data/rel.db\"\n\n[key_value_store.mem]\ntype = \"spin\"\n",
+    );
+    let start = || {
+        t.builder()
+            .runtime_config(&rc)
+            .start()
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let app = start();
+    assert_eq!(
+        get_json(&app, "/kv/set?store=rel&key=a&value=on-disk")["ok"],
+        true
+    );
+    assert_eq!(
+        get_json(&app, "/kv/set?store=mem&key=a&value=in-memory")["ok"],
+        true
+    );
+    assert_eq!(get_json(&app, "/kv/get?store=mem&key=a")["ok"], "in-memory");
+    assert!(
+        t.path("rc/data/rel.db").exists(),
+        "the relative path should resolve against the runtime config's directory"
+    );
+    app.stop();
+    let app = start();
+    assert_eq!(get_json(&app, "/kv/get?store=rel&key=a")["ok"], "on-disk");
+    assert_eq!(
+        get_json(&app, "/kv/get?store=mem&key=a")["ok"],
+        Value::Null,
+        "a store without a path must not persist across restarts"
+    );
 }
