@@ -82,7 +82,6 @@ async fn send(
             .parse()
             .map_err(|_| Error::HttpRequestUriInvalid)?;
         *request.uri_mut() = uri;
-        request.headers_mut().remove(http::header::HOST);
         return forward(request, options).await;
     }
 
@@ -106,11 +105,20 @@ async fn send(
         return Ok((resp, Box::new(async { Ok(()) })));
     }
 
-    request.headers_mut().remove(http::header::HOST);
     forward(request, options).await
 }
 
-async fn forward(request: http::Request<WasiBody>, options: Option<RequestOptions>) -> SendResult {
+/// Sends over the network. wasmtime-wasi-http's client speaks HTTP/1.1 on a raw connection, so
+/// the Host header must be the target's authority (Spin's pooled client adds it the same way).
+async fn forward(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> SendResult {
+    if let Some(authority) = request.uri().authority() {
+        if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
+            request.headers_mut().insert(http::header::HOST, v);
+        }
+    }
     let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
     let resp = resp.map(|b| b.map_frame(|f| f.map_data(Bytes::from)).boxed_unsync());
     Ok((resp, Box::new(io)))
