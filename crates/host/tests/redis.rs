@@ -371,3 +371,59 @@ allowed_outbound_hosts = ["{url}"]
     );
     assert_eq!(redis.cli(&["GET", "k"]).unwrap(), "after");
 }
+
+#[test]
+fn redis_trigger_burst_and_two_components_on_one_channel() {
+    let redis = RedisServer::start().expect("redis");
+    let url = redis.url();
+    let t = TestApp::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "fan-out"
+[application.trigger.redis]
+address = "{url}"
+[[trigger.redis]]
+channel = "burst"
+component = "first"
+[[trigger.redis]]
+channel = "burst"
+component = "second"
+[component.first]
+source = @redis_listener@
+allowed_outbound_hosts = ["{url}"]
+[component.first.variables]
+redis_url = "{url}"
+list = "first"
+[component.second]
+source = @redis_listener@
+allowed_outbound_hosts = ["{url}"]
+[component.second.variables]
+redis_url = "{url}"
+list = "second"
+"#
+    ));
+    let app = t.start();
+    assert!(
+        wait_subscribers(redis.port(), "burst", 1, Duration::from_secs(15)),
+        "{}",
+        app.stderr()
+    );
+    let sent: Vec<String> = (0..50).map(|i| format!("msg-{i:02}")).collect();
+    for m in &sent {
+        redis.cli(&["PUBLISH", "burst", m]).unwrap();
+    }
+    for list in ["first", "second"] {
+        let got = eventually(
+            Duration::from_secs(20),
+            &format!("50 messages in {list}"),
+            || {
+                let got = lrange(&redis, list);
+                (got.len() >= 50).then_some(got)
+            },
+        );
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, sent, "{list} got each message exactly once");
+    }
+}
