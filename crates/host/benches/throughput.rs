@@ -7,8 +7,9 @@
 //! (`./scripts/build-wasm.sh`). For each server it runs `wrk -t1 -c32 -d8s --latency` (the
 //! duration can be changed with `THROUGHPUT_SECS`) and prints req/s, p50 and p99 and the ratio
 //! host/native. It then runs `wrk -t1 -c1` against both: with one connection the difference of
-//! the mean latencies is the host's in-process cost per request (routing, instantiate, handle),
-//! since the loopback and HTTP parsing costs are common to both.
+//! the median latencies is the host's in-process cost per request (routing, instantiate,
+//! handle), since the loopback and HTTP parsing costs are common to both (the median is used as
+//! it is robust to the other processes of a shared machine).
 
 use std::process::Command;
 use std::time::Duration;
@@ -76,7 +77,12 @@ source = "{}"
     let native = wrk(&native_url, 1, 32, secs);
     let host = wrk(&host_url, 1, 32, secs);
     let native_c1 = wrk(&native_url, 1, 1, 3);
+    let logged_before = logged_durations(&app).len();
     let host_c1 = wrk(&host_url, 1, 1, 3);
+    // The host logs each request with its duration: those of the one-connection run are its
+    // own measure of the in-process time per request.
+    let mut logged = logged_durations(&app).split_off(logged_before);
+    logged.sort_by(|a, b| a.total_cmp(b));
     drop(app);
 
     let cpus = std::thread::available_parallelism()
@@ -100,11 +106,24 @@ source = "{}"
     }
     println!();
     println!(
-        "one connection (wrk -t1 -c1 -d3s): native mean {} , host mean {} => in-process cost per request ~{}",
+        "one connection (wrk -t1 -c1 -d3s): median native {} / host {} => in-process cost per request ~{} (means: {} / {})",
+        fmt_us(native_c1.p50_us),
+        fmt_us(host_c1.p50_us),
+        fmt_us(host_c1.p50_us - native_c1.p50_us),
         fmt_us(native_c1.avg_us),
         fmt_us(host_c1.avg_us),
-        fmt_us(host_c1.avg_us - native_c1.avg_us)
     );
+    if logged.is_empty() {
+        println!("host log: no per-request durations found in the host's output");
+    } else {
+        let pct = |p: f64| logged[((logged.len() - 1) as f64 * p) as usize];
+        println!(
+            "host log, one connection ({} requests): per-request time as logged by the host: median {}, p99 {}",
+            logged.len(),
+            fmt_us(pct(0.5)),
+            fmt_us(pct(0.99))
+        );
+    }
     for (name, r) in [("native", &native), ("host", &host)] {
         if !r.errors.is_empty() {
             println!("{name} errors: {}", r.errors);
@@ -114,6 +133,15 @@ source = "{}"
         "ratio host/native = {ratio:.3}x (target >= {TARGET_RATIO}x: {}); issue reference: native ~150k req/s, Spin 4.0.2 ~6k req/s (0.04x), first prototype ~7.4k (0.05x)",
         if ratio >= TARGET_RATIO { "met" } else { "NOT met" }
     );
+}
+
+/// The durations (us) of the host's request log lines for the hello component, in order.
+fn logged_durations(app: &SpinApp) -> Vec<f64> {
+    format!("{}\n{}", app.stdout(), app.stderr())
+        .lines()
+        .filter(|l| l.contains(" hello ") && l.contains(" 200 "))
+        .filter_map(|l| l.split_whitespace().rev().find_map(parse_duration_us))
+        .collect()
 }
 
 /// A native axum server answering `Hello, world!`, on its own multi-threaded runtime.
@@ -187,9 +215,9 @@ fn parse_wrk(text: &str) -> Option<WrkResult> {
     })
 }
 
-/// wrk prints `123.45us`, `1.23ms` or `1.02s`.
+/// wrk prints `123.45us`, `1.23ms` or `1.02s` (the host's log may also say `µs`).
 fn parse_duration_us(v: &str) -> Option<f64> {
-    let (num, factor) = if let Some(n) = v.strip_suffix("us") {
+    let (num, factor) = if let Some(n) = v.strip_suffix("us").or_else(|| v.strip_suffix("µs")) {
         (n, 1.0)
     } else if let Some(n) = v.strip_suffix("ms") {
         (n, 1_000.0)
