@@ -41,10 +41,15 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            cache: std::env::var_os("SPIN_HOST_NO_CACHE").is_none(),
-            pooling: std::env::var_os("SPIN_HOST_NO_POOLING").is_none(),
+            cache: !env_flag("SPIN_HOST_NO_CACHE"),
+            pooling: !env_flag("SPIN_HOST_NO_POOLING"),
         }
     }
+}
+
+/// A boolean environment switch: set to anything but "", "0" or "false".
+pub fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
 }
 
 fn env_knob<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -315,7 +320,7 @@ impl AppRuntime {
                 }),
             );
         }
-        if std::env::var_os("SPIN_HOST_VERBOSE").is_some() {
+        if env_flag("SPIN_HOST_VERBOSE") {
             eprintln!(
                 "spin-host: compiled {} component(s) in {compile_time:?}",
                 components.len()

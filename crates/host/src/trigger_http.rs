@@ -57,7 +57,7 @@ pub async fn serve(app: Arc<AppRuntime>, listener: TcpListener) -> Result<()> {
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
-                if std::env::var_os("SPIN_HOST_VERBOSE").is_some() {
+                if crate::runtime::env_flag("SPIN_HOST_VERBOSE") {
                     eprintln!("spin-host: connection from {client_addr}: {e}");
                 }
             }
