@@ -357,3 +357,63 @@ command = "echo build-went-wrong >&2; exit 3"
         .expect("run");
     assert_clean_failure(status, &stdout, &stderr, &["ks"]);
 }
+
+#[test]
+fn redis_trigger_without_an_address() {
+    fails_with(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "no-redis-address"
+[[trigger.redis]]
+channel = "events"
+component = "listener"
+[component.listener]
+source = @redis_listener@
+"#,
+        &["address"],
+    );
+}
+
+#[test]
+fn redis_trigger_address_that_is_not_a_url() {
+    fails_with(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "bad-redis-address"
+[application.trigger.redis]
+address = "definitely not a url"
+[[trigger.redis]]
+channel = "events"
+component = "listener"
+[component.listener]
+source = @redis_listener@
+"#,
+        &["definitely not a url"],
+    );
+}
+
+#[test]
+fn source_is_a_directory() {
+    let t = TestApp::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "dir-source"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = "a-directory.wasm"
+"#,
+    );
+    std::fs::create_dir_all(t.path("a-directory.wasm")).unwrap();
+    let (status, stdout, stderr) = t.builder().run_to_exit(TIMEOUT).expect("run");
+    assert_clean_failure(status, &stdout, &stderr, &["a-directory.wasm"]);
+}
+
+#[test]
+fn empty_manifest() {
+    fails_with("", &["spin_manifest_version"]);
+}
