@@ -205,29 +205,36 @@ fn sqlite_v3_every_value_type_transactions_rowid_changes() {
 
 #[test]
 fn sqlite_transaction_does_not_leak_into_the_next_request() {
-    // A request that BEGINs and never commits must not leave its transaction (or its rows)
-    // to the next request: a fresh instance per request, and the connection state reset.
+    // A request that BEGINs and INSERTs and never commits must not leave its transaction (or
+    // its row) to a later request, even though the host pools connections: as in Spin, where
+    // each request's connection is closed (rolled back) when the instance goes away.
     let t = TestApp::new(APP);
     let app = t.start();
-    post_json(&app, "/sqlite/exec?db=default", "CREATE TABLE t (v TEXT)");
-    let body = post_json(&app, "/sqlite/exec?db=default", "BEGIN");
-    assert!(body.get("ok").is_some(), "{body}");
-    post_json(
-        &app,
-        "/sqlite/exec?db=default",
-        "INSERT INTO t (v) VALUES ('dangling')",
-    );
-    let body = post_json(&app, "/sqlite/exec?db=default", "SELECT COUNT(*) FROM t");
-    assert_eq!(
-        body["ok"]["rows"],
-        json!([[{ "integer": 0 }]]),
-        "an uncommitted insert of an earlier request is visible: {body}"
-    );
-    let body = post_json(&app, "/sqlite/exec?db=default", "BEGIN");
-    assert!(
-        body.get("ok").is_some(),
-        "BEGIN failed: a transaction is still open from an earlier request: {body}"
-    );
+    for v in ["sqlite", "sqlite3"] {
+        for round in 0..3 {
+            let body = get_json(&app, &format!("/{v}/dangling?db=default"));
+            assert_eq!(
+                body["ok"], 1,
+                "{v} round {round}: inside its own transaction the request sees exactly its row \
+                 (more means an earlier request's uncommitted row leaked): {body}"
+            );
+            // Each exec is its own request: BEGIN fails if a transaction is still open.
+            for sql in ["SELECT COUNT(*) FROM ks_dangling", "BEGIN"] {
+                let body = post_json(&app, &format!("/{v}/exec?db=default"), sql);
+                assert!(
+                    body.get("ok").is_some(),
+                    "{v} round {round}: {sql} failed after a dangling transaction: {body}"
+                );
+                if sql.starts_with("SELECT") {
+                    assert_eq!(
+                        body["ok"]["rows"],
+                        json!([[{ "integer": 0 }]]),
+                        "{v} round {round}: an uncommitted row of an earlier request is visible: {body}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -43,6 +43,8 @@ async fn handle(req: Request) -> impl IntoResponse {
         ),
         "/sqlite/roundtrip" => sqlite2::roundtrip(q.or("db", "default")),
         "/sqlite/exec" => sqlite2::exec(q.or("db", "default"), &String::from_utf8_lossy(&body)),
+        "/sqlite/dangling" => sqlite2::dangling(q.or("db", "default")),
+        "/sqlite3/dangling" => sqlite3::dangling(q.or("db", "default")),
         "/sqlite/put" => sqlite2::put(q.or("db", "default"), q.or("key", "k"), q.or("value", "")),
         "/sqlite/get" => sqlite2::get(q.or("db", "default"), q.or("key", "k")),
         "/sqlite3/roundtrip" => sqlite3::roundtrip(q.or("db", "default")),
@@ -491,6 +493,25 @@ macro_rules! sqlite_routes {
                 record(&mut out, "commit", exec("COMMIT", &[]), error);
                 record(&mut out, "count_after_commit", count(&conn, "ks_tx"), error);
                 Json::Object(out)
+            }
+
+            /// BEGIN and INSERT, then return without COMMIT: the host must roll that back
+            /// when the request ends, never hand the open transaction to a later request.
+            pub fn dangling(label: &str) -> Json {
+                let conn = match open(label) {
+                    Ok(c) => c,
+                    Err(e) => return e,
+                };
+                let run = || -> Result<i64, Error> {
+                    conn.execute("CREATE TABLE IF NOT EXISTS ks_dangling (v TEXT)", &[])?;
+                    conn.execute("BEGIN", &[])?;
+                    conn.execute("INSERT INTO ks_dangling (v) VALUES ('uncommitted')", &[])?;
+                    count(&conn, "ks_dangling")
+                };
+                match run() {
+                    Ok(n) => ok(n),
+                    Err(e) => error(&e),
+                }
             }
 
             pub fn exec(label: &str, sql: &str) -> Json {
