@@ -48,7 +48,7 @@ source = "garbage.wasm"
     );
     std::fs::write(t.path("garbage.wasm"), b"this is not wasm").unwrap();
     let (status, stdout, stderr) = t.builder().run_to_exit(TIMEOUT).expect("run");
-    assert_clean_failure(status, &stdout, &stderr, &["ks"]);
+    assert_clean_failure(status, &stdout, &stderr, &["garbage.wasm", "\"ks\""]);
 }
 
 #[test]
@@ -355,7 +355,11 @@ command = "echo build-went-wrong >&2; exit 3"
         .arg("--build")
         .run_to_exit(TIMEOUT)
         .expect("run");
-    assert_clean_failure(status, &stdout, &stderr, &["ks"]);
+    assert_clean_failure(status, &stdout, &stderr, &["\"ks\""]);
+    assert!(
+        format!("{stdout}{stderr}").contains("build-went-wrong"),
+        "the build command's own output should be shown:\n{stderr}"
+    );
 }
 
 #[test]
