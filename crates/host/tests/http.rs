@@ -224,6 +224,18 @@ who = "other"
     assert_eq!(echoed["path"], "/some/path");
     assert_eq!(echoed["query"], "k=v");
     assert_eq!(echoed["headers"]["x-kitchen-sink"], "outbound");
+    // As Spin's synthetic route match for chained requests.
+    let h = &echoed["headers"];
+    assert_eq!(h["spin-path-info"], "/some/path", "{body}");
+    assert_eq!(h["spin-matched-route"], "/...", "{body}");
+    assert_eq!(h["spin-raw-component-route"], "/...", "{body}");
+    assert_eq!(h["spin-component-route"], "", "{body}");
+    assert_eq!(h["spin-client-addr"], "0.0.0.0:0", "{body}");
+    assert!(
+        h.get("host")
+            .is_none_or(|v| !v.as_str().unwrap_or("").ends_with(".spin.internal")),
+        "the service-chaining Host header must not reach the guest: {body}"
+    );
 
     // POST with a body through the chain.
     let url = enc("http://back.spin.internal/posted");
