@@ -106,10 +106,16 @@ pub fn up(opts: UpOptions) -> Result<()> {
 
 fn resolve_listen(listen: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
-    listen
+    let addrs: Vec<SocketAddr> = listen
         .to_socket_addrs()
         .with_context(|| format!("invalid --listen address {listen:?} (expected host:port)"))?
-        .next()
+        .collect();
+    // `localhost` resolves to both families; prefer IPv4 like `spin up`'s default 127.0.0.1.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
         .with_context(|| format!("--listen address {listen:?} resolves to nothing"))
 }
 

@@ -311,38 +311,43 @@ pub fn spin_headers(
     host: &str,
     route_match: &RouteMatch<'_>,
     client_addr: SocketAddr,
-) -> Vec<(String, String)> {
+) -> Vec<(HeaderName, String)> {
     let abs_path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let scheme = uri.scheme_str().unwrap_or("http");
-    let mut res = vec![
-        ("spin-path-info".to_string(), route_match.path_info.clone()),
-        (
-            "spin-full-url".to_string(),
-            format!("{scheme}://{host}{abs_path}"),
-        ),
-        (
-            "spin-matched-route".to_string(),
-            route_match.route.based_route.clone(),
-        ),
-        ("spin-base-path".to_string(), "/".to_string()),
-        (
-            "spin-raw-component-route".to_string(),
-            route_match.route.raw_route.clone(),
-        ),
-        (
-            "spin-component-route".to_string(),
-            route_match.route.raw_route_or_prefix().to_string(),
-        ),
-        ("spin-client-addr".to_string(), client_addr.to_string()),
-    ];
+    let mut res = Vec::with_capacity(7 + route_match.params.len());
+    res.push((
+        HeaderName::from_static("spin-path-info"),
+        route_match.path_info.clone(),
+    ));
+    res.push((
+        HeaderName::from_static("spin-full-url"),
+        format!("{scheme}://{host}{abs_path}"),
+    ));
+    res.push((
+        HeaderName::from_static("spin-matched-route"),
+        route_match.route.based_route.clone(),
+    ));
+    res.push((HeaderName::from_static("spin-base-path"), "/".to_string()));
+    res.push((
+        HeaderName::from_static("spin-raw-component-route"),
+        route_match.route.raw_route.clone(),
+    ));
+    res.push((
+        HeaderName::from_static("spin-component-route"),
+        route_match.route.raw_route_or_prefix().to_string(),
+    ));
+    res.push((
+        HeaderName::from_static("spin-client-addr"),
+        client_addr.to_string(),
+    ));
     for (name, value) in &route_match.params {
-        res.push((
-            format!(
-                "spin-path-match-{}",
-                name.to_ascii_lowercase().replace('_', "-")
-            ),
-            value.clone(),
-        ));
+        let header = format!(
+            "spin-path-match-{}",
+            name.to_ascii_lowercase().replace('_', "-")
+        );
+        if let Ok(header) = HeaderName::from_bytes(header.as_bytes()) {
+            res.push((header, value.clone()));
+        }
     }
     res
 }
@@ -352,19 +357,17 @@ fn prepare_headers<B>(
     route_match: &RouteMatch<'_>,
     client_addr: SocketAddr,
 ) -> Result<()> {
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .map(|h| h.to_str().map(str::to_string))
-        .transpose()
-        .map_err(|_| anyhow!("'Host' header is not valid UTF-8"))?
-        .unwrap_or_else(|| "localhost".to_string());
+    let host = match req.headers().get(http::header::HOST) {
+        Some(h) => h
+            .to_str()
+            .map_err(|_| anyhow!("'Host' header is not valid UTF-8"))?
+            .to_string(),
+        None => "localhost".to_string(),
+    };
     let extra = spin_headers(req.uri(), &host, route_match, client_addr);
     let headers = req.headers_mut();
-    for (k, v) in extra {
-        let name = HeaderName::from_bytes(k.as_bytes())?;
-        let value = HeaderValue::from_str(&v)?;
-        headers.insert(name, value);
+    for (name, value) in extra {
+        headers.insert(name, HeaderValue::try_from(value)?);
     }
     Ok(())
 }
@@ -635,7 +638,11 @@ mod tests {
             &m,
             "127.0.0.1:8777".parse().expect("addr"),
         );
-        let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            h.iter()
+                .find(|(n, _)| n.as_str() == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(
             get("spin-full-url"),
             Some("http://fermyon.dev/foo/bar?key1=value1&key2=value2")
@@ -654,7 +661,12 @@ mod tests {
         let m = router.route("/foo/42/bar").expect("match");
         let uri: Uri = "http://h/foo/42/bar".parse().expect("uri");
         let h = spin_headers(&uri, "h", &m, "127.0.0.1:1".parse().expect("addr"));
-        assert!(h.contains(&("spin-path-match-userid".to_string(), "42".to_string())));
-        assert!(h.contains(&("spin-path-info".to_string(), "/bar".to_string())));
+        let get = |k: &str| {
+            h.iter()
+                .find(|(n, _)| n.as_str() == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("spin-path-match-userid"), Some("42"));
+        assert_eq!(get("spin-path-info"), Some("/bar"));
     }
 }
