@@ -855,6 +855,38 @@ fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
 }
 
 #[test]
+fn the_compensator_cron_expires_unpaid_orders() {
+    // No route is called here: the cron trigger (every 15 s in spin.toml) runs the compensator,
+    // which calls the order repairs through service chaining.
+    let env = Env::start();
+    env.put_product("CRON-A", 100, "EUR", 4);
+    let created = env.order(
+        Some("cron-expire-1"),
+        &json!({"user_id": "u", "items": [{"sku": "CRON-A", "quantity": 3}]}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(levels(&env.product("CRON-A")), (1, 3, 0));
+    env.sql(&format!(
+        "UPDATE orders SET expires_ms = 0 WHERE order_id = '{id}'"
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got = env.app.get(&format!("/api/orders/{id}")).unwrap().json();
+        if got["status"] == "EXPIRED" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the compensator cron did not expire the order: {got}\nhost stderr:\n{}",
+            env.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(levels(&env.product("CRON-A")), (4, 0, 0));
+}
+
+#[test]
 fn unpaid_orders_expire_and_give_their_stock_back() {
     let env = Env::start();
     env.put_product("A", 100, "EUR", 10);
