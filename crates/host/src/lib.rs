@@ -6,6 +6,7 @@
 
 pub mod bindings;
 pub mod component_build;
+pub mod files;
 pub mod key_value;
 pub mod manifest;
 pub mod outbound_http;

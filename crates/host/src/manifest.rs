@@ -90,10 +90,10 @@ pub struct Component {
     /// Environment variables visible to the guest.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
-    /// Files mounted into the guest (not supported by this host: ignored with a warning).
+    /// Files mounted read-only into the guest (see `files.rs`).
     #[serde(default)]
     pub files: Vec<toml::Value>,
-    /// Excluded file patterns (ignored).
+    /// Patterns excluded from `files` globs.
     #[serde(default)]
     pub exclude_files: Vec<String>,
     /// Legacy HTTP grants (Spin 1.x); rejected because Spin 3 rejects them too.
@@ -272,16 +272,12 @@ impl App {
     pub fn load(path: &Path) -> Result<App> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the manifest {}", path.display()))?;
-        let base_dir = path
-            .parent()
-            .map(|p| {
-                if p.as_os_str().is_empty() {
-                    PathBuf::from(".")
-                } else {
-                    p.to_path_buf()
-                }
-            })
-            .unwrap_or_else(|| PathBuf::from("."));
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let base_dir = std::path::absolute(&parent)
+            .with_context(|| format!("cannot resolve the directory of {}", path.display()))?;
         Self::parse(&text, base_dir).with_context(|| format!("invalid manifest {}", path.display()))
     }
 

@@ -147,6 +147,8 @@ pub struct ComponentRuntime {
     pub sqlite_databases: Vec<String>,
     /// `[component.X.environment]`.
     pub environment: Vec<(String, String)>,
+    /// Read-only file mounts (`files`).
+    pub mounts: Vec<crate::files::Mount>,
 }
 
 /// The running application: components, routes and shared services.
@@ -205,6 +207,7 @@ impl AppRuntime {
             key_value_stores: Vec<String>,
             sqlite_databases: Vec<String>,
             environment: Vec<(String, String)>,
+            mounts: Vec<crate::files::Mount>,
         }
         let triggered = app.triggered_components();
         let mut pending = Vec::new();
@@ -235,11 +238,8 @@ impl AppRuntime {
                     bail!("component {id:?} uses SQLite database {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [sqlite_database.{label}]");
                 }
             }
-            if !c.files.is_empty() {
-                eprintln!(
-                    "spin-host: warning: component {id:?}: `files` are not mounted by this host"
-                );
-            }
+            let mounts =
+                crate::files::resolve(id, &app.base_dir, &state_dir, &c.files, &c.exclude_files)?;
             pending.push(Pending {
                 id: id.clone(),
                 path,
@@ -252,6 +252,7 @@ impl AppRuntime {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                mounts,
             });
         }
 
@@ -317,6 +318,7 @@ impl AppRuntime {
                     key_value_stores: p.key_value_stores,
                     sqlite_databases: p.sqlite_databases,
                     environment: p.environment,
+                    mounts: p.mounts,
                 }),
             );
         }
@@ -394,6 +396,17 @@ impl AppRuntime {
             .stderr(self.stdio.stream(&component.id));
         if !component.environment.is_empty() {
             wasi.envs(&component.environment);
+        }
+        for m in &component.mounts {
+            if let Err(e) = wasi.preopened_dir(&m.host, &m.guest, wasmtime_wasi::FsPerms::ReadOnly)
+            {
+                eprintln!(
+                    "spin-host: component {:?}: cannot open {} for {}: {e}",
+                    component.id,
+                    m.host.display(),
+                    m.guest
+                );
+            }
         }
         let state = InstanceState {
             table: ResourceTable::new(),
