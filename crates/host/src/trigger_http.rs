@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Body;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -52,8 +52,9 @@ pub async fn serve(app: Arc<AppRuntime>, listener: TcpListener) -> Result<()> {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(handle(&app, req, client_addr).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .keep_alive(true)
+            // HTTP/1.1, and HTTP/2 with prior knowledge (h2c), like Spin's server.
+            let builder = auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
