@@ -299,8 +299,9 @@ impl App {
                 .with_context(|| format!("invalid variable name {name:?}"))?;
         }
         for (name, var) in &manifest.variables {
-            if var.required && var.default.is_some() {
-                bail!("variable {name:?}: a required variable cannot have a default");
+            // Spin's loader: `required ^ default.is_some()`.
+            if var.required == var.default.is_some() {
+                bail!("invalid variable {name:?}: must be `required` OR have a `default`");
             }
         }
 
@@ -576,6 +577,17 @@ watch = ["src/**/*.rs"]
     #[test]
     fn private_false_is_an_error() {
         let text = MINIMAL.replace("{ private = true }", "{ private = false }");
+        assert!(App::parse(&text, PathBuf::from(".")).is_err());
+    }
+
+    #[test]
+    fn variables_need_required_or_default() {
+        let text = MINIMAL.replace("a = { default = \"1\" }", "a = { secret = true }");
+        assert!(App::parse(&text, PathBuf::from(".")).is_err());
+        let text = MINIMAL.replace(
+            "a = { default = \"1\" }",
+            "a = { default = \"1\", required = true }",
+        );
         assert!(App::parse(&text, PathBuf::from(".")).is_err());
     }
 
