@@ -171,6 +171,8 @@ pub struct AppRuntime {
     pub stdio: stdio::Stdio,
     /// Print one line per HTTP request on stdout (benchmarks turn it off).
     pub log_requests: bool,
+    /// `/.well-known/spin/info` body.
+    pub info: String,
 }
 
 /// Everything needed to load an app.
@@ -365,6 +367,16 @@ impl AppRuntime {
             eprintln!("spin-host: warning: {w}");
         }
 
+        let mut info = serde_json::Map::new();
+        info.insert("name".into(), app.manifest.application.name.clone().into());
+        if !app.manifest.application.version.is_empty() {
+            info.insert(
+                "version".into(),
+                app.manifest.application.version.clone().into(),
+            );
+        }
+        let info = serde_json::to_string_pretty(&info)?;
+
         std::fs::create_dir_all(&state_dir).with_context(|| {
             format!("cannot create the state directory {}", state_dir.display())
         })?;
@@ -381,6 +393,7 @@ impl AppRuntime {
             listen_addr: OnceLock::new(),
             stdio: stdio::Stdio,
             log_requests: true,
+            info,
         })
     }
 

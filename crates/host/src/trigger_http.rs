@@ -202,6 +202,14 @@ where
     if let Some(well_known) = path.strip_prefix(WELL_KNOWN_PREFIX) {
         let resp = match well_known {
             "health" => Response::new(full_body(Bytes::from_static(b"OK"))),
+            "info" => {
+                let mut resp = Response::new(full_body(app.info.clone()));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                resp
+            }
             _ => status_response(StatusCode::NOT_FOUND),
         };
         log_request(app, &method, &path, "-", resp.status(), started);
