@@ -102,6 +102,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
     })?;
     // Do not wait for in-flight guest tasks: exit promptly and cleanly.
     rt.shutdown_background();
+    trigger_http::flush_request_log();
     Ok(())
 }
 

@@ -106,14 +106,29 @@ fn log_request(
 /// Request log lines go to a writer thread through a shared buffer: a request never waits on a
 /// stdout write, and the writer collects a batch per millisecond: under load there is one `write`
 /// per millisecond instead of one per request, and no wake-up syscall on the request path.
-fn request_log(line: String) {
-    use std::sync::{Condvar, Mutex, OnceLock};
-    struct Log {
-        buf: Mutex<(Vec<u8>, bool)>,
-        wake: Condvar,
+struct RequestLog {
+    buf: std::sync::Mutex<(Vec<u8>, bool)>,
+    wake: std::sync::Condvar,
+}
+
+static REQUEST_LOG: std::sync::OnceLock<Option<&'static RequestLog>> = std::sync::OnceLock::new();
+
+/// Writes log lines still buffered (called on shutdown).
+pub fn flush_request_log() {
+    if let Some(Some(log)) = REQUEST_LOG.get() {
+        if let Ok(mut guard) = log.buf.lock() {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&guard.0);
+            let _ = out.flush();
+            guard.0.clear();
+        }
     }
-    static LOG: OnceLock<Option<&'static Log>> = OnceLock::new();
-    let log = LOG.get_or_init(|| {
+}
+
+fn request_log(line: String) {
+    use std::sync::{Condvar, Mutex};
+    type Log = RequestLog;
+    let log = REQUEST_LOG.get_or_init(|| {
         let log: &'static Log = Box::leak(Box::new(Log {
             buf: Mutex::new((Vec::with_capacity(64 * 1024), false)),
             wake: Condvar::new(),
