@@ -91,7 +91,7 @@ pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
             .max_memories_per_component(32)
             .max_tables_per_module(2)
             .max_memories_per_module(2)
-            .max_memory_size(1 << 30)
+            .max_memory_size(4 << 30)
             // Reset warm slots in place instead of unmapping them: with PAGEMAP_SCAN (Linux
             // 6.7+) only the pages the guest dirtied are re-copied/zeroed, so the next request
             // neither page-faults nor pays an madvise + TLB shootdown.
