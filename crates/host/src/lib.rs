@@ -63,7 +63,15 @@ pub fn up(opts: UpOptions) -> Result<()> {
         .or_else(|| runtime_config.state_dir.clone())
         .unwrap_or_else(|| app.base_dir.join(".spin"));
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("SPIN_HOST_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        builder.worker_threads(n);
+    }
+    let rt = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
