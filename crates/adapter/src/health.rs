@@ -54,6 +54,9 @@ pub fn kv_check(component: &str) -> anyhow::Result<()> {
     let store = spin_sdk::key_value::Store::open_default()?;
     let key = format!("health:{component}");
     store.set(&key, b"ok")?;
-    anyhow::ensure!(store.get(&key)?.as_deref() == Some(b"ok".as_slice()), "probe key lost");
+    anyhow::ensure!(
+        store.get(&key)?.as_deref() == Some(b"ok".as_slice()),
+        "probe key lost"
+    );
     Ok(())
 }
