@@ -284,6 +284,11 @@ impl AllowedHosts {
         Ok(AllowedHosts { hosts })
     }
 
+    /// Whether any grant exists.
+    pub fn has_any(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
     /// Checks an absolute URL (or `host:port` with `default_scheme`).
     pub fn allows_url(&self, url: &str, default_scheme: &str) -> bool {
         let parsed = match url::Url::parse(url) {

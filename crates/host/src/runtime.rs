@@ -410,6 +410,30 @@ impl AppRuntime {
         if !component.environment.is_empty() {
             wasi.envs(&component.environment);
         }
+        if component.allowed_hosts.has_any() {
+            // wasi:sockets, as Spin: TCP connect / UDP only to granted `tcp://` / `udp://`
+            // addresses (by IP); no listening sockets; name lookup stays disabled. The implicit
+            // wildcard bind that precedes a connect is allowed.
+            let grants = component.clone();
+            wasi.socket_addr_check(move |addr, addr_use| {
+                use wasmtime_wasi::sockets::SocketAddrUse;
+                let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+                let allowed = match addr_use {
+                    SocketAddrUse::TcpBind => implicit_bind,
+                    SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+                    SocketAddrUse::TcpConnect => {
+                        grants.allowed_hosts.allows_url(&addr.to_string(), "tcp")
+                    }
+                    SocketAddrUse::UdpBind => {
+                        implicit_bind || grants.allowed_hosts.allows_url(&addr.to_string(), "udp")
+                    }
+                    SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
+                        grants.allowed_hosts.allows_url(&addr.to_string(), "udp")
+                    }
+                };
+                Box::pin(async move { allowed })
+            });
+        }
         for m in &component.mounts {
             if let Err(e) = wasi.preopened_dir(&m.host, &m.guest, wasmtime_wasi::FsPerms::ReadOnly)
             {
