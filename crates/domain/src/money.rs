@@ -19,7 +19,10 @@ impl fmt::Display for MoneyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MoneyError::BadCurrency(s) => {
-                write!(f, "currency must be an ISO 4217 code of three upper-case letters, got {s:?}")
+                write!(
+                    f,
+                    "currency must be an ISO 4217 code of three upper-case letters, got {s:?}"
+                )
             }
             MoneyError::Negative => write!(f, "amount must not be negative"),
             MoneyError::CurrencyMismatch(a, b) => write!(f, "cannot mix currencies {a} and {b}"),
@@ -89,7 +92,10 @@ impl Money {
         if self.currency != other.currency {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
-        let minor = self.minor.checked_add(other.minor).ok_or(MoneyError::Overflow)?;
+        let minor = self
+            .minor
+            .checked_add(other.minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money { minor, ..self })
     }
 
@@ -137,7 +143,13 @@ mod tests {
         assert_eq!(eur(i64::MAX).checked_mul(2), Err(MoneyError::Overflow));
         assert_eq!(eur(100).saturating_sub(eur(300)).unwrap().minor(), 0);
         let usd = Money::new(1, Currency::parse("USD").unwrap()).unwrap();
-        assert!(matches!(eur(1).checked_add(usd), Err(MoneyError::CurrencyMismatch(..))));
-        assert_eq!(Money::new(-1, Currency::parse("EUR").unwrap()), Err(MoneyError::Negative));
+        assert!(matches!(
+            eur(1).checked_add(usd),
+            Err(MoneyError::CurrencyMismatch(..))
+        ));
+        assert_eq!(
+            Money::new(-1, Currency::parse("EUR").unwrap()),
+            Err(MoneyError::Negative)
+        );
     }
 }

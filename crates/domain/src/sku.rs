@@ -64,7 +64,10 @@ mod tests {
 
     #[test]
     fn accepts_plain_skus() {
-        assert_eq!(Sku::parse("TSHIRT-RED_L.2").unwrap().as_str(), "TSHIRT-RED_L.2");
+        assert_eq!(
+            Sku::parse("TSHIRT-RED_L.2").unwrap().as_str(),
+            "TSHIRT-RED_L.2"
+        );
     }
 
     #[test]

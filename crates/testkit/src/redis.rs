@@ -73,7 +73,10 @@ fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
         .output()
         .context("run redis-cli")?;
     if !out.status.success() {
-        bail!("redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "redis-cli {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
 }

@@ -9,7 +9,9 @@ const COMPONENT: &str = "coupon";
 #[http_component]
 fn handle(req: Request) -> impl IntoResponse {
     let mut router = Router::new();
-    router.get("/api/health/coupon", |_req: Request, _params| health_route());
+    router.get("/api/health/coupon", |_req: Request, _params| {
+        health_route()
+    });
     router.handle(req)
 }
 

@@ -9,10 +9,18 @@ const COMPONENT: &str = "payment-callback";
 #[http_component]
 fn handle(req: Request) -> impl IntoResponse {
     let mut router = Router::new();
-    router.get("/api/health/payment-callback", |_req: Request, _params| health_route());
+    router.get("/api/health/payment-callback", |_req: Request, _params| {
+        health_route()
+    });
     router.handle(req)
 }
 
 fn health_route() -> spin_sdk::http::Response {
-    health::report(COMPONENT, &[("sqlite", &health::sqlite_check), ("key_value", &|| health::kv_check(COMPONENT))])
+    health::report(
+        COMPONENT,
+        &[
+            ("sqlite", &health::sqlite_check),
+            ("key_value", &|| health::kv_check(COMPONENT)),
+        ],
+    )
 }
