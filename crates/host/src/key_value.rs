@@ -486,6 +486,63 @@ fn clone_store(state: &InstanceState, r: &Resource<KvStore>) -> wasmtime::Result
     })
 }
 
+/// `open` for both interface families: the label check and the table push are the same, only
+/// the interface's error type differs.
+fn open_store<E: From<KvError>>(
+    state: &mut InstanceState,
+    label: &str,
+) -> wasmtime::Result<std::result::Result<Resource<KvStore>, E>> {
+    let app = state.app.clone();
+    match app.kv.open(state, label) {
+        Ok(store) => Ok(Ok(state.table.push(store)?)),
+        Err(e) => Ok(Err(e.into())),
+    }
+}
+
+/// The `get`/`set`/`delete`/`exists` methods, identical in `fermyon:spin/key-value` and
+/// `wasi:keyvalue/store` except for the error type (`$err`), which both convert from
+/// [`KvError`]. One macro keeps the two families from drifting apart.
+macro_rules! kv_store_methods {
+    ($err:ty) => {
+        async fn get(
+            &mut self,
+            s: Resource<KvStore>,
+            key: String,
+        ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, $err>> {
+            let store = clone_store(self, &s)?;
+            Ok(store.get(&key).await.map_err(Into::into))
+        }
+
+        async fn set(
+            &mut self,
+            s: Resource<KvStore>,
+            key: String,
+            value: Vec<u8>,
+        ) -> wasmtime::Result<std::result::Result<(), $err>> {
+            let store = clone_store(self, &s)?;
+            Ok(store.set(&key, &value).await.map_err(Into::into))
+        }
+
+        async fn delete(
+            &mut self,
+            s: Resource<KvStore>,
+            key: String,
+        ) -> wasmtime::Result<std::result::Result<(), $err>> {
+            let store = clone_store(self, &s)?;
+            Ok(store.delete(&key).await.map_err(Into::into))
+        }
+
+        async fn exists(
+            &mut self,
+            s: Resource<KvStore>,
+            key: String,
+        ) -> wasmtime::Result<std::result::Result<bool, $err>> {
+            let store = clone_store(self, &s)?;
+            Ok(store.exists(&key).await.map_err(Into::into))
+        }
+    };
+}
+
 // ---- fermyon:spin/key-value@2.0.0
 
 impl v2::Host for InstanceState {}
@@ -495,49 +552,10 @@ impl v2::HostStore for InstanceState {
         &mut self,
         label: String,
     ) -> wasmtime::Result<std::result::Result<Resource<KvStore>, v2::Error>> {
-        let app = self.app.clone();
-        match app.kv.open(self, &label) {
-            Ok(store) => Ok(Ok(self.table.push(store)?)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        open_store(self, &label)
     }
 
-    async fn get(
-        &mut self,
-        s: Resource<KvStore>,
-        key: String,
-    ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, v2::Error>> {
-        let store = clone_store(self, &s)?;
-        Ok(store.get(&key).await.map_err(Into::into))
-    }
-
-    async fn set(
-        &mut self,
-        s: Resource<KvStore>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
-        let store = clone_store(self, &s)?;
-        Ok(store.set(&key, &value).await.map_err(Into::into))
-    }
-
-    async fn delete(
-        &mut self,
-        s: Resource<KvStore>,
-        key: String,
-    ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
-        let store = clone_store(self, &s)?;
-        Ok(store.delete(&key).await.map_err(Into::into))
-    }
-
-    async fn exists(
-        &mut self,
-        s: Resource<KvStore>,
-        key: String,
-    ) -> wasmtime::Result<std::result::Result<bool, v2::Error>> {
-        let store = clone_store(self, &s)?;
-        Ok(store.exists(&key).await.map_err(Into::into))
-    }
+    kv_store_methods!(v2::Error);
 
     async fn get_keys(
         &mut self,
@@ -560,51 +578,12 @@ impl wasi_store::Host for InstanceState {
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<std::result::Result<Resource<KvStore>, wasi_store::Error>> {
-        let app = self.app.clone();
-        match app.kv.open(self, &identifier) {
-            Ok(store) => Ok(Ok(self.table.push(store)?)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        open_store(self, &identifier)
     }
 }
 
 impl wasi_store::HostBucket for InstanceState {
-    async fn get(
-        &mut self,
-        s: Resource<KvStore>,
-        key: String,
-    ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, wasi_store::Error>> {
-        let store = clone_store(self, &s)?;
-        Ok(store.get(&key).await.map_err(Into::into))
-    }
-
-    async fn set(
-        &mut self,
-        s: Resource<KvStore>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<std::result::Result<(), wasi_store::Error>> {
-        let store = clone_store(self, &s)?;
-        Ok(store.set(&key, &value).await.map_err(Into::into))
-    }
-
-    async fn delete(
-        &mut self,
-        s: Resource<KvStore>,
-        key: String,
-    ) -> wasmtime::Result<std::result::Result<(), wasi_store::Error>> {
-        let store = clone_store(self, &s)?;
-        Ok(store.delete(&key).await.map_err(Into::into))
-    }
-
-    async fn exists(
-        &mut self,
-        s: Resource<KvStore>,
-        key: String,
-    ) -> wasmtime::Result<std::result::Result<bool, wasi_store::Error>> {
-        let store = clone_store(self, &s)?;
-        Ok(store.exists(&key).await.map_err(Into::into))
-    }
+    kv_store_methods!(wasi_store::Error);
 
     async fn list_keys(
         &mut self,

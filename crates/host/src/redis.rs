@@ -124,6 +124,19 @@ fn other(e: impl std::fmt::Display) -> v2::Error {
     v2::Error::Other(e.to_string())
 }
 
+/// Maps a command's Redis error to the interface error, first letting the lease retire its
+/// connection when the failure was connection-level (every command does both, in that order).
+fn noted<T>(
+    lease: &Lease,
+    result: redis::RedisResult<T>,
+    map: fn(redis::RedisError) -> v2::Error,
+) -> std::result::Result<T, v2::Error> {
+    result.map_err(|e| {
+        lease.note(&e);
+        map(e)
+    })
+}
+
 fn type_or_other(e: redis::RedisError) -> v2::Error {
     if e.kind() == redis::ErrorKind::UnexpectedReturnType {
         v2::Error::TypeError
@@ -234,13 +247,11 @@ impl v2::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
         let lease = self.redis_conn(&c)?;
         let mut conn = lease.conn.clone();
-        Ok(conn
-            .publish::<_, _, ()>(&channel, &payload)
-            .await
-            .map_err(|e| {
-                lease.note(&e);
-                other(e)
-            }))
+        Ok(noted(
+            &lease,
+            conn.publish::<_, _, ()>(&channel, &payload).await,
+            other,
+        ))
     }
 
     async fn get(
@@ -250,10 +261,11 @@ impl v2::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, v2::Error>> {
         let lease = self.redis_conn(&c)?;
         let mut conn = lease.conn.clone();
-        Ok(conn.get::<_, Option<Vec<u8>>>(&key).await.map_err(|e| {
-            lease.note(&e);
-            other(e)
-        }))
+        Ok(noted(
+            &lease,
+            conn.get::<_, Option<Vec<u8>>>(&key).await,
+            other,
+        ))
     }
 
     async fn set(
@@ -264,10 +276,11 @@ impl v2::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<(), v2::Error>> {
         let lease = self.redis_conn(&c)?;
         let mut conn = lease.conn.clone();
-        Ok(conn.set::<_, _, ()>(&key, &value).await.map_err(|e| {
-            lease.note(&e);
-            other(e)
-        }))
+        Ok(noted(
+            &lease,
+            conn.set::<_, _, ()>(&key, &value).await,
+            other,
+        ))
     }
 
     async fn incr(
@@ -277,10 +290,7 @@ impl v2::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<i64, v2::Error>> {
         let lease = self.redis_conn(&c)?;
         let mut conn = lease.conn.clone();
-        Ok(conn.incr::<_, _, i64>(&key, 1).await.map_err(|e| {
-            lease.note(&e);
-            other(e)
-        }))
+        Ok(noted(&lease, conn.incr::<_, _, i64>(&key, 1).await, other))
     }
 
     async fn del(
@@ -290,10 +300,7 @@ impl v2::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
         let lease = self.redis_conn(&c)?;
         let mut conn = lease.conn.clone();
-        Ok(conn.del::<_, u32>(&keys).await.map_err(|e| {
-            lease.note(&e);
-            other(e)
-        }))
+        Ok(noted(&lease, conn.del::<_, u32>(&keys).await, other))
     }
 
     async fn sadd(
@@ -304,10 +311,11 @@ impl v2::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
         let lease = self.redis_conn(&c)?;
         let mut conn = lease.conn.clone();
-        Ok(conn.sadd::<_, _, u32>(&key, &values).await.map_err(|e| {
-            lease.note(&e);
-            type_or_other(e)
-        }))
+        Ok(noted(
+            &lease,
+            conn.sadd::<_, _, u32>(&key, &values).await,
+            type_or_other,
+        ))
     }
 
     async fn smembers(
@@ -317,10 +325,11 @@ impl v2::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<Vec<String>, v2::Error>> {
         let lease = self.redis_conn(&c)?;
         let mut conn = lease.conn.clone();
-        Ok(conn.smembers::<_, Vec<String>>(&key).await.map_err(|e| {
-            lease.note(&e);
-            other(e)
-        }))
+        Ok(noted(
+            &lease,
+            conn.smembers::<_, Vec<String>>(&key).await,
+            other,
+        ))
     }
 
     async fn srem(
@@ -331,10 +340,11 @@ impl v2::HostConnection for InstanceState {
     ) -> wasmtime::Result<std::result::Result<u32, v2::Error>> {
         let lease = self.redis_conn(&c)?;
         let mut conn = lease.conn.clone();
-        Ok(conn.srem::<_, _, u32>(&key, &values).await.map_err(|e| {
-            lease.note(&e);
-            other(e)
-        }))
+        Ok(noted(
+            &lease,
+            conn.srem::<_, _, u32>(&key, &values).await,
+            other,
+        ))
     }
 
     async fn execute(

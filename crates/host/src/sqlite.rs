@@ -322,16 +322,47 @@ macro_rules! impl_version {
 impl_version!(v2);
 impl_version!(v3);
 
+/// `open` for both interface versions: only the error type differs.
+fn open_conn<E: From<SqlError>>(
+    state: &mut InstanceState,
+    database: &str,
+) -> wasmtime::Result<std::result::Result<Resource<SqliteConnection>, E>> {
+    let app = state.app.clone();
+    match app.sqlite.open(state, database) {
+        Ok(c) => Ok(Ok(state.table.push(c)?)),
+        Err(e) => Ok(Err(e.into())),
+    }
+}
+
+/// `execute` for both interface versions: the version's values convert to [`SqlValue`] and the
+/// result back through the `From` impls of `impl_version!`, so one body serves both.
+fn execute_conn<V: Into<SqlValue>, R: From<SqlOutput>, E: From<SqlError>>(
+    state: &InstanceState,
+    conn: &Resource<SqliteConnection>,
+    statement: &str,
+    parameters: Vec<V>,
+) -> wasmtime::Result<std::result::Result<R, E>> {
+    let params: Vec<SqlValue> = parameters.into_iter().map(Into::into).collect();
+    let c = state.table.get(conn)?;
+    Ok(c.execute(statement, &params)
+        .map(Into::into)
+        .map_err(Into::into))
+}
+
+/// `drop` for both interface versions. Returning a pooled connection may block on SQLite, so it
+/// happens on a blocking-capable thread.
+fn drop_conn(state: &mut InstanceState, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
+    let c = state.table.delete(conn)?;
+    tokio::task::block_in_place(move || drop(c));
+    Ok(())
+}
+
 impl v2::HostConnection for InstanceState {
     async fn open(
         &mut self,
         database: String,
     ) -> wasmtime::Result<std::result::Result<Resource<SqliteConnection>, v2::Error>> {
-        let app = self.app.clone();
-        match app.sqlite.open(self, &database) {
-            Ok(c) => Ok(Ok(self.table.push(c)?)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        open_conn(self, &database)
     }
 
     async fn execute(
@@ -340,17 +371,11 @@ impl v2::HostConnection for InstanceState {
         statement: String,
         parameters: Vec<v2::Value>,
     ) -> wasmtime::Result<std::result::Result<v2::QueryResult, v2::Error>> {
-        let params: Vec<SqlValue> = parameters.into_iter().map(Into::into).collect();
-        let c = self.table.get(&conn)?;
-        Ok(c.execute(&statement, &params)
-            .map(Into::into)
-            .map_err(Into::into))
+        execute_conn(self, &conn, &statement, parameters)
     }
 
     async fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
-        let c = self.table.delete(conn)?;
-        tokio::task::block_in_place(move || drop(c));
-        Ok(())
+        drop_conn(self, conn)
     }
 }
 
@@ -359,11 +384,7 @@ impl v3::HostConnection for InstanceState {
         &mut self,
         database: String,
     ) -> wasmtime::Result<std::result::Result<Resource<SqliteConnection>, v3::Error>> {
-        let app = self.app.clone();
-        match app.sqlite.open(self, &database) {
-            Ok(c) => Ok(Ok(self.table.push(c)?)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        open_conn(self, &database)
     }
 
     async fn execute(
@@ -372,11 +393,7 @@ impl v3::HostConnection for InstanceState {
         statement: String,
         parameters: Vec<v3::Value>,
     ) -> wasmtime::Result<std::result::Result<v3::QueryResult, v3::Error>> {
-        let params: Vec<SqlValue> = parameters.into_iter().map(Into::into).collect();
-        let c = self.table.get(&conn)?;
-        Ok(c.execute(&statement, &params)
-            .map(Into::into)
-            .map_err(Into::into))
+        execute_conn(self, &conn, &statement, parameters)
     }
 
     async fn last_insert_rowid(
@@ -393,9 +410,7 @@ impl v3::HostConnection for InstanceState {
     }
 
     async fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
-        let c = self.table.delete(conn)?;
-        tokio::task::block_in_place(move || drop(c));
-        Ok(())
+        drop_conn(self, conn)
     }
 }
 

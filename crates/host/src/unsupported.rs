@@ -98,174 +98,61 @@ impl mqtt::HostConnection for InstanceState {
 
 impl rdbms_types::Host for InstanceState {}
 
-impl mysql::Host for InstanceState {}
+/// Implements `Host` and `HostConnection` for one relational-database interface (MySQL and the
+/// three PostgreSQL versions). The four interfaces differ only in their type paths, the scheme
+/// checked against `allowed_outbound_hosts`, the product name and `execute`'s success type, so one
+/// body keeps their error values identical instead of four hand-kept copies.
+macro_rules! unsupported_rdbms {
+    ($iface:ident, $types:ident, $scheme:literal, $name:literal, $exec_ok:ty) => {
+        impl $iface::Host for InstanceState {}
 
-impl mysql::HostConnection for InstanceState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, rdbms_types::Error>> {
-        if let Some(m) = denied(self, &address, "mysql") {
-            return Ok(Err(rdbms_types::Error::ConnectionFailed(m)));
+        impl $iface::HostConnection for InstanceState {
+            async fn open(
+                &mut self,
+                address: String,
+            ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, $types::Error>> {
+                if let Some(m) = denied(self, &address, $scheme) {
+                    return Ok(Err($types::Error::ConnectionFailed(m)));
+                }
+                Ok(Err($types::Error::ConnectionFailed(format!(
+                    "{} is {NOT_SUPPORTED}",
+                    $name
+                ))))
+            }
+
+            async fn query(
+                &mut self,
+                _c: Resource<Unsupported>,
+                _statement: String,
+                _params: Vec<$types::ParameterValue>,
+            ) -> wasmtime::Result<std::result::Result<$types::RowSet, $types::Error>> {
+                Ok(Err($types::Error::Other(format!(
+                    "{} is {NOT_SUPPORTED}",
+                    $name
+                ))))
+            }
+
+            async fn execute(
+                &mut self,
+                _c: Resource<Unsupported>,
+                _statement: String,
+                _params: Vec<$types::ParameterValue>,
+            ) -> wasmtime::Result<std::result::Result<$exec_ok, $types::Error>> {
+                Ok(Err($types::Error::Other(format!(
+                    "{} is {NOT_SUPPORTED}",
+                    $name
+                ))))
+            }
+
+            async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
+                let _ = self.table.delete(c);
+                Ok(())
+            }
         }
-        Ok(Err(rdbms_types::Error::ConnectionFailed(format!(
-            "MySQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn query(
-        &mut self,
-        _c: Resource<Unsupported>,
-        _statement: String,
-        _params: Vec<rdbms_types::ParameterValue>,
-    ) -> wasmtime::Result<std::result::Result<rdbms_types::RowSet, rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::Other(format!(
-            "MySQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn execute(
-        &mut self,
-        _c: Resource<Unsupported>,
-        _statement: String,
-        _params: Vec<rdbms_types::ParameterValue>,
-    ) -> wasmtime::Result<std::result::Result<(), rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::Other(format!(
-            "MySQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
-        let _ = self.table.delete(c);
-        Ok(())
-    }
+    };
 }
 
-impl pg2::Host for InstanceState {}
-
-impl pg2::HostConnection for InstanceState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, rdbms_types::Error>> {
-        if let Some(m) = denied(self, &address, "postgres") {
-            return Ok(Err(rdbms_types::Error::ConnectionFailed(m)));
-        }
-        Ok(Err(rdbms_types::Error::ConnectionFailed(format!(
-            "PostgreSQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn query(
-        &mut self,
-        _c: Resource<Unsupported>,
-        _statement: String,
-        _params: Vec<rdbms_types::ParameterValue>,
-    ) -> wasmtime::Result<std::result::Result<rdbms_types::RowSet, rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::Other(format!(
-            "PostgreSQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn execute(
-        &mut self,
-        _c: Resource<Unsupported>,
-        _statement: String,
-        _params: Vec<rdbms_types::ParameterValue>,
-    ) -> wasmtime::Result<std::result::Result<u64, rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::Other(format!(
-            "PostgreSQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
-        let _ = self.table.delete(c);
-        Ok(())
-    }
-}
-
-impl pg3::Host for InstanceState {}
-
-impl pg3::HostConnection for InstanceState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, pg3::Error>> {
-        if let Some(m) = denied(self, &address, "postgres") {
-            return Ok(Err(pg3::Error::ConnectionFailed(m)));
-        }
-        Ok(Err(pg3::Error::ConnectionFailed(format!(
-            "PostgreSQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn query(
-        &mut self,
-        _c: Resource<Unsupported>,
-        _statement: String,
-        _params: Vec<pg3::ParameterValue>,
-    ) -> wasmtime::Result<std::result::Result<pg3::RowSet, pg3::Error>> {
-        Ok(Err(pg3::Error::Other(format!(
-            "PostgreSQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn execute(
-        &mut self,
-        _c: Resource<Unsupported>,
-        _statement: String,
-        _params: Vec<pg3::ParameterValue>,
-    ) -> wasmtime::Result<std::result::Result<u64, pg3::Error>> {
-        Ok(Err(pg3::Error::Other(format!(
-            "PostgreSQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
-        let _ = self.table.delete(c);
-        Ok(())
-    }
-}
-
-impl pg4::Host for InstanceState {}
-
-impl pg4::HostConnection for InstanceState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, pg4::Error>> {
-        if let Some(m) = denied(self, &address, "postgres") {
-            return Ok(Err(pg4::Error::ConnectionFailed(m)));
-        }
-        Ok(Err(pg4::Error::ConnectionFailed(format!(
-            "PostgreSQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn query(
-        &mut self,
-        _c: Resource<Unsupported>,
-        _statement: String,
-        _params: Vec<pg4::ParameterValue>,
-    ) -> wasmtime::Result<std::result::Result<pg4::RowSet, pg4::Error>> {
-        Ok(Err(pg4::Error::Other(format!(
-            "PostgreSQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn execute(
-        &mut self,
-        _c: Resource<Unsupported>,
-        _statement: String,
-        _params: Vec<pg4::ParameterValue>,
-    ) -> wasmtime::Result<std::result::Result<u64, pg4::Error>> {
-        Ok(Err(pg4::Error::Other(format!(
-            "PostgreSQL is {NOT_SUPPORTED}"
-        ))))
-    }
-
-    async fn drop(&mut self, c: Resource<Unsupported>) -> wasmtime::Result<()> {
-        let _ = self.table.delete(c);
-        Ok(())
-    }
-}
+unsupported_rdbms!(mysql, rdbms_types, "mysql", "MySQL", ());
+unsupported_rdbms!(pg2, rdbms_types, "postgres", "PostgreSQL", u64);
+unsupported_rdbms!(pg3, pg3, "postgres", "PostgreSQL", u64);
+unsupported_rdbms!(pg4, pg4, "postgres", "PostgreSQL", u64);
