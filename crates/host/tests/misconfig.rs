@@ -9,10 +9,19 @@ use common::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Writes `manifest`, runs the host on it to exit and asserts a clean failure naming `needles`.
 fn fails_with(manifest: &str, needles: &[&str]) {
     let t = TestApp::new(manifest);
-    let (status, stdout, stderr) = t.builder().run_to_exit(TIMEOUT).expect("run");
+    runs_to_clean_failure(t.builder(), needles);
+}
+
+/// Runs the host to exit and asserts a non-zero exit, no panic and a message naming every
+/// `needles`; returns stdout and stderr for tests that check more. The one place these steps
+/// are spelled out, so every misconfiguration test checks the same things.
+fn runs_to_clean_failure(builder: testkit::SpinAppBuilder, needles: &[&str]) -> (String, String) {
+    let (status, stdout, stderr) = builder.run_to_exit(TIMEOUT).expect("run");
     assert_clean_failure(status, &stdout, &stderr, needles);
+    (stdout, stderr)
 }
 
 #[test]
@@ -47,8 +56,7 @@ source = "garbage.wasm"
 "#,
     );
     std::fs::write(t.path("garbage.wasm"), b"this is not wasm").unwrap();
-    let (status, stdout, stderr) = t.builder().run_to_exit(TIMEOUT).expect("run");
-    assert_clean_failure(status, &stdout, &stderr, &["garbage.wasm", "\"ks\""]);
+    runs_to_clean_failure(t.builder(), &["garbage.wasm", "\"ks\""]);
 }
 
 #[test]
@@ -211,19 +219,12 @@ source = @kitchen_sink@
         "rc.toml",
         "[key_value_store.x]\ntype = \"carrier-pigeon\"\n",
     );
-    let (status, stdout, stderr) = t
-        .builder()
-        .runtime_config(&rc)
-        .run_to_exit(TIMEOUT)
-        .expect("run");
-    assert_clean_failure(status, &stdout, &stderr, &["carrier-pigeon"]);
+    runs_to_clean_failure(t.builder().runtime_config(&rc), &["carrier-pigeon"]);
 
-    let (status, stdout, stderr) = t
-        .builder()
-        .runtime_config(t.path("no-such-rc.toml"))
-        .run_to_exit(TIMEOUT)
-        .expect("run");
-    assert_clean_failure(status, &stdout, &stderr, &["no-such-rc.toml"]);
+    runs_to_clean_failure(
+        t.builder().runtime_config(t.path("no-such-rc.toml")),
+        &["no-such-rc.toml"],
+    );
 }
 
 #[test]
@@ -292,10 +293,10 @@ source = @kitchen_sink@
 #[test]
 fn missing_manifest_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, stdout, stderr) = SpinApp::builder(dir.path().join("nope.toml"))
-        .run_to_exit(TIMEOUT)
-        .expect("run");
-    assert_clean_failure(status, &stdout, &stderr, &["nope.toml"]);
+    runs_to_clean_failure(
+        SpinApp::builder(dir.path().join("nope.toml")),
+        &["nope.toml"],
+    );
 }
 
 #[test]
@@ -318,8 +319,7 @@ command = "mkdir -p built && cp {wasm} built/ks.wasm && echo ran > built/marker.
         wasm = wasm.display()
     ));
     // Without --build the source is missing: a clean failure.
-    let (status, stdout, stderr) = t.builder().run_to_exit(TIMEOUT).expect("run");
-    assert_clean_failure(status, &stdout, &stderr, &["ks.wasm"]);
+    runs_to_clean_failure(t.builder(), &["ks.wasm"]);
 
     let app = t
         .builder()
@@ -350,12 +350,7 @@ source = @kitchen_sink@
 command = "echo build-went-wrong >&2; exit 3"
 "#,
     );
-    let (status, stdout, stderr) = t
-        .builder()
-        .arg("--build")
-        .run_to_exit(TIMEOUT)
-        .expect("run");
-    assert_clean_failure(status, &stdout, &stderr, &["\"ks\""]);
+    let (stdout, stderr) = runs_to_clean_failure(t.builder().arg("--build"), &["\"ks\""]);
     assert!(
         format!("{stdout}{stderr}").contains("build-went-wrong"),
         "the build command's own output should be shown:\n{stderr}"
@@ -413,8 +408,7 @@ source = "a-directory.wasm"
 "#,
     );
     std::fs::create_dir_all(t.path("a-directory.wasm")).unwrap();
-    let (status, stdout, stderr) = t.builder().run_to_exit(TIMEOUT).expect("run");
-    assert_clean_failure(status, &stdout, &stderr, &["a-directory.wasm"]);
+    runs_to_clean_failure(t.builder(), &["a-directory.wasm"]);
 }
 
 #[test]

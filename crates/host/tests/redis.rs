@@ -258,7 +258,7 @@ fn redis_trigger_channel_from_environment_variable() {
 #[test]
 fn redis_trigger_reconnects_after_redis_restarts() {
     let port = testkit::free_port();
-    let redis = FixedPortRedis::start(port);
+    let redis = RedisServer::start_on(port).expect("redis-server on a fixed port");
     let t = trigger_app(&format!("127.0.0.1:{port}"));
     let app = t.start();
     assert!(
@@ -282,7 +282,7 @@ fn redis_trigger_reconnects_after_redis_restarts() {
 
     drop(redis);
     std::thread::sleep(Duration::from_secs(2));
-    let redis = FixedPortRedis::start(port);
+    let redis = RedisServer::start_on(port).expect("redis-server on a fixed port");
     let resubscribed = wait_subscribers(port, "events", 1, Duration::from_secs(30));
     assert!(
         resubscribed,
@@ -339,7 +339,7 @@ fn outbound_redis_recovers_after_redis_restarts() {
     // Connections may be reused across requests, but a restarted server must not be observable
     // beyond the requests that were in flight: the first request after the restart succeeds.
     let port = testkit::free_port();
-    let redis = FixedPortRedis::start(port);
+    let redis = RedisServer::start_on(port).expect("redis-server on a fixed port");
     let url = format!("redis://127.0.0.1:{port}");
     let t = TestApp::new(&format!(
         r#"
@@ -362,7 +362,7 @@ allowed_outbound_hosts = ["{url}"]
     );
     drop(redis);
     std::thread::sleep(Duration::from_millis(500));
-    let redis = FixedPortRedis::start(port);
+    let redis = RedisServer::start_on(port).expect("redis-server on a fixed port");
     let body = exec("arg=SET&arg=k&arg=after");
     assert_eq!(
         body["ok"],

@@ -17,33 +17,37 @@ impl RedisServer {
         let dir = tempfile::tempdir()?;
         for _attempt in 0..5 {
             let port = crate::free_port();
-            let mut child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("spawn redis-server (apt-get install -y redis-server)")?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken in the meantime: try another one
-                }
-                if ping(port) {
-                    return Ok(RedisServer {
-                        child,
-                        port,
-                        _dir: dir,
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let mut child = spawn(&dir, port)?;
+            if wait_for_pong(&mut child, port) {
+                return Ok(RedisServer {
+                    child,
+                    port,
+                    _dir: dir,
+                });
             }
+            // Either the port was taken in the meantime or the server never answered: try
+            // another one.
             let _ = child.kill();
             let _ = child.wait();
         }
         bail!("redis-server did not come up")
+    }
+
+    /// Starts `redis-server` on the given loopback `port` (tests that restart the server need
+    /// the same port twice), with persistence off, and waits for PONG.
+    pub fn start_on(port: u16) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut child = spawn(&dir, port)?;
+        if wait_for_pong(&mut child, port) {
+            return Ok(RedisServer {
+                child,
+                port,
+                _dir: dir,
+            });
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("redis-server did not come up on port {port}")
     }
 
     pub fn port(&self) -> u16 {
@@ -79,6 +83,34 @@ fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+}
+
+/// Spawns `redis-server` on loopback `port`, persistence off, its working files in `dir`.
+fn spawn(dir: &tempfile::TempDir, port: u16) -> anyhow::Result<Child> {
+    Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawn redis-server (apt-get install -y redis-server)")
+}
+
+/// Waits up to 10s for PONG; false as soon as the server exits (port taken) or on timeout.
+fn wait_for_pong(child: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if ping(port) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 fn ping(port: u16) -> bool {

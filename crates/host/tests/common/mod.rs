@@ -172,49 +172,6 @@ pub fn redis_cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
 }
 
-/// A redis-server on a given port (testkit's picks its own port; restart tests need the same
-/// port twice). Stopped by PID on drop.
-pub struct FixedPortRedis {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl FixedPortRedis {
-    pub fn start(port: u16) -> FixedPortRedis {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let redis = FixedPortRedis {
-            child,
-            port,
-            _dir: dir,
-        };
-        eventually(Duration::from_secs(10), "redis-server PONG", || {
-            (redis_cli(port, &["PING"]).ok().as_deref() == Some("PONG")).then_some(())
-        });
-        redis
-    }
-
-    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        redis_cli(self.port, args)
-    }
-}
-
-impl Drop for FixedPortRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Asserts the host exited non-zero with a message on stderr that contains every `needles`
 /// (case-insensitive) and did not panic.
 pub fn assert_clean_failure(
