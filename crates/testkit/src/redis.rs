@@ -14,21 +14,11 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts `redis-server` on a free loopback port with persistence off, and waits for PONG.
     pub fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
         for _attempt in 0..5 {
-            let port = crate::free_port();
-            let mut child = spawn(&dir, port)?;
-            if wait_for_pong(&mut child, port) {
-                return Ok(RedisServer {
-                    child,
-                    port,
-                    _dir: dir,
-                });
+            // None: the port was taken in the meantime or the server never answered.
+            if let Some(server) = Self::launch(crate::free_port())? {
+                return Ok(server);
             }
-            // Either the port was taken in the meantime or the server never answered: try
-            // another one.
-            let _ = child.kill();
-            let _ = child.wait();
         }
         bail!("redis-server did not come up")
     }
@@ -36,18 +26,24 @@ impl RedisServer {
     /// Starts `redis-server` on the given loopback `port` (tests that restart the server need
     /// the same port twice), with persistence off, and waits for PONG.
     pub fn start_on(port: u16) -> anyhow::Result<Self> {
+        Self::launch(port)?.with_context(|| format!("redis-server did not come up on port {port}"))
+    }
+
+    /// One attempt on `port`: the server once it answers PONG, None (server stopped) if it
+    /// exited or stayed silent for 10s, an error only if it could not be spawned at all.
+    fn launch(port: u16) -> anyhow::Result<Option<Self>> {
         let dir = tempfile::tempdir()?;
         let mut child = spawn(&dir, port)?;
         if wait_for_pong(&mut child, port) {
-            return Ok(RedisServer {
+            return Ok(Some(RedisServer {
                 child,
                 port,
                 _dir: dir,
-            });
+            }));
         }
         let _ = child.kill();
         let _ = child.wait();
-        bail!("redis-server did not come up on port {port}")
+        Ok(None)
     }
 
     pub fn port(&self) -> u16 {
