@@ -80,11 +80,10 @@ impl SqliteKv {
             None => Connection::open_in_memory()?,
         };
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // WAL lets a second host process (or `spin up`) read while we write; with WAL,
-        // synchronous=NORMAL is crash-safe (a process crash loses nothing; only an OS crash can
-        // lose the last commits) and saves an fsync per write.
+        // WAL lets a second host process (or `spin up`) read while we write; durability as for
+        // SQLite databases (see `sqlite::synchronous_pragma`).
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+        conn.execute_batch(crate::sqlite::synchronous_pragma())?;
         conn.execute(
             "CREATE TABLE IF NOT EXISTS spin_key_value (
                 store TEXT NOT NULL,

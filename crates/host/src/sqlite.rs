@@ -7,11 +7,13 @@
 //! a transaction (autocommit), it goes back to an idle list and the next `open` reuses it, which
 //! saves the open + PRAGMA cost without changing what a guest can observe: a connection inside a
 //! transaction, or holding TEMP tables/views/triggers, is closed instead of pooled.
-//! Every connection uses WAL (synchronous=NORMAL) and a 5 s busy timeout; ATTACH of other files is denied, as in Spin.
+//! Every connection uses WAL, `synchronous=FULL` (see [`synchronous_pragma`]) and a 5 s busy
+//! timeout; ATTACH of other files is denied, as in Spin.
 //! In-memory databases (`type = "spin"` without `path`) are fresh per connection, as in Spin.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -140,9 +142,7 @@ impl Database {
             let _: String = conn
                 .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
                 .map_err(io_err)?;
-            // Crash-safe with WAL; saves an fsync per commit (see key_value.rs).
-            conn.execute_batch("PRAGMA synchronous=NORMAL")
-                .map_err(io_err)?;
+            conn.execute_batch(synchronous_pragma()).map_err(io_err)?;
         }
         conn.authorizer(Some(|ctx: rusqlite::hooks::AuthContext<'_>| {
             use rusqlite::hooks::{AuthAction, Authorization};
@@ -412,6 +412,26 @@ impl v3::HostConnection for InstanceState {
     async fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
         drop_conn(self, conn)
     }
+}
+
+/// The `synchronous` pragma for every SQLite file the host opens (databases and key-value).
+///
+/// `FULL` by default: with WAL, a commit is then durable across an OS crash or power loss, not
+/// only across a process crash. An order or a payment the client was told about must not vanish,
+/// so durability wins over the ~5x write throughput of `NORMAL` (measured in
+/// docs/host-performance.md). `SPIN_HOST_SQLITE_SYNCHRONOUS=normal` opts into `NORMAL` for
+/// benchmarks or throw-away data.
+pub(crate) fn synchronous_pragma() -> &'static str {
+    static PRAGMA: OnceLock<&'static str> = OnceLock::new();
+    PRAGMA.get_or_init(|| {
+        match std::env::var("SPIN_HOST_SQLITE_SYNCHRONOUS")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            Ok("normal") => "PRAGMA synchronous=NORMAL",
+            _ => "PRAGMA synchronous=FULL",
+        }
+    })
 }
 
 #[cfg(test)]
