@@ -38,8 +38,23 @@ impl Shop {
         Self::boot_with(|b| b)
     }
 
+    /// The real `spin.toml` with one change: the compensator's cron never fires during the test
+    /// (`0 0 0 1 1 *`, once a year). For tests that drive the repair routes themselves and assert
+    /// what one call did: a cron tick landing between their setup and their call would do the
+    /// work first. Everything else (components, routes, grants, variables) is the real manifest.
+    pub fn boot_without_cron() -> Shop {
+        Self::boot_manifest(Manifest::WithoutCron, |b| b)
+    }
+
     /// As [`Shop::boot`], letting the caller add variables or arguments to the host.
     pub fn boot_with(
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Shop {
+        Self::boot_manifest(Manifest::Real, configure)
+    }
+
+    fn boot_manifest(
+        manifest: Manifest,
         configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
     ) -> Shop {
         for c in COMPONENTS {
@@ -50,7 +65,11 @@ impl Shop {
             .prefix("spin-shop-e2e-")
             .tempdir()
             .expect("state dir");
-        let builder = SpinApp::builder(repo_root().join("spin.toml"))
+        let manifest = match manifest {
+            Manifest::Real => repo_root().join("spin.toml"),
+            Manifest::WithoutCron => without_cron(state.path()),
+        };
+        let builder = SpinApp::builder(manifest)
             .state_dir(state.path())
             .variable("redis_host", redis.host())
             .variable("admin_token", ADMIN_TOKEN)
@@ -99,6 +118,37 @@ impl Shop {
             .send_json("PUT", &format!("/api/products/{sku}"), &[(k, &v)], body)
             .expect("PUT product")
     }
+}
+
+enum Manifest {
+    Real,
+    WithoutCron,
+}
+
+/// Writes a copy of the real `spin.toml` into `dir` whose cron expressions fire once a year and
+/// whose component sources are absolute paths to the built `.wasm` files.
+fn without_cron(dir: &Path) -> PathBuf {
+    let real = std::fs::read_to_string(repo_root().join("spin.toml")).expect("read spin.toml");
+    let mut crons = 0;
+    let copy: Vec<String> = real
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("cron_expression") {
+                crons += 1;
+                "cron_expression = \"0 0 0 1 1 *\"".to_owned()
+            } else if let Some(rest) = line.strip_prefix("source = \"target/wasm32-wasip2/release/")
+            {
+                let file = rest.trim_end_matches('"').trim_end_matches(".wasm");
+                format!("source = {:?}", testkit::wasm(file).display().to_string())
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    assert!(crons > 0, "spin.toml has no cron trigger to silence");
+    let path = dir.join("spin-without-cron.toml");
+    std::fs::write(&path, copy.join("\n")).expect("write manifest copy");
+    path
 }
 
 /// The `authorization` header of the admin.

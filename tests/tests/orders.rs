@@ -27,6 +27,11 @@ impl Env {
         Env(Shop::boot())
     }
 
+    /// For tests that run the repair route themselves: no cron tick may do it first.
+    fn start_without_cron() -> Env {
+        Env(Shop::boot_without_cron())
+    }
+
     fn put_product(&self, sku: &str, price: i64, currency: &str, stock: i64) {
         let resp = self.0.put_product(
             sku,
@@ -660,7 +665,7 @@ fn plant_claim(env: &Env, key: &str, order: &Value, claimed_ms: i64) -> String {
 
 #[test]
 fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
-    let env = Env::start();
+    let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
     let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
     assert_eq!(warm.status, 200, "{}", warm.text());
@@ -740,7 +745,7 @@ fn concurrent_cancels_change_the_order_once() {
 #[test]
 fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     use shop_domain::idempotency::IdempotencyKey;
-    let env = Env::start();
+    let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
     let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
     assert_eq!(warm.status, 200, "{}", warm.text());
@@ -820,7 +825,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
 
 #[test]
 fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
-    let env = Env::start();
+    let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
     let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
     assert_eq!(warm.status, 200, "{}", warm.text());
@@ -888,7 +893,7 @@ fn the_compensator_cron_expires_unpaid_orders() {
 
 #[test]
 fn unpaid_orders_expire_and_give_their_stock_back() {
-    let env = Env::start();
+    let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     let due = env.order(Some("expire-1"), &body);
