@@ -27,6 +27,12 @@ impl Env {
         Env(Shop::boot())
     }
 
+    /// `POST /api/orders/compensate` as the compensator sends it (admin bearer token).
+    fn compensate(&self) -> Response {
+        let (k, v) = e2e::admin_auth();
+        self.post("/api/orders/compensate", &[(k, &v)])
+    }
+
     /// For tests that run the repair route themselves: no cron tick may do it first.
     fn start_without_cron() -> Env {
         Env(Shop::boot_without_cron())
@@ -783,7 +789,9 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     reserve(&rid0, 3);
     assert_eq!(levels(&env.product("A")), (4, 5, 1));
 
-    let report = env.post("/api/orders/compensate", &[]);
+    // The repair route is the compensator's, not the public's.
+    assert_problem(&env.post("/api/orders/compensate", &[]), 401, None);
+    let report = env.compensate();
     assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
     assert_eq!(
         report.json(),
@@ -815,7 +823,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     );
 
     // Nothing left to do: a second call changes nothing.
-    let again = env.post("/api/orders/compensate", &[]);
+    let again = env.compensate();
     assert_eq!(
         again.json(),
         json!({"abandoned_claims": 0, "expired_orders": 0, "released": 0, "still_pending": 1})
@@ -907,7 +915,7 @@ fn unpaid_orders_expire_and_give_their_stock_back() {
         "UPDATE orders SET expires_ms = 0 WHERE order_id = '{due_id}'"
     ));
 
-    let report = env.post("/api/orders/compensate", &[]);
+    let report = env.compensate();
     assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
     assert_eq!(report.json()["expired_orders"], 1);
     assert_eq!(report.json()["released"], 1);
@@ -947,7 +955,7 @@ fn unpaid_orders_expire_and_give_their_stock_back() {
         409,
         None,
     );
-    let again = env.post("/api/orders/compensate", &[]).json();
+    let again = env.compensate().json();
     assert_eq!(
         (again["expired_orders"].as_i64(), again["released"].as_i64()),
         (Some(0), Some(0))

@@ -670,8 +670,9 @@ fn expired_reservations_are_released_once() {
     );
     assert_eq!(env.levels("exp-A"), (7, 2, 1));
 
-    // The compensator's plain call (server clock, no body, no token) works and is harmless.
-    let plain = env.expire(None, false);
+    // The compensator's plain call (server clock, no body) needs the admin token it sends.
+    problem(&env.expire(None, false), 401);
+    let plain = env.expire(None, true);
     assert_eq!(plain.status, 200, "{}", plain.text());
     assert_eq!(env.levels("exp-A").1, 2);
     let bad = env.expire(Some(&json!({"now": "yesterday"})), true);

@@ -50,8 +50,7 @@ fn run_once(timestamp: u64) -> anyhow::Result<()> {
 
 /// The repair endpoints, called through service chaining. Each owner does its own repair
 /// atomically and idempotently, so overlapping or repeated runs are harmless:
-/// - stock puts reservations whose expiry passed back on sale (on the Redis server's clock, so
-///   no `now` and no admin token);
+/// - stock puts reservations whose expiry passed back on sale (on the Redis server's clock);
 /// - order gives up abandoned idempotency claims, expires unpaid orders past their payment
 ///   window, and retries every stock release it still owes.
 const REPAIRS: &[(&str, &str)] = &[
@@ -65,8 +64,12 @@ const REPAIRS: &[(&str, &str)] = &[
     ),
 ];
 
+/// POSTs to one repair endpoint as the admin (the repair routes are not open to the public).
 fn call_repair(url: &str) -> anyhow::Result<()> {
-    let req = spin_sdk::http::Request::post(url, Vec::<u8>::new()).build();
+    let token = spin_sdk::variables::get("admin_token")?;
+    let req = spin_sdk::http::Request::post(url, Vec::<u8>::new())
+        .header("authorization", format!("Bearer {token}"))
+        .build();
     let resp: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(req))?;
     let status = *resp.status();
     anyhow::ensure!(

@@ -4,9 +4,9 @@
 //! Each batch is one Lua script (expire.lua) that releases due RESERVED reservations and removes
 //! them from the expiry index in the same step, so the call is idempotent and two instances may
 //! run it concurrently without releasing anything twice. "Now" is the Redis server's clock, the
-//! one clock every instance shares. An admin may pass `now` (RFC 3339) to expire as of another
-//! instant (tests, manual repair); since that releases reservations early, it needs the admin
-//! token, while the plain call is harmless and open to the compensator's service chaining.
+//! one clock every instance shares. `now` (RFC 3339) expires as of another instant (tests, manual
+//! repair). The route needs the admin token: the compensator sends it; nobody outside should be
+//! able to make the shop run repair batches (or, with `now`, release reservations early).
 
 use serde::Serialize;
 use shop_adapter::auth::require_bearer;
@@ -31,12 +31,10 @@ struct Expired {
 }
 
 pub fn handle(req: &Request) -> HandlerResult {
+    let admin = spin_sdk::variables::get("admin_token")
+        .map_err(|e| Problem::internal("read variable admin_token", e))?;
+    require_bearer(req, &admin)?;
     let now = parse_now(req)?;
-    if now.is_some() {
-        let admin = spin_sdk::variables::get("admin_token")
-            .map_err(|e| Problem::internal("read variable admin_token", e))?;
-        require_bearer(req, &admin)?;
-    }
     let now_arg = now.map(|t| t.millis().to_string()).unwrap_or_default();
     let store = Store::open()?;
     let (batch, retention) = (BATCH.to_string(), RETENTION_MS.to_string());
