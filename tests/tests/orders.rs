@@ -795,7 +795,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
     assert_eq!(
         report.json(),
-        json!({"abandoned_claims": 1, "expired_orders": 0, "released": 2, "still_pending": 1})
+        json!({"abandoned_claims": 1, "expired_orders": 0, "released": 2, "still_pending": 1, "published": 0, "unpublished": 0})
     );
     assert_eq!(
         levels(&env.product("A")),
@@ -822,11 +822,11 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
         vec![json!({"reservation_id": rid1})]
     );
 
-    // Nothing left to do: a second call changes nothing.
+    // Nothing left to repair: a second call only relays the retried order's OrderCreated.
     let again = env.compensate();
     assert_eq!(
         again.json(),
-        json!({"abandoned_claims": 0, "expired_orders": 0, "released": 0, "still_pending": 1})
+        json!({"abandoned_claims": 0, "expired_orders": 0, "released": 0, "still_pending": 1, "published": 1, "unpublished": 0})
     );
     assert_eq!(levels(&env.product("A")), (6, 3, 1));
 }
@@ -865,6 +865,127 @@ fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
         "SELECT reservation_id = '{rid0}' AS reused FROM orders"
     ));
     assert_eq!(rows, vec![json!({"reused": 0})]);
+}
+
+/// Lines printed by `redis-cli --raw SUBSCRIBE <channel>`, collected by a thread.
+struct Subscriber {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Subscriber {
+    fn start(env: &Env, channel: &str) -> Subscriber {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &env.redis.port().to_string(),
+                "--raw",
+            ])
+            .args(["SUBSCRIBE", channel])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli SUBSCRIBE");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut sub = Subscriber { child, lines };
+        // `subscribe`, the channel, the count: the subscription is live after these.
+        for _ in 0..3 {
+            sub.next_line();
+        }
+        sub
+    }
+
+    fn next_line(&mut self) -> String {
+        self.lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a line from redis-cli SUBSCRIBE")
+    }
+
+    /// The next published message's payload as JSON.
+    fn next_message(&mut self) -> Value {
+        assert_eq!(self.next_line(), "message");
+        self.next_line(); // the channel
+        serde_json::from_str(&self.next_line()).expect("a JSON envelope")
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_repair_pass_relays_the_outbox_in_order_at_least_once() {
+    let env = Env::start_without_cron();
+    let mut sub = Subscriber::start(&env, "order-events");
+    env.put_product("RELAY-A", 100, "EUR", 5);
+    let created = env.order_with(
+        Some("relay-1"),
+        &json!({"user_id": "u", "items": [{"sku": "RELAY-A", "quantity": 1}]}),
+        &[("traceparent", TRACEPARENT)],
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        env.post(&format!("/api/orders/{id}/cancel"), &[]).status,
+        200
+    );
+
+    let report = env.compensate();
+    assert_eq!(report.status, 200, "{}", report.text());
+    assert_eq!(
+        (
+            report.json()["published"].as_i64(),
+            report.json()["unpublished"].as_i64()
+        ),
+        (Some(2), Some(0))
+    );
+    let first = sub.next_message();
+    let second = sub.next_message();
+    assert_eq!(
+        (
+            first["type"].as_str(),
+            first["seq"].as_i64(),
+            first["aggregate_id"].as_str()
+        ),
+        (Some("OrderCreated"), Some(1), Some(id.as_str()))
+    );
+    assert_eq!(first["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(first["payload"]["order_id"], id.as_str(), "{first}");
+    assert_eq!(
+        (second["type"].as_str(), second["seq"].as_i64()),
+        (Some("OrderCancelled"), Some(2))
+    );
+    // Every row is stamped with the message id it was sent under; nothing is sent twice.
+    let rows = env.sql(&format!(
+        "SELECT message_id FROM outbox WHERE aggregate_id = '{id}' AND published_at IS NOT NULL ORDER BY seq"
+    ));
+    assert_eq!(
+        rows,
+        vec![
+            json!({"message_id": first["message_id"]}),
+            json!({"message_id": second["message_id"]})
+        ]
+    );
+    let again = env.compensate();
+    assert_eq!(again.json()["published"], 0, "{}", again.text());
+
+    // A message whose stamp was lost (a crash between PUBLISH and the UPDATE) is sent again.
+    env.sql(&format!(
+        "UPDATE outbox SET published_at = NULL WHERE aggregate_id = '{id}' AND seq = 2"
+    ));
+    assert_eq!(env.compensate().json()["published"], 1);
+    assert_eq!(sub.next_message()["message_id"], second["message_id"]);
 }
 
 #[test]

@@ -15,6 +15,8 @@
 //! 3. Owed releases: every open `pending_releases` row (a cancel or a failed order write whose
 //!    release call failed, steps 1 and 2) is released at the stock component (idempotent; an
 //!    unknown reservation counts as released) and closed.
+//! 4. Outbox relay: unpublished outbox messages (the ones this pass just wrote included) are
+//!    published to the order events channel, oldest first, at least once ([`outbox::relay`]).
 
 use serde::Serialize;
 use shop_adapter::respond::{json, HandlerResult};
@@ -42,6 +44,8 @@ struct Report {
     expired_orders: u64,
     released: u64,
     still_pending: i64,
+    published: u64,
+    unpublished: i64,
 }
 
 pub async fn handle(req: &Request) -> HandlerResult {
@@ -96,6 +100,8 @@ pub async fn handle(req: &Request) -> HandlerResult {
         )
         .map_err(|e| db::unavailable("count pending releases", e))?;
     let still_pending = still.rows.first().map(|r| col_i64(r, 0)).unwrap_or(0);
+    let relayed = outbox::relay(&conn, BATCH, ids::now_ms())
+        .map_err(|e| db::unavailable("relay outbox", e))?;
     Ok(json(
         200,
         &Report {
@@ -103,6 +109,8 @@ pub async fn handle(req: &Request) -> HandlerResult {
             expired_orders,
             released,
             still_pending,
+            published: relayed.published,
+            unpublished: relayed.unpublished,
         },
     ))
 }
