@@ -80,7 +80,23 @@ impl SpinAppBuilder {
 
     /// Starts the host and waits until it prints `Serving http://...` and accepts connections.
     /// If the host exits first, the error carries its stderr.
+    ///
+    /// The port is one that was free a moment ago; another process of a parallel test run can
+    /// take it in between, so a start that fails only because the address is in use is retried
+    /// on a fresh port (a few times) instead of failing the test.
     pub fn start(self) -> anyhow::Result<SpinApp> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.start_once()? {
+                Started::Serving(app) => return Ok(app),
+                Started::PortTaken(_) if attempts < 5 => continue,
+                Started::PortTaken(err) => return Err(err),
+            }
+        }
+    }
+
+    fn start_once(&self) -> anyhow::Result<Started> {
         let logs = tempfile::tempdir()?;
         let port = crate::free_port();
         let listen = format!("127.0.0.1:{port}");
@@ -97,16 +113,20 @@ impl SpinAppBuilder {
         let deadline = Instant::now() + self.startup_timeout;
         loop {
             if let Some(status) = app.child.try_wait()? {
-                bail!(
+                let err = anyhow::anyhow!(
                     "spin-host exited with {status} before serving\nstdout:\n{}\nstderr:\n{}",
                     app.stdout(),
                     app.stderr()
                 );
+                if app.stderr().contains("Address already in use") {
+                    return Ok(Started::PortTaken(err));
+                }
+                return Err(err);
             }
             if app.stdout().contains("Serving http://")
                 && std::net::TcpStream::connect(&listen).is_ok()
             {
-                return Ok(app);
+                return Ok(Started::Serving(app));
             }
             if Instant::now() > deadline {
                 bail!(
@@ -154,6 +174,12 @@ impl SpinAppBuilder {
         let read = |f: &str| std::fs::read_to_string(logs.join(f)).unwrap_or_default();
         Ok((status, read("stdout.log"), read("stderr.log")))
     }
+}
+
+/// How one start attempt ended.
+enum Started {
+    Serving(SpinApp),
+    PortTaken(anyhow::Error),
 }
 
 /// A running host, killed on drop.
