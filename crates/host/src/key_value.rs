@@ -79,7 +79,7 @@ impl SqliteKv {
             }
             None => Connection::open_in_memory()?,
         };
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_handler(Some(crate::sqlite::busy_wait))?;
         // WAL lets a second host process (or `spin up`) read while we write; durability as for
         // SQLite databases (see `sqlite::synchronous_pragma`).
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
