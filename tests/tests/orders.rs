@@ -33,6 +33,27 @@ impl Env {
         self.post("/api/orders/compensate", &[(k, &v)])
     }
 
+    /// Applies the order schema (any order route does) so a test can plant rows with sqlite3.
+    fn migrate(&self) {
+        let warm = self.app.get("/api/orders?user_id=nobody").expect("GET");
+        assert_eq!(warm.status, 200, "{}", warm.text());
+    }
+
+    /// Reserves `quantity` of `sku` under `rid` at the stock component, as a crashed order
+    /// request would have before dying; asserts 201.
+    fn reserve_directly(&self, rid: &str, sku: &str, quantity: i64) {
+        let r = self
+            .app
+            .send_json(
+                "POST",
+                "/api/stock/reservations",
+                &[],
+                &json!({"reservation_id": rid, "items": [{"sku": sku, "quantity": quantity}], "ttl_seconds": 900}),
+            )
+            .expect("reserve");
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+
     /// For tests that run the repair route themselves: no cron tick may do it first.
     fn start_without_cron() -> Env {
         Env(Shop::boot_without_cron())
@@ -442,8 +463,7 @@ fn a_failed_order_write_releases_the_stock_and_the_key_can_be_retried() {
     let env = Env::start();
     env.put_product("A", 100, "EUR", 5);
     // Any order request migrates the schema; then the database refuses new orders, for real.
-    let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
-    assert_eq!(warm.status, 200, "{}", warm.text());
+    env.migrate();
     env.sql(
         "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
          BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END",
@@ -673,22 +693,12 @@ fn plant_claim(env: &Env, key: &str, order: &Value, claimed_ms: i64) -> String {
 fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
-    let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
-    assert_eq!(warm.status, 200, "{}", warm.text());
+    env.migrate();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
 
     // An instance claimed "crash-key" long ago, reserved the stock, then died before writing.
     let rid = plant_claim(&env, "crash-key", &body, 0);
-    let reserved = env
-        .app
-        .send_json(
-            "POST",
-            "/api/stock/reservations",
-            &[],
-            &json!({"reservation_id": rid, "items": [{"sku": "A", "quantity": 2}], "ttl_seconds": 900}),
-        )
-        .expect("reserve");
-    assert_eq!(reserved.status, 201, "{}", reserved.text());
+    env.reserve_directly(&rid, "A", 2);
     assert_eq!(levels(&env.product("A")), (8, 2, 0));
 
     // The client's retry takes the abandoned claim over and reuses that very reservation.
@@ -753,20 +763,8 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     use shop_domain::idempotency::IdempotencyKey;
     let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
-    let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
-    assert_eq!(warm.status, 200, "{}", warm.text());
-    let reserve = |rid: &str, quantity: i64| {
-        let r = env
-            .app
-            .send_json(
-                "POST",
-                "/api/stock/reservations",
-                &[],
-                &json!({"reservation_id": rid, "items": [{"sku": "A", "quantity": quantity}], "ttl_seconds": 900}),
-            )
-            .expect("reserve");
-        assert_eq!(r.status, 201, "{}", r.text());
-    };
+    env.migrate();
+    let reserve = |rid: &str, quantity: i64| env.reserve_directly(rid, "A", quantity);
 
     // A release that is owed (its call failed when the order write failed).
     reserve("rsv-owed-1", 2);
@@ -835,21 +833,11 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
 fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
     let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
-    let warm = env.app.get("/api/orders?user_id=nobody").expect("GET");
-    assert_eq!(warm.status, 200, "{}", warm.text());
+    env.migrate();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 4}]});
     // The crashed holder's reservation exists but was released since (it expired).
     let rid0 = plant_claim(&env, "late", &body, 0);
-    let r = env
-        .app
-        .send_json(
-            "POST",
-            "/api/stock/reservations",
-            &[],
-            &json!({"reservation_id": rid0, "items": [{"sku": "A", "quantity": 4}], "ttl_seconds": 900}),
-        )
-        .expect("reserve");
-    assert_eq!(r.status, 201, "{}", r.text());
+    env.reserve_directly(&rid0, "A", 4);
     let rel = env.post(&format!("/api/stock/reservations/{rid0}/release"), &[]);
     assert_eq!(rel.status, 200, "{}", rel.text());
     assert_eq!(levels(&env.product("A")), (10, 0, 0));
