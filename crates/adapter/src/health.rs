@@ -33,9 +33,9 @@ pub fn report(component: &str, checks: &[(&str, &dyn Fn() -> anyhow::Result<()>)
     crate::respond::json(if healthy { 200 } else { 503 }, &body)
 }
 
-/// Round trip to SQLite: `SELECT 1` on the default database.
-pub fn sqlite_check() -> anyhow::Result<()> {
-    let conn = spin_sdk::sqlite::Connection::open_default()?;
+/// Round trip to SQLite: `SELECT 1` on the database `label`.
+pub fn sqlite_check(label: &str) -> anyhow::Result<()> {
+    let conn = spin_sdk::sqlite::Connection::open(label)?;
     let rows = conn.execute("SELECT 1", &[])?;
     anyhow::ensure!(rows.rows.len() == 1, "SELECT 1 returned no row");
     Ok(())

@@ -1,10 +1,16 @@
 //! Shared adapter over spin-sdk. Functions depend on this crate and on `shop-domain`, never on
-//! each other. Everything here is about HTTP shapes and store handles, not business rules.
+//! each other. Everything here is about HTTP shapes, store handles and message transport, not
+//! business rules.
 
 pub mod auth;
 pub mod body;
 pub mod health;
+pub mod ids;
+pub mod inbox;
+pub mod outbox;
 pub mod problem;
+pub mod receiver;
+pub mod redis;
 pub mod respond;
 pub mod sqlite;
 

@@ -1,8 +1,28 @@
-//! The `compensator` component: called by the cron trigger (`handle-cron-event`) to repair what
-//! a crash or a lost message left half-done. It also answers a health route over HTTP.
+//! The `compensator` component: the relay of every context's outbox and the shop's heartbeat.
+//!
+//! One run (the cron trigger's `handle-cron-event`, or `POST /api/compensator/run` for platforms
+//! without a cron trigger, e.g. a Kubernetes CronJob on SpinKube):
+//! 1. relays each context's outbox (`orders`, `payments`): due rows are claimed with a lease,
+//!    sent to their Redis stream in one round trip per topic, stamped; failures back off
+//!    (jittered, exponential) and are dead-lettered after too many attempts;
+//! 2. purges delivered outbox rows and inbox rows past their retention (variables);
+//! 3. rings every doorbell, so each receiver drains what waited in its stream (one that was down
+//!    when its messages were sent included) and runs its context's sweep (expiries, abandoned
+//!    claims, the stock TTL).
+//!
+//! It decides nothing about orders, payments or stock: the rules stay in each context. It relays
+//! outboxes generically, which is why it alone is granted every context's database label (and
+//! touches only the shared `outbox` and `inbox` tables there). It holds no `*.spin.internal`
+//! grant: Spin refuses service chaining on a cron trigger.
+//!
+//! Every step runs even when an earlier one fails, and each run logs one line.
+
+mod ops;
+mod run;
 
 use shop_adapter::health;
-use spin_sdk::http::{IntoResponse, Request, Router};
+use shop_adapter::respond::finish;
+use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
 use spin_sdk::http_component;
 
 mod cron {
@@ -16,86 +36,64 @@ use cron::fermyon::spin_cron::cron_types::{Error as CronError, Metadata};
 
 const COMPONENT: &str = "compensator";
 
+/// The databases whose outbox (and inbox) this component serves, one per context.
+pub const LABELS: [&str; 2] = ["orders", "payments"];
+
+/// The topics whose receivers each run wakes.
+pub const TOPICS: [&str; 2] = ["payments", "orders"];
+
 struct Compensator;
 
 impl cron::Guest for Compensator {
-    fn handle_cron_event(metadata: Metadata) -> Result<(), CronError> {
-        run_once(metadata.timestamp).map_err(|e| CronError::Other(format!("{e:#}")))
+    fn handle_cron_event(_metadata: Metadata) -> Result<(), CronError> {
+        let report = run::run_once();
+        eprintln!("compensator: {}", report.log_line());
+        match report.errors.is_empty() {
+            true => Ok(()),
+            false => Err(CronError::Other(report.errors.join("; "))),
+        }
     }
 }
 
 cron::export!(Compensator with_types_in cron);
 
-/// One compensation pass. Each step is idempotent, so an overlapping or repeated run is harmless.
-fn run_once(timestamp: u64) -> anyhow::Result<()> {
-    let conn = spin_sdk::sqlite::Connection::open_default()?;
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS compensator_runs (id INTEGER PRIMARY KEY CHECK (id = 1), last_run_at INTEGER NOT NULL, runs INTEGER NOT NULL)",
-        &[],
-    )?;
-    conn.execute(
-        "INSERT INTO compensator_runs (id, last_run_at, runs) VALUES (1, ?, 1) \
-         ON CONFLICT(id) DO UPDATE SET last_run_at = excluded.last_run_at, runs = runs + 1",
-        &[spin_sdk::sqlite::Value::Integer(timestamp as i64)],
-    )?;
-    // Every step runs even when an earlier one fails: one broken service must not stop the
-    // repairs owed by the others. The run fails (and the cron trigger logs it) if any step did.
-    let failures: Vec<String> = REPAIRS
-        .iter()
-        .filter_map(|(name, url)| call_repair(url).err().map(|e| format!("{name}: {e:#}")))
-        .collect();
-    anyhow::ensure!(failures.is_empty(), "{}", failures.join("; "));
-    Ok(())
-}
-
-/// The repair endpoints, called through service chaining. Each owner does its own repair
-/// atomically and idempotently, so overlapping or repeated runs are harmless:
-/// - stock puts reservations whose expiry passed back on sale (on the Redis server's clock);
-/// - order gives up abandoned idempotency claims, expires unpaid orders past their payment
-///   window, and retries every stock release it still owes.
-const REPAIRS: &[(&str, &str)] = &[
-    (
-        "expire reservations",
-        "http://stock.spin.internal/api/stock/reservations/expire",
-    ),
-    (
-        "order repairs",
-        "http://order.spin.internal/api/orders/compensate",
-    ),
-];
-
-/// POSTs to one repair endpoint as the admin (the repair routes are not open to the public).
-fn call_repair(url: &str) -> anyhow::Result<()> {
-    let token = spin_sdk::variables::get("admin_token")?;
-    let req = spin_sdk::http::Request::post(url, Vec::<u8>::new())
-        .header("authorization", format!("Bearer {token}"))
-        .build();
-    let resp: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(req))?;
-    let status = *resp.status();
-    anyhow::ensure!(
-        status == 200,
-        "{url} answered {status}: {}",
-        String::from_utf8_lossy(resp.body())
-    );
-    Ok(())
-}
-
 #[http_component]
 fn handle(req: Request) -> impl IntoResponse {
     let mut router = Router::new();
-    router.get("/api/health/compensator", |_req: Request, _params| {
-        health_route()
+    router.get("/api/health/compensator", |_req: Request, _p| health_route());
+    router.post("/api/compensator/run", |req: Request, _p| {
+        finish(run::handle(&req))
     });
+    router.get("/api/ops/outbox", |req: Request, _p| finish(ops::outbox(&req)));
+    router.get("/api/ops/dead-letters", |req: Request, _p| {
+        finish(ops::dead_letters(&req))
+    });
+    router.post(
+        "/api/ops/dead-letters/:id/replay",
+        |req: Request, p: Params| finish(ops::replay(&req, p.get("id").unwrap_or_default())),
+    );
+    router.any("/*", |req: Request, _p| ops::no_route(&req));
     router.handle(req)
 }
 
-fn health_route() -> spin_sdk::http::Response {
+fn health_route() -> Response {
     let redis = || -> anyhow::Result<()> {
         let url = spin_sdk::variables::get("redis_url")?;
         health::redis_check(&url)
     };
     health::report(
         COMPONENT,
-        &[("sqlite", &health::sqlite_check), ("redis", &redis)],
+        &[
+            ("sqlite_orders", &|| health::sqlite_check("orders")),
+            ("sqlite_payments", &|| health::sqlite_check("payments")),
+            ("redis", &redis),
+        ],
     )
+}
+
+/// The admin token, required by every route but health.
+fn require_admin(req: &Request) -> Result<(), shop_adapter::Problem> {
+    let admin = spin_sdk::variables::get("admin_token")
+        .map_err(|e| shop_adapter::Problem::internal("read variable admin_token", e))?;
+    shop_adapter::auth::require_bearer(req, &admin)
 }

@@ -16,5 +16,5 @@ fn handle(req: Request) -> impl IntoResponse {
 }
 
 fn health_route() -> spin_sdk::http::Response {
-    health::report(COMPONENT, &[("sqlite", &health::sqlite_check)])
+    health::report(COMPONENT, &[("sqlite", &|| health::sqlite_check("coupons"))])
 }

@@ -1,4 +1,4 @@
-//! The order component's SQLite database (`default`): opened and migrated on every request, so a
+//! The order component's SQLite database (label `orders`): opened and migrated on every request, so a
 //! fresh deployment needs no separate setup step.
 
 use shop_adapter::sqlite::{migrate, Migration};
@@ -27,11 +27,34 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pending_releases",
         sql: include_str!("../migrations/0004_pending_releases.sql"),
     },
+    Migration {
+        version: 5,
+        name: "outbox_delivery",
+        sql: include_str!("../migrations/0005_outbox_delivery.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "outbox_indexes",
+        sql: shop_adapter::outbox::MIGRATION_SQL,
+    },
+    Migration {
+        version: 7,
+        name: "inbox",
+        sql: shop_adapter::inbox::MIGRATION_SQL,
+    },
+    Migration {
+        version: 8,
+        name: "payments",
+        sql: include_str!("../migrations/0008_payments.sql"),
+    },
 ];
 
-/// Opens `default` and brings its schema up to date.
+/// The order context's SQLite label (runtime-config.toml maps it to a file or a libSQL URL).
+pub const LABEL: &str = "orders";
+
+/// Opens `orders` and brings its schema up to date.
 pub fn open() -> Result<Connection, Problem> {
-    let conn = Connection::open_default().map_err(|e| unavailable("open database", e))?;
+    let conn = Connection::open(LABEL).map_err(|e| unavailable("open database", e))?;
     migrate(&conn, crate::COMPONENT, MIGRATIONS).map_err(|e| unavailable("migrate database", e))?;
     Ok(conn)
 }

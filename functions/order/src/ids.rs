@@ -1,23 +1,3 @@
-//! Random identifiers and the clock.
+//! Random identifiers and the clock: the adapter's, shared by every function.
 
-/// `prefix` and 32 lowercase hex digits from wasi:random (128 random bits).
-pub fn random_id(prefix: &str) -> String {
-    let bytes = wasi::random::random::get_random_bytes(16);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
-}
-
-/// Milliseconds since the Unix epoch, from the host's wall clock.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// RFC 3339 of Unix milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    shop_domain::timestamp::Timestamp::from_millis(ms)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
-}
+pub use shop_adapter::ids::{now_ms, random_id, rfc3339};

@@ -12,6 +12,8 @@ mod cmd;
 mod db;
 mod ids;
 mod outbox;
+mod payments;
+mod releases;
 mod stock;
 mod view;
 
@@ -65,14 +67,6 @@ fn health_route() -> Response {
     };
     health::report(
         COMPONENT,
-        &[("sqlite", &health::sqlite_check), ("redis", &redis)],
+        &[("sqlite", &|| health::sqlite_check(db::LABEL)), ("redis", &redis)],
     )
-}
-
-/// Payment events arrive on the Redis channel named by the `[[trigger.redis]]` entry. Until the
-/// payments issue lands, the order component only acknowledges them in the log.
-#[spin_sdk::redis_component]
-fn on_payment_event(payload: Vec<u8>) -> anyhow::Result<()> {
-    eprintln!("order: payment event of {} bytes received", payload.len());
-    Ok(())
 }

@@ -105,6 +105,14 @@ pub async fn product(sku: &str, traceparent: Option<&str>) -> Result<Product, St
     }
 }
 
+/// A reservation as the stock component holds it: the lines with their price snapshot, and when
+/// it expires (the order's payment deadline: one clock, the stock component's).
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub items: Vec<ReservedItem>,
+    pub expires_ms: Option<i64>,
+}
+
 /// `POST /api/stock/reservations`: all items or none. The same `reservation_id` (with the same
 /// items and TTL) answers the same result again without deducting twice.
 pub async fn reserve(
@@ -112,7 +120,7 @@ pub async fn reserve(
     items: &[(String, u32)],
     ttl_seconds: u32,
     traceparent: Option<&str>,
-) -> Result<Vec<ReservedItem>, StockError> {
+) -> Result<Reservation, StockError> {
     let body = json!({
         "reservation_id": reservation_id,
         "items": items.iter().map(|(sku, q)| json!({"sku": sku, "quantity": q})).collect::<Vec<_>>(),
@@ -143,7 +151,14 @@ pub async fn reserve(
                 .collect()
         })
         .unwrap_or_default();
-    Ok(reserved)
+    let expires_ms = body["expires_at"]
+        .as_str()
+        .and_then(|t| shop_domain::timestamp::Timestamp::parse_rfc3339(t).ok())
+        .map(|t| t.millis());
+    Ok(Reservation {
+        items: reserved,
+        expires_ms,
+    })
 }
 
 /// `POST /api/stock/reservations/{id}/release`. Idempotent; an unknown reservation has nothing

@@ -24,6 +24,7 @@ use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
 use spin_sdk::http_component;
 
 mod cmd;
+mod events;
 mod redis;
 mod settle;
 mod view;

@@ -1,10 +1,7 @@
 //! The component's Redis access: key names, and running the Lua scripts that make every stock
 //! change one atomic step.
 //!
-//! Scripts run with EVALSHA and fall back to EVAL when Redis answers NOSCRIPT (after a restart or
-//! `SCRIPT FLUSH`); EVAL also caches the script, so the next EVALSHA hits. A fresh component
-//! instance serves each request, so nothing is cached on our side: the SHA-1 of a ~1-3 KB script
-//! is computed per call (microseconds), and EVALSHA then sends 40 bytes instead of the script.
+//! Scripts run through `shop_adapter::redis` (EVALSHA with an EVAL fallback).
 //!
 //! Every script returns a flat array of strings (`{outcome, ...}`), never nested arrays or Lua
 //! errors for business outcomes: hosts flatten nested arrays in `execute` results, and a flat
@@ -42,11 +39,7 @@ pub mod keys {
     }
 }
 
-/// A Lua script compiled into the component (`include_str!`).
-pub struct Script {
-    pub name: &'static str,
-    pub source: &'static str,
-}
+pub use shop_adapter::redis::Script;
 
 macro_rules! script {
     ($name:literal) => {
@@ -75,20 +68,6 @@ fn store_down(context: &str, err: impl std::fmt::Display) -> Problem {
     Problem::unavailable("the stock store is unavailable, retry later")
 }
 
-fn text(r: RedisResult) -> String {
-    match r {
-        RedisResult::Nil => String::new(),
-        RedisResult::Status(s) => s,
-        RedisResult::Int64(n) => n.to_string(),
-        RedisResult::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-    }
-}
-
-fn is_noscript(err: &spin_sdk::redis::Error) -> bool {
-    let msg = format!("{err:?} {err}").to_ascii_lowercase();
-    msg.contains("noscript") || msg.contains("no script") || msg.contains("no matching script")
-}
-
 impl Store {
     pub fn open() -> Result<Store, Problem> {
         let url = spin_sdk::variables::get("redis_url")
@@ -97,31 +76,15 @@ impl Store {
         Ok(Store { conn })
     }
 
-    /// Runs `script` with EVALSHA, falling back to EVAL on NOSCRIPT; returns its flat reply.
+    /// Runs `script` (EVALSHA, EVAL on NOSCRIPT); returns its flat reply.
     pub fn run(
         &self,
         script: &Script,
         keys: &[&str],
         args: &[&str],
     ) -> Result<Vec<String>, Problem> {
-        let sha = sha1_smol::Sha1::from(script.source).hexdigest();
-        let mut params = Vec::with_capacity(2 + keys.len() + args.len());
-        params.push(RedisParameter::Binary(sha.into_bytes()));
-        params.push(RedisParameter::Int64(keys.len() as i64));
-        params.extend(
-            keys.iter()
-                .chain(args)
-                .map(|s| RedisParameter::Binary(s.as_bytes().to_vec())),
-        );
-        let reply = match self.conn.execute("EVALSHA", &params) {
-            Err(e) if is_noscript(&e) => {
-                params[0] = RedisParameter::Binary(script.source.as_bytes().to_vec());
-                self.conn.execute("EVAL", &params)
-            }
-            other => other,
-        };
-        let reply = reply.map_err(|e| store_down(script.name, e))?;
-        Ok(reply.into_iter().map(text).collect())
+        shop_adapter::redis::run(&self.conn, script, keys, args)
+            .map_err(|e| store_down(script.name, e))
     }
 
     /// HMGET of `fields` of the hash at `key`; `None` for a missing field.
@@ -140,7 +103,7 @@ impl Store {
             .into_iter()
             .map(|r| match r {
                 RedisResult::Nil => None,
-                other => Some(text(other)),
+                other => Some(shop_adapter::redis::text(other)),
             })
             .collect())
     }

@@ -16,13 +16,7 @@ pub const RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Runs confirm.lua or release.lua (same contract) and maps the outcome.
 pub fn settle(id: &str, action: ReservationAction, script: &Script) -> HandlerResult {
     let id = ReservationId::parse(id).map_err(|_| not_found(id))?;
-    let store = Store::open()?;
-    let retention = RETENTION_MS.to_string();
-    let reply = store.run(
-        script,
-        &[&keys::reservation(id.as_str()), keys::EXPIRIES],
-        &[id.as_str(), keys::PRODUCT_PREFIX, &retention],
-    )?;
+    let reply = run(&Store::open()?, &id, script, 0)?;
     let (outcome, rest) = reply
         .split_first()
         .ok_or_else(|| bad_reply(script, &reply))?;
@@ -55,6 +49,22 @@ pub fn settle(id: &str, action: ReservationAction, script: &Script) -> HandlerRe
         .with("reservation_status", &view.status)),
         _ => Err(bad_reply(script, &reply)),
     }
+}
+
+/// Runs confirm.lua or release.lua for `id`; `grace_ms` lets a confirm through that long past
+/// the expiry (confirm.lua ARGV[4]). Returns the script's flat reply.
+pub fn run(
+    store: &Store,
+    id: &ReservationId,
+    script: &Script,
+    grace_ms: u64,
+) -> Result<Vec<String>, Problem> {
+    let (retention, grace) = (RETENTION_MS.to_string(), grace_ms.to_string());
+    store.run(
+        script,
+        &[&keys::reservation(id.as_str()), keys::EXPIRIES],
+        &[id.as_str(), keys::PRODUCT_PREFIX, &retention, &grace],
+    )
 }
 
 pub fn not_found(id: &str) -> Problem {

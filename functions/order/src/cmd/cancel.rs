@@ -57,14 +57,15 @@ pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
             }
             Ok(Outcome::Changed(next)) => {
                 match write_cancel(&conn, &order, state, next, trace_id.as_deref()) {
-                    Ok(true) => {
+                    Ok(Some(message_id)) => {
+                        outbox::publish(&conn, &[message_id]);
                         release(&conn, &order.reservation_id, tp).await;
                         let order =
                             view::load(&conn, order_id)?.ok_or_else(|| not_found(order_id))?;
                         return Ok(json(200, &order.view));
                     }
                     // Someone changed the order between our read and write: read again.
-                    Ok(false) => continue,
+                    Ok(None) => continue,
                     Err(e) => return Err(db::unavailable("cancel order", e)),
                 }
             }
@@ -76,15 +77,15 @@ pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
     ))
 }
 
-/// The state change, outbox message and pending release in one transaction; `false` when the
-/// version moved on (nothing written).
+/// The state change, outbox message and pending release in one transaction; the message id, or
+/// `None` when the version moved on (nothing written).
 fn write_cancel(
     conn: &Connection,
     order: &StoredOrder,
     from: OrderState,
     to: OrderState,
     trace_id: Option<&str>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<String>> {
     let now = ids::now_ms();
     let tx = Tx::begin(conn)?;
     conn.execute(
@@ -99,7 +100,7 @@ fn write_cancel(
     )?;
     if changes(conn)? != 1 {
         tx.rollback();
-        return Ok(false);
+        return Ok(None);
     }
     let payload = json!({
         "order_id": order.view.order_id,
@@ -110,7 +111,7 @@ fn write_cancel(
         "reservation_id": order.reservation_id,
         "cancelled_at": ids::rfc3339(now),
     });
-    outbox::append(
+    let message_id = outbox::append(
         conn,
         &outbox::Message {
             kind: "OrderCancelled",
@@ -130,7 +131,7 @@ fn write_cancel(
         ],
     )?;
     tx.commit()?;
-    Ok(true)
+    Ok(Some(message_id))
 }
 
 /// Releases the reservation if a release is still pending; a failure stays recorded for the

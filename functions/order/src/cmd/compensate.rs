@@ -29,7 +29,7 @@ use serde_json::json;
 use shop_domain::order::{OrderCommand, OrderState, OrderStatus, Outcome};
 
 use crate::db::{self, col_i64, col_str, int, text};
-use crate::{ids, outbox, stock};
+use crate::{ids, outbox, releases, stock};
 
 /// Far above any request's duration and the lease a client retry needs to retake a claim, and
 /// below the reservation TTL (the payment window), so the release is still worth doing.
@@ -63,6 +63,7 @@ pub async fn handle(req: &Request) -> HandlerResult {
         abandon_claims(&conn, now).map_err(|e| db::unavailable("abandon claims", e))?;
     let expired_orders =
         expire_orders(&conn, now).map_err(|e| db::unavailable("expire orders", e))?;
+    outbox::publish(&conn, &[abandoned_claims.as_slice(), &expired_orders].concat());
 
     let open = conn
         .execute(
@@ -100,29 +101,38 @@ pub async fn handle(req: &Request) -> HandlerResult {
         )
         .map_err(|e| db::unavailable("count pending releases", e))?;
     let still_pending = still.rows.first().map(|r| col_i64(r, 0)).unwrap_or(0);
-    let relayed = outbox::relay(&conn, BATCH, ids::now_ms())
-        .map_err(|e| db::unavailable("relay outbox", e))?;
+    let relayed = relay(&conn).map_err(|e| db::unavailable("relay outbox", e))?;
     Ok(json(
         200,
         &Report {
-            abandoned_claims,
-            expired_orders,
+            abandoned_claims: abandoned_claims.len() as u64,
+            expired_orders: expired_orders.len() as u64,
             released,
             still_pending,
-            published: relayed.published,
-            unpublished: relayed.unpublished,
+            published: relayed.0,
+            unpublished: relayed.1,
         },
     ))
 }
 
-/// Step 1; returns how many claims were given up.
-fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<u64> {
+/// Step 4: the shared relay over this database's outbox; (sent, still undelivered).
+fn relay(conn: &Connection) -> anyhow::Result<(u64, i64)> {
+    let url = spin_sdk::variables::get("redis_url")?;
+    let opts = shop_adapter::outbox::RelayOptions::default();
+    let report = shop_adapter::outbox::relay(conn, &url, &opts)?;
+    let stats = shop_adapter::outbox::stats(conn)?;
+    Ok((report.sent, stats.pending))
+}
+
+/// Step 1; returns the ids of the `ReservationReleaseOwed` messages it wrote (one per claim given
+/// up): the stock context releases the reservation when the message reaches it.
+pub fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>> {
     let stale = conn.execute(
         "SELECT idem_key, attempt, claim_token FROM idempotency_keys
          WHERE state = 'in-progress' AND claimed_ms <= ? ORDER BY claimed_ms LIMIT ?",
         &[int(now - ABANDON_AFTER_MS), int(BATCH)],
     )?;
-    let mut n = 0;
+    let mut written = Vec::new();
     for row in &stale.rows {
         let (raw_key, attempt, token) = (col_str(row, 0), col_i64(row, 1), col_str(row, 2));
         let Ok(key) = IdempotencyKey::parse(&raw_key) else {
@@ -138,25 +148,21 @@ fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<u64> {
             tx.rollback(); // a client retry retook it meanwhile: it owns the reservation
             continue;
         }
-        conn.execute(
-            "INSERT OR IGNORE INTO pending_releases (reservation_id, order_id, reason, created_ms)
-             VALUES (?, NULL, 'claim-abandoned', ?)",
-            &[text(key.reservation_id(attempt)), int(now)],
-        )?;
+        let reservation_id = key.reservation_id(attempt);
+        written.push(releases::owe(conn, &reservation_id, None, "claim-abandoned", now)?);
         tx.commit()?;
-        n += 1;
     }
-    Ok(n)
+    Ok(written)
 }
 
-/// Step 2; returns how many orders expired.
-fn expire_orders(conn: &Connection, now: i64) -> anyhow::Result<u64> {
+/// Step 2; returns the ids of the `OrderExpired` messages it wrote (one per expired order).
+pub fn expire_orders(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>> {
     let due = conn.execute(
         "SELECT order_id, user_id, status, version, reservation_id FROM orders
          WHERE status = 'PENDING_PAYMENT' AND expires_ms <= ? ORDER BY expires_ms LIMIT ?",
         &[int(now), int(BATCH)],
     )?;
-    let mut n = 0;
+    let mut written = Vec::new();
     for row in &due.rows {
         let order_id = col_str(row, 0);
         let Some(status) = OrderStatus::parse(&col_str(row, 2)) else {
@@ -194,7 +200,7 @@ fn expire_orders(conn: &Connection, now: i64) -> anyhow::Result<u64> {
             "reservation_id": reservation_id,
             "expired_at": ids::rfc3339(now),
         });
-        outbox::append(
+        written.push(outbox::append(
             conn,
             &outbox::Message {
                 kind: "OrderExpired",
@@ -203,14 +209,15 @@ fn expire_orders(conn: &Connection, now: i64) -> anyhow::Result<u64> {
                 trace_id: None,
                 now_ms: now,
             },
-        )?;
+        )?);
+        // The OrderExpired message releases the reservation at the stock context; the row
+        // lets this route retry it over service chaining too.
         conn.execute(
             "INSERT OR IGNORE INTO pending_releases (reservation_id, order_id, reason, created_ms)
              VALUES (?, ?, 'order-expired', ?)",
             &[text(&reservation_id), text(&order_id), int(now)],
         )?;
         tx.commit()?;
-        n += 1;
     }
-    Ok(n)
+    Ok(written)
 }

@@ -108,7 +108,7 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
 
     // Prices come from the reservation's snapshot; the catalog read of step 2 fills in only what
     // an older stock component would not send.
-    let snapshot = snapshot_prices(&order, &reserved, &catalog);
+    let snapshot = snapshot_prices(&order, &reserved.items, &catalog);
     let priced = match pricing::price(&order, &snapshot) {
         Ok(p) => p,
         Err(e) => {
@@ -118,8 +118,12 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
     };
 
     let now = ids::now_ms();
+    // The payment deadline is the reservation's own expiry: one clock decides both.
+    let expires_ms = reserved
+        .expires_ms
+        .unwrap_or(now + i64::from(PAYMENT_WINDOW_SECONDS) * 1000);
     let order_id = ids::random_id("ord_");
-    let view = order_view(&order_id, &order, &priced, now);
+    let view = order_view(&order_id, &order, &priced, now, expires_ms);
     let body = serde_json::to_string(&view).map_err(|e| Problem::internal("serialize order", e))?;
     let write = NewOrderRow {
         key: &key,
@@ -128,10 +132,14 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
         view: &view,
         body: &body,
         created_ms: now,
+        expires_ms,
         trace_id: trace_id.as_deref(),
     };
     match write_order(&conn, &write) {
-        Ok(WriteOutcome::Written) => Ok(created(body, false)),
+        Ok(WriteOutcome::Written(message_id)) => {
+            outbox::publish(&conn, &[message_id]);
+            Ok(created(body, false))
+        }
         Ok(WriteOutcome::ClaimLost) => {
             // Another request took the claim over (we were slower than the lease): it owns the
             // reservation now, so it must not be released here.
@@ -345,7 +353,13 @@ fn reserve_problem(order: &NewOrder, e: StockError) -> Problem {
     }
 }
 
-fn order_view(order_id: &str, order: &NewOrder, priced: &PricedOrder, now: i64) -> OrderView {
+fn order_view(
+    order_id: &str,
+    order: &NewOrder,
+    priced: &PricedOrder,
+    now: i64,
+    expires_ms: i64,
+) -> OrderView {
     OrderView {
         order_id: order_id.to_owned(),
         user_id: order.user_id.as_str().to_owned(),
@@ -368,7 +382,7 @@ fn order_view(order_id: &str, order: &NewOrder, priced: &PricedOrder, now: i64) 
         currency: priced.currency.as_str().to_owned(),
         coupon_code: order.coupon_code.as_ref().map(|c| c.as_str().to_owned()),
         created_at: ids::rfc3339(now),
-        expires_at: ids::rfc3339(now + i64::from(PAYMENT_WINDOW_SECONDS) * 1000),
+        expires_at: ids::rfc3339(expires_ms),
         version: shop_domain::order::OrderState::new().version,
     }
 }
@@ -552,11 +566,13 @@ struct NewOrderRow<'a> {
     view: &'a OrderView,
     body: &'a str,
     created_ms: i64,
+    expires_ms: i64,
     trace_id: Option<&'a str>,
 }
 
 enum WriteOutcome {
-    Written,
+    /// Written, with the id of its `OrderCreated` message.
+    Written(String),
     ClaimLost,
 }
 
@@ -573,7 +589,7 @@ fn write_order(conn: &Connection, w: &NewOrderRow<'_>) -> anyhow::Result<WriteOu
         tx.rollback();
         return Ok(WriteOutcome::ClaimLost);
     }
-    let expires_ms = w.created_ms + i64::from(PAYMENT_WINDOW_SECONDS) * 1000;
+    let expires_ms = w.expires_ms;
     conn.execute(
         "INSERT INTO orders (order_id, user_id, status, currency, subtotal, discount, total, coupon_code,
                              idempotency_key, reservation_id, created_ms, expires_ms, updated_ms, version)
@@ -611,7 +627,7 @@ fn write_order(conn: &Connection, w: &NewOrderRow<'_>) -> anyhow::Result<WriteOu
     }
     let mut payload = serde_json::to_value(v)?;
     payload["reservation_id"] = json!(w.reservation_id);
-    outbox::append(
+    let message_id = outbox::append(
         conn,
         &outbox::Message {
             kind: "OrderCreated",
@@ -622,7 +638,7 @@ fn write_order(conn: &Connection, w: &NewOrderRow<'_>) -> anyhow::Result<WriteOu
         },
     )?;
     tx.commit()?;
-    Ok(WriteOutcome::Written)
+    Ok(WriteOutcome::Written(message_id))
 }
 
 /// Step 6: hand the reservation back. First make it durable that it must be released and that
@@ -638,18 +654,17 @@ async fn release_after_failure(
     tp: Option<&str>,
 ) -> bool {
     let now = ids::now_ms();
-    let recorded = (|| -> anyhow::Result<()> {
+    let recorded = (|| -> anyhow::Result<String> {
         let tx = Tx::begin(conn)?;
-        conn.execute(
-            "INSERT OR IGNORE INTO pending_releases (reservation_id, order_id, reason, created_ms)
-             VALUES (?, ?, 'order-write-failed', ?)",
-            &[text(reservation_id), text_or_null(order_id), int(now)],
-        )?;
+        let message_id =
+            crate::releases::owe(conn, reservation_id, order_id, "order-write-failed", now)?;
         fail_claim(conn, key, token, attempt + 1)?;
-        tx.commit()
+        tx.commit()?;
+        Ok(message_id)
     })();
-    if let Err(e) = &recorded {
-        eprintln!("order: could not record pending release of {reservation_id}: {e:#}");
+    match &recorded {
+        Ok(message_id) => outbox::publish(conn, std::slice::from_ref(message_id)),
+        Err(e) => eprintln!("order: could not record pending release of {reservation_id}: {e:#}"),
     }
     match stock::release(reservation_id, tp).await {
         Ok(()) => {

@@ -35,9 +35,30 @@ pub fn handle(req: &Request) -> HandlerResult {
         .map_err(|e| Problem::internal("read variable admin_token", e))?;
     require_bearer(req, &admin)?;
     let now = parse_now(req)?;
+    let (released, still_due, now) = sweep(&Store::open()?, now, 0)?;
+    Ok(json(
+        200,
+        &Expired {
+            released,
+            still_due,
+            now,
+        },
+    ))
+}
+
+/// Releases, batch by batch, every RESERVED reservation expired for longer than `grace_ms` as of
+/// `now` (the Redis clock when `None`). Returns (released, still due, the instant used).
+pub fn sweep(
+    store: &Store,
+    now: Option<Timestamp>,
+    grace_ms: u64,
+) -> Result<(u64, u64, Timestamp), Problem> {
     let now_arg = now.map(|t| t.millis().to_string()).unwrap_or_default();
-    let store = Store::open()?;
-    let (batch, retention) = (BATCH.to_string(), RETENTION_MS.to_string());
+    let (batch, retention, grace) = (
+        BATCH.to_string(),
+        RETENTION_MS.to_string(),
+        grace_ms.to_string(),
+    );
     let mut released = 0u64;
     let mut last = None;
     for _ in 0..MAX_BATCHES {
@@ -50,6 +71,7 @@ pub fn handle(req: &Request) -> HandlerResult {
                 keys::RESERVATION_PREFIX,
                 keys::PRODUCT_PREFIX,
                 &retention,
+                &grace,
             ],
         )?;
         let parsed = match reply.as_slice() {
@@ -70,14 +92,7 @@ pub fn handle(req: &Request) -> HandlerResult {
         }
     }
     let (still_due, now) = last.ok_or_else(|| bad_reply(&EXPIRE, &[]))?;
-    Ok(json(
-        200,
-        &Expired {
-            released,
-            still_due,
-            now,
-        },
-    ))
+    Ok((released, still_due, now))
 }
 
 /// An empty body is `{}`.

@@ -3,7 +3,9 @@
 -- KEYS[1] expiry ZSET (member = reservation id, score = expires_at ms)
 -- ARGV[1] "now" in ms, or "" for the Redis server clock, ARGV[2] batch size,
 -- ARGV[3] reservation key prefix, ARGV[4] product key prefix,
--- ARGV[5] how long a settled record is kept, in milliseconds
+-- ARGV[5] how long a settled record is kept, in milliseconds,
+-- ARGV[6] (optional) grace in milliseconds: only reservations expired for longer are released
+--   (the event-driven sweep leaves a paid order's late OrderPaid the time to confirm)
 --
 -- Returns {"OK", released, still_due, now_ms}: how many reservations this batch released, and
 -- how many are still due (the caller runs another batch while that is > 0).
@@ -25,7 +27,8 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', int(now), 'LIMIT', 0, ARGV[2])
+local cutoff = now - tonumber(ARGV[6] or '0')
+local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', int(cutoff), 'LIMIT', 0, ARGV[2])
 local released = 0
 for _, id in ipairs(ids) do
   local rkey = ARGV[3] .. id
@@ -42,5 +45,5 @@ for _, id in ipairs(ids) do
   end
   redis.call('ZREM', zkey, id)
 end
-local still_due = redis.call('ZCOUNT', zkey, '-inf', int(now))
+local still_due = redis.call('ZCOUNT', zkey, '-inf', int(cutoff))
 return {'OK', int(released), int(still_due), int(now)}

@@ -8,6 +8,7 @@
 -- Returns one of
 --   {"CREATED", status, expires_at_ms, items_json}   reserved now
 --   {"EXISTING", status, expires_at_ms, items_json}  this id was already reserved: nothing moved
+--                                                    (status EXPIRED: RESERVED but past its expiry)
 --   {"MISMATCH"}                                      this id was used for a different request
 --   {"UNKNOWN", sku...}                               no such product
 --   {"SHORT", sku, available, ...}                    not enough available units
@@ -29,6 +30,14 @@ local existing = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'fin
 if existing[1] then
   if existing[4] ~= ARGV[3] then
     return {'MISMATCH'}
+  end
+  -- A RESERVED record past its expiry holds nothing the caller can still rely on (the TTL sweep
+  -- may release it any moment): answer EXPIRED, so the caller moves on to a new reservation id.
+  if existing[1] == 'RESERVED' then
+    local t = redis.call('TIME')
+    if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= tonumber(existing[2]) then
+      return {'EXISTING', 'EXPIRED', existing[2], existing[3]}
+    end
   end
   return {'EXISTING', existing[1], existing[2], existing[3]}
 end

@@ -1,0 +1,429 @@
+//! The transactional outbox: how every cross-context message leaves its sender.
+//!
+//! 1. [`append`] inside the transaction that makes the change (same commit, so never lost).
+//! 2. Fast path, right after the commit: [`publish_now`] appends the rows to their Redis stream
+//!    (`events:<topic>`), stamps them, and rings the topic's doorbell (`doorbell:<topic>`), on
+//!    which Spin's Redis trigger wakes the receiver. Best effort: a failure leaves the row for
+//!    the relay.
+//! 3. Relay, on every compensator run: [`relay`] claims due rows with a lease, sends them in one
+//!    round trip per topic, stamps them, and backs off (jittered, exponential) on failure; after
+//!    [`RelayOptions::max_attempts`] a row is dead-lettered until an operator replays it.
+//!
+//! Delivery is at least once (a crash between XADD and the stamp sends again); receivers drop
+//! duplicates by `message_id` through their inbox.
+
+use serde::Serialize;
+use spin_sdk::sqlite::{Connection, RowResult, Value};
+
+use crate::ids;
+use crate::redis::Script;
+use crate::sqlite::{changes, text_or_null, Tx};
+
+/// The outbox table; a context lists it among its migrations.
+pub const MIGRATION_SQL: &str = include_str!("../sql/outbox.sql");
+
+/// How long the relay leaves a fresh row to its request's fast path before sending it itself.
+pub const FAST_PATH_GRACE_MS: i64 = 5_000;
+
+/// Streams keep at least this many entries (approximate trimming).
+const STREAM_MAX_LEN: &str = "1000000";
+
+const PUBLISH: Script = Script {
+    name: "publish",
+    source: include_str!("../lua/publish.lua"),
+};
+
+/// The Redis stream of a topic.
+pub fn stream_key(topic: &str) -> String {
+    format!("events:{topic}")
+}
+
+/// The pub/sub channel that wakes the receivers of a topic (Spin's Redis trigger).
+pub fn doorbell(topic: &str) -> String {
+    format!("doorbell:{topic}")
+}
+
+/// One message to append.
+pub struct Message<'a> {
+    pub topic: &'a str,
+    pub kind: &'a str,
+    pub aggregate_id: &'a str,
+    pub payload: &'a serde_json::Value,
+    pub trace_id: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+/// Inserts `msg` with the next sequence number of its aggregate; returns the message id. Call it
+/// inside the transaction of the change the message announces.
+pub fn append(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<String> {
+    let message_id = ids::random_id("msg_");
+    conn.execute(
+        "INSERT INTO outbox (message_id, topic, type, aggregate_id, seq, payload, trace_id, created_at, next_attempt_ms)
+         SELECT ?, ?, ?, ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM outbox WHERE aggregate_id = ?",
+        &[
+            txt(&message_id),
+            txt(msg.topic),
+            txt(msg.kind),
+            txt(msg.aggregate_id),
+            txt(&serde_json::to_string(msg.payload)?),
+            text_or_null(msg.trace_id),
+            txt(&ids::rfc3339(msg.now_ms)),
+            Value::Integer(msg.now_ms + FAST_PATH_GRACE_MS),
+            txt(msg.aggregate_id),
+        ],
+    )?;
+    Ok(message_id)
+}
+
+const COLUMNS: &str =
+    "message_id, topic, type, aggregate_id, seq, payload, trace_id, created_at, attempts";
+
+/// A row on its way to a stream.
+struct Outgoing {
+    message_id: String,
+    topic: String,
+    attempts: i64,
+    envelope: String,
+}
+
+fn outgoing(row: &RowResult) -> Outgoing {
+    let s = |i: usize| row.get::<&str>(i).unwrap_or_default().to_owned();
+    let payload: serde_json::Value = serde_json::from_str(&s(5)).unwrap_or_default();
+    let envelope = serde_json::json!({
+        "message_id": s(0),
+        "topic": s(1),
+        "type": s(2),
+        "aggregate_id": s(3),
+        "seq": row.get::<i64>(4).unwrap_or_default(),
+        "payload": payload,
+        "trace_id": row.get::<&str>(6),
+        "created_at": s(7),
+    });
+    Outgoing {
+        message_id: s(0),
+        topic: s(1),
+        attempts: row.get::<i64>(8).unwrap_or_default(),
+        envelope: envelope.to_string(),
+    }
+}
+
+/// Appends `rows` to their streams, one round trip per topic. Returns, per row, whether its
+/// stream took it (and the error otherwise).
+fn send(redis: &spin_sdk::redis::Connection, rows: &[Outgoing]) -> Vec<Result<(), String>> {
+    let mut topics: Vec<&str> = rows.iter().map(|r| r.topic.as_str()).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    let mut outcome: Vec<Result<(), String>> = vec![Ok(()); rows.len()];
+    for topic in topics {
+        let mut args = vec![STREAM_MAX_LEN];
+        args.extend(
+            rows.iter()
+                .filter(|r| r.topic == topic)
+                .map(|r| r.envelope.as_str()),
+        );
+        let key = stream_key(topic);
+        let result = crate::redis::run(redis, &PUBLISH, &[&key], &args).map(|_| ());
+        if let Err(e) = result {
+            let err = format!("XADD {key}: {e}");
+            for (i, r) in rows.iter().enumerate() {
+                if r.topic == topic {
+                    outcome[i] = Err(err.clone());
+                }
+            }
+        } else {
+            // Wake the receivers; a lost doorbell only delays them until the next relay run.
+            let _ = redis.publish(&doorbell(topic), b"");
+        }
+    }
+    outcome
+}
+
+/// Fast path after a commit: sends the rows `message_ids` that are still unpublished and stamps
+/// them. Returns how many were sent. An error leaves them to the relay.
+pub fn publish_now(
+    conn: &Connection,
+    redis_url: &str,
+    message_ids: &[String],
+) -> anyhow::Result<usize> {
+    if message_ids.is_empty() {
+        return Ok(0);
+    }
+    let marks = vec!["?"; message_ids.len()].join(", ");
+    let params: Vec<Value> = message_ids.iter().map(|m| txt(m)).collect();
+    let rows = conn.execute(
+        &format!(
+            "SELECT {COLUMNS} FROM outbox WHERE message_id IN ({marks}) AND published_at IS NULL ORDER BY rowid"
+        ),
+        &params,
+    )?;
+    let rows: Vec<Outgoing> = rows.rows.iter().map(outgoing).collect();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let redis = spin_sdk::redis::Connection::open(redis_url)?;
+    let outcome = send(&redis, &rows);
+    if let Some(Err(e)) = outcome.iter().find(|o| o.is_err()) {
+        anyhow::bail!("{e}");
+    }
+    let now = txt(&ids::rfc3339(ids::now_ms()));
+    let mut params = vec![now];
+    params.extend(rows.iter().map(|r| txt(&r.message_id)));
+    let marks = vec!["?"; rows.len()].join(", ");
+    conn.execute(
+        &format!(
+            "UPDATE outbox SET published_at = ? WHERE message_id IN ({marks}) AND published_at IS NULL"
+        ),
+        &params,
+    )?;
+    Ok(rows.len())
+}
+
+/// How the relay runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayOptions {
+    /// Rows claimed per batch (one transaction to claim, one to stamp).
+    pub batch: i64,
+    /// Batches per run at most; a run stops earlier when a batch comes back short.
+    pub max_batches: u32,
+    /// How long a claim protects its rows from another run.
+    pub lease_ms: i64,
+    /// Failed sends before a row is dead-lettered.
+    pub max_attempts: i64,
+    /// First retry delay; doubled per attempt (capped at 10 minutes), with up to 50% jitter.
+    pub backoff_ms: i64,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            batch: 500,
+            max_batches: 40,
+            lease_ms: 30_000,
+            max_attempts: 10,
+            backoff_ms: 1_000,
+        }
+    }
+}
+
+/// What one relay run did.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct RelayReport {
+    pub claimed: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub dead_lettered: u64,
+}
+
+/// Sends every due row (not published, not dead, due, not leased by another run), batch by
+/// batch. Two runs at once never hold the same row: the claim is one `BEGIN IMMEDIATE`
+/// transaction that only takes unleased rows, and every stamp is guarded by the run's token.
+pub fn relay(
+    conn: &Connection,
+    redis_url: &str,
+    opts: &RelayOptions,
+) -> anyhow::Result<RelayReport> {
+    let mut report = RelayReport::default();
+    let mut redis = None;
+    for _ in 0..opts.max_batches {
+        let (token, rows) = claim(conn, opts)?;
+        if rows.is_empty() {
+            break;
+        }
+        report.claimed += rows.len() as u64;
+        let redis = match &redis {
+            Some(r) => r,
+            None => redis.insert(spin_sdk::redis::Connection::open(redis_url)?),
+        };
+        let outcome = send(redis, &rows);
+        settle(conn, &token, &rows, &outcome, opts, &mut report)?;
+        if (rows.len() as i64) < opts.batch {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Leases up to `opts.batch` due rows to a fresh token; returns the token and the rows.
+fn claim(conn: &Connection, opts: &RelayOptions) -> anyhow::Result<(String, Vec<Outgoing>)> {
+    let token = ids::random_id("lease_");
+    let now = ids::now_ms();
+    let tx = Tx::begin(conn)?;
+    conn.execute(
+        "UPDATE outbox SET lease_token = ?, lease_until_ms = ?
+         WHERE message_id IN (
+           SELECT message_id FROM outbox
+           WHERE published_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= ?
+             AND (lease_until_ms IS NULL OR lease_until_ms < ?)
+           ORDER BY next_attempt_ms, rowid LIMIT ?)",
+        &[
+            txt(&token),
+            Value::Integer(now + opts.lease_ms),
+            Value::Integer(now),
+            Value::Integer(now),
+            Value::Integer(opts.batch),
+        ],
+    )?;
+    tx.commit()?;
+    let rows = conn.execute(
+        &format!("SELECT {COLUMNS} FROM outbox WHERE lease_token = ? ORDER BY rowid"),
+        &[txt(&token)],
+    )?;
+    Ok((token, rows.rows.iter().map(outgoing).collect()))
+}
+
+/// Stamps what was sent and schedules (or dead-letters) what was not, in one transaction, only
+/// for rows still leased to `token`.
+fn settle(
+    conn: &Connection,
+    token: &str,
+    rows: &[Outgoing],
+    outcome: &[Result<(), String>],
+    opts: &RelayOptions,
+    report: &mut RelayReport,
+) -> anyhow::Result<()> {
+    let now = ids::now_ms();
+    let stamp = txt(&ids::rfc3339(now));
+    let tx = Tx::begin(conn)?;
+    for (row, result) in rows.iter().zip(outcome) {
+        match result {
+            Ok(()) => {
+                conn.execute(
+                    "UPDATE outbox SET published_at = ?, lease_token = NULL, lease_until_ms = NULL
+                     WHERE message_id = ? AND lease_token = ? AND published_at IS NULL",
+                    &[stamp.clone(), txt(&row.message_id), txt(token)],
+                )?;
+                report.sent += changes(conn)? as u64;
+            }
+            Err(e) => {
+                let attempts = row.attempts + 1;
+                let dead = attempts >= opts.max_attempts;
+                conn.execute(
+                    "UPDATE outbox SET attempts = ?, next_attempt_ms = ?, last_error = ?, dead_at = ?,
+                            lease_token = NULL, lease_until_ms = NULL
+                     WHERE message_id = ? AND lease_token = ?",
+                    &[
+                        Value::Integer(attempts),
+                        Value::Integer(now + backoff_ms(opts.backoff_ms, attempts)),
+                        txt(e),
+                        if dead { stamp.clone() } else { Value::Null },
+                        txt(&row.message_id),
+                        txt(token),
+                    ],
+                )?;
+                report.failed += 1;
+                report.dead_lettered += u64::from(dead);
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// `base * 2^(attempts-1)`, capped at 10 minutes, plus up to 50% random jitter so that rows
+/// that failed together do not retry together.
+pub fn backoff_ms(base: i64, attempts: i64) -> i64 {
+    let exp = base.saturating_mul(1_i64 << attempts.clamp(1, 20).saturating_sub(1));
+    let capped = exp.min(600_000);
+    capped + ids::random_below((capped / 2).max(1) as u64) as i64
+}
+
+/// Counts by delivery state and the age of the oldest undelivered row.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub pending: i64,
+    pub published: i64,
+    pub dead: i64,
+    pub oldest_pending_created_at: Option<String>,
+}
+
+/// [`Stats`] of this database's outbox.
+pub fn stats(conn: &Connection) -> anyhow::Result<Stats> {
+    let rows = conn.execute(
+        "SELECT
+           (SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND dead_at IS NULL),
+           (SELECT COUNT(*) FROM outbox WHERE published_at IS NOT NULL),
+           (SELECT COUNT(*) FROM outbox WHERE dead_at IS NOT NULL AND published_at IS NULL),
+           (SELECT MIN(created_at) FROM outbox WHERE published_at IS NULL AND dead_at IS NULL)",
+        &[],
+    )?;
+    let row = rows.rows.first();
+    let int = |i| row.and_then(|r| r.get::<i64>(i)).unwrap_or(0);
+    Ok(Stats {
+        pending: int(0),
+        published: int(1),
+        dead: int(2),
+        oldest_pending_created_at: row.and_then(|r| r.get::<&str>(3)).map(str::to_owned),
+    })
+}
+
+/// A dead-lettered row.
+#[derive(Debug, Serialize)]
+pub struct DeadLetter {
+    pub message_id: String,
+    pub topic: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub aggregate_id: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub dead_at: String,
+    pub created_at: String,
+}
+
+/// Dead-lettered rows, oldest first (at most `limit`).
+pub fn dead_letters(conn: &Connection, limit: i64) -> anyhow::Result<Vec<DeadLetter>> {
+    let rows = conn.execute(
+        "SELECT message_id, topic, type, aggregate_id, attempts, last_error, dead_at, created_at
+         FROM outbox WHERE dead_at IS NOT NULL AND published_at IS NULL ORDER BY dead_at, rowid LIMIT ?",
+        &[Value::Integer(limit)],
+    )?;
+    Ok(rows
+        .rows
+        .iter()
+        .map(|r| {
+            let s = |i: usize| r.get::<&str>(i).unwrap_or_default().to_owned();
+            DeadLetter {
+                message_id: s(0),
+                topic: s(1),
+                kind: s(2),
+                aggregate_id: s(3),
+                attempts: r.get::<i64>(4).unwrap_or_default(),
+                last_error: r.get::<&str>(5).map(str::to_owned),
+                dead_at: s(6),
+                created_at: s(7),
+            }
+        })
+        .collect())
+}
+
+/// Puts a dead-lettered row back in line (attempts reset, due now). `false` if no such dead row.
+pub fn replay(conn: &Connection, message_id: &str) -> anyhow::Result<bool> {
+    conn.execute(
+        "UPDATE outbox SET dead_at = NULL, attempts = 0, next_attempt_ms = 0, last_error = NULL
+         WHERE message_id = ? AND dead_at IS NOT NULL AND published_at IS NULL",
+        &[txt(message_id)],
+    )?;
+    Ok(changes(conn)? == 1)
+}
+
+/// Deletes delivered rows published before `before_ms`; returns how many.
+pub fn purge(conn: &Connection, before_ms: i64) -> anyhow::Result<i64> {
+    conn.execute(
+        "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?",
+        &[txt(&ids::rfc3339(before_ms))],
+    )?;
+    changes(conn)
+}
+
+fn txt(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_schema_is_one_table_and_its_indexes() {
+        let stmts = crate::sqlite::statements(super::MIGRATION_SQL);
+        assert!(stmts[0].starts_with("CREATE TABLE IF NOT EXISTS outbox"));
+        assert!(stmts[1..].iter().all(|s| s.starts_with("CREATE INDEX")));
+    }
+}

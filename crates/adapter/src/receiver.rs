@@ -1,0 +1,153 @@
+//! The receiving end of a topic: drain a consumer group of the topic's stream, apply each
+//! message, acknowledge what was applied. Spin's Redis trigger only wakes the receiver (the
+//! doorbell); the stream is the queue, so a message published while no receiver ran waits for
+//! the next wake-up instead of being lost.
+//!
+//! A message whose handler fails stays pending and is retried when it has been idle for
+//! [`DrainOptions::min_idle_ms`]; after [`DrainOptions::max_deliveries`] it is moved to the
+//! dead-letter stream `dead:<topic>:<group>` (with the error) and acknowledged, so one poison
+//! message cannot block the group.
+
+use serde::{Deserialize, Serialize};
+use spin_sdk::redis::{Connection, RedisParameter};
+
+use crate::outbox::stream_key;
+use crate::redis::Script;
+
+const DRAIN: Script = Script {
+    name: "drain",
+    source: include_str!("../lua/drain.lua"),
+};
+
+/// A message as it travels in a stream entry (field `m`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub message_id: String,
+    pub topic: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub aggregate_id: String,
+    pub seq: i64,
+    pub payload: serde_json::Value,
+    pub trace_id: Option<String>,
+    pub created_at: String,
+}
+
+/// How a drain runs.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainOptions {
+    /// Entries taken per round trip.
+    pub batch: u32,
+    /// Round trips per drain at most (the next doorbell takes the rest).
+    pub max_batches: u32,
+    /// How long an entry handed to another consumer may stay unacknowledged before it is taken
+    /// over (that consumer died mid-batch).
+    pub min_idle_ms: u64,
+    /// Deliveries before a failing message is dead-lettered.
+    pub max_deliveries: u32,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        DrainOptions {
+            batch: 200,
+            max_batches: 50,
+            min_idle_ms: 30_000,
+            max_deliveries: 5,
+        }
+    }
+}
+
+/// What one drain did.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct DrainReport {
+    pub read: u64,
+    pub applied: u64,
+    pub failed: u64,
+    pub dead_lettered: u64,
+}
+
+/// Drains `topic` for consumer group `group`, applying each message with `apply`. `apply` must
+/// be idempotent by `message_id` (inbox in the same transaction as the effect): an entry may be
+/// delivered again after a crash between the effect and the acknowledgement.
+pub fn drain(
+    redis_url: &str,
+    topic: &str,
+    group: &str,
+    opts: &DrainOptions,
+    mut apply: impl FnMut(&Envelope) -> anyhow::Result<()>,
+) -> anyhow::Result<DrainReport> {
+    let conn = Connection::open(redis_url)?;
+    let stream = stream_key(topic);
+    let mut report = DrainReport::default();
+    let (count, idle) = (opts.batch.to_string(), opts.min_idle_ms.to_string());
+    for _ in 0..opts.max_batches {
+        let flat = crate::redis::run(&conn, &DRAIN, &[&stream], &[group, group, &count, &idle])?;
+        let mut acks = Vec::new();
+        for entry in flat.chunks_exact(3) {
+            let (id, deliveries, raw) = (&entry[0], &entry[1], &entry[2]);
+            report.read += 1;
+            let result = serde_json::from_str::<Envelope>(raw)
+                .map_err(anyhow::Error::from)
+                .and_then(|env| apply(&env));
+            match result {
+                Ok(()) => {
+                    report.applied += 1;
+                    acks.push(id.clone());
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    eprintln!("receiver {group}: {stream} entry {id} failed: {e:#}");
+                    if deliveries.parse::<u32>().unwrap_or(1) >= opts.max_deliveries {
+                        dead_letter(&conn, topic, group, raw, &format!("{e:#}"))?;
+                        report.dead_lettered += 1;
+                        acks.push(id.clone());
+                    }
+                }
+            }
+        }
+        ack(&conn, &stream, group, &acks)?;
+        if flat.len() / 3 < opts.batch as usize {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+fn ack(conn: &Connection, stream: &str, group: &str, ids: &[String]) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut params = vec![bin(stream), bin(group)];
+    params.extend(ids.iter().map(|i| bin(i)));
+    conn.execute("XACK", &params)?;
+    Ok(())
+}
+
+/// The dead-letter stream of a group: what it could not apply, with the last error.
+pub fn dead_letter_stream(topic: &str, group: &str) -> String {
+    format!("dead:{topic}:{group}")
+}
+
+fn dead_letter(
+    conn: &Connection,
+    topic: &str,
+    group: &str,
+    raw: &str,
+    error: &str,
+) -> anyhow::Result<()> {
+    let params = [
+        bin(&dead_letter_stream(topic, group)),
+        bin("*"),
+        bin("m"),
+        bin(raw),
+        bin("error"),
+        bin(error),
+    ];
+    conn.execute("XADD", &params)?;
+    Ok(())
+}
+
+fn bin(s: &str) -> RedisParameter {
+    RedisParameter::Binary(s.as_bytes().to_vec())
+}

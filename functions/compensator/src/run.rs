@@ -1,0 +1,115 @@
+//! One compensator run: relay every outbox, purge what is past retention, ring every doorbell.
+
+use serde::Serialize;
+use shop_adapter::outbox::{self, RelayOptions, RelayReport};
+use shop_adapter::respond::{json, HandlerResult};
+use spin_sdk::http::Request;
+use spin_sdk::sqlite::Connection;
+
+use crate::{LABELS, TOPICS};
+
+/// What one run did, per context.
+#[derive(Debug, Default, Serialize)]
+pub struct RunReport {
+    pub relayed: Vec<(String, RelayReport)>,
+    pub purged_outbox: i64,
+    pub purged_inbox: i64,
+    pub doorbells: u32,
+    pub errors: Vec<String>,
+}
+
+impl RunReport {
+    /// The one log line of a run.
+    pub fn log_line(&self) -> String {
+        let sum = |f: fn(&RelayReport) -> u64| self.relayed.iter().map(|(_, r)| f(r)).sum::<u64>();
+        format!(
+            "claimed {} sent {} failed {} dead-lettered {} purged {}+{} doorbells {} errors {}",
+            sum(|r| r.claimed),
+            sum(|r| r.sent),
+            sum(|r| r.failed),
+            sum(|r| r.dead_lettered),
+            self.purged_outbox,
+            self.purged_inbox,
+            self.doorbells,
+            if self.errors.is_empty() { "none".to_owned() } else { self.errors.join("; ") }
+        )
+    }
+}
+
+/// `POST /api/compensator/run` (admin token): one run, its report as JSON (200 even when a
+/// step failed: the report says which; 503 only when nothing could run).
+pub fn handle(req: &Request) -> HandlerResult {
+    crate::require_admin(req)?;
+    let report = run_once();
+    eprintln!("compensator: {}", report.log_line());
+    Ok(json(200, &report))
+}
+
+/// Hours from a variable, or `default` when it is unset or unreadable.
+fn hours(name: &str, default: i64) -> i64 {
+    spin_sdk::variables::get(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|h| *h > 0)
+        .unwrap_or(default)
+}
+
+pub fn run_once() -> RunReport {
+    let mut report = RunReport::default();
+    let url = match spin_sdk::variables::get("redis_url") {
+        Ok(u) => u,
+        Err(e) => {
+            report.errors.push(format!("variable redis_url: {e}"));
+            return report;
+        }
+    };
+    let now = shop_adapter::ids::now_ms();
+    let outbox_keep = hours("outbox_retention_hours", 24 * 7) * 3_600_000;
+    let inbox_keep = hours("inbox_retention_hours", 24 * 30) * 3_600_000;
+    for label in LABELS {
+        let step = (|| -> anyhow::Result<()> {
+            let conn = Connection::open(label)?;
+            if !has_outbox(&conn)? {
+                return Ok(()); // the context has not migrated yet: nothing was ever written
+            }
+            let relayed = outbox::relay(&conn, &url, &RelayOptions::default())?;
+            report.relayed.push((label.to_owned(), relayed));
+            report.purged_outbox += outbox::purge(&conn, now - outbox_keep)?;
+            if has_table(&conn, "inbox")? {
+                report.purged_inbox += shop_adapter::inbox::purge(&conn, now - inbox_keep)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = step {
+            report.errors.push(format!("{label}: {e:#}"));
+        }
+    }
+    ring(&url, &mut report);
+    report
+}
+
+/// Wakes every receiver; a failure is reported, the others still ring.
+fn ring(url: &str, report: &mut RunReport) {
+    let conn = match spin_sdk::redis::Connection::open(url) {
+        Ok(c) => c,
+        Err(e) => return report.errors.push(format!("redis: {e}")),
+    };
+    for topic in TOPICS {
+        match conn.publish(&outbox::doorbell(topic), b"") {
+            Ok(()) => report.doorbells += 1,
+            Err(e) => report.errors.push(format!("doorbell {topic}: {e}")),
+        }
+    }
+}
+
+fn has_outbox(conn: &Connection) -> anyhow::Result<bool> {
+    has_table(conn, "outbox")
+}
+
+pub fn has_table(conn: &Connection, name: &str) -> anyhow::Result<bool> {
+    let rows = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+        &[spin_sdk::sqlite::Value::Text(name.to_owned())],
+    )?;
+    Ok(!rows.rows.is_empty())
+}

@@ -1,0 +1,228 @@
+//! How a payment reaches an order: the `order-events` component (this wasm on Spin's Redis
+//! trigger, woken by `doorbell:payments`; no service chaining) drains the `events:payments`
+//! stream as consumer group `order` and applies each message behind the inbox, in ONE
+//! transaction with its effect:
+//!
+//! - `PaymentSucceeded` for a PENDING_PAYMENT order with the same amount and currency: PAID
+//!   (version + 1, the payment remembered) and `OrderPaid` in the outbox, which makes the stock
+//!   context confirm the reservation (reserved -> sold). A repeat for the payment that already
+//!   paid the order changes nothing. Anything else (unknown order, amount or currency mismatch,
+//!   an order already CANCELLED / EXPIRED / paid by another payment) leaves the order untouched
+//!   and writes `RefundRequired` saying why.
+//! - `PaymentFailed`: the order stays payable until it expires; only the inbox records it.
+//! - Anything else is acknowledged.
+//!
+//! After the drain, the periodic sweep of the order context (the compensator rings this doorbell
+//! on every run): unpaid orders past their deadline expire (`OrderExpired`, which releases their
+//! stock), abandoned Idempotency-Key claims are given up (`ReservationReleaseOwed`).
+
+use serde_json::{json, Value};
+use shop_adapter::receiver::{self, DrainOptions, Envelope};
+use shop_adapter::sqlite::{changes, Tx};
+use shop_domain::order::{OrderCommand, OrderState, OrderStatus, Outcome};
+use spin_sdk::sqlite::Connection;
+
+use crate::db::{self, col_i64, col_opt_str, col_str, int, text};
+use crate::{ids, outbox};
+
+/// The topic and consumer group this receiver drains.
+const TOPIC: &str = "payments";
+const GROUP: &str = "order";
+
+#[spin_sdk::redis_component]
+fn on_doorbell(_payload: Vec<u8>) -> anyhow::Result<()> {
+    let conn = db::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    let url = spin_sdk::variables::get("redis_url")?;
+    let mut written = Vec::new();
+    let report = receiver::drain(&url, TOPIC, GROUP, &DrainOptions::default(), |env| {
+        written.extend(apply(&conn, env)?);
+        Ok(())
+    });
+    // The sweep runs even when the drain failed (Redis down): expiry must not wait for it.
+    let now = ids::now_ms();
+    let expired = crate::cmd::compensate::expire_orders(&conn, now)?;
+    let abandoned = crate::cmd::compensate::abandon_claims(&conn, now)?;
+    outbox::publish(&conn, &[written.as_slice(), &expired, &abandoned].concat());
+    let report = report?;
+    eprintln!(
+        "order-events: read {} applied {} failed {} dead-lettered {} expired {} abandoned {}",
+        report.read,
+        report.applied,
+        report.failed,
+        report.dead_lettered,
+        expired.len(),
+        abandoned.len()
+    );
+    Ok(())
+}
+
+/// Applies one payment message; returns the ids of the outbox messages it wrote.
+pub fn apply(conn: &Connection, env: &Envelope) -> anyhow::Result<Vec<String>> {
+    let now = ids::now_ms();
+    let tx = Tx::begin(conn)?;
+    if !shop_adapter::inbox::record(conn, &env.message_id, &env.kind, now)? {
+        return Ok(Vec::new()); // applied before: `tx` rolls back the nothing it did
+    }
+    let written = match env.kind.as_str() {
+        "PaymentSucceeded" => succeeded(conn, &Payment::from(&env.payload), now)?
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
+    tx.commit()?;
+    Ok(written)
+}
+
+/// What a payment message says.
+struct Payment {
+    order_id: String,
+    payment_id: String,
+    amount: Option<i64>,
+    currency: String,
+    event_id: String,
+}
+
+impl From<&Value> for Payment {
+    fn from(p: &Value) -> Self {
+        let s = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+        Payment {
+            order_id: s("order_id"),
+            payment_id: s("payment_intent_id"),
+            amount: p["amount"].as_i64(),
+            currency: s("currency"),
+            event_id: s("event_id"),
+        }
+    }
+}
+
+/// The order as a payment sees it.
+struct Payable {
+    state: OrderState,
+    total: i64,
+    currency: String,
+    user_id: String,
+    reservation_id: String,
+    paid_by: Option<String>,
+}
+
+fn load(conn: &Connection, order_id: &str) -> anyhow::Result<Option<Payable>> {
+    let rows = conn.execute(
+        "SELECT status, version, total, currency, user_id, reservation_id, payment_id
+         FROM orders WHERE order_id = ?",
+        &[text(order_id)],
+    )?;
+    let Some(r) = rows.rows.first() else {
+        return Ok(None);
+    };
+    let status = OrderStatus::parse(&col_str(r, 0))
+        .ok_or_else(|| anyhow::anyhow!("order {order_id} has an unknown status"))?;
+    Ok(Some(Payable {
+        state: OrderState {
+            status,
+            version: col_i64(r, 1),
+        },
+        total: col_i64(r, 2),
+        currency: col_str(r, 3),
+        user_id: col_str(r, 4),
+        reservation_id: col_str(r, 5),
+        paid_by: col_opt_str(r, 6),
+    }))
+}
+
+/// `PaymentSucceeded`: PAID + `OrderPaid`, or `RefundRequired` with the reason; the id of the
+/// message written (none for a repeat of the payment that already paid the order).
+fn succeeded(conn: &Connection, pay: &Payment, now: i64) -> anyhow::Result<Option<String>> {
+    let Some(order) = load(conn, &pay.order_id)? else {
+        return refund(conn, pay, "unknown-order", now).map(Some);
+    };
+    if order.paid_by.as_deref() == Some(pay.payment_id.as_str()) {
+        return Ok(None); // the payment that paid this order, announced again
+    }
+    paid(conn, pay, &order, now).map(Some)
+}
+
+/// The checks and the PAID transition of a payment for a known order.
+fn paid(conn: &Connection, pay: &Payment, order: &Payable, now: i64) -> anyhow::Result<String> {
+    if pay.amount != Some(order.total) {
+        return refund(conn, pay, "amount-mismatch", now);
+    }
+    if !pay.currency.eq_ignore_ascii_case(&order.currency) {
+        return refund(conn, pay, "currency-mismatch", now);
+    }
+    let to = match order.state.apply(OrderCommand::Pay) {
+        Ok(Outcome::Changed(to)) => to,
+        Ok(Outcome::Unchanged(_)) => return refund(conn, pay, "already-paid", now),
+        Err(_) => {
+            let reason = format!("order-{}", order.state.status.as_str().to_ascii_lowercase());
+            return refund(conn, pay, &reason, now);
+        }
+    };
+    conn.execute(
+        "UPDATE orders SET status = ?, version = ?, payment_id = ?, paid_ms = ?, updated_ms = ?
+         WHERE order_id = ? AND version = ?",
+        &[
+            text(to.status.as_str()),
+            int(to.version),
+            text(&pay.payment_id),
+            int(now),
+            int(now),
+            text(&pay.order_id),
+            int(order.state.version),
+        ],
+    )?;
+    anyhow::ensure!(changes(conn)? == 1, "order {} changed meanwhile", pay.order_id);
+    let payload = json!({
+        "order_id": pay.order_id,
+        "user_id": order.user_id,
+        "status": to.status.as_str(),
+        "previous_status": order.state.status.as_str(),
+        "version": to.version,
+        "reservation_id": order.reservation_id,
+        "total": order.total,
+        "currency": order.currency,
+        "payment_intent_id": pay.payment_id,
+        "paid_at": ids::rfc3339(now),
+    });
+    append(conn, "OrderPaid", &pay.order_id, &payload, now)
+}
+
+/// The order is left as it is; the money must go back. The reason is in the message.
+fn refund(conn: &Connection, pay: &Payment, reason: &str, now: i64) -> anyhow::Result<String> {
+    eprintln!(
+        "order-events: RefundRequired for payment {} of order {}: {reason}",
+        pay.payment_id, pay.order_id
+    );
+    let payload = json!({
+        "order_id": pay.order_id,
+        "payment_intent_id": pay.payment_id,
+        "amount": pay.amount,
+        "currency": pay.currency,
+        "event_id": pay.event_id,
+        "reason": reason,
+    });
+    let aggregate = if pay.order_id.is_empty() {
+        &pay.payment_id
+    } else {
+        &pay.order_id
+    };
+    append(conn, "RefundRequired", aggregate, &payload, now)
+}
+
+fn append(
+    conn: &Connection,
+    kind: &str,
+    aggregate_id: &str,
+    payload: &Value,
+    now: i64,
+) -> anyhow::Result<String> {
+    outbox::append(
+        conn,
+        &outbox::Message {
+            kind,
+            aggregate_id,
+            payload,
+            trace_id: None,
+            now_ms: now,
+        },
+    )
+}

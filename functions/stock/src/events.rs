@@ -1,0 +1,68 @@
+//! The stock context's receiver of order events (the `stock-events` component: this wasm on
+//! Spin's Redis trigger, woken by the `doorbell:orders` channel; no service chaining).
+//!
+//! It drains the `events:orders` stream as consumer group `stock` and settles the reservation
+//! each message names: `OrderPaid` confirms it (reserved -> sold); `OrderCancelled`,
+//! `OrderExpired` and `ReservationReleaseOwed` release it. Both scripts are idempotent by
+//! reservation id (a settled reservation answers its state again and moves nothing), so the
+//! reservation's own state is this context's inbox: a message delivered twice changes nothing.
+//! Then the TTL sweep releases reservations expired for longer than [`PAID_GRACE_MS`], the last
+//! resort for a reservation whose order never said anything.
+
+use shop_adapter::receiver::{self, DrainOptions, Envelope};
+use shop_domain::reservation::ReservationId;
+
+use crate::redis::{Store, CONFIRM, RELEASE};
+use crate::settle;
+
+/// How long past its expiry a reservation may still be confirmed by a late `OrderPaid`, and how
+/// long the TTL sweep waits before releasing an expired reservation. The order context expires
+/// unpaid orders at the reservation's `expires_at` and says so with `OrderExpired`, which
+/// releases at once; the grace only covers the lag between accepting a payment just before the
+/// deadline and its `OrderPaid` reaching this receiver.
+pub const PAID_GRACE_MS: u64 = 10 * 60 * 1000;
+
+#[spin_sdk::redis_component]
+fn on_order_event(_doorbell: Vec<u8>) -> anyhow::Result<()> {
+    let url = spin_sdk::variables::get("redis_url")?;
+    let report = receiver::drain(
+        &url,
+        "orders",
+        "stock",
+        &DrainOptions::default(),
+        apply,
+    )?;
+    let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    let (expired, _, _) = crate::cmd::expire::sweep(&store, None, PAID_GRACE_MS)
+        .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    eprintln!(
+        "stock-events: read {} applied {} failed {} dead-lettered {} expired {expired}",
+        report.read, report.applied, report.failed, report.dead_lettered
+    );
+    Ok(())
+}
+
+/// Settles the reservation one order message names. Business refusals (a paid order whose
+/// reservation was already released) are logged and acknowledged: retrying cannot change them.
+fn apply(env: &Envelope) -> anyhow::Result<()> {
+    let (script, grace) = match env.kind.as_str() {
+        "OrderPaid" => (&CONFIRM, PAID_GRACE_MS),
+        "OrderCancelled" | "OrderExpired" | "ReservationReleaseOwed" => (&RELEASE, 0),
+        _ => return Ok(()),
+    };
+    let raw = env.payload["reservation_id"].as_str().unwrap_or_default();
+    let Ok(id) = ReservationId::parse(raw) else {
+        eprintln!("stock-events: {} {} names no valid reservation", env.kind, env.message_id);
+        return Ok(());
+    };
+    let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    let reply = settle::run(&store, &id, script, grace).map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    match reply.first().map(String::as_str) {
+        Some("DONE") | Some("UNKNOWN") => {}
+        other => eprintln!(
+            "stock-events: ALERT {} for order {} could not settle reservation {id}: {other:?} {:?}",
+            env.kind, env.aggregate_id, reply.get(1)
+        ),
+    }
+    Ok(())
+}
