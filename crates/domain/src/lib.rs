@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod money;
 pub mod new_order;
 pub mod order;
+pub mod payment;
 pub mod pricing;
 pub mod product;
 pub mod reservation;
