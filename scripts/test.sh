@@ -8,6 +8,11 @@ if ! command -v redis-server >/dev/null; then
   exit 1
 fi
 ./scripts/build-wasm.sh
+# The real Spin CLI for the tests that run the app under `spin up` too (tests/tests/spin.rs).
+if [[ -z "${SPIN_BIN:-}" && -x ../shared/spin/install.sh ]]; then
+  SPIN_BIN=$(../shared/spin/install.sh | tail -n 1)
+  export SPIN_BIN
+fi
 # Release profile: the host compiles components with Cranelift, far too slow unoptimised.
 cargo test --release --workspace --exclude order --exclude stock --exclude coupon \
   --exclude payment-callback --exclude compensator "$@"

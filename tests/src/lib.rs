@@ -46,6 +46,22 @@ impl Shop {
         Self::boot_manifest(Manifest::WithoutCron, |b| b)
     }
 
+    /// The real `spin.toml` under the real Spin CLI ([`testkit::spin_cli`]: `SPIN_BIN` or `spin`
+    /// on the PATH; `./scripts/test.sh` installs it from `../shared/spin` when that exists).
+    /// Without one this panics naming what is missing, unless `SPIN_SHOP_SKIP_REAL_SPIN=1`: then
+    /// it prints that the test is skipped, and why, and returns `None`.
+    pub fn boot_real_spin() -> Option<Shop> {
+        let Some(spin) = testkit::spin_cli() else {
+            let reason = "no Spin CLI: set SPIN_BIN (../shared/spin/install.sh prints it) or put `spin` on the PATH";
+            if std::env::var("SPIN_SHOP_SKIP_REAL_SPIN").as_deref() == Ok("1") {
+                eprintln!("SKIPPED (SPIN_SHOP_SKIP_REAL_SPIN=1): {reason}");
+                return None;
+            }
+            panic!("{reason}; or set SPIN_SHOP_SKIP_REAL_SPIN=1 to skip the real-Spin tests");
+        };
+        Some(Self::boot_manifest(Manifest::Real, |b| b.binary(spin)))
+    }
+
     /// As [`Shop::boot`], letting the caller add variables or arguments to the host.
     pub fn boot_with(
         configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
@@ -71,6 +87,7 @@ impl Shop {
         };
         let builder = SpinApp::builder(manifest)
             .state_dir(state.path())
+            .runtime_config(runtime_config(state.path()))
             .variable("redis_host", redis.host())
             .variable("admin_token", ADMIN_TOKEN)
             .variable("payment_webhook_secret", WEBHOOK_SECRET)
@@ -85,17 +102,27 @@ impl Shop {
         self.state.path()
     }
 
-    /// The app's default SQLite database (Spin's `sqlite_db.db` in the state dir).
-    pub fn db_path(&self) -> PathBuf {
-        self.state.path().join("sqlite_db.db")
+    /// The SQLite file of a context's label (see [`runtime_config`]).
+    pub fn db_file(&self, label: &str) -> PathBuf {
+        self.state.path().join(format!("{label}.db"))
     }
 
-    /// Rows of `query` on the app's default SQLite database, read with the sqlite3 CLI as an
-    /// operator would, as JSON objects.
+    /// The order context's database (label `orders`).
+    pub fn db_path(&self) -> PathBuf {
+        self.db_file("orders")
+    }
+
+    /// Rows of `query` on the order context's database, read with the sqlite3 CLI as an operator
+    /// would, as JSON objects.
     pub fn sql(&self, query: &str) -> Vec<Value> {
+        self.sql_in("orders", query)
+    }
+
+    /// Rows of `query` on the database of `label`.
+    pub fn sql_in(&self, label: &str, query: &str) -> Vec<Value> {
         let out = std::process::Command::new("sqlite3")
             .arg("-json")
-            .arg(self.db_path())
+            .arg(self.db_file(label))
             .arg(query)
             .output()
             .expect("run sqlite3 (apt-get install -y sqlite3)");
@@ -118,6 +145,27 @@ impl Shop {
             .send_json("PUT", &format!("/api/products/{sku}"), &[(k, &v)], body)
             .expect("PUT product")
     }
+}
+
+/// The labels of the contexts' databases, as in the repository's `runtime-config.toml`.
+pub const LABELS: [&str; 3] = ["orders", "payments", "coupons"];
+
+/// Writes a runtime config mapping every label to a file in `dir` (absolute paths: Spin resolves
+/// relative ones against the working directory) and returns its path.
+pub fn runtime_config(dir: &Path) -> PathBuf {
+    let text: String = LABELS
+        .iter()
+        .map(|l| {
+            let file = dir.join(format!("{l}.db"));
+            format!(
+                "[sqlite_database.{l}]\ntype = \"spin\"\npath = {:?}\n\n",
+                file.display().to_string()
+            )
+        })
+        .collect();
+    let path = dir.join("runtime-config.toml");
+    std::fs::write(&path, text).expect("write runtime config");
+    path
 }
 
 enum Manifest {
@@ -149,6 +197,137 @@ fn without_cron(dir: &Path) -> PathBuf {
     let path = dir.join("spin-without-cron.toml");
     std::fs::write(&path, copy.join("\n")).expect("write manifest copy");
     path
+}
+
+/// A Stripe-shaped event as the payment provider sends it (`payment_intent.succeeded`, ...).
+pub fn stripe_event(
+    event_id: &str,
+    kind: &str,
+    order_id: &str,
+    amount: i64,
+    currency: &str,
+) -> Value {
+    serde_json::json!({
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "created": unix_now(),
+        "data": {"object": {
+            "id": format!("pi_{order_id}"),
+            "object": "payment_intent",
+            "amount": amount,
+            "currency": currency,
+            "metadata": {"order_id": order_id},
+        }},
+    })
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The `Stripe-Signature` header of `body` signed at `t` with `secret`: `t=<t>,v1=<hex>`, the
+/// HMAC-SHA256 of `"{t}.{body}"`.
+pub fn stripe_signature(secret: &str, t: i64, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+impl Shop {
+    /// `POST /api/payments/webhook` with `event`, signed now with the e2e secret.
+    pub fn webhook(&self, event: &Value) -> Response {
+        let body = serde_json::to_vec(event).expect("json");
+        let sig = stripe_signature(WEBHOOK_SECRET, unix_now(), &body);
+        self.webhook_raw(&body, Some(&sig))
+    }
+
+    /// `POST /api/payments/webhook` with raw bytes and an optional signature header.
+    pub fn webhook_raw(&self, body: &[u8], signature: Option<&str>) -> Response {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(s) = signature {
+            headers.push(("stripe-signature", s));
+        }
+        self.app
+            .send("POST", "/api/payments/webhook", &headers, Some(body))
+            .expect("POST webhook")
+    }
+
+    /// `GET /api/orders/{id}` until `cond` holds on its body, for effects that travel as
+    /// messages; panics with the last body after `timeout`.
+    pub fn wait_order(
+        &self,
+        order_id: &str,
+        timeout: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let body = self
+                .app
+                .get(&format!("/api/orders/{order_id}"))
+                .expect("GET order")
+                .json();
+            if cond(&body) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {order_id} did not get there within {timeout:?}: {body}\n{}",
+                self.app.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET /api/products/{sku}`'s levels (available, reserved, sold).
+    pub fn levels(&self, sku: &str) -> (i64, i64, i64) {
+        let p = self
+            .app
+            .get(&format!("/api/products/{sku}"))
+            .expect("GET product")
+            .json();
+        let n = |k: &str| p[k].as_i64().unwrap_or_else(|| panic!("no {k} in {p}"));
+        (n("available"), n("reserved"), n("sold"))
+    }
+
+    /// Waits until `cond` holds on the levels of `sku`; panics with them after `timeout`.
+    pub fn wait_levels(
+        &self,
+        sku: &str,
+        timeout: Duration,
+        cond: impl Fn((i64, i64, i64)) -> bool,
+    ) -> (i64, i64, i64) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let l = self.levels(sku);
+            if cond(l) {
+                return l;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sku} levels stayed {l:?}\n{}",
+                self.app.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `POST /api/compensator/run` as the admin (one compensator run, as a CronJob would).
+    pub fn compensator_run(&self) -> Value {
+        let (k, v) = admin_auth();
+        let resp = self
+            .app
+            .send("POST", "/api/compensator/run", &[(k, &v)], None)
+            .expect("POST run");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()
+    }
 }
 
 /// The `authorization` header of the admin.

@@ -11,6 +11,7 @@ use crate::http::{request, Response};
 
 /// Configures one run of the host.
 pub struct SpinAppBuilder {
+    binary: Option<PathBuf>,
     manifest: PathBuf,
     envs: Vec<(String, String)>,
     args: Vec<String>,
@@ -50,13 +51,24 @@ impl SpinAppBuilder {
         self
     }
 
+    /// Runs another Spin-compatible CLI instead of `spin-host` (the real `spin`, which takes the
+    /// same `up --from --listen --state-dir --runtime-config-file` arguments).
+    pub fn binary(mut self, path: impl AsRef<Path>) -> Self {
+        self.binary = Some(path.as_ref().to_owned());
+        self
+    }
+
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
         self
     }
 
     fn command(&self, listen: &str, logs: &Path) -> anyhow::Result<Command> {
-        let mut cmd = Command::new(crate::host_bin());
+        let bin = self.binary.clone().unwrap_or_else(crate::host_bin);
+        let mut cmd = Command::new(bin);
+        // Its own process group: real Spin runs plugin triggers (cron) as child processes, and
+        // stopping the app must stop them too.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.arg("up")
             .arg("--from")
             .arg(&self.manifest)
@@ -194,6 +206,7 @@ impl SpinApp {
     /// A builder for `spin-host up --from manifest`.
     pub fn builder(manifest: impl AsRef<Path>) -> SpinAppBuilder {
         SpinAppBuilder {
+            binary: None,
             manifest: manifest.as_ref().to_owned(),
             envs: Vec::new(),
             args: Vec::new(),
@@ -258,6 +271,15 @@ impl SpinApp {
 
     /// Stops the host (SIGKILL) and waits for it.
     pub fn stop(mut self) {
+        self.kill();
+    }
+
+    /// SIGKILL to the host's whole process group (plugin triggers included), then reaps it.
+    fn kill(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -265,7 +287,6 @@ impl SpinApp {
 
 impl Drop for SpinApp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

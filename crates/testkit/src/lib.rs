@@ -16,3 +16,16 @@ pub use app::{SpinApp, SpinAppBuilder};
 pub use http::{request, Response};
 pub use paths::{free_port, host_bin, repo_root, wasm};
 pub use redis::RedisServer;
+
+/// The real Spin CLI to run apps under, if this machine has one: `SPIN_BIN`, else `spin` on the
+/// PATH. Tests that need it report themselves skipped (with this reason) when it is `None`.
+pub fn spin_cli() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("SPIN_BIN").filter(|p| !p.is_empty()) {
+        return Some(p.into());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("spin"))
+            .find(|p| p.is_file())
+    })
+}

@@ -1,0 +1,360 @@
+//! Payments end to end: the signed webhook, the event backbone (outbox -> Redis stream ->
+//! receiver with an inbox) and its effects on orders and stock, with real Redis and SQLite and
+//! faults injected for real (a receiver that is not deployed, a Redis that refuses the app).
+
+use std::time::Duration;
+
+use e2e::{
+    admin_auth, assert_problem, stripe_event, stripe_signature, unix_now, Shop, WEBHOOK_SECRET,
+};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A product with `stock` units at 1299 EUR and one order of `qty`; returns the order body.
+fn order(shop: &Shop, sku: &str, stock: i64, qty: i64, key: &str) -> Value {
+    let resp = shop.put_product(
+        sku,
+        &json!({"name": "Mug", "price": 1299, "currency": "EUR", "stock": stock}),
+    );
+    assert!(resp.status == 200 || resp.status == 201, "{}", resp.text());
+    let resp = shop
+        .app
+        .send_json(
+            "POST",
+            "/api/orders",
+            &[("idempotency-key", key)],
+            &json!({"user_id": "u1", "items": [{"sku": sku, "quantity": qty}]}),
+        )
+        .expect("POST order");
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    resp.json()
+}
+
+fn succeeded(event_id: &str, order: &Value) -> Value {
+    stripe_event(
+        event_id,
+        "payment_intent.succeeded",
+        order["order_id"].as_str().unwrap(),
+        order["total"].as_i64().unwrap(),
+        "eur",
+    )
+}
+
+fn is_status(s: &'static str) -> impl Fn(&Value) -> bool {
+    move |o| o["status"] == s
+}
+
+#[test]
+fn create_pay_paid_with_stock_sold_and_duplicates_change_nothing() {
+    let shop = Shop::boot_without_cron();
+    let o = order(&shop, "PAY-1", 5, 2, "pay-1");
+    let id = o["order_id"].as_str().unwrap();
+    let event = succeeded("evt_1", &o);
+    for _ in 0..3 {
+        let resp = shop.webhook(&event);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.json()["received"], true);
+    }
+    let paid = shop.wait_order(id, WAIT, is_status("PAID"));
+    assert_eq!(paid["version"], 2, "{paid}");
+    assert_eq!(shop.wait_levels("PAY-1", WAIT, |l| l.2 == 2), (3, 0, 2));
+    // One payment, one OrderPaid, however often the provider delivered the event.
+    assert_eq!(
+        shop.sql_in("payments", "SELECT COUNT(*) AS n FROM inbox")[0]["n"],
+        1
+    );
+    let paid_msgs = shop.sql("SELECT COUNT(*) AS n FROM outbox WHERE type = 'OrderPaid'");
+    assert_eq!(paid_msgs[0]["n"], 1);
+    assert_eq!(
+        shop.sql("SELECT COUNT(*) AS n FROM outbox WHERE type = 'RefundRequired'")[0]["n"],
+        0
+    );
+}
+
+#[test]
+fn forged_stale_and_unsigned_webhooks_are_400_and_store_nothing() {
+    let shop = Shop::boot_with(|b| b.variable("payment_webhook_secret_previous", "old-secret"));
+    let o = order(&shop, "PAY-2", 5, 1, "pay-2");
+    let body = serde_json::to_vec(&succeeded("evt_forged", &o)).unwrap();
+    let forged = stripe_signature("not-the-secret", unix_now(), &body);
+    assert_problem(
+        &shop.webhook_raw(&body, Some(&forged)),
+        400,
+        Some("Stripe-Signature"),
+    );
+    let stale = stripe_signature(WEBHOOK_SECRET, unix_now() - 301, &body);
+    assert_problem(
+        &shop.webhook_raw(&body, Some(&stale)),
+        400,
+        Some("Stripe-Signature"),
+    );
+    assert_problem(
+        &shop.webhook_raw(&body, None),
+        400,
+        Some("Stripe-Signature"),
+    );
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let sig = stripe_signature(WEBHOOK_SECRET, unix_now(), &body);
+    assert_problem(
+        &shop.webhook_raw(&tampered, Some(&sig)),
+        400,
+        Some("Stripe-Signature"),
+    );
+    let junk = b"not json";
+    let sig = stripe_signature(WEBHOOK_SECRET, unix_now(), junk);
+    assert_eq!(shop.webhook_raw(junk, Some(&sig)).status, 400);
+    assert_eq!(
+        shop.sql_in("payments", "SELECT COUNT(*) AS n FROM inbox")[0]["n"],
+        0
+    );
+    assert_eq!(
+        shop.sql_in("payments", "SELECT COUNT(*) AS n FROM outbox")[0]["n"],
+        0
+    );
+
+    // During a rotation the previous secret still verifies.
+    let rotated = stripe_signature("old-secret", unix_now(), &body);
+    let resp = shop.webhook_raw(&body, Some(&rotated));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    shop.wait_order(o["order_id"].as_str().unwrap(), WAIT, is_status("PAID"));
+}
+
+#[test]
+fn a_payment_that_does_not_match_leaves_the_order_and_requires_a_refund() {
+    let shop = Shop::boot_without_cron();
+    let o = order(&shop, "PAY-3", 5, 1, "pay-3");
+    let id = o["order_id"].as_str().unwrap();
+    let short = stripe_event("evt_short", "payment_intent.succeeded", id, 1, "eur");
+    assert_eq!(shop.webhook(&short).status, 200);
+    let unknown = stripe_event(
+        "evt_unknown",
+        "payment_intent.succeeded",
+        "ord_nope",
+        1299,
+        "eur",
+    );
+    assert_eq!(shop.webhook(&unknown).status, 200);
+    let failed = stripe_event(
+        "evt_failed",
+        "payment_intent.payment_failed",
+        id,
+        1299,
+        "eur",
+    );
+    assert_eq!(shop.webhook(&failed).status, 200);
+    let deadline = std::time::Instant::now() + WAIT;
+    let reasons = loop {
+        let rows = shop.sql(
+            "SELECT json_extract(payload, '$.reason') AS reason FROM outbox
+             WHERE type = 'RefundRequired' ORDER BY reason",
+        );
+        if rows.len() == 2 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        reasons,
+        vec![
+            json!({"reason": "amount-mismatch"}),
+            json!({"reason": "unknown-order"})
+        ]
+    );
+    // Still payable after a failed attempt and a wrong amount.
+    let now = shop.app.get(&format!("/api/orders/{id}")).unwrap().json();
+    assert_eq!(now["status"], "PENDING_PAYMENT", "{now}");
+    assert_eq!(shop.webhook(&succeeded("evt_ok", &o)).status, 200);
+    shop.wait_order(id, WAIT, is_status("PAID"));
+}
+
+#[test]
+fn unpaid_orders_expire_return_their_stock_and_a_late_payment_is_refunded() {
+    let shop = Shop::boot_without_cron();
+    let o = order(&shop, "PAY-4", 5, 3, "pay-4");
+    let id = o["order_id"].as_str().unwrap();
+    assert_eq!(shop.levels("PAY-4"), (2, 3, 0));
+    // The payment deadline passes (the order's copy of the reservation's expiry).
+    shop.sql(&format!(
+        "UPDATE orders SET expires_ms = 0 WHERE order_id = '{id}'"
+    ));
+    shop.compensator_run(); // rings the doorbells: the order sweep runs
+    shop.wait_order(id, WAIT, is_status("EXPIRED"));
+    assert_eq!(shop.wait_levels("PAY-4", WAIT, |l| l.1 == 0), (5, 0, 0));
+    // A payment after the expiry: the order stays EXPIRED, the money must go back.
+    assert_eq!(shop.webhook(&succeeded("evt_late", &o)).status, 200);
+    let deadline = std::time::Instant::now() + WAIT;
+    while shop
+        .sql("SELECT 1 FROM outbox WHERE type = 'RefundRequired'")
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no RefundRequired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reason = shop.sql(
+        "SELECT json_extract(payload, '$.reason') AS r FROM outbox WHERE type = 'RefundRequired'",
+    );
+    assert_eq!(reason[0]["r"], "order-expired");
+    let after = shop.app.get(&format!("/api/orders/{id}")).unwrap().json();
+    assert_eq!(after["status"], "EXPIRED");
+    assert_eq!(shop.levels("PAY-4"), (5, 0, 0));
+}
+
+/// The Redis server refuses the app (a password it does not know) until `restore`.
+struct RedisRefusing<'a>(&'a Shop);
+
+impl<'a> RedisRefusing<'a> {
+    fn start(shop: &'a Shop) -> Self {
+        shop.redis
+            .cli(&["CONFIG", "SET", "requirepass", "e2e-down"])
+            .expect("CONFIG SET");
+        RedisRefusing(shop)
+    }
+}
+
+impl Drop for RedisRefusing<'_> {
+    fn drop(&mut self) {
+        let port = self.0.redis.port().to_string();
+        let status = std::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &port,
+                "-a",
+                "e2e-down",
+                "--no-auth-warning",
+                "CONFIG",
+                "SET",
+                "requirepass",
+                "",
+            ])
+            .status()
+            .expect("redis-cli");
+        assert!(status.success());
+    }
+}
+
+#[test]
+fn redis_down_during_the_webhook_still_answers_200_and_the_relay_delivers_later() {
+    let shop = Shop::boot_without_cron();
+    let o = order(&shop, "PAY-5", 5, 1, "pay-5");
+    let id = o["order_id"].as_str().unwrap();
+    {
+        let _down = RedisRefusing::start(&shop);
+        let resp = shop.webhook(&succeeded("evt_down", &o));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let unsent = shop.sql_in("payments", "SELECT published_at FROM outbox");
+    assert_eq!(unsent, vec![json!({"published_at": null})]);
+    // The relay leaves a fresh row to its request's fast path for 5 s, then sends it.
+    std::thread::sleep(Duration::from_millis(5_200));
+    let report = shop.compensator_run();
+    assert!(
+        report["relayed"].to_string().contains("\"sent\":1"),
+        "{report}"
+    );
+    shop.wait_order(id, WAIT, is_status("PAID"));
+    shop.wait_levels("PAY-5", WAIT, |l| l == (4, 0, 1));
+}
+
+#[test]
+fn two_overlapping_relay_runs_send_each_message_once() {
+    let shop = Shop::boot_without_cron();
+    shop.put_product(
+        "PAY-6",
+        &json!({"name": "Mug", "price": 100, "currency": "EUR", "stock": 100}),
+    );
+    // 40 orders, then as if every fast path had failed: all 40 due for the relay at once.
+    for i in 0..40 {
+        order_only(&shop, "PAY-6", &format!("ovl-{i}"));
+    }
+    shop.sql("UPDATE outbox SET published_at = NULL, next_attempt_ms = 0");
+    shop.redis.cli(&["DEL", "events:orders"]).unwrap();
+    let runs: Vec<Value> = std::thread::scope(|s| {
+        let a = s.spawn(|| shop.compensator_run());
+        let b = s.spawn(|| shop.compensator_run());
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    let sent: u64 = runs
+        .iter()
+        .flat_map(|r| r["relayed"].as_array().cloned().unwrap_or_default())
+        .map(|pair| pair[1]["sent"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(sent, 40, "{runs:?}");
+    assert_eq!(
+        shop.redis.cli(&["XLEN", "events:orders"]).unwrap().trim(),
+        "40"
+    );
+    assert_eq!(
+        shop.sql("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")[0]["n"],
+        0
+    );
+}
+
+fn order_only(shop: &Shop, sku: &str, key: &str) {
+    let resp = shop
+        .app
+        .send_json(
+            "POST",
+            "/api/orders",
+            &[("idempotency-key", key)],
+            &json!({"user_id": "u1", "items": [{"sku": sku, "quantity": 1}]}),
+        )
+        .expect("POST order");
+    assert_eq!(resp.status, 201, "{}", resp.text());
+}
+
+#[test]
+fn ops_routes_show_the_outbox_and_replay_dead_letters() {
+    let shop = Shop::boot_without_cron();
+    let o = order(&shop, "PAY-7", 5, 1, "pay-7");
+    let (k, v) = admin_auth();
+    assert_eq!(shop.app.get("/api/ops/outbox").unwrap().status, 401);
+    let stats = shop
+        .app
+        .send("GET", "/api/ops/outbox", &[(k, &v)], None)
+        .unwrap();
+    assert_eq!(stats.status, 200, "{}", stats.text());
+    assert_eq!(
+        stats.json()["contexts"]["orders"]["published"],
+        1,
+        "{}",
+        stats.text()
+    );
+    // A row that failed too often waits as a dead letter until an operator replays it.
+    let mid = shop.sql("SELECT message_id FROM outbox")[0]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shop.sql(&format!(
+        "UPDATE outbox SET published_at = NULL, dead_at = '2026-01-01T00:00:00.000Z', attempts = 10, last_error = 'x' WHERE message_id = '{mid}'"
+    ));
+    let dead = shop
+        .app
+        .send("GET", "/api/ops/dead-letters", &[(k, &v)], None)
+        .unwrap()
+        .json();
+    assert_eq!(
+        dead["dead_letters"][0]["message_id"],
+        mid.as_str(),
+        "{dead}"
+    );
+    assert_eq!(shop.compensator_run()["relayed"][0][1]["sent"], 0);
+    let path = format!("/api/ops/dead-letters/{mid}/replay");
+    assert_eq!(
+        shop.app
+            .send("POST", &path, &[(k, &v)], None)
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        shop.app
+            .send("POST", &path, &[(k, &v)], None)
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(shop.compensator_run()["relayed"][0][1]["sent"], 1);
+    let _ = o;
+}
