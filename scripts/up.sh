@@ -27,4 +27,4 @@ export SPIN_VARIABLE_ADMIN_TOKEN="${SPIN_VARIABLE_ADMIN_TOKEN:-local-admin-token
 export SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET="${SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET:-local-webhook-secret}"
 
 cargo build --release -p spin-host
-./target/release/spin-host up --build --from spin.toml "$@"
+./target/release/spin-host up --build --from spin.toml --runtime-config-file runtime-config.toml "$@"
