@@ -10,7 +10,12 @@ pub const MIGRATION_SQL: &str = include_str!("../sql/inbox.sql");
 
 /// Records `message_id` as applied. `true` the first time; `false` when it was applied before
 /// (then the caller must skip the effect). Call it inside the effect's transaction.
-pub fn record(conn: &Connection, message_id: &str, kind: &str, now_ms: i64) -> anyhow::Result<bool> {
+pub fn record(
+    conn: &Connection,
+    message_id: &str,
+    kind: &str,
+    now_ms: i64,
+) -> anyhow::Result<bool> {
     conn.execute(
         "INSERT OR IGNORE INTO inbox (message_id, kind, received_ms) VALUES (?, ?, ?)",
         &[

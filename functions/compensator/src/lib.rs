@@ -60,11 +60,15 @@ cron::export!(Compensator with_types_in cron);
 #[http_component]
 fn handle(req: Request) -> impl IntoResponse {
     let mut router = Router::new();
-    router.get("/api/health/compensator", |_req: Request, _p| health_route());
+    router.get("/api/health/compensator", |_req: Request, _p| {
+        health_route()
+    });
     router.post("/api/compensator/run", |req: Request, _p| {
         finish(run::handle(&req))
     });
-    router.get("/api/ops/outbox", |req: Request, _p| finish(ops::outbox(&req)));
+    router.get("/api/ops/outbox", |req: Request, _p| {
+        finish(ops::outbox(&req))
+    });
     router.get("/api/ops/dead-letters", |req: Request, _p| {
         finish(ops::dead_letters(&req))
     });

@@ -31,7 +31,11 @@ impl RunReport {
             self.purged_outbox,
             self.purged_inbox,
             self.doorbells,
-            if self.errors.is_empty() { "none".to_owned() } else { self.errors.join("; ") }
+            if self.errors.is_empty() {
+                "none".to_owned()
+            } else {
+                self.errors.join("; ")
+            }
         )
     }
 }

@@ -16,5 +16,8 @@ fn handle(req: Request) -> impl IntoResponse {
 }
 
 fn health_route() -> spin_sdk::http::Response {
-    health::report(COMPONENT, &[("sqlite", &|| health::sqlite_check("coupons"))])
+    health::report(
+        COMPONENT,
+        &[("sqlite", &|| health::sqlite_check("coupons"))],
+    )
 }

@@ -67,6 +67,9 @@ fn health_route() -> Response {
     };
     health::report(
         COMPONENT,
-        &[("sqlite", &|| health::sqlite_check(db::LABEL)), ("redis", &redis)],
+        &[
+            ("sqlite", &|| health::sqlite_check(db::LABEL)),
+            ("redis", &redis),
+        ],
     )
 }

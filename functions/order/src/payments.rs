@@ -170,7 +170,11 @@ fn paid(conn: &Connection, pay: &Payment, order: &Payable, now: i64) -> anyhow::
             int(order.state.version),
         ],
     )?;
-    anyhow::ensure!(changes(conn)? == 1, "order {} changed meanwhile", pay.order_id);
+    anyhow::ensure!(
+        changes(conn)? == 1,
+        "order {} changed meanwhile",
+        pay.order_id
+    );
     let payload = json!({
         "order_id": pay.order_id,
         "user_id": order.user_id,

@@ -25,13 +25,7 @@ pub const PAID_GRACE_MS: u64 = 10 * 60 * 1000;
 #[spin_sdk::redis_component]
 fn on_order_event(_doorbell: Vec<u8>) -> anyhow::Result<()> {
     let url = spin_sdk::variables::get("redis_url")?;
-    let report = receiver::drain(
-        &url,
-        "orders",
-        "stock",
-        &DrainOptions::default(),
-        apply,
-    )?;
+    let report = receiver::drain(&url, "orders", "stock", &DrainOptions::default(), apply)?;
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let (expired, _, _) = crate::cmd::expire::sweep(&store, None, PAID_GRACE_MS)
         .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
@@ -52,17 +46,23 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
     };
     let raw = env.payload["reservation_id"].as_str().unwrap_or_default();
     let Ok(id) = ReservationId::parse(raw) else {
-        eprintln!("stock-events: {} {} names no valid reservation", env.kind, env.message_id);
+        eprintln!(
+            "stock-events: {} {} names no valid reservation",
+            env.kind, env.message_id
+        );
         return Ok(());
     };
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-    let reply = settle::run(&store, &id, script, grace).map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    let reply =
+        settle::run(&store, &id, script, grace).map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     match reply.first().map(String::as_str) {
         Some("DONE") | Some("UNKNOWN") => {}
-        other => eprintln!(
+        other => {
+            eprintln!(
             "stock-events: ALERT {} for order {} could not settle reservation {id}: {other:?} {:?}",
             env.kind, env.aggregate_id, reply.get(1)
-        ),
+        )
+        }
     }
     Ok(())
 }

@@ -63,7 +63,10 @@ pub async fn handle(req: &Request) -> HandlerResult {
         abandon_claims(&conn, now).map_err(|e| db::unavailable("abandon claims", e))?;
     let expired_orders =
         expire_orders(&conn, now).map_err(|e| db::unavailable("expire orders", e))?;
-    outbox::publish(&conn, &[abandoned_claims.as_slice(), &expired_orders].concat());
+    outbox::publish(
+        &conn,
+        &[abandoned_claims.as_slice(), &expired_orders].concat(),
+    );
 
     let open = conn
         .execute(
@@ -149,7 +152,13 @@ pub fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>
             continue;
         }
         let reservation_id = key.reservation_id(attempt);
-        written.push(releases::owe(conn, &reservation_id, None, "claim-abandoned", now)?);
+        written.push(releases::owe(
+            conn,
+            &reservation_id,
+            None,
+            "claim-abandoned",
+            now,
+        )?);
         tx.commit()?;
     }
     Ok(written)
