@@ -81,21 +81,23 @@ impl Shop {
             .prefix("spin-shop-e2e-")
             .tempdir()
             .expect("state dir");
-        let manifest = match manifest {
-            Manifest::Real => repo_root().join("spin.toml"),
-            Manifest::WithoutCron => without_cron(state.path()),
-        };
-        let builder = SpinApp::builder(manifest)
-            .state_dir(state.path())
-            .runtime_config(runtime_config(state.path()))
-            .variable("redis_host", redis.host())
-            .variable("admin_token", ADMIN_TOKEN)
-            .variable("payment_webhook_secret", WEBHOOK_SECRET)
-            .startup_timeout(Duration::from_secs(180));
-        let app = configure(builder)
-            .start()
-            .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"));
+        let app = start_app(manifest, &redis, state.path(), configure);
         Shop { app, redis, state }
+    }
+
+    /// The real manifest with silenced cron, except that the receivers (`order-events`,
+    /// `stock-events`) listen on doorbells nobody rings: as if they were not deployed or down.
+    /// Their messages wait in the streams; [`Shop::restart_without_cron`] brings them back.
+    pub fn boot_without_receivers() -> Shop {
+        Self::boot_manifest(Manifest::WithoutReceivers, |b| b)
+    }
+
+    /// Stops the app and starts the real manifest (cron silenced) again on the same Redis and
+    /// state dir, as after a redeploy.
+    pub fn restart_without_cron(&mut self) {
+        let placeholder = start_app(Manifest::WithoutCron, &self.redis, self.state.path(), |b| b);
+        let old = std::mem::replace(&mut self.app, placeholder);
+        old.stop();
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -171,11 +173,37 @@ pub fn runtime_config(dir: &Path) -> PathBuf {
 enum Manifest {
     Real,
     WithoutCron,
+    WithoutReceivers,
 }
 
-/// Writes a copy of the real `spin.toml` into `dir` whose cron expressions fire once a year and
-/// whose component sources are absolute paths to the built `.wasm` files.
-fn without_cron(dir: &Path) -> PathBuf {
+/// Starts `manifest` with the e2e variables against `redis`, with its databases in `state`.
+fn start_app(
+    manifest: Manifest,
+    redis: &RedisServer,
+    state: &Path,
+    configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+) -> SpinApp {
+    let manifest = match manifest {
+        Manifest::Real => repo_root().join("spin.toml"),
+        Manifest::WithoutCron => manifest_copy(state, false),
+        Manifest::WithoutReceivers => manifest_copy(state, true),
+    };
+    let builder = SpinApp::builder(manifest)
+        .state_dir(state)
+        .runtime_config(runtime_config(state))
+        .variable("redis_host", redis.host())
+        .variable("admin_token", ADMIN_TOKEN)
+        .variable("payment_webhook_secret", WEBHOOK_SECRET)
+        .startup_timeout(Duration::from_secs(180));
+    configure(builder)
+        .start()
+        .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"))
+}
+
+/// Writes a copy of the real `spin.toml` into `dir` whose cron expressions fire once a year,
+/// whose component sources are absolute paths to the built `.wasm` files, and (with
+/// `mute_receivers`) whose Redis triggers listen on a channel nobody rings.
+fn manifest_copy(dir: &Path, mute_receivers: bool) -> PathBuf {
     let real = std::fs::read_to_string(repo_root().join("spin.toml")).expect("read spin.toml");
     let mut crons = 0;
     let copy: Vec<String> = real
@@ -184,6 +212,8 @@ fn without_cron(dir: &Path) -> PathBuf {
             if line.trim_start().starts_with("cron_expression") {
                 crons += 1;
                 "cron_expression = \"0 0 0 1 1 *\"".to_owned()
+            } else if mute_receivers && line.starts_with("channel = \"doorbell:") {
+                "channel = \"doorbell:muted\"".to_owned()
             } else if let Some(rest) = line.strip_prefix("source = \"target/wasm32-wasip2/release/")
             {
                 let file = rest.trim_end_matches('"').trim_end_matches(".wasm");
@@ -194,7 +224,11 @@ fn without_cron(dir: &Path) -> PathBuf {
         })
         .collect();
     assert!(crons > 0, "spin.toml has no cron trigger to silence");
-    let path = dir.join("spin-without-cron.toml");
+    let path = dir.join(if mute_receivers {
+        "spin-without-receivers.toml"
+    } else {
+        "spin-without-cron.toml"
+    });
     std::fs::write(&path, copy.join("\n")).expect("write manifest copy");
     path
 }

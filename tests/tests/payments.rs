@@ -358,3 +358,98 @@ fn ops_routes_show_the_outbox_and_replay_dead_letters() {
     assert_eq!(shop.compensator_run()["relayed"][0][1]["sent"], 1);
     let _ = o;
 }
+
+#[test]
+fn a_payment_sent_while_the_receiver_is_down_is_applied_once_it_is_back() {
+    let mut shop = Shop::boot_without_receivers();
+    let o = order(&shop, "PAY-8", 5, 2, "pay-8");
+    let id = o["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        shop.webhook(&succeeded("evt_down_receiver", &o)).status,
+        200
+    );
+    // Sent (the stream has it), but nobody applied it.
+    assert_eq!(
+        shop.redis.cli(&["XLEN", "events:payments"]).unwrap().trim(),
+        "1"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let now = shop.app.get(&format!("/api/orders/{id}")).unwrap().json();
+    assert_eq!(now["status"], "PENDING_PAYMENT", "{now}");
+
+    shop.restart_without_cron();
+    shop.compensator_run(); // rings the doorbells: the receiver drains what waited
+    shop.wait_order(&id, WAIT, is_status("PAID"));
+    assert_eq!(shop.wait_levels("PAY-8", WAIT, |l| l.2 == 2), (3, 0, 2));
+}
+
+#[test]
+fn a_relay_run_killed_mid_batch_loses_nothing_and_doubles_nothing() {
+    let shop = Shop::boot_without_cron();
+    let orders: Vec<Value> = (0..6)
+        .map(|i| order(&shop, &format!("KILL-{i}"), 3, 1, &format!("kill-{i}")))
+        .collect();
+    {
+        let _down = RedisRefusing::start(&shop);
+        for (i, o) in orders.iter().enumerate() {
+            assert_eq!(
+                shop.webhook(&succeeded(&format!("evt_kill_{i}"), o)).status,
+                200
+            );
+        }
+    }
+    let payments = |q: &str| shop.sql_in("payments", q);
+    assert_eq!(
+        payments("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")[0]["n"],
+        6
+    );
+    // A run claimed all six, sent the first three, and died before stamping anything: first let
+    // a run send three (the other three held by a live lease), then take the stamps back and
+    // hand all six to the dead run's lease, which has just run out.
+    payments("UPDATE outbox SET next_attempt_ms = 0");
+    payments(
+        "UPDATE outbox SET lease_token = 'lease_other', lease_until_ms = 9999999999999
+         WHERE rowid IN (SELECT rowid FROM outbox ORDER BY rowid DESC LIMIT 3)",
+    );
+    let report = shop.compensator_run();
+    assert!(
+        report["relayed"].to_string().contains("\"sent\":3"),
+        "{report}"
+    );
+    payments(
+        "UPDATE outbox SET published_at = NULL, lease_token = 'lease_dead', lease_until_ms = 0",
+    );
+
+    shop.compensator_run();
+    assert_eq!(
+        payments("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")[0]["n"],
+        0
+    );
+    assert_eq!(
+        shop.redis.cli(&["XLEN", "events:payments"]).unwrap().trim(),
+        "9"
+    );
+    for o in &orders {
+        let paid = shop.wait_order(o["order_id"].as_str().unwrap(), WAIT, is_status("PAID"));
+        assert_eq!(paid["version"], 2, "paid once: {paid}");
+    }
+    // Nine deliveries, six effects: the inbox dropped the three duplicates.
+    let deadline = std::time::Instant::now() + WAIT;
+    while shop.sql("SELECT COUNT(*) AS n FROM inbox")[0]["n"] != 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "inbox never reached 6"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        shop.sql("SELECT COUNT(*) AS n FROM outbox WHERE type = 'OrderPaid'")[0]["n"],
+        6
+    );
+    for i in 0..6 {
+        assert_eq!(
+            shop.wait_levels(&format!("KILL-{i}"), WAIT, |l| l.2 == 1),
+            (2, 0, 1)
+        );
+    }
+}

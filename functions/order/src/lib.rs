@@ -14,6 +14,7 @@ mod ids;
 mod outbox;
 mod payments;
 mod releases;
+mod retention;
 mod stock;
 mod view;
 

@@ -14,7 +14,8 @@
 //!
 //! After the drain, the periodic sweep of the order context (the compensator rings this doorbell
 //! on every run): unpaid orders past their deadline expire (`OrderExpired`, which releases their
-//! stock), abandoned Idempotency-Key claims are given up (`ReservationReleaseOwed`).
+//! stock), abandoned Idempotency-Key claims are given up (`ReservationReleaseOwed`), and finished
+//! claims past their retention are purged.
 
 use serde_json::{json, Value};
 use shop_adapter::receiver::{self, DrainOptions, Envelope};
@@ -43,9 +44,10 @@ fn on_doorbell(_payload: Vec<u8>) -> anyhow::Result<()> {
     let expired = crate::cmd::compensate::expire_orders(&conn, now)?;
     let abandoned = crate::cmd::compensate::abandon_claims(&conn, now)?;
     outbox::publish(&conn, &[written.as_slice(), &expired, &abandoned].concat());
+    let purged = crate::retention::purge_claims(&conn, now - crate::retention::keep_ms())?;
     let report = report?;
     eprintln!(
-        "order-events: read {} applied {} failed {} dead-lettered {} expired {} abandoned {}",
+        "order-events: read {} applied {} failed {} dead-lettered {} expired {} abandoned {} purged {purged}",
         report.read,
         report.applied,
         report.failed,

@@ -1,0 +1,31 @@
+//! How long the order context remembers finished Idempotency-Key claims.
+//!
+//! A completed or failed claim answers retries with the same key; once it is purged, the same
+//! key would create a new order. So the retention (variable `idempotency_retention_hours`,
+//! default 7 days) must outlast any client's retry window (Stripe keeps keys 24 hours). Claims
+//! still in progress are never purged here: the sweep gives them up first.
+
+use spin_sdk::sqlite::Connection;
+
+use crate::db::int;
+
+const DEFAULT_HOURS: i64 = 24 * 7;
+
+/// The retention in milliseconds, from the variable or the default.
+pub fn keep_ms() -> i64 {
+    spin_sdk::variables::get("idempotency_retention_hours")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|h| *h > 0)
+        .unwrap_or(DEFAULT_HOURS)
+        * 3_600_000
+}
+
+/// Deletes finished claims last updated before `before_ms`; returns how many.
+pub fn purge_claims(conn: &Connection, before_ms: i64) -> anyhow::Result<i64> {
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE state IN ('completed', 'failed') AND updated_ms < ?",
+        &[int(before_ms)],
+    )?;
+    shop_adapter::sqlite::changes(conn)
+}
