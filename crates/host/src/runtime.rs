@@ -25,7 +25,7 @@ use crate::outbound_http::OutboundHttpHooks;
 use crate::outbound_networking::AllowedHosts;
 use crate::routes::Router;
 use crate::runtime_config::RuntimeConfig;
-use crate::state::InstanceState;
+use crate::state::{InstanceState, TriggerKind};
 use crate::variables::{AppVariables, ComponentVariables};
 use crate::{key_value, redis, sqlite, stdio};
 
@@ -402,8 +402,12 @@ impl AppRuntime {
         self.components.get(id)
     }
 
-    /// A fresh store for one call into `component`.
-    pub fn new_store(self: &Arc<Self>, component: &Arc<ComponentRuntime>) -> Store<InstanceState> {
+    /// A fresh store for one call into `component` from `trigger`.
+    pub fn new_store(
+        self: &Arc<Self>,
+        component: &Arc<ComponentRuntime>,
+        trigger: TriggerKind,
+    ) -> Store<InstanceState> {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(self.stdio.stream(&component.id))
             .stderr(self.stdio.stream(&component.id));
@@ -449,7 +453,8 @@ impl AppRuntime {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHttpHooks::new(self.clone(), component.clone()),
+            hooks: OutboundHttpHooks::new(self.clone(), component.clone(), trigger),
+            trigger,
             component: component.clone(),
             app: self.clone(),
             limits: wasmtime::StoreLimitsBuilder::new().build(),

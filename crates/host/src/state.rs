@@ -14,6 +14,29 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::outbound_http::OutboundHttpHooks;
 use crate::runtime::{AppRuntime, ComponentRuntime};
 
+/// The trigger that made an instance. Outbound HTTP depends on it, as in Spin, where only the
+/// HTTP trigger sets a self-request origin and the service-chaining interceptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerKind {
+    /// `[[trigger.http]]`, including a chained request.
+    Http,
+    /// `[[trigger.redis]]`.
+    Redis,
+    /// `[[trigger.cron]]`.
+    Cron,
+}
+
+impl TriggerKind {
+    /// The trigger type as written in the manifest (`[[trigger.<type>]]`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TriggerKind::Http => "http",
+            TriggerKind::Redis => "redis",
+            TriggerKind::Cron => "cron",
+        }
+    }
+}
+
 /// Store data for one guest instance.
 pub struct InstanceState {
     /// Guest resources of every interface (WASI, wasi-http, key-value, SQLite, Redis).
@@ -22,8 +45,10 @@ pub struct InstanceState {
     pub wasi: WasiCtx,
     /// wasi-http context.
     pub http: WasiHttpCtx,
-    /// Outbound HTTP policy: grants, service chaining.
+    /// Outbound HTTP policy: grants, self-requests and service chaining (HTTP trigger only).
     pub hooks: OutboundHttpHooks,
+    /// The trigger this instance serves.
+    pub trigger: TriggerKind,
     /// The component's start-up configuration (variables, grants, labels).
     pub component: Arc<ComponentRuntime>,
     /// The app: other components (service chaining) and shared services.

@@ -421,7 +421,7 @@ where
             component.id
         );
     };
-    let mut store = app.new_store(component);
+    let mut store = app.new_store(component, crate::state::TriggerKind::Http);
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let request = store
         .data_mut()
