@@ -379,6 +379,16 @@ pub enum PaymentEventKind {
 }
 
 impl PaymentEventKind {
+    /// The provider's name of the event type (`payment_intent.succeeded`, ...).
+    pub fn provider_type(&self) -> &str {
+        match self {
+            PaymentEventKind::Succeeded { .. } => "payment_intent.succeeded",
+            PaymentEventKind::Failed { .. } => "payment_intent.payment_failed",
+            PaymentEventKind::Refunded { .. } => "charge.refunded",
+            PaymentEventKind::Other(t) => t,
+        }
+    }
+
     /// The payment intent, order and status this event is about; `None` for [`Self::Other`].
     pub fn subject(&self) -> Option<(&ProviderId, &OrderRef, PaymentStatus)> {
         match self {
@@ -410,6 +420,45 @@ impl ProviderEvent {
     /// a body that is not a JSON object is `body`.
     pub fn parse(verified: &Verified<'_>) -> Result<Self, FieldError> {
         Self::parse_json(verified.body)
+    }
+
+    /// The payload of the message announcing this event to the other contexts (topic
+    /// `payments`): `{order_id, payment_intent_id, amount, currency, event_id}`, plus `reason`
+    /// for a failure and `charge_id` / `amount_refunded` for a refund. Amounts are minor units,
+    /// currencies upper case. `None` for event types the shop ignores.
+    pub fn payload(&self) -> Option<Value> {
+        let (intent_id, order_id, _) = self.kind.subject()?;
+        let amount = match &self.kind {
+            PaymentEventKind::Succeeded { amount, .. }
+            | PaymentEventKind::Failed { amount, .. }
+            | PaymentEventKind::Refunded { amount, .. } => amount,
+            PaymentEventKind::Other(_) => return None,
+        };
+        let mut payload = serde_json::json!({
+            "order_id": order_id,
+            "payment_intent_id": intent_id,
+            "amount": amount.minor(),
+            "currency": amount.currency(),
+            "event_id": self.id,
+        });
+        match &self.kind {
+            PaymentEventKind::Failed {
+                reason: Some(reason),
+                ..
+            } => {
+                payload["reason"] = reason.as_str().into();
+            }
+            PaymentEventKind::Refunded {
+                charge_id,
+                amount_refunded,
+                ..
+            } => {
+                payload["charge_id"] = charge_id.as_str().into();
+                payload["amount_refunded"] = amount_refunded.minor().into();
+            }
+            _ => {}
+        }
+        Some(payload)
     }
 
     fn parse_json(body: &[u8]) -> Result<Self, FieldError> {
@@ -993,6 +1042,43 @@ mod tests {
         let verified = secrets().verify(Some(&header), &body, T).unwrap();
         assert_eq!(verified.body(), body.as_slice());
         assert!(ProviderEvent::parse(&verified).is_ok());
+    }
+
+    #[test]
+    fn payloads_carry_what_the_order_context_reads() {
+        let body = intent_event(
+            "payment_intent.succeeded",
+            intent(2599.into(), "eur", "ord_1".into()),
+        );
+        let event = parse(&body).unwrap();
+        assert_eq!(event.kind.provider_type(), "payment_intent.succeeded");
+        assert_eq!(
+            event.payload().unwrap(),
+            serde_json::json!({"order_id": "ord_1", "payment_intent_id": "pi_1", "amount": 2599,
+                               "currency": "EUR", "event_id": "evt_123"})
+        );
+        let mut failed = intent(5.into(), "eur", "ord_1".into());
+        failed["last_payment_error"] = serde_json::json!({"code": "card_declined"});
+        let event = parse(&intent_event("payment_intent.payment_failed", failed)).unwrap();
+        assert_eq!(event.payload().unwrap()["reason"], "card_declined");
+        assert_eq!(event.kind.provider_type(), "payment_intent.payment_failed");
+        let charge = serde_json::json!({
+            "id": "ch_1", "object": "charge", "amount": 1000, "amount_refunded": 1000,
+            "currency": "usd", "payment_intent": "pi_1", "metadata": {"order_id": "ord_1"}
+        });
+        let event = parse(&intent_event("charge.refunded", charge)).unwrap();
+        let payload = event.payload().unwrap();
+        assert_eq!(
+            (
+                payload["charge_id"].as_str(),
+                payload["amount_refunded"].as_i64()
+            ),
+            (Some("ch_1"), Some(1000))
+        );
+        assert_eq!(payload["currency"], "USD");
+        let other = parse(br#"{"id":"evt_9","type":"customer.created","created":5}"#).unwrap();
+        assert_eq!(other.payload(), None);
+        assert_eq!(other.kind.provider_type(), "customer.created");
     }
 
     #[test]

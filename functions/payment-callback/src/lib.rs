@@ -1,26 +1,56 @@
-//! The `payment-callback` component. Thin: parse the request, call the domain, persist, respond.
+//! The `payment-callback` component. Thin: verify and parse the provider's delivery with the
+//! domain, persist, respond.
+//!
+//! Routes (JSON; errors `application/problem+json`):
+//! - `POST /api/payments/webhook` -> [`webhook`]
+//! - `GET  /api/health/payment-callback` (SQLite `payments`, Redis)
 
-use shop_adapter::health;
-use spin_sdk::http::{IntoResponse, Request, Router};
+mod config;
+mod db;
+mod store;
+mod webhook;
+
+use shop_adapter::{health, Problem};
+use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 const COMPONENT: &str = "payment-callback";
 
 #[http_component]
-fn handle(req: Request) -> impl IntoResponse {
-    let mut router = Router::new();
-    router.get("/api/health/payment-callback", |_req: Request, _params| {
-        health_route()
-    });
-    router.handle(req)
+fn handle(req: Request) -> Response {
+    let path = req.path().trim_end_matches('/').to_owned();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = req.method().clone();
+    let result = match (&method, segments.as_slice()) {
+        (Method::Post, ["api", "payments", "webhook"]) => webhook::handle(&req),
+        (_, ["api", "payments", "webhook"]) => return method_not_allowed("POST"),
+        (Method::Get, ["api", "health", "payment-callback"]) => return health_route(),
+        (_, ["api", "health", "payment-callback"]) => return method_not_allowed("GET"),
+        _ => Err(Problem::not_found(format!("no route for {path}"))),
+    };
+    shop_adapter::respond::finish(result)
 }
 
-fn health_route() -> spin_sdk::http::Response {
+/// 405 with the `Allow` header RFC 9110 asks for.
+fn method_not_allowed(allow: &str) -> Response {
+    let mut resp = Problem::new(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("this route accepts {allow}"),
+    )
+    .into_response();
+    resp.set_header("allow", allow);
+    resp
+}
+
+fn health_route() -> Response {
+    let redis = || -> anyhow::Result<()> { health::redis_check(&config::redis_url()?) };
     health::report(
         COMPONENT,
         &[
-            ("sqlite", &health::sqlite_check),
-            ("key_value", &|| health::kv_check(COMPONENT)),
+            ("sqlite", &|| health::sqlite_check(db::LABEL)),
+            ("redis", &redis),
         ],
     )
 }
