@@ -1,21 +1,24 @@
 //! The cron trigger (the `trigger-cron` plugin): calls `handle-cron-event` of
 //! `fermyon:spin-cron/spin-cron@2.0.0` on a schedule.
 //!
-//! Expressions are read as the plugin reads them: exactly 6 fields with seconds (`sec min hour
-//! day month weekday`, weekdays 0-7 with Sunday = 0 or 7), evaluated in UTC. Each trigger runs
-//! in its own task that sleeps until the next tick, then awaits the handler: a run never overlaps
-//! itself, and ticks that pass while a run is still going are skipped. `timestamp` is the tick's
-//! Unix time in seconds. Handler errors and traps are logged; the schedule goes on.
+//! Expressions are parsed as the plugin parses them: by croner 2.1.0 (what tokio-cron-scheduler
+//! 0.13 uses) with seconds required and day-of-month ANDed with day-of-week. That is exactly 6
+//! fields, `sec min hour day month weekday`, weekdays 0-7 with Sunday = 0 or 7, `@hourly`-style
+//! nicknames, evaluated in UTC. As in the plugin, which spawns every tick, each tick runs in its
+//! own task: a run that outlasts the interval does not delay the next tick, so the runs of a slow
+//! handler overlap. `timestamp` is the tick's Unix time in seconds (the plugin reads the clock as
+//! the tick fires: the same second). Handler errors and traps are logged; the schedule goes on.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Timelike, Utc};
+use croner::Cron;
 
 use crate::bindings::cron_trigger::fermyon::spin_cron::cron_types::Metadata;
 use crate::manifest::App;
 use crate::runtime::AppRuntime;
+use crate::state::TriggerKind;
 
 /// A parsed schedule for one component.
 pub struct CronJob {
@@ -23,106 +26,23 @@ pub struct CronJob {
     pub component: String,
     /// The expression as written.
     pub expression: String,
-    schedule: cron::Schedule,
+    schedule: Cron,
 }
 
-/// Parses a cron expression the way the plugin accepts it.
-///
-/// The plugin (tokio-cron-scheduler 0.13 over croner) requires exactly 6 fields, seconds first,
-/// and ANDs day-of-month with day-of-week; `@hourly`-style shortcuts are accepted. Its
-/// day-of-week numbers are 0-7 with 0 and 7 = Sunday, while the `cron` crate used here counts
-/// 1-7 from Sunday, so numeric weekdays are rewritten to names first.
-pub fn parse_expression(expr: &str) -> Result<cron::Schedule> {
-    let trimmed = expr.trim();
-    let normalized = if trimmed.starts_with('@') {
-        trimmed.to_string()
-    } else {
-        let fields: Vec<&str> = trimmed.split_whitespace().collect();
-        if fields.len() != 6 {
-            bail!(
-                "cron expression {expr:?} has {} fields; expected 6: second minute hour day-of-month month day-of-week",
-                fields.len()
-            );
-        }
-        let dow = weekday_names(fields[5]).with_context(|| {
-            format!(
-                "invalid day-of-week field {:?} in cron expression {expr:?}",
-                fields[5]
-            )
-        })?;
-        format!(
-            "{} {} {} {} {} {dow}",
-            fields[0], fields[1], fields[2], fields[3], fields[4]
-        )
-    };
-    cron::Schedule::from_str(&normalized)
+/// Parses a cron expression the way the plugin does:
+/// `Cron::new(expr).with_seconds_required().with_dom_and_dow().parse()`.
+pub fn parse_expression(expr: &str) -> Result<Cron> {
+    Cron::new(expr)
+        .with_seconds_required()
+        .with_dom_and_dow()
+        .parse()
         .map_err(|e| anyhow::anyhow!("invalid cron expression {expr:?}: {e}"))
 }
 
-const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
-
-fn weekday(token: &str) -> Result<usize> {
-    if let Ok(n) = token.parse::<usize>() {
-        if n > 7 {
-            bail!("day-of-week {n} is out of range 0-7");
-        }
-        return Ok(n % 7);
-    }
-    DAYS.iter()
-        .position(|d| d.eq_ignore_ascii_case(token))
-        .with_context(|| format!("unknown day-of-week {token:?}"))
-}
-
-/// croner day-of-week syntax (0-7, names, lists, ranges, steps) => a list of day names.
-fn weekday_names(field: &str) -> Result<String> {
-    if field == "*" || field == "?" {
-        return Ok(field.to_string());
-    }
-    let mut set = [false; 7];
-    for item in field.split(',') {
-        let (base, step) = match item.split_once('/') {
-            Some((b, s)) => (b, s.parse::<usize>().context("bad step")?),
-            None => (item, 1),
-        };
-        if step == 0 {
-            bail!("step must be positive");
-        }
-        let (from, to) = if base == "*" {
-            (0, 6)
-        } else if let Some((a, b)) = base.split_once('-') {
-            let a = a
-                .parse::<usize>()
-                .map(|n| n.min(7))
-                .ok()
-                .map_or_else(|| weekday(a), Ok)?;
-            let b = match b.parse::<usize>() {
-                Ok(7) => 7,
-                _ => weekday(b)?,
-            };
-            if a > b {
-                bail!("range {base:?} is backwards");
-            }
-            (a, b)
-        } else {
-            let d = weekday(base)?;
-            (d, if step > 1 { 6 } else { d })
-        };
-        let mut d = from;
-        while d <= to {
-            set[d % 7] = true;
-            d += step;
-        }
-    }
-    let names: Vec<&str> = DAYS
-        .iter()
-        .zip(set)
-        .filter(|(_, on)| *on)
-        .map(|(n, _)| *n)
-        .collect();
-    if names.is_empty() {
-        bail!("no day selected");
-    }
-    Ok(names.join(","))
+/// The first tick strictly after `t`'s whole second.
+pub fn next_tick(schedule: &Cron, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let whole = t.with_nanosecond(0).unwrap_or(t);
+    schedule.find_next_occurrence(&whole, false).ok()
 }
 
 /// Parses every `[[trigger.cron]]`.
@@ -147,10 +67,14 @@ pub async fn run(app: Arc<AppRuntime>, jobs: Vec<CronJob>) {
     futures::future::join_all(tasks).await;
 }
 
+/// Sleeps until each tick and spawns the run, so a slow run never holds back the next tick.
 async fn run_job(app: Arc<AppRuntime>, job: CronJob) {
+    let mut last: Option<DateTime<Utc>> = None;
     loop {
         let now = Utc::now();
-        let Some(next) = job.schedule.after(&now).next() else {
+        // Never fire the same tick twice, even if the timer wakes a hair early.
+        let from = last.map_or(now, |l| l.max(now));
+        let Some(next) = next_tick(&job.schedule, from) else {
             eprintln!(
                 "spin-host: cron trigger {:?} for {:?} has no future ticks",
                 job.expression, job.component
@@ -159,13 +83,15 @@ async fn run_job(app: Arc<AppRuntime>, job: CronJob) {
         };
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
+        last = Some(next);
         let timestamp = u64::try_from(next.timestamp()).unwrap_or_default();
-        if let Err(e) = call(&app, &job.component, timestamp).await {
-            eprintln!(
-                "spin-host: cron trigger: component {:?} failed: {e:#}",
-                job.component
-            );
-        }
+        let app = app.clone();
+        let component = job.component.clone();
+        tokio::spawn(async move {
+            if let Err(e) = call(&app, &component, timestamp).await {
+                eprintln!("spin-host: cron trigger: component {component:?} failed: {e:#}");
+            }
+        });
     }
 }
 
@@ -178,7 +104,7 @@ pub async fn call(app: &Arc<AppRuntime>, component_id: &str, timestamp: u64) -> 
         .cron
         .clone()
         .with_context(|| format!("component {component_id:?} does not export handle-cron-event"))?;
-    let mut store = app.new_store(component, crate::state::TriggerKind::Cron);
+    let mut store = app.new_store(component, TriggerKind::Cron);
     let guest = pre.instantiate_async(&mut store).await?;
     let r = guest
         .call_handle_cron_event(&mut store, Metadata { timestamp })
@@ -192,42 +118,90 @@ pub async fn call(app: &Arc<AppRuntime>, component_id: &str, timestamp: u64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Timelike};
+    use chrono::{Datelike, TimeZone};
 
-    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, se: u32) -> chrono::DateTime<Utc> {
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, se: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, se)
             .single()
             .expect("valid date")
     }
 
-    #[test]
-    fn six_field_expressions_with_seconds() {
-        let s = parse_expression("*/15 * * * * *").expect("parse");
-        let start = utc(2026, 1, 1, 0, 0, 1);
-        let ticks: Vec<u32> = s.after(&start).take(3).map(|t| t.second()).collect();
-        assert_eq!(ticks, vec![15, 30, 45]);
-        assert!(parse_expression("0 0 12 * * Mon-Fri").is_ok());
-        assert!(parse_expression("@hourly").is_ok());
+    fn ticks(expr: &str, from: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let s = parse_expression(expr).expect("parse");
+        let mut out = Vec::new();
+        let mut t = from;
+        while out.len() < n {
+            t = next_tick(&s, t).expect("next tick");
+            out.push(t);
+        }
+        out
     }
 
     #[test]
-    fn weekdays_count_from_sunday_zero_like_croner() {
-        assert_eq!(weekday_names("1").expect("dow"), "MON");
-        assert_eq!(weekday_names("0").expect("dow"), "SUN");
-        assert_eq!(weekday_names("7").expect("dow"), "SUN");
-        assert_eq!(weekday_names("1-5").expect("dow"), "MON,TUE,WED,THU,FRI");
-        assert_eq!(weekday_names("5-7").expect("dow"), "SUN,FRI,SAT");
-        assert_eq!(weekday_names("*/2").expect("dow"), "SUN,TUE,THU,SAT");
-        assert_eq!(weekday_names("sat,1").expect("dow"), "MON,SAT");
-        // 2026-11-23 is a Monday.
-        let s = parse_expression("0 0 12 * * 1").expect("parse");
-        let next = s.after(&utc(2026, 11, 22, 0, 0, 0)).next().expect("next");
-        assert_eq!(next, utc(2026, 11, 23, 12, 0, 0));
+    fn six_field_expressions_with_seconds() {
+        let start = utc(2026, 1, 1, 0, 0, 1);
+        let secs: Vec<u32> = ticks("*/15 * * * * *", start, 3)
+            .iter()
+            .map(|t| t.second())
+            .collect();
+        assert_eq!(secs, vec![15, 30, 45]);
+        assert!(parse_expression("0 0 12 * * Mon-Fri").is_ok());
+        assert_eq!(
+            ticks("@hourly", start, 1),
+            vec![utc(2026, 1, 1, 1, 0, 0)],
+            "nicknames get a seconds field of 0"
+        );
+    }
+
+    #[test]
+    fn next_tick_is_strictly_after_the_current_second() {
+        let s = parse_expression("* * * * * *").expect("parse");
+        let t = utc(2026, 1, 1, 0, 0, 5) + chrono::Duration::milliseconds(300);
+        assert_eq!(next_tick(&s, t), Some(utc(2026, 1, 1, 0, 0, 6)));
+        assert_eq!(
+            next_tick(&s, utc(2026, 1, 1, 0, 0, 6)),
+            Some(utc(2026, 1, 1, 0, 0, 7))
+        );
+    }
+
+    #[test]
+    fn weekdays_count_from_sunday_zero_and_seven() {
+        // 2026-11-22 is a Sunday, 2026-11-23 a Monday.
+        let sunday = utc(2026, 11, 21, 13, 0, 0);
+        for expr in ["0 0 12 * * 0", "0 0 12 * * 7", "0 0 12 * * SUN"] {
+            assert_eq!(
+                ticks(expr, sunday, 1),
+                vec![utc(2026, 11, 22, 12, 0, 0)],
+                "{expr}"
+            );
+        }
+        assert_eq!(
+            ticks("0 0 12 * * 1", sunday, 1),
+            vec![utc(2026, 11, 23, 12, 0, 0)]
+        );
+        let days: Vec<u32> = ticks("0 0 12 * * 5-7", sunday, 3)
+            .iter()
+            .map(|t| t.day())
+            .collect();
+        assert_eq!(days, vec![22, 27, 28], "Fri-Sun");
+    }
+
+    #[test]
+    fn day_of_month_and_day_of_week_are_anded() {
+        // The 13th that is also a Friday: 2026-02-13, then 2026-03-13.
+        let from = utc(2026, 1, 1, 0, 0, 0);
+        assert_eq!(
+            ticks("0 0 0 13 * FRI", from, 2),
+            vec![utc(2026, 2, 13, 0, 0, 0), utc(2026, 3, 13, 0, 0, 0)]
+        );
     }
 
     #[test]
     fn bad_expressions() {
-        assert!(parse_expression("* * * * *").is_err());
+        assert!(
+            parse_expression("* * * * *").is_err(),
+            "seconds are required"
+        );
         assert!(parse_expression("0 0 12 * * Mon-Fri 2030").is_err());
         assert!(parse_expression("0 0 12 * * 8").is_err());
         assert!(parse_expression("not a cron").is_err());
