@@ -7,6 +7,7 @@
 pub mod bindings;
 pub mod component_build;
 pub mod files;
+pub mod host_requirements;
 pub mod key_value;
 pub mod manifest;
 pub mod outbound_http;
@@ -79,6 +80,7 @@ pub fn up(opts: UpOptions) -> Result<()> {
 
     let listen_addr = resolve_listen(&opts.listen)?;
     let vars = variables::AppVariables::resolve(&app, &variables::env_provider())?;
+    host_requirements::check(&app, &vars)?;
     let redis_subs = trigger_redis::Subscriptions::resolve(&app, &vars)?;
     let cron_jobs = trigger_cron::jobs(&app)?;
     let runtime = Arc::new(runtime::AppRuntime::load(runtime::LoadOptions {

@@ -125,6 +125,16 @@ impl AllowedHost {
         })
     }
 
+    /// Whether this grant is for service chaining (`<id>.spin.internal` or `*.spin.internal`), as
+    /// Spin's `AllowedHostConfig::is_for_service_chaining`.
+    pub fn is_for_service_chaining(&self) -> bool {
+        match &self.host {
+            HostPattern::Literal(h) => h.ends_with(SERVICE_CHAINING_DOMAIN_SUFFIX),
+            HostPattern::AnySubdomain(suffix) => suffix == SERVICE_CHAINING_DOMAIN_SUFFIX,
+            _ => false,
+        }
+    }
+
     fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
         if let Some(s) = &self.scheme {
             if s != scheme {
@@ -320,6 +330,20 @@ impl AllowedHosts {
     }
 }
 
+/// The `allowed_outbound_hosts` entries, as written, that grant service chaining, which makes the
+/// component require `local_service_chaining` from its triggers (Spin's
+/// `requires_service_chaining`). Spin judges the entry as written; an entry is also caught here
+/// when its template resolves to a chaining host. Entries that do not parse or resolve are left
+/// to the start-up checks that report them.
+pub fn service_chaining_grants(entries: &[String], vars: &AppVariables) -> Vec<String> {
+    let is_chaining = |s: &str| AllowedHost::parse(s).is_ok_and(|h| h.is_for_service_chaining());
+    entries
+        .iter()
+        .filter(|e| is_chaining(e) || vars.resolve_template(e).is_ok_and(|r| is_chaining(&r)))
+        .cloned()
+        .collect()
+}
+
 /// `foo.spin.internal[:port]` => `foo`.
 pub fn parse_service_chaining_host(host: &str) -> Option<&str> {
     let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
@@ -381,6 +405,38 @@ mod tests {
             Some("stock")
         );
         assert_eq!(parse_service_chaining_host("example.com"), None);
+    }
+
+    #[test]
+    fn grants_that_require_service_chaining() {
+        let mut values = BTreeMap::new();
+        values.insert(
+            "chain".to_string(),
+            Some("http://stock.spin.internal".to_string()),
+        );
+        values.insert("plain".to_string(), Some("https://example.com".to_string()));
+        let vars = AppVariables::from_values(values);
+        let entries: Vec<String> = [
+            "http://*.spin.internal",
+            "http://order.spin.internal:8080",
+            "{{ chain }}",
+            "{{ plain }}",
+            "*://*:*",
+            "https://spin.internal",
+            "redis://127.0.0.1:6379",
+            "{{ missing }}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            service_chaining_grants(&entries, &vars),
+            vec![
+                "http://*.spin.internal",
+                "http://order.spin.internal:8080",
+                "{{ chain }}"
+            ]
+        );
     }
 
     #[test]

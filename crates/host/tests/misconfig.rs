@@ -21,7 +21,14 @@ fn fails_with(manifest: &str, needles: &[&str]) {
 fn runs_to_clean_failure(builder: testkit::SpinAppBuilder, needles: &[&str]) -> (String, String) {
     let (status, stdout, stderr) = builder.run_to_exit(TIMEOUT).expect("run");
     assert_clean_failure(status, &stdout, &stderr, needles);
+    assert_eq!(status.code(), Some(1), "exit status\nstderr:\n{stderr}");
     (stdout, stderr)
+}
+
+/// Spin's refusal, word for word (`spin_trigger::cli`), for a trigger type other than HTTP that
+/// runs a component granted a `*.spin.internal` host.
+fn needs_service_chaining(trigger: &str) -> String {
+    format!("This application requires the following features that are not available in this version of the '{trigger}' trigger: local_service_chaining")
 }
 
 #[test]
@@ -414,4 +421,71 @@ source = "a-directory.wasm"
 #[test]
 fn empty_manifest() {
     fails_with("", &["spin_manifest_version"]);
+}
+
+#[test]
+fn cron_component_granted_service_chaining_is_refused() {
+    // The same component is also on the HTTP trigger, where it could chain: Spin still refuses
+    // the cron trigger, which checks every component its own triggers run.
+    let (_, stderr) = {
+        let t = TestApp::new(
+            r#"
+spin_manifest_version = 2
+[application]
+name = "cron-chaining"
+[[trigger.http]]
+route = "/..."
+component = "ticker"
+[[trigger.cron]]
+component = "ticker"
+cron_expression = "* * * * * *"
+[component.ticker]
+source = @cron_ticker@
+allowed_outbound_hosts = ["http://*.spin.internal"]
+"#,
+        );
+        runs_to_clean_failure(
+            t.builder(),
+            &[
+                &needs_service_chaining("cron"),
+                "component \"ticker\"",
+                "http://*.spin.internal",
+            ],
+        )
+    };
+    assert!(!stderr.contains("'http' trigger"), "{stderr}");
+}
+
+#[test]
+fn redis_component_granted_service_chaining_by_a_template_is_refused() {
+    // The grant is a template that resolves to a chaining host; the check comes before the
+    // trigger connects to Redis (nothing listens on that port).
+    let closed = testkit::free_port();
+    let t = TestApp::new(&format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "redis-chaining"
+[application.trigger.redis]
+address = "redis://127.0.0.1:{closed}"
+[variables]
+chain = {{ default = "http://ks.spin.internal" }}
+[[trigger.redis]]
+channel = "events"
+component = "listener"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.listener]
+source = @redis_listener@
+allowed_outbound_hosts = ["{{{{ chain }}}}"]
+[component.ks]
+source = @kitchen_sink@
+"#
+    ));
+    let (_, stderr) = runs_to_clean_failure(
+        t.builder(),
+        &[&needs_service_chaining("redis"), "component \"listener\""],
+    );
+    assert!(!stderr.contains(&closed.to_string()), "{stderr}");
 }
