@@ -5,7 +5,8 @@
 //! They are linked so that every spin-sdk component instantiates (a missing import fails at
 //! instantiation, for every request, not only when the feature is used). Calls return the
 //! interface's own error value, never a trap: `open` checks `allowed_outbound_hosts` first (the
-//! not-granted error Spin gives) and otherwise reports that the backend is not supported here.
+//! not-granted error Spin gives: for MQTT `connection-failed("address <addr> is not permitted")`,
+//! as Spin's outbound-mqtt factor) and otherwise reports that the backend is not supported here.
 
 use anyhow::Result;
 use wasmtime::component::{HasSelf, Linker, Resource};
@@ -72,8 +73,11 @@ impl mqtt::HostConnection for InstanceState {
         _password: String,
         _keep_alive: u64,
     ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, mqtt::Error>> {
-        if denied(self, &address, "mqtt").is_some() {
-            return Ok(Err(mqtt::Error::InvalidAddress));
+        // Spin's outbound-mqtt factor words it exactly so.
+        if !self.component.allowed_hosts.allows_url(&address, "mqtt") {
+            return Ok(Err(mqtt::Error::ConnectionFailed(format!(
+                "address {address} is not permitted"
+            ))));
         }
         Ok(Err(mqtt::Error::ConnectionFailed(format!(
             "MQTT is {NOT_SUPPORTED}"

@@ -97,3 +97,39 @@ fn unsupported_interfaces_return_errors_not_traps() {
     // The instance keeps working after those errors.
     assert_eq!(app.get("/").unwrap().text(), "all-imports ok");
 }
+
+#[test]
+fn mqtt_to_an_address_that_is_not_granted_fails_as_in_spin() {
+    // Spin's outbound-mqtt factor: `connection-failed("address <addr> is not permitted")`.
+    let t = TestApp::new(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "mqtt-not-granted"
+[[trigger.http]]
+route = "/..."
+component = "all"
+[component.all]
+source = @all_imports@
+allowed_outbound_hosts = ["mqtt://127.0.0.1:2"]
+"#,
+    );
+    let elsewhere = t.start();
+    let body = get_json(&elsewhere, "/unsupported");
+    let error = body["mqtt@2.0.0"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(r#"ConnectionFailed("address mqtt://127.0.0.1:1 is not permitted")"#),
+        "{body}"
+    );
+
+    // Granted: it gets past the grant and fails for want of a backend.
+    let redis = RedisServer::start().expect("redis");
+    let t = app(&redis);
+    let granted = t.start();
+    let body = get_json(&granted, "/unsupported");
+    let error = body["mqtt@2.0.0"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("ConnectionFailed") && !error.contains("not permitted"),
+        "{body}"
+    );
+}
