@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -415,28 +415,7 @@ impl AppRuntime {
             wasi.envs(&component.environment);
         }
         if component.allowed_hosts.has_any() {
-            // wasi:sockets, as Spin: TCP connect / UDP only to granted `tcp://` / `udp://`
-            // addresses (by IP); no listening sockets; name lookup stays disabled. The implicit
-            // wildcard bind that precedes a connect is allowed.
-            let grants = component.clone();
-            wasi.socket_addr_check(move |addr, addr_use| {
-                use wasmtime_wasi::sockets::SocketAddrUse;
-                let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
-                let allowed = match addr_use {
-                    SocketAddrUse::TcpBind => implicit_bind,
-                    SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
-                    SocketAddrUse::TcpConnect => {
-                        grants.allowed_hosts.allows_url(&addr.to_string(), "tcp")
-                    }
-                    SocketAddrUse::UdpBind => {
-                        implicit_bind || grants.allowed_hosts.allows_url(&addr.to_string(), "udp")
-                    }
-                    SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
-                        grants.allowed_hosts.allows_url(&addr.to_string(), "udp")
-                    }
-                };
-                Box::pin(async move { allowed })
-            });
+            allow_granted_sockets(&mut wasi, component);
         }
         for m in &component.mounts {
             if let Err(e) = wasi.preopened_dir(&m.host, &m.guest, wasmtime_wasi::FsPerms::ReadOnly)
@@ -463,4 +442,29 @@ impl AppRuntime {
         store.limiter(|s| &mut s.limits);
         store
     }
+}
+
+/// wasi:sockets, as Spin: TCP connect and UDP only to granted `tcp://` / `udp://` addresses (by
+/// IP); no listening sockets; name lookup stays disabled. wasmtime turns TCP and UDP off unless
+/// asked, so they are turned on here and every address is checked against the grants. The
+/// implicit wildcard bind that precedes a connect or a first send is allowed.
+fn allow_granted_sockets(wasi: &mut WasiCtxBuilder, component: &Arc<ComponentRuntime>) {
+    let grants = component.clone();
+    wasi.allow_tcp(true).allow_udp(true);
+    wasi.socket_addr_check(move |addr, addr_use| {
+        use wasmtime_wasi::sockets::SocketAddrUse;
+        let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+        let allowed = match addr_use {
+            SocketAddrUse::TcpBind => implicit_bind,
+            SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+            SocketAddrUse::TcpConnect => grants.allowed_hosts.allows_url(&addr.to_string(), "tcp"),
+            SocketAddrUse::UdpBind => {
+                implicit_bind || grants.allowed_hosts.allows_url(&addr.to_string(), "udp")
+            }
+            SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
+                grants.allowed_hosts.allows_url(&addr.to_string(), "udp")
+            }
+        };
+        Box::pin(async move { allowed })
+    });
 }

@@ -60,6 +60,8 @@ async fn handle(req: Request) -> impl IntoResponse {
         "/var" => variables(q.or("name", "")),
         "/config/all" => config_all(),
         "/http" => outbound_http(q.or("url", ""), q.or("method", "GET"), body).await,
+        "/tcp" => sockets::tcp(q.or("addr", ""), q.or("send", "ping")),
+        "/udp" => sockets::udp(q.or("addr", ""), q.or("send", "ping")),
         "/instance-counter" => {
             // A fresh instance per request always answers 1.
             ok(INSTANCE_COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
@@ -857,6 +859,71 @@ async fn outbound_http(url: &str, method: &str, body: Vec<u8>) -> Json {
             err(&name, Some(&debug))
         }
         Err(e) => err("send-error", Some(&e.to_string())),
+    }
+}
+
+// ------------------------------------------------------------------------------- wasi:sockets
+
+/// Outbound TCP and UDP through `wasi:sockets` (Rust's std on wasm32-wasip2). An error is
+/// `{"error": "<step>", "detail": "<io::ErrorKind>: <message>"}`, the step being `addr`,
+/// `connect`, `bind`, `write`, `read`, `send` or `recv`.
+mod sockets {
+    use super::{err, ok, Json};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream, UdpSocket};
+
+    fn io_err(step: &str, e: std::io::Error) -> Json {
+        err(step, Some(&format!("{:?}: {e}", e.kind())))
+    }
+
+    fn parse(addr: &str) -> Result<SocketAddr, Json> {
+        addr.parse()
+            .map_err(|e| err("addr", Some(&format!("{addr:?}: {e}"))))
+    }
+
+    /// Connects to `addr`, writes `send` and a newline, and answers what the peer sent back
+    /// before closing.
+    pub fn tcp(addr: &str, send: &str) -> Json {
+        let addr = match parse(addr) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => return io_err("connect", e),
+        };
+        if let Err(e) = stream.write_all(format!("{send}\n").as_bytes()) {
+            return io_err("write", e);
+        }
+        let mut reply = String::new();
+        match stream.read_to_string(&mut reply) {
+            Ok(_) => ok(reply),
+            Err(e) => io_err("read", e),
+        }
+    }
+
+    /// Sends `send` in one datagram to `addr` from a wildcard-bound socket and answers the first
+    /// datagram that comes back.
+    pub fn udp(addr: &str, send: &str) -> Json {
+        let addr = match parse(addr) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        let socket = match UdpSocket::bind("0.0.0.0:0") {
+            Ok(s) => s,
+            Err(e) => return io_err("bind", e),
+        };
+        if let Err(e) = socket.send_to(send.as_bytes(), addr) {
+            return io_err("send", e);
+        }
+        let mut buf = [0u8; 1024];
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => ok(format!(
+                "{} from {from}",
+                String::from_utf8_lossy(&buf[..n])
+            )),
+            Err(e) => io_err("recv", e),
+        }
     }
 }
 
