@@ -42,27 +42,29 @@ fn every_function_is_healthy_in_the_real_manifest() {
         }
     }
 
-    // The order component's Redis trigger is subscribed to the payment events channel.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let out = shop
-            .redis
-            .cli(&["PUBSUB", "NUMSUB", "payment-events"])
-            .expect("PUBSUB NUMSUB");
-        let subscribers: usize = out
-            .lines()
-            .nth(1)
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
-        if subscribers >= 1 {
-            break;
+    // Each receiver's Redis trigger is subscribed to its doorbell.
+    for channel in ["doorbell:payments", "doorbell:orders"] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let out = shop
+                .redis
+                .cli(&["PUBSUB", "NUMSUB", channel])
+                .expect("PUBSUB NUMSUB");
+            let subscribers: usize = out
+                .lines()
+                .nth(1)
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            if subscribers >= 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nobody subscribed to {channel} (PUBSUB NUMSUB: {out:?})\nhost stderr:\n{}",
+                app.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nobody subscribed to payment-events (PUBSUB NUMSUB: {out:?})\nhost stderr:\n{}",
-            app.stderr()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 
     // Nothing routed outside the functions' routes.
