@@ -65,10 +65,12 @@ fn ack(recorded: &Recorded) -> Ack {
 fn bounded_body(req: &Request) -> Result<&[u8], Problem> {
     let body = req.body();
     if body.len() > MAX_BODY_BYTES {
+        // 400 like every other refusal of a delivery (the contract for providers):
+        // nothing is stored, and a provider retry of the same oversized body fails the same way.
         return Err(Problem::new(
-            413,
-            "payload-too-large",
-            "Payload too large",
+            400,
+            "body-too-large",
+            "Body too large",
             format!("the body must be at most {MAX_BODY_BYTES} bytes"),
         )
         .with_field("body"));
