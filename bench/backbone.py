@@ -57,10 +57,11 @@ def create_phase():
                                           "stock": 100_000_000}, ADMIN)
     out = subprocess.run(["wrk", "-t1", f"-c{CONNS}", f"-d{SECS}s", "--latency", "-s",
                           "bench/create_order.lua", BASE], capture_output=True, text=True).stdout
+    time.sleep(1)  # requests still in flight when wrk stopped finish (and send) first
     orders = db("orders").execute("SELECT COUNT(*) FROM orders").fetchone()[0]
     rate = orders / SECS
-    p50 = re.search(r"50%\s+(\S+)", out).group(1)
-    p99 = re.search(r"99%\s+(\S+)", out).group(1)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
     print(f"create: {orders} orders in {SECS} s at {CONNS} connections = {rate:.0f} orders/s "
           f"(p50 {p50}, p99 {p99})")
     return rate
