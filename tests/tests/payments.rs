@@ -474,3 +474,110 @@ fn a_relay_run_killed_mid_batch_loses_nothing_and_doubles_nothing() {
         );
     }
 }
+
+#[test]
+fn a_payment_accepted_just_before_the_deadline_still_confirms_its_stock() {
+    let shop = Shop::boot_without_cron();
+    let o = order(&shop, "PAY-9", 5, 2, "pay-9");
+    let id = o["order_id"].as_str().unwrap();
+    // The reservation's expiry passed a minute ago at the stock context, while the order context
+    // still took the payment in time (its OrderPaid arrives late): within the grace, the units
+    // are sold, not released, even when the TTL sweep runs first.
+    let rid = shop.sql(&format!(
+        "SELECT reservation_id FROM orders WHERE order_id = '{id}'"
+    ));
+    let rkey = format!(
+        "stock:reservation:{}",
+        rid[0]["reservation_id"].as_str().unwrap()
+    );
+    let past = (unix_now() - 60) * 1000;
+    shop.redis
+        .cli(&["HSET", &rkey, "expires_at", &past.to_string()])
+        .unwrap();
+    shop.compensator_run(); // the stock receiver's sweep runs and must leave it alone
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(shop.levels("PAY-9"), (3, 2, 0));
+    assert_eq!(shop.webhook(&succeeded("evt_grace", &o)).status, 200);
+    shop.wait_order(id, WAIT, is_status("PAID"));
+    assert_eq!(shop.wait_levels("PAY-9", WAIT, |l| l.2 == 2), (3, 0, 2));
+}
+
+#[test]
+fn retention_purges_old_delivered_messages_inbox_rows_and_finished_keys() {
+    let shop = Shop::boot_without_cron();
+    let o = order(&shop, "PAY-10", 5, 1, "pay-10");
+    assert_eq!(shop.webhook(&succeeded("evt_old", &o)).status, 200);
+    shop.wait_order(o["order_id"].as_str().unwrap(), WAIT, is_status("PAID"));
+    // Age everything past its retention (7 days for outbox rows and keys, 30 for inboxes).
+    for label in ["orders", "payments"] {
+        shop.sql_in(
+            label,
+            "UPDATE outbox SET published_at = '2020-01-01T00:00:00.000Z' WHERE published_at IS NOT NULL",
+        );
+        shop.sql_in(label, "UPDATE inbox SET received_ms = 0");
+    }
+    shop.sql("UPDATE idempotency_keys SET updated_ms = 0");
+    let before = shop.sql("SELECT COUNT(*) AS n FROM outbox")[0]["n"]
+        .as_i64()
+        .unwrap();
+    assert!(before >= 2, "OrderCreated and OrderPaid");
+    let report = shop.compensator_run();
+    assert!(
+        report["purged_outbox"].as_i64().unwrap() >= before,
+        "{report}"
+    );
+    assert_eq!(
+        report["purged_inbox"], 2,
+        "one inbox row per context: {report}"
+    );
+    assert_eq!(shop.sql("SELECT COUNT(*) AS n FROM outbox")[0]["n"], 0);
+    assert_eq!(stored(&shop, "outbox"), 0);
+    assert_eq!(stored(&shop, "inbox"), 0);
+    // The order sweep (woken by the same run) forgets the finished Idempotency-Key.
+    let deadline = std::time::Instant::now() + WAIT;
+    while shop.sql("SELECT COUNT(*) AS n FROM idempotency_keys")[0]["n"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "key never purged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The order itself stays.
+    assert_eq!(shop.sql("SELECT status FROM orders")[0]["status"], "PAID");
+}
+
+#[test]
+fn the_relay_and_sweep_queries_are_served_by_indexes() {
+    let shop = Shop::boot_without_cron();
+    order(&shop, "PAY-11", 5, 1, "pay-11");
+    // The plan SQLite itself picks for the relay's and the sweep's queries (sqlite3 CLI).
+    let plan = |q: &str| {
+        let out = std::process::Command::new("sqlite3")
+            .arg(shop.db_path())
+            .arg(format!("EXPLAIN QUERY PLAN {q}"))
+            .output()
+            .expect("sqlite3");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let relay = plan(
+        "SELECT message_id FROM outbox WHERE published_at IS NULL AND dead_at IS NULL \
+         AND next_attempt_ms <= 5 AND (lease_until_ms IS NULL OR lease_until_ms < 5) \
+         ORDER BY next_attempt_ms, rowid LIMIT 500",
+    );
+    assert!(relay.contains("USING INDEX outbox_due"), "{relay}");
+    let expiry = plan(
+        "SELECT order_id FROM orders WHERE status = 'PENDING_PAYMENT' AND expires_ms <= 5 \
+         ORDER BY expires_ms LIMIT 50",
+    );
+    assert!(
+        expiry.contains("USING INDEX orders_payment_due"),
+        "{expiry}"
+    );
+    let claims = plan(
+        "SELECT idem_key FROM idempotency_keys WHERE state = 'in-progress' AND claimed_ms <= 5 \
+         ORDER BY claimed_ms LIMIT 50",
+    );
+    assert!(
+        claims.contains("USING INDEX idempotency_in_progress"),
+        "{claims}"
+    );
+    let lease = plan("SELECT message_id FROM outbox WHERE lease_token = 'x' ORDER BY rowid");
+    assert!(lease.contains("outbox_lease"), "{lease}");
+}

@@ -695,6 +695,24 @@ fn expired_reservations_are_released_once() {
 }
 
 #[test]
+fn replaying_a_reservation_past_its_expiry_answers_expired_and_moves_nothing() {
+    let env = env();
+    env.product("replay-A", "A", 100, 5);
+    let body = json!({"reservation_id": "replay-1",
+        "items": [{"sku": "replay-A", "quantity": 2}], "ttl_seconds": 3600});
+    assert_eq!(env.reserve(&body).status, 201);
+    env.cli(&["HSET", "stock:reservation:replay-1", "expires_at", "1000"]);
+    let again = env.reserve(&body);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["status"], "EXPIRED", "{}", again.text());
+    assert_eq!(
+        env.levels("replay-A"),
+        (3, 2, 0),
+        "a replay never moves units"
+    );
+}
+
+#[test]
 fn confirming_after_the_expiry_releases_instead() {
     let env = env();
     env.product("late-A", "A", 100, 5);
@@ -864,7 +882,8 @@ fn the_compensator_cron_releases_expired_reservations() {
     // Make it due now without waiting an hour: its record and its index entry.
     env.cli(&["HSET", "stock:reservation:cron-1", "expires_at", "1000"]);
     env.cli(&["ZADD", "stock:reservations:expiries", "1000", "cron-1"]);
-    // The cron trigger fires every 15 s; the compensator then calls the stock expire route.
+    // The cron trigger fires every 15 s; the compensator rings the stock receiver's doorbell,
+    // whose TTL sweep releases reservations expired for longer than its grace.
     let deadline = Instant::now() + Duration::from_secs(60);
     while env.levels("cron-A") != (3, 0, 0) {
         assert!(
