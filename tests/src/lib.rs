@@ -350,6 +350,22 @@ impl Shop {
         }
     }
 
+    /// `POST /api/orders` of `qty` x `sku` for user `u1` under Idempotency-Key `key`; asserts 201
+    /// and returns the order.
+    pub fn create_order(&self, key: &str, sku: &str, qty: i64) -> Value {
+        let resp = self
+            .app
+            .send_json(
+                "POST",
+                "/api/orders",
+                &[("idempotency-key", key)],
+                &serde_json::json!({"user_id": "u1", "items": [{"sku": sku, "quantity": qty}]}),
+            )
+            .expect("POST order");
+        assert_eq!(resp.status, 201, "{}", resp.text());
+        resp.json()
+    }
+
     /// `POST /api/compensator/run` as the admin (one compensator run, as a CronJob would).
     pub fn compensator_run(&self) -> Value {
         let (k, v) = admin_auth();

@@ -18,17 +18,7 @@ fn order(shop: &Shop, sku: &str, stock: i64, qty: i64, key: &str) -> Value {
         &json!({"name": "Mug", "price": 1299, "currency": "EUR", "stock": stock}),
     );
     assert!(resp.status == 200 || resp.status == 201, "{}", resp.text());
-    let resp = shop
-        .app
-        .send_json(
-            "POST",
-            "/api/orders",
-            &[("idempotency-key", key)],
-            &json!({"user_id": "u1", "items": [{"sku": sku, "quantity": qty}]}),
-        )
-        .expect("POST order");
-    assert_eq!(resp.status, 201, "{}", resp.text());
-    resp.json()
+    shop.create_order(key, sku, qty)
 }
 
 fn succeeded(event_id: &str, order: &Value) -> Value {
@@ -287,7 +277,7 @@ fn two_overlapping_relay_runs_send_each_message_once() {
     );
     // 40 orders, then as if every fast path had failed: all 40 due for the relay at once.
     for i in 0..40 {
-        order_only(&shop, "PAY-6", &format!("ovl-{i}"));
+        shop.create_order(&format!("ovl-{i}"), "PAY-6", 1);
     }
     shop.sql("UPDATE outbox SET published_at = NULL, next_attempt_ms = 0");
     shop.redis.cli(&["DEL", "events:orders"]).unwrap();
@@ -310,19 +300,6 @@ fn two_overlapping_relay_runs_send_each_message_once() {
         shop.sql("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")[0]["n"],
         0
     );
-}
-
-fn order_only(shop: &Shop, sku: &str, key: &str) {
-    let resp = shop
-        .app
-        .send_json(
-            "POST",
-            "/api/orders",
-            &[("idempotency-key", key)],
-            &json!({"user_id": "u1", "items": [{"sku": sku, "quantity": 1}]}),
-        )
-        .expect("POST order");
-    assert_eq!(resp.status, 201, "{}", resp.text());
 }
 
 #[test]

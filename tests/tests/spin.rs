@@ -40,20 +40,7 @@ fn real_spin_serves_health_pays_orders_and_runs_the_compensator_tick() {
         &json!({"name": "Mug", "price": 1299, "currency": "EUR", "stock": 5}),
     );
     assert!(put.status == 200 || put.status == 201, "{}", put.text());
-    let create = |key: &str, qty: i64| {
-        let resp = shop
-            .app
-            .send_json(
-                "POST",
-                "/api/orders",
-                &[("idempotency-key", key)],
-                &json!({"user_id": "u1", "items": [{"sku": "SPIN-1", "quantity": qty}]}),
-            )
-            .expect("POST order");
-        assert_eq!(resp.status, 201, "{}", resp.text());
-        resp.json()
-    };
-    let o = create("spin-1", 2);
+    let o = shop.create_order("spin-1", "SPIN-1", 2);
     let id = o["order_id"].as_str().unwrap();
     let event = stripe_event(
         "evt_spin_1",
@@ -76,7 +63,7 @@ fn real_spin_serves_health_pays_orders_and_runs_the_compensator_tick() {
 
     // One compensator tick (the cron plugin, every 15 s) rings the doorbells; the order sweep
     // expires an unpaid order past its deadline and the stock comes back.
-    let unpaid = create("spin-2", 1);
+    let unpaid = shop.create_order("spin-2", "SPIN-1", 1);
     let uid = unpaid["order_id"].as_str().unwrap();
     assert_eq!(shop.levels("SPIN-1"), (2, 1, 2));
     shop.sql(&format!(

@@ -24,3 +24,16 @@ pub type HandlerResult = Result<Response, Problem>;
 pub fn finish(result: HandlerResult) -> Response {
     result.unwrap_or_else(Problem::into_response)
 }
+
+/// 405 with the `Allow` header RFC 9110 asks for.
+pub fn method_not_allowed(allow: &str) -> Response {
+    let mut resp = Problem::new(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("this route accepts {allow}"),
+    )
+    .into_response();
+    resp.set_header("allow", allow);
+    resp
+}

@@ -90,17 +90,7 @@ pub fn no_route(req: &Request) -> Response {
         _ => None,
     };
     match allow {
-        Some(allow) => {
-            let mut resp = Problem::new(
-                405,
-                "method-not-allowed",
-                "Method not allowed",
-                format!("this route accepts {allow}"),
-            )
-            .into_response();
-            resp.set_header("allow", allow);
-            resp
-        }
+        Some(allow) => shop_adapter::respond::method_not_allowed(allow),
         None => Problem::not_found(format!("no route for {path}")).into_response(),
     }
 }

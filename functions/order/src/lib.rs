@@ -20,6 +20,7 @@ mod view;
 
 use shop_adapter::{health, Problem};
 use spin_sdk::http::{Method, Request, Response};
+use shop_adapter::respond::method_not_allowed;
 use spin_sdk::http_component;
 
 const COMPONENT: &str = "order";
@@ -46,19 +47,6 @@ async fn handle(req: Request) -> Response {
         _ => Err(Problem::not_found(format!("no route for {path}"))),
     };
     shop_adapter::respond::finish(result)
-}
-
-/// 405 with the `Allow` header RFC 9110 asks for.
-fn method_not_allowed(allow: &str) -> Response {
-    let mut resp = Problem::new(
-        405,
-        "method-not-allowed",
-        "Method not allowed",
-        format!("this route accepts {allow}"),
-    )
-    .into_response();
-    resp.set_header("allow", allow);
-    resp
 }
 
 fn health_route() -> Response {

@@ -21,6 +21,7 @@ use shop_adapter::health;
 use shop_adapter::respond::finish;
 use shop_adapter::Problem;
 use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
+use shop_adapter::respond::method_not_allowed;
 use spin_sdk::http_component;
 
 mod cmd;
@@ -82,18 +83,6 @@ fn handle(req: Request) -> impl IntoResponse {
     );
     router.any("/*", |_req: Request, _p| no_route());
     router.handle(req)
-}
-
-fn method_not_allowed(allow: &str) -> Response {
-    let mut resp = Problem::new(
-        405,
-        "method-not-allowed",
-        "Method not allowed",
-        format!("allowed: {allow}"),
-    )
-    .into_response();
-    resp.set_header("allow", allow);
-    resp
 }
 
 fn no_route() -> Response {
