@@ -60,6 +60,27 @@ impl RedisServer {
         format!("redis://{}", self.host())
     }
 
+    /// Stops the server for real (`SHUTDOWN SAVE`: its data goes to `dump.rdb` in its own dir
+    /// first), so clients see a Redis that is down, not one that refuses them.
+    pub fn stop_saving(&mut self) -> anyhow::Result<()> {
+        // The connection drops as the server exits: redis-cli's own error is expected.
+        let _ = cli(self.port, &["SHUTDOWN", "SAVE"]);
+        self.child.wait().context("wait for redis-server to exit")?;
+        Ok(())
+    }
+
+    /// Starts the server again on the same port and dir after [`Self::stop_saving`]; it loads
+    /// the saved data, as a restarted production Redis with persistence does.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let mut child = spawn(&self._dir, self.port)?;
+        if !wait_for_pong(&mut child, self.port) {
+            let _ = child.kill();
+            bail!("redis-server did not come back on port {}", self.port);
+        }
+        self.child = child;
+        Ok(())
+    }
+
     /// Runs one command through `redis-cli --raw` and returns its trimmed output.
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
         cli(self.port, args)
