@@ -20,7 +20,8 @@ import urllib.request
 from datetime import datetime
 
 BASE, STATE, RPORT = sys.argv[1], sys.argv[2], sys.argv[3]
-ADMIN = {"authorization": "Bearer bench"}
+ADMIN = {"authorization": "Bearer bench"}  # bench-lib.sh sets the admin and internal tokens to "bench"
+INTERNAL = ADMIN
 SECRET = b"bench"
 CONNS = int(os.environ.get("CONNS", "16"))
 SECS = int(os.environ.get("SECS", "8"))
@@ -77,7 +78,7 @@ def relay_phase(create_rate):
     runs = 0
     while True:
         runs += 1
-        status, _ = call("POST", "/api/compensator/run", b"", ADMIN)
+        status, _ = call("POST", "/api/compensator/run", b"", INTERNAL)
         assert status == 200, status
         left = conn.execute("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
         if left == 0:

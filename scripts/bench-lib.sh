@@ -21,7 +21,7 @@ bench_start_app() {
   done > "$work/runtime-config.toml"
   # Cron silenced: the benchmark drives the compensator itself.
   sed 's/^cron_expression = .*/cron_expression = "0 0 0 1 1 *"/' spin.toml > spin.bench.toml
-  SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$rport" SPIN_VARIABLE_ADMIN_TOKEN=bench \
+  SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$rport" SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_INTERNAL_TOKEN=bench \
   SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET=bench \
     ./target/release/spin-host up --from spin.bench.toml --listen "127.0.0.1:$hport" \
     --state-dir "$work/state" --runtime-config-file "$work/runtime-config.toml" \

@@ -24,6 +24,7 @@ fi
 
 # Local-only secrets so the app starts out of the box; set your own for anything shared.
 export SPIN_VARIABLE_ADMIN_TOKEN="${SPIN_VARIABLE_ADMIN_TOKEN:-local-admin-token}"
+export SPIN_VARIABLE_INTERNAL_TOKEN="${SPIN_VARIABLE_INTERNAL_TOKEN:-local-internal-token}"
 export SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET="${SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET:-local-webhook-secret}"
 
 cargo build --release -p spin-host

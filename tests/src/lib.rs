@@ -12,6 +12,8 @@ use testkit::{repo_root, RedisServer, Response, SpinApp};
 
 /// The admin bearer token every e2e app is started with.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// The internal service token every e2e app is started with.
+pub const INTERNAL_TOKEN: &str = "e2e-internal-token";
 /// The payment webhook secret every e2e app is started with.
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
 
@@ -191,6 +193,7 @@ fn start_app(
         .runtime_config(runtime_config(state))
         .variable("redis_host", redis.host())
         .variable("admin_token", ADMIN_TOKEN)
+        .variable("internal_token", INTERNAL_TOKEN)
         .variable("payment_webhook_secret", WEBHOOK_SECRET)
         .startup_timeout(Duration::from_secs(180));
     configure(builder)
@@ -366,9 +369,9 @@ impl Shop {
         resp.json()
     }
 
-    /// `POST /api/compensator/run` as the admin (one compensator run, as a CronJob would).
+    /// `POST /api/compensator/run` with the internal token (one run, as a CronJob would).
     pub fn compensator_run(&self) -> Value {
-        let (k, v) = admin_auth();
+        let (k, v) = internal_auth();
         let resp = self
             .app
             .send("POST", "/api/compensator/run", &[(k, &v)], None)
@@ -376,6 +379,11 @@ impl Shop {
         assert_eq!(resp.status, 200, "{}", resp.text());
         resp.json()
     }
+}
+
+/// The `authorization` header of the shop's own components (internal routes).
+pub fn internal_auth() -> (&'static str, String) {
+    ("authorization", format!("Bearer {INTERNAL_TOKEN}"))
 }
 
 /// The `authorization` header of the admin.

@@ -27,9 +27,9 @@ impl Env {
         Env(Shop::boot())
     }
 
-    /// `POST /api/orders/compensate` as the compensator sends it (admin bearer token).
+    /// `POST /api/orders/compensate` with the internal token.
     fn compensate(&self) -> Response {
-        let (k, v) = e2e::admin_auth();
+        let (k, v) = e2e::internal_auth();
         self.post("/api/orders/compensate", &[(k, &v)])
     }
 
@@ -42,12 +42,13 @@ impl Env {
     /// Reserves `quantity` of `sku` under `rid` at the stock component, as a crashed order
     /// request would have before dying; asserts 201.
     fn reserve_directly(&self, rid: &str, sku: &str, quantity: i64) {
+        let (k, v) = e2e::internal_auth();
         let r = self
             .app
             .send_json(
                 "POST",
                 "/api/stock/reservations",
-                &[],
+                &[(k, &v)],
                 &json!({"reservation_id": rid, "items": [{"sku": sku, "quantity": quantity}], "ttl_seconds": 900}),
             )
             .expect("reserve");
@@ -773,7 +774,8 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     // A release that cannot succeed: the reservation was sold (confirmed) meanwhile. It stays
     // owed, counted and explained, for an operator.
     reserve("rsv-sold-1", 1);
-    let confirmed = env.post("/api/stock/reservations/rsv-sold-1/confirm", &[]);
+    let (k, v) = e2e::internal_auth();
+    let confirmed = env.post("/api/stock/reservations/rsv-sold-1/confirm", &[(k, &v)]);
     assert_eq!(confirmed.status, 200, "{}", confirmed.text());
     env.sql(
         "INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
@@ -836,7 +838,11 @@ fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
     // The crashed holder's reservation exists but was released since (it expired).
     let rid0 = plant_claim(&env, "late", &body, 0);
     env.reserve_directly(&rid0, "A", 4);
-    let rel = env.post(&format!("/api/stock/reservations/{rid0}/release"), &[]);
+    let (k, v) = e2e::internal_auth();
+    let rel = env.post(
+        &format!("/api/stock/reservations/{rid0}/release"),
+        &[(k, &v)],
+    );
     assert_eq!(rel.status, 200, "{}", rel.text());
     assert_eq!(levels(&env.product("A")), (10, 0, 0));
 

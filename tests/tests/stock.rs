@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Barrier, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use e2e::{admin_auth, Shop, ADMIN_TOKEN};
+use e2e::{admin_auth, internal_auth, Shop, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use testkit::{repo_root, Response};
 
@@ -69,19 +69,37 @@ impl Env {
         (n("available"), n("reserved"), n("sold"))
     }
 
+    /// `POST /api/stock/reservations` with the internal token, as the order component calls it.
     fn reserve(&self, body: &Value) -> Response {
+        let (k, v) = internal_auth();
         self.app
-            .send_json("POST", "/api/stock/reservations", &[], body)
+            .send_json("POST", "/api/stock/reservations", &[(k, &v)], body)
             .expect("POST reservation")
     }
 
+    /// `POST` with the internal token (confirm, release).
     fn post(&self, path: &str) -> Response {
-        self.app.send("POST", path, &[], None).expect("POST")
+        let (k, v) = internal_auth();
+        self.app.send("POST", path, &[(k, &v)], None).expect("POST")
     }
 
-    fn expire(&self, body: Option<&Value>, admin: bool) -> Response {
-        let (k, v) = admin_auth();
-        let headers: Vec<(&str, &str)> = if admin { vec![(k, &v)] } else { vec![] };
+    /// `GET` of a reservation with the internal token.
+    fn get_reservation(&self, id: &str) -> Response {
+        let (k, v) = internal_auth();
+        self.app
+            .send(
+                "GET",
+                &format!("/api/stock/reservations/{id}"),
+                &[(k, &v)],
+                None,
+            )
+            .expect("GET reservation")
+    }
+
+    /// `POST /api/stock/reservations/expire`, with the internal token when `internal`.
+    fn expire(&self, body: Option<&Value>, internal: bool) -> Response {
+        let (k, v) = internal_auth();
+        let headers: Vec<(&str, &str)> = if internal { vec![(k, &v)] } else { vec![] };
         match body {
             Some(b) => self
                 .app
@@ -139,7 +157,8 @@ fn put_and_get_a_product() {
     assert_eq!(resp.header("content-type"), Some("application/json"));
     assert_eq!(resp.json(), expected);
 
-    // "stock" is what is on sale now: reserved and sold units are kept by a later PUT.
+    // A later PUT changes the catalog fields only: reserved and sold units are untouched, and a
+    // `stock` for an existing product is refused (it would overwrite every move since).
     let r = env.reserve(&json!({"reservation_id": "happy-r1",
         "items": [{"sku": "happy-TSHIRT", "quantity": 3}]}));
     assert_eq!(r.status, 201, "{}", r.text());
@@ -151,22 +170,38 @@ fn put_and_get_a_product() {
         "items": [{"sku": "happy-TSHIRT", "quantity": 2}]}));
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(env.levels("happy-TSHIRT"), (5, 2, 3));
+    for stock in [40, 5, 0] {
+        let resp = env.put_product(
+            "happy-TSHIRT",
+            &json!({"name": "Red T-shirt v2", "price": 2499, "currency": "USD", "stock": stock}),
+        );
+        let p = problem(&resp, 422);
+        assert_eq!(p["field"], "stock", "{p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("/api/products/happy-TSHIRT/stock-adjustments"),
+            "{p}"
+        );
+    }
+    assert_eq!(env.get_product("happy-TSHIRT").json(), expected_after(&expected, 5, 2, 3));
     let resp = env.put_product(
         "happy-TSHIRT",
-        &json!({"name": "Red T-shirt v2", "price": 2499, "currency": "USD", "stock": 40}),
+        &json!({"name": "Red T-shirt v2", "price": 2499, "currency": "USD"}),
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(
         resp.json(),
         json!({"sku": "happy-TSHIRT", "name": "Red T-shirt v2", "price": 2499,
-            "currency": "USD", "available": 40, "reserved": 2, "sold": 3})
+            "currency": "USD", "available": 5, "reserved": 2, "sold": 3})
     );
     // The outstanding reservation still settles against the kept buckets.
     assert_eq!(
         env.post("/api/stock/reservations/happy-r2/release").status,
         200
     );
-    assert_eq!(env.levels("happy-TSHIRT"), (42, 0, 3));
+    assert_eq!(env.levels("happy-TSHIRT"), (7, 0, 3));
 }
 
 #[test]
@@ -224,8 +259,13 @@ fn put_rejects_malformed_products_naming_the_field() {
         (without("currency"), 422, "currency"),
         (with("currency", json!("eur")), 422, "currency"),
         (with("currency", json!("EURO")), 422, "currency"),
-        (without("stock"), 422, "stock"),
         (with("stock", json!(-5)), 422, "stock"),
+        (with("stock", json!(1_000_000_000_001i64)), 422, "stock"),
+        (with("stock", json!("4")), 422, "stock"),
+        // Prices stop at 2^53 - 1, the largest integer every JSON client reads exactly.
+        (with("price", json!(9_007_199_254_740_992i64)), 422, "price"),
+        (with("price", json!(i64::MAX)), 422, "price"),
+        (with("price", json!(u64::MAX)), 422, "price"),
         (with("stock", json!(1e300)), 422, "stock"),
         (json!([1, 2]), 400, "body"),
         (json!("text"), 400, "body"),
@@ -253,6 +293,31 @@ fn put_rejects_malformed_products_naming_the_field() {
     assert_eq!(problem(&resp, 422)["field"], "sku");
     problem(&env.get_product("malformed-MUG"), 404);
     assert_eq!(env.put_product("malformed-MUG", &ok).status, 200);
+
+    // The largest price is accepted and read back exactly; stock is optional at creation (0).
+    let max = with("price", json!(9_007_199_254_740_991i64));
+    let resp = env.put_product("malformed-MAX", &without_stock(&max));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["price"], json!(9_007_199_254_740_991i64));
+    assert_eq!(env.levels("malformed-MAX"), (0, 0, 0));
+    let p = problem(&env.put_product("malformed-MAX", &with("price", json!(9_007_199_254_740_992i64))), 422);
+    assert_eq!(p["field"], "price");
+    assert_eq!(env.get_product("malformed-MAX").json()["price"], json!(9_007_199_254_740_991i64));
+}
+
+fn without_stock(body: &Value) -> Value {
+    let mut b = body.clone();
+    b.as_object_mut().unwrap().remove("stock");
+    b
+}
+
+/// `product` with its levels replaced.
+fn expected_after(product: &Value, available: i64, reserved: i64, sold: i64) -> Value {
+    let mut p = product.clone();
+    p["available"] = json!(available);
+    p["reserved"] = json!(reserved);
+    p["sold"] = json!(sold);
+    p
 }
 
 #[test]
@@ -262,10 +327,7 @@ fn unknown_products_and_routes_are_problem_404s() {
     assert_eq!(p["skus"], json!(["never-created"]));
     problem(&env.get_product("not%20a%20sku"), 404);
     problem(&env.app.get("/api/stock/nothing").expect("GET"), 404);
-    problem(
-        &env.app.get("/api/stock/reservations/nope").expect("GET"),
-        404,
-    );
+    problem(&env.get_reservation("nope"), 404);
     problem(&env.post("/api/stock/reservations/nope/confirm"), 404);
     problem(&env.post("/api/stock/reservations/nope/release"), 404);
     let resp = env
@@ -311,11 +373,13 @@ fn reservation_happy_path_snapshots_prices() {
     assert_eq!(env.levels("happy-B"), (0, 5, 0));
 
     // A later price change does not touch the reservation's snapshot.
-    env.product("happy-A", "Apple", 999, 7);
-    let resp = env
-        .app
-        .get("/api/stock/reservations/happy-res-1")
-        .expect("GET reservation");
+    let resp = env.put_product(
+        "happy-A",
+        &json!({"name": "Apple", "price": 999, "currency": "EUR"}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(env.levels("happy-A"), (7, 3, 0));
+    let resp = env.get_reservation("happy-res-1");
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.json(), body);
 }
@@ -333,12 +397,7 @@ fn reservation_errors() {
     assert_eq!(env.levels("err-A"), (5, 0, 0));
     assert_eq!(env.levels("err-B"), (1, 0, 0));
     // A short request leaves no reservation behind: the id is still free.
-    problem(
-        &env.app
-            .get("/api/stock/reservations/err-short")
-            .expect("GET"),
-        404,
-    );
+    problem(&env.get_reservation("err-short"), 404);
 
     let unknown = env.reserve(&json!({"reservation_id": "err-unknown",
         "items": [{"sku": "err-A", "quantity": 1}, {"sku": "err-NOPE", "quantity": 1}]}));
@@ -422,7 +481,10 @@ fn reservation_errors() {
         .send(
             "POST",
             "/api/stock/reservations",
-            &[("content-type", "application/json")],
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &internal_auth().1),
+            ],
             Some(b"{\"reservation_id\": "),
         )
         .expect("POST");
@@ -651,10 +713,7 @@ fn expired_reservations_are_released_once() {
     );
     assert_eq!(env.levels("exp-A"), (7, 2, 1));
     for i in 0..5 {
-        let r = env
-            .app
-            .get(&format!("/api/stock/reservations/exp-{i}"))
-            .expect("GET");
+        let r = env.get_reservation(&format!("exp-{i}"));
         assert_eq!(r.json()["status"], "RELEASED");
     }
     // Idempotent: nothing left to release.
@@ -893,7 +952,7 @@ fn the_compensator_cron_releases_expired_reservations() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    let resp = env.app.get("/api/stock/reservations/cron-1").expect("GET");
+    let resp = env.get_reservation("cron-1");
     assert_eq!(resp.json()["status"], "RELEASED");
 }
 
@@ -923,13 +982,14 @@ fn a_lost_redis_is_a_503_problem_not_a_crash() {
         state: _state,
     } = Shop::boot();
     drop(redis);
+    let internal = internal_auth();
     let resp = app.get("/api/products/down-A").expect("GET");
     problem(&resp, 503);
     let resp = app
         .send_json(
             "POST",
             "/api/stock/reservations",
-            &[],
+            &[(internal.0, &internal.1)],
             &json!({"reservation_id": "down-1", "items": [{"sku": "down-A", "quantity": 1}]}),
         )
         .expect("POST");
@@ -939,7 +999,7 @@ fn a_lost_redis_is_a_503_problem_not_a_crash() {
         .send_json(
             "POST",
             "/api/stock/reservations",
-            &[],
+            &[(internal.0, &internal.1)],
             &json!({"items": []}),
         )
         .expect("POST");

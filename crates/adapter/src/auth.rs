@@ -1,4 +1,5 @@
-//! Bearer-token checks for admin routes. The expected token is a secret component variable; the
+//! Bearer-token checks for admin and internal routes. The expected token is a secret component
+//! variable; the
 //! comparison takes the same time wherever the first difference is, so the token cannot be
 //! guessed byte by byte from response times.
 
@@ -24,6 +25,28 @@ pub fn require_bearer(req: &Request, expected: &str) -> Result<(), Problem> {
             "this route needs an `Authorization: Bearer <admin token>` header",
         )),
     }
+}
+
+/// Accepts `Authorization: Bearer <internal token>`: the required secret variable
+/// `internal_token`, which only the shop's own components (and the platform's scheduler) hold.
+/// Every route that only another component should call (stock reservations, repair runs) starts
+/// with this.
+pub fn require_internal(req: &Request) -> Result<(), Problem> {
+    let expected = spin_sdk::variables::get("internal_token")
+        .map_err(|e| Problem::internal("read variable internal_token", e))?;
+    require_bearer(req, &expected).map_err(|p| p.with("credential", "internal token"))
+}
+
+/// Accepts `Authorization: Bearer <admin token>` (the required secret variable `admin_token`).
+pub fn require_admin(req: &Request) -> Result<(), Problem> {
+    let expected = spin_sdk::variables::get("admin_token")
+        .map_err(|e| Problem::internal("read variable admin_token", e))?;
+    require_bearer(req, &expected)
+}
+
+/// The value of the `Authorization` header that internal calls carry.
+pub fn internal_authorization() -> anyhow::Result<String> {
+    Ok(format!("Bearer {}", spin_sdk::variables::get("internal_token")?))
 }
 
 fn unauthorized(detail: &str) -> Problem {

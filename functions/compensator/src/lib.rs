@@ -1,7 +1,7 @@
 //! The `compensator` component: the relay of every context's outbox and the shop's heartbeat.
 //!
-//! One run (the cron trigger's `handle-cron-event`, or `POST /api/compensator/run` for platforms
-//! without a cron trigger, e.g. a Kubernetes CronJob on SpinKube):
+//! One run (the cron trigger's `handle-cron-event`, or `POST /api/compensator/run` with the
+//! internal token, for platforms without a cron trigger, e.g. a Kubernetes CronJob on SpinKube):
 //! 1. relays each context's outbox (`orders`, `payments`): due rows are claimed with a lease,
 //!    sent to their Redis stream in one round trip per topic, stamped; failures back off
 //!    (jittered, exponential) and are dead-lettered after too many attempts;
@@ -95,9 +95,7 @@ fn health_route() -> Response {
     )
 }
 
-/// The admin token, required by every route but health.
+/// The admin token, required by the operator routes.
 fn require_admin(req: &Request) -> Result<(), shop_adapter::Problem> {
-    let admin = spin_sdk::variables::get("admin_token")
-        .map_err(|e| shop_adapter::Problem::internal("read variable admin_token", e))?;
-    shop_adapter::auth::require_bearer(req, &admin)
+    shop_adapter::auth::require_admin(req)
 }

@@ -40,10 +40,10 @@ impl RunReport {
     }
 }
 
-/// `POST /api/compensator/run` (admin token): one run, its report as JSON (200 even when a
-/// step failed: the report says which; 503 only when nothing could run).
+/// `POST /api/compensator/run` (internal token: the platform's scheduler holds it): one run,
+/// its report as JSON (200 even when a step failed: the report says which).
 pub fn handle(req: &Request) -> HandlerResult {
-    crate::require_admin(req)?;
+    shop_adapter::auth::require_internal(req)?;
     let report = run_once();
     eprintln!("compensator: {}", report.log_line());
     Ok(json(200, &report))

@@ -56,8 +56,13 @@ async fn call(
     body: Option<&Value>,
     traceparent: Option<&str>,
 ) -> Result<(u16, Value), StockError> {
+    let auth = shop_adapter::auth::internal_authorization()
+        .map_err(|e| StockError::Unavailable(format!("read variable internal_token: {e}")))?;
     let mut builder = Request::builder();
-    builder.method(method).uri(format!("{BASE}{path}"));
+    builder
+        .method(method)
+        .uri(format!("{BASE}{path}"))
+        .header("authorization", auth);
     if let Some(tp) = traceparent {
         builder.header("traceparent", tp);
     }

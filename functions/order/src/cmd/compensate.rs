@@ -1,7 +1,7 @@
 //! `POST /api/orders/compensate`: finish what a crash or a failed call left half-done in the
-//! order component. Meant for the compensator's cron tick (`http://order.spin.internal`), which
-//! sends the admin bearer token; it only does what is owed anyway, idempotently, but nobody
-//! outside should be able to make the shop run repair batches.
+//! order component, over HTTP (an operator's or a scheduler's direct repair; the event path does
+//! the same without it). Needs the internal token: it only does what is owed anyway,
+//! idempotently, but nobody outside should be able to make the shop run repair batches.
 //!
 //! 1. Abandoned claims: an `in-progress` Idempotency-Key claim older than [`ABANDON_AFTER_MS`]
 //!    belongs to a request that died between claiming and writing, and whose client did not
@@ -49,9 +49,7 @@ struct Report {
 }
 
 pub async fn handle(req: &Request) -> HandlerResult {
-    let admin = spin_sdk::variables::get("admin_token")
-        .map_err(|e| shop_adapter::Problem::internal("read variable admin_token", e))?;
-    shop_adapter::auth::require_bearer(req, &admin)?;
+    shop_adapter::auth::require_internal(req)?;
     let tp = req
         .header("traceparent")
         .and_then(|v| v.as_str())

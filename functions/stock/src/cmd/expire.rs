@@ -5,11 +5,11 @@
 //! them from the expiry index in the same step, so the call is idempotent and two instances may
 //! run it concurrently without releasing anything twice. "Now" is the Redis server's clock, the
 //! one clock every instance shares. `now` (RFC 3339) expires as of another instant (tests, manual
-//! repair). The route needs the admin token: the compensator sends it; nobody outside should be
-//! able to make the shop run repair batches (or, with `now`, release reservations early).
+//! repair). The route needs the internal token: nobody outside should be able to make the shop
+//! run repair batches (or, with `now`, release reservations early).
 
 use serde::Serialize;
-use shop_adapter::auth::require_bearer;
+use shop_adapter::auth::require_internal;
 use shop_adapter::body::{parse_object, Fields};
 use shop_adapter::respond::{json, HandlerResult};
 use shop_adapter::Problem;
@@ -31,9 +31,7 @@ struct Expired {
 }
 
 pub fn handle(req: &Request) -> HandlerResult {
-    let admin = spin_sdk::variables::get("admin_token")
-        .map_err(|e| Problem::internal("read variable admin_token", e))?;
-    require_bearer(req, &admin)?;
+    require_internal(req)?;
     let now = parse_now(req)?;
     let (released, still_due, now) = sweep(&Store::open()?, now, 0)?;
     Ok(json(
