@@ -1,7 +1,6 @@
 //! Bearer-token checks for admin and internal routes. The expected token is a secret component
-//! variable; the
-//! comparison takes the same time wherever the first difference is, so the token cannot be
-//! guessed byte by byte from response times.
+//! variable; the comparison takes the same time wherever the first difference is, so the token
+//! cannot be guessed byte by byte from response times.
 
 // `Problem` is the one error a request ends with, built at most once per request: boxing it
 // would only add noise at every call site.

@@ -4,7 +4,8 @@
 //! `src/lua/`, each stating what it guarantees), respond. Every client mistake is a
 //! problem+json 4xx naming the field; a Redis outage is 503.
 //!
-//! Routes (the order component calls them through `http://stock.spin.internal`):
+//! Routes (the order component calls them through `http://stock.spin.internal`; the reservation
+//! routes need the internal token):
 //! - `PUT  /api/products/{sku}` (admin) and `GET /api/products/{sku}`
 //! - `POST /api/stock/reservations`, `GET /api/stock/reservations/{id}`
 //! - `POST /api/stock/reservations/{id}/confirm`, `POST /api/stock/reservations/{id}/release`
@@ -17,11 +18,12 @@
 // boxing it would only add noise at every call site.
 #![allow(clippy::result_large_err)]
 
+use shop_adapter::auth::require_internal;
 use shop_adapter::health;
 use shop_adapter::respond::finish;
+use shop_adapter::respond::method_not_allowed;
 use shop_adapter::Problem;
 use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
-use shop_adapter::respond::method_not_allowed;
 use spin_sdk::http_component;
 
 mod cmd;
@@ -51,8 +53,9 @@ fn handle(req: Request) -> impl IntoResponse {
         method_not_allowed("GET, PUT")
     });
 
+    // Reservation routes are internal: only the order component (and repairs) may move stock.
     router.post("/api/stock/reservations", |req: Request, _p| {
-        finish(cmd::reserve::handle(&req))
+        finish(require_internal(&req).and_then(|()| cmd::reserve::handle(&req)))
     });
     router.any("/api/stock/reservations", |_req: Request, _p| {
         method_not_allowed("POST")
@@ -60,19 +63,27 @@ fn handle(req: Request) -> impl IntoResponse {
     router.post("/api/stock/reservations/expire", |req: Request, _p| {
         finish(cmd::expire::handle(&req))
     });
-    router.get("/api/stock/reservations/:id", |_req: Request, p: Params| {
-        finish(cmd::get_reservation::handle(param(&p, "id")))
+    // Before the `:id` routes: `expire` is not a reservation id.
+    router.any("/api/stock/reservations/expire", |_req: Request, _p| {
+        method_not_allowed("POST")
+    });
+    router.get("/api/stock/reservations/:id", |req: Request, p: Params| {
+        finish(require_internal(&req).and_then(|()| cmd::get_reservation::handle(param(&p, "id"))))
     });
     router.any("/api/stock/reservations/:id", |_req: Request, _p| {
         method_not_allowed("GET")
     });
     router.post(
         "/api/stock/reservations/:id/confirm",
-        |_req: Request, p: Params| finish(cmd::confirm::handle(param(&p, "id"))),
+        |req: Request, p: Params| {
+            finish(require_internal(&req).and_then(|()| cmd::confirm::handle(param(&p, "id"))))
+        },
     );
     router.post(
         "/api/stock/reservations/:id/release",
-        |_req: Request, p: Params| finish(cmd::release::handle(param(&p, "id"))),
+        |req: Request, p: Params| {
+            finish(require_internal(&req).and_then(|()| cmd::release::handle(param(&p, "id"))))
+        },
     );
     router.any(
         "/api/stock/reservations/:id/:action",
