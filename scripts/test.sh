@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: builds the wasm components, then the native workspace tests (domain, host,
-# end-to-end). Tests start their own redis-server on a free loopback port; it must be installed.
+# end-to-end). Tests start their own redis-server on a free loopback port; scripts/setup.sh
+# installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v redis-server >/dev/null; then
-  echo "redis-server is not installed (Debian/Ubuntu: apt-get install -y redis-server)" >&2
-  exit 1
-fi
+./scripts/setup.sh test
 ./scripts/build-wasm.sh
 # The real Spin CLI for the tests that run the app under `spin up` too (tests/tests/spin.rs).
 if [[ -z "${SPIN_BIN:-}" && -x ../shared/spin/install.sh ]]; then

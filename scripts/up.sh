@@ -6,12 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .spin
 
+./scripts/setup.sh app
+
 if [[ -z "${SPIN_VARIABLE_REDIS_HOST:-}" ]]; then
-  if ! command -v redis-server >/dev/null; then
-    echo "error: no Redis configured (SPIN_VARIABLE_REDIS_HOST) and redis-server is not installed." >&2
-    echo "       Install it (apt-get install -y redis-server) or point SPIN_VARIABLE_REDIS_HOST at one." >&2
-    exit 1
-  fi
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   mkdir -p .spin/redis
   redis-server --bind 127.0.0.1 --port "$port" --dir .spin/redis --save 60 1 --appendonly yes \
