@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod health;
+pub mod identity;
 pub mod ids;
 pub mod inbox;
 pub mod outbox;

@@ -17,6 +17,9 @@ pub struct Problem {
     /// Extra members (e.g. the SKUs that are short), flattened into the body.
     #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Response headers the status needs (a 401's `WWW-Authenticate`); not part of the body.
+    #[serde(skip)]
+    pub headers: Vec<(String, String)>,
 }
 
 impl Problem {
@@ -28,6 +31,7 @@ impl Problem {
             detail: detail.into(),
             field: None,
             extra: serde_json::Map::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -39,6 +43,11 @@ impl Problem {
     pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
         let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
         self.extra.insert(key.to_owned(), value);
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
         self
     }
 
@@ -70,11 +79,15 @@ impl Problem {
 
     pub fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        Response::builder()
+        let mut resp = Response::builder()
             .status(self.status)
             .header("content-type", "application/problem+json")
             .body(body)
-            .build()
+            .build();
+        for (name, value) in self.headers {
+            resp.set_header(name, value);
+        }
+        resp
     }
 }
 
