@@ -26,7 +26,11 @@ impl fmt::Display for MoneyError {
             }
             MoneyError::Negative => write!(f, "amount must not be negative"),
             MoneyError::CurrencyMismatch(a, b) => write!(f, "cannot mix currencies {a} and {b}"),
-            MoneyError::Overflow => write!(f, "amount is too large"),
+            MoneyError::Overflow => write!(
+                f,
+                "amount must be at most {} minor units (2^53 - 1)",
+                Money::MAX_MINOR
+            ),
         }
     }
 }
@@ -61,7 +65,7 @@ impl serde::Serialize for Currency {
     }
 }
 
-/// A non-negative amount in minor units (cents) of one currency.
+/// A non-negative amount in minor units (cents) of one currency, at most [`Money::MAX_MINOR`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Money {
     minor: i64,
@@ -69,9 +73,21 @@ pub struct Money {
 }
 
 impl Money {
+    /// 2^53 - 1: the largest integer a JSON client (JavaScript's `Number`, any double-based
+    /// parser) and a Lua script read exactly. Every amount the shop stores, computes or answers
+    /// stays at or below it, so no client ever sees a rounded price or total.
+    pub const MAX_MINOR: i64 = (1 << 53) - 1;
+
     pub fn new(minor: i64, currency: Currency) -> Result<Self, MoneyError> {
         if minor < 0 {
             return Err(MoneyError::Negative);
+        }
+        Self::bounded(minor, currency)
+    }
+
+    fn bounded(minor: i64, currency: Currency) -> Result<Self, MoneyError> {
+        if minor > Self::MAX_MINOR {
+            return Err(MoneyError::Overflow);
         }
         Ok(Money { minor, currency })
     }
@@ -96,7 +112,7 @@ impl Money {
             .minor
             .checked_add(other.minor)
             .ok_or(MoneyError::Overflow)?;
-        Ok(Money { minor, ..self })
+        Self::bounded(minor, self.currency)
     }
 
     /// `self - other`, floored at zero (a discount never makes a total negative).
@@ -115,7 +131,7 @@ impl Money {
             .minor
             .checked_mul(i64::from(factor))
             .ok_or(MoneyError::Overflow)?;
-        Ok(Money { minor, ..self })
+        Self::bounded(minor, self.currency)
     }
 }
 
@@ -139,8 +155,14 @@ mod tests {
     fn arithmetic_is_checked_and_currency_safe() {
         assert_eq!(eur(150).checked_add(eur(250)).unwrap().minor(), 400);
         assert_eq!(eur(150).checked_mul(3).unwrap().minor(), 450);
-        assert_eq!(eur(i64::MAX).checked_add(eur(1)), Err(MoneyError::Overflow));
-        assert_eq!(eur(i64::MAX).checked_mul(2), Err(MoneyError::Overflow));
+        assert_eq!(
+            eur(Money::MAX_MINOR).checked_add(eur(1)),
+            Err(MoneyError::Overflow)
+        );
+        assert_eq!(
+            eur(Money::MAX_MINOR).checked_mul(2),
+            Err(MoneyError::Overflow)
+        );
         assert_eq!(eur(100).saturating_sub(eur(300)).unwrap().minor(), 0);
         let usd = Money::new(1, Currency::parse("USD").unwrap()).unwrap();
         assert!(matches!(
@@ -151,5 +173,57 @@ mod tests {
             Money::new(-1, Currency::parse("EUR").unwrap()),
             Err(MoneyError::Negative)
         );
+    }
+
+    #[test]
+    fn amounts_stop_at_two_to_the_53_minus_one() {
+        let cur = Currency::parse("EUR").unwrap();
+        assert_eq!(Money::MAX_MINOR, 9_007_199_254_740_991);
+        assert_eq!(
+            Money::new(Money::MAX_MINOR, cur).unwrap().minor(),
+            Money::MAX_MINOR
+        );
+        assert_eq!(
+            Money::new(Money::MAX_MINOR + 1, cur),
+            Err(MoneyError::Overflow)
+        );
+        assert_eq!(Money::new(i64::MAX, cur), Err(MoneyError::Overflow));
+        assert_eq!(
+            eur(Money::MAX_MINOR - 1)
+                .checked_add(eur(1))
+                .unwrap()
+                .minor(),
+            Money::MAX_MINOR
+        );
+        // Exactly representable as a double: the reason for the bound.
+        assert_eq!(Money::MAX_MINOR as f64 as i64, Money::MAX_MINOR);
+        assert_ne!((Money::MAX_MINOR + 2) as f64 as i64, Money::MAX_MINOR + 2);
+    }
+
+    proptest::proptest! {
+        /// Sums and products either are exact and within the bound, or are refused.
+        #[test]
+        fn arithmetic_never_leaves_the_bound(
+            a in 0i64..=Money::MAX_MINOR,
+            b in 0i64..=Money::MAX_MINOR,
+            k in 0u32..=u32::MAX,
+        ) {
+            let sum = i128::from(a) + i128::from(b);
+            match eur(a).checked_add(eur(b)) {
+                Ok(m) => proptest::prop_assert_eq!(i128::from(m.minor()), sum),
+                Err(e) => {
+                    proptest::prop_assert_eq!(e, MoneyError::Overflow);
+                    proptest::prop_assert!(sum > i128::from(Money::MAX_MINOR));
+                }
+            }
+            let product = i128::from(a) * i128::from(k);
+            match eur(a).checked_mul(k) {
+                Ok(m) => proptest::prop_assert_eq!(i128::from(m.minor()), product),
+                Err(e) => {
+                    proptest::prop_assert_eq!(e, MoneyError::Overflow);
+                    proptest::prop_assert!(product > i128::from(Money::MAX_MINOR));
+                }
+            }
+        }
     }
 }

@@ -33,7 +33,8 @@ pub enum PricingError {
     MissingPrice { index: usize, sku: Sku },
     /// Items are priced in more than one currency; an order has exactly one.
     MixedCurrencies { skus: Vec<Sku> },
-    /// A line or the total does not fit.
+    /// A line or the subtotal exceeds [`Money::MAX_MINOR`] (2^53 - 1): no JSON client could
+    /// read it exactly, so the order is refused rather than shown with a rounded total.
     Overflow,
 }
 
@@ -49,7 +50,11 @@ impl fmt::Display for PricingError {
                     names.join(", ")
                 )
             }
-            PricingError::Overflow => write!(f, "order total is too large"),
+            PricingError::Overflow => write!(
+                f,
+                "order total would exceed {} minor units (2^53 - 1); split the order",
+                Money::MAX_MINOR
+            ),
         }
     }
 }
@@ -177,7 +182,10 @@ mod tests {
         /// that does not fit is an error.
         #[test]
         fn totals_are_sums_of_lines(
-            lines in proptest::collection::vec((1i64..=1_000_000, 0i64..=i64::MAX / 4), 1..8)
+            lines in proptest::collection::vec(
+                (1i64..=1_000_000, proptest::prop_oneof![0i64..=10_000_000, 0i64..=Money::MAX_MINOR]),
+                1..8,
+            )
         ) {
             let skus: Vec<String> = (0..lines.len()).map(|i| format!("S{i}")).collect();
             let raw: Vec<RawItem> = skus
@@ -191,9 +199,15 @@ mod tests {
                 .zip(&lines)
                 .map(|(s, (_, p))| (sku(s), money(*p, "EUR")))
                 .collect();
+            // Exact arithmetic, then the cap every amount in a response must respect.
             let exact: Option<i64> = lines
                 .iter()
-                .try_fold(0i64, |acc, (q, p)| acc.checked_add(p.checked_mul(*q)?));
+                .try_fold(0i128, |acc, (q, p)| {
+                    let line = i128::from(*p) * i128::from(*q);
+                    (line <= i128::from(Money::MAX_MINOR)).then_some(acc + line)
+                })
+                .filter(|t| *t <= i128::from(Money::MAX_MINOR))
+                .map(|t| t as i64);
             match price(&order, &catalog) {
                 Ok(p) => {
                     proptest::prop_assert_eq!(Some(p.subtotal.minor()), exact);
@@ -225,7 +239,32 @@ mod tests {
         );
         let err = price(
             &order(&[("A", 10_000)]),
-            &[(sku("A"), money(i64::MAX / 2, "EUR"))],
+            &[(sku("A"), money(Money::MAX_MINOR / 2, "EUR"))],
+        );
+        assert_eq!(err, Err(PricingError::Overflow));
+    }
+
+    /// The bound is 2^53 - 1, not i64::MAX: a subtotal of exactly 2^53 - 1 is fine, one unit more
+    /// (far below i64::MAX) is refused, per line and across lines.
+    #[test]
+    fn totals_stop_at_two_to_the_53_minus_one() {
+        let max = Money::MAX_MINOR;
+        let p = price(&order(&[("A", 1)]), &[(sku("A"), money(max, "EUR"))]).unwrap();
+        assert_eq!(p.total.minor(), 9_007_199_254_740_991);
+        // 2^53 - 1 = 3 * third + 1: the second line's 1 reaches the bound exactly, 2 passes it.
+        let third = max / 3;
+        assert_eq!(third * 3 + 1, max);
+        let lines = |b: i64| {
+            price(
+                &order(&[("A", 3), ("B", 1)]),
+                &[(sku("A"), money(third, "EUR")), (sku("B"), money(b, "EUR"))],
+            )
+        };
+        assert_eq!(lines(1).unwrap().total.minor(), max);
+        assert_eq!(lines(2), Err(PricingError::Overflow));
+        let err = price(
+            &order(&[("A", 2)]),
+            &[(sku("A"), money(max / 2 + 1, "EUR"))],
         );
         assert_eq!(err, Err(PricingError::Overflow));
     }
