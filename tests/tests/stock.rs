@@ -112,6 +112,19 @@ impl Env {
         }
     }
 
+    /// `POST /api/products/{sku}/stock-adjustments` as the admin.
+    fn adjust(&self, sku: &str, body: &Value) -> Response {
+        let (k, v) = admin_auth();
+        self.app
+            .send_json(
+                "POST",
+                &format!("/api/products/{sku}/stock-adjustments"),
+                &[(k, &v)],
+                body,
+            )
+            .expect("POST stock adjustment")
+    }
+
     fn cli(&self, args: &[&str]) -> String {
         self.redis
             .cli(args)
@@ -185,7 +198,10 @@ fn put_and_get_a_product() {
             "{p}"
         );
     }
-    assert_eq!(env.get_product("happy-TSHIRT").json(), expected_after(&expected, 5, 2, 3));
+    assert_eq!(
+        env.get_product("happy-TSHIRT").json(),
+        expected_after(&expected, 5, 2, 3)
+    );
     let resp = env.put_product(
         "happy-TSHIRT",
         &json!({"name": "Red T-shirt v2", "price": 2499, "currency": "USD"}),
@@ -300,9 +316,18 @@ fn put_rejects_malformed_products_naming_the_field() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.json()["price"], json!(9_007_199_254_740_991i64));
     assert_eq!(env.levels("malformed-MAX"), (0, 0, 0));
-    let p = problem(&env.put_product("malformed-MAX", &with("price", json!(9_007_199_254_740_992i64))), 422);
+    let p = problem(
+        &env.put_product(
+            "malformed-MAX",
+            &with("price", json!(9_007_199_254_740_992i64)),
+        ),
+        422,
+    );
     assert_eq!(p["field"], "price");
-    assert_eq!(env.get_product("malformed-MAX").json()["price"], json!(9_007_199_254_740_991i64));
+    assert_eq!(
+        env.get_product("malformed-MAX").json()["price"],
+        json!(9_007_199_254_740_991i64)
+    );
 }
 
 fn without_stock(body: &Value) -> Value {
@@ -798,13 +823,15 @@ fn confirming_after_the_expiry_releases_instead() {
 fn admin_writes_are_locked_and_fenced() {
     let env = env();
     env.product("lock-A", "A", 100, 10);
-    let body = |stock: i64| json!({"name": "A", "price": 100, "currency": "EUR", "stock": stock});
+    // Writers of an existing product change its catalog fields: the price tells them apart.
+    let body = |price: i64| json!({"name": "A", "price": price, "currency": "EUR"});
+    let price = || env.get_product("lock-A").json()["price"].as_i64().unwrap();
 
     // Another writer holds the lock: refused at once, nothing written.
     env.cli(&["SET", "stock:lock:lock-A", "someone-else", "PX", "60000"]);
     let p = problem(&env.put_product("lock-A", &body(99)), 409);
     assert_eq!(p["type"], "https://errors.spin-shop.dev/lock-busy", "{p}");
-    assert_eq!(env.levels("lock-A"), (10, 0, 0));
+    assert_eq!(price(), 100);
     // Our lock release never deletes someone else's lock (compare-and-delete).
     assert_eq!(
         env.cli(&[
@@ -842,7 +869,7 @@ fn admin_writes_are_locked_and_fenced() {
     env.cli(&["DEL", "stock:lock:lock-A"]);
     assert_eq!(env.put_product("lock-A", &body(7)).status, 200);
     let put = lua("put_product");
-    let write = |fence: &str, stock: &str| {
+    let write = |fence: &str, price: &str| {
         env.cli(&[
             "EVAL",
             &put,
@@ -851,13 +878,13 @@ fn admin_writes_are_locked_and_fenced() {
             "stock:fence:lock-A",
             fence,
             "A",
-            "100",
+            price,
             "EUR",
-            stock,
+            "",
         ])
     };
     assert!(write(&stale_fence, "1000").starts_with("STALE"));
-    assert_eq!(env.levels("lock-A"), (7, 0, 0));
+    assert_eq!(price(), 7);
 
     // Case 2: the newer holder has the lock but has not written yet: the stale write is refused
     // too, because a newer token was issued.
@@ -884,14 +911,16 @@ fn admin_writes_are_locked_and_fenced() {
     let new_fence = new.lines().nth(1).expect("fence").to_owned();
     assert!(new_fence.parse::<i64>().unwrap() > old_fence.parse::<i64>().unwrap());
     assert!(write(&old_fence, "1000").starts_with("STALE"));
-    assert_eq!(env.levels("lock-A"), (7, 0, 0));
+    assert_eq!(price(), 7);
     // ...while the current holder's write goes through, once.
     assert!(write(&new_fence, "8").starts_with("OK"));
     assert!(
         write(&new_fence, "9").starts_with("STALE"),
         "a token is used once"
     );
-    assert_eq!(env.levels("lock-A"), (8, 0, 0));
+    assert_eq!(price(), 8);
+    // No writer, stale or not, ever moved the stock.
+    assert_eq!(env.levels("lock-A"), (10, 0, 0));
     env.cli(&["DEL", "stock:lock:lock-A"]);
 
     // Two writers racing over HTTP: each round, every answer is 200 or 409 lock-busy, at least
@@ -901,11 +930,11 @@ fn admin_writes_are_locked_and_fenced() {
         let results: Vec<(i64, u16)> = std::thread::scope(|s| {
             let hs: Vec<_> = [100 + round * 2, 101 + round * 2]
                 .into_iter()
-                .map(|stock| {
-                    let (env, barrier) = (&env, &barrier);
+                .map(|p| {
+                    let (env, barrier, body) = (&env, &barrier, &body);
                     s.spawn(move || {
                         barrier.wait();
-                        (stock, env.put_product("lock-A", &body(stock)).status)
+                        (p, env.put_product("lock-A", &body(p)).status)
                     })
                 })
                 .collect();
@@ -921,10 +950,10 @@ fn admin_writes_are_locked_and_fenced() {
             results.iter().all(|(_, s)| *s == 200 || *s == 409),
             "{results:?}"
         );
-        let (available, _, _) = env.levels("lock-A");
+        let now = price();
         assert!(
-            winners.contains(&available),
-            "round {round}: {results:?} -> {available}"
+            winners.contains(&now),
+            "round {round}: {results:?} -> {now}"
         );
     }
 }
@@ -1004,4 +1033,283 @@ fn a_lost_redis_is_a_503_problem_not_a_crash() {
         )
         .expect("POST");
     problem(&resp, 422);
+}
+
+fn adjustment(id: &str, delta: i64, reason: &str) -> Value {
+    json!({"adjustment_id": id, "delta": delta, "reason": reason})
+}
+
+#[test]
+fn stock_adjustments_move_available_only_and_are_idempotent() {
+    let env = env();
+    env.product("adj-A", "A", 100, 10);
+    let r = env.reserve(&json!({"reservation_id": "adj-r1",
+        "items": [{"sku": "adj-A", "quantity": 3}]}));
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let body = adjustment("adj-1", 5, "  delivery 42 ");
+    let first = env.adjust("adj-A", &body);
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert_eq!(first.header("content-type"), Some("application/json"));
+    let answer = first.json();
+    let applied_at = answer["applied_at"]
+        .as_str()
+        .expect("applied_at")
+        .to_owned();
+    assert!(
+        applied_at.ends_with('Z') && applied_at.len() == 24,
+        "{answer}"
+    );
+    assert_eq!(
+        answer,
+        json!({"adjustment_id": "adj-1", "sku": "adj-A", "delta": 5, "reason": "delivery 42",
+            "applied_at": applied_at, "available": 12, "reserved": 3, "sold": 0})
+    );
+    // The same request again: the same answer, nothing moved twice.
+    let again = env.adjust("adj-A", &body);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json(), answer);
+    assert_eq!(env.levels("adj-A"), (12, 3, 0));
+
+    // The same id for anything else is refused, naming adjustment_id, and moves nothing.
+    for other in [
+        adjustment("adj-1", 6, "delivery 42"),
+        adjustment("adj-1", 5, "delivery 43"),
+    ] {
+        let p = problem(&env.adjust("adj-A", &other), 422);
+        assert_eq!(p["field"], "adjustment_id", "{p}");
+    }
+    env.product("adj-B", "B", 100, 1);
+    let p = problem(&env.adjust("adj-B", &body), 422);
+    assert_eq!(p["field"], "adjustment_id", "{p}");
+    assert_eq!(env.levels("adj-A"), (12, 3, 0));
+    assert_eq!(env.levels("adj-B"), (1, 0, 0));
+
+    // Down to zero, not below: reserved units are not on sale and cannot be adjusted away.
+    assert_eq!(
+        env.adjust("adj-A", &adjustment("adj-2", -12, "breakage"))
+            .status,
+        201
+    );
+    let short = adjustment("adj-3", -1, "count correction");
+    let p = problem(&env.adjust("adj-A", &short), 409);
+    assert_eq!(
+        p["type"], "https://errors.spin-shop.dev/insufficient-stock",
+        "{p}"
+    );
+    assert_eq!(
+        (&p["field"], &p["available"]),
+        (&json!("delta"), &json!(0)),
+        "{p}"
+    );
+    assert_eq!(env.levels("adj-A"), (0, 3, 0));
+    // A refused adjustment records nothing: the same id applies once it fits.
+    assert_eq!(
+        env.adjust("adj-A", &adjustment("adj-4", 2, "found")).status,
+        201
+    );
+    let late = env.adjust("adj-A", &short);
+    assert_eq!(late.status, 201, "{}", late.text());
+    assert_eq!(late.json()["available"], 1);
+    // The reservation made before all this still settles against its own units.
+    assert_eq!(
+        env.post("/api/stock/reservations/adj-r1/release").status,
+        200
+    );
+    assert_eq!(env.levels("adj-A"), (4, 0, 0));
+
+    // Concurrent retries of one id: one move.
+    let retry = adjustment("adj-5", 7, "delivery 43");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| env.adjust("adj-A", &retry).status))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = statuses.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [200, 200, 200, 200, 200, 200, 200, 201],
+        "{statuses:?}"
+    );
+    assert_eq!(env.levels("adj-A"), (11, 0, 0));
+}
+
+#[test]
+fn stock_adjustments_refuse_bad_input_naming_the_field() {
+    let env = env();
+    env.product("adjbad-A", "A", 100, 5);
+    let ok = adjustment("adjbad-1", 1, "delivery");
+    let with = |k: &str, v: Value| {
+        let mut b = ok.clone();
+        b[k] = v;
+        b
+    };
+    let without = |k: &str| {
+        let mut b = ok.clone();
+        b.as_object_mut().unwrap().remove(k);
+        b
+    };
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (without("adjustment_id"), 422, "adjustment_id"),
+        (with("adjustment_id", json!("")), 422, "adjustment_id"),
+        (with("adjustment_id", json!("a/b")), 422, "adjustment_id"),
+        (with("adjustment_id", json!(7)), 422, "adjustment_id"),
+        (
+            with("adjustment_id", json!("x".repeat(129))),
+            422,
+            "adjustment_id",
+        ),
+        (without("delta"), 422, "delta"),
+        (with("delta", json!(0)), 422, "delta"),
+        (with("delta", json!(1_000_000_001)), 422, "delta"),
+        (with("delta", json!(-1_000_000_001)), 422, "delta"),
+        (with("delta", json!(1.5)), 422, "delta"),
+        (with("delta", json!("1")), 422, "delta"),
+        (with("delta", json!(1e300)), 422, "delta"),
+        (without("reason"), 422, "reason"),
+        (with("reason", json!("")), 422, "reason"),
+        (with("reason", json!("   ")), 422, "reason"),
+        (with("reason", json!("x".repeat(201))), 422, "reason"),
+        (with("reason", json!("a\nb")), 422, "reason"),
+        (with("reason", json!(3)), 422, "reason"),
+        (json!([1]), 400, "body"),
+        (json!(null), 400, "body"),
+    ];
+    for (body, status, field) in cases {
+        let p = problem(&env.adjust("adjbad-A", &body), status);
+        assert_eq!(p["field"], field, "{body} -> {p}");
+    }
+    assert_eq!(problem(&env.adjust("bad%20sku", &ok), 422)["field"], "sku");
+    let p = problem(&env.adjust("adjbad-NOPE", &ok), 404);
+    assert_eq!(p["skus"], json!(["adjbad-NOPE"]), "{p}");
+    let path = "/api/products/adjbad-A/stock-adjustments";
+    problem(
+        &env.app.send_json("POST", path, &[], &ok).expect("POST"),
+        401,
+    );
+    let wrong = [("authorization", "Bearer nope")];
+    problem(
+        &env.app.send_json("POST", path, &wrong, &ok).expect("POST"),
+        401,
+    );
+    problem(&env.app.get(path).expect("GET"), 405);
+    // More than the store keeps exact is a conflict with the current level, named `delta`.
+    env.product("adjbad-FULL", "Full", 100, 1_000_000_000_000);
+    let p = problem(&env.adjust("adjbad-FULL", &ok), 409);
+    assert_eq!(p["type"], "https://errors.spin-shop.dev/stock-limit", "{p}");
+    assert_eq!(p["field"], "delta");
+    // Nothing was moved or recorded by any refusal: the id is still free.
+    assert_eq!(env.levels("adjbad-A"), (5, 0, 0));
+    assert_eq!(env.levels("adjbad-FULL"), (1_000_000_000_000, 0, 0));
+    assert_eq!(env.adjust("adjbad-A", &ok).status, 201);
+    assert_eq!(env.levels("adjbad-A"), (6, 0, 0));
+}
+
+/// What one racing client did.
+enum Outcome {
+    /// A reservation of 1 unit: (created, then confirmed / released / kept).
+    Reserved(bool, &'static str),
+    /// An adjustment: (its index, delta, applied).
+    Adjusted(usize, i64, bool),
+}
+
+/// Reserves 1 unit of `sku` as `id` and then settles it as `then` says; 201 or 409 only.
+fn reserve_one(env: &Env, id: &str, sku: &str, then: &'static str) -> Outcome {
+    let r = env.reserve(&json!({"reservation_id": id, "items": [{"sku": sku, "quantity": 1}]}));
+    assert!(r.status == 201 || r.status == 409, "{}", r.text());
+    if r.status == 201 && then != "keep" {
+        let s = env.post(&format!("/api/stock/reservations/{id}/{then}"));
+        assert_eq!(s.status, 200, "{}", s.text());
+    }
+    Outcome::Reserved(r.status == 201, then)
+}
+
+/// Applies `delta` to `sku` as `id`; 201 or 409 insufficient-stock only.
+fn adjust_once(env: &Env, i: usize, sku: &str, delta: i64) -> Outcome {
+    let r = env.adjust(sku, &adjustment(&format!("mix-adj{i}"), delta, "race"));
+    assert!(r.status == 201 || r.status == 409, "{}", r.text());
+    if r.status == 201 {
+        let a = r.json()["available"].as_i64().unwrap();
+        assert!(a >= 0, "available went negative: {a}");
+    } else {
+        assert_eq!(problem(&r, 409)["field"], "delta");
+    }
+    Outcome::Adjusted(i, delta, r.status == 201)
+}
+
+#[test]
+fn adjustments_and_reservations_interleave_without_creating_or_losing_units() {
+    let env = env();
+    let sku = "mix-A";
+    env.product(sku, "Mixed", 100, 20);
+    let (reservations, adjustments) = (40, 30);
+    let barrier = Barrier::new(reservations + adjustments);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (outcomes, observed) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                seen.push(env.levels(sku));
+            }
+            seen
+        });
+        let mut hs = Vec::new();
+        for i in 0..reservations {
+            let (env, barrier) = (&env, &barrier);
+            let then = ["confirm", "release", "keep"][i % 3];
+            hs.push(s.spawn(move || {
+                barrier.wait();
+                reserve_one(env, &format!("mix-r{i}"), sku, then)
+            }));
+        }
+        for i in 0..adjustments {
+            let (env, barrier) = (&env, &barrier);
+            let delta = [4, -3, -6][i % 3];
+            hs.push(s.spawn(move || {
+                barrier.wait();
+                adjust_once(env, i, sku, delta)
+            }));
+        }
+        let outcomes: Vec<Outcome> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (outcomes, watcher.join().unwrap())
+    });
+
+    let (mut applied, mut sold, mut kept, mut refused) = (0i64, 0i64, 0i64, 0);
+    for o in &outcomes {
+        match *o {
+            Outcome::Adjusted(_, delta, true) => applied += delta,
+            Outcome::Adjusted(_, delta, false) => {
+                assert!(delta < 0, "a positive delta is never refused");
+                refused += 1;
+            }
+            Outcome::Reserved(true, "confirm") => sold += 1,
+            Outcome::Reserved(true, "keep") => kept += 1,
+            Outcome::Reserved(..) => {}
+        }
+    }
+    let (a, r, s) = env.levels(sku);
+    assert!(a >= 0);
+    assert_eq!(
+        (a + r + s, r, s),
+        (20 + applied, kept, sold),
+        "units created or lost: applied {applied}, refused adjustments {refused}"
+    );
+    assert!(!observed.is_empty());
+    for (a, r, s) in observed {
+        assert!(a >= 0 && r >= 0 && s >= 0, "negative bucket: {a} {r} {s}");
+    }
+    // Replaying every applied adjustment answers it again and moves nothing.
+    for o in &outcomes {
+        if let Outcome::Adjusted(i, delta, true) = *o {
+            let r = env.adjust(sku, &adjustment(&format!("mix-adj{i}"), delta, "race"));
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.json()["delta"], delta);
+        }
+    }
+    let (a2, r2, s2) = env.levels(sku);
+    assert_eq!((a2, r2, s2), (a, r, s));
 }

@@ -4,6 +4,7 @@
 //! Types here *parse* their input (see `Sku::parse`): once a value exists it is valid, so the
 //! functions never re-check it.
 
+pub mod adjustment;
 pub mod cursor;
 pub mod field;
 pub mod idempotency;

@@ -1,4 +1,6 @@
-//! What an admin may write about a product: a name, a catalog price and the stock on sale.
+//! What an admin may write about a product: a name, a catalog price and, when the product is
+//! created, its initial stock. Later stock changes are adjustments
+//! ([`crate::adjustment::Adjustment`]), which cannot clobber units held by reservations.
 
 use crate::field::FieldError;
 use crate::money::{Currency, Money};
@@ -10,16 +12,17 @@ pub struct RawProduct {
     pub name: String,
     pub price: i64,
     pub currency: String,
-    pub stock: i64,
+    pub stock: Option<i64>,
 }
 
-/// A valid product write. `stock` is the number of units available for new reservations (see
-/// [`crate::stock::StockLevels::set_available`]).
+/// A valid product write. `stock`, if given, is the initial number of units available for
+/// reservations; the stock component refuses it for a product that already exists (an
+/// overwrite would lose every move made since it was read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductInput {
     pub name: String,
     pub price: Money,
-    pub stock: StockCount,
+    pub stock: Option<StockCount>,
 }
 
 impl ProductInput {
@@ -44,14 +47,14 @@ impl ProductInput {
         }
         let currency = Currency::parse(&raw.currency)
             .map_err(|e| FieldError::new("currency", e.to_string()))?;
-        // Catalog prices stay within 2^53 so Lua and JSON number handling stay exact.
-        if raw.price > (1i64 << 53) {
-            return Err(FieldError::new("price", "is too large"));
-        }
+        // Money refuses prices above 2^53 - 1, so Lua and JSON clients read every price exactly.
         let price =
             Money::new(raw.price, currency).map_err(|e| FieldError::new("price", e.to_string()))?;
-        let stock =
-            StockCount::parse(raw.stock).map_err(|e| FieldError::new("stock", e.to_string()))?;
+        let stock = raw
+            .stock
+            .map(StockCount::parse)
+            .transpose()
+            .map_err(|e| FieldError::new("stock", e.to_string()))?;
         Ok(ProductInput {
             name: name.to_owned(),
             price,
@@ -69,7 +72,7 @@ mod tests {
             name: "  Red T-shirt ".into(),
             price: 1999,
             currency: "EUR".into(),
-            stock: 10,
+            stock: Some(10),
         }
     }
 
@@ -79,7 +82,24 @@ mod tests {
         assert_eq!(p.name, "Red T-shirt");
         assert_eq!(p.price.minor(), 1999);
         assert_eq!(p.price.currency().as_str(), "EUR");
-        assert_eq!(p.stock.get(), 10);
+        assert_eq!(p.stock.map(StockCount::get), Some(10));
+        let p = ProductInput::parse(RawProduct {
+            stock: None,
+            ..raw()
+        })
+        .unwrap();
+        assert_eq!(p.stock, None);
+    }
+
+    #[test]
+    fn price_stops_at_two_to_the_53_minus_one() {
+        let at = |price: i64| ProductInput::parse(RawProduct { price, ..raw() });
+        assert_eq!(
+            at(Money::MAX_MINOR).unwrap().price.minor(),
+            9_007_199_254_740_991
+        );
+        assert_eq!(at(Money::MAX_MINOR + 1).unwrap_err().field, "price");
+        assert_eq!(at(1 << 53).unwrap_err().field, "price");
     }
 
     #[test]
@@ -121,9 +141,15 @@ mod tests {
             }),
             "currency"
         );
-        assert_eq!(field(RawProduct { stock: -1, ..raw() }), "stock");
+        assert_eq!(
+            field(RawProduct {
+                stock: Some(-1),
+                ..raw()
+            }),
+            "stock"
+        );
         assert!(ProductInput::parse(RawProduct {
-            stock: 0,
+            stock: Some(0),
             price: 0,
             ..raw()
         })

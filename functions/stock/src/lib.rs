@@ -7,12 +7,14 @@
 //! Routes (the order component calls them through `http://stock.spin.internal`; the reservation
 //! routes need the internal token):
 //! - `PUT  /api/products/{sku}` (admin) and `GET /api/products/{sku}`
+//! - `POST /api/products/{sku}/stock-adjustments` (admin)
 //! - `POST /api/stock/reservations`, `GET /api/stock/reservations/{id}`
 //! - `POST /api/stock/reservations/{id}/confirm`, `POST /api/stock/reservations/{id}/release`
 //! - `POST /api/stock/reservations/expire` (the compensator's cron tick)
 //!
-//! Invariant: for each SKU, `available + reserved + sold` changes only through the admin PUT, and
-//! `available` is never negative (see `shop_domain::stock::StockLevels`).
+//! Invariant: for each SKU, `available + reserved + sold` is set when the product is created and
+//! changes after that only by stock adjustments, and `available` is never negative (see
+//! `shop_domain::stock::StockLevels`).
 
 // Handlers fail with `Problem`, the one error a request ends with (large on 64-bit targets only):
 // boxing it would only add noise at every call site.
@@ -52,6 +54,14 @@ fn handle(req: Request) -> impl IntoResponse {
     router.any("/api/products/:sku", |_req: Request, _p| {
         method_not_allowed("GET, PUT")
     });
+    router.post(
+        "/api/products/:sku/stock-adjustments",
+        |req: Request, p: Params| finish(cmd::adjust::handle(&req, param(&p, "sku"))),
+    );
+    router.any(
+        "/api/products/:sku/stock-adjustments",
+        |_req: Request, _p| method_not_allowed("POST"),
+    );
 
     // Reservation routes are internal: only the order component (and repairs) may move stock.
     router.post("/api/stock/reservations", |req: Request, _p| {

@@ -37,6 +37,12 @@ pub mod keys {
     pub fn reservation(id: &str) -> String {
         format!("{RESERVATION_PREFIX}{id}")
     }
+
+    /// Hash: sku, delta, reason, applied_at, and the levels right after the adjustment. One
+    /// namespace for every SKU, so an id reused on another SKU is recognised as a reuse.
+    pub fn adjustment(id: &str) -> String {
+        format!("stock:adjustment:{id}")
+    }
 }
 
 pub use shop_adapter::redis::Script;
@@ -57,6 +63,7 @@ pub const RESERVE: Script = script!("reserve");
 pub const CONFIRM: Script = script!("confirm");
 pub const RELEASE: Script = script!("release");
 pub const EXPIRE: Script = script!("expire");
+pub const ADJUST: Script = script!("adjust");
 
 /// An open connection to the stock Redis.
 pub struct Store {

@@ -1,6 +1,7 @@
 //! One file per command. Each is thin: parse the request into domain values, run one atomic
 //! Redis step (a Lua script), answer.
 
+pub mod adjust;
 pub mod confirm;
 pub mod expire;
 pub mod get_product;

@@ -1,9 +1,11 @@
-//! `PUT /api/products/{sku}` (admin): create or update a product's name, price and stock.
+//! `PUT /api/products/{sku}` (admin): create a product (name, price, currency and, optionally,
+//! its initial `stock`), or change an existing product's name, price and currency.
 //!
-//! `stock` is the number of units available for new reservations. Units held by outstanding
-//! reservations (`reserved`) and already sold (`sold`) are kept as they are: a reservation made
-//! before the write can still be confirmed or released, and sales history survives. So after
-//! `PUT {stock: 10}` a product with 3 reserved units has 13 units on hand, 10 of them on sale.
+//! `stock` on an existing product is refused (422 naming `stock`): "set available to N" would
+//! silently undo every reservation and adjustment made since the admin read the product. Stock of
+//! an existing product changes only through `POST /api/products/{sku}/stock-adjustments`
+//! (a delta, see adjust.rs). Whether the product exists is decided inside put_product.lua, in the
+//! same atomic step as the write.
 //!
 //! Concurrent admin writers are serialised by a per-SKU lock (`SET NX PX` with a random owner
 //! token, released by compare-and-delete). The lock alone is not enough: a writer paused past the
@@ -38,7 +40,7 @@ pub fn handle(req: &Request, sku: &str) -> HandlerResult {
         name: f.str("name")?.to_owned(),
         price: f.i64("price")?,
         currency: f.str("currency")?.to_owned(),
-        stock: f.i64("stock")?,
+        stock: f.opt_i64("stock")?,
     })
     .map_err(|e| Problem::unprocessable(&e.field, e.detail))?;
 
@@ -79,7 +81,8 @@ fn write(
     input: &ProductInput,
 ) -> Result<ProductView, Problem> {
     let price = input.price.minor().to_string();
-    let stock = input.stock.get().to_string();
+    // "" tells the script that no stock was sent.
+    let stock = input.stock.map(|s| s.get().to_string()).unwrap_or_default();
     let reply = store.run(
         &PUT_PRODUCT,
         &[&keys::product(sku.as_str()), &keys::fence(sku.as_str())],
@@ -96,6 +99,14 @@ fn write(
         Some((stale, _)) if stale == "STALE" => Err(Problem::conflict(
             "stale-write",
             format!("the write lock on {sku} expired and a newer writer took it; this write was refused, retry"),
+        )
+        .with("sku", sku.as_str())),
+        Some((has, _)) if has == "HAS_STOCK" => Err(Problem::unprocessable(
+            "stock",
+            format!(
+                "{sku} already exists: its stock changes only by POST /api/products/{sku}/stock-adjustments \
+                 (a delta, so reservations are never overwritten); send name, price and currency without stock"
+            ),
         )
         .with("sku", sku.as_str())),
         _ => Err(bad_reply(&PUT_PRODUCT, &reply)),
