@@ -24,5 +24,14 @@ export SPIN_VARIABLE_ADMIN_TOKEN="${SPIN_VARIABLE_ADMIN_TOKEN:-local-admin-token
 export SPIN_VARIABLE_INTERNAL_TOKEN="${SPIN_VARIABLE_INTERNAL_TOKEN:-local-internal-token}"
 export SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET="${SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET:-local-webhook-secret}"
 
+# Customers: without a real identity provider's JWKS, a development ES256 key pair (created once
+# under .spin/dev-jwt/, private to you) signs the tokens `./scripts/token.sh <user_id>` prints.
+if [[ -z "${SPIN_VARIABLE_AUTH_JWKS:-}" ]]; then
+  cargo build --release -q -p devtools
+  SPIN_VARIABLE_AUTH_JWKS=$(./target/release/spin-shop-dev keygen .spin/dev-jwt)
+  export SPIN_VARIABLE_AUTH_JWKS
+  echo "customer tokens: ./scripts/token.sh <user_id> (development key in .spin/dev-jwt)"
+fi
+
 cargo build --release -p spin-host
 ./target/release/spin-host up --build --from spin.toml --runtime-config-file runtime-config.toml "$@"

@@ -16,6 +16,50 @@ pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 pub const INTERNAL_TOKEN: &str = "e2e-internal-token";
 /// The payment webhook secret every e2e app is started with.
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+/// The issuer and audience of the e2e app's customer tokens (not spin.toml's defaults, so the
+/// variables are proven to reach the component).
+pub const AUTH_ISSUER: &str = "https://id.e2e.spin-shop.test";
+pub const AUTH_AUDIENCE: &str = "spin-shop-e2e";
+
+/// The test identity provider's keys, generated once per test process and never written
+/// anywhere: an ES256 key (`kid` `e2e-es256`, signs [`customer_token`]) and an RS256 key
+/// (`e2e-rs256`). Both are in the JWKS every e2e app is started with ([`test_jwks`]).
+pub struct TestKeys {
+    pub es256: devtools::DevKey,
+    pub rs256: devtools::DevKey,
+}
+
+pub fn test_keys() -> &'static TestKeys {
+    static KEYS: std::sync::OnceLock<TestKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| TestKeys {
+        es256: devtools::DevKey::generate_es256(Some("e2e-es256")).expect("ES256 key"),
+        rs256: devtools::DevKey::generate_rs256(Some("e2e-rs256")).expect("RS256 key"),
+    })
+}
+
+/// The `auth_jwks` of every e2e app: both test keys.
+pub fn test_jwks() -> String {
+    let k = test_keys();
+    devtools::jwks(&[&k.es256, &k.rs256])
+}
+
+/// The claims of a valid customer token for `user` (one hour).
+pub fn customer_claims(user: &str) -> Value {
+    devtools::claims(AUTH_ISSUER, AUTH_AUDIENCE, user, 3600)
+}
+
+/// A valid ES256 customer token for `user`.
+pub fn customer_token(user: &str) -> String {
+    test_keys()
+        .es256
+        .sign(&customer_claims(user))
+        .expect("sign")
+}
+
+/// The `authorization` header of customer `user`.
+pub fn customer_auth(user: &str) -> (&'static str, String) {
+    ("authorization", format!("Bearer {}", customer_token(user)))
+}
 
 /// The five components the real manifest needs; a missing one fails loudly before booting.
 const COMPONENTS: [&str; 5] = [
@@ -195,6 +239,9 @@ fn start_app(
         .variable("admin_token", ADMIN_TOKEN)
         .variable("internal_token", INTERNAL_TOKEN)
         .variable("payment_webhook_secret", WEBHOOK_SECRET)
+        .variable("auth_jwks", test_jwks())
+        .variable("auth_issuer", AUTH_ISSUER)
+        .variable("auth_audience", AUTH_AUDIENCE)
         .startup_timeout(Duration::from_secs(180));
     configure(builder)
         .start()
@@ -303,11 +350,7 @@ impl Shop {
     ) -> Value {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let body = self
-                .app
-                .get(&format!("/api/orders/{order_id}"))
-                .expect("GET order")
-                .json();
+            let body = self.get_order(order_id).json();
             if cond(&body) {
                 return body;
             }
@@ -353,15 +396,30 @@ impl Shop {
         }
     }
 
-    /// `POST /api/orders` of `qty` x `sku` for user `u1` under Idempotency-Key `key`; asserts 201
-    /// and returns the order.
+    /// `GET /api/orders/{id}` as the admin (who may read any customer's order).
+    pub fn get_order(&self, order_id: &str) -> Response {
+        let (k, v) = admin_auth();
+        self.app
+            .send("GET", &format!("/api/orders/{order_id}"), &[(k, &v)], None)
+            .expect("GET order")
+    }
+
+    /// `GET path` with customer `user`'s token.
+    pub fn get_as(&self, user: &str, path: &str) -> Response {
+        let (k, v) = customer_auth(user);
+        self.app.send("GET", path, &[(k, &v)], None).expect("GET")
+    }
+
+    /// `POST /api/orders` of `qty` x `sku` for user `u1` (with u1's token) under Idempotency-Key
+    /// `key`; asserts 201 and returns the order.
     pub fn create_order(&self, key: &str, sku: &str, qty: i64) -> Value {
+        let (k, v) = customer_auth("u1");
         let resp = self
             .app
             .send_json(
                 "POST",
                 "/api/orders",
-                &[("idempotency-key", key)],
+                &[("idempotency-key", key), (k, &v)],
                 &serde_json::json!({"user_id": "u1", "items": [{"sku": sku, "quantity": qty}]}),
             )
             .expect("POST order");

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use e2e::{Shop, ADMIN_TOKEN};
+use e2e::{customer_token, Shop, ADMIN_TOKEN, INTERNAL_TOKEN};
 use serde_json::json;
 use testkit::repo_root;
 
@@ -67,9 +67,27 @@ fn the_running_app_honours_openapi_yaml() {
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".to_owned());
     let work = shop.state_dir().join("schemathesis");
     std::fs::create_dir_all(&work).expect("work dir");
+    // Each operation gets the credential of the security scheme it declares: the admin token,
+    // the internal token, or a customer JWT for the owner of the document's example order
+    // (`user-42`). One global header could not serve routes that need different credentials.
+    let config = work.join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth.openapi.adminToken]\nbearer = {:?}\n\n\
+             [auth.openapi.internalToken]\nbearer = {:?}\n\n\
+             [auth.openapi.customerJwt]\nbearer = {:?}\n",
+            ADMIN_TOKEN,
+            INTERNAL_TOKEN,
+            customer_token("user-42"),
+        ),
+    )
+    .expect("write schemathesis.toml");
     let out = Command::new(st)
         .current_dir(&work) // its .hypothesis cache stays out of the repository
         .env("NO_COLOR", "1")
+        .arg("--config-file")
+        .arg(&config)
         .arg("run")
         .arg(repo_root().join("openapi.yaml"))
         .args(["--url", &app.base_url])
@@ -77,7 +95,6 @@ fn the_running_app_honours_openapi_yaml() {
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
         ])
-        .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
         .args(["--max-examples", &max_examples, "--seed", &seed])
         // One worker: CPython 3.11's ast.parse is not thread-safe ("AST constructor recursion
         // depth mismatch"), which hypothesis hits with several worker threads.

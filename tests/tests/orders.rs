@@ -35,7 +35,7 @@ impl Env {
 
     /// Applies the order schema (any order route does) so a test can plant rows with sqlite3.
     fn migrate(&self) {
-        let warm = self.app.get("/api/orders?user_id=nobody").expect("GET");
+        let warm = self.get_as("nobody", "/api/orders?user_id=nobody");
         assert_eq!(warm.status, 200, "{}", warm.text());
     }
 
@@ -81,19 +81,39 @@ impl Env {
         self.order_with(key, body, &[])
     }
 
+    /// `POST /api/orders` as the customer the body names (its `user_id` when that is a
+    /// non-empty string, else `u`), unless `extra` brings its own `authorization`.
     fn order_with(&self, key: Option<&str>, body: &Value, extra: &[(&str, &str)]) -> Response {
         let mut headers: Vec<(&str, &str)> = extra.to_vec();
         if let Some(k) = key {
             headers.push(("idempotency-key", k));
+        }
+        let user = body["user_id"].as_str().filter(|u| !u.is_empty());
+        let (auth_name, auth) = e2e::customer_auth(user.unwrap_or("u"));
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        {
+            headers.push((auth_name, &auth));
         }
         self.app
             .send_json("POST", "/api/orders", &headers, body)
             .expect("POST /api/orders")
     }
 
+    /// `POST path`; a cancel without its own `authorization` is sent by customer `u`, who
+    /// placed every order these tests cancel.
     fn post(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut headers = headers.to_vec();
+        let (auth_name, auth) = e2e::customer_auth("u");
+        let has_auth = headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+        if path.ends_with("/cancel") && !has_auth {
+            headers.push((auth_name, &auth));
+        }
         self.app
-            .send("POST", path, headers, Some(b""))
+            .send("POST", path, &headers, Some(b""))
             .expect("POST")
     }
 
@@ -154,10 +174,7 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
     assert_eq!(levels(&env.product("TSHIRT")), (8, 2, 0));
     assert_eq!(levels(&env.product("MUG")), (4, 1, 0));
 
-    let got = env
-        .app
-        .get(&format!("/api/orders/{id}"))
-        .expect("GET order");
+    let got = env.get_as("user-1", &format!("/api/orders/{id}"));
     assert_eq!(got.status, 200, "{}", got.text());
     assert_eq!(got.json(), order);
 
@@ -203,6 +220,7 @@ fn every_validation_error_is_a_problem_naming_the_field_and_reserves_nothing() {
     let max = "k".repeat(255);
     assert_eq!(env.order(Some(&max), &ok_body).status, 201);
 
+    let (auth_name, auth) = e2e::customer_auth("u");
     let raw = env
         .app
         .send(
@@ -211,6 +229,7 @@ fn every_validation_error_is_a_problem_naming_the_field_and_reserves_nothing() {
             &[
                 ("idempotency-key", "v-raw"),
                 ("content-type", "application/json"),
+                (auth_name, &auth),
             ],
             Some(b"{not json"),
         )
@@ -219,14 +238,11 @@ fn every_validation_error_is_a_problem_naming_the_field_and_reserves_nothing() {
 
     let cases: Vec<(Value, u16, &str)> = vec![
         (json!([1, 2]), 400, "body"),
-        (
-            json!({"items": [{"sku": "A", "quantity": 1}]}),
-            422,
-            "user_id",
-        ),
+        // A user_id other than the token's subject (`u`) is 403; a missing one is the
+        // subject's (tests/tests/identity.rs).
         (
             json!({"user_id": "", "items": [{"sku": "A", "quantity": 1}]}),
-            422,
+            403,
             "user_id",
         ),
         (
@@ -320,6 +336,7 @@ fn idempotency_key_replays_refuses_other_bodies_and_deducts_once() {
     assert_eq!(first.status, 201, "{}", first.text());
 
     // Same key, same content (other key order and whitespace): the stored answer again.
+    let (auth_name, auth) = e2e::customer_auth("u");
     let again = env
         .app
         .send(
@@ -328,6 +345,7 @@ fn idempotency_key_replays_refuses_other_bodies_and_deducts_once() {
             &[
                 ("idempotency-key", "same-key"),
                 ("content-type", "application/json"),
+                (auth_name, &auth),
             ],
             Some(br#"{ "items": [ {"quantity": 3, "sku": "A"} ],  "user_id": "u" }"#),
         )
@@ -593,7 +611,7 @@ fn listing_pages_newest_first_with_an_opaque_cursor() {
     let mut path = "/api/orders?user_id=lister&limit=2".to_owned();
     let mut pages = 0;
     loop {
-        let r = env.app.get(&path).expect("GET list");
+        let r = env.get_as("lister", &path);
         assert_eq!(r.status, 200, "{}", r.text());
         let page = r.json();
         let orders = page["orders"].as_array().unwrap().clone();
@@ -629,23 +647,28 @@ fn listing_pages_newest_first_with_an_opaque_cursor() {
     got.sort();
     assert_eq!(got, want, "every order exactly once, no other user's");
 
-    // Query errors.
+    // The customer's own orders without naming them: the same first page.
+    let own = env.get_as("lister", "/api/orders?limit=2").json();
+    assert_eq!(own["orders"], json!(seen[..2]));
+
+    // Query errors (the admin must name the user).
+    let (k, v) = e2e::admin_auth();
+    let r = env
+        .app
+        .send("GET", "/api/orders", &[(k, &v)], None)
+        .unwrap();
+    assert_problem(&r, 400, Some("user_id"));
     for (q, field) in [
-        ("/api/orders", "user_id"),
         ("/api/orders?user_id=lister&limit=0", "limit"),
         ("/api/orders?user_id=lister&limit=101", "limit"),
         ("/api/orders?user_id=lister&limit=ten", "limit"),
         ("/api/orders?user_id=lister&cursor=not-a-cursor", "cursor"),
         ("/api/orders?user_id=lister&cursor=%%%", "cursor"),
     ] {
-        let r = env.app.get(q).expect("GET");
+        let r = env.get_as("lister", q);
         assert_problem(&r, 400, Some(field));
     }
-    let empty = env
-        .app
-        .get("/api/orders?user_id=nobody")
-        .expect("GET")
-        .json();
+    let empty = env.get_as("nobody", "/api/orders?user_id=nobody").json();
     assert_eq!(empty, json!({"orders": [], "next_cursor": null}));
 }
 
@@ -656,7 +679,8 @@ fn unknown_orders_are_404_problems() {
         "/api/orders/ord_00000000000000000000000000000000",
         "/api/orders/not-an-id",
     ] {
-        assert_problem(&env.app.get(path).expect("GET"), 404, None);
+        assert_problem(&env.get_as("u", path), 404, None);
+        assert_problem(&env.get_order(&path["/api/orders/".len()..]), 404, None);
     }
     let r = env
         .app
@@ -961,7 +985,7 @@ fn the_compensator_cron_expires_unpaid_orders() {
     ));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let got = env.app.get(&format!("/api/orders/{id}")).unwrap().json();
+        let got = env.get_order(&id).json();
         if got["status"] == "EXPIRED" {
             break;
         }
@@ -995,20 +1019,12 @@ fn unpaid_orders_expire_and_give_their_stock_back() {
     assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
     assert_eq!(report.json()["expired_orders"], 1);
     assert_eq!(report.json()["released"], 1);
-    let got = env
-        .app
-        .get(&format!("/api/orders/{due_id}"))
-        .unwrap()
-        .json();
+    let got = env.get_order(&due_id).json();
     assert_eq!(
         (got["status"].as_str(), got["version"].as_i64()),
         (Some("EXPIRED"), Some(2))
     );
-    let other = env
-        .app
-        .get(&format!("/api/orders/{fresh_id}"))
-        .unwrap()
-        .json();
+    let other = env.get_order(&fresh_id).json();
     assert_eq!(other["status"], "PENDING_PAYMENT");
     assert_eq!(
         levels(&env.product("A")),

@@ -165,7 +165,7 @@ fn a_payment_that_does_not_match_leaves_the_order_and_requires_a_refund() {
         ]
     );
     // Still payable after a failed attempt and a wrong amount.
-    let now = shop.app.get(&format!("/api/orders/{id}")).unwrap().json();
+    let now = shop.get_order(id).json();
     assert_eq!(now["status"], "PENDING_PAYMENT", "{now}");
     assert_eq!(shop.webhook(&succeeded("evt_ok", &o)).status, 200);
     shop.wait_order(id, WAIT, is_status("PAID"));
@@ -198,7 +198,7 @@ fn unpaid_orders_expire_return_their_stock_and_a_late_payment_is_refunded() {
         "SELECT json_extract(payload, '$.reason') AS r FROM outbox WHERE type = 'RefundRequired'",
     );
     assert_eq!(reason[0]["r"], "order-expired");
-    let after = shop.app.get(&format!("/api/orders/{id}")).unwrap().json();
+    let after = shop.get_order(id).json();
     assert_eq!(after["status"], "EXPIRED");
     assert_eq!(shop.levels("PAY-4"), (5, 0, 0));
 }
@@ -266,7 +266,7 @@ fn redis_down_during_the_webhook_still_answers_200_and_the_relay_delivers_later(
     // The receivers' subscriptions reconnect with backoff after the outage; like the cron, keep
     // ringing until the order-events receiver has drained the message.
     let deadline = std::time::Instant::now() + WAIT;
-    while shop.app.get(&format!("/api/orders/{id}")).unwrap().json()["status"] != "PAID" {
+    while shop.get_order(&id).json()["status"] != "PAID" {
         assert!(
             std::time::Instant::now() < deadline,
             "{}",
@@ -382,7 +382,7 @@ fn a_payment_sent_while_the_receiver_is_down_is_applied_once_it_is_back() {
         "1"
     );
     std::thread::sleep(Duration::from_millis(500));
-    let now = shop.app.get(&format!("/api/orders/{id}")).unwrap().json();
+    let now = shop.get_order(&id).json();
     assert_eq!(now["status"], "PENDING_PAYMENT", "{now}");
 
     shop.restart_without_cron();

@@ -7,6 +7,9 @@
 //! - `POST /api/orders/{order_id}/cancel` -> [`cmd::cancel`]
 //! - `POST /api/orders/compensate` (the compensator's tick) -> [`cmd::compensate`]
 //! - `GET  /api/health/order`
+//!
+//! The customer routes (create, get, list, cancel) need `Authorization: Bearer <JWT>`
+//! ([`shop_adapter::identity`]); get and list also take the admin token.
 
 mod cmd;
 mod db;
@@ -38,7 +41,7 @@ async fn handle(req: Request) -> Response {
         (Method::Post, ["api", "orders", "compensate"]) => cmd::compensate::handle(&req).await,
         (_, ["api", "orders", "compensate"]) => return method_not_allowed("POST"),
         (Method::Get, ["api", "orders"]) => cmd::list::handle(&req),
-        (Method::Get, ["api", "orders", id]) => cmd::get::handle(id),
+        (Method::Get, ["api", "orders", id]) => cmd::get::handle(&req, id),
         (Method::Post, ["api", "orders", id, "cancel"]) => cmd::cancel::handle(&req, id).await,
         (_, ["api", "orders"]) => return method_not_allowed("GET, POST"),
         (_, ["api", "orders", _]) => return method_not_allowed("GET"),

@@ -9,6 +9,7 @@
 //! EXPIRED it is 409.
 
 use serde_json::json;
+use shop_adapter::identity;
 use shop_adapter::respond::{json, HandlerResult};
 use shop_adapter::sqlite::{changes, Tx};
 use shop_adapter::Problem;
@@ -25,6 +26,7 @@ use crate::{ids, outbox, stock};
 const MAX_ATTEMPTS: usize = 3;
 
 pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
+    let customer = identity::customer(req)?;
     if !view::is_order_id(order_id) {
         return Err(not_found(order_id));
     }
@@ -39,7 +41,10 @@ pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
     let conn = db::open()?;
 
     for _ in 0..MAX_ATTEMPTS {
-        let order = view::load(&conn, order_id)?.ok_or_else(|| not_found(order_id))?;
+        // Another customer's order is answered as missing: its existence is not theirs to know.
+        let order = view::load(&conn, order_id)?
+            .filter(|o| customer.owns(&o.view.user_id))
+            .ok_or_else(|| not_found(order_id))?;
         let status = OrderStatus::parse(&order.view.status)
             .ok_or_else(|| Problem::internal("order status", &order.view.status))?;
         let state = OrderState {

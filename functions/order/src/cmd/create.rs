@@ -18,6 +18,7 @@
 
 use serde_json::json;
 use shop_adapter::body::{parse_object, Fields};
+use shop_adapter::identity::{self, Customer};
 use shop_adapter::sqlite::{changes, text_or_null, Tx};
 use shop_adapter::Problem;
 use shop_domain::idempotency::{self, ClaimState, Decision, IdempotencyKey, StoredClaim};
@@ -42,6 +43,8 @@ pub const PAYMENT_WINDOW_SECONDS: u32 = 900;
 pub const CLAIM_LEASE_MS: i64 = 60_000;
 
 pub async fn handle(req: &Request) -> Result<Response, Problem> {
+    // Who is asking comes first: an anonymous request learns nothing, not even a 400.
+    let customer = identity::customer(req)?;
     let key = idempotency_key(req)?;
     let traceparent = req
         .header("traceparent")
@@ -51,7 +54,7 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
         .as_deref()
         .and_then(shop_domain::trace::trace_id);
     let tp = trace_id.as_ref().and(traceparent.as_deref());
-    let order = parse_body(req.body())?;
+    let order = parse_body(req.body(), &customer)?;
     let fingerprint = idempotency::fingerprint(&order);
 
     let conn = db::open()?;
@@ -181,11 +184,24 @@ fn idempotency_key(req: &Request) -> Result<IdempotencyKey, Problem> {
     IdempotencyKey::parse(s).map_err(|e| Problem::bad_request("Idempotency-Key", e.to_string()))
 }
 
-/// `{user_id, items:[{sku, quantity}], coupon_code?}` into a [`NewOrder`].
-fn parse_body(body: &[u8]) -> Result<NewOrder, Problem> {
+/// `{user_id?, items:[{sku, quantity}], coupon_code?}` into a [`NewOrder`] of `customer`.
+/// `user_id` defaults to the token's subject; another one is 403: a customer orders for
+/// themselves only.
+fn parse_body(body: &[u8], customer: &Customer) -> Result<NewOrder, Problem> {
     let map = parse_object(body)?;
     let root = Fields::root(&map);
-    let user_id = root.str("user_id")?;
+    let user_id = match root.opt_str("user_id")? {
+        Some(u) if !customer.owns(u) => {
+            return Err(Problem::new(
+                403,
+                "forbidden",
+                "Forbidden",
+                "user_id must be the customer the bearer token names (or be left out)",
+            )
+            .with_field("user_id"))
+        }
+        _ => customer.as_str(),
+    };
     let items = root.objects("items")?;
     let mut raw = Vec::with_capacity(items.len());
     for item in &items {

@@ -1,10 +1,12 @@
-//! `GET /api/orders?user_id=..&limit=..&cursor=..`: a user's orders, newest first.
+//! `GET /api/orders?user_id=..&limit=..&cursor=..`: a user's orders, newest first: the
+//! customer's own (bearer JWT), or any user's for the admin token.
 //!
 //! Keyset pagination on (created_ms, order_id): each page is one indexed range scan that starts
 //! strictly after the previous page's last order, so pages never overlap or skip while orders are
 //! being created. `limit + 1` rows are read to know whether a next page exists without a count.
 
 use serde::Serialize;
+use shop_adapter::identity::{self, Caller};
 use shop_adapter::respond::{json, HandlerResult};
 use shop_adapter::Problem;
 use shop_domain::cursor::{Cursor, Limit};
@@ -28,10 +30,7 @@ pub fn handle(req: &Request) -> HandlerResult {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let user_id = get("user_id").ok_or_else(|| {
-        Problem::bad_request("user_id", "the user_id query parameter is required")
-    })?;
-    let user_id = UserId::parse(user_id).map_err(|e| Problem::bad_request("user_id", e))?;
+    let user_id = whose(&identity::caller(req)?, get("user_id"))?;
     let limit = Limit::parse(get("limit")).map_err(|e| Problem::bad_request("limit", e))?;
     // `cursor=` (empty) is the first page, like no cursor at all.
     let cursor = get("cursor")
@@ -86,6 +85,26 @@ pub fn handle(req: &Request) -> HandlerResult {
             next_cursor,
         },
     ))
+}
+
+/// Whose orders to list: a customer's own (`user_id` may be left out, another one is 404 as if
+/// it had none), any user's for the admin (who must name one).
+fn whose(caller: &Caller, user_id: Option<&str>) -> Result<UserId, Problem> {
+    match (caller, user_id) {
+        (Caller::Customer(c), None) => Ok(c.id().clone()),
+        (Caller::Customer(c), Some(u)) if c.owns(u) => Ok(c.id().clone()),
+        (Caller::Customer(_), Some(_)) => Err(Problem::not_found(
+            "no orders of that user_id are visible to this customer",
+        )
+        .with_field("user_id")),
+        (Caller::Admin, None) => Err(Problem::bad_request(
+            "user_id",
+            "the user_id query parameter is required with the admin token",
+        )),
+        (Caller::Admin, Some(u)) => {
+            UserId::parse(u).map_err(|e| Problem::bad_request("user_id", e))
+        }
+    }
 }
 
 /// `a=1&b=x%20y` into decoded pairs (`+` is a space, bad escapes are kept literally).
