@@ -142,12 +142,12 @@ fn main() -> Result<()> {
         let n = iterations.min(5_000);
         let t = Instant::now();
         for _ in 0..n {
-            drop(runtime.new_store(&component, spin_host::state::TriggerKind::Http));
+            drop(runtime.new_store(&component, spin_host::state::TriggerKind::Http, None));
         }
         let store_us = us(t.elapsed()) / n as f64;
         let t = Instant::now();
         for _ in 0..n {
-            let mut store = runtime.new_store(&component, spin_host::state::TriggerKind::Http);
+            let mut store = runtime.new_store(&component, spin_host::state::TriggerKind::Http, None);
             let _ = pre.instantiate_async(&mut store).await?;
         }
         let inst_us = us(t.elapsed()) / n as f64;

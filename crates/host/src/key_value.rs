@@ -21,6 +21,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 
 use crate::bindings::fermyon::spin2_0_0::key_value as v2;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
+use crate::capability::ConfigureAppContext;
 use crate::runtime_config::{KvStoreConfig, RuntimeConfig};
 use crate::state::InstanceState;
 
@@ -408,6 +409,20 @@ impl KvStore {
             }
         }
     }
+}
+
+/// Checks every component's `key_value_stores` against the stores the runtime config defines
+/// (reporting every undefined label at once) and returns the labels each component may open.
+pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, Vec<String>>> {
+    ctx.per_component(|id, c| {
+        let mut problems = crate::capability::Problems::default();
+        for label in &c.key_value_stores {
+            if !ctx.runtime_config.has_kv_store(label) {
+                problems.push(anyhow::anyhow!("component {id:?} uses key-value store {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [key_value_store.{label}]"));
+            }
+        }
+        problems.finish_with(c.key_value_stores.clone())
+    })
 }
 
 /// Every configured store, shared by all instances.

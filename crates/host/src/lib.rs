@@ -5,6 +5,7 @@
 //! per-instance state.
 
 pub mod bindings;
+pub mod capability;
 pub mod component_build;
 pub mod files;
 pub mod host_requirements;

@@ -15,34 +15,48 @@
 //!   whose components are granted a `*.spin.internal` host (see `host_requirements`).
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::outbound_networking::parse_service_chaining_host;
-use crate::runtime::{AppRuntime, ComponentRuntime};
-use crate::state::TriggerKind;
+use crate::outbound_networking::{parse_service_chaining_host, AllowedHosts};
+
+/// A response to a request handled inside this host.
+pub type LocalResponse =
+    Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Error>> + Send>>;
+
+/// What the HTTP trigger lends outbound HTTP (as Spin's trigger-http sets the self-request
+/// origin and the service-chaining interceptor): a way to reach this app without the network.
+/// Instances of other triggers get none, so they have neither.
+pub trait LocalDispatch: Send + Sync {
+    /// The address relative URLs (self-requests) go to, once the server listens.
+    fn self_origin(&self) -> Option<SocketAddr>;
+
+    /// Handles `request` with `component`'s HTTP handler, in-process (service chaining);
+    /// `Error::DestinationNotFound` if the app has no such component.
+    fn dispatch(
+        self: Arc<Self>,
+        component: String,
+        request: http::Request<WasiBody>,
+    ) -> LocalResponse;
+}
 
 /// The per-instance outbound HTTP policy.
 pub struct OutboundHttpHooks {
-    app: Arc<AppRuntime>,
-    component: Arc<ComponentRuntime>,
-    trigger: TriggerKind,
+    allowed_hosts: Arc<AllowedHosts>,
+    local: Option<Arc<dyn LocalDispatch>>,
 }
 
 impl OutboundHttpHooks {
-    /// Policy for one instance of `component` run by `trigger`.
-    pub fn new(
-        app: Arc<AppRuntime>,
-        component: Arc<ComponentRuntime>,
-        trigger: TriggerKind,
-    ) -> Self {
+    /// Policy for one instance holding `allowed_hosts`; `local` is set by the HTTP trigger only.
+    pub fn new(allowed_hosts: Arc<AllowedHosts>, local: Option<Arc<dyn LocalDispatch>>) -> Self {
         OutboundHttpHooks {
-            app,
-            component,
-            trigger,
+            allowed_hosts,
+            local,
         }
     }
 }
@@ -62,17 +76,15 @@ impl WasiHttpHooks for OutboundHttpHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let app = self.app.clone();
-        let component = self.component.clone();
-        let trigger = self.trigger;
-        Box::new(async move { send(app, component, trigger, request, options).await })
+        let allowed_hosts = self.allowed_hosts.clone();
+        let local = self.local.clone();
+        Box::new(async move { send(&allowed_hosts, local, request, options).await })
     }
 }
 
 async fn send(
-    app: Arc<AppRuntime>,
-    component: Arc<ComponentRuntime>,
-    trigger: TriggerKind,
+    allowed_hosts: &AllowedHosts,
+    local: Option<Arc<dyn LocalDispatch>>,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> SendResult {
@@ -84,31 +96,21 @@ async fn send(
     let is_self = host.is_empty() || host == "self.alt";
 
     if is_self {
-        return send_to_self(&app, &component, trigger, request, options).await;
+        return send_to_self(allowed_hosts, local.as_deref(), request, options).await;
     }
 
     let uri_string = request.uri().to_string();
     let scheme = request.uri().scheme_str().unwrap_or("https").to_string();
-    if !component.allowed_hosts.allows_url(&uri_string, &scheme) {
+    if !allowed_hosts.allows_url(&uri_string, &scheme) {
         return Err(Error::HttpRequestDenied);
     }
 
     // Only the HTTP trigger intercepts service chaining; elsewhere the host is looked up as is.
-    let chained = match trigger {
-        TriggerKind::Http => parse_service_chaining_host(&host),
-        TriggerKind::Redis | TriggerKind::Cron => None,
-    };
-    if let Some(target) = chained {
-        let target = target.to_string();
+    let chained = local.and_then(|l| Some((parse_service_chaining_host(&host)?.to_string(), l)));
+    if let Some((target, local)) = chained {
         // Spin strips the Host header before the interceptor sees the request.
         request.headers_mut().remove(http::header::HOST);
-        let Some(target_rt) = app.component(&target).cloned() else {
-            return Err(Error::DestinationNotFound);
-        };
-        let resp = crate::trigger_http::handle_chained(&app, &target_rt, request)
-            .await
-            .map_err(|e| Error::InternalError(Some(format!("{e:#}"))))?;
-        let resp = resp.map(|b| b.boxed_unsync());
+        let resp = local.dispatch(target, request).await?;
         return Ok((resp, Box::new(async { Ok(()) })));
     }
 
@@ -117,21 +119,16 @@ async fn send(
 
 /// A relative URL: a request to this host's own listen address, from the HTTP trigger only.
 async fn send_to_self(
-    app: &AppRuntime,
-    component: &ComponentRuntime,
-    trigger: TriggerKind,
+    allowed_hosts: &AllowedHosts,
+    local: Option<&dyn LocalDispatch>,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> SendResult {
-    if !component.allowed_hosts.allows_relative(&["http", "https"]) {
+    if !allowed_hosts.allows_relative(&["http", "https"]) {
         return Err(Error::HttpRequestDenied);
     }
     // Only the HTTP trigger has a self-request origin.
-    let origin = match trigger {
-        TriggerKind::Http => app.listen_addr.get().copied(),
-        TriggerKind::Redis | TriggerKind::Cron => None,
-    };
-    let Some(addr) = origin else {
+    let Some(addr) = local.and_then(|l| l.self_origin()) else {
         return Err(Error::HttpRequestUriInvalid);
     };
     let pq = request

@@ -6,10 +6,13 @@
 //! means the scheme's well-known port. Templates (`{{ var }}`) are resolved from application
 //! variables at start-up; a template resolving to an empty string grants nothing.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
+use crate::capability::ConfigureAppContext;
 use crate::variables::{AppVariables, Template};
 
 /// The service-chaining domain: `http://<component-id>.spin.internal`.
@@ -245,6 +248,39 @@ fn cidr_contains(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
         }
         _ => false,
     }
+}
+
+/// Resolves every loaded component's `allowed_outbound_hosts` (every component with a bad entry
+/// is reported at once).
+pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, Arc<AllowedHosts>>> {
+    let component_ids = ctx.app.component_ids();
+    ctx.per_component(|id, c| {
+        AllowedHosts::parse(&c.allowed_outbound_hosts, ctx.vars, &component_ids)
+            .map(Arc::new)
+            .with_context(|| format!("component {id:?}: invalid allowed_outbound_hosts"))
+    })
+}
+
+/// wasi:sockets for one instance, as Spin: TCP connect and UDP only to granted `tcp://` /
+/// `udp://` addresses (by IP); no listening sockets; name lookup stays disabled. wasmtime turns
+/// TCP and UDP off unless asked, so they are turned on here and every address is checked against
+/// the grants. The implicit wildcard bind that precedes a connect or a first send is allowed.
+pub fn allow_granted_sockets(wasi: &mut wasmtime_wasi::WasiCtxBuilder, grants: Arc<AllowedHosts>) {
+    wasi.allow_tcp(true).allow_udp(true);
+    wasi.socket_addr_check(move |addr, addr_use| {
+        use wasmtime_wasi::sockets::SocketAddrUse;
+        let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+        let allowed = match addr_use {
+            SocketAddrUse::TcpBind => implicit_bind,
+            SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+            SocketAddrUse::TcpConnect => grants.allows_url(&addr.to_string(), "tcp"),
+            SocketAddrUse::UdpBind => implicit_bind || grants.allows_url(&addr.to_string(), "udp"),
+            SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
+                grants.allows_url(&addr.to_string(), "udp")
+            }
+        };
+        Box::pin(async move { allowed })
+    });
 }
 
 /// A component's resolved grants.

@@ -14,15 +14,16 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::cron_trigger::SpinCronPre;
 use crate::bindings::redis_trigger::RedisTriggerPre;
+use crate::capability::{ConfigureAppContext, Problems};
 use crate::manifest::App;
-use crate::outbound_http::OutboundHttpHooks;
-use crate::outbound_networking::AllowedHosts;
+use crate::outbound_http::{LocalDispatch, OutboundHttpHooks};
+use crate::outbound_networking::{allow_granted_sockets, AllowedHosts};
 use crate::routes::Router;
 use crate::runtime_config::RuntimeConfig;
 use crate::state::{InstanceState, TriggerKind};
@@ -140,7 +141,7 @@ pub struct ComponentRuntime {
     /// Resolved `[component.X.variables]`.
     pub variables: ComponentVariables,
     /// Resolved `allowed_outbound_hosts`.
-    pub allowed_hosts: AllowedHosts,
+    pub allowed_hosts: Arc<AllowedHosts>,
     /// `key_value_stores`.
     pub key_value_stores: Vec<String>,
     /// `sqlite_databases`.
@@ -187,6 +188,18 @@ pub struct LoadOptions {
     pub engine: EngineOptions,
 }
 
+/// A component's configuration, resolved by every capability, before compilation.
+struct Configured {
+    id: String,
+    path: PathBuf,
+    variables: ComponentVariables,
+    allowed_hosts: Arc<AllowedHosts>,
+    key_value_stores: Vec<String>,
+    sqlite_databases: Vec<String>,
+    environment: Vec<(String, String)>,
+    mounts: Vec<crate::files::Mount>,
+}
+
 impl AppRuntime {
     /// Loads, validates and pre-instantiates the whole application.
     pub fn load(opts: LoadOptions) -> Result<AppRuntime> {
@@ -196,193 +209,21 @@ impl AppRuntime {
             runtime_config,
             engine: engine_opts,
         } = opts;
-        let env = crate::variables::env_provider();
-        let vars = AppVariables::resolve(&app, &env)?;
-        let component_ids = app.component_ids();
-
-        // Resolve per-component configuration first: cheap, and errors are clearer before compiling.
-        struct Pending {
-            id: String,
-            path: PathBuf,
-            variables: ComponentVariables,
-            allowed_hosts: AllowedHosts,
-            key_value_stores: Vec<String>,
-            sqlite_databases: Vec<String>,
-            environment: Vec<(String, String)>,
-            mounts: Vec<crate::files::Mount>,
-        }
-        let triggered = app.triggered_components();
-        let mut pending = Vec::new();
-        for (id, c) in &app.manifest.components {
-            if !triggered.contains(id) {
-                // Spin loads only triggered components (plus chaining targets, which need a route).
-                // Components reachable only by service chaining still need an HTTP trigger.
-                continue;
-            }
-            let path = app.component_source_path(id)?;
-            if !path.is_file() {
-                bail!(
-                    "component {id:?}: the Wasm file {} does not exist (build it first, e.g. with `spin-host up --build`)",
-                    path.display()
-                );
-            }
-            let variables = ComponentVariables::resolve(&app, id, &vars)?;
-            let allowed_hosts =
-                AllowedHosts::parse(&c.allowed_outbound_hosts, &vars, &component_ids)
-                    .with_context(|| format!("component {id:?}: invalid allowed_outbound_hosts"))?;
-            for label in &c.key_value_stores {
-                if !runtime_config.has_kv_store(label) {
-                    bail!("component {id:?} uses key-value store {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [key_value_store.{label}]");
-                }
-            }
-            for label in &c.sqlite_databases {
-                if !runtime_config.has_sqlite_database(label) {
-                    bail!("component {id:?} uses SQLite database {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [sqlite_database.{label}]");
-                }
-            }
-            let mounts =
-                crate::files::resolve(id, &app.base_dir, &state_dir, &c.files, &c.exclude_files)?;
-            pending.push(Pending {
-                id: id.clone(),
-                path,
-                variables,
-                allowed_hosts,
-                key_value_stores: c.key_value_stores.clone(),
-                sqlite_databases: c.sqlite_databases.clone(),
-                environment: c
-                    .environment
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                mounts,
-            });
-        }
-
+        let vars = AppVariables::resolve(&app, &crate::variables::env_provider())?;
+        // Every capability checks its part first: cheap, and errors are clearer before compiling.
+        let ctx = ConfigureAppContext::new(&app, &vars, &runtime_config, &state_dir);
+        let configured = configure_components(&ctx)?;
         let engine = build_engine(&engine_opts)?;
         let linker = build_linker(&engine)?;
-
-        // Compile in parallel: one thread per component (Cranelift also parallelises inside).
-        let started = Instant::now();
-        let compiled: Vec<Result<Component>> = std::thread::scope(|s| {
-            let handles: Vec<_> = pending
-                .iter()
-                .map(|p| {
-                    let engine = engine.clone();
-                    let path = p.path.clone();
-                    let id = p.id.clone();
-                    s.spawn(move || {
-                        Component::from_file(&engine, &path)
-                            .map_err(anyhow::Error::from)
-                            .with_context(|| {
-                                format!(
-                                    "component {id:?}: cannot load {} as a Wasm component",
-                                    path.display()
-                                )
-                            })
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("compiler thread panicked")))
-                })
-                .collect()
-        });
-        let compile_time = started.elapsed();
-
-        let mut components = HashMap::new();
-        for (p, component) in pending.into_iter().zip(compiled) {
-            let component = component?;
-            let pre = linker
-                .instantiate_pre(&component)
-                .map_err(anyhow::Error::from)
-                .with_context(|| {
-                    format!(
-                        "component {:?} imports an interface this host does not provide",
-                        p.id
-                    )
-                })?;
-            let http = ProxyPre::new(pre.clone()).ok();
-            let redis = RedisTriggerPre::new(pre.clone()).ok();
-            let cron = SpinCronPre::new(pre.clone()).ok();
-            components.insert(
-                p.id.clone(),
-                Arc::new(ComponentRuntime {
-                    id: p.id,
-                    pre,
-                    http,
-                    redis,
-                    cron,
-                    variables: p.variables,
-                    allowed_hosts: p.allowed_hosts,
-                    key_value_stores: p.key_value_stores,
-                    sqlite_databases: p.sqlite_databases,
-                    environment: p.environment,
-                    mounts: p.mounts,
-                }),
-            );
-        }
-        if env_flag("SPIN_HOST_VERBOSE") {
-            eprintln!(
-                "spin-host: compiled {} component(s) in {compile_time:?}",
-                components.len()
-            );
-        }
-
-        // Trigger/export consistency.
-        for t in &app.http_triggers {
-            if let Some(c) = &t.component {
-                if components.get(c).is_some_and(|c| c.http.is_none()) {
-                    bail!("component {c:?} has an HTTP trigger but does not export wasi:http/incoming-handler@0.2.x");
-                }
-            }
-        }
-        for t in &app.redis_triggers {
-            if components
-                .get(&t.component)
-                .is_some_and(|c| c.redis.is_none())
-            {
-                bail!("component {:?} has a Redis trigger but does not export fermyon:spin/inbound-redis", t.component);
-            }
-        }
-        for t in &app.cron_triggers {
-            if components
-                .get(&t.component)
-                .is_some_and(|c| c.cron.is_none())
-            {
-                bail!("component {:?} has a cron trigger but does not export handle-cron-event (fermyon:spin-cron/spin-cron@2.0.0)", t.component);
-            }
-        }
-
-        let (router, warnings) = Router::build(app.http_triggers.iter().filter_map(|t| {
-            let component = t.component.as_deref()?;
-            match &t.route {
-                crate::manifest::HttpRoute::Route(r) => Some((component, r.as_str())),
-                crate::manifest::HttpRoute::Private(_) => None,
-            }
-        }))?;
-        for w in warnings {
-            eprintln!("spin-host: warning: {w}");
-        }
-
-        let mut info = serde_json::Map::new();
-        info.insert("name".into(), app.manifest.application.name.clone().into());
-        if !app.manifest.application.version.is_empty() {
-            info.insert(
-                "version".into(),
-                app.manifest.application.version.clone().into(),
-            );
-        }
-        let info = serde_json::to_string_pretty(&info)?;
-
+        let components = compile_components(&engine, &linker, configured)?;
+        check_trigger_exports(&app, &components)?;
+        let router = build_router(&app)?;
+        let info = app_info(&app)?;
         std::fs::create_dir_all(&state_dir).with_context(|| {
             format!("cannot create the state directory {}", state_dir.display())
         })?;
         let kv = key_value::KvService::new(&state_dir, &runtime_config)?;
         let sqlite = sqlite::SqliteService::new(&state_dir, &runtime_config)?;
-
         Ok(AppRuntime {
             engine,
             components,
@@ -402,11 +243,13 @@ impl AppRuntime {
         self.components.get(id)
     }
 
-    /// A fresh store for one call into `component` from `trigger`.
+    /// A fresh store for one call into `component` from `trigger`; `local` is what the trigger
+    /// lends outbound HTTP (the HTTP trigger's self-requests and service chaining).
     pub fn new_store(
         self: &Arc<Self>,
         component: &Arc<ComponentRuntime>,
         trigger: TriggerKind,
+        local: Option<Arc<dyn LocalDispatch>>,
     ) -> Store<InstanceState> {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(self.stdio.stream(&component.id))
@@ -415,24 +258,14 @@ impl AppRuntime {
             wasi.envs(&component.environment);
         }
         if component.allowed_hosts.has_any() {
-            allow_granted_sockets(&mut wasi, component);
+            allow_granted_sockets(&mut wasi, component.allowed_hosts.clone());
         }
-        for m in &component.mounts {
-            if let Err(e) = wasi.preopened_dir(&m.host, &m.guest, wasmtime_wasi::FsPerms::ReadOnly)
-            {
-                eprintln!(
-                    "spin-host: component {:?}: cannot open {} for {}: {e}",
-                    component.id,
-                    m.host.display(),
-                    m.guest
-                );
-            }
-        }
+        crate::files::preopen(&mut wasi, &component.id, &component.mounts);
         let state = InstanceState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHttpHooks::new(self.clone(), component.clone(), trigger),
+            hooks: OutboundHttpHooks::new(component.allowed_hosts.clone(), local),
             trigger,
             component: component.clone(),
             app: self.clone(),
@@ -444,27 +277,190 @@ impl AppRuntime {
     }
 }
 
-/// wasi:sockets, as Spin: TCP connect and UDP only to granted `tcp://` / `udp://` addresses (by
-/// IP); no listening sockets; name lookup stays disabled. wasmtime turns TCP and UDP off unless
-/// asked, so they are turned on here and every address is checked against the grants. The
-/// implicit wildcard bind that precedes a connect or a first send is allowed.
-fn allow_granted_sockets(wasi: &mut WasiCtxBuilder, component: &Arc<ComponentRuntime>) {
-    let grants = component.clone();
-    wasi.allow_tcp(true).allow_udp(true);
-    wasi.socket_addr_check(move |addr, addr_use| {
-        use wasmtime_wasi::sockets::SocketAddrUse;
-        let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
-        let allowed = match addr_use {
-            SocketAddrUse::TcpBind => implicit_bind,
-            SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
-            SocketAddrUse::TcpConnect => grants.allowed_hosts.allows_url(&addr.to_string(), "tcp"),
-            SocketAddrUse::UdpBind => {
-                implicit_bind || grants.allowed_hosts.allows_url(&addr.to_string(), "udp")
-            }
-            SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
-                grants.allowed_hosts.allows_url(&addr.to_string(), "udp")
-            }
-        };
-        Box::pin(async move { allowed })
+/// Runs every capability's `configure_app` on the loaded components and reports every problem
+/// of every capability at once.
+fn configure_components(ctx: &ConfigureAppContext<'_>) -> Result<Vec<Configured>> {
+    let mut problems = Problems::default();
+    let sources = problems.check(ctx.per_component(|id, _| component_source(ctx.app, id)));
+    let variables = problems.check(crate::variables::configure_app(ctx));
+    let allowed_hosts = problems.check(crate::outbound_networking::configure_app(ctx));
+    let kv = problems.check(key_value::configure_app(ctx));
+    let sqlite = problems.check(sqlite::configure_app(ctx));
+    let mounts = problems.check(crate::files::configure_app(ctx));
+    problems.finish()?;
+    let (
+        Some(mut sources),
+        Some(mut variables),
+        Some(mut allowed_hosts),
+        Some(mut kv),
+        Some(mut sqlite),
+        Some(mut mounts),
+    ) = (sources, variables, allowed_hosts, kv, sqlite, mounts)
+    else {
+        bail!("a capability failed without an error");
+    };
+    let mut configure = |id: &str, c: &crate::manifest::Component| -> Option<Configured> {
+        Some(Configured {
+            id: id.to_string(),
+            path: sources.remove(id)?,
+            variables: variables.remove(id)?,
+            allowed_hosts: allowed_hosts.remove(id)?,
+            key_value_stores: kv.remove(id)?,
+            sqlite_databases: sqlite.remove(id)?,
+            environment: c.environment.clone().into_iter().collect(),
+            mounts: mounts.remove(id)?,
+        })
+    };
+    ctx.components
+        .iter()
+        .map(|(id, c)| configure(id, c).context("a capability skipped a component"))
+        .collect()
+}
+
+/// The Wasm file of a component, which must exist.
+fn component_source(app: &App, id: &str) -> Result<PathBuf> {
+    let path = app.component_source_path(id)?;
+    if !path.is_file() {
+        bail!(
+            "component {id:?}: the Wasm file {} does not exist (build it first, e.g. with `spin-host up --build`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Compiles every component in parallel (one thread per component; Cranelift also parallelises
+/// inside) and pre-instantiates it against the linker.
+fn compile_components(
+    engine: &Engine,
+    linker: &Linker<InstanceState>,
+    configured: Vec<Configured>,
+) -> Result<HashMap<String, Arc<ComponentRuntime>>> {
+    let started = Instant::now();
+    let compiled: Vec<Result<Component>> = std::thread::scope(|s| {
+        let handles: Vec<_> = configured
+            .iter()
+            .map(|c| s.spawn(|| compile(engine, &c.id, &c.path)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("compiler thread panicked")))
+            })
+            .collect()
     });
+    let compile_time = started.elapsed();
+    let mut components = HashMap::new();
+    for (c, component) in configured.into_iter().zip(compiled) {
+        let runtime = pre_instantiate(linker, c, &component?)?;
+        components.insert(runtime.id.clone(), Arc::new(runtime));
+    }
+    if env_flag("SPIN_HOST_VERBOSE") {
+        eprintln!(
+            "spin-host: compiled {} component(s) in {compile_time:?}",
+            components.len()
+        );
+    }
+    Ok(components)
+}
+
+fn compile(engine: &Engine, id: &str, path: &std::path::Path) -> Result<Component> {
+    Component::from_file(engine, path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "component {id:?}: cannot load {} as a Wasm component",
+                path.display()
+            )
+        })
+}
+
+fn pre_instantiate(
+    linker: &Linker<InstanceState>,
+    c: Configured,
+    component: &Component,
+) -> Result<ComponentRuntime> {
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "component {:?} imports an interface this host does not provide",
+                c.id
+            )
+        })?;
+    Ok(ComponentRuntime {
+        http: ProxyPre::new(pre.clone()).ok(),
+        redis: RedisTriggerPre::new(pre.clone()).ok(),
+        cron: SpinCronPre::new(pre.clone()).ok(),
+        pre,
+        id: c.id,
+        variables: c.variables,
+        allowed_hosts: c.allowed_hosts,
+        key_value_stores: c.key_value_stores,
+        sqlite_databases: c.sqlite_databases,
+        environment: c.environment,
+        mounts: c.mounts,
+    })
+}
+
+/// Every trigger's component exports what the trigger calls (every mismatch is reported).
+fn check_trigger_exports(
+    app: &App,
+    components: &HashMap<String, Arc<ComponentRuntime>>,
+) -> Result<()> {
+    let lacks = |id: &str, export: fn(&ComponentRuntime) -> bool| {
+        components.get(id).is_some_and(|c| !export(c))
+    };
+    let mut problems = Problems::default();
+    for t in &app.http_triggers {
+        if let Some(c) = &t.component {
+            if lacks(c, |c| c.http.is_some()) {
+                problems.push(anyhow::anyhow!("component {c:?} has an HTTP trigger but does not export wasi:http/incoming-handler@0.2.x"));
+            }
+        }
+    }
+    for t in &app.redis_triggers {
+        if lacks(&t.component, |c| c.redis.is_some()) {
+            problems.push(anyhow::anyhow!(
+                "component {:?} has a Redis trigger but does not export fermyon:spin/inbound-redis",
+                t.component
+            ));
+        }
+    }
+    for t in &app.cron_triggers {
+        if lacks(&t.component, |c| c.cron.is_some()) {
+            problems.push(anyhow::anyhow!("component {:?} has a cron trigger but does not export handle-cron-event (fermyon:spin-cron/spin-cron@2.0.0)", t.component));
+        }
+    }
+    problems.finish()
+}
+
+/// The HTTP routes (duplicates are warnings, as in Spin).
+fn build_router(app: &App) -> Result<Router> {
+    let (router, warnings) = Router::build(app.http_triggers.iter().filter_map(|t| {
+        let component = t.component.as_deref()?;
+        match &t.route {
+            crate::manifest::HttpRoute::Route(r) => Some((component, r.as_str())),
+            crate::manifest::HttpRoute::Private(_) => None,
+        }
+    }))?;
+    for w in warnings {
+        eprintln!("spin-host: warning: {w}");
+    }
+    Ok(router)
+}
+
+/// The `/.well-known/spin/info` body.
+fn app_info(app: &App) -> Result<String> {
+    let mut info = serde_json::Map::new();
+    info.insert("name".into(), app.manifest.application.name.clone().into());
+    if !app.manifest.application.version.is_empty() {
+        info.insert(
+            "version".into(),
+            app.manifest.application.version.clone().into(),
+        );
+    }
+    Ok(serde_json::to_string_pretty(&info)?)
 }

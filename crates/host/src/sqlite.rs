@@ -23,6 +23,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 
 use crate::bindings::fermyon::spin2_0_0::sqlite as v2;
 use crate::bindings::spin::sqlite::sqlite as v3;
+use crate::capability::ConfigureAppContext;
 use crate::runtime_config::RuntimeConfig;
 use crate::state::InstanceState;
 
@@ -182,6 +183,20 @@ impl Database {
             }
         }
     }
+}
+
+/// Checks every component's `sqlite_databases` against the databases the runtime config defines
+/// (reporting every undefined label at once) and returns the labels each component may open.
+pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, Vec<String>>> {
+    ctx.per_component(|id, c| {
+        let mut problems = crate::capability::Problems::default();
+        for label in &c.sqlite_databases {
+            if !ctx.runtime_config.has_sqlite_database(label) {
+                problems.push(anyhow::anyhow!("component {id:?} uses SQLite database {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [sqlite_database.{label}]"));
+            }
+        }
+        problems.finish_with(c.sqlite_databases.clone())
+    })
 }
 
 /// Every configured database.

@@ -104,7 +104,7 @@ pub async fn call(app: &Arc<AppRuntime>, component_id: &str, timestamp: u64) -> 
         .cron
         .clone()
         .with_context(|| format!("component {component_id:?} does not export handle-cron-event"))?;
-    let mut store = app.new_store(component, TriggerKind::Cron);
+    let mut store = app.new_store(component, TriggerKind::Cron, None);
     let guest = pre.instantiate_async(&mut store).await?;
     let r = guest
         .call_handle_cron_event(&mut store, Metadata { timestamp })

@@ -22,10 +22,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
+use crate::outbound_http::{LocalDispatch, LocalResponse};
 use crate::routes::RouteMatch;
 use crate::runtime::{AppRuntime, ComponentRuntime};
+use crate::state::TriggerKind;
 
 /// Client address Spin reports for service-chained requests.
 const CHAINED_CLIENT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
@@ -405,6 +407,36 @@ fn prepare_headers<B>(
     Ok(())
 }
 
+/// The HTTP trigger lends outbound HTTP its listen address (self-requests) and in-process
+/// dispatch to other components (service chaining).
+impl LocalDispatch for AppRuntime {
+    fn self_origin(&self) -> Option<SocketAddr> {
+        self.listen_addr.get().copied()
+    }
+
+    fn dispatch(self: Arc<Self>, component: String, request: Request<WasiBody>) -> LocalResponse {
+        Box::pin(async move {
+            let Some(target) = self.component(&component).cloned() else {
+                return Err(wasmtime_wasi_http::Error::DestinationNotFound);
+            };
+            handle_chained(&self, &target, request)
+                .await
+                .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(format!("{e:#}"))))
+        })
+    }
+}
+
+/// The response channel of one guest call.
+type ResponseRx = tokio::sync::oneshot::Receiver<
+    std::result::Result<
+        Response<HyperOutgoingBody>,
+        wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
+    >,
+>;
+
+/// Where a guest call that failed leaves its error.
+type FailureSlot = Arc<std::sync::Mutex<Option<String>>>;
+
 /// Instantiates the component in a fresh store and calls its HTTP handler.
 pub async fn execute<B>(
     app: &Arc<AppRuntime>,
@@ -415,23 +447,61 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
+    let failure = FailureSlot::default();
+    let (mut guest, mut rx) = start_guest(app, component, req, failure.clone())?;
+
+    // Drive the guest on this task until it sets the response (no task spawn, no cross-thread
+    // wake-up on the hot path).
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            r = &mut rx => break r,
+            () = &mut guest, if !guest.is_done() => {}
+        }
+    };
+    match outcome {
+        Ok(Ok(resp)) => Ok(finish_response(resp, guest).await),
+        Ok(Err(code)) => Err(anyhow!("the guest set an error response: {code:?}")),
+        Err(_) => {
+            let why = failure
+                .lock()
+                .ok()
+                .and_then(|mut f| f.take())
+                .unwrap_or_else(|| "the handler returned".to_string());
+            bail!("guest never invoked `response-outparam::set`: {why}")
+        }
+    }
+}
+
+/// Sets up a fresh instance's call of `wasi:http/incoming-handler.handle`, not yet polled: the
+/// guest task, and the channel its response arrives on. A failure is logged and left in
+/// `failure`.
+fn start_guest<B>(
+    app: &Arc<AppRuntime>,
+    component: &Arc<ComponentRuntime>,
+    req: Request<B>,
+    failure: FailureSlot,
+) -> Result<(GuestTask, ResponseRx)>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
     let Some(pre) = component.http.clone() else {
         bail!(
             "component {:?} does not export wasi:http/incoming-handler",
             component.id
         );
     };
-    let mut store = app.new_store(component, crate::state::TriggerKind::Http);
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let local: Arc<dyn LocalDispatch> = app.clone();
+    let mut store = app.new_store(component, TriggerKind::Http, Some(local));
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let request = store
         .data_mut()
         .http()
         .new_incoming_request(Scheme::Http, req)?;
     let out = store.data_mut().http().new_response_outparam(tx)?;
     let id = component.id.clone();
-    let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-    let failure_slot = failure.clone();
-    let mut guest = GuestTask::new(async move {
+    let guest = GuestTask::new(async move {
         let result: Result<()> = async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -445,49 +515,34 @@ where
         drop(store);
         if let Err(e) = result {
             eprintln!("spin-host: component {id:?}: handler failed: {e:?}");
-            if let Ok(mut slot) = failure_slot.lock() {
+            if let Ok(mut slot) = failure.lock() {
                 *slot = Some(format!("{e:#}"));
             }
         }
     });
+    Ok((guest, rx))
+}
 
-    // Drive the guest on this task until it sets the response (no task spawn, no cross-thread
-    // wake-up on the hot path).
-    let outcome = loop {
-        tokio::select! {
-            biased;
-            r = &mut rx => break r,
-            () = &mut guest, if !guest.is_done() => {}
-        }
-    };
-    match outcome {
-        Ok(Ok(resp)) => {
-            // Most handlers finish right after setting the response: give the guest one more
-            // poll, and if it is done, hand hyper a complete body (one write, with a
-            // content-length) instead of a chunked stream.
-            if !guest.is_done() {
-                std::future::poll_fn(|cx| {
-                    let _ = std::pin::Pin::new(&mut guest).poll(cx);
-                    std::task::Poll::Ready(())
-                })
-                .await;
-            }
-            if guest.is_done() {
-                Ok(resp.map(buffer_if_complete))
-            } else {
-                // The guest is still writing the body: the body drives it from now on.
-                Ok(resp.map(|body| GuestDrivenBody { inner: body, guest }.boxed_unsync()))
-            }
-        }
-        Ok(Err(code)) => Err(anyhow!("the guest set an error response: {code:?}")),
-        Err(_) => {
-            let why = failure
-                .lock()
-                .ok()
-                .and_then(|mut f| f.take())
-                .unwrap_or_else(|| "the handler returned".to_string());
-            bail!("guest never invoked `response-outparam::set`: {why}")
-        }
+/// The response the guest set, with a body the guest may still be writing.
+async fn finish_response(
+    resp: Response<HyperOutgoingBody>,
+    mut guest: GuestTask,
+) -> Response<HyperOutgoingBody> {
+    // Most handlers finish right after setting the response: give the guest one more poll, and
+    // if it is done, hand hyper a complete body (one write, with a content-length) instead of a
+    // chunked stream.
+    if !guest.is_done() {
+        std::future::poll_fn(|cx| {
+            let _ = std::pin::Pin::new(&mut guest).poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+    }
+    if guest.is_done() {
+        resp.map(buffer_if_complete)
+    } else {
+        // The guest is still writing the body: the body drives it from now on.
+        resp.map(|body| GuestDrivenBody { inner: body, guest }.boxed_unsync())
     }
 }
 

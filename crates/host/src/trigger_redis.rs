@@ -163,7 +163,7 @@ async fn dispatch(app: &Arc<AppRuntime>, component_id: &str, channel: &str, payl
         let pre = component.redis.clone().with_context(|| {
             format!("component {component_id:?} does not export fermyon:spin/inbound-redis")
         })?;
-        let mut store = app.new_store(component, crate::state::TriggerKind::Redis);
+        let mut store = app.new_store(component, crate::state::TriggerKind::Redis, None);
         let guest = pre.instantiate_async(&mut store).await?;
         let r = guest
             .fermyon_spin_inbound_redis()

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::bindings::fermyon::spin2_0_0::variables as v2;
 use crate::bindings::wasi::config::store as wasi_config;
+use crate::capability::ConfigureAppContext;
 use crate::manifest::{validate_variable_name, App};
 use crate::state::InstanceState;
 
@@ -178,6 +179,12 @@ fn load_dotenv(path: &Path) -> HashMap<String, String> {
         }
     }
     map
+}
+
+/// Resolves every loaded component's `[component.<id>.variables]` (every bad reference of every
+/// component is reported at once).
+pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, ComponentVariables>> {
+    ctx.per_component(|id, _| ComponentVariables::resolve(ctx.app, id, ctx.vars))
 }
 
 /// A component's resolved variables: name => value or the error a guest gets.

@@ -209,6 +209,47 @@ sqlite_databases = ["default", "nowhere_db"]
 }
 
 #[test]
+fn every_bad_label_is_reported_at_once() {
+    // Each capability checks every component before the host gives up, so one start-up names
+    // every undefined key-value store and SQLite database, of every component, in one error.
+    let (_, stderr) = runs_to_clean_failure(
+        TestApp::new(
+            r#"
+spin_manifest_version = 2
+[application]
+name = "many-bad-labels"
+[[trigger.http]]
+route = "/a/..."
+component = "a"
+[[trigger.http]]
+route = "/b/..."
+component = "b"
+[component.a]
+source = @kitchen_sink@
+key_value_stores = ["default", "nowhere_store_a"]
+[component.b]
+source = @kitchen_sink@
+key_value_stores = ["nowhere_store_b"]
+sqlite_databases = ["default", "nowhere_db_b"]
+"#,
+        )
+        .builder(),
+        &[
+            "nowhere_store_a",
+            "nowhere_store_b",
+            "nowhere_db_b",
+            "component \"a\"",
+            "component \"b\"",
+        ],
+    );
+    let errors = stderr.matches("error:").count();
+    assert_eq!(
+        errors, 1,
+        "expected one error listing every label:\n{stderr}"
+    );
+}
+
+#[test]
 fn bad_runtime_config() {
     let t = TestApp::new(
         r#"
