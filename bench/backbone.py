@@ -101,8 +101,10 @@ def lag_phase():
     created = []
     for i in range(PAYMENTS):
         status, o = call("POST", "/api/orders",
-                         {"user_id": "lag", "items": [{"sku": "BENCH-1", "quantity": 1}]},
-                         {"idempotency-key": f"lag-{time.time_ns()}-{i}"})
+                         {"user_id": "bench-user", "items": [{"sku": "BENCH-1", "quantity": 1}]},
+                         {"idempotency-key": f"lag-{time.time_ns()}-{i}",
+                          # bench-lib.sh signs it with a throwaway development key.
+                          "authorization": f"Bearer {os.environ['BENCH_TOKEN']}"})
         assert status == 201, (status, o)
         created.append(o)
     queue = list(enumerate(created))

@@ -8,6 +8,7 @@ request = function()
   local headers = {
     ["content-type"] = "application/json",
     ["idempotency-key"] = prefix .. "-" .. counter,
+    ["authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN"),
   }
   local body = '{"user_id":"bench-user","items":[{"sku":"BENCH-1","quantity":1}]}'
   return wrk.format("POST", "/api/orders", headers, body)

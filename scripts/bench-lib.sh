@@ -21,8 +21,15 @@ bench_start_app() {
   done > "$work/runtime-config.toml"
   # Cron silenced: the benchmark drives the compensator itself.
   sed 's/^cron_expression = .*/cron_expression = "0 0 0 1 1 *"/' spin.toml > spin.bench.toml
+  # Orders need a customer token: a throwaway development key, and a token for `bench-user`
+  # (BENCH_TOKEN, read by bench/create_order.lua and bench/backbone.py).
+  cargo build --release -q -p devtools
+  local jwks
+  jwks=$(./target/release/spin-shop-dev keygen "$work/dev-jwt")
+  BENCH_TOKEN=$(./target/release/spin-shop-dev token "$work/dev-jwt" bench-user 86400)
+  export BENCH_TOKEN
   SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$rport" SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_INTERNAL_TOKEN=bench \
-  SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET=bench \
+  SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET=bench SPIN_VARIABLE_AUTH_JWKS="$jwks" \
     ./target/release/spin-host up --from spin.bench.toml --listen "127.0.0.1:$hport" \
     --state-dir "$work/state" --runtime-config-file "$work/runtime-config.toml" \
     > "$work/host.log" 2>&1 &
