@@ -286,96 +286,16 @@ impl App {
         let manifest: AppManifest = toml::from_str(text)
             .map_err(|e| toml_error(text, &e))
             .context("the file does not match the Spin manifest v2 schema")?;
-        match &manifest.spin_manifest_version {
-            toml::Value::Integer(2) => {}
-            toml::Value::String(s) if s == "2" => {}
-            other => bail!(
-                "spin_manifest_version must be 2 (this host reads manifest v2 only), found {other}"
-            ),
-        }
-
-        for name in manifest.variables.keys() {
-            validate_variable_name(name)
-                .with_context(|| format!("invalid variable name {name:?}"))?;
-        }
-        for (name, var) in &manifest.variables {
-            // Spin's loader: `required ^ default.is_some()`.
-            if var.required == var.default.is_some() {
-                bail!("invalid variable {name:?}: must be `required` OR have a `default`");
-            }
-        }
-
-        for (id, component) in &manifest.components {
-            validate_component_id(id)?;
-            if let ComponentSource::Remote(_) = component.source {
-                bail!("component {id:?}: only local `source` paths are supported by this host");
-            }
-            if !component.allowed_http_hosts.is_empty() {
-                bail!("component {id:?}: `allowed_http_hosts` is not supported in manifest v2; use `allowed_outbound_hosts`");
-            }
-            if !component.dependencies.is_empty() {
-                bail!("component {id:?}: component dependencies (composition) are not supported by this host");
-            }
-            for name in component.variables.keys() {
-                validate_variable_name(name)
-                    .with_context(|| format!("component {id:?}: invalid variable name {name:?}"))?;
-            }
-        }
-
-        let mut http_triggers = Vec::new();
-        let mut redis_triggers = Vec::new();
-        let mut cron_triggers = Vec::new();
-        for (kind, tables) in &manifest.triggers {
-            for (i, table) in tables.iter().enumerate() {
-                let value = toml::Value::Table(table.clone());
-                let ctx = || format!("[[trigger.{kind}]] #{} is invalid", i + 1);
-                match kind.as_str() {
-                    "http" => {
-                        let t: HttpTrigger = value.try_into().with_context(ctx)?;
-                        if let HttpRoute::Private(p) = &t.route {
-                            if !p.private {
-                                bail!("route must be a string pattern or '{{ private = true }}': a trigger for component {:?} has {{ private = false }}", t.component.as_deref().unwrap_or(""));
-                            }
-                        }
-                        if t.static_response.is_some() {
-                            bail!("{}: `static_response` is not supported by this host", ctx());
-                        }
-                        if let Some(exec) = &t.executor {
-                            match exec.get("type").and_then(|v| v.as_str()) {
-                                Some("http") | None => {}
-                                Some(other) => bail!("{}: executor type {other:?} is not supported (only \"http\")", ctx()),
-                            }
-                        }
-                        let Some(component) = &t.component else {
-                            bail!("{}: `component` is required", ctx());
-                        };
-                        check_component_ref(&manifest, component, kind)?;
-                        http_triggers.push(t);
-                    }
-                    "redis" => {
-                        let t: RedisTrigger = value.try_into().with_context(ctx)?;
-                        check_component_ref(&manifest, &t.component, kind)?;
-                        redis_triggers.push(t);
-                    }
-                    "cron" => {
-                        let t: CronTrigger = value.try_into().with_context(ctx)?;
-                        check_component_ref(&manifest, &t.component, kind)?;
-                        cron_triggers.push(t);
-                    }
-                    other => bail!(
-                        "unknown trigger type {other:?}: this host runs only `http`, `redis` and `cron` triggers"
-                    ),
-                }
-            }
-        }
-
+        check_version(&manifest)?;
+        check_variables(&manifest)?;
+        check_components(&manifest)?;
+        let (http_triggers, redis_triggers, cron_triggers) = parse_triggers(&manifest)?;
         let redis_global = match manifest.application.trigger_global_configs.get("redis") {
             Some(t) => toml::Value::Table(t.clone())
                 .try_into()
                 .context("[application.trigger.redis] is invalid")?,
             None => RedisGlobalConfig::default(),
         };
-
         Ok(App {
             base_dir,
             manifest,
@@ -422,6 +342,109 @@ impl App {
             }
         }
     }
+}
+
+fn check_version(manifest: &AppManifest) -> Result<()> {
+    match &manifest.spin_manifest_version {
+        toml::Value::Integer(2) => Ok(()),
+        toml::Value::String(s) if s == "2" => Ok(()),
+        other => bail!(
+            "spin_manifest_version must be 2 (this host reads manifest v2 only), found {other}"
+        ),
+    }
+}
+
+fn check_variables(manifest: &AppManifest) -> Result<()> {
+    for name in manifest.variables.keys() {
+        validate_variable_name(name).with_context(|| format!("invalid variable name {name:?}"))?;
+    }
+    for (name, var) in &manifest.variables {
+        // Spin's loader: `required ^ default.is_some()`.
+        if var.required == var.default.is_some() {
+            bail!("invalid variable {name:?}: must be `required` OR have a `default`");
+        }
+    }
+    Ok(())
+}
+
+fn check_components(manifest: &AppManifest) -> Result<()> {
+    for (id, component) in &manifest.components {
+        validate_component_id(id)?;
+        if let ComponentSource::Remote(_) = component.source {
+            bail!("component {id:?}: only local `source` paths are supported by this host");
+        }
+        if !component.allowed_http_hosts.is_empty() {
+            bail!("component {id:?}: `allowed_http_hosts` is not supported in manifest v2; use `allowed_outbound_hosts`");
+        }
+        if !component.dependencies.is_empty() {
+            bail!("component {id:?}: component dependencies (composition) are not supported by this host");
+        }
+        for name in component.variables.keys() {
+            validate_variable_name(name)
+                .with_context(|| format!("component {id:?}: invalid variable name {name:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+type Triggers = (Vec<HttpTrigger>, Vec<RedisTrigger>, Vec<CronTrigger>);
+
+/// `[[trigger.<type>]]` tables, typed; every trigger names a component of the app.
+fn parse_triggers(manifest: &AppManifest) -> Result<Triggers> {
+    let (mut http, mut redis, mut cron) = (Vec::new(), Vec::new(), Vec::new());
+    for (kind, tables) in &manifest.triggers {
+        for (i, table) in tables.iter().enumerate() {
+            let value = toml::Value::Table(table.clone());
+            let ctx = || format!("[[trigger.{kind}]] #{} is invalid", i + 1);
+            match kind.as_str() {
+                "http" => http.push(parse_http_trigger(manifest, value, &ctx())?),
+                "redis" => {
+                    let t: RedisTrigger = value.try_into().with_context(ctx)?;
+                    check_component_ref(manifest, &t.component, kind)?;
+                    redis.push(t);
+                }
+                "cron" => {
+                    let t: CronTrigger = value.try_into().with_context(ctx)?;
+                    check_component_ref(manifest, &t.component, kind)?;
+                    cron.push(t);
+                }
+                other => bail!(
+                    "unknown trigger type {other:?}: this host runs only `http`, `redis` and `cron` triggers"
+                ),
+            }
+        }
+    }
+    Ok((http, redis, cron))
+}
+
+/// One `[[trigger.http]]`; `ctx` names it in errors.
+fn parse_http_trigger(
+    manifest: &AppManifest,
+    value: toml::Value,
+    ctx: &str,
+) -> Result<HttpTrigger> {
+    let t: HttpTrigger = value.try_into().with_context(|| ctx.to_string())?;
+    if let HttpRoute::Private(p) = &t.route {
+        if !p.private {
+            bail!("route must be a string pattern or '{{ private = true }}': a trigger for component {:?} has {{ private = false }}", t.component.as_deref().unwrap_or(""));
+        }
+    }
+    if t.static_response.is_some() {
+        bail!("{ctx}: `static_response` is not supported by this host");
+    }
+    if let Some(exec) = &t.executor {
+        match exec.get("type").and_then(|v| v.as_str()) {
+            Some("http") | None => {}
+            Some(other) => {
+                bail!("{ctx}: executor type {other:?} is not supported (only \"http\")")
+            }
+        }
+    }
+    let Some(component) = &t.component else {
+        bail!("{ctx}: `component` is required");
+    };
+    check_component_ref(manifest, component, "http")?;
+    Ok(t)
 }
 
 /// A TOML error as one line: `line L, column C: message`.
