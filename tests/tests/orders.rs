@@ -419,22 +419,29 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
     let env = Arc::new(Env::start());
     env.put_product("LAST", 999, "EUR", 10);
     let n = 50;
-    let barrier = Arc::new(Barrier::new(n));
+    // The watcher takes part in the barrier too: its first poll is before any order, and it
+    // keeps polling until every order has answered, then once more.
+    let barrier = Arc::new(Barrier::new(n + 1));
     let done = Arc::new(AtomicBool::new(false));
 
     // Watches the product while the orders race: never below zero, total conserved.
     let watcher = {
         let env = Arc::clone(&env);
         let done = Arc::clone(&done);
+        let barrier = Arc::clone(&barrier);
         std::thread::spawn(move || {
-            let mut seen = 0;
-            while !done.load(Ordering::SeqCst) || seen == 0 {
+            let poll = || {
                 let (a, r, s) = levels(&env.product("LAST"));
                 assert!(a >= 0, "available below zero: {a}");
                 assert_eq!(a + r + s, 10, "units appeared or vanished: {a}+{r}+{s}");
-                seen += 1;
+                (a, r, s)
+            };
+            let first = poll();
+            barrier.wait();
+            while !done.load(Ordering::SeqCst) {
+                poll();
             }
-            seen
+            (first, poll())
         })
     };
     let handles: Vec<_> = (0..n)
@@ -450,8 +457,9 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
         .collect();
     let responses: Vec<Response> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     done.store(true, Ordering::SeqCst);
-    let polls = watcher.join().expect("watcher saw a broken invariant");
-    assert!(polls > 0);
+    let (first, last) = watcher.join().expect("watcher saw a broken invariant");
+    assert_eq!(first, (10, 0, 0), "the watcher polled before the race");
+    assert_eq!(last, (0, 10, 0), "and after it");
 
     let created = responses.iter().filter(|r| r.status == 201).count();
     for r in responses.iter().filter(|r| r.status != 201) {
@@ -473,6 +481,38 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
     );
     assert_eq!(levels(&env.product("LAST")), (0, 10, 0));
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 10);
+    // The order side agrees with the stock side: its lines add up to Redis' `reserved`, every
+    // reservation behind an order holds its units, each key ended completed (10) or failed (40),
+    // and nothing is owed back.
+    let lines = env.sql("SELECT SUM(quantity) AS q FROM order_lines WHERE sku = 'LAST'");
+    assert_eq!(lines[0]["q"], 10);
+    let (k, v) = e2e::internal_auth();
+    for row in env.sql("SELECT reservation_id FROM orders") {
+        let rid = row["reservation_id"].as_str().unwrap();
+        let r = env
+            .app
+            .send(
+                "GET",
+                &format!("/api/stock/reservations/{rid}"),
+                &[(k, &v)],
+                None,
+            )
+            .expect("GET reservation");
+        assert_eq!(r.json()["status"], "RESERVED", "{rid}: {}", r.text());
+    }
+    let states =
+        env.sql("SELECT state, COUNT(*) AS n FROM idempotency_keys GROUP BY state ORDER BY state");
+    assert_eq!(
+        states,
+        vec![
+            json!({"state": "completed", "n": 10}),
+            json!({"state": "failed", "n": 40})
+        ]
+    );
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM pending_releases WHERE released_ms IS NULL")[0]["n"],
+        0
+    );
 }
 
 #[test]
@@ -1053,4 +1093,168 @@ fn unpaid_orders_expire_and_give_their_stock_back() {
         (Some(0), Some(0))
     );
     assert_eq!(levels(&env.product("A")), (8, 2, 0));
+}
+
+#[test]
+fn stock_down_during_creation_is_503_and_the_same_key_succeeds_afterwards() {
+    let mut env = Env::start_without_cron();
+    env.put_product("DOWN-A", 500, "EUR", 5);
+    let body = json!({"user_id": "u", "items": [{"sku": "DOWN-A", "quantity": 2}]});
+    env.0.redis.stop_saving().expect("stop redis-server");
+    let down = env.order(Some("down-key"), &body);
+    assert_problem(&down, 503, None);
+    env.0.redis.restart().expect("restart redis-server");
+    assert_eq!(
+        levels(&env.product("DOWN-A")),
+        (5, 0, 0),
+        "nothing was reserved"
+    );
+    let retry = env.order(Some("down-key"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    assert_eq!(levels(&env.product("DOWN-A")), (3, 2, 0), "reserved once");
+    assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 1);
+}
+
+#[test]
+fn insufficient_stock_then_a_restock_then_the_same_key_succeeds() {
+    let env = Env::start_without_cron();
+    env.put_product("RESTOCK-A", 500, "EUR", 1);
+    let body = json!({"user_id": "u", "items": [{"sku": "RESTOCK-A", "quantity": 3}]});
+    let short = env.order(Some("restock-key"), &body);
+    assert_eq!(
+        assert_problem(&short, 409, None)["skus"],
+        json!(["RESTOCK-A"])
+    );
+    let (k, v) = e2e::admin_auth();
+    let adjusted = env
+        .app
+        .send_json(
+            "POST",
+            "/api/products/RESTOCK-A/stock-adjustments",
+            &[(k, &v)],
+            &json!({"adjustment_id": "restock-1", "delta": 5, "reason": "delivery"}),
+        )
+        .expect("adjust");
+    assert_eq!(adjusted.status, 201, "{}", adjusted.text());
+    let retry = env.order(Some("restock-key"), &body);
+    assert_eq!(retry.status, 201, "{}", retry.text());
+    assert_eq!(levels(&env.product("RESTOCK-A")), (3, 3, 0));
+}
+
+#[test]
+fn a_validation_error_stores_nothing_and_leaves_the_key_usable() {
+    let env = Env::start_without_cron();
+    env.put_product("VALID-A", 500, "EUR", 5);
+    let bad = json!({"user_id": "u", "items": [{"sku": "VALID-A", "quantity": 0}]});
+    assert_problem(
+        &env.order(Some("valid-key"), &bad),
+        422,
+        Some("items[0].quantity"),
+    );
+    env.migrate();
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM idempotency_keys")[0]["n"],
+        0
+    );
+    let good = json!({"user_id": "u", "items": [{"sku": "VALID-A", "quantity": 1}]});
+    let created = env.order(Some("valid-key"), &good);
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(levels(&env.product("VALID-A")), (4, 1, 0));
+}
+
+#[test]
+fn a_cancel_racing_the_expiry_of_the_same_order_settles_it_once() {
+    let env = Env::start_without_cron();
+    env.put_product("RACE-A", 500, "EUR", 4);
+    let created = env.order(
+        Some("race-key"),
+        &json!({"user_id": "u", "items": [{"sku": "RACE-A", "quantity": 3}]}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["order_id"].as_str().unwrap().to_owned();
+    env.sql(&format!(
+        "UPDATE orders SET expires_ms = 0 WHERE order_id = '{id}'"
+    ));
+    let barrier = Barrier::new(2);
+    let (cancel, repair) = std::thread::scope(|s| {
+        let c = s.spawn(|| {
+            barrier.wait();
+            env.post(&format!("/api/orders/{id}/cancel"), &[])
+        });
+        let r = s.spawn(|| {
+            barrier.wait();
+            env.compensate()
+        });
+        (c.join().unwrap(), r.join().unwrap())
+    });
+    assert_eq!(repair.status, 200, "{}", repair.text());
+    let order = env.get_order(&id).json();
+    let settled_by = match order["status"].as_str() {
+        Some("CANCELLED") => {
+            assert_eq!(cancel.status, 200, "{}", cancel.text());
+            "OrderCancelled"
+        }
+        Some("EXPIRED") => {
+            let p = assert_problem(&cancel, 409, None);
+            assert_eq!(
+                p["type"], "https://errors.spin-shop.dev/invalid-transition",
+                "{p}"
+            );
+            "OrderExpired"
+        }
+        other => panic!("neither cancelled nor expired: {other:?} {order}"),
+    };
+    assert_eq!(order["version"], 2, "one transition: {order}");
+    let messages = env.sql(&format!(
+        "SELECT type FROM outbox WHERE aggregate_id = '{id}' AND type IN ('OrderCancelled', 'OrderExpired')"
+    ));
+    assert_eq!(messages, vec![json!({"type": settled_by})]);
+    env.wait_levels("RACE-A", std::time::Duration::from_secs(20), |l| {
+        l == (4, 0, 0)
+    });
+}
+
+#[test]
+fn two_overlapping_repair_passes_expire_each_order_once() {
+    let env = Env::start_without_cron();
+    env.put_product("PASS-A", 100, "EUR", 10);
+    for i in 0..6 {
+        let r = env.order(
+            Some(&format!("pass-{i}")),
+            &json!({"user_id": "u", "items": [{"sku": "PASS-A", "quantity": 1}]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    env.sql("UPDATE orders SET expires_ms = 0");
+    let barrier = Barrier::new(2);
+    let reports: Vec<Value> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let r = env.compensate();
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    r.json()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let expired: i64 = reports
+        .iter()
+        .map(|r| r["expired_orders"].as_i64().unwrap())
+        .sum();
+    assert_eq!(expired, 6, "{reports:?}");
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM outbox WHERE type = 'OrderExpired'")[0]["n"],
+        6
+    );
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM orders WHERE status = 'EXPIRED' AND version = 2")[0]
+            ["n"],
+        6
+    );
+    env.wait_levels("PASS-A", std::time::Duration::from_secs(20), |l| {
+        l == (10, 0, 0)
+    });
 }
