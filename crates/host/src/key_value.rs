@@ -413,7 +413,7 @@ impl KvStore {
 
 /// Checks every component's `key_value_stores` against the stores the runtime config defines
 /// (reporting every undefined label at once) and returns the labels each component may open.
-pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, Vec<String>>> {
+pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, Arc<[String]>>> {
     ctx.per_component(|id, c| {
         let mut problems = crate::capability::Problems::default();
         for label in &c.key_value_stores {
@@ -421,7 +421,7 @@ pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, Ve
                 problems.push(anyhow::anyhow!("component {id:?} uses key-value store {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [key_value_store.{label}]"));
             }
         }
-        problems.finish_with(c.key_value_stores.clone())
+        problems.finish_with(c.key_value_stores.as_slice().into())
     })
 }
 
@@ -465,12 +465,29 @@ impl KvService {
         }
         Ok(KvService { backends })
     }
+}
 
-    fn open(&self, state: &InstanceState, label: &str) -> KvResult<KvStore> {
-        if !state.component.key_value_stores.iter().any(|l| l == label) {
+/// One instance's key-value state: the app's stores and the labels this component may open.
+pub struct KvInstance {
+    service: Arc<KvService>,
+    allowed: Arc<[String]>,
+}
+
+impl KvInstance {
+    /// State for an instance of a component granted `allowed` (its `key_value_stores`).
+    pub fn new(service: Arc<KvService>, allowed: Arc<[String]>) -> Self {
+        KvInstance { service, allowed }
+    }
+
+    fn open(&self, label: &str) -> KvResult<KvStore> {
+        if !self.allowed.iter().any(|l| l == label) {
             return Err(KvError::AccessDenied);
         }
-        let backend = self.backends.get(label).ok_or(KvError::NoSuchStore)?;
+        let backend = self
+            .service
+            .backends
+            .get(label)
+            .ok_or(KvError::NoSuchStore)?;
         Ok(KvStore {
             name: label.to_string(),
             backend: backend.clone(),
@@ -506,8 +523,7 @@ fn open_store<E: From<KvError>>(
     state: &mut InstanceState,
     label: &str,
 ) -> wasmtime::Result<std::result::Result<Resource<KvStore>, E>> {
-    let app = state.app.clone();
-    match app.kv.open(state, label) {
+    match state.key_value.open(label) {
         Ok(store) => Ok(Ok(state.table.push(store)?)),
         Err(e) => Ok(Err(e.into())),
     }

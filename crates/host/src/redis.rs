@@ -24,6 +24,7 @@ use redis::{AsyncCommands, Value};
 use wasmtime::component::{HasSelf, Linker, Resource};
 
 use crate::bindings::fermyon::spin2_0_0::redis as v2;
+use crate::outbound_networking::AllowedHosts;
 use crate::state::InstanceState;
 
 /// Idle time after which a pooled connection is checked with `PING` before it is handed out.
@@ -209,6 +210,22 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
     Ok(())
 }
 
+/// One instance's outbound Redis state: the app's shared connections and the component's grants.
+pub struct RedisInstance {
+    pool: Arc<RedisPool>,
+    allowed_hosts: Arc<AllowedHosts>,
+}
+
+impl RedisInstance {
+    /// State for an instance of a component holding `allowed_hosts`.
+    pub fn new(pool: Arc<RedisPool>, allowed_hosts: Arc<AllowedHosts>) -> Self {
+        RedisInstance {
+            pool,
+            allowed_hosts,
+        }
+    }
+}
+
 impl InstanceState {
     fn redis_conn(&self, r: &Resource<RedisConnection>) -> wasmtime::Result<Lease> {
         Ok(self.table.get(r)?.lease.clone())
@@ -222,13 +239,13 @@ impl v2::HostConnection for InstanceState {
         &mut self,
         address: String,
     ) -> wasmtime::Result<std::result::Result<Resource<RedisConnection>, v2::Error>> {
-        if !self.component.allowed_hosts.allows_url(&address, "redis") {
+        if !self.redis.allowed_hosts.allows_url(&address, "redis") {
             return Ok(Err(v2::Error::InvalidAddress));
         }
         if redis::Client::open(address.as_str()).is_err() {
             return Ok(Err(v2::Error::InvalidAddress));
         }
-        let lease = match self.app.redis.get(&address).await {
+        let lease = match self.redis.pool.get(&address).await {
             Ok(c) => c,
             Err(e) => return Ok(Err(other(e))),
         };

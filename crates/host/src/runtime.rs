@@ -21,13 +21,16 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use crate::bindings::cron_trigger::SpinCronPre;
 use crate::bindings::redis_trigger::RedisTriggerPre;
 use crate::capability::{ConfigureAppContext, Problems};
+use crate::key_value::KvInstance;
 use crate::manifest::App;
 use crate::outbound_http::{LocalDispatch, OutboundHttpHooks};
 use crate::outbound_networking::{allow_granted_sockets, AllowedHosts};
+use crate::redis::RedisInstance;
 use crate::routes::Router;
 use crate::runtime_config::RuntimeConfig;
+use crate::sqlite::SqliteInstance;
 use crate::state::{InstanceState, TriggerKind};
-use crate::variables::{AppVariables, ComponentVariables};
+use crate::variables::{AppVariables, SharedComponentVariables};
 use crate::{key_value, redis, sqlite, stdio};
 
 /// Options that shape the engine.
@@ -139,13 +142,13 @@ pub struct ComponentRuntime {
     /// Set when the component exports `handle-cron-event`.
     pub cron: Option<SpinCronPre<InstanceState>>,
     /// Resolved `[component.X.variables]`.
-    pub variables: ComponentVariables,
+    pub variables: SharedComponentVariables,
     /// Resolved `allowed_outbound_hosts`.
     pub allowed_hosts: Arc<AllowedHosts>,
     /// `key_value_stores`.
-    pub key_value_stores: Vec<String>,
+    pub key_value_stores: Arc<[String]>,
     /// `sqlite_databases`.
-    pub sqlite_databases: Vec<String>,
+    pub sqlite_databases: Arc<[String]>,
     /// `[component.X.environment]`.
     pub environment: Vec<(String, String)>,
     /// Read-only file mounts (`files`).
@@ -161,11 +164,11 @@ pub struct AppRuntime {
     /// HTTP routes.
     pub router: Router,
     /// Key-value stores (shared across requests).
-    pub kv: key_value::KvService,
+    pub kv: Arc<key_value::KvService>,
     /// SQLite databases (connection pools).
-    pub sqlite: sqlite::SqliteService,
+    pub sqlite: Arc<sqlite::SqliteService>,
     /// Outbound Redis connections.
-    pub redis: redis::RedisPool,
+    pub redis: Arc<redis::RedisPool>,
     /// The address the HTTP server listens on (for self-requests), set once bound.
     pub listen_addr: OnceLock<SocketAddr>,
     /// Where component stdout/stderr go.
@@ -192,10 +195,10 @@ pub struct LoadOptions {
 struct Configured {
     id: String,
     path: PathBuf,
-    variables: ComponentVariables,
+    variables: SharedComponentVariables,
     allowed_hosts: Arc<AllowedHosts>,
-    key_value_stores: Vec<String>,
-    sqlite_databases: Vec<String>,
+    key_value_stores: Arc<[String]>,
+    sqlite_databases: Arc<[String]>,
     environment: Vec<(String, String)>,
     mounts: Vec<crate::files::Mount>,
 }
@@ -222,15 +225,15 @@ impl AppRuntime {
         std::fs::create_dir_all(&state_dir).with_context(|| {
             format!("cannot create the state directory {}", state_dir.display())
         })?;
-        let kv = key_value::KvService::new(&state_dir, &runtime_config)?;
-        let sqlite = sqlite::SqliteService::new(&state_dir, &runtime_config)?;
+        let kv = Arc::new(key_value::KvService::new(&state_dir, &runtime_config)?);
+        let sqlite = Arc::new(sqlite::SqliteService::new(&state_dir, &runtime_config)?);
         Ok(AppRuntime {
             engine,
             components,
             router,
             kv,
             sqlite,
-            redis: redis::RedisPool::default(),
+            redis: Arc::default(),
             listen_addr: OnceLock::new(),
             stdio: stdio::Stdio,
             log_requests: true,
@@ -243,8 +246,9 @@ impl AppRuntime {
         self.components.get(id)
     }
 
-    /// A fresh store for one call into `component` from `trigger`; `local` is what the trigger
-    /// lends outbound HTTP (the HTTP trigger's self-requests and service chaining).
+    /// A fresh store for one call into `component` from `trigger`, with every capability's
+    /// per-instance state; `local` is what the trigger lends outbound HTTP (the HTTP trigger's
+    /// self-requests and service chaining).
     pub fn new_store(
         self: &Arc<Self>,
         component: &Arc<ComponentRuntime>,
@@ -267,8 +271,11 @@ impl AppRuntime {
             http: WasiHttpCtx::new(),
             hooks: OutboundHttpHooks::new(component.allowed_hosts.clone(), local),
             trigger,
-            component: component.clone(),
-            app: self.clone(),
+            allowed_hosts: component.allowed_hosts.clone(),
+            variables: component.variables.clone(),
+            key_value: KvInstance::new(self.kv.clone(), component.key_value_stores.clone()),
+            sqlite: SqliteInstance::new(self.sqlite.clone(), component.sqlite_databases.clone()),
+            redis: RedisInstance::new(self.redis.clone(), component.allowed_hosts.clone()),
             limits: wasmtime::StoreLimitsBuilder::new().build(),
         };
         let mut store = Store::new(&self.engine, state);

@@ -187,7 +187,7 @@ impl Database {
 
 /// Checks every component's `sqlite_databases` against the databases the runtime config defines
 /// (reporting every undefined label at once) and returns the labels each component may open.
-pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, Vec<String>>> {
+pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, Arc<[String]>>> {
     ctx.per_component(|id, c| {
         let mut problems = crate::capability::Problems::default();
         for label in &c.sqlite_databases {
@@ -195,7 +195,7 @@ pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, Ve
                 problems.push(anyhow::anyhow!("component {id:?} uses SQLite database {label:?}, which is not defined: only \"default\" exists unless a runtime config file declares [sqlite_database.{label}]"));
             }
         }
-        problems.finish_with(c.sqlite_databases.clone())
+        problems.finish_with(c.sqlite_databases.as_slice().into())
     })
 }
 
@@ -229,16 +229,30 @@ impl SqliteService {
         }
         Ok(SqliteService { dbs })
     }
+}
 
-    fn open(
-        &self,
-        state: &InstanceState,
-        label: &str,
-    ) -> std::result::Result<SqliteConnection, SqlError> {
-        if !state.component.sqlite_databases.iter().any(|l| l == label) {
+/// One instance's SQLite state: the app's databases and the labels this component may open.
+pub struct SqliteInstance {
+    service: Arc<SqliteService>,
+    allowed: Arc<[String]>,
+}
+
+impl SqliteInstance {
+    /// State for an instance of a component granted `allowed` (its `sqlite_databases`).
+    pub fn new(service: Arc<SqliteService>, allowed: Arc<[String]>) -> Self {
+        SqliteInstance { service, allowed }
+    }
+
+    fn open(&self, label: &str) -> std::result::Result<SqliteConnection, SqlError> {
+        if !self.allowed.iter().any(|l| l == label) {
             return Err(SqlError::AccessDenied);
         }
-        let db = self.dbs.get(label).ok_or(SqlError::NoSuchDatabase)?.clone();
+        let db = self
+            .service
+            .dbs
+            .get(label)
+            .ok_or(SqlError::NoSuchDatabase)?
+            .clone();
         let conn = tokio::task::block_in_place(|| db.checkout())?;
         Ok(SqliteConnection {
             db,
@@ -341,8 +355,7 @@ fn open_conn<E: From<SqlError>>(
     state: &mut InstanceState,
     database: &str,
 ) -> wasmtime::Result<std::result::Result<Resource<SqliteConnection>, E>> {
-    let app = state.app.clone();
-    match app.sqlite.open(state, database) {
+    match state.sqlite.open(database) {
         Ok(c) => Ok(Ok(state.table.push(c)?)),
         Err(e) => Ok(Err(e.into())),
     }

@@ -2,8 +2,9 @@
 //!
 //! A fresh `InstanceState` (and `Store`) is made for every request, message or cron tick, so
 //! nothing a guest does leaks into the next call. It holds the WASI and wasi-http contexts, the
-//! shared resource table every capability stores its guest resources in, and `Arc`s to the
-//! component's start-up configuration and to the app's shared services (connection pools).
+//! shared resource table every capability stores its guest resources in, and each capability's
+//! per-instance state (as Spin's factors build theirs): the component's grants and resolved
+//! variables, and `Arc`s to the app's shared services (stores, databases, connection pools).
 
 use std::sync::Arc;
 
@@ -11,8 +12,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::key_value::KvInstance;
 use crate::outbound_http::OutboundHttpHooks;
-use crate::runtime::{AppRuntime, ComponentRuntime};
+use crate::outbound_networking::AllowedHosts;
+use crate::redis::RedisInstance;
+use crate::sqlite::SqliteInstance;
+use crate::variables::SharedComponentVariables;
 
 /// The trigger that made an instance. Outbound HTTP depends on it, as in Spin, where only the
 /// HTTP trigger sets a self-request origin and the service-chaining interceptor.
@@ -49,10 +54,16 @@ pub struct InstanceState {
     pub hooks: OutboundHttpHooks,
     /// The trigger this instance serves.
     pub trigger: TriggerKind,
-    /// The component's start-up configuration (variables, grants, labels).
-    pub component: Arc<ComponentRuntime>,
-    /// The app: other components (service chaining) and shared services.
-    pub app: Arc<AppRuntime>,
+    /// The component's resolved `allowed_outbound_hosts` (sockets, MQTT, databases).
+    pub allowed_hosts: Arc<AllowedHosts>,
+    /// The component's resolved variables.
+    pub variables: SharedComponentVariables,
+    /// Key-value stores the component may open.
+    pub key_value: KvInstance,
+    /// SQLite databases the component may open.
+    pub sqlite: SqliteInstance,
+    /// Outbound Redis.
+    pub redis: RedisInstance,
     /// Resource limits enforced by wasmtime.
     pub limits: wasmtime::StoreLimits,
 }

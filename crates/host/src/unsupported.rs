@@ -35,7 +35,7 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
 }
 
 fn denied(state: &InstanceState, address: &str, scheme: &str) -> Option<String> {
-    if state.component.allowed_hosts.allows_url(address, scheme) {
+    if state.allowed_hosts.allows_url(address, scheme) {
         None
     } else {
         Some(format!(
@@ -74,7 +74,7 @@ impl mqtt::HostConnection for InstanceState {
         _keep_alive: u64,
     ) -> wasmtime::Result<std::result::Result<Resource<Unsupported>, mqtt::Error>> {
         // Spin's outbound-mqtt factor words it exactly so.
-        if !self.component.allowed_hosts.allows_url(&address, "mqtt") {
+        if !self.allowed_hosts.allows_url(&address, "mqtt") {
             return Ok(Err(mqtt::Error::ConnectionFailed(format!(
                 "address {address} is not permitted"
             ))));

@@ -183,8 +183,10 @@ fn load_dotenv(path: &Path) -> HashMap<String, String> {
 
 /// Resolves every loaded component's `[component.<id>.variables]` (every bad reference of every
 /// component is reported at once).
-pub fn configure_app(ctx: &ConfigureAppContext<'_>) -> Result<HashMap<String, ComponentVariables>> {
-    ctx.per_component(|id, _| ComponentVariables::resolve(ctx.app, id, ctx.vars))
+pub fn configure_app(
+    ctx: &ConfigureAppContext<'_>,
+) -> Result<HashMap<String, SharedComponentVariables>> {
+    ctx.per_component(|id, _| ComponentVariables::resolve(ctx.app, id, ctx.vars).map(Arc::new))
 }
 
 /// A component's resolved variables: name => value or the error a guest gets.
@@ -260,7 +262,7 @@ impl v2::Host for InstanceState {
         &mut self,
         name: String,
     ) -> wasmtime::Result<std::result::Result<String, v2::Error>> {
-        Ok(self.component.variables.get(&name))
+        Ok(self.variables.get(&name))
     }
 }
 
@@ -269,7 +271,7 @@ impl wasi_config::Host for InstanceState {
         &mut self,
         key: String,
     ) -> wasmtime::Result<std::result::Result<Option<String>, wasi_config::Error>> {
-        Ok(match self.component.variables.get(&key) {
+        Ok(match self.variables.get(&key) {
             Ok(v) => Ok(Some(v)),
             Err(v2::Error::Undefined(_)) | Err(v2::Error::InvalidName(_)) => Ok(None),
             Err(v2::Error::Provider(m)) => Err(wasi_config::Error::Upstream(m)),
@@ -280,7 +282,7 @@ impl wasi_config::Host for InstanceState {
     async fn get_all(
         &mut self,
     ) -> wasmtime::Result<std::result::Result<Vec<(String, String)>, wasi_config::Error>> {
-        Ok(self.component.variables.all())
+        Ok(self.variables.all())
     }
 }
 
