@@ -99,11 +99,6 @@ impl Problems {
         }
     }
 
-    /// Whether nothing went wrong so far.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// `Ok(value)` if nothing went wrong; else the one error as it was, or all of them.
     pub fn finish_with<T>(mut self, value: T) -> Result<T> {
         match self.0.len() {

@@ -1,8 +1,10 @@
 //! `spin-host`: a local, Spin-compatible host for `spin.toml` applications, on wasmtime.
 //!
 //! The crate is cut the way Spin's `factor-*` crates are: one module per capability, each linking
-//! its interfaces, configuring itself from the manifest / runtime config, and building
-//! per-instance state.
+//! its interfaces, configuring itself from the manifest / runtime config (a `configure_app`
+//! function that reports every problem at once, see `capability`), and building per-instance
+//! state. Trigger modules sit on top (`runtime` imports none), and outbound HTTP reaches the HTTP
+//! trigger only through the `outbound_http::LocalDispatch` the trigger hands it.
 
 pub mod bindings;
 pub mod capability;
