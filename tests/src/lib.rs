@@ -427,6 +427,19 @@ impl Shop {
         resp.json()
     }
 
+    /// Forgets which message ids were sent (`outbox:sent:*`, what `publish.lua` remembers so the
+    /// relay does not send a fast-path row again): as if the memory had expired or the fast path
+    /// had never run, so the next relay run appends every unstamped row.
+    pub fn forget_sent_messages(&self) {
+        self.redis
+            .cli(&[
+                "EVAL",
+                "for _, k in ipairs(redis.call('KEYS', 'outbox:sent:*')) do redis.call('DEL', k) end return 0",
+                "0",
+            ])
+            .expect("forget sent message ids");
+    }
+
     /// `POST /api/compensator/run` with the internal token (one run, as a CronJob would).
     pub fn compensator_run(&self) -> Value {
         let (k, v) = internal_auth();

@@ -116,3 +116,25 @@ fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+#[test]
+#[ignore]
+fn scratch_serve() {
+    let shop = Shop::boot();
+    let put = shop.put_product(
+        "CONTRACT-1",
+        &json!({"name": "Contract product", "price": 1999, "currency": "EUR", "stock": 1_000_000}),
+    );
+    assert_eq!(put.status, 200);
+    std::fs::write(
+        "/tmp/contract-url",
+        format!(
+            "{}\n{}\n{}",
+            shop.app.base_url,
+            shop.state_dir().display(),
+            customer_token("user-42")
+        ),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3600));
+}

@@ -410,6 +410,32 @@ fn reservation_happy_path_snapshots_prices() {
 }
 
 #[test]
+fn a_reservation_in_two_currencies_is_refused_and_moves_nothing() {
+    let env = env();
+    env.put_product(
+        "mix-EUR",
+        &json!({"name": "E", "price": 100, "currency": "EUR", "stock": 5}),
+    );
+    env.put_product(
+        "mix-USD",
+        &json!({"name": "U", "price": 100, "currency": "USD", "stock": 5}),
+    );
+    let p = problem(
+        &env.reserve(&json!({"reservation_id": "mix-1",
+            "items": [{"sku": "mix-EUR", "quantity": 1}, {"sku": "mix-USD", "quantity": 1}]})),
+        422,
+    );
+    assert_eq!(
+        p["type"], "https://errors.spin-shop.dev/mixed-currencies",
+        "{p}"
+    );
+    assert_eq!(p["skus"], json!(["mix-EUR", "mix-USD"]), "{p}");
+    assert_eq!(env.levels("mix-EUR"), (5, 0, 0));
+    assert_eq!(env.levels("mix-USD"), (5, 0, 0));
+    problem(&env.get_reservation("mix-1"), 404);
+}
+
+#[test]
 fn reservation_errors() {
     let env = env();
     env.product("err-A", "A", 100, 5);

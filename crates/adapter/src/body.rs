@@ -27,6 +27,17 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Problem> {
     }
 }
 
+/// Integers below 2^53 are exact in an f64; from it on `9007199254740993.0` would read as its
+/// neighbour, so such floats are refused rather than guessed.
+const MAX_EXACT_FLOAT_INT: f64 = 9_007_199_254_740_992.0;
+
+fn as_integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        let f = v.as_f64()?;
+        (f.fract() == 0.0 && f.abs() < MAX_EXACT_FLOAT_INT).then_some(f as i64)
+    })
+}
+
 /// A JSON object plus where it sits in the request, for error paths.
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
@@ -83,18 +94,18 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An integer that fits an i64; `1.0`, `1e3`, `"1"` and huge numbers are refused.
+    /// An integer that fits an i64. JSON (and JSON Schema's `integer`) does not tell `3` from
+    /// `3.0` or `3e0`, so an integral number written with a fraction or exponent is that integer
+    /// when it is exact (|n| < 2^53); `1.5`, `"1"` and larger or inexact numbers are refused.
     pub fn i64(&self, key: &str) -> Result<i64, Problem> {
         let v = self.required(key)?;
-        v.as_i64()
-            .ok_or_else(|| wrong(&self.path(key), "an integer"))
+        as_integer(v).ok_or_else(|| wrong(&self.path(key), "an integer"))
     }
 
     pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, Problem> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_i64()
+            Some(v) => as_integer(v)
                 .map(Some)
                 .ok_or_else(|| wrong(&self.path(key), "an integer")),
         }
@@ -147,6 +158,13 @@ mod tests {
         assert_eq!(f.str("name").unwrap_err().field.as_deref(), Some("name"));
         assert_eq!(f.str("missing").unwrap_err().status, 422);
         assert_eq!(f.i64("n").unwrap_err().field.as_deref(), Some("n"));
+        let map = obj(r#"{"a": 3.0, "b": 2e3, "c": -0.0, "d": 9007199254740993.0, "e": 1e300}"#);
+        let g = Fields::root(&map);
+        assert_eq!(g.i64("a").unwrap(), 3);
+        assert_eq!(g.opt_i64("b").unwrap(), Some(2000));
+        assert_eq!(g.i64("c").unwrap(), 0);
+        assert_eq!(g.i64("d").unwrap_err().field.as_deref(), Some("d"));
+        assert_eq!(g.i64("e").unwrap_err().status, 422);
         assert_eq!(f.i64("big").unwrap_err().field.as_deref(), Some("big"));
         assert_eq!(f.str("s").unwrap(), "x");
         assert_eq!(f.opt_i64("z").unwrap(), None);

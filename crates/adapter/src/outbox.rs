@@ -2,15 +2,18 @@
 //!
 //! 1. [`append`] inside the transaction that makes the change (same commit, so never lost).
 //! 2. Fast path, right after the commit: [`publish_now`] appends the rows to their Redis stream
-//!    (`events:<topic>`), stamps them, and rings the topic's doorbell (`doorbell:<topic>`), on
-//!    which Spin's Redis trigger wakes the receiver. Best effort: a failure leaves the row for
-//!    the relay.
+//!    (`events:<topic>`) and rings the topic's doorbell (`doorbell:<topic>`), on which Spin's
+//!    Redis trigger wakes the receiver. It does not stamp the rows: that would be one more SQLite
+//!    write transaction (an fsync) per request. Best effort: a failure leaves the row for the
+//!    relay.
 //! 3. Relay, on every compensator run: [`relay`] claims due rows with a lease, sends them in one
 //!    round trip per topic, stamps them, and backs off (jittered, exponential) on failure; after
 //!    [`RelayOptions::max_attempts`] a row is dead-lettered until an operator replays it.
+//!    `publish.lua` remembers sent message ids for [`SENT_MEMORY_SECONDS`], so the relay stamps a
+//!    row the fast path already sent without appending it again.
 //!
-//! Delivery is at least once (a crash between XADD and the stamp sends again); receivers drop
-//! duplicates by `message_id` through their inbox.
+//! Delivery is at least once (a row stamped only after the memory ran out is sent again);
+//! receivers drop duplicates by `message_id` through their inbox.
 
 use serde::Serialize;
 use spin_sdk::sqlite::{Connection, RowResult, Value};
@@ -27,6 +30,11 @@ pub const FAST_PATH_GRACE_MS: i64 = 5_000;
 
 /// Streams keep at least this many entries (approximate trimming).
 const STREAM_MAX_LEN: &str = "1000000";
+
+/// How long `publish.lua` remembers a sent message id: far longer than the fast path's grace
+/// plus a few compensator runs, so the relay does not send a fast-path row again; short enough
+/// that the memory stays small (one small key per message sent in the window).
+pub const SENT_MEMORY_SECONDS: &str = "3600";
 
 const PUBLISH: Script = Script {
     name: "publish",
@@ -115,12 +123,11 @@ fn send(redis: &spin_sdk::redis::Connection, rows: &[Outgoing]) -> Vec<Result<()
     topics.dedup();
     let mut outcome: Vec<Result<(), String>> = vec![Ok(()); rows.len()];
     for topic in topics {
-        let mut args = vec![STREAM_MAX_LEN];
-        args.extend(
-            rows.iter()
-                .filter(|r| r.topic == topic)
-                .map(|r| r.envelope.as_str()),
-        );
+        let mut args = vec![STREAM_MAX_LEN, SENT_MEMORY_SECONDS];
+        for r in rows.iter().filter(|r| r.topic == topic) {
+            args.push(&r.message_id);
+            args.push(&r.envelope);
+        }
         let key = stream_key(topic);
         let result = crate::redis::run(redis, &PUBLISH, &[&key], &args).map(|_| ());
         if let Err(e) = result {
@@ -138,8 +145,9 @@ fn send(redis: &spin_sdk::redis::Connection, rows: &[Outgoing]) -> Vec<Result<()
     outcome
 }
 
-/// Fast path after a commit: sends the rows `message_ids` that are still unpublished and stamps
-/// them. Returns how many were sent. An error leaves them to the relay.
+/// Fast path after a commit: sends the rows `message_ids` that are still unpublished (without
+/// stamping them: the relay does, after their grace, without sending them again). Returns how
+/// many were sent. An error leaves them to the relay.
 pub fn publish_now(
     conn: &Connection,
     redis_url: &str,
@@ -161,20 +169,9 @@ pub fn publish_now(
         return Ok(0);
     }
     let redis = spin_sdk::redis::Connection::open(redis_url)?;
-    let outcome = send(&redis, &rows);
-    if let Some(Err(e)) = outcome.iter().find(|o| o.is_err()) {
+    if let Some(Err(e)) = send(&redis, &rows).into_iter().find(Result::is_err) {
         anyhow::bail!("{e}");
     }
-    let now = txt(&ids::rfc3339(ids::now_ms()));
-    let mut params = vec![now];
-    params.extend(rows.iter().map(|r| txt(&r.message_id)));
-    let marks = vec!["?"; rows.len()].join(", ");
-    conn.execute(
-        &format!(
-            "UPDATE outbox SET published_at = ? WHERE message_id IN ({marks}) AND published_at IS NULL"
-        ),
-        &params,
-    )?;
     Ok(rows.len())
 }
 

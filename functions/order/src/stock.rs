@@ -7,13 +7,6 @@ use spin_sdk::http::{Method, Request, Response};
 
 const BASE: &str = "http://stock.spin.internal";
 
-/// A product as the catalog prices it.
-#[derive(Debug, Clone)]
-pub struct Product {
-    pub price: i64,
-    pub currency: String,
-}
-
 /// A reserved line with the price snapshot the stock component took when reserving.
 #[derive(Debug, Clone)]
 pub struct ReservedItem {
@@ -84,29 +77,6 @@ fn classify(status: u16, body: Value) -> StockError {
         409 => StockError::Conflict(body),
         400 | 422 => StockError::Rejected(status, body),
         _ => StockError::Unavailable(format!("stock answered {status}: {body}")),
-    }
-}
-
-/// `GET /api/products/{sku}`.
-pub async fn product(sku: &str, traceparent: Option<&str>) -> Result<Product, StockError> {
-    let (status, body) = call(
-        Method::Get,
-        &format!("/api/products/{sku}"),
-        None,
-        traceparent,
-    )
-    .await?;
-    if status != 200 {
-        return Err(classify(status, body));
-    }
-    match (body["price"].as_i64(), body["currency"].as_str()) {
-        (Some(price), Some(currency)) => Ok(Product {
-            price,
-            currency: currency.to_owned(),
-        }),
-        _ => Err(StockError::Unavailable(format!(
-            "product {sku} has no price: {body}"
-        ))),
     }
 }
 

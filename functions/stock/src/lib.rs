@@ -44,6 +44,9 @@ fn param<'a>(params: &'a Params, name: &str) -> &'a str {
 fn handle(req: Request) -> impl IntoResponse {
     let mut router = Router::new();
     router.get("/api/health/stock", |_req: Request, _params| health_route());
+    router.any("/api/health/stock", |_req: Request, _params| {
+        method_not_allowed("GET")
+    });
 
     router.put("/api/products/:sku", |req: Request, p: Params| {
         finish(cmd::put_product::handle(&req, param(&p, "sku")))

@@ -64,12 +64,13 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
         return Ok(resp);
     }
 
-    let catalog = catalog_prices(&order, tp).await?;
-    pricing::price(&order, &catalog).map_err(pricing_problem)?;
-
     let claim = claim(&conn, &key, &fingerprint)?;
-    let (mut attempt, token) = match claim {
-        Claimed::Proceed { attempt, token } => (attempt, token),
+    let (mut attempt, token, fresh) = match claim {
+        Claimed::Proceed {
+            attempt,
+            token,
+            fresh,
+        } => (attempt, token, fresh),
         Claimed::Answer(resp) => return Ok(resp),
     };
     let items: Vec<(String, u32)> = order
@@ -93,6 +94,14 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
                     return Err(in_progress());
                 }
             }
+            // The request names SKUs that do not exist or mixes currencies: a mistake in the
+            // request, found by the one stock call (there is no catalog read before it). Like a
+            // validation error it leaves nothing behind: a claim this request made is deleted,
+            // so the same key can be used again once the request is fixed.
+            Err(e) if fresh && is_catalog_refusal(&e) => {
+                let _ = forget_claim(&conn, &key, &token);
+                return Err(reserve_problem(&order, e));
+            }
             Err(e) => {
                 // Not enough stock, unknown SKU, refused: nothing was reserved under this id,
                 // and the stock component may remember the refusal for it, so the next try uses
@@ -109,9 +118,9 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
         }
     };
 
-    // Prices come from the reservation's snapshot; the catalog read of step 2 fills in only what
-    // an older stock component would not send.
-    let snapshot = snapshot_prices(&order, &reserved.items, &catalog);
+    // Prices come from the reservation's snapshot: the catalog's, taken in the same atomic step
+    // that reserved the units.
+    let snapshot = snapshot_prices(&order, &reserved.items);
     let priced = match pricing::price(&order, &snapshot) {
         Ok(p) => p,
         Err(e) => {
@@ -221,82 +230,45 @@ fn parse_body(body: &[u8], customer: &Customer) -> Result<NewOrder, Problem> {
     })
 }
 
-/// The catalog price of every item, from the stock component.
-async fn catalog_prices(order: &NewOrder, tp: Option<&str>) -> Result<Vec<(Sku, Money)>, Problem> {
-    let mut prices = Vec::with_capacity(order.items.len());
-    let mut unknown = Vec::new();
-    for (i, item) in order.items.iter().enumerate() {
-        match stock::product(item.sku.as_str(), tp).await {
-            Ok(p) => {
-                let money = Currency::parse(&p.currency)
-                    .and_then(|c| Money::new(p.price, c))
-                    .map_err(|e| {
-                        Problem::unavailable(format!("catalog price of {}: {e}", item.sku))
-                    })?;
-                prices.push((item.sku.clone(), money));
-            }
-            Err(StockError::NotFound(_)) => unknown.push((i, item.sku.clone())),
-            Err(StockError::Unavailable(e)) => {
-                eprintln!("order: stock unavailable: {e}");
-                return Err(Problem::unavailable(
-                    "the stock component is unavailable; retry later",
-                ));
-            }
-            Err(e) => {
-                eprintln!("order: product lookup of {}: {e}", item.sku);
-                unknown.push((i, item.sku.clone()));
-            }
-        }
-    }
-    if let Some((i, sku)) = unknown.first() {
-        let skus: Vec<&str> = unknown.iter().map(|(_, s)| s.as_str()).collect();
-        return Err(Problem::new(
-            422,
-            "unknown-sku",
-            "Unknown SKU",
-            format!("no product with sku {sku}"),
-        )
-        .with_field(format!("items[{i}].sku"))
-        .with("skus", skus));
-    }
-    Ok(prices)
-}
-
 /// Unit prices from the reservation snapshot, falling back to the catalog read.
-fn snapshot_prices(
-    order: &NewOrder,
-    reserved: &[stock::ReservedItem],
-    catalog: &[(Sku, Money)],
-) -> Vec<(Sku, Money)> {
+fn snapshot_prices(order: &NewOrder, reserved: &[stock::ReservedItem]) -> Vec<(Sku, Money)> {
     order
         .items
         .iter()
         .filter_map(|item| {
-            let snap = reserved
-                .iter()
-                .find(|r| r.sku == item.sku.as_str())
-                .and_then(|r| {
-                    let c = Currency::parse(r.currency.as_deref()?).ok()?;
-                    Money::new(r.unit_price?, c).ok()
-                });
-            let price = snap.or_else(|| {
-                catalog
-                    .iter()
-                    .find(|(s, _)| s == &item.sku)
-                    .map(|(_, m)| *m)
-            })?;
+            let r = reserved.iter().find(|r| r.sku == item.sku.as_str())?;
+            let currency = Currency::parse(r.currency.as_deref()?).ok()?;
+            let price = Money::new(r.unit_price?, currency).ok()?;
             Some((item.sku.clone(), price))
         })
         .collect()
 }
 
+/// A refusal that is the request's own mistake (unknown SKU, mixed currencies, items the stock
+/// component refuses), not a state of the shop.
+fn is_catalog_refusal(e: &StockError) -> bool {
+    matches!(e, StockError::NotFound(_) | StockError::Rejected(..))
+}
+
+/// 422 `mixed-currencies` naming the SKUs: one order is paid in one currency.
+fn mixed_currencies(skus: Vec<String>) -> Problem {
+    Problem::new(
+        422,
+        "mixed-currencies",
+        "Mixed currencies",
+        format!(
+            "the items are priced in more than one currency: {}",
+            skus.join(", ")
+        ),
+    )
+    .with_field("items")
+    .with("skus", skus)
+}
+
 fn pricing_problem(e: PricingError) -> Problem {
     match &e {
         PricingError::MixedCurrencies { skus } => {
-            let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-            Problem::new(422, "mixed-currencies", "Mixed currencies", e.to_string())
-                .with_field("items")
-                .with("skus", names)
+            mixed_currencies(skus.iter().map(|s| s.as_str().to_owned()).collect())
         }
         PricingError::MissingPrice { index, sku } => Problem::new(
             422,
@@ -346,6 +318,13 @@ fn reserve_problem(order: &NewOrder, e: StockError) -> Problem {
             )
             .with_field(field)
             .with("skus", skus)
+        }
+        StockError::Rejected(_, body)
+            if body["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("/mixed-currencies")) =>
+        {
+            mixed_currencies(stock::short_skus(&body))
         }
         StockError::Rejected(status, body) => {
             eprintln!("order: stock refused the reservation ({status}): {body}");
@@ -445,7 +424,12 @@ fn key_reused() -> Problem {
 type ClaimRow = (StoredClaim, Option<(u16, String)>);
 
 enum Claimed {
-    Proceed { attempt: i64, token: String },
+    /// Go on under `attempt`; `fresh` when this request created the claim (no earlier try).
+    Proceed {
+        attempt: i64,
+        token: String,
+        fresh: bool,
+    },
     Answer(Response),
 }
 
@@ -499,6 +483,7 @@ fn claim(conn: &Connection, key: &IdempotencyKey, fingerprint: &str) -> Result<C
         CLAIM_LEASE_MS,
     );
     let token = ids::random_id("clm_");
+    let fresh = decision == Decision::ClaimNew;
     let attempt = match decision {
         Decision::KeyReused => return Err(key_reused()),
         Decision::InProgress => return Err(in_progress()),
@@ -529,7 +514,21 @@ fn claim(conn: &Connection, key: &IdempotencyKey, fingerprint: &str) -> Result<C
     };
     tx.commit()
         .map_err(|e| db::unavailable("claim idempotency key", e))?;
-    Ok(Claimed::Proceed { attempt, token })
+    Ok(Claimed::Proceed {
+        attempt,
+        token,
+        fresh,
+    })
+}
+
+/// Deletes a claim this request created (only if still ours and in progress): the request was
+/// refused as a client mistake, which stores nothing.
+fn forget_claim(conn: &Connection, key: &IdempotencyKey, token: &str) -> anyhow::Result<()> {
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE idem_key = ? AND claim_token = ? AND state = 'in-progress'",
+        &[text(key.as_str()), text(token)],
+    )?;
+    Ok(())
 }
 
 /// Gives the claim up (only if still ours): the same request may try again with `next_attempt`.

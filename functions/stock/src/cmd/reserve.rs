@@ -63,6 +63,14 @@ pub fn handle(req: &Request) -> HandlerResult {
             format!("reservation {id} exists with different items or ttl_seconds; use a new reservation_id"),
         )
         .with_field("reservation_id")),
+        "MIXED" => Err(Problem::new(
+            422,
+            "mixed-currencies",
+            "Mixed currencies",
+            format!("the items are priced in more than one currency: {}", rest.join(", ")),
+        )
+        .with_field("items")
+        .with("skus", rest)),
         "UNKNOWN" => Err(Problem::not_found(format!("unknown sku: {}", rest.join(", ")))
             .with_field("items")
             .with("skus", rest)),

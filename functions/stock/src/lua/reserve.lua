@@ -11,6 +11,7 @@
 --                                                    (status EXPIRED: RESERVED but past its expiry)
 --   {"MISMATCH"}                                      this id was used for a different request
 --   {"UNKNOWN", sku...}                               no such product
+--   {"MIXED", sku...}                                 the lines are priced in more than one currency
 --   {"SHORT", sku, available, ...}                    not enough available units
 --
 -- Guarantees (the script runs atomically):
@@ -20,7 +21,9 @@
 -- * available -> reserved for each line, so available + reserved + sold is unchanged.
 -- * Idempotent: the reservation record, its expiry entry and the unit moves are written together,
 --   and an existing id returns the stored result without moving units again.
--- * Prices and currencies are snapshot from the catalog into the record at reservation time.
+-- * Prices and currencies are snapshot from the catalog into the record at reservation time, and
+--   one reservation is in one currency: lines in several currencies are refused (MIXED) before
+--   anything moves, so the caller needs no catalog read of its own first.
 -- * expires_at comes from the Redis server clock, the one clock all instances share.
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -60,6 +63,16 @@ for i = 1, n do
 end
 if #unknown > 0 then
   return {'UNKNOWN', unpack(unknown)}
+end
+local currency, mixed = nil, false
+for i = 1, n do
+  currency = currency or products[i][3]
+  if products[i][3] ~= currency then mixed = true end
+end
+if mixed then
+  local skus = {}
+  for i = 1, n do skus[i] = ARGV[3 + 2 * i] end
+  return {'MIXED', unpack(skus)}
 end
 if #short > 0 then
   return {'SHORT', unpack(short)}
