@@ -21,6 +21,16 @@ bench_start_app() {
   done > "$work/runtime-config.toml"
   # Cron silenced: the benchmark drives the compensator itself.
   sed 's/^cron_expression = .*/cron_expression = "0 0 0 1 1 *"/' spin.toml > spin.bench.toml
+  # The reference in the same run: a trivial component (Hello, world!) in the same host.
+  cat >> spin.bench.toml <<'TOML'
+
+[[trigger.http]]
+route = "/bench/hello"
+component = "bench-hello"
+
+[component.bench-hello]
+source = "target/wasm32-wasip2/release/hello.wasm"
+TOML
   # Orders need a customer token: a throwaway development key, and a token for `bench-user`
   # (BENCH_TOKEN, read by bench/create_order.lua and bench/backbone.py).
   cargo build --release -q -p devtools
