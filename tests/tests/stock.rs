@@ -254,16 +254,8 @@ fn admin_routes_need_the_bearer_token() {
 fn put_rejects_malformed_products_naming_the_field() {
     let env = env();
     let ok = json!({"name": "Mug", "price": 900, "currency": "EUR", "stock": 4});
-    let with = |k: &str, v: Value| {
-        let mut b = ok.clone();
-        b[k] = v;
-        b
-    };
-    let without = |k: &str| {
-        let mut b = ok.clone();
-        b.as_object_mut().unwrap().remove(k);
-        b
-    };
+    let with = |k: &str, v: Value| with_member(&ok, k, v);
+    let without = |k: &str| without_member(&ok, k);
     let cases: Vec<(Value, u16, &str)> = vec![
         (without("name"), 422, "name"),
         (with("name", json!("   ")), 422, "name"),
@@ -1168,16 +1160,8 @@ fn stock_adjustments_refuse_bad_input_naming_the_field() {
     let env = env();
     env.product("adjbad-A", "A", 100, 5);
     let ok = adjustment("adjbad-1", 1, "delivery");
-    let with = |k: &str, v: Value| {
-        let mut b = ok.clone();
-        b[k] = v;
-        b
-    };
-    let without = |k: &str| {
-        let mut b = ok.clone();
-        b.as_object_mut().unwrap().remove(k);
-        b
-    };
+    let with = |k: &str, v: Value| with_member(&ok, k, v);
+    let without = |k: &str| without_member(&ok, k);
     let cases: Vec<(Value, u16, &str)> = vec![
         (without("adjustment_id"), 422, "adjustment_id"),
         (with("adjustment_id", json!("")), 422, "adjustment_id"),
@@ -1338,4 +1322,18 @@ fn adjustments_and_reservations_interleave_without_creating_or_losing_units() {
     }
     let (a2, r2, s2) = env.levels(sku);
     assert_eq!((a2, r2, s2), (a, r, s));
+}
+
+/// `base` with member `k` set to `v` (a malformed-input case).
+fn with_member(base: &Value, k: &str, v: Value) -> Value {
+    let mut b = base.clone();
+    b[k] = v;
+    b
+}
+
+/// `base` without member `k` (a missing-field case).
+fn without_member(base: &Value, k: &str) -> Value {
+    let mut b = base.clone();
+    b.as_object_mut().expect("an object").remove(k);
+    b
 }
