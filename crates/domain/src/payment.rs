@@ -580,9 +580,15 @@ impl<'a> Obj<'a> {
         self.map.get(key).and_then(Value::as_str)
     }
 
+    /// JSON does not tell `3` from `3.0`: an integral number below 2^53 (exact in an f64) is
+    /// that integer; a fraction, or an inexact or larger float, is refused.
     fn i64(&self, key: &str) -> Result<i64, FieldError> {
-        self.required(key)?
-            .as_i64()
+        let v = self.required(key)?;
+        v.as_i64()
+            .or_else(|| {
+                let f = v.as_f64()?;
+                (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i64)
+            })
             .ok_or_else(|| self.error(key, "must be an integer"))
     }
 
@@ -927,6 +933,25 @@ mod tests {
         };
         assert_eq!(reason.as_deref(), Some("Your card was declined."));
         assert_eq!(amount, eur(100));
+    }
+
+    #[test]
+    fn integral_numbers_with_a_fraction_or_exponent_are_integers() {
+        let body = intent_event(
+            "payment_intent.succeeded",
+            intent(serde_json::json!(100.0), "EUR", "ord_1".into()),
+        );
+        let PaymentEventKind::Succeeded { amount, .. } = parse(&body).unwrap().kind else {
+            panic!("not Succeeded");
+        };
+        assert_eq!(amount, eur(100));
+        for bad in [serde_json::json!(100.5), serde_json::json!(1e300)] {
+            let body = intent_event(
+                "payment_intent.succeeded",
+                intent(bad, "EUR", "ord_1".into()),
+            );
+            assert_eq!(parse(&body).unwrap_err().field, "data.object.amount");
+        }
     }
 
     #[test]
