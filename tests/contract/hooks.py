@@ -1,0 +1,186 @@
+"""Schemathesis hooks of the contract test (tests/tests/contract.rs loads them with
+SCHEMATHESIS_HOOKS=hooks and this directory on PYTHONPATH).
+
+They only make reachable what random data cannot reach, and never turn an invalid request into
+a valid one:
+
+* Orders and reservations: a random SKU is never in the catalog, so no order or reservation
+  would ever be created and the document's links (read, confirm, release, pay, cancel) would
+  never be followed. A request whose `items` are already schema-valid gets the seeded SKUs
+  (`CONTRACT_SKUS`) instead of its own; anything else is sent as generated.
+* The payment webhook: every delivery is signed as the provider signs it (`Stripe-Signature`,
+  HMAC-SHA256 of "{t}.{raw body}" with the e2e secret, `CONTRACT_WEBHOOK_SECRET`), over the exact
+  bytes sent, so a valid event can reach 200. The one rule of a refund JSON Schema cannot state
+  (`amount_refunded` <= `amount`) is applied to otherwise valid refunds.
+* `filter_failure`: the few refusals of schema-valid requests that depend on the shop's state,
+  not on the request's shape (listed in ALLOWED_REFUSALS, each with its reason). Only those exact
+  problems (operation, status, problem type or field) are dropped; any other refusal fails.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import time
+
+import schemathesis
+
+SKUS = [s for s in os.environ.get("CONTRACT_SKUS", "").split(",") if s]
+SECRET = os.environ.get("CONTRACT_WEBHOOK_SECRET", "").encode()
+
+SKU_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+QUANTITY_MAX = 1_000_000
+MONEY_MAX = 2**53 - 1
+
+ITEM_OPERATIONS = {("POST", "/api/orders"), ("POST", "/api/stock/reservations")}
+WEBHOOK = ("POST", "/api/payments/webhook")
+
+
+def _is_int(v):
+    """A JSON Schema integer: `3` or `3.0` (the server reads both as 3), never `true`."""
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+
+
+def _valid_items(items):
+    """`items` as CreateOrder / ReservationRequest define them (1-100 objects, sku, quantity)."""
+    if not isinstance(items, list) or not 1 <= len(items) <= 100:
+        return False
+    for item in items:
+        if not isinstance(item, dict):
+            return False
+        sku, qty = item.get("sku"), item.get("quantity")
+        if not (isinstance(sku, str) and SKU_RE.fullmatch(sku)):
+            return False
+        if not (_is_int(qty) and 1 <= qty <= QUANTITY_MAX):
+            return False
+    return True
+
+
+def _map_items(body):
+    items = body.get("items")
+    if not SKUS or not _valid_items(items):
+        return
+    # Distinct SKUs: at most one line per seeded product (still 1-100 items).
+    mapped = [dict(item, sku=sku) for item, sku in zip(items, SKUS)]
+    body["items"] = mapped
+
+
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
+_calls = iter(range(1, 1 << 62))
+
+
+def _fresh_idempotency_key(case):
+    """A valid generated Idempotency-Key gets a unique suffix: hypothesis draws the same few keys
+    again and again, and a key reused for another body is (rightly) 422, so no order would be
+    created. Still a valid key; an invalid one is sent as generated."""
+    headers = case.headers or {}
+    name = next((h for h in headers if h.lower() == "idempotency-key"), None)
+    value = headers.get(name) if name else None
+    if not isinstance(value, str) or not IDEMPOTENCY_KEY_RE.fullmatch(value):
+        return
+    suffix = f"~{next(_calls)}"
+    headers[name] = value[: 255 - len(suffix)] + suffix
+
+
+RESERVATION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _fresh_reservation_id(body):
+    """Likewise for a valid `reservation_id`: the same id with other items is (rightly) 422."""
+    value = body.get("reservation_id")
+    if not isinstance(value, str) or not RESERVATION_ID_RE.fullmatch(value):
+        return
+    suffix = f"-c{next(_calls)}"
+    body["reservation_id"] = value[: 128 - len(suffix)] + suffix
+
+
+def _clamp_refund(body):
+    """A refund of more than was charged is refused (400), a rule the schema cannot state."""
+    if body.get("type") != "charge.refunded":
+        return
+    obj = (body.get("data") or {}).get("object") if isinstance(body.get("data"), dict) else None
+    if not isinstance(obj, dict):
+        return
+    amount, refunded = obj.get("amount"), obj.get("amount_refunded")
+    if _is_int(amount) and _is_int(refunded) and 0 <= amount <= MONEY_MAX and refunded > amount >= 0:
+        obj["amount_refunded"] = amount
+
+
+def _sign(request):
+    """requests auth: signs the prepared request's exact body bytes, at send time."""
+    body = request.body or b""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    t = str(int(time.time()))
+    mac = hmac.new(SECRET, t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    request.headers["Stripe-Signature"] = f"t={t},v1={mac}"
+    return request
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    key = (case.method.upper(), case.path)
+    if key in ITEM_OPERATIONS and isinstance(case.body, dict):
+        _map_items(case.body)
+    if key == ("POST", "/api/orders"):
+        _fresh_idempotency_key(case)
+    if key == ("POST", "/api/stock/reservations") and isinstance(case.body, dict):
+        _fresh_reservation_id(case.body)
+    elif key == WEBHOOK:
+        if isinstance(case.body, dict):
+            _clamp_refund(case.body)
+        kwargs["auth"] = _sign
+
+
+@schemathesis.hook
+def after_load_schema(context, schema):
+    """Schemathesis infers from its name that `user_id` of createOrder refers to a "User"
+    resource, which no operation produces, so createOrder would never start a stateful scenario
+    and its links (read, pay, cancel) would never be followed. The customer is the bearer
+    token's `sub`, not a resource of this API: drop that inferred input."""
+    node = schema.analysis.dependency_graph.operations.get("POST /api/orders")
+    if node is not None:
+        node.inputs = [slot for slot in node.inputs if slot.resource.name != "User"]
+
+
+# (method, path, status) -> what identifies the refusal in the problem body, and why a
+# schema-valid request may legitimately get it.
+ALLOWED_REFUSALS = {
+    # An opaque cursor is only valid as the server issued it; a generated one is forged.
+    ("GET", "/api/orders", 400): {"field": "cursor"},
+    # The same adjustment id with another sku, delta or reason: the first adjustment stands.
+    ("POST", "/api/products/{sku}/stock-adjustments", 422): {
+        "type_suffix": ("/adjustment-id-reused",)
+    },
+    # `stock` on a product that exists already (the schema cannot know what exists).
+    ("PUT", "/api/products/{sku}", 422): {"field": "stock", "has": "sku"},
+}
+
+
+def _problem(response):
+    try:
+        body = json.loads(response.content)
+    except (TypeError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    """False drops the failure: only a listed business refusal of a schema-valid request."""
+    if type(failure).__name__ != "RejectedPositiveData":
+        return True
+    rule = ALLOWED_REFUSALS.get((case.method.upper(), case.path, response.status_code))
+    problem = _problem(response)
+    if rule is None or problem is None:
+        return True
+    if "field" in rule and problem.get("field") != rule["field"]:
+        return True
+    if "has" in rule and rule["has"] not in problem:
+        return True
+    if "type_suffix" in rule and not str(problem.get("type", "")).endswith(rule["type_suffix"]):
+        return True
+    return False
