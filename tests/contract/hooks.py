@@ -7,7 +7,10 @@ a valid one:
 * Orders and reservations: a random SKU is never in the catalog, so no order or reservation
   would ever be created and the document's links (read, confirm, release, pay, cancel) would
   never be followed. A request whose `items` are already schema-valid gets the seeded SKUs
-  (`CONTRACT_SKUS`) instead of its own; anything else is sent as generated.
+  (`CONTRACT_SKUS`) instead of its own; anything else is sent as generated. A valid
+  Idempotency-Key, reservation id or adjustment id gets a unique suffix (hypothesis draws the
+  same few values again and again, and reusing one for another body is rightly 422).
+* createOrder may start a stateful scenario (see `after_load_schema`).
 * The payment webhook: every delivery is signed as the provider signs it (`Stripe-Signature`,
   HMAC-SHA256 of "{t}.{raw body}" with the e2e secret, `CONTRACT_WEBHOOK_SECRET`), over the exact
   bytes sent, so a valid event can reach 200. The one rule of a refund JSON Schema cannot state
@@ -85,16 +88,17 @@ def _fresh_idempotency_key(case):
     headers[name] = value[: 255 - len(suffix)] + suffix
 
 
-RESERVATION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+CALLER_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _fresh_reservation_id(body):
-    """Likewise for a valid `reservation_id`: the same id with other items is (rightly) 422."""
-    value = body.get("reservation_id")
-    if not isinstance(value, str) or not RESERVATION_ID_RE.fullmatch(value):
+def _fresh_id(body, member):
+    """Likewise for a valid `reservation_id` / `adjustment_id`: the same id with another body is
+    (rightly) 422."""
+    value = body.get(member)
+    if not isinstance(value, str) or not CALLER_ID_RE.fullmatch(value):
         return
     suffix = f"-c{next(_calls)}"
-    body["reservation_id"] = value[: 128 - len(suffix)] + suffix
+    body[member] = value[: 128 - len(suffix)] + suffix
 
 
 def _clamp_refund(body):
@@ -128,7 +132,9 @@ def before_call(context, case, kwargs):
     if key == ("POST", "/api/orders"):
         _fresh_idempotency_key(case)
     if key == ("POST", "/api/stock/reservations") and isinstance(case.body, dict):
-        _fresh_reservation_id(case.body)
+        _fresh_id(case.body, "reservation_id")
+    if key == ("POST", "/api/products/{sku}/stock-adjustments") and isinstance(case.body, dict):
+        _fresh_id(case.body, "adjustment_id")
     elif key == WEBHOOK:
         if isinstance(case.body, dict):
             _clamp_refund(case.body)
@@ -151,10 +157,10 @@ def after_load_schema(context, schema):
 ALLOWED_REFUSALS = {
     # An opaque cursor is only valid as the server issued it; a generated one is forged.
     ("GET", "/api/orders", 400): {"field": "cursor"},
-    # The same adjustment id with another sku, delta or reason: the first adjustment stands.
-    ("POST", "/api/products/{sku}/stock-adjustments", 422): {
-        "type_suffix": ("/adjustment-id-reused",)
-    },
+    # The seeded products share a currency until a generated PUT reprices one of them in
+    # another: an order or reservation across currencies is then (rightly) refused.
+    ("POST", "/api/orders", 422): {"type_suffix": ("/mixed-currencies",)},
+    ("POST", "/api/stock/reservations", 422): {"type_suffix": ("/mixed-currencies",)},
     # `stock` on a product that exists already (the schema cannot know what exists).
     ("PUT", "/api/products/{sku}", 422): {"field": "stock", "has": "sku"},
 }

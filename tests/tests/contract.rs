@@ -80,6 +80,9 @@ fn the_running_app_honours_openapi_yaml() {
     let max_examples =
         std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "25".to_owned());
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".to_owned());
+    // More scenarios for the stateful phase (cheap: a few ms a step), so that every declared
+    // link is followed whatever the seed.
+    let stateful_examples = max_examples.parse::<u32>().map_or(100, |n| n.max(1) * 4);
     let work = shop.state_dir().join("schemathesis");
     std::fs::create_dir_all(&work).expect("work dir");
     // Each operation gets the credential of the security scheme it declares: the admin token,
@@ -94,6 +97,7 @@ fn the_running_app_honours_openapi_yaml() {
             "[auth.openapi.adminToken]\nbearer = {:?}\n\n\
              [auth.openapi.internalToken]\nbearer = {:?}\n\n\
              [auth.openapi.customerJwt]\nbearer = {:?}\n\n\
+             [phases.stateful.generation]\nmax-examples = {stateful_examples}\n\n\
              [[operations]]\ninclude-operation-id = \"opsReplayDeadLetter\"\n\
              parameters = {{ \"path.message_id\" = {:?} }}\n",
             ADMIN_TOKEN,
@@ -174,6 +178,19 @@ fn the_running_app_honours_openapi_yaml() {
         run.links.len(),
         run.links
     );
+    for line in stdout.lines().filter(|l| {
+        [
+            "Scenarios:",
+            "API Links:",
+            "Filtered:",
+            "Test cases:",
+            "generated,",
+        ]
+        .iter()
+        .any(|k| l.contains(k))
+    }) {
+        eprintln!("schemathesis: {}", line.trim());
+    }
 }
 
 /// Creates an order and turns its `OrderCreated` outbox row into a dead letter (as if every
