@@ -1285,3 +1285,27 @@ fn two_overlapping_repair_passes_expire_each_order_once() {
         l == (10, 0, 0)
     });
 }
+
+#[test]
+fn an_order_whose_total_would_pass_2_pow_53_is_refused_and_reserves_nothing() {
+    let env = Env::start_without_cron();
+    // The highest price JSON clients read exactly; two of them total more than that.
+    let max = (1_i64 << 53) - 1;
+    env.put_product("BIG-A", max, "EUR", 5);
+    let body = json!({"user_id": "u", "items": [{"sku": "BIG-A", "quantity": 2}]});
+    let refused = env.order(Some("big-key"), &body);
+    assert_problem(&refused, 422, Some("items"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // The reservation made before pricing is handed back at once.
+    while levels(&env.product("BIG-A")) != (5, 0, 0) {
+        assert!(std::time::Instant::now() < deadline, "{}", env.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 0);
+    let one = env.order(
+        Some("big-one"),
+        &json!({"user_id": "u", "items": [{"sku": "BIG-A", "quantity": 1}]}),
+    );
+    assert_eq!(one.status, 201, "{}", one.text());
+    assert_eq!(one.json()["total"], max);
+}
