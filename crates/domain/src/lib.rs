@@ -12,6 +12,7 @@ pub mod money;
 pub mod new_order;
 pub mod order;
 pub mod payment;
+pub mod placed_order;
 pub mod pricing;
 pub mod product;
 pub mod reservation;
