@@ -139,7 +139,21 @@ impl Shop {
     /// Stops the app and starts the real manifest (cron silenced) again on the same Redis and
     /// state dir, as after a redeploy.
     pub fn restart_without_cron(&mut self) {
-        let placeholder = start_app(Manifest::WithoutCron, &self.redis, self.state.path(), |b| b);
+        self.restart_without_cron_with(|b| b);
+    }
+
+    /// As [`Shop::restart_without_cron`], letting the caller change variables (e.g. rotate the
+    /// identity provider's keys).
+    pub fn restart_without_cron_with(
+        &mut self,
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) {
+        let placeholder = start_app(
+            Manifest::WithoutCron,
+            &self.redis,
+            self.state.path(),
+            configure,
+        );
         let old = std::mem::replace(&mut self.app, placeholder);
         old.stop();
     }
@@ -449,6 +463,123 @@ impl Shop {
             .expect("POST run");
         assert_eq!(resp.status, 200, "{}", resp.text());
         resp.json()
+    }
+}
+
+/// The typed client every e2e file shares: each call carries the credential its route needs
+/// (a customer's token, the admin's, or the internal service token).
+impl Shop {
+    /// `POST /api/orders` with customer `user`'s token under Idempotency-Key `key`.
+    pub fn order_as(&self, user: &str, key: &str, body: &Value) -> Response {
+        let (k, v) = customer_auth(user);
+        self.app
+            .send_json(
+                "POST",
+                "/api/orders",
+                &[("idempotency-key", key), (k, &v)],
+                body,
+            )
+            .expect("POST /api/orders")
+    }
+
+    /// `POST /api/orders/{id}/cancel` with customer `user`'s token.
+    pub fn cancel(&self, user: &str, order_id: &str) -> Response {
+        let (k, v) = customer_auth(user);
+        self.app
+            .send(
+                "POST",
+                &format!("/api/orders/{order_id}/cancel"),
+                &[(k, &v)],
+                Some(b""),
+            )
+            .expect("POST cancel")
+    }
+
+    /// `POST /api/orders/compensate` with the internal token (the operator's direct repair).
+    pub fn compensate(&self) -> Response {
+        let (k, v) = internal_auth();
+        self.app
+            .send("POST", "/api/orders/compensate", &[(k, &v)], Some(b""))
+            .expect("POST compensate")
+    }
+
+    /// Applies the order schema (any order route does) so a test can read or plant rows with
+    /// sqlite3.
+    pub fn migrate_orders(&self) {
+        let warm = self.get_as("nobody", "/api/orders?user_id=nobody");
+        assert_eq!(warm.status, 200, "{}", warm.text());
+    }
+
+    /// `POST /api/stock/reservations` of `items` under `reservation_id` with the internal token
+    /// (15 minutes), as an order request does.
+    pub fn reserve(&self, reservation_id: &str, items: &[(&str, i64)]) -> Response {
+        let (k, v) = internal_auth();
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(sku, q)| serde_json::json!({"sku": sku, "quantity": q}))
+            .collect();
+        self.app
+            .send_json(
+                "POST",
+                "/api/stock/reservations",
+                &[(k, &v)],
+                &serde_json::json!({"reservation_id": reservation_id, "items": items, "ttl_seconds": 900}),
+            )
+            .expect("POST reservation")
+    }
+
+    /// `POST /api/products/{sku}/stock-adjustments` as the admin.
+    pub fn adjust_stock(
+        &self,
+        sku: &str,
+        adjustment_id: &str,
+        delta: i64,
+        reason: &str,
+    ) -> Response {
+        let (k, v) = admin_auth();
+        self.app
+            .send_json(
+                "POST",
+                &format!("/api/products/{sku}/stock-adjustments"),
+                &[(k, &v)],
+                &serde_json::json!({"adjustment_id": adjustment_id, "delta": delta, "reason": reason}),
+            )
+            .expect("POST stock adjustment")
+    }
+
+    /// The redis-server's process id, as it reports it (`INFO server`).
+    pub fn redis_pid(&self) -> i32 {
+        let info = self.redis.cli(&["INFO", "server"]).expect("INFO server");
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("process_id:"))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no process_id in {info}"))
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the redis-server `pid`: a paused Redis keeps its
+    /// connections open and answers nothing until continued, as a stalled server does.
+    pub fn signal_redis(&self, pid: i32, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+}
+
+/// Polls `cond` every 50 ms until it returns `Some`; panics naming `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
