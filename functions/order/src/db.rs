@@ -85,3 +85,14 @@ pub fn col_opt_str(row: &RowResult, i: usize) -> Option<String> {
 pub fn col_i64(row: &RowResult, i: usize) -> i64 {
     row.get::<i64>(i).unwrap_or_default()
 }
+
+/// Maps a storage failure to the 503 problem once, at the HTTP edge.
+pub trait OrUnavailable<T> {
+    fn or_unavailable(self, context: &str) -> Result<T, Problem>;
+}
+
+impl<T> OrUnavailable<T> for anyhow::Result<T> {
+    fn or_unavailable(self, context: &str) -> Result<T, Problem> {
+        self.map_err(|e| unavailable(context, format!("{e:#}")))
+    }
+}

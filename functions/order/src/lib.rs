@@ -14,11 +14,13 @@
 mod cmd;
 mod db;
 mod ids;
-mod outbox;
 mod payments;
-mod releases;
+mod problems;
 mod retention;
+mod settle;
 mod stock;
+mod store;
+mod trace;
 mod view;
 
 use shop_adapter::respond::method_not_allowed;

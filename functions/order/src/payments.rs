@@ -19,12 +19,16 @@
 
 use serde_json::{json, Value};
 use shop_adapter::receiver::{self, DrainOptions, Envelope};
-use shop_adapter::sqlite::{changes, Tx};
-use shop_domain::order::{OrderCommand, OrderState, OrderStatus, Outcome};
+use shop_adapter::sqlite::Tx;
+use shop_domain::order::{OrderCommand, Outcome};
+use shop_domain::placed_order::PlacedOrder;
 use spin_sdk::sqlite::Connection;
 
-use crate::db::{self, col_i64, col_opt_str, col_str, int, text};
-use crate::{ids, outbox};
+use crate::cmd::compensate::{abandon_claims, expire_orders};
+use crate::db;
+use crate::ids;
+use crate::store::orders::{self, Event};
+use crate::store::{claims, outbox};
 
 /// The topic and consumer group this receiver drains.
 const TOPIC: &str = "payments";
@@ -41,10 +45,10 @@ fn on_doorbell(_payload: Vec<u8>) -> anyhow::Result<()> {
     });
     // The sweep runs even when the drain failed (Redis down): expiry must not wait for it.
     let now = ids::now_ms();
-    let expired = crate::cmd::compensate::expire_orders(&conn, now)?;
-    let abandoned = crate::cmd::compensate::abandon_claims(&conn, now)?;
+    let expired = expire_orders(&conn, now)?;
+    let abandoned = abandon_claims(&conn, now)?;
     outbox::publish(&conn, &[written.as_slice(), &expired, &abandoned].concat());
-    let purged = crate::retention::purge_claims(&conn, now - crate::retention::keep_ms())?;
+    let purged = claims::purge_finished(&conn, now - crate::retention::keep_ms())?;
     let report = report?;
     eprintln!(
         "order-events: read {} applied {} failed {} dead-lettered {} expired {} abandoned {} purged {purged}",
@@ -97,99 +101,39 @@ impl From<&Value> for Payment {
     }
 }
 
-/// The order as a payment sees it.
-struct Payable {
-    state: OrderState,
-    total: i64,
-    currency: String,
-    user_id: String,
-    reservation_id: String,
-    paid_by: Option<String>,
-}
-
-fn load(conn: &Connection, order_id: &str) -> anyhow::Result<Option<Payable>> {
-    let rows = conn.execute(
-        "SELECT status, version, total, currency, user_id, reservation_id, payment_id
-         FROM orders WHERE order_id = ?",
-        &[text(order_id)],
-    )?;
-    let Some(r) = rows.rows.first() else {
-        return Ok(None);
-    };
-    let status = OrderStatus::parse(&col_str(r, 0))
-        .ok_or_else(|| anyhow::anyhow!("order {order_id} has an unknown status"))?;
-    Ok(Some(Payable {
-        state: OrderState {
-            status,
-            version: col_i64(r, 1),
-        },
-        total: col_i64(r, 2),
-        currency: col_str(r, 3),
-        user_id: col_str(r, 4),
-        reservation_id: col_str(r, 5),
-        paid_by: col_opt_str(r, 6),
-    }))
-}
-
 /// `PaymentSucceeded`: PAID + `OrderPaid`, or `RefundRequired` with the reason; the id of the
 /// message written (none for a repeat of the payment that already paid the order).
 fn succeeded(conn: &Connection, pay: &Payment, now: i64) -> anyhow::Result<Option<String>> {
-    let Some(order) = load(conn, &pay.order_id)? else {
+    let Some(order) = orders::load(conn, &pay.order_id)? else {
         return refund(conn, pay, "unknown-order", now).map(Some);
     };
-    if order.paid_by.as_deref() == Some(pay.payment_id.as_str()) {
+    if order.is_paid_by(&pay.payment_id) {
         return Ok(None); // the payment that paid this order, announced again
     }
     paid(conn, pay, &order, now).map(Some)
 }
 
 /// The checks and the PAID transition of a payment for a known order.
-fn paid(conn: &Connection, pay: &Payment, order: &Payable, now: i64) -> anyhow::Result<String> {
-    if pay.amount != Some(order.total) {
+fn paid(conn: &Connection, pay: &Payment, order: &PlacedOrder, now: i64) -> anyhow::Result<String> {
+    if pay.amount != Some(order.total.minor()) {
         return refund(conn, pay, "amount-mismatch", now);
     }
-    if !pay.currency.eq_ignore_ascii_case(&order.currency) {
+    if !pay.currency.eq_ignore_ascii_case(order.currency.as_str()) {
         return refund(conn, pay, "currency-mismatch", now);
     }
-    let to = match order.state.apply(OrderCommand::Pay) {
+    let to = match order.apply(OrderCommand::Pay) {
         Ok(Outcome::Changed(to)) => to,
         Ok(Outcome::Unchanged(_)) => return refund(conn, pay, "already-paid", now),
         Err(_) => {
-            let reason = format!("order-{}", order.state.status.as_str().to_ascii_lowercase());
+            let reason = format!("order-{}", order.status().as_str().to_ascii_lowercase());
             return refund(conn, pay, &reason, now);
         }
     };
-    conn.execute(
-        "UPDATE orders SET status = ?, version = ?, payment_id = ?, paid_ms = ?, updated_ms = ?
-         WHERE order_id = ? AND version = ?",
-        &[
-            text(to.status.as_str()),
-            int(to.version),
-            text(&pay.payment_id),
-            int(now),
-            int(now),
-            text(&pay.order_id),
-            int(order.state.version),
-        ],
-    )?;
-    anyhow::ensure!(
-        changes(conn)? == 1,
-        "order {} changed meanwhile",
-        pay.order_id
-    );
-    let payload = json!({
-        "order_id": pay.order_id,
-        "user_id": order.user_id,
-        "status": to.status.as_str(),
-        "previous_status": order.state.status.as_str(),
-        "version": to.version,
-        "reservation_id": order.reservation_id,
-        "total": order.total,
-        "currency": order.currency,
-        "payment_intent_id": pay.payment_id,
-        "paid_at": ids::rfc3339(now),
-    });
-    append(conn, "OrderPaid", &pay.order_id, &payload, now)
+    let event = Event::Paid {
+        payment_id: &pay.payment_id,
+    };
+    orders::transition(conn, order, to, &event, None, now)?
+        .ok_or_else(|| anyhow::anyhow!("order {} changed meanwhile", pay.order_id))
 }
 
 /// The order is left as it is; the money must go back. The reason is in the message.

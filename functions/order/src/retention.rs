@@ -5,10 +5,6 @@
 //! default 7 days) must outlast any client's retry window (Stripe keeps keys 24 hours). Claims
 //! still in progress are never purged here: the sweep gives them up first.
 
-use spin_sdk::sqlite::Connection;
-
-use crate::db::int;
-
 const DEFAULT_HOURS: i64 = 24 * 7;
 
 /// The retention in milliseconds, from the variable or the default.
@@ -19,13 +15,4 @@ pub fn keep_ms() -> i64 {
         .filter(|h| *h > 0)
         .unwrap_or(DEFAULT_HOURS)
         * 3_600_000
-}
-
-/// Deletes finished claims last updated before `before_ms`; returns how many.
-pub fn purge_claims(conn: &Connection, before_ms: i64) -> anyhow::Result<i64> {
-    conn.execute(
-        "DELETE FROM idempotency_keys WHERE state IN ('completed', 'failed') AND updated_ms < ?",
-        &[int(before_ms)],
-    )?;
-    shop_adapter::sqlite::changes(conn)
 }

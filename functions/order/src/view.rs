@@ -1,10 +1,8 @@
-//! The order as clients see it, and loading it from the database.
+//! The order as clients see it: built from the domain's [`PlacedOrder`] at the HTTP edge only.
 
 use serde::Serialize;
-use shop_adapter::Problem;
-use spin_sdk::sqlite::Connection;
+use shop_domain::placed_order::PlacedOrder;
 
-use crate::db::{self, col_i64, col_opt_str, col_str, text};
 use crate::ids::rfc3339;
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,79 +31,32 @@ pub struct OrderView {
     pub version: i64,
 }
 
-/// What the state machine and the cancel command need besides the view.
-#[derive(Debug, Clone)]
-pub struct StoredOrder {
-    pub view: OrderView,
-    pub reservation_id: String,
-    pub created_ms: i64,
-}
-
-pub const ORDER_COLUMNS: &str = "order_id, user_id, status, currency, subtotal, discount, total, \
-     coupon_code, created_ms, expires_ms, version, reservation_id";
-
-/// Builds a stored order from a row of [`ORDER_COLUMNS`] plus its lines.
-fn from_row(conn: &Connection, row: &spin_sdk::sqlite::RowResult) -> anyhow::Result<StoredOrder> {
-    let order_id = col_str(row, 0);
-    let lines = conn.execute(
-        "SELECT sku, quantity, unit_price, line_total FROM order_lines WHERE order_id = ? ORDER BY line_no",
-        &[text(&order_id)],
-    )?;
-    let items = lines
-        .rows
-        .iter()
-        .map(|l| LineView {
-            sku: col_str(l, 0),
-            quantity: col_i64(l, 1),
-            unit_price: col_i64(l, 2),
-            line_total: col_i64(l, 3),
-        })
-        .collect();
-    let created_ms = col_i64(row, 8);
-    Ok(StoredOrder {
-        view: OrderView {
-            order_id,
-            user_id: col_str(row, 1),
-            status: col_str(row, 2),
-            items,
-            currency: col_str(row, 3),
-            subtotal: col_i64(row, 4),
-            discount: col_i64(row, 5),
-            total: col_i64(row, 6),
-            coupon_code: col_opt_str(row, 7),
-            created_at: rfc3339(created_ms),
-            expires_at: rfc3339(col_i64(row, 9)),
-            version: col_i64(row, 10),
-        },
-        reservation_id: col_str(row, 11),
-        created_ms,
-    })
-}
-
-/// The order `order_id`, if it exists.
-pub fn load(conn: &Connection, order_id: &str) -> Result<Option<StoredOrder>, Problem> {
-    let rows = conn
-        .execute(
-            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?"),
-            &[text(order_id)],
-        )
-        .map_err(|e| db::unavailable("read order", e))?;
-    match rows.rows.first() {
-        None => Ok(None),
-        Some(row) => from_row(conn, row)
-            .map(Some)
-            .map_err(|e| db::unavailable("read order lines", e)),
+impl From<&PlacedOrder> for OrderView {
+    fn from(o: &PlacedOrder) -> Self {
+        OrderView {
+            order_id: o.order_id.clone(),
+            user_id: o.user_id.as_str().to_owned(),
+            status: o.status().as_str().to_owned(),
+            items: o
+                .lines
+                .iter()
+                .map(|l| LineView {
+                    sku: l.sku.as_str().to_owned(),
+                    quantity: i64::from(l.quantity.get()),
+                    unit_price: l.unit_price.minor(),
+                    line_total: l.line_total.minor(),
+                })
+                .collect(),
+            subtotal: o.subtotal.minor(),
+            discount: o.discount.minor(),
+            total: o.total.minor(),
+            currency: o.currency.as_str().to_owned(),
+            coupon_code: o.coupon_code.as_ref().map(|c| c.as_str().to_owned()),
+            created_at: rfc3339(o.created_ms),
+            expires_at: rfc3339(o.expires_ms),
+            version: o.version(),
+        }
     }
-}
-
-/// Orders of a result set of [`ORDER_COLUMNS`] rows.
-pub fn load_rows(
-    conn: &Connection,
-    rows: &[spin_sdk::sqlite::RowResult],
-) -> Result<Vec<StoredOrder>, Problem> {
-    rows.iter()
-        .map(|r| from_row(conn, r).map_err(|e| db::unavailable("read order lines", e)))
-        .collect()
 }
 
 /// Order ids this component issues: `ord_` and 32 lowercase hex digits. Anything else cannot

@@ -16,20 +16,22 @@
 //!    release call failed, steps 1 and 2) is released at the stock component (idempotent; an
 //!    unknown reservation counts as released) and closed.
 //! 4. Outbox relay: unpublished outbox messages (the ones this pass just wrote included) are
-//!    published to the order events channel, oldest first, at least once ([`outbox::relay`]).
+//!    published to the order events channel, oldest first, at least once ([`shop_adapter::outbox::relay`]).
 
 use serde::Serialize;
 use shop_adapter::respond::{json, HandlerResult};
-use shop_adapter::sqlite::{changes, Tx};
-use shop_domain::idempotency::IdempotencyKey;
+use shop_adapter::sqlite::Tx;
+use shop_domain::order::{OrderCommand, Outcome};
 use spin_sdk::http::Request;
 use spin_sdk::sqlite::Connection;
 
-use serde_json::json;
-use shop_domain::order::{OrderCommand, OrderState, OrderStatus, Outcome};
-
-use crate::db::{self, col_i64, col_str, int, text};
-use crate::{ids, outbox, releases, stock};
+use crate::db::{self, OrUnavailable};
+use crate::ids;
+use crate::settle::{self, Released};
+use crate::store::orders::{self, Event};
+use crate::store::releases::{self, Reason};
+use crate::store::{claims, outbox};
+use crate::trace::Trace;
 
 /// Far above any request's duration and the lease a client retry needs to retake a claim, and
 /// below the reservation TTL (the payment window), so the release is still worth doing.
@@ -50,59 +52,18 @@ struct Report {
 
 pub async fn handle(req: &Request) -> HandlerResult {
     shop_adapter::auth::require_internal(req)?;
-    let tp = req
-        .header("traceparent")
-        .and_then(|v| v.as_str())
-        .filter(|t| shop_domain::trace::trace_id(t).is_some())
-        .map(str::to_owned);
+    let trace = Trace::of(req);
     let conn = db::open()?;
     let now = ids::now_ms();
-    let abandoned_claims =
-        abandon_claims(&conn, now).map_err(|e| db::unavailable("abandon claims", e))?;
-    let expired_orders =
-        expire_orders(&conn, now).map_err(|e| db::unavailable("expire orders", e))?;
+    let abandoned_claims = abandon_claims(&conn, now).or_unavailable("abandon claims")?;
+    let expired_orders = expire_orders(&conn, now).or_unavailable("expire orders")?;
     outbox::publish(
         &conn,
         &[abandoned_claims.as_slice(), &expired_orders].concat(),
     );
-
-    let open = conn
-        .execute(
-            "SELECT reservation_id FROM pending_releases WHERE released_ms IS NULL
-             ORDER BY created_ms LIMIT ?",
-            &[int(BATCH)],
-        )
-        .map_err(|e| db::unavailable("read pending releases", e))?;
-    let mut released = 0;
-    for row in &open.rows {
-        let rid = col_str(row, 0);
-        match stock::release(&rid, tp.as_deref()).await {
-            Ok(()) => {
-                conn.execute(
-                    "UPDATE pending_releases SET released_ms = ? WHERE reservation_id = ?",
-                    &[int(ids::now_ms()), text(&rid)],
-                )
-                .map_err(|e| db::unavailable("close pending release", e))?;
-                released += 1;
-            }
-            Err(e) => {
-                eprintln!("order: compensate: releasing {rid} failed again: {e}");
-                let _ = conn.execute(
-                    "UPDATE pending_releases SET attempts = attempts + 1, last_error = ?
-                     WHERE reservation_id = ?",
-                    &[text(e.to_string()), text(&rid)],
-                );
-            }
-        }
-    }
-    let still = conn
-        .execute(
-            "SELECT COUNT(*) FROM pending_releases WHERE released_ms IS NULL",
-            &[],
-        )
-        .map_err(|e| db::unavailable("count pending releases", e))?;
-    let still_pending = still.rows.first().map(|r| col_i64(r, 0)).unwrap_or(0);
-    let relayed = relay(&conn).map_err(|e| db::unavailable("relay outbox", e))?;
+    let released = release_owed(&conn, &trace).await?;
+    let still_pending = releases::count_open(&conn).or_unavailable("count pending releases")?;
+    let (published, unpublished) = relay(&conn).or_unavailable("relay outbox")?;
     Ok(json(
         200,
         &Report {
@@ -110,10 +71,24 @@ pub async fn handle(req: &Request) -> HandlerResult {
             expired_orders: expired_orders.len() as u64,
             released,
             still_pending,
-            published: relayed.0,
-            unpublished: relayed.1,
+            published,
+            unpublished,
         },
     ))
+}
+
+/// Step 3: retries up to a batch of open releases; how many are done.
+async fn release_owed(conn: &Connection, trace: &Trace) -> Result<u64, shop_adapter::Problem> {
+    let open = releases::open(conn, BATCH).or_unavailable("read pending releases")?;
+    let mut released = 0;
+    for rid in &open {
+        match settle::release(conn, rid, trace.traceparent()).await {
+            Released::Done => released += 1,
+            Released::NotClosed(e) => return Err(e).or_unavailable("close pending release"),
+            Released::Failed => {}
+        }
+    }
+    Ok(released)
 }
 
 /// Step 4: the shared relay over this database's outbox; (sent, still undelivered).
@@ -128,33 +103,19 @@ fn relay(conn: &Connection) -> anyhow::Result<(u64, i64)> {
 /// Step 1; returns the ids of the `ReservationReleaseOwed` messages it wrote (one per claim given
 /// up): the stock context releases the reservation when the message reaches it.
 pub fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>> {
-    let stale = conn.execute(
-        "SELECT idem_key, attempt, claim_token FROM idempotency_keys
-         WHERE state = 'in-progress' AND claimed_ms <= ? ORDER BY claimed_ms LIMIT ?",
-        &[int(now - ABANDON_AFTER_MS), int(BATCH)],
-    )?;
     let mut written = Vec::new();
-    for row in &stale.rows {
-        let (raw_key, attempt, token) = (col_str(row, 0), col_i64(row, 1), col_str(row, 2));
-        let Ok(key) = IdempotencyKey::parse(&raw_key) else {
-            continue;
-        };
+    for stale in claims::abandoned(conn, now - ABANDON_AFTER_MS, BATCH)? {
         let tx = Tx::begin(conn)?;
-        conn.execute(
-            "UPDATE idempotency_keys SET state = 'failed', attempt = ?, updated_ms = ?
-             WHERE idem_key = ? AND claim_token = ? AND state = 'in-progress'",
-            &[int(attempt + 1), int(now), text(&raw_key), text(&token)],
-        )?;
-        if changes(conn)? != 1 {
+        if !claims::fail(conn, &stale.key, &stale.token, stale.attempt + 1, now)? {
             tx.rollback(); // a client retry retook it meanwhile: it owns the reservation
             continue;
         }
-        let reservation_id = key.reservation_id(attempt);
+        let reservation_id = stale.key.reservation_id(stale.attempt);
         written.push(releases::owe(
             conn,
             &reservation_id,
             None,
-            "claim-abandoned",
+            Reason::ClaimAbandoned,
             now,
         )?);
         tx.commit()?;
@@ -164,66 +125,22 @@ pub fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>
 
 /// Step 2; returns the ids of the `OrderExpired` messages it wrote (one per expired order).
 pub fn expire_orders(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>> {
-    let due = conn.execute(
-        "SELECT order_id, user_id, status, version, reservation_id FROM orders
-         WHERE status = 'PENDING_PAYMENT' AND expires_ms <= ? ORDER BY expires_ms LIMIT ?",
-        &[int(now), int(BATCH)],
-    )?;
     let mut written = Vec::new();
-    for row in &due.rows {
-        let order_id = col_str(row, 0);
-        let Some(status) = OrderStatus::parse(&col_str(row, 2)) else {
+    for order in orders::past_deadline(conn, now, BATCH)? {
+        let Ok(Outcome::Changed(to)) = order.apply(OrderCommand::Expire) else {
             continue;
         };
-        let from = OrderState {
-            status,
-            version: col_i64(row, 3),
-        };
-        let Ok(Outcome::Changed(to)) = from.apply(OrderCommand::Expire) else {
-            continue;
-        };
-        let reservation_id = col_str(row, 4);
         let tx = Tx::begin(conn)?;
-        conn.execute(
-            "UPDATE orders SET status = ?, version = ?, updated_ms = ? WHERE order_id = ? AND version = ?",
-            &[
-                text(to.status.as_str()),
-                int(to.version),
-                int(now),
-                text(&order_id),
-                int(from.version),
-            ],
-        )?;
-        if changes(conn)? != 1 {
+        let Some(message_id) = orders::transition(conn, &order, to, &Event::Expired, None, now)?
+        else {
             tx.rollback(); // changed meanwhile (paid, cancelled): not ours to expire
             continue;
-        }
-        let payload = json!({
-            "order_id": order_id,
-            "user_id": col_str(row, 1),
-            "status": to.status.as_str(),
-            "previous_status": from.status.as_str(),
-            "version": to.version,
-            "reservation_id": reservation_id,
-            "expired_at": ids::rfc3339(now),
-        });
-        written.push(outbox::append(
-            conn,
-            &outbox::Message {
-                kind: "OrderExpired",
-                aggregate_id: &order_id,
-                payload: &payload,
-                trace_id: None,
-                now_ms: now,
-            },
-        )?);
+        };
+        written.push(message_id);
         // The OrderExpired message releases the reservation at the stock context; the row
         // lets this route retry it over service chaining too.
-        conn.execute(
-            "INSERT OR IGNORE INTO pending_releases (reservation_id, order_id, reason, created_ms)
-             VALUES (?, ?, 'order-expired', ?)",
-            &[text(&reservation_id), text(&order_id), int(now)],
-        )?;
+        let oid = Some(order.order_id.as_str());
+        releases::record(conn, &order.reservation_id, oid, Reason::OrderExpired, now)?;
         tx.commit()?;
     }
     Ok(written)

@@ -4,24 +4,24 @@
 
 use shop_adapter::identity;
 use shop_adapter::respond::{json, HandlerResult};
-use shop_adapter::Problem;
 use spin_sdk::http::Request;
 
-use crate::{db, view};
+use crate::db::{self, OrUnavailable};
+use crate::problems::order_not_found;
+use crate::store::orders;
+use crate::view::{self, OrderView};
 
 pub fn handle(req: &Request, order_id: &str) -> HandlerResult {
     let caller = identity::caller(req)?;
     // An id of another shape was never issued: no need to ask the database.
     if !view::is_order_id(order_id) {
-        return Err(not_found(order_id));
+        return Err(order_not_found(order_id));
     }
     let conn = db::open()?;
-    match view::load(&conn, order_id)? {
-        Some(order) if caller.may_read(&order.view.user_id) => Ok(json(200, &order.view)),
-        _ => Err(not_found(order_id)),
+    match orders::load(&conn, order_id).or_unavailable("read order")? {
+        Some(order) if caller.may_read(order.user_id.as_str()) => {
+            Ok(json(200, &OrderView::from(&order)))
+        }
+        _ => Err(order_not_found(order_id)),
     }
-}
-
-pub fn not_found(order_id: &str) -> Problem {
-    Problem::not_found(format!("no order with id {order_id}"))
 }

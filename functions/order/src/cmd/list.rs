@@ -3,7 +3,7 @@
 //!
 //! Keyset pagination on (created_ms, order_id): each page is one indexed range scan that starts
 //! strictly after the previous page's last order, so pages never overlap or skip while orders are
-//! being created. `limit + 1` rows are read to know whether a next page exists without a count.
+//! being created. `limit + 1` orders are read to know whether a next page exists without a count.
 
 use serde::Serialize;
 use shop_adapter::identity::{self, Caller};
@@ -13,8 +13,9 @@ use shop_domain::cursor::{Cursor, Limit};
 use shop_domain::new_order::UserId;
 use spin_sdk::http::Request;
 
-use crate::db::{self, int, text};
-use crate::view::{self, OrderView, ORDER_COLUMNS};
+use crate::db::{self, OrUnavailable};
+use crate::store::orders;
+use crate::view::OrderView;
 
 #[derive(Serialize)]
 struct Page {
@@ -40,48 +41,26 @@ pub fn handle(req: &Request) -> HandlerResult {
         .map_err(|e| Problem::bad_request("cursor", e.to_string()))?;
 
     let conn = db::open()?;
-    let fetch = i64::from(limit.get()) + 1;
-    let rows = match &cursor {
-        None => conn.execute(
-            &format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?
-                 ORDER BY created_ms DESC, order_id DESC LIMIT ?"
-            ),
-            &[text(user_id.as_str()), int(fetch)],
-        ),
-        Some(c) => conn.execute(
-            &format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?
-                   AND (created_ms < ? OR (created_ms = ? AND order_id < ?))
-                 ORDER BY created_ms DESC, order_id DESC LIMIT ?"
-            ),
-            &[
-                text(user_id.as_str()),
-                int(c.created_ms),
-                int(c.created_ms),
-                text(&c.order_id),
-                int(fetch),
-            ],
-        ),
-    }
-    .map_err(|e| db::unavailable("list orders", e))?;
-    let mut orders = view::load_rows(&conn, &rows.rows)?;
-    let next_cursor = if orders.len() > limit.get() as usize {
-        orders.truncate(limit.get() as usize);
+    let limit = limit.get() as usize;
+    let mut orders = orders::page(&conn, &user_id, cursor.as_ref(), limit as i64 + 1)
+        .or_unavailable("list orders")?;
+    let next_cursor = if orders.len() > limit {
+        orders.truncate(limit);
         orders.last().map(|o| {
             Cursor {
                 created_ms: o.created_ms,
-                order_id: o.view.order_id.clone(),
+                order_id: o.order_id.clone(),
             }
             .encode()
         })
     } else {
         None
     };
+    let orders = orders.iter().map(OrderView::from).collect();
     Ok(json(
         200,
         &Page {
-            orders: orders.into_iter().map(|o| o.view).collect(),
+            orders,
             next_cursor,
         },
     ))

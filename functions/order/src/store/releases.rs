@@ -1,39 +1,71 @@
-//! Stock reservations the order context owes back: recorded in `pending_releases` (retried over
-//! service chaining by the HTTP repair route) and announced as `ReservationReleaseOwed` on the
-//! order topic (the stock context's receiver releases it without any chaining), in the same
-//! transaction as the decision to give the reservation up.
+//! Stock reservations the order context owes back (`pending_releases`): recorded in the
+//! transaction of the decision to give a reservation up, closed once the stock component
+//! released it. Where it is owed without another message releasing it, it is also announced as
+//! `ReservationReleaseOwed` on the order topic (the stock context's receiver releases it with no
+//! service chaining).
 
 use serde_json::json;
 use spin_sdk::sqlite::Connection;
 
-use crate::db::{int, text};
-use crate::outbox;
+use crate::db::{col_i64, col_str, int, text};
+use crate::store::outbox;
 
-/// Records that `reservation_id` must be released, inside the caller's transaction: a
-/// `pending_releases` row (retried over service chaining by this route) and a
-/// `ReservationReleaseOwed` message (the stock context releases it when it arrives, with no
-/// chaining). Returns the message id.
-pub fn owe(
+/// Why a reservation is given back (the row's `reason`).
+#[derive(Debug, Clone, Copy)]
+pub enum Reason {
+    OrderWriteFailed,
+    ClaimAbandoned,
+    OrderCancelled,
+    OrderExpired,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::OrderWriteFailed => "order-write-failed",
+            Reason::ClaimAbandoned => "claim-abandoned",
+            Reason::OrderCancelled => "order-cancelled",
+            Reason::OrderExpired => "order-expired",
+        }
+    }
+}
+
+/// Records that `reservation_id` must be released, inside the caller's transaction (a second
+/// record of the same reservation changes nothing).
+pub fn record(
     conn: &Connection,
     reservation_id: &str,
     order_id: Option<&str>,
-    reason: &str,
+    reason: Reason,
     now: i64,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<()> {
     conn.execute(
         "INSERT OR IGNORE INTO pending_releases (reservation_id, order_id, reason, created_ms)
          VALUES (?, ?, ?, ?)",
         &[
             text(reservation_id),
             shop_adapter::sqlite::text_or_null(order_id),
-            text(reason),
+            text(reason.as_str()),
             int(now),
         ],
     )?;
+    Ok(())
+}
+
+/// [`record`] plus a `ReservationReleaseOwed` message, for a release no other message causes.
+/// Returns the message id.
+pub fn owe(
+    conn: &Connection,
+    reservation_id: &str,
+    order_id: Option<&str>,
+    reason: Reason,
+    now: i64,
+) -> anyhow::Result<String> {
+    record(conn, reservation_id, order_id, reason, now)?;
     let payload = json!({
         "reservation_id": reservation_id,
         "order_id": order_id,
-        "reason": reason,
+        "reason": reason.as_str(),
     });
     outbox::append(
         conn,
@@ -45,4 +77,50 @@ pub fn owe(
             now_ms: now,
         },
     )
+}
+
+/// Whether a release of `reservation_id` is recorded and not done yet.
+pub fn is_open(conn: &Connection, reservation_id: &str) -> anyhow::Result<bool> {
+    let rows = conn.execute(
+        "SELECT 1 FROM pending_releases WHERE reservation_id = ? AND released_ms IS NULL",
+        &[text(reservation_id)],
+    )?;
+    Ok(!rows.rows.is_empty())
+}
+
+/// The stock component released it.
+pub fn close(conn: &Connection, reservation_id: &str, now: i64) -> anyhow::Result<()> {
+    conn.execute(
+        "UPDATE pending_releases SET released_ms = ? WHERE reservation_id = ?",
+        &[int(now), text(reservation_id)],
+    )?;
+    Ok(())
+}
+
+/// Another release call failed; the row stays open.
+pub fn failed_again(conn: &Connection, reservation_id: &str, error: &str) -> anyhow::Result<()> {
+    conn.execute(
+        "UPDATE pending_releases SET attempts = attempts + 1, last_error = ? WHERE reservation_id = ?",
+        &[text(error), text(reservation_id)],
+    )?;
+    Ok(())
+}
+
+/// Up to `limit` open releases, oldest first.
+pub fn open(conn: &Connection, limit: i64) -> anyhow::Result<Vec<String>> {
+    let rows = conn.execute(
+        "SELECT reservation_id FROM pending_releases WHERE released_ms IS NULL
+         ORDER BY created_ms LIMIT ?",
+        &[int(limit)],
+    )?;
+    Ok(rows.rows.iter().map(|r| col_str(r, 0)).collect())
+}
+
+/// How many releases are still open.
+pub fn count_open(conn: &Connection) -> anyhow::Result<i64> {
+    let rows = conn.execute(
+        "SELECT COUNT(*) FROM pending_releases WHERE released_ms IS NULL",
+        &[],
+    )?;
+    Ok(rows.rows.first().map(|r| col_i64(r, 0)).unwrap_or(0))
 }
