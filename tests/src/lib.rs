@@ -547,24 +547,20 @@ impl Shop {
             .expect("POST stock adjustment")
     }
 
-    /// The redis-server's process id, as it reports it (`INFO server`).
-    pub fn redis_pid(&self) -> i32 {
-        let info = self.redis.cli(&["INFO", "server"]).expect("INFO server");
-        info.lines()
-            .find_map(|l| l.trim().strip_prefix("process_id:"))
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no process_id in {info}"))
+    /// `CLIENT PAUSE <120 s> WRITE`: Redis keeps answering reads, and every write command
+    /// (and every script that may write, such as the stock component's) waits until
+    /// [`Shop::unpause_redis`], as on a stalled primary.
+    pub fn pause_redis_writes(&self) {
+        self.redis
+            .cli(&["CLIENT", "PAUSE", "120000", "WRITE"])
+            .expect("CLIENT PAUSE");
     }
 
-    /// Sends `signal` (`STOP`, `CONT`) to the redis-server `pid`: a paused Redis keeps its
-    /// connections open and answers nothing until continued, as a stalled server does.
-    pub fn signal_redis(&self, pid: i32, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {pid}");
+    /// `CLIENT UNPAUSE`: the writes waiting since [`Shop::pause_redis_writes`] run.
+    pub fn unpause_redis(&self) {
+        self.redis
+            .cli(&["CLIENT", "UNPAUSE"])
+            .expect("CLIENT UNPAUSE");
     }
 }
 

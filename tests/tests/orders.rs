@@ -27,31 +27,10 @@ impl Env {
         Env(Shop::boot())
     }
 
-    /// `POST /api/orders/compensate` with the internal token.
-    fn compensate(&self) -> Response {
-        let (k, v) = e2e::internal_auth();
-        self.post("/api/orders/compensate", &[(k, &v)])
-    }
-
-    /// Applies the order schema (any order route does) so a test can plant rows with sqlite3.
-    fn migrate(&self) {
-        let warm = self.get_as("nobody", "/api/orders?user_id=nobody");
-        assert_eq!(warm.status, 200, "{}", warm.text());
-    }
-
     /// Reserves `quantity` of `sku` under `rid` at the stock component, as a crashed order
     /// request would have before dying; asserts 201.
     fn reserve_directly(&self, rid: &str, sku: &str, quantity: i64) {
-        let (k, v) = e2e::internal_auth();
-        let r = self
-            .app
-            .send_json(
-                "POST",
-                "/api/stock/reservations",
-                &[(k, &v)],
-                &json!({"reservation_id": rid, "items": [{"sku": sku, "quantity": quantity}], "ttl_seconds": 900}),
-            )
-            .expect("reserve");
+        let r = self.reserve(rid, &[(sku, quantity)]);
         assert_eq!(r.status, 201, "{}", r.text());
     }
 
@@ -534,7 +513,7 @@ fn a_failed_order_write_releases_the_stock_and_the_key_can_be_retried() {
     let env = Env::start();
     env.put_product("A", 100, "EUR", 5);
     // Any order request migrates the schema; then the database refuses new orders, for real.
-    env.migrate();
+    env.migrate_orders();
     env.sql(
         "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
          BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END",
@@ -770,7 +749,7 @@ fn plant_claim(env: &Env, key: &str, order: &Value, claimed_ms: i64) -> String {
 fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
-    env.migrate();
+    env.migrate_orders();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
 
     // An instance claimed "crash-key" long ago, reserved the stock, then died before writing.
@@ -840,7 +819,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     use shop_domain::idempotency::IdempotencyKey;
     let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
-    env.migrate();
+    env.migrate_orders();
     let reserve = |rid: &str, quantity: i64| env.reserve_directly(rid, "A", quantity);
 
     // A release that is owed (its call failed when the order write failed).
@@ -915,7 +894,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
 fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
     let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
-    env.migrate();
+    env.migrate_orders();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 4}]});
     // The crashed holder's reservation exists but was released since (it expired).
     let rid0 = plant_claim(&env, "late", &body, 0);
@@ -1050,19 +1029,9 @@ fn the_compensator_cron_expires_unpaid_orders() {
     env.sql(&format!(
         "UPDATE orders SET expires_ms = 0 WHERE order_id = '{id}'"
     ));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let got = env.get_order(&id).json();
-        if got["status"] == "EXPIRED" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the compensator cron did not expire the order: {got}\nhost stderr:\n{}",
-            env.stderr()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    env.wait_order(&id, std::time::Duration::from_secs(60), |o| {
+        o["status"] == "EXPIRED"
+    });
     assert_eq!(levels(&env.product("CRON-A")), (4, 0, 0));
 }
 
@@ -1152,16 +1121,7 @@ fn insufficient_stock_then_a_restock_then_the_same_key_succeeds() {
         assert_problem(&short, 409, None)["skus"],
         json!(["RESTOCK-A"])
     );
-    let (k, v) = e2e::admin_auth();
-    let adjusted = env
-        .app
-        .send_json(
-            "POST",
-            "/api/products/RESTOCK-A/stock-adjustments",
-            &[(k, &v)],
-            &json!({"adjustment_id": "restock-1", "delta": 5, "reason": "delivery"}),
-        )
-        .expect("adjust");
+    let adjusted = env.adjust_stock("RESTOCK-A", "restock-1", 5, "delivery");
     assert_eq!(adjusted.status, 201, "{}", adjusted.text());
     let retry = env.order(Some("restock-key"), &body);
     assert_eq!(retry.status, 201, "{}", retry.text());
@@ -1178,7 +1138,7 @@ fn a_validation_error_stores_nothing_and_leaves_the_key_usable() {
         422,
         Some("items[0].quantity"),
     );
-    env.migrate();
+    env.migrate_orders();
     assert_eq!(
         env.sql("SELECT COUNT(*) AS n FROM idempotency_keys")[0]["n"],
         0
@@ -1295,12 +1255,10 @@ fn an_order_whose_total_would_pass_2_pow_53_is_refused_and_reserves_nothing() {
     let body = json!({"user_id": "u", "items": [{"sku": "BIG-A", "quantity": 2}]});
     let refused = env.order(Some("big-key"), &body);
     assert_problem(&refused, 422, Some("items"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     // The reservation made before pricing is handed back at once.
-    while levels(&env.product("BIG-A")) != (5, 0, 0) {
-        assert!(std::time::Instant::now() < deadline, "{}", env.stderr());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    env.wait_levels("BIG-A", std::time::Duration::from_secs(20), |l| {
+        l == (5, 0, 0)
+    });
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 0);
     let one = env.order(
         Some("big-one"),
@@ -1308,4 +1266,306 @@ fn an_order_whose_total_would_pass_2_pow_53_is_refused_and_reserves_nothing() {
     );
     assert_eq!(one.status, 201, "{}", one.text());
     assert_eq!(one.json()["total"], max);
+}
+
+#[test]
+fn a_failed_order_write_whose_release_is_not_recorded_is_finished_by_the_compensator() {
+    use shop_domain::idempotency::IdempotencyKey;
+    let env = Env::start_without_cron();
+    env.put_product("A", 100, "EUR", 5);
+    env.migrate_orders();
+    // Two real faults in the database: it refuses the order, and it refuses to record the
+    // release as done (any UPDATE of pending_releases), so the owed release stays open although
+    // the stock call went through.
+    env.sql(
+        "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
+         BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END; \
+         CREATE TRIGGER e2e_refuse_release_stamp BEFORE UPDATE ON pending_releases \
+         BEGIN SELECT RAISE(ABORT, 'forced failure of the release bookkeeping'); END;",
+    );
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+    let resp = env.order(Some("owed-key"), &body);
+    let p = assert_problem(&resp, 503, None);
+    assert_eq!(p["reservation_released"], true, "{p}");
+    let rid0 = IdempotencyKey::parse("owed-key").unwrap().reservation_id(0);
+    assert_eq!(
+        env.sql("SELECT reservation_id, reason, released_ms IS NULL AS open FROM pending_releases"),
+        vec![json!({"reservation_id": rid0, "reason": "order-write-failed", "open": 1})],
+        "the release is still owed as far as the order context knows"
+    );
+    assert_eq!(
+        env.sql("SELECT state, attempt FROM idempotency_keys WHERE idem_key = 'owed-key'"),
+        vec![json!({"state": "failed", "attempt": 1})]
+    );
+    // The ReservationReleaseOwed message travels too; the stock receiver's release of an
+    // already released reservation moves nothing.
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM outbox WHERE type = 'ReservationReleaseOwed'")[0]["n"],
+        1
+    );
+    assert_eq!(levels(&env.product("A")), (5, 0, 0));
+
+    // The database takes writes again: the compensator retries the release (the stock
+    // component answers a released reservation with 200) and closes the row.
+    env.sql("DROP TRIGGER e2e_refuse_release_stamp");
+    let report = env.compensate();
+    assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
+    let report = report.json();
+    assert_eq!(
+        (
+            report["released"].as_i64(),
+            report["still_pending"].as_i64()
+        ),
+        (Some(1), Some(0)),
+        "{report}"
+    );
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM pending_releases WHERE released_ms IS NULL")[0]["n"],
+        0
+    );
+    assert_eq!(
+        levels(&env.product("A")),
+        (5, 0, 0),
+        "released once: no unit came back twice"
+    );
+
+    // The same key succeeds afterwards, under the next attempt's reservation.
+    env.sql("DROP TRIGGER e2e_refuse_orders");
+    let retry = env.order(Some("owed-key"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    assert_eq!(levels(&env.product("A")), (3, 2, 0));
+    let rid1 = IdempotencyKey::parse("owed-key").unwrap().reservation_id(1);
+    assert_eq!(
+        env.sql("SELECT reservation_id FROM orders"),
+        vec![json!({"reservation_id": rid1})]
+    );
+}
+
+#[test]
+fn a_cancel_whose_release_fails_is_finished_by_a_second_cancel_or_the_compensator() {
+    let mut env = Env::start_without_cron();
+    env.put_product("A", 100, "EUR", 10);
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+    let mut ids = Vec::new();
+    for key in ["cancel-down-1", "cancel-down-2"] {
+        let created = env.order(Some(key), &body);
+        assert_eq!(created.status, 201, "{}", created.text());
+        ids.push(created.json()["order_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(levels(&env.product("A")), (6, 4, 0));
+
+    // Redis (the stock component's store) is down while both orders are cancelled: each cancel
+    // is committed and answered, and its release stays owed, explained.
+    env.0.redis.stop_saving().expect("stop redis-server");
+    for id in &ids {
+        let cancelled = env.cancel("u", id);
+        assert_eq!(
+            cancelled.status,
+            200,
+            "{}\n{}",
+            cancelled.text(),
+            env.stderr()
+        );
+        let order = cancelled.json();
+        assert_eq!(
+            (order["status"].as_str(), order["version"].as_i64()),
+            (Some("CANCELLED"), Some(2))
+        );
+    }
+    let owed = env.sql(
+        "SELECT reason, attempts, last_error IS NOT NULL AS explained FROM pending_releases \
+         WHERE released_ms IS NULL ORDER BY order_id",
+    );
+    assert_eq!(
+        owed,
+        vec![json!({"reason": "order-cancelled", "attempts": 1, "explained": 1}); 2]
+    );
+    env.0.redis.restart().expect("restart redis-server");
+    assert_eq!(
+        levels(&env.product("A")),
+        (6, 4, 0),
+        "nothing released while Redis was down"
+    );
+
+    // Cancelling again answers the same order and retries the owed release.
+    let again = env.cancel("u", &ids[0]);
+    assert_eq!(again.status, 200, "{}\n{}", again.text(), env.stderr());
+    assert_eq!(again.json()["version"], 2, "no second state change");
+    assert_eq!(levels(&env.product("A")), (8, 2, 0));
+    let open = |id: &str| {
+        env.sql(&format!(
+            "SELECT COUNT(*) AS n FROM pending_releases WHERE order_id = '{id}' AND released_ms IS NULL"
+        ))[0]["n"]
+            .clone()
+    };
+    assert_eq!((open(&ids[0]), open(&ids[1])), (json!(0), json!(1)));
+
+    // The other one is finished by the compensator.
+    let report = env.compensate();
+    assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
+    let report = report.json();
+    assert_eq!(
+        (
+            report["released"].as_i64(),
+            report["still_pending"].as_i64()
+        ),
+        (Some(1), Some(0)),
+        "{report}"
+    );
+    assert_eq!(open(&ids[1]), json!(0));
+    assert_eq!(levels(&env.product("A")), (10, 0, 0), "each released once");
+}
+
+/// Lifts a Redis write pause when dropped, so a failing test never leaves requests hanging.
+struct Unpause<'a>(&'a Shop);
+
+impl Drop for Unpause<'_> {
+    fn drop(&mut self) {
+        self.0.unpause_redis();
+    }
+}
+
+#[test]
+fn a_request_overtaken_after_its_lease_cannot_complete_and_the_retry_owns_the_reservation() {
+    use shop_domain::idempotency::IdempotencyKey;
+    let env = Env::start_without_cron();
+    env.put_product("A", 100, "EUR", 10);
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+    // One token for the request, verified once here: the identity check then only reads Redis
+    // (its cache), so a write pause holds the request in its reservation, after the claim.
+    let bearer = format!("Bearer {}", e2e::customer_token("u"));
+    let auth = [("authorization", bearer.as_str())];
+    let warm = env
+        .app
+        .send("GET", "/api/orders?user_id=u", &auth, None)
+        .expect("GET");
+    assert_eq!(warm.status, 200, "{}", warm.text());
+    let claimed = || {
+        env.sql(
+            "SELECT claim_token FROM idempotency_keys \
+             WHERE idem_key = 'lease-key' AND state = 'in-progress'",
+        )
+        .first()
+        .map(|r| r["claim_token"].as_str().unwrap().to_owned())
+    };
+
+    // Redis stalls on writes: the request claims the key, then hangs in its reservation. As if
+    // that outlasted its lease, its claim is taken over meanwhile: planted with sqlite3 as a retry on
+    // another instance writes it (same attempt, new token), because a second real request
+    // cannot get past the stalled Redis (the host shares one connection per address, and the
+    // identity check reads it). That holder died too (its claim is old).
+    let late = std::thread::scope(|s| {
+        env.pause_redis_writes();
+        let paused = Unpause(&env);
+        let late = s.spawn(|| env.order_with(Some("lease-key"), &body, &auth));
+        e2e::wait_for(
+            std::time::Duration::from_secs(20),
+            "the request's claim",
+            claimed,
+        );
+        env.sql(
+            "UPDATE idempotency_keys SET claim_token = 'clm_overtaker', claimed_ms = 0, \
+             updated_ms = 0 WHERE idem_key = 'lease-key'",
+        );
+        drop(paused);
+        late.join().unwrap()
+    });
+
+    // The late holder finds its claim gone: it neither writes nor releases the reservation,
+    // which belongs to whoever holds the claim now.
+    let p = assert_problem(&late, 409, Some("Idempotency-Key"));
+    assert_eq!(
+        p["type"], "https://errors.spin-shop.dev/request-in-progress",
+        "{p}"
+    );
+    assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 0);
+    assert_eq!(
+        levels(&env.product("A")),
+        (8, 2, 0),
+        "reserved, not released"
+    );
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM pending_releases")[0]["n"],
+        0
+    );
+    assert_eq!(claimed(), Some("clm_overtaker".to_owned()));
+
+    // The client's retry takes the abandoned claim over and owns that very reservation.
+    let retry = env.order(Some("lease-key"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    let rid0 = IdempotencyKey::parse("lease-key")
+        .unwrap()
+        .reservation_id(0);
+    assert_eq!(
+        env.sql("SELECT reservation_id FROM orders"),
+        vec![json!({"reservation_id": rid0})],
+        "one order, on the reservation both requests shared"
+    );
+    assert_eq!(levels(&env.product("A")), (8, 2, 0), "reserved once, kept");
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM pending_releases")[0]["n"],
+        0
+    );
+    assert_eq!(
+        env.sql("SELECT state FROM idempotency_keys WHERE idem_key = 'lease-key'"),
+        vec![json!({"state": "completed"})]
+    );
+}
+
+#[test]
+fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
+    use shop_domain::idempotency::IdempotencyKey;
+    let env = Env::start_without_cron();
+    env.put_product("A", 100, "EUR", 10);
+    env.migrate_orders();
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+    // A request claimed the key long ago, reserved, and died; its client comes back just as the
+    // repair pass abandons the claim.
+    let rid0 = plant_claim(&env, "abandon-race", &body, 0);
+    env.reserve_directly(&rid0, "A", 2);
+    let barrier = Barrier::new(2);
+    let (report, retry) = std::thread::scope(|s| {
+        let r = s.spawn(|| {
+            barrier.wait();
+            env.compensate()
+        });
+        let o = s.spawn(|| {
+            barrier.wait();
+            env.order(Some("abandon-race"), &body)
+        });
+        (r.join().unwrap(), o.join().unwrap())
+    });
+    assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    let report = report.json();
+
+    let orders = env.sql("SELECT reservation_id FROM orders");
+    assert_eq!(orders.len(), 1, "created once: {orders:?}");
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM outbox WHERE type = 'OrderCreated'")[0]["n"],
+        1
+    );
+    let owed = env.sql("SELECT reservation_id, reason FROM pending_releases");
+    let rid1 = IdempotencyKey::parse("abandon-race")
+        .unwrap()
+        .reservation_id(1);
+    if orders[0]["reservation_id"] == json!(rid0) {
+        // The retry took the claim first: the abandon step's guarded update found it retaken.
+        assert_eq!(report["abandoned_claims"], 0, "{report}");
+        assert_eq!(owed, Vec::<Value>::new(), "its reservation is the order's");
+    } else {
+        // The abandon step won: the old reservation is owed once, the retry reserved afresh.
+        assert_eq!(orders[0]["reservation_id"], json!(rid1), "{orders:?}");
+        assert_eq!(report["abandoned_claims"], 1, "{report}");
+        assert_eq!(
+            owed,
+            vec![json!({"reservation_id": rid0, "reason": "claim-abandoned"})]
+        );
+    }
+    // Whoever won, exactly the order's units stay reserved and none came back twice.
+    env.wait_levels("A", std::time::Duration::from_secs(20), |l| l == (8, 2, 0));
+    assert_eq!(
+        env.sql("SELECT state FROM idempotency_keys WHERE idem_key = 'abandon-race'"),
+        vec![json!({"state": "completed"})]
+    );
 }
