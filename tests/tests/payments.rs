@@ -256,13 +256,20 @@ fn redis_down_during_the_webhook_still_answers_200_and_the_relay_delivers_later(
     let unsent = shop.sql_in("payments", "SELECT published_at FROM outbox");
     assert_eq!(unsent, vec![json!({"published_at": null})]);
     shop.redis.restart().expect("restart redis-server");
-    // The relay leaves a fresh row to its request's fast path for 5 s, then sends it.
-    std::thread::sleep(Duration::from_millis(5_200));
-    let report = shop.compensator_run();
-    assert!(
-        report["relayed"].to_string().contains("\"sent\":1"),
-        "{report}"
-    );
+    // The relay leaves a fresh row to its request's fast path for 5 s, then sends it: run it
+    // until it has (a deadline wait on the relay's own report, not a sleep past the grace).
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let report = shop.compensator_run();
+        if report["relayed"].to_string().contains("\"sent\":1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay never sent the row: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     // The receivers' subscriptions reconnect with backoff after the outage; like the cron, keep
     // ringing until the order-events receiver has drained the message.
     let deadline = std::time::Instant::now() + WAIT;
@@ -383,7 +390,7 @@ fn a_payment_sent_while_the_receiver_is_down_is_applied_once_it_is_back() {
         shop.redis.cli(&["XLEN", "events:payments"]).unwrap().trim(),
         "1"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // The receivers listen on a muted doorbell, so nothing can have applied it: no wait needed.
     let now = shop.get_order(&id).json();
     assert_eq!(now["status"], "PENDING_PAYMENT", "{now}");
 
@@ -482,12 +489,25 @@ fn a_payment_accepted_just_before_the_deadline_still_confirms_its_stock() {
         "stock:reservation:{}",
         rid[0]["reservation_id"].as_str().unwrap()
     );
+    // The wake-up the order's creation rang has run (its sweep must not be mistaken for the
+    // one below).
+    assert!(shop
+        .app
+        .wait_for_log(WAIT, |log| log.contains("stock-events: read")));
     let past = (unix_now() - 60) * 1000;
     shop.redis
         .cli(&["HSET", &rkey, "expires_at", &past.to_string()])
         .unwrap();
-    shop.compensator_run(); // the stock receiver's sweep runs and must leave it alone
-    std::thread::sleep(Duration::from_millis(300));
+    // The stock receiver's sweep runs and must leave it alone. Each wake-up logs one
+    // `stock-events:` line after its sweep: wait for the line of the wake-up this run rang.
+    let sweeps = |log: &str| log.matches("stock-events: read").count();
+    let before = sweeps(&format!("{}{}", shop.app.stdout(), shop.app.stderr()));
+    shop.compensator_run();
+    assert!(
+        shop.app.wait_for_log(WAIT, |log| sweeps(log) > before),
+        "the stock receiver did not wake up\n{}",
+        shop.app.stderr()
+    );
     assert_eq!(shop.levels("PAY-9"), (3, 2, 0));
     assert_eq!(shop.webhook(&succeeded("evt_grace", &o)).status, 200);
     shop.wait_order(id, WAIT, is_status("PAID"));
