@@ -20,6 +20,7 @@ mod retention;
 mod settle;
 mod stock;
 mod store;
+mod sweep;
 mod trace;
 mod view;
 

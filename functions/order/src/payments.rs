@@ -24,11 +24,11 @@ use shop_domain::order::{OrderCommand, Outcome};
 use shop_domain::placed_order::PlacedOrder;
 use spin_sdk::sqlite::Connection;
 
-use crate::cmd::compensate::{abandon_claims, expire_orders};
 use crate::db;
 use crate::ids;
 use crate::store::orders::{self, Event};
 use crate::store::{claims, outbox};
+use crate::sweep::{abandon_claims, expire_orders};
 
 /// The topic and consumer group this receiver drains.
 const TOPIC: &str = "payments";

@@ -3,7 +3,7 @@
 //! the same without it). Needs the internal token: it only does what is owed anyway,
 //! idempotently, but nobody outside should be able to make the shop run repair batches.
 //!
-//! 1. Abandoned claims: an `in-progress` Idempotency-Key claim older than [`ABANDON_AFTER_MS`]
+//! 1. Abandoned claims: an `in-progress` Idempotency-Key claim older than [`sweep::ABANDON_AFTER_MS`]
 //!    belongs to a request that died between claiming and writing, and whose client did not
 //!    retry. The claim moves to `failed` with the next attempt (guarded by its claim token, so a
 //!    client retry that retook it first wins) and its reservation is recorded as owed. A later
@@ -20,25 +20,18 @@
 
 use serde::Serialize;
 use shop_adapter::respond::{json, HandlerResult};
-use shop_adapter::sqlite::Tx;
-use shop_domain::order::{OrderCommand, Outcome};
 use spin_sdk::http::Request;
 use spin_sdk::sqlite::Connection;
 
 use crate::db::{self, OrUnavailable};
-use crate::ids;
 use crate::settle::{self, Released};
-use crate::store::orders::{self, Event};
-use crate::store::releases::{self, Reason};
-use crate::store::{claims, outbox};
+use crate::store::{outbox, releases};
+use crate::sweep::{abandon_claims, expire_orders};
 use crate::trace::Trace;
+use crate::{ids, sweep};
 
-/// Far above any request's duration and the lease a client retry needs to retake a claim, and
-/// below the reservation TTL (the payment window), so the release is still worth doing.
-pub const ABANDON_AFTER_MS: i64 = 10 * 60 * 1000;
-
-/// Rows handled per call; the next tick takes the rest.
-const BATCH: i64 = 50;
+/// Open releases retried per call; the next call takes the rest.
+const BATCH: i64 = sweep::BATCH;
 
 #[derive(Serialize)]
 struct Report {
@@ -98,50 +91,4 @@ fn relay(conn: &Connection) -> anyhow::Result<(u64, i64)> {
     let report = shop_adapter::outbox::relay(conn, &url, &opts)?;
     let stats = shop_adapter::outbox::stats(conn)?;
     Ok((report.sent, stats.pending))
-}
-
-/// Step 1; returns the ids of the `ReservationReleaseOwed` messages it wrote (one per claim given
-/// up): the stock context releases the reservation when the message reaches it.
-pub fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>> {
-    let mut written = Vec::new();
-    for stale in claims::abandoned(conn, now - ABANDON_AFTER_MS, BATCH)? {
-        let tx = Tx::begin(conn)?;
-        if !claims::fail(conn, &stale.key, &stale.token, stale.attempt + 1, now)? {
-            tx.rollback(); // a client retry retook it meanwhile: it owns the reservation
-            continue;
-        }
-        let reservation_id = stale.key.reservation_id(stale.attempt);
-        written.push(releases::owe(
-            conn,
-            &reservation_id,
-            None,
-            Reason::ClaimAbandoned,
-            now,
-        )?);
-        tx.commit()?;
-    }
-    Ok(written)
-}
-
-/// Step 2; returns the ids of the `OrderExpired` messages it wrote (one per expired order).
-pub fn expire_orders(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>> {
-    let mut written = Vec::new();
-    for order in orders::past_deadline(conn, now, BATCH)? {
-        let Ok(Outcome::Changed(to)) = order.apply(OrderCommand::Expire) else {
-            continue;
-        };
-        let tx = Tx::begin(conn)?;
-        let Some(message_id) = orders::transition(conn, &order, to, &Event::Expired, None, now)?
-        else {
-            tx.rollback(); // changed meanwhile (paid, cancelled): not ours to expire
-            continue;
-        };
-        written.push(message_id);
-        // The OrderExpired message releases the reservation at the stock context; the row
-        // lets this route retry it over service chaining too.
-        let oid = Some(order.order_id.as_str());
-        releases::record(conn, &order.reservation_id, oid, Reason::OrderExpired, now)?;
-        tx.commit()?;
-    }
-    Ok(written)
 }
