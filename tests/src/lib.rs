@@ -510,41 +510,101 @@ impl Shop {
         assert_eq!(warm.status, 200, "{}", warm.text());
     }
 
-    /// `POST /api/stock/reservations` of `items` under `reservation_id` with the internal token
-    /// (15 minutes), as an order request does.
-    pub fn reserve(&self, reservation_id: &str, items: &[(&str, i64)]) -> Response {
-        let (k, v) = internal_auth();
-        let items: Vec<Value> = items
-            .iter()
-            .map(|(sku, q)| serde_json::json!({"sku": sku, "quantity": q}))
-            .collect();
+    /// `POST /api/orders` with `token` as the bearer (any string: forged, expired, another
+    /// key's), or with no `authorization` at all.
+    pub fn order_with_token(&self, token: Option<&str>, key: &str, body: &Value) -> Response {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("idempotency-key", key)];
+        if let Some(b) = &bearer {
+            headers.push(("authorization", b));
+        }
         self.app
-            .send_json(
-                "POST",
-                "/api/stock/reservations",
-                &[(k, &v)],
-                &serde_json::json!({"reservation_id": reservation_id, "items": items, "ttl_seconds": 900}),
-            )
+            .send_json("POST", "/api/orders", &headers, body)
+            .expect("POST order")
+    }
+
+    /// `method path` (empty body) with customer `user`'s token.
+    pub fn send_as(&self, user: &str, method: &str, path: &str) -> Response {
+        let (k, v) = customer_auth(user);
+        self.app
+            .send(method, path, &[(k, &v)], Some(b""))
+            .expect("send")
+    }
+
+    /// Rows in `table` of the order context's database.
+    pub fn count_rows(&self, table: &str) -> i64 {
+        self.sql(&format!("SELECT COUNT(*) AS n FROM {table}"))[0]["n"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// `GET /api/products/{sku}` (public).
+    pub fn get_product(&self, sku: &str) -> Response {
+        self.app
+            .get(&format!("/api/products/{sku}"))
+            .expect("GET product")
+    }
+
+    /// `POST /api/stock/reservations` with `body` and the internal token, as the order
+    /// component calls it.
+    pub fn reserve(&self, body: &Value) -> Response {
+        let (k, v) = internal_auth();
+        self.app
+            .send_json("POST", "/api/stock/reservations", &[(k, &v)], body)
             .expect("POST reservation")
     }
 
-    /// `POST /api/products/{sku}/stock-adjustments` as the admin.
-    pub fn adjust_stock(
-        &self,
-        sku: &str,
-        adjustment_id: &str,
-        delta: i64,
-        reason: &str,
-    ) -> Response {
+    /// `GET /api/stock/reservations/{id}` with the internal token.
+    pub fn get_reservation(&self, id: &str) -> Response {
+        let (k, v) = internal_auth();
+        self.app
+            .send(
+                "GET",
+                &format!("/api/stock/reservations/{id}"),
+                &[(k, &v)],
+                None,
+            )
+            .expect("GET reservation")
+    }
+
+    /// `POST path` (no body) with the internal token: a reservation's confirm or release, a
+    /// repair route.
+    pub fn post_internal(&self, path: &str) -> Response {
+        let (k, v) = internal_auth();
+        self.app.send("POST", path, &[(k, &v)], None).expect("POST")
+    }
+
+    /// `POST /api/stock/reservations/expire` (with `body` when given), with the internal token
+    /// when `internal`.
+    pub fn expire_reservations(&self, body: Option<&Value>, internal: bool) -> Response {
+        let (k, v) = internal_auth();
+        let headers: Vec<(&str, &str)> = if internal { vec![(k, &v)] } else { vec![] };
+        let path = "/api/stock/reservations/expire";
+        match body {
+            Some(b) => self.app.send_json("POST", path, &headers, b),
+            None => self.app.send("POST", path, &headers, None),
+        }
+        .expect("POST expire")
+    }
+
+    /// `POST /api/products/{sku}/stock-adjustments` with `body` as the admin.
+    pub fn adjust_stock(&self, sku: &str, body: &Value) -> Response {
         let (k, v) = admin_auth();
         self.app
             .send_json(
                 "POST",
                 &format!("/api/products/{sku}/stock-adjustments"),
                 &[(k, &v)],
-                &serde_json::json!({"adjustment_id": adjustment_id, "delta": delta, "reason": reason}),
+                body,
             )
             .expect("POST stock adjustment")
+    }
+
+    /// One redis-cli command on the shop's Redis; panics with the error.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.redis
+            .cli(args)
+            .unwrap_or_else(|e| panic!("redis-cli {args:?}: {e:#}"))
     }
 
     /// `CLIENT PAUSE <120 s> WRITE`: Redis keeps answering reads, and every write command

@@ -4,31 +4,6 @@
 
 use e2e::{admin_auth, assert_problem, customer_auth, customer_claims, test_jwks, test_keys, Shop};
 use serde_json::{json, Value};
-use testkit::Response;
-
-fn order_as(shop: &Shop, token: Option<&str>, key: &str, body: &Value) -> Response {
-    let bearer = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("idempotency-key", key)];
-    if let Some(b) = &bearer {
-        headers.push(("authorization", b));
-    }
-    shop.app
-        .send_json("POST", "/api/orders", &headers, body)
-        .expect("POST order")
-}
-
-fn send_as(shop: &Shop, user: &str, method: &str, path: &str) -> Response {
-    let (k, v) = customer_auth(user);
-    shop.app
-        .send(method, path, &[(k, &v)], Some(b""))
-        .expect("send")
-}
-
-fn count(shop: &Shop, table: &str) -> i64 {
-    shop.sql(&format!("SELECT COUNT(*) AS n FROM {table}"))[0]["n"]
-        .as_i64()
-        .unwrap()
-}
 
 fn boot_with_product() -> Shop {
     let shop = Shop::boot();
@@ -52,23 +27,23 @@ fn customers_see_only_their_own_orders_and_the_admin_sees_all() {
     // No user_id in the body: the order is the token's subject's.
     let alice = customer_auth("alice").1;
     let token = alice.trim_start_matches("Bearer ");
-    let created = order_as(&shop, Some(token), "alice-1", &json!({"items": items()}));
+    let created = shop.order_with_token(Some(token), "alice-1", &json!({"items": items()}));
     assert_eq!(created.status, 201, "{}", created.text());
     let order = created.json();
     assert_eq!(order["user_id"], "alice");
     let id = order["order_id"].as_str().unwrap();
 
-    let own = send_as(&shop, "alice", "GET", &format!("/api/orders/{id}"));
+    let own = shop.send_as("alice", "GET", &format!("/api/orders/{id}"));
     assert_eq!((own.status, own.json()), (200, order.clone()));
 
     // Bob learns nothing about it: not found, exactly like an order that does not exist.
-    let read = send_as(&shop, "bob", "GET", &format!("/api/orders/{id}"));
+    let read = shop.send_as("bob", "GET", &format!("/api/orders/{id}"));
     assert_problem(&read, 404, None);
-    let list = send_as(&shop, "bob", "GET", "/api/orders?user_id=alice");
+    let list = shop.send_as("bob", "GET", "/api/orders?user_id=alice");
     assert_problem(&list, 404, Some("user_id"));
-    let bobs = send_as(&shop, "bob", "GET", "/api/orders").json();
+    let bobs = shop.send_as("bob", "GET", "/api/orders").json();
     assert_eq!(bobs, json!({"orders": [], "next_cursor": null}));
-    let cancel = send_as(&shop, "bob", "POST", &format!("/api/orders/{id}/cancel"));
+    let cancel = shop.send_as("bob", "POST", &format!("/api/orders/{id}/cancel"));
     assert_problem(&cancel, 404, None);
     assert_eq!(
         shop.levels("ID-1"),
@@ -97,7 +72,7 @@ fn customers_see_only_their_own_orders_and_the_admin_sees_all() {
         .unwrap();
     assert_problem(&admin_cancel, 401, None);
 
-    let mine = send_as(&shop, "alice", "POST", &format!("/api/orders/{id}/cancel"));
+    let mine = shop.send_as("alice", "POST", &format!("/api/orders/{id}/cancel"));
     assert_eq!(mine.status, 200, "{}", mine.text());
     assert_eq!(shop.levels("ID-1"), (10, 0, 0));
 }
@@ -172,10 +147,10 @@ fn refused_tokens() -> Vec<(&'static str, Option<String>)> {
 fn refused_tokens_are_401_with_a_bearer_challenge_and_store_nothing() {
     let shop = boot_with_product();
     // Applies the schema so the counts below can be read.
-    assert_eq!(send_as(&shop, "alice", "GET", "/api/orders").status, 200);
+    assert_eq!(shop.send_as("alice", "GET", "/api/orders").status, 200);
     for (why, token) in refused_tokens() {
         let body = json!({"user_id": "alice", "items": items()});
-        let resp = order_as(&shop, token.as_deref(), &format!("k-{why}"), &body);
+        let resp = shop.order_with_token(token.as_deref(), &format!("k-{why}"), &body);
         assert_problem(&resp, 401, None);
         let challenge = resp
             .header("www-authenticate")
@@ -199,8 +174,8 @@ fn refused_tokens_are_401_with_a_bearer_challenge_and_store_nothing() {
             assert!(r.header("www-authenticate").is_some(), "{why} {path}");
         }
     }
-    assert_eq!(count(&shop, "orders"), 0);
-    assert_eq!(count(&shop, "idempotency_keys"), 0);
+    assert_eq!(shop.count_rows("orders"), 0);
+    assert_eq!(shop.count_rows("idempotency_keys"), 0);
     assert_eq!(shop.levels("ID-1"), (10, 0, 0));
 }
 
@@ -210,8 +185,7 @@ fn both_keys_of_the_jwks_are_accepted_and_kid_selects_the_key() {
     let keys = test_keys();
     let rs = keys.rs256.sign(&customer_claims("carol")).unwrap();
     let es = keys.es256.sign(&customer_claims("carol")).unwrap();
-    let created = order_as(
-        &shop,
+    let created = shop.order_with_token(
         Some(&rs),
         "carol-rs",
         &json!({"user_id": "carol", "items": items()}),
@@ -249,27 +223,25 @@ fn both_keys_of_the_jwks_are_accepted_and_kid_selects_the_key() {
 #[test]
 fn a_body_user_id_other_than_the_subject_is_403_and_stores_nothing() {
     let shop = boot_with_product();
-    assert_eq!(send_as(&shop, "alice", "GET", "/api/orders").status, 200);
+    assert_eq!(shop.send_as("alice", "GET", "/api/orders").status, 200);
     let token = customer_auth("alice").1;
     let token = token.trim_start_matches("Bearer ");
-    let resp = order_as(
-        &shop,
+    let resp = shop.order_with_token(
         Some(token),
         "for-bob",
         &json!({"user_id": "bob", "items": items()}),
     );
     let p = assert_problem(&resp, 403, Some("user_id"));
     assert_eq!(p["status"], 403);
-    assert_eq!(count(&shop, "orders"), 0);
+    assert_eq!(shop.count_rows("orders"), 0);
     assert_eq!(
-        count(&shop, "idempotency_keys"),
+        shop.count_rows("idempotency_keys"),
         0,
         "the key was not claimed"
     );
     assert_eq!(shop.levels("ID-1"), (10, 0, 0));
     // The same key is free for the corrected request.
-    let ok = order_as(
-        &shop,
+    let ok = shop.order_with_token(
         Some(token),
         "for-bob",
         &json!({"user_id": "alice", "items": items()}),

@@ -2,7 +2,7 @@
 //! internal token: anonymous calls and calls with another credential (the admin token included)
 //! are 401 problems and change nothing.
 
-use e2e::{admin_auth, assert_problem, internal_auth, Shop};
+use e2e::{admin_auth, assert_problem, Shop};
 use serde_json::json;
 
 #[test]
@@ -13,12 +13,8 @@ fn internal_routes_refuse_anonymous_and_wrong_tokens_and_change_nothing() {
         &json!({"name": "Mug", "price": 100, "currency": "EUR", "stock": 5}),
     );
     assert!(put.status == 200 || put.status == 201, "{}", put.text());
-    let (ik, iv) = internal_auth();
     let body = json!({"reservation_id": "int-1", "items": [{"sku": "INT-1", "quantity": 2}]});
-    let held = shop
-        .app
-        .send_json("POST", "/api/stock/reservations", &[(ik, &iv)], &body)
-        .expect("reserve");
+    let held = shop.reserve(&body);
     assert_eq!(held.status, 201, "{}", held.text());
     let before = shop.levels("INT-1");
     assert_eq!(before, (3, 2, 0));
@@ -53,15 +49,9 @@ fn internal_routes_refuse_anonymous_and_wrong_tokens_and_change_nothing() {
     // Nothing moved: no second reservation, the first neither confirmed nor released nor
     // expired, and no repair ran.
     assert_eq!(shop.levels("INT-1"), before);
-    let r = shop
-        .app
-        .send("GET", "/api/stock/reservations/int-1", &[(ik, &iv)], None)
-        .expect("GET");
+    let r = shop.get_reservation("int-1");
     assert_eq!(r.json()["status"], "RESERVED", "{}", r.text());
-    let none = shop
-        .app
-        .send("GET", "/api/stock/reservations/int-2", &[(ik, &iv)], None)
-        .expect("GET");
+    let none = shop.get_reservation("int-2");
     assert_eq!(none.status, 404);
     assert!(
         !shop.app.stderr().contains("compensator: claimed"),

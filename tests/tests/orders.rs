@@ -30,7 +30,7 @@ impl Env {
     /// Reserves `quantity` of `sku` under `rid` at the stock component, as a crashed order
     /// request would have before dying; asserts 201.
     fn reserve_directly(&self, rid: &str, sku: &str, quantity: i64) {
-        let r = self.reserve(rid, &[(sku, quantity)]);
+        let r = self.reserve(&json!({"reservation_id": rid, "items": [{"sku": sku, "quantity": quantity}], "ttl_seconds": 900}));
         assert_eq!(r.status, 201, "{}", r.text());
     }
 
@@ -80,19 +80,10 @@ impl Env {
             .expect("POST /api/orders")
     }
 
-    /// `POST path`; a cancel without its own `authorization` is sent by customer `u`, who
-    /// placed every order these tests cancel.
+    /// `POST path` with exactly `headers` (no credential added).
     fn post(&self, path: &str, headers: &[(&str, &str)]) -> Response {
-        let mut headers = headers.to_vec();
-        let (auth_name, auth) = e2e::customer_auth("u");
-        let has_auth = headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-        if path.ends_with("/cancel") && !has_auth {
-            headers.push((auth_name, &auth));
-        }
         self.app
-            .send("POST", path, &headers, Some(b""))
+            .send("POST", path, headers, Some(b""))
             .expect("POST")
     }
 
@@ -479,18 +470,9 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
     // and nothing is owed back.
     let lines = env.sql("SELECT SUM(quantity) AS q FROM order_lines WHERE sku = 'LAST'");
     assert_eq!(lines[0]["q"], 10);
-    let (k, v) = e2e::internal_auth();
     for row in env.sql("SELECT reservation_id FROM orders") {
         let rid = row["reservation_id"].as_str().unwrap();
-        let r = env
-            .app
-            .send(
-                "GET",
-                &format!("/api/stock/reservations/{rid}"),
-                &[(k, &v)],
-                None,
-            )
-            .expect("GET reservation");
+        let r = env.get_reservation(rid);
         assert_eq!(r.json()["status"], "RESERVED", "{rid}: {}", r.text());
     }
     let states =
@@ -559,7 +541,8 @@ fn cancel_releases_stock_writes_the_outbox_and_is_idempotent() {
     assert_eq!(levels(&env.product("A")), (3, 2, 0));
 
     let path = format!("/api/orders/{id}/cancel");
-    let cancelled = env.post(&path, &[("traceparent", TRACEPARENT)]);
+    let (auth, bearer) = e2e::customer_auth("u");
+    let cancelled = env.post(&path, &[(auth, &bearer), ("traceparent", TRACEPARENT)]);
     assert_eq!(
         cancelled.status,
         200,
@@ -572,7 +555,7 @@ fn cancel_releases_stock_writes_the_outbox_and_is_idempotent() {
     assert_eq!(order["version"], 2);
     assert_eq!(levels(&env.product("A")), (5, 0, 0), "stock released");
 
-    let twice = env.post(&path, &[]);
+    let twice = env.cancel("u", &id);
     assert_eq!(twice.status, 200, "{}", twice.text());
     assert_eq!(twice.json(), order, "cancelling twice changes nothing");
     assert_eq!(levels(&env.product("A")), (5, 0, 0));
@@ -602,7 +585,7 @@ fn cancel_releases_stock_writes_the_outbox_and_is_idempotent() {
     env.sql(&format!(
         "UPDATE orders SET status = 'PAID', version = 2 WHERE order_id = '{paid_id}'"
     ));
-    let refused = env.post(&format!("/api/orders/{paid_id}/cancel"), &[]);
+    let refused = env.cancel("u", &paid_id);
     let p = assert_problem(&refused, 409, None);
     assert_eq!(p["status"], 409);
     assert_eq!(
@@ -613,14 +596,11 @@ fn cancel_releases_stock_writes_the_outbox_and_is_idempotent() {
 
     // Unknown orders.
     assert_problem(
-        &env.post(
-            "/api/orders/ord_00000000000000000000000000000000/cancel",
-            &[],
-        ),
+        &env.cancel("u", "ord_00000000000000000000000000000000"),
         404,
         None,
     );
-    assert_problem(&env.post("/api/orders/whatever/cancel", &[]), 404, None);
+    assert_problem(&env.cancel("u", "whatever"), 404, None);
 }
 
 #[test]
@@ -790,10 +770,10 @@ fn concurrent_cancels_change_the_order_once() {
         .map(|_| {
             let env = Arc::clone(&env);
             let barrier = Arc::clone(&barrier);
-            let path = format!("/api/orders/{id}/cancel");
+            let id = id.clone();
             std::thread::spawn(move || {
                 barrier.wait();
-                env.post(&path, &[])
+                env.cancel("u", &id)
             })
         })
         .collect();
@@ -831,8 +811,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     // A release that cannot succeed: the reservation was sold (confirmed) meanwhile. It stays
     // owed, counted and explained, for an operator.
     reserve("rsv-sold-1", 1);
-    let (k, v) = e2e::internal_auth();
-    let confirmed = env.post("/api/stock/reservations/rsv-sold-1/confirm", &[(k, &v)]);
+    let confirmed = env.post_internal("/api/stock/reservations/rsv-sold-1/confirm");
     assert_eq!(confirmed.status, 200, "{}", confirmed.text());
     env.sql(
         "INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
@@ -899,11 +878,7 @@ fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
     // The crashed holder's reservation exists but was released since (it expired).
     let rid0 = plant_claim(&env, "late", &body, 0);
     env.reserve_directly(&rid0, "A", 4);
-    let (k, v) = e2e::internal_auth();
-    let rel = env.post(
-        &format!("/api/stock/reservations/{rid0}/release"),
-        &[(k, &v)],
-    );
+    let rel = env.post_internal(&format!("/api/stock/reservations/{rid0}/release"));
     assert_eq!(rel.status, 200, "{}", rel.text());
     assert_eq!(levels(&env.product("A")), (10, 0, 0));
 
@@ -944,10 +919,7 @@ fn the_repair_pass_relays_the_outbox_in_order_at_least_once() {
     );
     assert_eq!(created.status, 201, "{}", created.text());
     let id = created.json()["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        env.post(&format!("/api/orders/{id}/cancel"), &[]).status,
-        200
-    );
+    assert_eq!(env.cancel("u", &id).status, 200);
     // As if both fast paths had failed (Redis unreachable right after each commit), and the
     // relay's grace had passed.
     env.redis.cli(&["DEL", "events:orders"]).unwrap();
@@ -1078,11 +1050,7 @@ fn unpaid_orders_expire_and_give_their_stock_back() {
         ]
     );
     // An expired order cannot be cancelled; a second run changes nothing.
-    assert_problem(
-        &env.post(&format!("/api/orders/{due_id}/cancel"), &[]),
-        409,
-        None,
-    );
+    assert_problem(&env.cancel("u", &due_id), 409, None);
     let again = env.compensate().json();
     assert_eq!(
         (again["expired_orders"].as_i64(), again["released"].as_i64()),
@@ -1121,7 +1089,10 @@ fn insufficient_stock_then_a_restock_then_the_same_key_succeeds() {
         assert_problem(&short, 409, None)["skus"],
         json!(["RESTOCK-A"])
     );
-    let adjusted = env.adjust_stock("RESTOCK-A", "restock-1", 5, "delivery");
+    let adjusted = env.adjust_stock(
+        "RESTOCK-A",
+        &json!({"adjustment_id": "restock-1", "delta": 5, "reason": "delivery"}),
+    );
     assert_eq!(adjusted.status, 201, "{}", adjusted.text());
     let retry = env.order(Some("restock-key"), &body);
     assert_eq!(retry.status, 201, "{}", retry.text());
@@ -1166,7 +1137,7 @@ fn a_cancel_racing_the_expiry_of_the_same_order_settles_it_once() {
     let (cancel, repair) = std::thread::scope(|s| {
         let c = s.spawn(|| {
             barrier.wait();
-            env.post(&format!("/api/orders/{id}/cancel"), &[])
+            env.cancel("u", &id)
         });
         let r = s.spawn(|| {
             barrier.wait();

@@ -14,7 +14,7 @@ use e2e::{admin_auth, internal_auth, Shop, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use testkit::{repo_root, Response};
 
-/// The shared app of this file's tests (a [`Shop`] with stock helpers).
+/// The shared app of this file's tests (a [`Shop`], the shared e2e client).
 struct Env(Shop);
 
 impl std::ops::Deref for Env {
@@ -49,86 +49,6 @@ impl Env {
             &json!({"name": name, "price": price, "currency": "EUR", "stock": stock}),
         );
         assert_eq!(resp.status, 200, "{}\n{}", resp.text(), self.app.stderr());
-    }
-
-    fn get_product(&self, sku: &str) -> Response {
-        self.app
-            .get(&format!("/api/products/{sku}"))
-            .expect("GET product")
-    }
-
-    /// (available, reserved, sold)
-    fn levels(&self, sku: &str) -> (i64, i64, i64) {
-        let resp = self.get_product(sku);
-        assert_eq!(resp.status, 200, "{}", resp.text());
-        let b = resp.json();
-        let n = |k: &str| {
-            b[k].as_i64()
-                .unwrap_or_else(|| panic!("{k} not an integer: {b}"))
-        };
-        (n("available"), n("reserved"), n("sold"))
-    }
-
-    /// `POST /api/stock/reservations` with the internal token, as the order component calls it.
-    fn reserve(&self, body: &Value) -> Response {
-        let (k, v) = internal_auth();
-        self.app
-            .send_json("POST", "/api/stock/reservations", &[(k, &v)], body)
-            .expect("POST reservation")
-    }
-
-    /// `POST` with the internal token (confirm, release).
-    fn post(&self, path: &str) -> Response {
-        let (k, v) = internal_auth();
-        self.app.send("POST", path, &[(k, &v)], None).expect("POST")
-    }
-
-    /// `GET` of a reservation with the internal token.
-    fn get_reservation(&self, id: &str) -> Response {
-        let (k, v) = internal_auth();
-        self.app
-            .send(
-                "GET",
-                &format!("/api/stock/reservations/{id}"),
-                &[(k, &v)],
-                None,
-            )
-            .expect("GET reservation")
-    }
-
-    /// `POST /api/stock/reservations/expire`, with the internal token when `internal`.
-    fn expire(&self, body: Option<&Value>, internal: bool) -> Response {
-        let (k, v) = internal_auth();
-        let headers: Vec<(&str, &str)> = if internal { vec![(k, &v)] } else { vec![] };
-        match body {
-            Some(b) => self
-                .app
-                .send_json("POST", "/api/stock/reservations/expire", &headers, b)
-                .expect("POST expire"),
-            None => self
-                .app
-                .send("POST", "/api/stock/reservations/expire", &headers, None)
-                .expect("POST expire"),
-        }
-    }
-
-    /// `POST /api/products/{sku}/stock-adjustments` as the admin.
-    fn adjust(&self, sku: &str, body: &Value) -> Response {
-        let (k, v) = admin_auth();
-        self.app
-            .send_json(
-                "POST",
-                &format!("/api/products/{sku}/stock-adjustments"),
-                &[(k, &v)],
-                body,
-            )
-            .expect("POST stock adjustment")
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        self.redis
-            .cli(args)
-            .unwrap_or_else(|e| panic!("redis-cli {args:?}: {e:#}"))
     }
 }
 
@@ -176,7 +96,8 @@ fn put_and_get_a_product() {
         "items": [{"sku": "happy-TSHIRT", "quantity": 3}]}));
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(
-        env.post("/api/stock/reservations/happy-r1/confirm").status,
+        env.post_internal("/api/stock/reservations/happy-r1/confirm")
+            .status,
         200
     );
     let r = env.reserve(&json!({"reservation_id": "happy-r2",
@@ -214,7 +135,8 @@ fn put_and_get_a_product() {
     );
     // The outstanding reservation still settles against the kept buckets.
     assert_eq!(
-        env.post("/api/stock/reservations/happy-r2/release").status,
+        env.post_internal("/api/stock/reservations/happy-r2/release")
+            .status,
         200
     );
     assert_eq!(env.levels("happy-TSHIRT"), (7, 0, 3));
@@ -245,7 +167,7 @@ fn admin_routes_need_the_bearer_token() {
     problem(&env.get_product("auth-X"), 404);
     // Expiring "as of" another instant releases reservations early: admin only.
     problem(
-        &env.expire(Some(&json!({"now": "2030-01-01T00:00:00Z"})), false),
+        &env.expire_reservations(Some(&json!({"now": "2030-01-01T00:00:00Z"})), false),
         401,
     );
 }
@@ -345,8 +267,14 @@ fn unknown_products_and_routes_are_problem_404s() {
     problem(&env.get_product("not%20a%20sku"), 404);
     problem(&env.app.get("/api/stock/nothing").expect("GET"), 404);
     problem(&env.get_reservation("nope"), 404);
-    problem(&env.post("/api/stock/reservations/nope/confirm"), 404);
-    problem(&env.post("/api/stock/reservations/nope/release"), 404);
+    problem(
+        &env.post_internal("/api/stock/reservations/nope/confirm"),
+        404,
+    );
+    problem(
+        &env.post_internal("/api/stock/reservations/nope/release"),
+        404,
+    );
     let resp = env
         .app
         .send("DELETE", "/api/products/never-created", &[], None)
@@ -642,29 +570,35 @@ fn confirm_and_release_are_idempotent_and_final() {
         r.json()
     };
     let created = reserve("life-c", 3);
-    let c1 = env.post("/api/stock/reservations/life-c/confirm");
+    let c1 = env.post_internal("/api/stock/reservations/life-c/confirm");
     assert_eq!(c1.status, 200, "{}", c1.text());
     let mut expected = created.clone();
     expected["status"] = json!("CONFIRMED");
     assert_eq!(c1.json(), expected);
-    let c2 = env.post("/api/stock/reservations/life-c/confirm");
+    let c2 = env.post_internal("/api/stock/reservations/life-c/confirm");
     assert_eq!(c2.status, 200, "{}", c2.text());
     assert_eq!(c2.json(), expected);
     assert_eq!(env.levels("life-A"), (7, 0, 3));
-    let p = problem(&env.post("/api/stock/reservations/life-c/release"), 409);
+    let p = problem(
+        &env.post_internal("/api/stock/reservations/life-c/release"),
+        409,
+    );
     assert_eq!(p["reservation_status"], "CONFIRMED", "{p}");
     assert_eq!(env.levels("life-A"), (7, 0, 3));
 
     reserve("life-r", 2);
     assert_eq!(env.levels("life-A"), (5, 2, 3));
-    let r1 = env.post("/api/stock/reservations/life-r/release");
+    let r1 = env.post_internal("/api/stock/reservations/life-r/release");
     assert_eq!(r1.status, 200, "{}", r1.text());
     assert_eq!(r1.json()["status"], "RELEASED");
-    let r2 = env.post("/api/stock/reservations/life-r/release");
+    let r2 = env.post_internal("/api/stock/reservations/life-r/release");
     assert_eq!(r2.status, 200, "{}", r2.text());
     assert_eq!(r2.json(), r1.json());
     assert_eq!(env.levels("life-A"), (7, 0, 3));
-    let p = problem(&env.post("/api/stock/reservations/life-r/confirm"), 409);
+    let p = problem(
+        &env.post_internal("/api/stock/reservations/life-r/confirm"),
+        409,
+    );
     assert_eq!(p["reservation_status"], "RELEASED", "{p}");
     assert_eq!(env.levels("life-A"), (7, 0, 3));
 
@@ -685,7 +619,7 @@ fn confirm_and_release_are_idempotent_and_final() {
                 let env = &env;
                 s.spawn(move || {
                     let path = format!("/api/stock/reservations/life-race/{action}");
-                    (action, env.post(&path).status)
+                    (action, env.post_internal(&path).status)
                 })
             })
             .collect();
@@ -729,7 +663,7 @@ fn expired_reservations_are_released_once() {
         "items": [{"sku": "exp-A", "quantity": 1}], "ttl_seconds": 600}));
     assert_eq!(confirmed.status, 201);
     assert_eq!(
-        env.post("/api/stock/reservations/exp-confirmed/confirm")
+        env.post_internal("/api/stock/reservations/exp-confirmed/confirm")
             .status,
         200
     );
@@ -741,7 +675,7 @@ fn expired_reservations_are_released_once() {
     let now = expiries.iter().max().unwrap().clone();
     let results: Vec<Response> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..2)
-            .map(|_| s.spawn(|| env.expire(Some(&json!({"now": now})), true)))
+            .map(|_| s.spawn(|| env.expire_reservations(Some(&json!({"now": now})), true)))
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -760,24 +694,28 @@ fn expired_reservations_are_released_once() {
         assert_eq!(r.json()["status"], "RELEASED");
     }
     // Idempotent: nothing left to release.
-    let again = env.expire(Some(&json!({"now": now})), true);
+    let again = env.expire_reservations(Some(&json!({"now": now})), true);
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.json()["released"], 0);
     assert_eq!(env.levels("exp-A"), (7, 2, 1));
     // An expired reservation cannot be confirmed; releasing it again is a no-op.
-    problem(&env.post("/api/stock/reservations/exp-0/confirm"), 409);
+    problem(
+        &env.post_internal("/api/stock/reservations/exp-0/confirm"),
+        409,
+    );
     assert_eq!(
-        env.post("/api/stock/reservations/exp-0/release").status,
+        env.post_internal("/api/stock/reservations/exp-0/release")
+            .status,
         200
     );
     assert_eq!(env.levels("exp-A"), (7, 2, 1));
 
     // The compensator's plain call (server clock, no body) needs the admin token it sends.
-    problem(&env.expire(None, false), 401);
-    let plain = env.expire(None, true);
+    problem(&env.expire_reservations(None, false), 401);
+    let plain = env.expire_reservations(None, true);
     assert_eq!(plain.status, 200, "{}", plain.text());
     assert_eq!(env.levels("exp-A").1, 2);
-    let bad = env.expire(Some(&json!({"now": "yesterday"})), true);
+    let bad = env.expire_reservations(Some(&json!({"now": "yesterday"})), true);
     assert_eq!(problem(&bad, 422)["field"], "now");
 
     // Instants far ahead stay exact integers (Lua's tostring would print 2.5e+14); run on keys of
@@ -823,7 +761,10 @@ fn confirming_after_the_expiry_releases_instead() {
     assert_eq!(r.status, 201);
     // Move the stored expiry into the past (as if an hour went by before payment arrived).
     env.cli(&["HSET", "stock:reservation:late-1", "expires_at", "1000"]);
-    let p = problem(&env.post("/api/stock/reservations/late-1/confirm"), 409);
+    let p = problem(
+        &env.post_internal("/api/stock/reservations/late-1/confirm"),
+        409,
+    );
     assert_eq!(
         p["type"], "https://errors.spin-shop.dev/reservation-expired",
         "{p}"
@@ -831,7 +772,8 @@ fn confirming_after_the_expiry_releases_instead() {
     assert_eq!(p["reservation_status"], "RELEASED");
     assert_eq!(env.levels("late-A"), (5, 0, 0));
     assert_eq!(
-        env.post("/api/stock/reservations/late-1/release").status,
+        env.post_internal("/api/stock/reservations/late-1/release")
+            .status,
         200
     );
     assert_eq!(env.levels("late-A"), (5, 0, 0));
@@ -1015,7 +957,8 @@ fn scripts_are_reloaded_after_redis_forgets_them() {
     assert_eq!(r.status, 201, "{}", r.text());
     env.cli(&["SCRIPT", "FLUSH"]);
     assert_eq!(
-        env.post("/api/stock/reservations/flush-1/confirm").status,
+        env.post_internal("/api/stock/reservations/flush-1/confirm")
+            .status,
         200
     );
     assert_eq!(env.levels("flush-A"), (0, 0, 2));
@@ -1066,7 +1009,7 @@ fn stock_adjustments_move_available_only_and_are_idempotent() {
     assert_eq!(r.status, 201, "{}", r.text());
 
     let body = adjustment("adj-1", 5, "  delivery 42 ");
-    let first = env.adjust("adj-A", &body);
+    let first = env.adjust_stock("adj-A", &body);
     assert_eq!(first.status, 201, "{}", first.text());
     assert_eq!(first.header("content-type"), Some("application/json"));
     let answer = first.json();
@@ -1084,7 +1027,7 @@ fn stock_adjustments_move_available_only_and_are_idempotent() {
             "applied_at": applied_at, "available": 12, "reserved": 3, "sold": 0})
     );
     // The same request again: the same answer, nothing moved twice.
-    let again = env.adjust("adj-A", &body);
+    let again = env.adjust_stock("adj-A", &body);
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.json(), answer);
@@ -1095,23 +1038,23 @@ fn stock_adjustments_move_available_only_and_are_idempotent() {
         adjustment("adj-1", 6, "delivery 42"),
         adjustment("adj-1", 5, "delivery 43"),
     ] {
-        let p = problem(&env.adjust("adj-A", &other), 422);
+        let p = problem(&env.adjust_stock("adj-A", &other), 422);
         assert_eq!(p["field"], "adjustment_id", "{p}");
     }
     env.product("adj-B", "B", 100, 1);
-    let p = problem(&env.adjust("adj-B", &body), 422);
+    let p = problem(&env.adjust_stock("adj-B", &body), 422);
     assert_eq!(p["field"], "adjustment_id", "{p}");
     assert_eq!(env.levels("adj-A"), (12, 3, 0));
     assert_eq!(env.levels("adj-B"), (1, 0, 0));
 
     // Down to zero, not below: reserved units are not on sale and cannot be adjusted away.
     assert_eq!(
-        env.adjust("adj-A", &adjustment("adj-2", -12, "breakage"))
+        env.adjust_stock("adj-A", &adjustment("adj-2", -12, "breakage"))
             .status,
         201
     );
     let short = adjustment("adj-3", -1, "count correction");
-    let p = problem(&env.adjust("adj-A", &short), 409);
+    let p = problem(&env.adjust_stock("adj-A", &short), 409);
     assert_eq!(
         p["type"], "https://errors.spin-shop.dev/insufficient-stock",
         "{p}"
@@ -1124,15 +1067,17 @@ fn stock_adjustments_move_available_only_and_are_idempotent() {
     assert_eq!(env.levels("adj-A"), (0, 3, 0));
     // A refused adjustment records nothing: the same id applies once it fits.
     assert_eq!(
-        env.adjust("adj-A", &adjustment("adj-4", 2, "found")).status,
+        env.adjust_stock("adj-A", &adjustment("adj-4", 2, "found"))
+            .status,
         201
     );
-    let late = env.adjust("adj-A", &short);
+    let late = env.adjust_stock("adj-A", &short);
     assert_eq!(late.status, 201, "{}", late.text());
     assert_eq!(late.json()["available"], 1);
     // The reservation made before all this still settles against its own units.
     assert_eq!(
-        env.post("/api/stock/reservations/adj-r1/release").status,
+        env.post_internal("/api/stock/reservations/adj-r1/release")
+            .status,
         200
     );
     assert_eq!(env.levels("adj-A"), (4, 0, 0));
@@ -1141,7 +1086,7 @@ fn stock_adjustments_move_available_only_and_are_idempotent() {
     let retry = adjustment("adj-5", 7, "delivery 43");
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| env.adjust("adj-A", &retry).status))
+            .map(|_| s.spawn(|| env.adjust_stock("adj-A", &retry).status))
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -1189,11 +1134,14 @@ fn stock_adjustments_refuse_bad_input_naming_the_field() {
         (json!(null), 400, "body"),
     ];
     for (body, status, field) in cases {
-        let p = problem(&env.adjust("adjbad-A", &body), status);
+        let p = problem(&env.adjust_stock("adjbad-A", &body), status);
         assert_eq!(p["field"], field, "{body} -> {p}");
     }
-    assert_eq!(problem(&env.adjust("bad%20sku", &ok), 422)["field"], "sku");
-    let p = problem(&env.adjust("adjbad-NOPE", &ok), 404);
+    assert_eq!(
+        problem(&env.adjust_stock("bad%20sku", &ok), 422)["field"],
+        "sku"
+    );
+    let p = problem(&env.adjust_stock("adjbad-NOPE", &ok), 404);
     assert_eq!(p["skus"], json!(["adjbad-NOPE"]), "{p}");
     let path = "/api/products/adjbad-A/stock-adjustments";
     problem(
@@ -1208,13 +1156,13 @@ fn stock_adjustments_refuse_bad_input_naming_the_field() {
     problem(&env.app.get(path).expect("GET"), 405);
     // More than the store keeps exact is a conflict with the current level, named `delta`.
     env.product("adjbad-FULL", "Full", 100, 1_000_000_000_000);
-    let p = problem(&env.adjust("adjbad-FULL", &ok), 409);
+    let p = problem(&env.adjust_stock("adjbad-FULL", &ok), 409);
     assert_eq!(p["type"], "https://errors.spin-shop.dev/stock-limit", "{p}");
     assert_eq!(p["field"], "delta");
     // Nothing was moved or recorded by any refusal: the id is still free.
     assert_eq!(env.levels("adjbad-A"), (5, 0, 0));
     assert_eq!(env.levels("adjbad-FULL"), (1_000_000_000_000, 0, 0));
-    assert_eq!(env.adjust("adjbad-A", &ok).status, 201);
+    assert_eq!(env.adjust_stock("adjbad-A", &ok).status, 201);
     assert_eq!(env.levels("adjbad-A"), (6, 0, 0));
 }
 
@@ -1231,7 +1179,7 @@ fn reserve_one(env: &Env, id: &str, sku: &str, then: &'static str) -> Outcome {
     let r = env.reserve(&json!({"reservation_id": id, "items": [{"sku": sku, "quantity": 1}]}));
     assert!(r.status == 201 || r.status == 409, "{}", r.text());
     if r.status == 201 && then != "keep" {
-        let s = env.post(&format!("/api/stock/reservations/{id}/{then}"));
+        let s = env.post_internal(&format!("/api/stock/reservations/{id}/{then}"));
         assert_eq!(s.status, 200, "{}", s.text());
     }
     Outcome::Reserved(r.status == 201, then)
@@ -1239,7 +1187,7 @@ fn reserve_one(env: &Env, id: &str, sku: &str, then: &'static str) -> Outcome {
 
 /// Applies `delta` to `sku` as `id`; 201 or 409 insufficient-stock only.
 fn adjust_once(env: &Env, i: usize, sku: &str, delta: i64) -> Outcome {
-    let r = env.adjust(sku, &adjustment(&format!("mix-adj{i}"), delta, "race"));
+    let r = env.adjust_stock(sku, &adjustment(&format!("mix-adj{i}"), delta, "race"));
     assert!(r.status == 201 || r.status == 409, "{}", r.text());
     if r.status == 201 {
         let a = r.json()["available"].as_i64().unwrap();
@@ -1315,7 +1263,7 @@ fn adjustments_and_reservations_interleave_without_creating_or_losing_units() {
     // Replaying every applied adjustment answers it again and moves nothing.
     for o in &outcomes {
         if let Outcome::Adjusted(i, delta, true) = *o {
-            let r = env.adjust(sku, &adjustment(&format!("mix-adj{i}"), delta, "race"));
+            let r = env.adjust_stock(sku, &adjustment(&format!("mix-adj{i}"), delta, "race"));
             assert_eq!(r.status, 200, "{}", r.text());
             assert_eq!(r.json()["delta"], delta);
         }
