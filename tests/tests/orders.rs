@@ -47,15 +47,6 @@ impl Env {
         assert_eq!(resp.status, 200, "PUT {sku}: {}", resp.text());
     }
 
-    fn product(&self, sku: &str) -> Value {
-        let resp = self
-            .app
-            .get(&format!("/api/products/{sku}"))
-            .expect("GET product");
-        assert_eq!(resp.status, 200, "GET {sku}: {}", resp.text());
-        resp.json()
-    }
-
     fn order(&self, key: Option<&str>, body: &Value) -> Response {
         self.order_with(key, body, &[])
     }
@@ -90,14 +81,6 @@ impl Env {
     fn stderr(&self) -> String {
         self.app.stderr()
     }
-}
-
-fn levels(p: &Value) -> (i64, i64, i64) {
-    (
-        p["available"].as_i64().unwrap(),
-        p["reserved"].as_i64().unwrap(),
-        p["sold"].as_i64().unwrap(),
-    )
 }
 
 #[test]
@@ -141,8 +124,8 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
     assert!(order["created_at"].as_str().unwrap().ends_with('Z'));
     assert!(order["expires_at"].as_str().unwrap() > order["created_at"].as_str().unwrap());
 
-    assert_eq!(levels(&env.product("TSHIRT")), (8, 2, 0));
-    assert_eq!(levels(&env.product("MUG")), (4, 1, 0));
+    assert_eq!(env.levels("TSHIRT"), (8, 2, 0));
+    assert_eq!(env.levels("MUG"), (4, 1, 0));
 
     let got = env.get_as("user-1", &format!("/api/orders/{id}"));
     assert_eq!(got.status, 200, "{}", got.text());
@@ -306,9 +289,9 @@ fn every_validation_error_is_a_problem_naming_the_field_and_reserves_nothing() {
         }
     }
     // Only the one valid order reserved anything.
-    assert_eq!(levels(&env.product("A")), (9, 1, 0));
-    assert_eq!(levels(&env.product("B")), (10, 0, 0));
-    assert_eq!(levels(&env.product("USD1")), (10, 0, 0));
+    assert_eq!(env.levels("A"), (9, 1, 0));
+    assert_eq!(env.levels("B"), (10, 0, 0));
+    assert_eq!(env.levels("USD1"), (10, 0, 0));
 }
 
 #[test]
@@ -340,7 +323,7 @@ fn idempotency_key_replays_refuses_other_bodies_and_deducts_once() {
         "a replay answers the stored body byte for byte"
     );
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    assert_eq!(levels(&env.product("A")), (7, 3, 0), "deducted once");
+    assert_eq!(env.levels("A"), (7, 3, 0), "deducted once");
 
     // Same key, different body: 422.
     let other = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 4}]});
@@ -349,7 +332,7 @@ fn idempotency_key_replays_refuses_other_bodies_and_deducts_once() {
         422,
         Some("Idempotency-Key"),
     );
-    assert_eq!(levels(&env.product("A")), (7, 3, 0));
+    assert_eq!(env.levels("A"), (7, 3, 0));
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 1);
 }
 
@@ -394,7 +377,7 @@ fn concurrent_requests_with_one_key_create_one_order() {
     }
     assert_eq!(fresh, 1, "exactly one request created the order");
     assert_eq!(ids.len(), 1, "every 201 is the same order");
-    assert_eq!(levels(&env.product("A")), (98, 2, 0), "deducted once");
+    assert_eq!(env.levels("A"), (98, 2, 0), "deducted once");
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 1);
 }
 
@@ -415,7 +398,7 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
         let barrier = Arc::clone(&barrier);
         std::thread::spawn(move || {
             let poll = || {
-                let (a, r, s) = levels(&env.product("LAST"));
+                let (a, r, s) = env.levels("LAST");
                 assert!(a >= 0, "available below zero: {a}");
                 assert_eq!(a + r + s, 10, "units appeared or vanished: {a}+{r}+{s}");
                 (a, r, s)
@@ -463,7 +446,7 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
         versions,
         (1..=8).map(|v| json!({"version": v})).collect::<Vec<_>>()
     );
-    assert_eq!(levels(&env.product("LAST")), (0, 10, 0));
+    assert_eq!(env.levels("LAST"), (0, 10, 0));
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 10);
     // The order side agrees with the stock side: its lines add up to Redis' `reserved`, every
     // reservation behind an order holds its units, each key ended completed (10) or failed (40),
@@ -505,11 +488,7 @@ fn a_failed_order_write_releases_the_stock_and_the_key_can_be_retried() {
     let resp = env.order(Some("fail-key"), &body);
     let p = assert_problem(&resp, 503, None);
     assert_eq!(p["reservation_released"], true, "{p}");
-    assert_eq!(
-        levels(&env.product("A")),
-        (5, 0, 0),
-        "the reservation was released"
-    );
+    assert_eq!(env.levels("A"), (5, 0, 0), "the reservation was released");
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 0);
     assert_eq!(
         env.sql("SELECT type FROM outbox"),
@@ -527,7 +506,7 @@ fn a_failed_order_write_releases_the_stock_and_the_key_can_be_retried() {
     env.sql("DROP TRIGGER e2e_refuse_orders");
     let retry = env.order(Some("fail-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
-    assert_eq!(levels(&env.product("A")), (3, 2, 0));
+    assert_eq!(env.levels("A"), (3, 2, 0));
 }
 
 #[test]
@@ -538,7 +517,7 @@ fn cancel_releases_stock_writes_the_outbox_and_is_idempotent() {
     let created = env.order_with(Some("cancel-1"), &body, &[("traceparent", TRACEPARENT)]);
     assert_eq!(created.status, 201, "{}", created.text());
     let id = created.json()["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(levels(&env.product("A")), (3, 2, 0));
+    assert_eq!(env.levels("A"), (3, 2, 0));
 
     let path = format!("/api/orders/{id}/cancel");
     let (auth, bearer) = e2e::customer_auth("u");
@@ -553,12 +532,12 @@ fn cancel_releases_stock_writes_the_outbox_and_is_idempotent() {
     let order = cancelled.json();
     assert_eq!(order["status"], "CANCELLED");
     assert_eq!(order["version"], 2);
-    assert_eq!(levels(&env.product("A")), (5, 0, 0), "stock released");
+    assert_eq!(env.levels("A"), (5, 0, 0), "stock released");
 
     let twice = env.cancel("u", &id);
     assert_eq!(twice.status, 200, "{}", twice.text());
     assert_eq!(twice.json(), order, "cancelling twice changes nothing");
-    assert_eq!(levels(&env.product("A")), (5, 0, 0));
+    assert_eq!(env.levels("A"), (5, 0, 0));
 
     let rows = env.sql(&format!(
         "SELECT type, seq, trace_id, json_extract(payload, '$.order_id') AS oid \
@@ -589,7 +568,7 @@ fn cancel_releases_stock_writes_the_outbox_and_is_idempotent() {
     let p = assert_problem(&refused, 409, None);
     assert_eq!(p["status"], 409);
     assert_eq!(
-        levels(&env.product("A")),
+        env.levels("A"),
         (3, 2, 0),
         "a refused cancel releases nothing"
     );
@@ -735,12 +714,12 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     // An instance claimed "crash-key" long ago, reserved the stock, then died before writing.
     let rid = plant_claim(&env, "crash-key", &body, 0);
     env.reserve_directly(&rid, "A", 2);
-    assert_eq!(levels(&env.product("A")), (8, 2, 0));
+    assert_eq!(env.levels("A"), (8, 2, 0));
 
     // The client's retry takes the abandoned claim over and reuses that very reservation.
     let retry = env.order(Some("crash-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
-    assert_eq!(levels(&env.product("A")), (8, 2, 0), "no second deduction");
+    assert_eq!(env.levels("A"), (8, 2, 0), "no second deduction");
     let rows = env.sql("SELECT reservation_id FROM orders");
     assert_eq!(rows, vec![json!({"reservation_id": rid})]);
 
@@ -752,7 +731,7 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
         p["type"],
         "https://errors.spin-shop.dev/request-in-progress"
     );
-    assert_eq!(levels(&env.product("A")), (8, 2, 0));
+    assert_eq!(env.levels("A"), (8, 2, 0));
 }
 
 #[test]
@@ -783,7 +762,7 @@ fn concurrent_cancels_change_the_order_once() {
         assert_eq!(r.json()["status"], "CANCELLED");
         assert_eq!(r.json()["version"], 2, "one state change, whoever won");
     }
-    assert_eq!(levels(&env.product("A")), (5, 0, 0), "released once");
+    assert_eq!(env.levels("A"), (5, 0, 0), "released once");
     let rows = env.sql("SELECT type, seq FROM outbox ORDER BY seq");
     assert_eq!(
         rows,
@@ -821,7 +800,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
     let rid0 = plant_claim(&env, "abandoned", &body, 0);
     reserve(&rid0, 3);
-    assert_eq!(levels(&env.product("A")), (4, 5, 1));
+    assert_eq!(env.levels("A"), (4, 5, 1));
 
     // The repair route is the compensator's, not the public's.
     assert_problem(&env.post("/api/orders/compensate", &[]), 401, None);
@@ -834,7 +813,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
         json!({"abandoned_claims": 1, "expired_orders": 0, "released": 2, "still_pending": 1, "published": 0, "unpublished": 1})
     );
     assert_eq!(
-        levels(&env.product("A")),
+        env.levels("A"),
         (9, 0, 1),
         "both releasable reservations released"
     );
@@ -849,7 +828,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     // The client's late retry reserves afresh under the next attempt's id.
     let retry = env.order(Some("abandoned"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
-    assert_eq!(levels(&env.product("A")), (6, 3, 1));
+    assert_eq!(env.levels("A"), (6, 3, 1));
     let rid1 = IdempotencyKey::parse("abandoned")
         .unwrap()
         .reservation_id(1);
@@ -866,7 +845,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
         again.json(),
         json!({"abandoned_claims": 0, "expired_orders": 0, "released": 0, "still_pending": 1, "published": 0, "unpublished": 2})
     );
-    assert_eq!(levels(&env.product("A")), (6, 3, 1));
+    assert_eq!(env.levels("A"), (6, 3, 1));
 }
 
 #[test]
@@ -880,15 +859,11 @@ fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
     env.reserve_directly(&rid0, "A", 4);
     let rel = env.post_internal(&format!("/api/stock/reservations/{rid0}/release"));
     assert_eq!(rel.status, 200, "{}", rel.text());
-    assert_eq!(levels(&env.product("A")), (10, 0, 0));
+    assert_eq!(env.levels("A"), (10, 0, 0));
 
     let retry = env.order(Some("late"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
-    assert_eq!(
-        levels(&env.product("A")),
-        (6, 4, 0),
-        "reserved once, under a new id"
-    );
+    assert_eq!(env.levels("A"), (6, 4, 0), "reserved once, under a new id");
     let rows = env.sql(&format!(
         "SELECT reservation_id = '{rid0}' AS reused FROM orders"
     ));
@@ -997,14 +972,14 @@ fn the_compensator_cron_expires_unpaid_orders() {
     );
     assert_eq!(created.status, 201, "{}", created.text());
     let id = created.json()["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(levels(&env.product("CRON-A")), (1, 3, 0));
+    assert_eq!(env.levels("CRON-A"), (1, 3, 0));
     env.sql(&format!(
         "UPDATE orders SET expires_ms = 0 WHERE order_id = '{id}'"
     ));
     env.wait_order(&id, std::time::Duration::from_secs(60), |o| {
         o["status"] == "EXPIRED"
     });
-    assert_eq!(levels(&env.product("CRON-A")), (4, 0, 0));
+    assert_eq!(env.levels("CRON-A"), (4, 0, 0));
 }
 
 #[test]
@@ -1017,7 +992,7 @@ fn unpaid_orders_expire_and_give_their_stock_back() {
     assert_eq!((due.status, fresh.status), (201, 201));
     let due_id = due.json()["order_id"].as_str().unwrap().to_owned();
     let fresh_id = fresh.json()["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(levels(&env.product("A")), (6, 4, 0));
+    assert_eq!(env.levels("A"), (6, 4, 0));
     // The payment window of the first order is over (set in the database: no waiting).
     env.sql(&format!(
         "UPDATE orders SET expires_ms = 0 WHERE order_id = '{due_id}'"
@@ -1034,11 +1009,7 @@ fn unpaid_orders_expire_and_give_their_stock_back() {
     );
     let other = env.get_order(&fresh_id).json();
     assert_eq!(other["status"], "PENDING_PAYMENT");
-    assert_eq!(
-        levels(&env.product("A")),
-        (8, 2, 0),
-        "only the expired order's units"
-    );
+    assert_eq!(env.levels("A"), (8, 2, 0), "only the expired order's units");
     let rows = env.sql(&format!(
         "SELECT type, seq FROM outbox WHERE aggregate_id = '{due_id}' ORDER BY seq"
     ));
@@ -1056,7 +1027,7 @@ fn unpaid_orders_expire_and_give_their_stock_back() {
         (again["expired_orders"].as_i64(), again["released"].as_i64()),
         (Some(0), Some(0))
     );
-    assert_eq!(levels(&env.product("A")), (8, 2, 0));
+    assert_eq!(env.levels("A"), (8, 2, 0));
 }
 
 #[test]
@@ -1068,14 +1039,10 @@ fn stock_down_during_creation_is_503_and_the_same_key_succeeds_afterwards() {
     let down = env.order(Some("down-key"), &body);
     assert_problem(&down, 503, None);
     env.0.redis.restart().expect("restart redis-server");
-    assert_eq!(
-        levels(&env.product("DOWN-A")),
-        (5, 0, 0),
-        "nothing was reserved"
-    );
+    assert_eq!(env.levels("DOWN-A"), (5, 0, 0), "nothing was reserved");
     let retry = env.order(Some("down-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
-    assert_eq!(levels(&env.product("DOWN-A")), (3, 2, 0), "reserved once");
+    assert_eq!(env.levels("DOWN-A"), (3, 2, 0), "reserved once");
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 1);
 }
 
@@ -1096,7 +1063,7 @@ fn insufficient_stock_then_a_restock_then_the_same_key_succeeds() {
     assert_eq!(adjusted.status, 201, "{}", adjusted.text());
     let retry = env.order(Some("restock-key"), &body);
     assert_eq!(retry.status, 201, "{}", retry.text());
-    assert_eq!(levels(&env.product("RESTOCK-A")), (3, 3, 0));
+    assert_eq!(env.levels("RESTOCK-A"), (3, 3, 0));
 }
 
 #[test]
@@ -1117,7 +1084,7 @@ fn a_validation_error_stores_nothing_and_leaves_the_key_usable() {
     let good = json!({"user_id": "u", "items": [{"sku": "VALID-A", "quantity": 1}]});
     let created = env.order(Some("valid-key"), &good);
     assert_eq!(created.status, 201, "{}", created.text());
-    assert_eq!(levels(&env.product("VALID-A")), (4, 1, 0));
+    assert_eq!(env.levels("VALID-A"), (4, 1, 0));
 }
 
 #[test]
@@ -1274,7 +1241,7 @@ fn a_failed_order_write_whose_release_is_not_recorded_is_finished_by_the_compens
         env.sql("SELECT COUNT(*) AS n FROM outbox WHERE type = 'ReservationReleaseOwed'")[0]["n"],
         1
     );
-    assert_eq!(levels(&env.product("A")), (5, 0, 0));
+    assert_eq!(env.levels("A"), (5, 0, 0));
 
     // The database takes writes again: the compensator retries the release (the stock
     // component answers a released reservation with 200) and closes the row.
@@ -1295,7 +1262,7 @@ fn a_failed_order_write_whose_release_is_not_recorded_is_finished_by_the_compens
         0
     );
     assert_eq!(
-        levels(&env.product("A")),
+        env.levels("A"),
         (5, 0, 0),
         "released once: no unit came back twice"
     );
@@ -1304,7 +1271,7 @@ fn a_failed_order_write_whose_release_is_not_recorded_is_finished_by_the_compens
     env.sql("DROP TRIGGER e2e_refuse_orders");
     let retry = env.order(Some("owed-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
-    assert_eq!(levels(&env.product("A")), (3, 2, 0));
+    assert_eq!(env.levels("A"), (3, 2, 0));
     let rid1 = IdempotencyKey::parse("owed-key").unwrap().reservation_id(1);
     assert_eq!(
         env.sql("SELECT reservation_id FROM orders"),
@@ -1323,7 +1290,7 @@ fn a_cancel_whose_release_fails_is_finished_by_a_second_cancel_or_the_compensato
         assert_eq!(created.status, 201, "{}", created.text());
         ids.push(created.json()["order_id"].as_str().unwrap().to_owned());
     }
-    assert_eq!(levels(&env.product("A")), (6, 4, 0));
+    assert_eq!(env.levels("A"), (6, 4, 0));
 
     // Redis (the stock component's store) is down while both orders are cancelled: each cancel
     // is committed and answered, and its release stays owed, explained.
@@ -1353,7 +1320,7 @@ fn a_cancel_whose_release_fails_is_finished_by_a_second_cancel_or_the_compensato
     );
     env.0.redis.restart().expect("restart redis-server");
     assert_eq!(
-        levels(&env.product("A")),
+        env.levels("A"),
         (6, 4, 0),
         "nothing released while Redis was down"
     );
@@ -1362,7 +1329,7 @@ fn a_cancel_whose_release_fails_is_finished_by_a_second_cancel_or_the_compensato
     let again = env.cancel("u", &ids[0]);
     assert_eq!(again.status, 200, "{}\n{}", again.text(), env.stderr());
     assert_eq!(again.json()["version"], 2, "no second state change");
-    assert_eq!(levels(&env.product("A")), (8, 2, 0));
+    assert_eq!(env.levels("A"), (8, 2, 0));
     let open = |id: &str| {
         env.sql(&format!(
             "SELECT COUNT(*) AS n FROM pending_releases WHERE order_id = '{id}' AND released_ms IS NULL"
@@ -1384,7 +1351,7 @@ fn a_cancel_whose_release_fails_is_finished_by_a_second_cancel_or_the_compensato
         "{report}"
     );
     assert_eq!(open(&ids[1]), json!(0));
-    assert_eq!(levels(&env.product("A")), (10, 0, 0), "each released once");
+    assert_eq!(env.levels("A"), (10, 0, 0), "each released once");
 }
 
 /// Lifts a Redis write pause when dropped, so a failing test never leaves requests hanging.
@@ -1450,11 +1417,7 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_the_retry_owns_the_re
         "{p}"
     );
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 0);
-    assert_eq!(
-        levels(&env.product("A")),
-        (8, 2, 0),
-        "reserved, not released"
-    );
+    assert_eq!(env.levels("A"), (8, 2, 0), "reserved, not released");
     assert_eq!(
         env.sql("SELECT COUNT(*) AS n FROM pending_releases")[0]["n"],
         0
@@ -1472,7 +1435,7 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_the_retry_owns_the_re
         vec![json!({"reservation_id": rid0})],
         "one order, on the reservation both requests shared"
     );
-    assert_eq!(levels(&env.product("A")), (8, 2, 0), "reserved once, kept");
+    assert_eq!(env.levels("A"), (8, 2, 0), "reserved once, kept");
     assert_eq!(
         env.sql("SELECT COUNT(*) AS n FROM pending_releases")[0]["n"],
         0
