@@ -607,6 +607,19 @@ impl Shop {
             .unwrap_or_else(|e| panic!("redis-cli {args:?}: {e:#}"))
     }
 
+    /// `CONFIG SET maxmemory 1` (the policy stays `noeviction`): Redis is full and refuses every
+    /// write with `OOM`, while reads and scripts that only read still answer; a script's first
+    /// write fails before it changed anything. [`Shop::redis_memory_freed`] undoes it.
+    pub fn redis_memory_full(&self) {
+        self.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+        self.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    }
+
+    /// `CONFIG SET maxmemory 0`: Redis takes writes again.
+    pub fn redis_memory_freed(&self) {
+        self.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    }
+
     /// `CLIENT PAUSE <120 s> WRITE`: Redis keeps answering reads, and every write command
     /// (and every script that may write, such as the stock component's) waits until
     /// [`Shop::unpause_redis`], as on a stalled primary.

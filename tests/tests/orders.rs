@@ -1503,3 +1503,73 @@ fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
         vec![json!({"state": "completed"})]
     );
 }
+
+#[test]
+fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator() {
+    use shop_domain::idempotency::IdempotencyKey;
+    let env = Env::start_without_cron();
+    env.put_product("A", 100, "EUR", 10);
+    env.migrate_orders();
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+    // A request reserved under "full-key" and died before writing; its client retries after
+    // the lease. The retry reuses that reservation (a read at the stock component), so it gets
+    // through with Redis refusing writes: the release after its failed write cannot.
+    let rid0 = plant_claim(&env, "full-key", &body, 0);
+    env.reserve_directly(&rid0, "A", 2);
+    env.sql(
+        "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
+         BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END",
+    );
+    env.redis_memory_full();
+    let resp = env.order(Some("full-key"), &body);
+    env.redis_memory_freed();
+    let p = assert_problem(&resp, 503, None);
+    assert_eq!(p["reservation_released"], false, "{p}");
+    assert_eq!(env.levels("A"), (8, 2, 0), "still reserved");
+    assert_eq!(
+        env.sql(
+            "SELECT reservation_id, reason, attempts, last_error IS NOT NULL AS explained \
+             FROM pending_releases WHERE released_ms IS NULL"
+        ),
+        vec![
+            json!({"reservation_id": rid0, "reason": "order-write-failed", "attempts": 1, "explained": 1})
+        ],
+        "owed, for the compensator"
+    );
+    assert_eq!(
+        env.sql("SELECT state, attempt FROM idempotency_keys WHERE idem_key = 'full-key'"),
+        vec![json!({"state": "failed", "attempt": 1})]
+    );
+
+    // Redis takes writes again: the compensator releases what is owed, once.
+    let report = env.compensate();
+    assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
+    let report = report.json();
+    assert_eq!(
+        (
+            report["released"].as_i64(),
+            report["still_pending"].as_i64()
+        ),
+        (Some(1), Some(0)),
+        "{report}"
+    );
+    assert_eq!(env.levels("A"), (10, 0, 0));
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM pending_releases WHERE released_ms IS NULL")[0]["n"],
+        0
+    );
+    // Its ReservationReleaseOwed message reaches the stock receiver too: the reservation is
+    // already released, so nothing moves twice.
+    env.wait_levels("A", std::time::Duration::from_secs(20), |l| l == (10, 0, 0));
+
+    // The same key succeeds once the database takes orders again, under the next attempt.
+    env.sql("DROP TRIGGER e2e_refuse_orders");
+    let retry = env.order(Some("full-key"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    assert_eq!(env.levels("A"), (8, 2, 0));
+    let rid1 = IdempotencyKey::parse("full-key").unwrap().reservation_id(1);
+    assert_eq!(
+        env.sql("SELECT reservation_id FROM orders"),
+        vec![json!({"reservation_id": rid1})]
+    );
+}
