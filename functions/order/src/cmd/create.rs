@@ -309,14 +309,6 @@ fn respond(stored: StoredResponse, replayed: bool) -> Response {
     b.body(stored.body).build()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_outlasts_the_payment_window_never() {
-        // The lease only needs to exceed one request's duration, and must be far below the
-        // reservation TTL so a retaken claim still finds its reservation alive.
-        assert!(claims::LEASE_MS < i64::from(PAYMENT_WINDOW_SECONDS) * 1000);
-    }
-}
+// The lease only needs to exceed one request's duration, and must be far below the reservation
+// TTL so a retaken claim still finds its reservation alive: checked at compile time.
+const _: () = assert!(claims::LEASE_MS < PAYMENT_WINDOW_SECONDS as i64 * 1000);

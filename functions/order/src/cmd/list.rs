@@ -86,56 +86,10 @@ fn whose(caller: &Caller, user_id: Option<&str>) -> Result<UserId, Problem> {
     }
 }
 
-/// `a=1&b=x%20y` into decoded pairs (`+` is a space, bad escapes are kept literally).
+/// `a=1&b=x%20y` into decoded pairs (`+` is a space, bad escapes are kept literally), by the
+/// `url` crate's `application/x-www-form-urlencoded` parser.
 fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_query_pairs() {
-        let p = query_pairs("user_id=u%2D1&limit=5&cursor=&x=a+b&bad=%zz&end=%4");
-        assert_eq!(p[0], ("user_id".into(), "u-1".into()));
-        assert_eq!(p[1], ("limit".into(), "5".into()));
-        assert_eq!(p[2], ("cursor".into(), "".into()));
-        assert_eq!(p[3], ("x".into(), "a b".into()));
-        assert_eq!(p[4], ("bad".into(), "%zz".into()));
-        assert_eq!(p[5], ("end".into(), "%4".into()));
-    }
 }
