@@ -45,7 +45,10 @@ pub fn require_admin(req: &Request) -> Result<(), Problem> {
 
 /// The value of the `Authorization` header that internal calls carry.
 pub fn internal_authorization() -> anyhow::Result<String> {
-    Ok(format!("Bearer {}", spin_sdk::variables::get("internal_token")?))
+    Ok(format!(
+        "Bearer {}",
+        spin_sdk::variables::get("internal_token")?
+    ))
 }
 
 fn unauthorized(detail: &str) -> Problem {

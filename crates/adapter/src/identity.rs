@@ -339,7 +339,6 @@ fn presented(req: &Request) -> Option<&str> {
         .and_then(bearer_token)
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::OnceLock;

@@ -10,9 +10,9 @@ mod db;
 mod store;
 mod webhook;
 
+use shop_adapter::respond::method_not_allowed;
 use shop_adapter::{health, Problem};
 use spin_sdk::http::{Method, Request, Response};
-use shop_adapter::respond::method_not_allowed;
 use spin_sdk::http_component;
 
 const COMPONENT: &str = "payment-callback";
