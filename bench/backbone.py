@@ -137,15 +137,17 @@ def lag_phase():
         t.join()
     orders = db("orders")
     deadline = time.monotonic() + 120
-    while orders.execute("SELECT COUNT(*) FROM orders WHERE user_id = 'lag' AND status = 'PAID'"
-                         ).fetchone()[0] < PAYMENTS:
+    ids = [o["order_id"] for o in created]
+    marks = ",".join("?" * len(ids))
+    while orders.execute(f"SELECT COUNT(*) FROM orders WHERE status = 'PAID' AND order_id IN ({marks})",
+                         ids).fetchone()[0] < PAYMENTS:
         assert time.monotonic() < deadline, "payments not all applied within 120 s"
         time.sleep(0.05)
     secs = time.monotonic() - t0
     committed = {row[0]: ms(row[1]) for row in db("payments").execute(
         "SELECT aggregate_id, created_at FROM outbox WHERE type = 'PaymentSucceeded'")}
     lags = [paid - committed[oid] for oid, paid in orders.execute(
-        "SELECT order_id, paid_ms FROM orders WHERE user_id = 'lag'") if oid in committed]
+        f"SELECT order_id, paid_ms FROM orders WHERE order_id IN ({marks})", ids) if oid in committed]
     print(f"lag: {len(lags)} payments at {CONNS} connections in {secs:.2f} s "
           f"({len(lags) / secs:.0f}/s); webhook commit -> order PAID p50 {pct(lags, 50)} ms, "
           f"p99 {pct(lags, 99)} ms, max {max(lags)} ms")

@@ -19,6 +19,17 @@ const DRAIN: Script = Script {
     source: include_str!("../lua/drain.lua"),
 };
 
+/// The doorbell payload of the compensator's periodic ring: besides draining, the receiver runs
+/// its context's sweep (expiries, abandoned claims, retention, the TTL sweep). A request's fast
+/// path rings with an empty payload: drain only, so a burst of messages does not run a burst of
+/// sweeps (each one a write transaction competing with the messages' own).
+pub const SWEEP: &[u8] = b"sweep";
+
+/// Whether a doorbell asks for the periodic sweep.
+pub fn wants_sweep(doorbell: &[u8]) -> bool {
+    doorbell == SWEEP
+}
+
 /// A message as it travels in a stream entry (field `m`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {

@@ -92,14 +92,15 @@ pub fn run_once() -> RunReport {
     report
 }
 
-/// Wakes every receiver; a failure is reported, the others still ring.
+/// Wakes every receiver, asking for its context's periodic sweep too; a failure is reported, the
+/// others still ring.
 fn ring(url: &str, report: &mut RunReport) {
     let conn = match spin_sdk::redis::Connection::open(url) {
         Ok(c) => c,
         Err(e) => return report.errors.push(format!("redis: {e}")),
     };
     for topic in TOPICS {
-        match conn.publish(&outbox::doorbell(topic), b"") {
+        match conn.publish(&outbox::doorbell(topic), shop_adapter::receiver::SWEEP) {
             Ok(()) => report.doorbells += 1,
             Err(e) => report.errors.push(format!("doorbell {topic}: {e}")),
         }

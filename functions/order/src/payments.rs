@@ -35,7 +35,7 @@ const TOPIC: &str = "payments";
 const GROUP: &str = "order";
 
 #[spin_sdk::redis_component]
-fn on_doorbell(_payload: Vec<u8>) -> anyhow::Result<()> {
+fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
     let conn = db::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let url = spin_sdk::variables::get("redis_url")?;
     let mut written = Vec::new();
@@ -43,12 +43,19 @@ fn on_doorbell(_payload: Vec<u8>) -> anyhow::Result<()> {
         written.extend(apply(&conn, env)?);
         Ok(())
     });
-    // The sweep runs even when the drain failed (Redis down): expiry must not wait for it.
+    // The compensator's ring asks for the sweep too; it runs even when the drain failed (Redis
+    // down): expiry must not wait for it.
     let now = ids::now_ms();
-    let expired = expire_orders(&conn, now)?;
-    let abandoned = abandon_claims(&conn, now)?;
+    let (expired, abandoned, purged) = if receiver::wants_sweep(&payload) {
+        (
+            expire_orders(&conn, now)?,
+            abandon_claims(&conn, now)?,
+            claims::purge_finished(&conn, now - crate::retention::keep_ms())?,
+        )
+    } else {
+        (Vec::new(), Vec::new(), 0)
+    };
     outbox::publish(&conn, &[written.as_slice(), &expired, &abandoned].concat());
-    let purged = claims::purge_finished(&conn, now - crate::retention::keep_ms())?;
     let report = report?;
     eprintln!(
         "order-events: read {} applied {} failed {} dead-lettered {} expired {} abandoned {} purged {purged}",

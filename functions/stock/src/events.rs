@@ -23,12 +23,18 @@ use crate::settle;
 pub const PAID_GRACE_MS: u64 = 10 * 60 * 1000;
 
 #[spin_sdk::redis_component]
-fn on_order_event(_doorbell: Vec<u8>) -> anyhow::Result<()> {
+fn on_order_event(doorbell: Vec<u8>) -> anyhow::Result<()> {
     let url = spin_sdk::variables::get("redis_url")?;
     let report = receiver::drain(&url, "orders", "stock", &DrainOptions::default(), apply)?;
-    let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-    let (expired, _, _) = crate::cmd::expire::sweep(&store, None, PAID_GRACE_MS)
-        .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    // The TTL sweep on the compensator's periodic ring only, not on every fast-path ring.
+    let expired = if receiver::wants_sweep(&doorbell) {
+        let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+        crate::cmd::expire::sweep(&store, None, PAID_GRACE_MS)
+            .map_err(|p| anyhow::anyhow!("{}", p.detail))?
+            .0
+    } else {
+        0
+    };
     eprintln!(
         "stock-events: read {} applied {} failed {} dead-lettered {} expired {expired}",
         report.read, report.applied, report.failed, report.dead_lettered
