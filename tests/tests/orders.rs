@@ -479,10 +479,7 @@ fn a_failed_order_write_releases_the_stock_and_the_key_can_be_retried() {
     env.put_product("A", 100, "EUR", 5);
     // Any order request migrates the schema; then the database refuses new orders, for real.
     env.migrate_orders();
-    env.sql(
-        "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
-         BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END",
-    );
+    refuse_order_writes(&env);
 
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     let resp = env.order(Some("fail-key"), &body);
@@ -503,7 +500,7 @@ fn a_failed_order_write_releases_the_stock_and_the_key_can_be_retried() {
     );
 
     // Once the database takes writes again, the same key succeeds with a fresh reservation.
-    env.sql("DROP TRIGGER e2e_refuse_orders");
+    allow_order_writes(&env);
     let retry = env.order(Some("fail-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     assert_eq!(env.levels("A"), (3, 2, 0));
@@ -704,6 +701,33 @@ fn plant_claim(env: &Env, key: &str, order: &Value, claimed_ms: i64) -> String {
     IdempotencyKey::parse(key).unwrap().reservation_id(0)
 }
 
+/// A request that claimed `key` long ago, reserved `order`'s single line under the claim's
+/// reservation id, and died before writing: its planted claim and its real reservation. Returns
+/// the reservation id.
+fn crashed_holder(env: &Env, key: &str, order: &Value) -> String {
+    let rid = plant_claim(env, key, order, 0);
+    let line = &order["items"][0];
+    let (sku, qty) = (
+        line["sku"].as_str().unwrap(),
+        line["quantity"].as_i64().unwrap(),
+    );
+    env.reserve_directly(&rid, sku, qty);
+    rid
+}
+
+/// The database refuses new orders, for real: a trigger raising on every INSERT INTO orders.
+fn refuse_order_writes(env: &Env) {
+    env.sql(
+        "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
+         BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END",
+    );
+}
+
+/// Undoes [`refuse_order_writes`].
+fn allow_order_writes(env: &Env) {
+    env.sql("DROP TRIGGER e2e_refuse_orders");
+}
+
 #[test]
 fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     let env = Env::start_without_cron();
@@ -855,8 +879,7 @@ fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
     env.migrate_orders();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 4}]});
     // The crashed holder's reservation exists but was released since (it expired).
-    let rid0 = plant_claim(&env, "late", &body, 0);
-    env.reserve_directly(&rid0, "A", 4);
+    let rid0 = crashed_holder(&env, "late", &body);
     let rel = env.post_internal(&format!("/api/stock/reservations/{rid0}/release"));
     assert_eq!(rel.status, 200, "{}", rel.text());
     assert_eq!(env.levels("A"), (10, 0, 0));
@@ -1215,10 +1238,9 @@ fn a_failed_order_write_whose_release_is_not_recorded_is_finished_by_the_compens
     // Two real faults in the database: it refuses the order, and it refuses to record the
     // release as done (any UPDATE of pending_releases), so the owed release stays open although
     // the stock call went through.
+    refuse_order_writes(&env);
     env.sql(
-        "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
-         BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END; \
-         CREATE TRIGGER e2e_refuse_release_stamp BEFORE UPDATE ON pending_releases \
+        "CREATE TRIGGER e2e_refuse_release_stamp BEFORE UPDATE ON pending_releases \
          BEGIN SELECT RAISE(ABORT, 'forced failure of the release bookkeeping'); END;",
     );
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
@@ -1268,7 +1290,7 @@ fn a_failed_order_write_whose_release_is_not_recorded_is_finished_by_the_compens
     );
 
     // The same key succeeds afterwards, under the next attempt's reservation.
-    env.sql("DROP TRIGGER e2e_refuse_orders");
+    allow_order_writes(&env);
     let retry = env.order(Some("owed-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     assert_eq!(env.levels("A"), (3, 2, 0));
@@ -1455,8 +1477,7 @@ fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     // A request claimed the key long ago, reserved, and died; its client comes back just as the
     // repair pass abandons the claim.
-    let rid0 = plant_claim(&env, "abandon-race", &body, 0);
-    env.reserve_directly(&rid0, "A", 2);
+    let rid0 = crashed_holder(&env, "abandon-race", &body);
     let barrier = Barrier::new(2);
     let (report, retry) = std::thread::scope(|s| {
         let r = s.spawn(|| {
@@ -1514,12 +1535,8 @@ fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator()
     // A request reserved under "full-key" and died before writing; its client retries after
     // the lease. The retry reuses that reservation (a read at the stock component), so it gets
     // through with Redis refusing writes: the release after its failed write cannot.
-    let rid0 = plant_claim(&env, "full-key", &body, 0);
-    env.reserve_directly(&rid0, "A", 2);
-    env.sql(
-        "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
-         BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END",
-    );
+    let rid0 = crashed_holder(&env, "full-key", &body);
+    refuse_order_writes(&env);
     env.redis_memory_full();
     let resp = env.order(Some("full-key"), &body);
     env.redis_memory_freed();
@@ -1563,7 +1580,7 @@ fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator()
     env.wait_levels("A", std::time::Duration::from_secs(20), |l| l == (10, 0, 0));
 
     // The same key succeeds once the database takes orders again, under the next attempt.
-    env.sql("DROP TRIGGER e2e_refuse_orders");
+    allow_order_writes(&env);
     let retry = env.order(Some("full-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     assert_eq!(env.levels("A"), (8, 2, 0));
