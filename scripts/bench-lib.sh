@@ -20,7 +20,7 @@ bench_start_app() {
     printf '[sqlite_database.%s]\ntype = "spin"\npath = "%s/state/%s.db"\n\n' "$label" "$work" "$label"
   done > "$work/runtime-config.toml"
   # Cron silenced: the benchmark drives the compensator itself.
-  sed 's/^cron_expression = .*/cron_expression = "0 0 0 1 1 *"/' spin.toml > spin.bench.toml
+  sed "s/^cron_expression = .*/cron_expression = \"0 0 0 1 1 *\"/; s/^channel = \"doorbell:orders\"/channel = \"doorbell:${BENCH_ORDERS_DOORBELL:-orders}\"/" spin.toml > spin.bench.toml
   # The reference in the same run: a trivial component (Hello, world!) in the same host.
   cat >> spin.bench.toml <<'TOML'
 

@@ -593,3 +593,33 @@ fn the_relay_and_sweep_queries_are_served_by_indexes() {
     let lease = plan("SELECT message_id FROM outbox WHERE lease_token = 'x' ORDER BY rowid");
     assert!(lease.contains("outbox_lease"), "{lease}");
 }
+
+/// The doorbell is coalesced (publish.lua rings only when no ring is pending; the receiver's
+/// last read clears the mark atomically): a burst of payments from many threads, with no
+/// compensator to ring afterwards, must still all be applied, and once they are no ring is left
+/// pending (the next message would ring again).
+#[test]
+fn a_burst_of_payments_is_applied_without_the_compensator_and_leaves_no_ring_pending() {
+    let shop = Shop::boot_without_cron();
+    let n = 40;
+    let first = order(&shop, "BURST-1", n, 1, "burst-0");
+    let orders: Vec<Value> = std::iter::once(first)
+        .chain((1..n).map(|i| shop.create_order(&format!("burst-{i}"), "BURST-1", 1)))
+        .collect();
+    std::thread::scope(|s| {
+        for (i, o) in orders.iter().enumerate() {
+            let shop = &shop;
+            s.spawn(move || {
+                let resp = shop.webhook(&succeeded(&format!("evt_burst_{i}"), o));
+                assert_eq!(resp.status, 200, "{}", resp.text());
+            });
+        }
+    });
+    for o in &orders {
+        shop.wait_order(o["order_id"].as_str().unwrap(), WAIT, is_status("PAID"));
+    }
+    assert_eq!(shop.wait_levels("BURST-1", WAIT, |l| l.2 == n), (0, 0, n));
+    e2e::wait_for(WAIT, "the pending doorbell mark to be cleared", || {
+        (shop.cli(&["EXISTS", "doorbell:pending:payments"]).trim() == "0").then_some(())
+    });
+}

@@ -1,7 +1,8 @@
 -- drain.lua: take up to ARGV[3] entries of a stream for one consumer group, in one round trip.
 --
--- KEYS[1] the stream, ARGV[1] group, ARGV[2] consumer, ARGV[3] count,
--- ARGV[4] min idle ms before another consumer's unacknowledged entry is taken over.
+-- KEYS[1] the stream, KEYS[2] its doorbell's pending mark, ARGV[1] group, ARGV[2] consumer,
+-- ARGV[3] count, ARGV[4] min idle ms before another consumer's unacknowledged entry is taken
+-- over, ARGV[5] '1' when this is the receiver's last read: the pending mark is deleted first.
 --
 -- Returns a flat list {id, deliveries, envelope, id, deliveries, envelope, ...}: entries
 -- abandoned by a consumer that died (pending longer than ARGV[4], via XAUTOCLAIM) first, then
@@ -12,7 +13,14 @@
 -- so messages appended before any receiver ever ran are still delivered. Every returned entry is
 -- pending for this group until XACKed, so a receiver that dies mid-batch loses nothing: its
 -- entries are taken over after ARGV[4] ms. Entries trimmed away while pending are skipped.
+-- With ARGV[5] = '1' the pending mark is deleted before reading, in this one atomic step: every
+-- entry appended before it is returned now (or was earlier), and every one appended after it
+-- rings the doorbell again (publish.lua), so the receiver can stop without leaving an entry
+-- unrung.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+if ARGV[5] == '1' then
+  redis.call('DEL', KEYS[2])
+end
 local count, min_idle = tonumber(ARGV[3]), ARGV[4]
 local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
 if not ok and not string.find(tostring(err), 'BUSYGROUP') then

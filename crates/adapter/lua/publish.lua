@@ -1,11 +1,13 @@
 -- publish.lua: append a batch of outbox messages to one stream, in order, in one round trip,
 -- skipping the ones already appended.
 --
--- KEYS[1] the stream (`events:<topic>`), ARGV[1] approximate max length of the stream,
--- ARGV[2] how long (seconds) a message id is remembered as sent,
--- ARGV[3..] pairs: message id, JSON envelope (stored in the entry's field `m`).
+-- KEYS[1] the stream (`events:<topic>`), KEYS[2] the doorbell's pending mark
+-- (`doorbell:pending:<topic>`), ARGV[1] approximate max length of the stream,
+-- ARGV[2] how long (seconds) a message id is remembered as sent, ARGV[3] the doorbell channel,
+-- ARGV[4] how long (ms) a pending mark lives at most,
+-- ARGV[5..] pairs: message id, JSON envelope (stored in the entry's field `m`).
 --
--- Returns {appended, skipped} (as strings).
+-- Returns {appended, skipped, rang} (as strings; rang is 1 when this call rang the doorbell).
 --
 -- Guarantees (atomic): every envelope whose message id was not sent in the last ARGV[2] seconds
 -- is appended, in argument order, and its id remembered (`outbox:sent:<id>`, SET NX EX) in the
@@ -15,8 +17,16 @@
 -- appended again: receivers still drop duplicates by message id (their inbox). The stream is
 -- trimmed approximately (`MAXLEN ~`), never below ARGV[1] entries. The remembered ids are keys
 -- not declared in KEYS (single Redis node; not Cluster-safe).
+--
+-- Doorbell, coalesced: when something was appended, the doorbell rings (PUBLISH) only if no ring
+-- is pending, i.e. the pending mark was absent; the mark is set in the same step. A receiver
+-- deletes the mark in the same script as its last read (drain.lua), so a message appended
+-- before that read is read by it, and one appended after it rings again: no message waits
+-- without a ring on its way, and a burst of messages wakes one receiver instead of one per
+-- message. A receiver that dies holding the mark delays the next ring by ARGV[4] ms at most
+-- (the compensator's periodic ring does not depend on the mark either).
 local appended, skipped = 0, 0
-for i = 3, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   if redis.call('SET', 'outbox:sent:' .. ARGV[i], '1', 'NX', 'EX', ARGV[2]) then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i + 1])
     appended = appended + 1
@@ -24,4 +34,9 @@ for i = 3, #ARGV, 2 do
     skipped = skipped + 1
   end
 end
-return {tostring(appended), tostring(skipped)}
+local rang = 0
+if appended > 0 and redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
+  redis.call('PUBLISH', ARGV[3], '')
+  rang = 1
+end
+return {tostring(appended), tostring(skipped), tostring(rang)}

@@ -51,6 +51,17 @@ pub fn doorbell(topic: &str) -> String {
     format!("doorbell:{topic}")
 }
 
+/// The mark that a ring of the topic's doorbell is on its way and not yet answered by a
+/// receiver's last read: while it is set, publishing appends without ringing again (publish.lua,
+/// drain.lua).
+pub fn doorbell_pending(topic: &str) -> String {
+    format!("doorbell:pending:{topic}")
+}
+
+/// How long a pending mark lives at most: the delay a receiver that dies mid-drain can add
+/// before the next message rings again.
+pub const DOORBELL_PENDING_MS: &str = "2000";
+
 /// One message to append.
 pub struct Message<'a> {
     pub topic: &'a str,
@@ -123,13 +134,20 @@ fn send(redis: &spin_sdk::redis::Connection, rows: &[Outgoing]) -> Vec<Result<()
     topics.dedup();
     let mut outcome: Vec<Result<(), String>> = vec![Ok(()); rows.len()];
     for topic in topics {
-        let mut args = vec![STREAM_MAX_LEN, SENT_MEMORY_SECONDS];
+        let bell = doorbell(topic);
+        let mut args = vec![
+            STREAM_MAX_LEN,
+            SENT_MEMORY_SECONDS,
+            &bell,
+            DOORBELL_PENDING_MS,
+        ];
         for r in rows.iter().filter(|r| r.topic == topic) {
             args.push(&r.message_id);
             args.push(&r.envelope);
         }
-        let key = stream_key(topic);
-        let result = crate::redis::run(redis, &PUBLISH, &[&key], &args).map(|_| ());
+        let (key, pending) = (stream_key(topic), doorbell_pending(topic));
+        // The same step appends and (unless a ring is pending) rings the doorbell.
+        let result = crate::redis::run(redis, &PUBLISH, &[&key, &pending], &args).map(|_| ());
         if let Err(e) = result {
             let err = format!("XADD {key}: {e}");
             for (i, r) in rows.iter().enumerate() {
@@ -137,9 +155,6 @@ fn send(redis: &spin_sdk::redis::Connection, rows: &[Outgoing]) -> Vec<Result<()
                     outcome[i] = Err(err.clone());
                 }
             }
-        } else {
-            // Wake the receivers; a lost doorbell only delays them until the next relay run.
-            let _ = redis.publish(&doorbell(topic), b"");
         }
     }
     outcome

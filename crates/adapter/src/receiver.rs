@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use spin_sdk::redis::{Connection, RedisParameter};
 
-use crate::outbox::stream_key;
+use crate::outbox::{doorbell, doorbell_pending, stream_key};
 use crate::redis::Script;
 
 const DRAIN: Script = Script {
@@ -89,11 +89,42 @@ pub fn drain(
     mut apply: impl FnMut(&Envelope) -> anyhow::Result<()>,
 ) -> anyhow::Result<DrainReport> {
     let conn = Connection::open(redis_url)?;
-    let stream = stream_key(topic);
+    let (stream, pending) = (stream_key(topic), doorbell_pending(topic));
     let mut report = DrainReport::default();
     let (count, idle) = (opts.batch.to_string(), opts.min_idle_ms.to_string());
+    // The doorbell's pending mark stays set while this drain runs, so publishers append without
+    // ringing again; the last read deletes it atomically with reading (drain.lua), after which
+    // new messages ring again. A drain that reads less than a batch makes one more, last read.
+    let mut last = false;
     for _ in 0..opts.max_batches {
-        let flat = crate::redis::run(&conn, &DRAIN, &[&stream], &[group, group, &count, &idle])?;
+        let args = [group, group, &count, &idle, if last { "1" } else { "0" }];
+        let flat = crate::redis::run(&conn, &DRAIN, &[&stream, &pending], &args)?;
+        let full = flat.len() / 3 >= opts.batch as usize;
+        apply_batch(&conn, topic, group, opts, &flat, &mut report, &mut apply)?;
+        match (full, last) {
+            (false, true) => return Ok(report),
+            (false, false) => last = true,
+            (true, _) => last = false,
+        }
+    }
+    // Out of rounds with entries possibly left: ring, so the next wake-up goes on.
+    conn.publish(&doorbell(topic), b"")?;
+    Ok(report)
+}
+
+/// Applies one drained batch (the flat `id, deliveries, envelope` triples) and acknowledges
+/// what was applied or dead-lettered.
+fn apply_batch(
+    conn: &Connection,
+    topic: &str,
+    group: &str,
+    opts: &DrainOptions,
+    flat: &[String],
+    report: &mut DrainReport,
+    apply: &mut impl FnMut(&Envelope) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let stream = stream_key(topic);
+    {
         let mut acks = Vec::new();
         for entry in flat.chunks_exact(3) {
             let (id, deliveries, raw) = (&entry[0], &entry[1], &entry[2]);
@@ -110,19 +141,16 @@ pub fn drain(
                     report.failed += 1;
                     eprintln!("receiver {group}: {stream} entry {id} failed: {e:#}");
                     if deliveries.parse::<u32>().unwrap_or(1) >= opts.max_deliveries {
-                        dead_letter(&conn, topic, group, raw, &format!("{e:#}"))?;
+                        dead_letter(conn, topic, group, raw, &format!("{e:#}"))?;
                         report.dead_lettered += 1;
                         acks.push(id.clone());
                     }
                 }
             }
         }
-        ack(&conn, &stream, group, &acks)?;
-        if flat.len() / 3 < opts.batch as usize {
-            break;
-        }
+        ack(conn, &stream, group, &acks)?;
     }
-    Ok(report)
+    Ok(())
 }
 
 fn ack(conn: &Connection, stream: &str, group: &str, ids: &[String]) -> anyhow::Result<()> {

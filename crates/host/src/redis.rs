@@ -67,9 +67,12 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Records a failed command: connection-level failures retire the shared connection.
+    /// Records a failed command: connection-level failures retire the shared connection. So
+    /// does a protocol error, after which the server closes the connection (as it does for an
+    /// unauthenticated client's long command): the next command would only meet a broken pipe.
     pub fn note(&self, e: &redis::RedisError) {
-        if e.is_connection_dropped() || e.is_io_error() || e.is_timeout() {
+        let protocol = e.to_string().contains("Protocol error");
+        if e.is_connection_dropped() || e.is_io_error() || e.is_timeout() || protocol {
             self.alive.store(false, Ordering::Release);
         }
     }

@@ -8,7 +8,22 @@
 //! saves the open + PRAGMA cost without changing what a guest can observe: a connection inside a
 //! transaction, or holding TEMP tables/views/triggers, is closed instead of pooled.
 //! Every connection uses WAL, `synchronous=FULL` (see [`synchronous_pragma`]) and waits up to
-//! 5 s for the write lock ([`busy_wait`]); ATTACH of other files is denied, as in Spin.
+//! 5 s for the write lock; ATTACH of other files is denied, as in Spin.
+//!
+//! Waiting for the write lock: within this process, writers to one file queue on an async
+//! first-come-first-served gate ([`WriterGate`]) taken by the statement that would take SQLite's
+//! write lock (`BEGIN IMMEDIATE`/`EXCLUSIVE` or any statement that is not read-only) and given
+//! back when the connection is in autocommit again (commit, rollback, or the end of a
+//! single-statement write). A waiting guest parks its task instead of a thread, and the next
+//! writer starts the moment the lock is handed on. SQLite's own locking still decides: the gate
+//! only orders this process's writers, and another process's writer is waited for by
+//! [`busy_wait`]. What a guest can observe is unchanged: one writer at a time, `BEGIN IMMEDIATE`
+//! waits up to 5 s, then the statement fails with "database is locked".
+//!
+//! Statements run on the calling worker thread; only those that may wait on the disk for long
+//! (a commit, which fsyncs, an autocommit write, opening a new file, closing a connection inside
+//! a transaction) run in `block_in_place`, whose thread hand-off costs more than a cached page
+//! read (docs/benchmarks.md).
 //! In-memory databases (`type = "spin"` without `path`) are fresh per connection, as in Spin.
 
 use std::collections::HashMap;
@@ -128,6 +143,54 @@ pub fn execute_on(
 pub struct Database {
     path: Option<PathBuf>,
     idle: Mutex<Vec<Connection>>,
+    writers: WriterGate,
+}
+
+/// The in-process queue of writers to one database file (see the module comment).
+#[derive(Clone)]
+struct WriterGate(Arc<tokio::sync::Semaphore>);
+
+impl WriterGate {
+    fn new() -> Self {
+        WriterGate(Arc::new(tokio::sync::Semaphore::new(1)))
+    }
+
+    /// Waits (as a parked task) for this file's turn to write, up to [`BUSY_WAIT`] like the
+    /// busy handler; then the statement fails the way SQLite's busy timeout makes it fail.
+    async fn enter(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, SqlError> {
+        match tokio::time::timeout(BUSY_WAIT, self.0.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(SqlError::Io("database is locked".into())),
+        }
+    }
+}
+
+/// What running a statement does to the write lock and to the thread that runs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct StatementKind {
+    /// It takes (or needs) the file's write lock.
+    writes: bool,
+    /// It may wait on the disk: a commit (fsync) or a write outside a transaction.
+    may_block: bool,
+}
+
+impl StatementKind {
+    fn of(conn: &Connection, sql: &str) -> Self {
+        let head: String = sql.trim_start().chars().take(16).collect();
+        let head = head.to_ascii_uppercase();
+        let words: Vec<&str> = head.split_whitespace().collect();
+        let (writes, may_block) = match words.as_slice() {
+            ["BEGIN", "IMMEDIATE" | "EXCLUSIVE", ..] => (true, false),
+            ["COMMIT" | "END", ..] => (false, true),
+            // Transaction control is "read-only" to SQLite; anything else that is not is a
+            // write. A statement that does not prepare fails in `execute_on` as before.
+            _ => {
+                let writes = conn.prepare_cached(sql).is_ok_and(|s| !s.readonly());
+                (writes, writes && conn.is_autocommit())
+            }
+        };
+        StatementKind { writes, may_block }
+    }
 }
 
 impl Database {
@@ -156,15 +219,9 @@ impl Database {
         Ok(conn)
     }
 
-    fn checkout(&self) -> std::result::Result<Connection, SqlError> {
-        if self.path.is_some() {
-            if let Ok(mut idle) = self.idle.lock() {
-                if let Some(c) = idle.pop() {
-                    return Ok(c);
-                }
-            }
-        }
-        self.new_connection()
+    /// A pooled connection, if one is idle (only file databases are pooled).
+    fn pooled(&self) -> Option<Connection> {
+        self.idle.lock().ok().and_then(|mut idle| idle.pop())
     }
 
     fn checkin(&self, conn: Connection) {
@@ -224,6 +281,7 @@ impl SqliteService {
                 Arc::new(Database {
                     path: cfg.path,
                     idle: Mutex::new(Vec::new()),
+                    writers: WriterGate::new(),
                 }),
             );
         }
@@ -253,10 +311,14 @@ impl SqliteInstance {
             .get(label)
             .ok_or(SqlError::NoSuchDatabase)?
             .clone();
-        let conn = tokio::task::block_in_place(|| db.checkout())?;
+        let conn = match db.pooled() {
+            Some(c) => c,
+            None => tokio::task::block_in_place(|| db.new_connection())?,
+        };
         Ok(SqliteConnection {
             db,
             conn: Some(conn),
+            writing: None,
         })
     }
 }
@@ -265,12 +327,32 @@ impl SqliteInstance {
 pub struct SqliteConnection {
     db: Arc<Database>,
     conn: Option<Connection>,
+    /// This connection's turn at the [`WriterGate`], held from the statement that takes the
+    /// write lock until the connection is in autocommit again.
+    writing: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl SqliteConnection {
-    fn execute(&self, sql: &str, params: &[SqlValue]) -> std::result::Result<SqlOutput, SqlError> {
+    async fn execute(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> std::result::Result<SqlOutput, SqlError> {
         let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
-        tokio::task::block_in_place(|| execute_on(conn, sql, params))
+        let kind = StatementKind::of(conn, sql);
+        if kind.writes && self.writing.is_none() && self.db.path.is_some() {
+            self.writing = Some(self.db.writers.enter().await?);
+        }
+        let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
+        let out = if kind.may_block {
+            tokio::task::block_in_place(|| execute_on(conn, sql, params))
+        } else {
+            execute_on(conn, sql, params)
+        };
+        if conn.is_autocommit() {
+            self.writing = None;
+        }
+        out
     }
 }
 
@@ -279,6 +361,8 @@ impl Drop for SqliteConnection {
         if let Some(conn) = self.conn.take() {
             self.db.checkin(conn);
         }
+        // `writing` is released after this body, once the connection (and its transaction) is
+        // back in the pool or closed.
     }
 }
 
@@ -363,24 +447,29 @@ fn open_conn<E: From<SqlError>>(
 
 /// `execute` for both interface versions: the version's values convert to [`SqlValue`] and the
 /// result back through the `From` impls of `impl_version!`, so one body serves both.
-fn execute_conn<V: Into<SqlValue>, R: From<SqlOutput>, E: From<SqlError>>(
-    state: &InstanceState,
+async fn execute_conn<V: Into<SqlValue>, R: From<SqlOutput>, E: From<SqlError>>(
+    state: &mut InstanceState,
     conn: &Resource<SqliteConnection>,
     statement: &str,
     parameters: Vec<V>,
 ) -> wasmtime::Result<std::result::Result<R, E>> {
     let params: Vec<SqlValue> = parameters.into_iter().map(Into::into).collect();
-    let c = state.table.get(conn)?;
+    let c = state.table.get_mut(conn)?;
     Ok(c.execute(statement, &params)
+        .await
         .map(Into::into)
         .map_err(Into::into))
 }
 
-/// `drop` for both interface versions. Returning a pooled connection may block on SQLite, so it
-/// happens on a blocking-capable thread.
+/// `drop` for both interface versions. Closing a connection inside a transaction rolls it back,
+/// which may wait on the disk, so that happens on a blocking-capable thread.
 fn drop_conn(state: &mut InstanceState, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
     let c = state.table.delete(conn)?;
-    tokio::task::block_in_place(move || drop(c));
+    if c.conn.as_ref().is_some_and(Connection::is_autocommit) {
+        drop(c);
+    } else {
+        tokio::task::block_in_place(move || drop(c));
+    }
     Ok(())
 }
 
@@ -398,7 +487,7 @@ impl v2::HostConnection for InstanceState {
         statement: String,
         parameters: Vec<v2::Value>,
     ) -> wasmtime::Result<std::result::Result<v2::QueryResult, v2::Error>> {
-        execute_conn(self, &conn, &statement, parameters)
+        execute_conn(self, &conn, &statement, parameters).await
     }
 
     async fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
@@ -420,7 +509,7 @@ impl v3::HostConnection for InstanceState {
         statement: String,
         parameters: Vec<v3::Value>,
     ) -> wasmtime::Result<std::result::Result<v3::QueryResult, v3::Error>> {
-        execute_conn(self, &conn, &statement, parameters)
+        execute_conn(self, &conn, &statement, parameters).await
     }
 
     async fn last_insert_rowid(
@@ -520,6 +609,85 @@ mod tests {
         execute_on(&conn, "ROLLBACK", &[]).expect("rollback");
         let out = execute_on(&conn, "SELECT count(*) FROM t", &[]).expect("count");
         assert_eq!(out.rows, vec![vec![SqlValue::Integer(0)]]);
+    }
+
+    fn file_database(dir: &Path) -> Arc<Database> {
+        Arc::new(Database {
+            path: Some(dir.join("gate.db")),
+            idle: Mutex::new(Vec::new()),
+            writers: WriterGate::new(),
+        })
+    }
+
+    fn connect(db: &Arc<Database>) -> SqliteConnection {
+        SqliteConnection {
+            db: db.clone(),
+            conn: Some(db.new_connection().expect("open")),
+            writing: None,
+        }
+    }
+
+    #[test]
+    fn statements_that_take_the_write_lock_are_told_apart() {
+        let conn = Connection::open_in_memory().expect("open");
+        execute_on(&conn, "CREATE TABLE t (x)", &[]).expect("create");
+        let kind = |sql| StatementKind::of(&conn, sql);
+        let (write, read) = (true, false);
+        assert_eq!(kind(" begin immediate").writes, write);
+        assert_eq!(kind("BEGIN EXCLUSIVE TRANSACTION").writes, write);
+        assert_eq!(
+            kind("BEGIN").writes,
+            read,
+            "deferred: the first write takes the lock"
+        );
+        assert_eq!(kind("SELECT x FROM t").writes, read);
+        let insert = kind("INSERT INTO t VALUES (1)");
+        assert!(
+            insert.writes && insert.may_block,
+            "an autocommit write commits (fsync)"
+        );
+        assert!(kind("commit").may_block && !kind("commit").writes);
+        assert_eq!(kind("SELEC 1").writes, read, "fails later, in execute_on");
+        execute_on(&conn, "BEGIN", &[]).expect("begin");
+        let in_tx = kind("INSERT INTO t VALUES (1)");
+        assert!(
+            in_tx.writes && !in_tx.may_block,
+            "inside a transaction nothing is synced yet"
+        );
+    }
+
+    /// The gate queues a second writer while the first holds the lock, instead of failing it or
+    /// letting SQLite's busy handler poll, and lets it in once the first commits or goes away
+    /// inside its transaction (rolled back).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_writer_waits_for_the_first_to_commit_or_to_go_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let (mut a, mut b) = (connect(&db), connect(&db));
+        a.execute("CREATE TABLE t (x)", &[]).await.expect("create");
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        a.execute("INSERT INTO t VALUES (1)", &[])
+            .await
+            .expect("a writes");
+        let short = std::time::Duration::from_millis(200);
+        let waiting = tokio::time::timeout(short, b.execute("BEGIN IMMEDIATE", &[])).await;
+        assert!(waiting.is_err(), "b must wait while a holds the lock");
+        a.execute("COMMIT", &[]).await.expect("a commits");
+        assert!(a.writing.is_none(), "a gives its turn back on commit");
+        b.execute("BEGIN IMMEDIATE", &[]).await.expect("b's turn");
+        let seen = b
+            .execute("SELECT count(*) FROM t", &[])
+            .await
+            .expect("read");
+        assert_eq!(seen.rows, vec![vec![SqlValue::Integer(1)]]);
+        drop(b); // inside its transaction: rolled back, the turn goes on
+        let mut c = connect(&db);
+        let next = tokio::time::timeout(BUSY_WAIT, c.execute("INSERT INTO t VALUES (2)", &[]));
+        next.await.expect("c is let in").expect("c writes");
+        assert!(
+            c.writing.is_none(),
+            "an autocommit write holds the turn for itself only"
+        );
     }
 
     #[test]
