@@ -619,22 +619,6 @@ impl Shop {
     pub fn redis_memory_freed(&self) {
         self.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     }
-
-    /// `CLIENT PAUSE <120 s> WRITE`: Redis keeps answering reads, and every write command
-    /// (and every script that may write, such as the stock component's) waits until
-    /// [`Shop::unpause_redis`], as on a stalled primary.
-    pub fn pause_redis_writes(&self) {
-        self.redis
-            .cli(&["CLIENT", "PAUSE", "120000", "WRITE"])
-            .expect("CLIENT PAUSE");
-    }
-
-    /// `CLIENT UNPAUSE`: the writes waiting since [`Shop::pause_redis_writes`] run.
-    pub fn unpause_redis(&self) {
-        self.redis
-            .cli(&["CLIENT", "UNPAUSE"])
-            .expect("CLIENT UNPAUSE");
-    }
 }
 
 /// Polls `cond` every 50 ms until it returns `Some`; panics naming `what` after `timeout`.

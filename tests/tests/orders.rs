@@ -679,9 +679,50 @@ fn unknown_orders_are_404_problems() {
     assert_eq!(r.header("allow"), Some("GET, POST"));
 }
 
-/// The claim a crashed instance left behind, as the order component would have written it.
-fn plant_claim(env: &Env, key: &str, order: &Value, claimed_ms: i64) -> String {
-    use shop_domain::idempotency::{fingerprint, IdempotencyKey};
+/// How long ago a planted claim's holder took its lease.
+#[derive(Clone, Copy, PartialEq)]
+enum Holder {
+    /// Long ago: its lease ran out, its open-lease member is stale (the holder died).
+    Dead,
+    /// Just now: it holds the lease (a live request).
+    Live,
+}
+
+/// The claim a request left in Redis when it died (or while it runs) between taking the
+/// key's lease and writing, exactly as the order component writes it (store/leases.rs): an
+/// open-lease member `<attempt> <token> <fingerprint> <key>` scored by when it was taken, and,
+/// for a live holder, the lease itself. Returns the reservation id of attempt 0.
+fn plant_claim(env: &Env, key: &str, order: &Value, holder: Holder) -> String {
+    use shop_domain::idempotency::IdempotencyKey;
+    let fp = order_fingerprint(order);
+    let taken_ms = match holder {
+        Holder::Dead => 0,
+        Holder::Live => e2e::unix_now() * 1000,
+    };
+    let member = format!("0 clm_dead {fp} {key}");
+    env.cli(&["ZADD", "order:leases", &taken_ms.to_string(), &member]);
+    if holder == Holder::Live {
+        let lease = format!("order:lease:{key}");
+        env.cli(&["SET", &lease, &format!("clm_dead {fp}"), "PX", "60000"]);
+    }
+    IdempotencyKey::parse(key).unwrap().reservation_id(0)
+}
+
+/// The claim row an older version of the order component wrote while a request was in progress
+/// (before the Redis lease), left by a request that died long ago.
+fn plant_legacy_claim(env: &Env, key: &str, order: &Value) -> String {
+    use shop_domain::idempotency::IdempotencyKey;
+    env.sql(&format!(
+        "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms) \
+         VALUES ('{key}', '{}', 'in-progress', 0, 'clm_dead', 0, 0)",
+        order_fingerprint(order)
+    ));
+    IdempotencyKey::parse(key).unwrap().reservation_id(0)
+}
+
+/// The order component's fingerprint of an order request body.
+fn order_fingerprint(order: &Value) -> String {
+    use shop_domain::idempotency::fingerprint;
     use shop_domain::new_order::{NewOrder, RawItem};
     let items: Vec<RawItem> = order["items"]
         .as_array()
@@ -693,19 +734,14 @@ fn plant_claim(env: &Env, key: &str, order: &Value, claimed_ms: i64) -> String {
         })
         .collect();
     let parsed = NewOrder::parse(order["user_id"].as_str().unwrap(), &items, None).unwrap();
-    env.sql(&format!(
-        "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms) \
-         VALUES ('{key}', '{}', 'in-progress', 0, 'clm_dead', {claimed_ms}, {claimed_ms})",
-        fingerprint(&parsed)
-    ));
-    IdempotencyKey::parse(key).unwrap().reservation_id(0)
+    fingerprint(&parsed)
 }
 
 /// A request that claimed `key` long ago, reserved `order`'s single line under the claim's
 /// reservation id, and died before writing: its planted claim and its real reservation. Returns
 /// the reservation id.
 fn crashed_holder(env: &Env, key: &str, order: &Value) -> String {
-    let rid = plant_claim(env, key, order, 0);
+    let rid = plant_claim(env, key, order, Holder::Dead);
     let line = &order["items"][0];
     let (sku, qty) = (
         line["sku"].as_str().unwrap(),
@@ -736,7 +772,7 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
 
     // An instance claimed "crash-key" long ago, reserved the stock, then died before writing.
-    let rid = plant_claim(&env, "crash-key", &body, 0);
+    let rid = plant_claim(&env, "crash-key", &body, Holder::Dead);
     env.reserve_directly(&rid, "A", 2);
     assert_eq!(env.levels("A"), (8, 2, 0));
 
@@ -747,15 +783,30 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     let rows = env.sql("SELECT reservation_id FROM orders");
     assert_eq!(rows, vec![json!({"reservation_id": rid})]);
 
-    // A claim that is still fresh (its holder is alive) is 409, and nothing is reserved.
-    plant_claim(&env, "live-key", &body, i64::MAX / 2);
+    // A claim that is still fresh (its holder is alive) is 409, and nothing is reserved; the
+    // same key with another body while it runs is 422.
+    plant_claim(&env, "live-key", &body, Holder::Live);
     let busy = env.order(Some("live-key"), &body);
     let p = assert_problem(&busy, 409, Some("Idempotency-Key"));
     assert_eq!(
         p["type"],
         "https://errors.spin-shop.dev/request-in-progress"
     );
+    let other = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 1}]});
+    assert_problem(
+        &env.order(Some("live-key"), &other),
+        422,
+        Some("Idempotency-Key"),
+    );
     assert_eq!(env.levels("A"), (8, 2, 0));
+
+    // An in-progress row an older version wrote (before the Redis lease) is retaken the same
+    // way, reusing its reservation.
+    let legacy = plant_legacy_claim(&env, "legacy-key", &body);
+    env.reserve_directly(&legacy, "A", 2);
+    let retry = env.order(Some("legacy-key"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    assert_eq!(env.levels("A"), (6, 4, 0), "no second deduction");
 }
 
 #[test]
@@ -822,7 +873,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     );
     // A claim whose request died after reserving, and whose client never came back.
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
-    let rid0 = plant_claim(&env, "abandoned", &body, 0);
+    let rid0 = plant_claim(&env, "abandoned", &body, Holder::Dead);
     reserve(&rid0, 3);
     assert_eq!(env.levels("A"), (4, 5, 1));
 
@@ -1377,90 +1428,128 @@ fn a_cancel_whose_release_fails_is_finished_by_a_second_cancel_or_the_compensato
 }
 
 /// Lifts a Redis write pause when dropped, so a failing test never leaves requests hanging.
-struct Unpause<'a>(&'a Shop);
+/// Another process holding the orders database's write lock (sqlite3 in a transaction), so
+/// the order component's write transaction waits; what it writes lands before that write.
+struct HeldWriteLock {
+    sqlite3: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
 
-impl Drop for Unpause<'_> {
-    fn drop(&mut self) {
-        self.0.unpause_redis();
+impl HeldWriteLock {
+    fn take(env: &Env) -> Self {
+        use std::process::{Command, Stdio};
+        let mut sqlite3 = Command::new("sqlite3")
+            .arg(env.db_path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sqlite3");
+        let out = std::io::BufReader::new(sqlite3.stdout.take().expect("stdout"));
+        let mut held = HeldWriteLock { sqlite3, out };
+        held.run("BEGIN IMMEDIATE;");
+        held
+    }
+
+    /// Runs `sql` and waits until sqlite3 has.
+    fn run(&mut self, sql: &str) {
+        use std::io::{BufRead, Write};
+        let stdin = self.sqlite3.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{sql}\nSELECT 'done';").expect("write sql");
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "done", "sqlite3 ran {sql}");
+    }
+
+    /// Commits what was written under the lock, and lets the lock go.
+    fn commit(self) {
+        self.end("COMMIT;");
+    }
+
+    /// Lets the lock go, writing nothing.
+    fn rollback(self) {
+        self.end("ROLLBACK;");
+    }
+
+    fn end(mut self, sql: &str) {
+        self.run(sql);
+        drop(self.sqlite3.stdin.take());
+        assert!(self.sqlite3.wait().expect("sqlite3").success());
     }
 }
 
+const WAIT_FOR_LEASE: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[test]
-fn a_request_overtaken_after_its_lease_cannot_complete_and_the_retry_owns_the_reservation() {
+fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_released() {
     use shop_domain::idempotency::IdempotencyKey;
     let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 10);
+    env.migrate_orders();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
-    // One token for the request, verified once here: the identity check then only reads Redis
-    // (its cache), so a write pause holds the request in its reservation, after the claim.
-    let bearer = format!("Bearer {}", e2e::customer_token("u"));
-    let auth = [("authorization", bearer.as_str())];
-    let warm = env
-        .app
-        .send("GET", "/api/orders?user_id=u", &auth, None)
-        .expect("GET");
-    assert_eq!(warm.status, 200, "{}", warm.text());
-    let claimed = || {
-        env.sql(
-            "SELECT claim_token FROM idempotency_keys \
-             WHERE idem_key = 'lease-key' AND state = 'in-progress'",
-        )
-        .first()
-        .map(|r| r["claim_token"].as_str().unwrap().to_owned())
-    };
+    let rid0 = IdempotencyKey::parse("lease-key")
+        .unwrap()
+        .reservation_id(0);
 
-    // Redis stalls on writes: the request claims the key, then hangs in its reservation. As if
-    // that outlasted its lease, its claim is taken over meanwhile: planted with sqlite3 as a retry on
-    // another instance writes it (same attempt, new token), because a second real request
-    // cannot get past the stalled Redis (the host shares one connection per address, and the
-    // identity check reads it). That holder died too (its claim is old).
+    // The request takes the key's lease and reserves, then waits for the write lock another
+    // process holds. As if it had stalled past its lease, the sweep settles its stale lease
+    // meanwhile: the claim fails over to the next attempt and the reservation is owed back,
+    // written (as store/claims.rs and store/releases.rs write them) under that lock.
+    let mut lock = HeldWriteLock::take(&env);
     let late = std::thread::scope(|s| {
-        env.pause_redis_writes();
-        let paused = Unpause(&env);
-        let late = s.spawn(|| env.order_with(Some("lease-key"), &body, &auth));
-        e2e::wait_for(
-            std::time::Duration::from_secs(20),
-            "the request's claim",
-            claimed,
-        );
-        env.sql(
-            "UPDATE idempotency_keys SET claim_token = 'clm_overtaker', claimed_ms = 0, \
-             updated_ms = 0 WHERE idem_key = 'lease-key'",
-        );
-        drop(paused);
+        let late = s.spawn(|| env.order(Some("lease-key"), &body));
+        e2e::wait_for(WAIT_FOR_LEASE, "the request's reservation", || {
+            (env.levels("A") == (8, 2, 0)).then_some(())
+        });
+        lock.run(&format!(
+            "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms) \
+             VALUES ('lease-key', '{}', 'failed', 1, 'clm_sweep', 0, 0); \
+             INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
+             VALUES ('{rid0}', NULL, 'claim-abandoned', 0);",
+            order_fingerprint(&body)
+        ));
+        lock.commit();
         late.join().unwrap()
     });
 
-    // The late holder finds its claim gone: it neither writes nor releases the reservation,
-    // which belongs to whoever holds the claim now.
+    // The late holder finds its claim moved on: it neither writes nor releases the reservation,
+    // which the sweep owes back now.
     let p = assert_problem(&late, 409, Some("Idempotency-Key"));
     assert_eq!(
         p["type"], "https://errors.spin-shop.dev/request-in-progress",
         "{p}"
     );
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 0);
-    assert_eq!(env.levels("A"), (8, 2, 0), "reserved, not released");
     assert_eq!(
-        env.sql("SELECT COUNT(*) AS n FROM pending_releases")[0]["n"],
-        0
+        env.levels("A"),
+        (8, 2, 0),
+        "reserved, not released by the late holder"
     );
-    assert_eq!(claimed(), Some("clm_overtaker".to_owned()));
+    assert_eq!(
+        env.sql("SELECT reservation_id, reason FROM pending_releases"),
+        vec![json!({"reservation_id": rid0, "reason": "claim-abandoned"})]
+    );
+    assert_eq!(
+        env.cli(&["ZCARD", "order:leases"]).trim(),
+        "0",
+        "the late holder dropped its open lease"
+    );
 
-    // The client's retry takes the abandoned claim over and owns that very reservation.
+    // The client's retry reserves afresh under the next attempt; the owed release gives the
+    // first reservation back.
     let retry = env.order(Some("lease-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
-    let rid0 = IdempotencyKey::parse("lease-key")
+    let rid1 = IdempotencyKey::parse("lease-key")
         .unwrap()
-        .reservation_id(0);
+        .reservation_id(1);
     assert_eq!(
         env.sql("SELECT reservation_id FROM orders"),
-        vec![json!({"reservation_id": rid0})],
-        "one order, on the reservation both requests shared"
+        vec![json!({"reservation_id": rid1})]
     );
-    assert_eq!(env.levels("A"), (8, 2, 0), "reserved once, kept");
+    assert_eq!(env.compensate().json()["released"], 1);
     assert_eq!(
-        env.sql("SELECT COUNT(*) AS n FROM pending_releases")[0]["n"],
-        0
+        env.levels("A"),
+        (8, 2, 0),
+        "one reservation left: the order's"
     );
     assert_eq!(
         env.sql("SELECT state FROM idempotency_keys WHERE idem_key = 'lease-key'"),
@@ -1533,15 +1622,24 @@ fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator()
     env.migrate_orders();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     // A request reserved under "full-key" and died before writing; its client retries after
-    // the lease. The retry reuses that reservation (a read at the stock component), so it gets
-    // through with Redis refusing writes: the release after its failed write cannot.
+    // the lease. The retry takes the lease and reuses that reservation (a read at the stock
+    // component); its write waits for a lock another process holds, Redis fills up meanwhile,
+    // and the write fails: the release after it cannot write to Redis either.
     let rid0 = crashed_holder(&env, "full-key", &body);
     refuse_order_writes(&env);
-    env.redis_memory_full();
-    let resp = env.order(Some("full-key"), &body);
+    let lock = HeldWriteLock::take(&env);
+    let resp = std::thread::scope(|s| {
+        let retry = s.spawn(|| env.order(Some("full-key"), &body));
+        e2e::wait_for(WAIT_FOR_LEASE, "the retry's lease", || {
+            (env.cli(&["ZCARD", "order:leases"]).trim() == "2").then_some(())
+        });
+        env.redis_memory_full();
+        lock.rollback();
+        retry.join().unwrap()
+    });
     env.redis_memory_freed();
     let p = assert_problem(&resp, 503, None);
-    assert_eq!(p["reservation_released"], false, "{p}");
+    assert_eq!(p["reservation_released"], false, "{p} {}", env.stderr());
     assert_eq!(env.levels("A"), (8, 2, 0), "still reserved");
     assert_eq!(
         env.sql(

@@ -170,7 +170,8 @@ impl WriterGate {
 struct StatementKind {
     /// It takes (or needs) the file's write lock.
     writes: bool,
-    /// It may wait on the disk: a commit (fsync) or a write outside a transaction.
+    /// It may wait: on the disk (a commit's fsync, a write outside a transaction) or on
+    /// another process's write lock (`BEGIN IMMEDIATE`).
     may_block: bool,
 }
 
@@ -180,7 +181,8 @@ impl StatementKind {
         let head = head.to_ascii_uppercase();
         let words: Vec<&str> = head.split_whitespace().collect();
         let (writes, may_block) = match words.as_slice() {
-            ["BEGIN", "IMMEDIATE" | "EXCLUSIVE", ..] => (true, false),
+            // May wait for another process's writer (the gate only orders this one's).
+            ["BEGIN", "IMMEDIATE" | "EXCLUSIVE", ..] => (true, true),
             ["COMMIT" | "END", ..] => (false, true),
             // Transaction control is "read-only" to SQLite; anything else that is not is a
             // write. A statement that does not prepare fails in `execute_on` as before.
@@ -633,7 +635,13 @@ mod tests {
         execute_on(&conn, "CREATE TABLE t (x)", &[]).expect("create");
         let kind = |sql| StatementKind::of(&conn, sql);
         let (write, read) = (true, false);
-        assert_eq!(kind(" begin immediate").writes, write);
+        assert_eq!(
+            kind(" begin immediate"),
+            StatementKind {
+                writes: true,
+                may_block: true
+            }
+        );
         assert_eq!(kind("BEGIN EXCLUSIVE TRANSACTION").writes, write);
         assert_eq!(
             kind("BEGIN").writes,

@@ -7,9 +7,9 @@ use shop_adapter::sqlite::Tx;
 use shop_domain::order::{OrderCommand, Outcome};
 use spin_sdk::sqlite::Connection;
 
-use crate::store::claims;
 use crate::store::orders::{self, Event};
 use crate::store::releases::{self, Reason};
+use crate::store::{claims, leases};
 
 /// Far above any request's duration and the lease a client retry needs to retake a claim, and
 /// below the reservation TTL (the payment window), so the release is still worth doing.
@@ -19,12 +19,14 @@ pub const ABANDON_AFTER_MS: i64 = 10 * 60 * 1000;
 pub const BATCH: i64 = 50;
 
 /// Returns the ids of the `ReservationReleaseOwed` messages it wrote (one per claim given
-/// up): the stock context releases the reservation when the message reaches it.
+/// up): the stock context releases the reservation when the message reaches it. Stale open
+/// leases first (a request that died between reserving and writing), then `in-progress` rows
+/// older versions wrote.
 pub fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>> {
-    let mut written = Vec::new();
+    let mut written = abandon_leases(conn, now)?;
     for stale in claims::abandoned(conn, now - ABANDON_AFTER_MS, BATCH)? {
         let tx = Tx::begin(conn)?;
-        if !claims::fail(conn, &stale.key, &stale.token, stale.attempt + 1, now)? {
+        if !claims::give_up(conn, &stale.key, &stale.token, stale.attempt + 1, now)? {
             tx.rollback(); // a client retry retook it meanwhile: it owns the reservation
             continue;
         }
@@ -37,6 +39,25 @@ pub fn abandon_claims(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>
             now,
         )?);
         tx.commit()?;
+    }
+    Ok(written)
+}
+
+/// Each stale open lease in its own transaction (guarded by the claim row, so a second sweep or
+/// the holder's own late write wins cleanly), then forgotten.
+fn abandon_leases(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>> {
+    let mut written = Vec::new();
+    for lease in leases::stale(now - ABANDON_AFTER_MS, BATCH)? {
+        let tx = Tx::begin(conn)?;
+        if claims::abandon(conn, &lease, now)? {
+            let reservation_id = lease.key.reservation_id(lease.attempt);
+            let reason = Reason::ClaimAbandoned;
+            written.push(releases::owe(conn, &reservation_id, None, reason, now)?);
+        }
+        tx.commit()?;
+        // Forgotten after the commit: a crash in between leaves it to the next sweep, which
+        // finds the claim moved past its attempt and owes nothing twice.
+        leases::forget(&lease)?;
     }
     Ok(written)
 }

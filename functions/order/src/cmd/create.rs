@@ -2,18 +2,21 @@
 //!
 //! 1. Parse: token, key, body, domain rules (empty items, quantities, duplicate SKUs, coupon
 //!    shape). Nothing is stored for a request that fails here.
-//! 2. Claim the key ([`claims::begin`]): a new key is claimed `in-progress` with the request
-//!    fingerprint; a finished one answers its stored response; a running one is 409; a different
-//!    body is 422; an abandoned claim (older than the lease) is taken over with the same attempt.
+//! 2. Claim the key ([`claims::begin`]): a finished request answers its stored response; a
+//!    different body is 422; otherwise the request takes the key's lease in Redis (no SQLite
+//!    write): a request holding it is 409 (422 for another body); a lease that ran out (its
+//!    holder died) is taken over with the same attempt.
 //! 3. Reserve at the stock component with a reservation id derived from key and attempt, so a
 //!    retry after a crash reuses the same reservation and never deducts twice. The stock
 //!    component refuses unknown SKUs and mixed currencies before anything moves, and snapshots
 //!    the prices the order is priced with.
-//! 4. One transaction: the claim completed with the stored response, order + lines, outbox
-//!    `OrderCreated`, only if the claim is still ours; then the message is sent.
+//! 4. One transaction, the only SQLite write of a new order: the claim completed with the stored
+//!    response, order + lines, outbox `OrderCreated`, only if the claim is still ours; then the
+//!    message is sent and the lease dropped.
 //! 5. If that write fails: record the reservation in `pending_releases` and move the claim to the
 //!    next attempt, then release the reservation; if the release fails too, the compensator
-//!    finishes it from `pending_releases` (and the stock TTL is the last resort).
+//!    finishes it from `pending_releases`; if even the record failed, the sweep finishes it from
+//!    the open lease this request leaves (and the stock TTL is the last resort).
 
 use serde_json::json;
 use shop_adapter::body::{parse_object, Fields};
@@ -70,11 +73,15 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
     match write(&conn, &claim, &placed, &body, &trace) {
         Ok(Some(message_id)) => {
             outbox::publish(&conn, &[message_id]);
+            claims::release(&claim);
             Ok(respond(StoredResponse { status: 201, body }, false))
         }
-        // Another request took the claim over (we were slower than the lease): it owns the
-        // reservation now, so it must not be released here.
-        Ok(None) => Err(problems::in_progress()),
+        // The claim was taken over (we were slower than the lease): the sweep or a retry owns
+        // the reservation now, so it must not be released here.
+        Ok(None) => {
+            claims::release(&claim);
+            Err(problems::in_progress())
+        }
         Err(e) => {
             eprintln!("order: writing order {} failed: {e:#}", placed.order_id);
             let (rid, oid) = (&placed.reservation_id, Some(placed.order_id.as_str()));
@@ -176,7 +183,7 @@ async fn reserve(
             StockError::Settled(status) if tries < 2 => {
                 eprintln!("order: reservation {reservation_id} is {status}; next attempt");
                 tries += 1;
-                if !claims::next_attempt(conn, claim).or_unavailable("update idempotency claim")? {
+                if !claims::next_attempt(claim).or_unavailable("move idempotency lease")? {
                     return Err(problems::in_progress());
                 }
             }
@@ -185,7 +192,7 @@ async fn reserve(
             // validation error it leaves nothing behind: a claim this request made is deleted,
             // so the same key can be used again once the request is fixed.
             e if claim.fresh && is_catalog_refusal(&e) => {
-                let _ = claims::forget(conn, claim);
+                claims::release(claim);
                 return Err(problems::reserve_refused(order, e));
             }
             // Not enough stock, refused: nothing was reserved under this id, and the stock
@@ -198,7 +205,10 @@ async fn reserve(
                     StockError::Unavailable(_) => claim.attempt,
                     _ => claim.attempt + 1,
                 };
-                let _ = claims::fail(conn, &claim.key, &claim.token, next, ids::now_ms());
+                if let Err(e) = claims::fail(conn, claim, next, ids::now_ms()) {
+                    eprintln!("order: could not record the failed claim: {e:#}");
+                }
+                claims::release(claim);
                 return Err(problems::reserve_refused(order, e));
             }
         }
@@ -280,7 +290,7 @@ async fn give_back(
             Reason::OrderWriteFailed,
             now,
         )?;
-        claims::fail(conn, &claim.key, &claim.token, claim.attempt + 1, now)?;
+        claims::fail(conn, claim, claim.attempt + 1, now)?;
         tx.commit()?;
         Ok(message_id)
     })();
@@ -288,10 +298,16 @@ async fn give_back(
         Ok(message_id) => outbox::publish(conn, std::slice::from_ref(message_id)),
         Err(e) => eprintln!("order: could not record pending release of {reservation_id}: {e:#}"),
     }
-    !matches!(
+    let released = !matches!(
         settle::release(conn, reservation_id, trace.traceparent()).await,
         Released::Failed
-    )
+    );
+    // With neither a record nor the release done, the open lease is what is left for the
+    // sweep to finish: keep it (the lease itself runs out, so the client can retry).
+    if recorded.is_ok() || released {
+        claims::release(claim);
+    }
+    released
 }
 
 /// A response to answer now or again: `idempotent-replayed` when it is a stored one.

@@ -2,14 +2,22 @@
 //!
 //! The rules are `shop_domain::idempotency::decide`; this module reads and writes the row they
 //! decide about, with states bound from [`ClaimState`], never spelled in SQL.
+//!
+//! A request in progress is not written here: it holds the key's lease in Redis
+//! ([`crate::store::leases`]). The row is written once, with the request's outcome: `completed`
+//! with the stored response in the transaction that writes the order, or `failed` with the next
+//! attempt. That write is conditional on the row being the one the request started from
+//! (absent, or the same attempt and not completed), so a request that lost its lease to the
+//! sweep or to a retry that finished first writes nothing.
 
 use anyhow::Context;
-use shop_adapter::sqlite::{changes, Tx};
+use shop_adapter::sqlite::changes;
 use shop_domain::idempotency::{self, ClaimState, Decision, IdempotencyKey, StoredClaim};
 use spin_sdk::sqlite::{Connection, Value};
 
 use crate::db::{col_i64, col_opt_str, col_str, int, text};
 use crate::ids;
+use crate::store::leases::{self, Lease, Taken};
 
 /// A claim not completed within this time is considered abandoned by a crashed instance. It is
 /// far longer than any request (which is bounded by the host's timeouts), so a live holder is
@@ -26,9 +34,25 @@ pub struct StoredResponse {
 pub struct Claim {
     pub key: IdempotencyKey,
     pub token: String,
+    pub fingerprint: String,
     pub attempt: i64,
     /// This request created the claim (no earlier try of it exists).
     pub fresh: bool,
+    /// The attempt of the stored row this request started from (`None`: there was none); the
+    /// outcome is written only over that row.
+    base: Option<i64>,
+}
+
+impl Claim {
+    /// The lease this claim holds.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            key: self.key.clone(),
+            token: self.token.clone(),
+            fingerprint: self.fingerprint.clone(),
+            attempt: self.attempt,
+        }
+    }
 }
 
 /// What the request does next.
@@ -74,60 +98,123 @@ fn read(
     }))
 }
 
-/// Reads, and if need be claims, `key` for a request of `fingerprint`. A finished request is
-/// answered from a plain read first: a replay takes no write lock.
+/// Reads the claim of `key` and, unless the row answers the request (a replay, a reused key),
+/// takes the key's lease for a request of `fingerprint`. No SQLite write: a replay and a new
+/// request alike only read here.
 pub fn begin(conn: &Connection, key: &IdempotencyKey, fingerprint: &str) -> anyhow::Result<Next> {
-    match read(conn, key)? {
-        Some((claim, _)) if claim.fingerprint != fingerprint => return Ok(Next::KeyReused),
-        Some((claim, Some(stored))) if claim.state == ClaimState::Completed => {
-            return Ok(Next::Replay(stored))
-        }
-        _ => {}
-    }
-    let tx = Tx::begin(conn)?;
-    let next = claim(conn, key, fingerprint)?;
-    tx.commit()?;
-    Ok(next)
-}
-
-/// The decision and its write, inside the caller's `BEGIN IMMEDIATE`.
-fn claim(conn: &Connection, key: &IdempotencyKey, fingerprint: &str) -> anyhow::Result<Next> {
-    let stored = read(conn, key)?;
+    let row = read(conn, key)?;
     let now = ids::now_ms();
-    let decision = idempotency::decide(stored.as_ref().map(|(c, _)| c), fingerprint, now, LEASE_MS);
-    let token = ids::random_id("clm_");
+    let decision = idempotency::decide(row.as_ref().map(|(c, _)| c), fingerprint, now, LEASE_MS);
     let attempt = match decision {
         Decision::KeyReused => return Ok(Next::KeyReused),
         Decision::InProgress => return Ok(Next::InProgress),
-        Decision::Replay => {
-            let stored = stored
-                .and_then(|(_, s)| s)
-                .context("completed claim without response")?;
-            return Ok(Next::Replay(stored));
-        }
-        Decision::ClaimNew => {
-            conn.execute(
-                "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms)
-                 VALUES (?, ?, ?, 0, ?, ?, ?)",
-                &[text(key.as_str()), text(fingerprint), state(ClaimState::InProgress), text(&token), int(now), int(now)],
-            )?;
-            0
-        }
-        Decision::Retake { attempt } | Decision::Retry { attempt } => {
-            conn.execute(
-                "UPDATE idempotency_keys SET state = ?, attempt = ?, claim_token = ?, claimed_ms = ?, updated_ms = ?
-                 WHERE idem_key = ?",
-                &[state(ClaimState::InProgress), int(attempt), text(&token), int(now), int(now), text(key.as_str())],
-            )?;
-            attempt
-        }
+        Decision::Replay => return replay(row),
+        Decision::ClaimNew => 0,
+        Decision::Retake { attempt } | Decision::Retry { attempt } => attempt,
     };
-    Ok(Next::Proceed(Claim {
+    let claim = Claim {
         key: key.clone(),
-        token,
+        token: ids::random_id("clm_"),
+        fingerprint: fingerprint.to_owned(),
         attempt,
         fresh: decision == Decision::ClaimNew,
-    }))
+        base: row.as_ref().map(|(c, _)| c.attempt),
+    };
+    match leases::take(&claim.lease(), LEASE_MS, now)? {
+        Taken::Taken => {}
+        Taken::Held { fingerprint: f } if f != fingerprint => return Ok(Next::KeyReused),
+        Taken::Held { .. } => return Ok(Next::InProgress),
+    }
+    // Under the lease the row must still be the one decided on: a request of the same key may
+    // have finished between the read and the lease. Then it answers, and this one stops.
+    let again = read(conn, key)?;
+    let state = |r: &Option<(StoredClaim, Option<StoredResponse>)>| {
+        r.as_ref().map(|(c, _)| (c.state, c.attempt))
+    };
+    if state(&again) != state(&row) {
+        leases::drop(&claim.lease());
+        return match &again {
+            Some((c, Some(_))) if c.state == ClaimState::Completed => replay(again),
+            _ => Ok(Next::InProgress),
+        };
+    }
+    Ok(Next::Proceed(claim))
+}
+
+fn replay(row: Option<(StoredClaim, Option<StoredResponse>)>) -> anyhow::Result<Next> {
+    let stored = row
+        .and_then(|(_, s)| s)
+        .context("completed claim without response")?;
+    Ok(Next::Replay(stored))
+}
+
+/// The one write of a claim: its outcome, over the row the request started from only (see the
+/// module comment); whether it was written.
+fn settle(
+    conn: &Connection,
+    claim: &Claim,
+    to: ClaimState,
+    attempt: i64,
+    response: Option<(&str, &str)>,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let (status, body, order_id) = match response {
+        Some((body, order_id)) => (int(201), text(body), text(order_id)),
+        None => (Value::Null, Value::Null, Value::Null),
+    };
+    conn.execute(
+        "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (idem_key) DO UPDATE SET state = excluded.state, attempt = excluded.attempt,
+           claim_token = excluded.claim_token, claimed_ms = excluded.claimed_ms, updated_ms = excluded.updated_ms,
+           response_status = excluded.response_status, response_body = excluded.response_body, order_id = excluded.order_id
+         WHERE idempotency_keys.state <> ? AND idempotency_keys.attempt = ? AND idempotency_keys.fingerprint = excluded.fingerprint",
+        &[
+            text(claim.key.as_str()), text(&claim.fingerprint), state(to), int(attempt), text(&claim.token),
+            int(now), int(now), status, body, order_id,
+            state(ClaimState::Completed), int(claim.base.unwrap_or(-1)),
+        ],
+    )?;
+    Ok(changes(conn)? == 1)
+}
+
+/// Completes the claim with its 201 response for `order_id`, inside the caller's transaction;
+/// `false` if the claim is no longer this request's (nothing written).
+pub fn complete(
+    conn: &Connection,
+    claim: &Claim,
+    body: &str,
+    order_id: &str,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let attempt = claim.attempt;
+    settle(
+        conn,
+        claim,
+        ClaimState::Completed,
+        attempt,
+        Some((body, order_id)),
+        now,
+    )
+}
+
+/// Gives the claim up: the same request may try again with `next_attempt`; `false` if the claim
+/// is no longer this request's.
+pub fn fail(conn: &Connection, claim: &Claim, next_attempt: i64, now: i64) -> anyhow::Result<bool> {
+    settle(conn, claim, ClaimState::Failed, next_attempt, None, now)
+}
+
+/// Moves the claim to the next attempt (a new reservation id); `false` if it is no longer ours.
+pub fn next_attempt(claim: &mut Claim) -> anyhow::Result<bool> {
+    let mut lease = claim.lease();
+    let moved = leases::move_to(&mut lease, claim.attempt + 1)?;
+    claim.attempt = lease.attempt;
+    Ok(moved)
+}
+
+/// The request is done with its key: its outcome is written, or it stores nothing.
+pub fn release(claim: &Claim) {
+    leases::drop(&claim.lease());
 }
 
 /// Runs `sql` (whose last two parameters are key and token) against the claim only while it is
@@ -148,15 +235,32 @@ fn if_ours(
     Ok(changes(conn)? == 1)
 }
 
-/// Deletes a claim this request created: the request was refused as a client mistake, which
-/// stores nothing.
-pub fn forget(conn: &Connection, claim: &Claim) -> anyhow::Result<bool> {
-    let sql = "DELETE FROM idempotency_keys WHERE idem_key = ? AND claim_token = ? AND state = ?";
-    if_ours(conn, sql, Vec::new(), &claim.key, &claim.token)
+/// Settles the claim of a stale open lease (its holder died, or stalled far past its lease),
+/// inside the sweep's transaction: unless an order was written with the lease's reservation or a
+/// later attempt already moved past it, the claim becomes `failed` with the next attempt, so a
+/// holder that wakes up can no longer write. Returns whether the lease's reservation is owed
+/// back.
+pub fn abandon(conn: &Connection, lease: &Lease, now: i64) -> anyhow::Result<bool> {
+    let row = read(conn, &lease.key)?.map(|(c, _)| c);
+    match &row {
+        Some(c) if c.state == ClaimState::Completed => return Ok(c.attempt != lease.attempt),
+        Some(c) if c.attempt > lease.attempt => return Ok(false),
+        _ => {}
+    }
+    let claim = Claim {
+        key: lease.key.clone(),
+        token: lease.token.clone(),
+        fingerprint: lease.fingerprint.clone(),
+        attempt: lease.attempt,
+        fresh: row.is_none(),
+        base: row.map(|c| c.attempt),
+    };
+    fail(conn, &claim, lease.attempt + 1, now)
 }
 
-/// Gives the claim up: the same request may try again with `next_attempt`.
-pub fn fail(
+/// Gives up an abandoned `in-progress` row (written by versions before the Redis lease): the
+/// same request may try again with `next_attempt`; `false` if it was retaken meanwhile.
+pub fn give_up(
     conn: &Connection,
     key: &IdempotencyKey,
     token: &str,
@@ -167,34 +271,6 @@ pub fn fail(
                WHERE idem_key = ? AND claim_token = ? AND state = ?";
     let params = vec![state(ClaimState::Failed), int(next_attempt), int(now)];
     if_ours(conn, sql, params, key, token)
-}
-
-/// Moves the claim to the next attempt (a new reservation id); `false` if it is no longer ours.
-pub fn next_attempt(conn: &Connection, claim: &mut Claim) -> anyhow::Result<bool> {
-    claim.attempt += 1;
-    let sql = "UPDATE idempotency_keys SET attempt = ?, updated_ms = ?
-               WHERE idem_key = ? AND claim_token = ? AND state = ?";
-    let params = vec![int(claim.attempt), int(ids::now_ms())];
-    if_ours(conn, sql, params, &claim.key, &claim.token)
-}
-
-/// Completes the claim with its 201 response for `order_id`; `false` if it is no longer ours.
-pub fn complete(
-    conn: &Connection,
-    claim: &Claim,
-    body: &str,
-    order_id: &str,
-    now: i64,
-) -> anyhow::Result<bool> {
-    let sql = "UPDATE idempotency_keys SET state = ?, response_status = 201, response_body = ?, order_id = ?, updated_ms = ?
-               WHERE idem_key = ? AND claim_token = ? AND state = ?";
-    let params = vec![
-        state(ClaimState::Completed),
-        text(body),
-        text(order_id),
-        int(now),
-    ];
-    if_ours(conn, sql, params, &claim.key, &claim.token)
 }
 
 /// An in-progress claim whose holder is presumed dead.

@@ -1,0 +1,165 @@
+//! Idempotency-Key leases in Redis: which request is working on a key right now, and which
+//! reservation a request that died may have left behind.
+//!
+//! A request takes the key's lease before it reserves and drops it once its outcome is in
+//! SQLite (completed or failed) or it stored nothing. So a new request costs no SQLite write
+//! before the one transaction that writes the order and completes the claim
+//! ([`crate::store::claims`]): concurrency is decided here, durability there. The lease lives in
+//! the Redis that holds the reservations: if Redis loses its data, it loses the leases together
+//! with the reservations they guard, and there is nothing left to settle.
+//!
+//! Every lease also leaves an *open-lease member* (`<attempt> <token> <fingerprint> <key>`) in a
+//! sorted set,
+//! scored by when it was taken; a holder drops it with the lease. One that is still there long
+//! after (the holder died between reserving and writing) is settled by the sweep
+//! ([`crate::sweep::abandon_claims`]), which gives the reservation of `<attempt>` back unless an
+//! order was written with it.
+
+use shop_adapter::redis::{run, Script};
+use shop_domain::idempotency::IdempotencyKey;
+use spin_sdk::redis::{Connection, RedisParameter};
+
+const TAKE: Script = Script {
+    name: "lease_take",
+    source: include_str!("../../lua/lease_take.lua"),
+};
+const MOVE: Script = Script {
+    name: "lease_move",
+    source: include_str!("../../lua/lease_move.lua"),
+};
+const DROP: Script = Script {
+    name: "lease_drop",
+    source: include_str!("../../lua/lease_drop.lua"),
+};
+
+/// The sorted set of open-lease members.
+const OPEN: &str = "order:leases";
+
+fn lease_key(key: &IdempotencyKey) -> String {
+    format!("order:lease:{}", key.as_str())
+}
+
+/// A lease on a key at one attempt, as recorded in the open-lease set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub key: IdempotencyKey,
+    pub token: String,
+    /// The fingerprint of the holder's request.
+    pub fingerprint: String,
+    pub attempt: i64,
+}
+
+impl Lease {
+    /// `<attempt> <token> <fingerprint> <key>`: the key last, as it may contain spaces.
+    fn member(&self) -> String {
+        let (a, t, f) = (self.attempt, &self.token, &self.fingerprint);
+        format!("{a} {t} {f} {}", self.key.as_str())
+    }
+
+    fn parse(member: &str) -> Option<Lease> {
+        let mut parts = member.splitn(4, ' ');
+        let attempt = parts.next()?.parse().ok()?;
+        let token = parts.next()?.to_owned();
+        let fingerprint = parts.next()?.to_owned();
+        let key = IdempotencyKey::parse(parts.next()?).ok()?;
+        Some(Lease {
+            key,
+            token,
+            fingerprint,
+            attempt,
+        })
+    }
+}
+
+/// What taking a lease found.
+pub enum Taken {
+    Taken,
+    /// Another request holds the key, for a request with this fingerprint.
+    Held {
+        fingerprint: String,
+    },
+}
+
+fn open() -> anyhow::Result<Connection> {
+    let url = spin_sdk::variables::get("redis_url")?;
+    Ok(Connection::open(&url)?)
+}
+
+/// Takes `lease` for `lease_ms`, unless another request holds the key.
+pub fn take(lease: &Lease, lease_ms: i64, now: i64) -> anyhow::Result<Taken> {
+    let (key, member) = (lease_key(&lease.key), lease.member());
+    let args = [
+        lease.token.as_str(),
+        &lease.fingerprint,
+        &member,
+        &lease_ms.to_string(),
+        &now.to_string(),
+    ];
+    let reply = run(&open()?, &TAKE, &[&key, OPEN], &args)?;
+    Ok(match reply.first().map(String::as_str) {
+        Some("TAKEN") => Taken::Taken,
+        _ => Taken::Held {
+            fingerprint: reply.get(1).cloned().unwrap_or_default(),
+        },
+    })
+}
+
+/// Moves a held lease to `attempt`; `false` when it is no longer this holder's.
+pub fn move_to(lease: &mut Lease, attempt: i64) -> anyhow::Result<bool> {
+    let next = Lease {
+        attempt,
+        ..lease.clone()
+    };
+    let key = lease_key(&lease.key);
+    let args = [lease.token.as_str(), &lease.member(), &next.member()];
+    let reply = run(&open()?, &MOVE, &[&key, OPEN], &args)?;
+    let moved = reply.first().map(String::as_str) == Some("MOVED");
+    if moved {
+        *lease = next;
+    }
+    Ok(moved)
+}
+
+/// Drops the lease and its open-lease member (a lease taken over meanwhile stays its new
+/// holder's). Best effort: an error leaves the lease to run out and the member to the sweep.
+pub fn drop(lease: &Lease) {
+    let key = lease_key(&lease.key);
+    let result = open().and_then(|c| {
+        run(&c, &DROP, &[&key, OPEN], &[&lease.token, &lease.member()]).map_err(Into::into)
+    });
+    if let Err(e) = result {
+        eprintln!(
+            "order: could not drop the lease of {}: {e:#}",
+            lease.key.as_str()
+        );
+    }
+}
+
+/// Up to `limit` open-lease members taken at or before `taken_before`, oldest first.
+pub fn stale(taken_before: i64, limit: i64) -> anyhow::Result<Vec<Lease>> {
+    let conn = open()?;
+    let args = [
+        OPEN,
+        "-inf",
+        &taken_before.to_string(),
+        "LIMIT",
+        "0",
+        &limit.to_string(),
+    ];
+    let reply = conn.execute("ZRANGEBYSCORE", &args.map(bin))?;
+    Ok(reply
+        .into_iter()
+        .filter_map(|r| Lease::parse(&shop_adapter::redis::text(r)))
+        .collect())
+}
+
+/// Forgets an open-lease member the sweep has settled.
+pub fn forget(lease: &Lease) -> anyhow::Result<()> {
+    let member = lease.member();
+    open()?.execute("ZREM", &[OPEN, member.as_str()].map(bin))?;
+    Ok(())
+}
+
+fn bin(s: &str) -> RedisParameter {
+    RedisParameter::Binary(s.as_bytes().to_vec())
+}
