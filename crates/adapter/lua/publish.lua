@@ -4,8 +4,9 @@
 -- KEYS[1] the stream (`events:<topic>`), KEYS[2] the doorbell's pending mark
 -- (`doorbell:pending:<topic>`), ARGV[1] approximate max length of the stream,
 -- ARGV[2] how long (seconds) a message id is remembered as sent, ARGV[3] the doorbell channel,
--- ARGV[4] how long (ms) a pending mark lives at most,
--- ARGV[5..] pairs: message id, JSON envelope (stored in the entry's field `m`).
+-- ARGV[4] how long (ms) a pending mark lives at most, ARGV[5] '1' to ring the doorbell, '0' to
+-- append only (the messages are read with the next ring),
+-- ARGV[6..] pairs: message id, JSON envelope (stored in the entry's field `m`).
 --
 -- Returns {appended, skipped, rang} (as strings; rang is 1 when this call rang the doorbell).
 --
@@ -26,7 +27,7 @@
 -- message. A receiver that dies holding the mark delays the next ring by ARGV[4] ms at most
 -- (the compensator's periodic ring does not depend on the mark either).
 local appended, skipped = 0, 0
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   if redis.call('SET', 'outbox:sent:' .. ARGV[i], '1', 'NX', 'EX', ARGV[2]) then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i + 1])
     appended = appended + 1
@@ -35,7 +36,7 @@ for i = 5, #ARGV, 2 do
   end
 end
 local rang = 0
-if appended > 0 and redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
+if appended > 0 and ARGV[5] == '1' and redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
   redis.call('PUBLISH', ARGV[3], '')
   rang = 1
 end

@@ -62,6 +62,16 @@ pub fn doorbell_pending(topic: &str) -> String {
 /// before the next message rings again.
 pub const DOORBELL_PENDING_MS: &str = "2000";
 
+/// Whether sending a message wakes its topic's receivers now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ring {
+    /// Ring the doorbell (unless a ring is already pending): a receiver acts on it.
+    Now,
+    /// Append only: no receiver needs it soon. Receivers read it, in order, with the next
+    /// ring: a later message's, or the compensator's periodic one.
+    Later,
+}
+
 /// One message to append.
 pub struct Message<'a> {
     pub topic: &'a str,
@@ -128,7 +138,12 @@ fn outgoing(row: &RowResult) -> Outgoing {
 
 /// Appends `rows` to their streams, one round trip per topic. Returns, per row, whether its
 /// stream took it (and the error otherwise).
-fn send(redis: &spin_sdk::redis::Connection, rows: &[Outgoing]) -> Vec<Result<(), String>> {
+fn send(
+    redis: &spin_sdk::redis::Connection,
+    rows: &[Outgoing],
+    ring: Ring,
+) -> Vec<Result<(), String>> {
+    let ring = if ring == Ring::Now { "1" } else { "0" };
     let mut topics: Vec<&str> = rows.iter().map(|r| r.topic.as_str()).collect();
     topics.sort_unstable();
     topics.dedup();
@@ -140,6 +155,7 @@ fn send(redis: &spin_sdk::redis::Connection, rows: &[Outgoing]) -> Vec<Result<()
             SENT_MEMORY_SECONDS,
             &bell,
             DOORBELL_PENDING_MS,
+            ring,
         ];
         for r in rows.iter().filter(|r| r.topic == topic) {
             args.push(&r.message_id);
@@ -161,12 +177,13 @@ fn send(redis: &spin_sdk::redis::Connection, rows: &[Outgoing]) -> Vec<Result<()
 }
 
 /// Fast path after a commit: sends the rows `message_ids` that are still unpublished (without
-/// stamping them: the relay does, after their grace, without sending them again). Returns how
-/// many were sent. An error leaves them to the relay.
+/// stamping them: the relay does, after their grace, without sending them again), ringing the
+/// doorbell or not (`ring`). Returns how many were sent. An error leaves them to the relay.
 pub fn publish_now(
     conn: &Connection,
     redis_url: &str,
     message_ids: &[String],
+    ring: Ring,
 ) -> anyhow::Result<usize> {
     if message_ids.is_empty() {
         return Ok(0);
@@ -184,7 +201,7 @@ pub fn publish_now(
         return Ok(0);
     }
     let redis = spin_sdk::redis::Connection::open(redis_url)?;
-    if let Some(Err(e)) = send(&redis, &rows).into_iter().find(Result::is_err) {
+    if let Some(Err(e)) = send(&redis, &rows, ring).into_iter().find(Result::is_err) {
         anyhow::bail!("{e}");
     }
     Ok(rows.len())
@@ -246,7 +263,7 @@ pub fn relay(
             Some(r) => r,
             None => redis.insert(spin_sdk::redis::Connection::open(redis_url)?),
         };
-        let outcome = send(redis, &rows);
+        let outcome = send(redis, &rows, Ring::Now);
         settle(conn, &token, &rows, &outcome, opts, &mut report)?;
         if (rows.len() as i64) < opts.batch {
             break;

@@ -26,8 +26,9 @@ use spin_sdk::sqlite::Connection;
 
 use crate::db;
 use crate::ids;
+use crate::store::claims;
 use crate::store::orders::{self, Event};
-use crate::store::{claims, outbox};
+use crate::store::outbox::{self, Ring};
 use crate::sweep::{abandon_claims, expire_orders};
 
 /// The topic and consumer group this receiver drains.
@@ -55,7 +56,11 @@ fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
     } else {
         (Vec::new(), Vec::new(), 0)
     };
-    outbox::publish(&conn, &[written.as_slice(), &expired, &abandoned].concat());
+    outbox::publish(
+        &conn,
+        &[written.as_slice(), &expired, &abandoned].concat(),
+        Ring::Now,
+    );
     let report = report?;
     eprintln!(
         "order-events: read {} applied {} failed {} dead-lettered {} expired {} abandoned {} purged {purged}",

@@ -106,8 +106,14 @@ fn trace_id(req: &Request) -> Option<String> {
 /// The fast path: the message is committed already, so a failure here only delays it until the
 /// compensator's next relay run; the provider still gets its 200.
 fn publish_now(conn: &spin_sdk::sqlite::Connection, message_id: &str) {
-    let result = config::redis_url()
-        .and_then(|url| shop_adapter::outbox::publish_now(conn, &url, &[message_id.to_owned()]));
+    let result = config::redis_url().and_then(|url| {
+        shop_adapter::outbox::publish_now(
+            conn,
+            &url,
+            &[message_id.to_owned()],
+            shop_adapter::outbox::Ring::Now,
+        )
+    });
     if let Err(e) = result {
         eprintln!("payment-callback: publish {message_id} now failed, left to the relay: {e:#}");
     }

@@ -19,7 +19,8 @@ use spin_sdk::sqlite::Connection;
 use crate::db::{self, OrUnavailable};
 use crate::problems::{self, order_not_found};
 use crate::store::orders::{self, Event};
-use crate::store::{outbox, releases};
+use crate::store::outbox::{self, Ring};
+use crate::store::releases;
 use crate::trace::Trace;
 use crate::view::{self, OrderView};
 use crate::{ids, settle};
@@ -54,7 +55,7 @@ pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
         else {
             continue;
         };
-        outbox::publish(&conn, &[message_id]);
+        outbox::publish(&conn, &[message_id], Ring::Now);
         release_if_open(&conn, &order.reservation_id, &trace).await;
         let order = orders::load(&conn, order_id)
             .or_unavailable("read order")?

@@ -53,6 +53,7 @@ pub async fn handle(req: &Request) -> HandlerResult {
     outbox::publish(
         &conn,
         &[abandoned_claims.as_slice(), &expired_orders].concat(),
+        outbox::Ring::Now,
     );
     let released = release_owed(&conn, &trace).await?;
     let still_pending = releases::count_open(&conn).or_unavailable("count pending releases")?;

@@ -35,8 +35,9 @@ use crate::db::{self, OrUnavailable};
 use crate::settle::{self, Released};
 use crate::stock::{self, StockError};
 use crate::store::claims::{self, Claim, Next, StoredResponse};
+use crate::store::orders;
+use crate::store::outbox::{self, Ring};
 use crate::store::releases::{self, Reason};
-use crate::store::{orders, outbox};
 use crate::trace::Trace;
 use crate::view::OrderView;
 use crate::{ids, problems};
@@ -72,7 +73,9 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
         .map_err(|e| Problem::internal("serialize order", e))?;
     match write(&conn, &claim, &placed, &body, &trace) {
         Ok(Some(message_id)) => {
-            outbox::publish(&conn, &[message_id]);
+            // No receiver acts on OrderCreated (the stock is reserved already): it is appended
+            // without waking one, and read with the next ring.
+            outbox::publish(&conn, &[message_id], Ring::Later);
             claims::release(&claim);
             Ok(respond(StoredResponse { status: 201, body }, false))
         }
@@ -295,7 +298,7 @@ async fn give_back(
         Ok(message_id)
     })();
     match &recorded {
-        Ok(message_id) => outbox::publish(conn, std::slice::from_ref(message_id)),
+        Ok(message_id) => outbox::publish(conn, std::slice::from_ref(message_id), Ring::Now),
         Err(e) => eprintln!("order: could not record pending release of {reservation_id}: {e:#}"),
     }
     let released = !matches!(

@@ -1,6 +1,7 @@
 //! The order context's messages: appended to the shared transactional outbox
 //! (`shop_adapter::outbox`) on topic [`TOPIC`], inside the transaction that makes the change.
 
+pub use shop_adapter::outbox::Ring;
 use spin_sdk::sqlite::Connection;
 
 /// The stream the order context publishes to (`events:orders`).
@@ -30,15 +31,16 @@ pub fn append(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<String> {
     )
 }
 
-/// The fast path after a commit: send `message_ids` now. Best effort: on failure the relay sends
-/// them after their grace, so the caller's answer does not depend on Redis.
-pub fn publish(conn: &Connection, message_ids: &[String]) {
+/// The fast path after a commit: send `message_ids` now, ringing the receivers' doorbell or not
+/// (`ring`). Best effort: on failure the relay sends them after their grace, so the caller's
+/// answer does not depend on Redis.
+pub fn publish(conn: &Connection, message_ids: &[String], ring: Ring) {
     if message_ids.is_empty() {
         return;
     }
     let sent = spin_sdk::variables::get("redis_url")
         .map_err(anyhow::Error::from)
-        .and_then(|url| shop_adapter::outbox::publish_now(conn, &url, message_ids));
+        .and_then(|url| shop_adapter::outbox::publish_now(conn, &url, message_ids, ring));
     if let Err(e) = sent {
         eprintln!("order: fast-path publish failed, left to the relay: {e:#}");
     }
