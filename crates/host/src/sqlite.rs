@@ -20,10 +20,12 @@
 //! [`busy_wait`]. What a guest can observe is unchanged: one writer at a time, `BEGIN IMMEDIATE`
 //! waits up to 5 s, then the statement fails with "database is locked".
 //!
-//! Statements run on the calling worker thread; only those that may wait on the disk for long
-//! (a commit, which fsyncs, an autocommit write, opening a new file, closing a connection inside
-//! a transaction) run in `block_in_place`, whose thread hand-off costs more than a cached page
-//! read (docs/benchmarks.md).
+//! Statements run on the calling worker thread; only those that may wait (a commit, which
+//! fsyncs, an autocommit write, `BEGIN IMMEDIATE`, which may wait for another process's writer)
+//! run on tokio's blocking pool, the guest's task parked meanwhile. Opening a new file and
+//! closing a connection inside a transaction use `block_in_place`. Measured in
+//! docs/benchmarks.md: every statement in `block_in_place` cost a third of the throughput of
+//! concurrent order creation in thread hand-offs.
 //! In-memory databases (`type = "spin"` without `path`) are fresh per connection, as in Spin.
 
 use std::collections::HashMap;
@@ -176,6 +178,14 @@ struct StatementKind {
 }
 
 impl StatementKind {
+    /// `BEGIN IMMEDIATE` or `BEGIN EXCLUSIVE`: takes the write lock up front.
+    fn begins_writing(sql: &str) -> bool {
+        let head: String = sql.trim_start().chars().take(16).collect();
+        let head = head.to_ascii_uppercase();
+        let words: Vec<&str> = head.split_whitespace().collect();
+        matches!(words.as_slice(), ["BEGIN", "IMMEDIATE" | "EXCLUSIVE", ..])
+    }
+
     fn of(conn: &Connection, sql: &str) -> Self {
         let head: String = sql.trim_start().chars().take(16).collect();
         let head = head.to_ascii_uppercase();
@@ -345,16 +355,72 @@ impl SqliteConnection {
         if kind.writes && self.writing.is_none() && self.db.path.is_some() {
             self.writing = Some(self.db.writers.enter().await?);
         }
-        let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
-        let out = if kind.may_block {
-            tokio::task::block_in_place(|| execute_on(conn, sql, params))
-        } else {
-            execute_on(conn, sql, params)
+        let out = match kind.may_block {
+            true => match self.try_without_waiting(sql, params)? {
+                Some(out) => out,
+                None => return self.execute_on_blocking_pool(sql, params).await?,
+            },
+            false => execute_on(
+                self.conn.as_ref().ok_or(SqlError::InvalidConnection)?,
+                sql,
+                params,
+            ),
         };
+        let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
         if conn.is_autocommit() {
             self.writing = None;
         }
         out
+    }
+
+    /// `BEGIN IMMEDIATE`/`EXCLUSIVE` runs here without waiting: the gate already made this
+    /// connection the process's only writer, so it only finds the lock taken when another
+    /// process holds it (`None`: then it waits on the blocking pool). Anything else that may
+    /// wait (a commit's fsync) goes to the pool right away.
+    fn try_without_waiting(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> std::result::Result<Option<std::result::Result<SqlOutput, SqlError>>, SqlError> {
+        let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
+        if !conn.is_autocommit() || !StatementKind::begins_writing(sql) {
+            return Ok(None);
+        }
+        conn.busy_handler(None).map_err(io_err)?;
+        let out = execute_on(conn, sql, params);
+        conn.busy_handler(Some(busy_wait)).map_err(io_err)?;
+        Ok(match out {
+            Err(SqlError::Io(e)) if e.contains("locked") || e.contains("busy") => None,
+            out => Some(out),
+        })
+    }
+
+    /// Runs a statement that may wait (see [`StatementKind::may_block`]) on tokio's blocking
+    /// pool, with the connection (and this connection's turn at the gate) moved there and
+    /// back, so the worker thread goes on with other requests meanwhile. The turn is given back
+    /// on that thread as soon as the statement ends the transaction, not when this task is next
+    /// polled: the next writer does not wait for this guest to be scheduled again. If this
+    /// future is dropped before the statement is done, the connection is closed then (a
+    /// transaction left open is rolled back) and this guest connection is invalid.
+    async fn execute_on_blocking_pool(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> std::result::Result<std::result::Result<SqlOutput, SqlError>, SqlError> {
+        let conn = self.conn.take().ok_or(SqlError::InvalidConnection)?;
+        let (sql, params, mut writing) = (sql.to_owned(), params.to_vec(), self.writing.take());
+        let task = tokio::task::spawn_blocking(move || {
+            let out = execute_on(&conn, &sql, &params);
+            if conn.is_autocommit() {
+                writing = None;
+            }
+            (conn, writing, out)
+        });
+        let (conn, writing, out) = task
+            .await
+            .map_err(|e| SqlError::Io(format!("statement did not finish: {e}")))?;
+        (self.conn, self.writing) = (Some(conn), writing);
+        Ok(out)
     }
 }
 
@@ -696,6 +762,40 @@ mod tests {
             c.writing.is_none(),
             "an autocommit write holds the turn for itself only"
         );
+    }
+
+    /// A writer outside the gate (another process) holds the lock: `BEGIN IMMEDIATE` does not
+    /// fail at once, it waits (on the blocking pool, with the busy handler) and then proceeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn begin_immediate_waits_for_a_writer_outside_the_gate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let mut ours = connect(&db);
+        ours.execute("CREATE TABLE t (x)", &[])
+            .await
+            .expect("create");
+        let other = Connection::open(dir.path().join("gate.db")).expect("open");
+        other
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .expect("other");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            other.execute_batch("COMMIT").expect("other commits");
+        });
+        ours.execute("BEGIN IMMEDIATE", &[])
+            .await
+            .expect("waits, then begins");
+        let seen = ours
+            .execute("SELECT count(*) FROM t", &[])
+            .await
+            .expect("read");
+        assert_eq!(
+            seen.rows,
+            vec![vec![SqlValue::Integer(1)]],
+            "after the other commit"
+        );
+        ours.execute("COMMIT", &[]).await.expect("commit");
+        release.join().expect("thread");
     }
 
     #[test]
