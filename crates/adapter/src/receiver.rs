@@ -69,6 +69,30 @@ impl Default for DrainOptions {
     }
 }
 
+/// How a receiver applies what it drains: message by message, optionally inside one
+/// transaction per drained batch (so a burst costs one commit, not one per message).
+pub trait Apply {
+    /// Before each batch (e.g. `BEGIN IMMEDIATE`).
+    fn begin_batch(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// One message, idempotent by `message_id`. An error must leave no effect of this message
+    /// (e.g. a savepoint rolled back): it is not acknowledged and comes again.
+    fn apply(&mut self, env: &Envelope) -> anyhow::Result<()>;
+    /// After each batch (e.g. `COMMIT`). An error acknowledges nothing of the batch: every
+    /// message comes again, and the inbox drops what was applied before.
+    fn commit_batch(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// A closure applies each message on its own (no batch transaction).
+impl<F: FnMut(&Envelope) -> anyhow::Result<()>> Apply for F {
+    fn apply(&mut self, env: &Envelope) -> anyhow::Result<()> {
+        self(env)
+    }
+}
+
 /// What one drain did.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct DrainReport {
@@ -86,7 +110,7 @@ pub fn drain(
     topic: &str,
     group: &str,
     opts: &DrainOptions,
-    mut apply: impl FnMut(&Envelope) -> anyhow::Result<()>,
+    mut apply: impl Apply,
 ) -> anyhow::Result<DrainReport> {
     let conn = Connection::open(redis_url)?;
     let (stream, pending) = (stream_key(topic), doorbell_pending(topic));
@@ -121,9 +145,13 @@ fn apply_batch(
     opts: &DrainOptions,
     flat: &[String],
     report: &mut DrainReport,
-    apply: &mut impl FnMut(&Envelope) -> anyhow::Result<()>,
+    apply: &mut impl Apply,
 ) -> anyhow::Result<()> {
     let stream = stream_key(topic);
+    if flat.is_empty() {
+        return Ok(());
+    }
+    apply.begin_batch()?;
     {
         let mut acks = Vec::new();
         for entry in flat.chunks_exact(3) {
@@ -131,7 +159,7 @@ fn apply_batch(
             report.read += 1;
             let result = serde_json::from_str::<Envelope>(raw)
                 .map_err(anyhow::Error::from)
-                .and_then(|env| apply(&env));
+                .and_then(|env| apply.apply(&env));
             match result {
                 Ok(()) => {
                     report.applied += 1;
@@ -148,6 +176,7 @@ fn apply_batch(
                 }
             }
         }
+        apply.commit_batch()?;
         ack(conn, &stream, group, &acks)?;
     }
     Ok(())

@@ -129,6 +129,36 @@ impl Drop for Tx<'_> {
     }
 }
 
+/// A savepoint inside the caller's transaction: one step of a batch whose failure undoes only
+/// that step. Rolled back to (and released) on drop unless released.
+pub struct Savepoint<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> Savepoint<'c> {
+    pub fn begin(conn: &'c Connection) -> anyhow::Result<Self> {
+        conn.execute("SAVEPOINT step", &[])?;
+        Ok(Savepoint { conn, open: true })
+    }
+
+    /// Keeps what the step did (it commits with the enclosing transaction).
+    pub fn release(mut self) -> anyhow::Result<()> {
+        self.open = false;
+        self.conn.execute("RELEASE step", &[])?;
+        Ok(())
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute("ROLLBACK TO step", &[]);
+            let _ = self.conn.execute("RELEASE step", &[]);
+        }
+    }
+}
+
 /// Rows changed by the last INSERT/UPDATE/DELETE on this connection.
 pub fn changes(conn: &Connection) -> anyhow::Result<i64> {
     let rows = conn.execute("SELECT changes()", &[])?;

@@ -1,7 +1,8 @@
 //! How a payment reaches an order: the `order-events` component (this wasm on Spin's Redis
 //! trigger, woken by `doorbell:payments`; no service chaining) drains the `events:payments`
-//! stream as consumer group `order` and applies each message behind the inbox, in ONE
-//! transaction with its effect:
+//! stream as consumer group `order` and applies each message behind the inbox, atomically with
+//! its effect (a savepoint per message inside one transaction per drained batch, so a burst of
+//! payments costs one commit):
 //!
 //! - `PaymentSucceeded` for a PENDING_PAYMENT order with the same amount and currency: PAID
 //!   (version + 1, the payment remembered) and `OrderPaid` in the outbox, which makes the stock
@@ -18,8 +19,8 @@
 //! claims past their retention are purged.
 
 use serde_json::{json, Value};
-use shop_adapter::receiver::{self, DrainOptions, Envelope};
-use shop_adapter::sqlite::Tx;
+use shop_adapter::receiver::{self, Apply, DrainOptions, Envelope};
+use shop_adapter::sqlite::{Savepoint, Tx};
 use shop_domain::order::{OrderCommand, Outcome};
 use shop_domain::placed_order::PlacedOrder;
 use spin_sdk::sqlite::Connection;
@@ -39,11 +40,14 @@ const GROUP: &str = "order";
 fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
     let conn = db::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let url = spin_sdk::variables::get("redis_url")?;
-    let mut written = Vec::new();
-    let report = receiver::drain(&url, TOPIC, GROUP, &DrainOptions::default(), |env| {
-        written.extend(apply(&conn, env)?);
-        Ok(())
-    });
+    let mut batch = Batch {
+        conn: &conn,
+        tx: None,
+        written: Vec::new(),
+        pending: Vec::new(),
+    };
+    let report = receiver::drain(&url, TOPIC, GROUP, &DrainOptions::default(), &mut batch);
+    let written = batch.written;
     // The compensator's ring asks for the sweep too; it runs even when the drain failed (Redis
     // down): expiry must not wait for it.
     let now = ids::now_ms();
@@ -74,21 +78,53 @@ fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies one payment message; returns the ids of the outbox messages it wrote.
-pub fn apply(conn: &Connection, env: &Envelope) -> anyhow::Result<Vec<String>> {
-    let now = ids::now_ms();
-    let tx = Tx::begin(conn)?;
-    if !shop_adapter::inbox::record(conn, &env.message_id, &env.kind, now)? {
-        return Ok(Vec::new()); // applied before: `tx` rolls back the nothing it did
+/// One transaction per drained batch, a savepoint per message; the ids of the outbox messages
+/// the committed batches wrote.
+struct Batch<'c> {
+    conn: &'c Connection,
+    tx: Option<Tx<'c>>,
+    written: Vec<String>,
+    /// Written by the open batch, not committed yet.
+    pending: Vec<String>,
+}
+
+impl Apply for &mut Batch<'_> {
+    fn begin_batch(&mut self) -> anyhow::Result<()> {
+        self.tx = Some(Tx::begin(self.conn)?);
+        Ok(())
     }
-    let written = match env.kind.as_str() {
+
+    fn apply(&mut self, env: &Envelope) -> anyhow::Result<()> {
+        let step = Savepoint::begin(self.conn)?;
+        let written = apply(self.conn, env)?; // an error rolls the step back (drop)
+        step.release()?;
+        self.pending.extend(written);
+        Ok(())
+    }
+
+    fn commit_batch(&mut self) -> anyhow::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        if let Some(tx) = self.tx.take() {
+            tx.commit()?;
+        }
+        self.written.extend(pending);
+        Ok(())
+    }
+}
+
+/// Applies one payment message inside the caller's transaction; returns the ids of the outbox
+/// messages it wrote.
+fn apply(conn: &Connection, env: &Envelope) -> anyhow::Result<Vec<String>> {
+    let now = ids::now_ms();
+    if !shop_adapter::inbox::record(conn, &env.message_id, &env.kind, now)? {
+        return Ok(Vec::new()); // applied before
+    }
+    Ok(match env.kind.as_str() {
         "PaymentSucceeded" => succeeded(conn, &Payment::from(&env.payload), now)?
             .into_iter()
             .collect(),
         _ => Vec::new(),
-    };
-    tx.commit()?;
-    Ok(written)
+    })
 }
 
 /// What a payment message says.
