@@ -618,3 +618,37 @@ fn a_burst_of_payments_is_applied_without_the_compensator_and_leaves_no_ring_pen
         (shop.cli(&["EXISTS", "doorbell:pending:payments"]).trim() == "0").then_some(())
     });
 }
+
+/// The order receiver applies a drained batch in one transaction, a savepoint per message: a
+/// message whose effect fails (here a SQLite trigger refuses to mark one order paid) undoes
+/// only itself, including its inbox row, and stays unacknowledged; the rest of the batch
+/// commits.
+#[test]
+fn a_failing_message_in_a_batch_undoes_only_itself() {
+    let mut shop = Shop::boot_without_receivers();
+    let a = order(&shop, "BATCH-1", 5, 1, "batch-a");
+    let b = shop.create_order("batch-b", "BATCH-1", 1);
+    let a_id = a["order_id"].as_str().unwrap();
+    let b_id = b["order_id"].as_str().unwrap();
+    shop.sql(&format!(
+        "CREATE TRIGGER e2e_refuse_paid BEFORE UPDATE OF status ON orders \
+         WHEN OLD.order_id = '{a_id}' \
+         BEGIN SELECT RAISE(ABORT, 'forced failure of one payment'); END"
+    ));
+    // Both wait in the stream (the receivers listen on a muted doorbell), so one drain reads
+    // them as one batch.
+    assert_eq!(shop.webhook(&succeeded("evt_batch_a", &a)).status, 200);
+    assert_eq!(shop.webhook(&succeeded("evt_batch_b", &b)).status, 200);
+    shop.restart_without_cron();
+    shop.compensator_run();
+    shop.wait_order(b_id, WAIT, is_status("PAID"));
+    let inbox = shop.sql("SELECT kind, COUNT(*) AS n FROM inbox GROUP BY kind");
+    assert_eq!(inbox, vec![json!({"kind": "PaymentSucceeded", "n": 1})]);
+    assert_eq!(shop.get_order(a_id).json()["status"], "PENDING_PAYMENT");
+    let pending = shop.cli(&["XPENDING", "events:payments", "order"]);
+    assert_eq!(
+        pending.lines().next().map(str::trim),
+        Some("1"),
+        "{pending}"
+    );
+}
