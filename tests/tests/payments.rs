@@ -652,3 +652,52 @@ fn a_failing_message_in_a_batch_undoes_only_itself() {
         "{pending}"
     );
 }
+
+/// Where Spin's Redis trigger does not exist (Fermyon Cloud), an external scheduler calls the
+/// receivers' HTTP routes instead of a doorbell waking them: the payment is applied by
+/// `POST /api/orders/events/drain`, its `OrderPaid` settles the stock by
+/// `POST /api/stock/events/drain`, both internal only and idempotent.
+#[test]
+fn the_receivers_run_over_http_where_there_is_no_redis_trigger() {
+    let shop = Shop::boot_without_receivers();
+    let o = order(&shop, "HTTP-1", 5, 2, "http-drain");
+    let id = o["order_id"].as_str().unwrap();
+    assert_eq!(shop.webhook(&succeeded("evt_http_drain", &o)).status, 200);
+    // The receivers listen on a muted doorbell: nothing applies the payment by itself.
+    assert_eq!(shop.get_order(id).json()["status"], "PENDING_PAYMENT");
+
+    let (admin, token) = admin_auth();
+    for path in ["/api/orders/events/drain", "/api/stock/events/drain"] {
+        assert_problem(&shop.app.send("POST", path, &[], None).unwrap(), 401, None);
+        let as_admin = shop.app.send("POST", path, &[(admin, &token)], None);
+        assert_problem(&as_admin.unwrap(), 401, None);
+    }
+    assert_eq!(shop.get_order(id).json()["status"], "PENDING_PAYMENT");
+
+    let orders = shop.post_internal("/api/orders/events/drain");
+    assert_eq!(orders.status, 200, "{}", orders.text());
+    assert_eq!(orders.json()["applied"], 1, "{}", orders.text());
+    assert_eq!(shop.get_order(id).json()["status"], "PAID");
+    assert_eq!(
+        shop.levels("HTTP-1"),
+        (3, 2, 0),
+        "the stock receiver has not run yet"
+    );
+
+    let stock = shop.post_internal("/api/stock/events/drain");
+    assert_eq!(stock.status, 200, "{}", stock.text());
+    assert_eq!(
+        shop.levels("HTTP-1"),
+        (3, 0, 2),
+        "OrderPaid confirmed the reservation"
+    );
+
+    // Again: nothing left, nothing changes.
+    let again = shop.post_internal("/api/orders/events/drain").json();
+    assert_eq!(
+        (again["read"].as_i64(), again["applied"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(shop.post_internal("/api/stock/events/drain").status, 200);
+    assert_eq!(shop.levels("HTTP-1"), (3, 0, 2));
+}

@@ -6,6 +6,7 @@
 //! - `GET  /api/orders?user_id=..&limit=..&cursor=..` -> [`cmd::list`]
 //! - `POST /api/orders/{order_id}/cancel` -> [`cmd::cancel`]
 //! - `POST /api/orders/compensate` (the compensator's tick) -> [`cmd::compensate`]
+//! - `POST /api/orders/events/drain` (the receiver over HTTP, no Redis trigger) -> [`cmd::drain`]
 //! - `GET  /api/health/order`
 //!
 //! The customer routes (create, get, list, cancel) need `Authorization: Bearer <JWT>`
@@ -43,6 +44,8 @@ async fn handle(req: Request) -> Response {
         (Method::Post, ["api", "orders"]) => cmd::create::handle(&req).await,
         (Method::Post, ["api", "orders", "compensate"]) => cmd::compensate::handle(&req).await,
         (_, ["api", "orders", "compensate"]) => return method_not_allowed("POST"),
+        (Method::Post, ["api", "orders", "events", "drain"]) => cmd::drain::handle(&req),
+        (_, ["api", "orders", "events", "drain"]) => return method_not_allowed("POST"),
         (Method::Get, ["api", "orders"]) => cmd::list::handle(&req),
         (Method::Get, ["api", "orders", id]) => cmd::get::handle(&req, id),
         (Method::Post, ["api", "orders", id, "cancel"]) => cmd::cancel::handle(&req, id).await,

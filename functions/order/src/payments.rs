@@ -18,6 +18,7 @@
 //! stock), abandoned Idempotency-Key claims are given up (`ReservationReleaseOwed`), and finished
 //! claims past their retention are purged.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 use shop_adapter::receiver::{self, Apply, DrainOptions, Envelope};
 use shop_adapter::sqlite::{Savepoint, Tx};
@@ -36,8 +37,33 @@ use crate::sweep::{abandon_claims, expire_orders};
 const TOPIC: &str = "payments";
 const GROUP: &str = "order";
 
+/// What one run of the receiver did.
+#[derive(Debug, Default, Serialize)]
+pub struct Received {
+    pub read: u64,
+    pub applied: u64,
+    pub failed: u64,
+    pub dead_lettered: u64,
+    pub expired: u64,
+    pub abandoned: u64,
+    pub purged: i64,
+}
+
+/// Spin's Redis trigger: a ring of `doorbell:payments`.
 #[spin_sdk::redis_component]
 fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
+    let r = receive(receiver::wants_sweep(&payload))?;
+    eprintln!(
+        "order-events: read {} applied {} failed {} dead-lettered {} expired {} abandoned {} purged {}",
+        r.read, r.applied, r.failed, r.dead_lettered, r.expired, r.abandoned, r.purged
+    );
+    Ok(())
+}
+
+/// Drains the payment messages, then, with `sweep`, runs the order context's periodic repairs.
+/// The Redis trigger runs it on every ring; `POST /api/orders/events/drain` runs it where there
+/// is no Redis trigger (Fermyon Cloud: an external scheduler calls the route).
+pub fn receive(sweep: bool) -> anyhow::Result<Received> {
     let conn = db::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let url = spin_sdk::variables::get("redis_url")?;
     let mut batch = Batch {
@@ -51,7 +77,7 @@ fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
     // The compensator's ring asks for the sweep too; it runs even when the drain failed (Redis
     // down): expiry must not wait for it.
     let now = ids::now_ms();
-    let (expired, abandoned, purged) = if receiver::wants_sweep(&payload) {
+    let (expired, abandoned, purged) = if sweep {
         (
             expire_orders(&conn, now)?,
             abandon_claims(&conn, now)?,
@@ -66,16 +92,15 @@ fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
         Ring::Now,
     );
     let report = report?;
-    eprintln!(
-        "order-events: read {} applied {} failed {} dead-lettered {} expired {} abandoned {} purged {purged}",
-        report.read,
-        report.applied,
-        report.failed,
-        report.dead_lettered,
-        expired.len(),
-        abandoned.len()
-    );
-    Ok(())
+    Ok(Received {
+        read: report.read,
+        applied: report.applied,
+        failed: report.failed,
+        dead_lettered: report.dead_lettered,
+        expired: expired.len() as u64,
+        abandoned: abandoned.len() as u64,
+        purged,
+    })
 }
 
 /// One transaction per drained batch, a savepoint per message; the ids of the outbox messages

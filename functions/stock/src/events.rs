@@ -9,6 +9,7 @@
 //! Then the TTL sweep releases reservations expired for longer than [`PAID_GRACE_MS`], the last
 //! resort for a reservation whose order never said anything.
 
+use serde::Serialize;
 use shop_adapter::receiver::{self, DrainOptions, Envelope};
 use shop_domain::reservation::ReservationId;
 
@@ -22,12 +23,34 @@ use crate::settle;
 /// deadline and its `OrderPaid` reaching this receiver.
 pub const PAID_GRACE_MS: u64 = 10 * 60 * 1000;
 
+/// What one run of the receiver did.
+#[derive(Debug, Serialize)]
+pub struct Received {
+    pub read: u64,
+    pub applied: u64,
+    pub failed: u64,
+    pub dead_lettered: u64,
+    pub expired: u64,
+}
+
+/// Spin's Redis trigger: a ring of `doorbell:orders`.
 #[spin_sdk::redis_component]
 fn on_order_event(doorbell: Vec<u8>) -> anyhow::Result<()> {
+    let r = receive(receiver::wants_sweep(&doorbell))?;
+    eprintln!(
+        "stock-events: read {} applied {} failed {} dead-lettered {} expired {}",
+        r.read, r.applied, r.failed, r.dead_lettered, r.expired
+    );
+    Ok(())
+}
+
+/// Drains the order messages, then, with `sweep` (the compensator's periodic ring, not every
+/// fast-path ring), runs the reservation TTL sweep. `POST /api/stock/events/drain` runs it where
+/// there is no Redis trigger (Fermyon Cloud: an external scheduler calls the route).
+pub fn receive(sweep: bool) -> anyhow::Result<Received> {
     let url = spin_sdk::variables::get("redis_url")?;
     let report = receiver::drain(&url, "orders", "stock", &DrainOptions::default(), apply)?;
-    // The TTL sweep on the compensator's periodic ring only, not on every fast-path ring.
-    let expired = if receiver::wants_sweep(&doorbell) {
+    let expired = if sweep {
         let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
         crate::cmd::expire::sweep(&store, None, PAID_GRACE_MS)
             .map_err(|p| anyhow::anyhow!("{}", p.detail))?
@@ -35,11 +58,13 @@ fn on_order_event(doorbell: Vec<u8>) -> anyhow::Result<()> {
     } else {
         0
     };
-    eprintln!(
-        "stock-events: read {} applied {} failed {} dead-lettered {} expired {expired}",
-        report.read, report.applied, report.failed, report.dead_lettered
-    );
-    Ok(())
+    Ok(Received {
+        read: report.read,
+        applied: report.applied,
+        failed: report.failed,
+        dead_lettered: report.dead_lettered,
+        expired: expired as u64,
+    })
 }
 
 /// Settles the reservation one order message names. Business refusals (a paid order whose

@@ -11,6 +11,7 @@
 //! - `POST /api/stock/reservations`, `GET /api/stock/reservations/{id}`
 //! - `POST /api/stock/reservations/{id}/confirm`, `POST /api/stock/reservations/{id}/release`
 //! - `POST /api/stock/reservations/expire` (the compensator's cron tick)
+//! - `POST /api/stock/events/drain` (internal: the receiver over HTTP, no Redis trigger)
 //!
 //! Invariant: for each SKU, `available + reserved + sold` is set when the product is created and
 //! changes after that only by stock adjustments, and `available` is never negative (see
@@ -105,6 +106,12 @@ fn handle(req: Request) -> impl IntoResponse {
             _ => no_route(),
         },
     );
+    router.post("/api/stock/events/drain", |req: Request, _p| {
+        finish(require_internal(&req).and_then(|()| cmd::drain::handle()))
+    });
+    router.any("/api/stock/events/drain", |_req: Request, _p| {
+        method_not_allowed("POST")
+    });
     router.any("/*", |_req: Request, _p| no_route());
     router.handle(req)
 }

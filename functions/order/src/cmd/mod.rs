@@ -3,5 +3,6 @@
 pub mod cancel;
 pub mod compensate;
 pub mod create;
+pub mod drain;
 pub mod get;
 pub mod list;

@@ -3,6 +3,7 @@
 
 pub mod adjust;
 pub mod confirm;
+pub mod drain;
 pub mod expire;
 pub mod get_product;
 pub mod get_reservation;
