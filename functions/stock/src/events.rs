@@ -63,7 +63,7 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
         applied: report.applied,
         failed: report.failed,
         dead_lettered: report.dead_lettered,
-        expired: expired as u64,
+        expired,
     })
 }
 
