@@ -19,7 +19,8 @@ bench_start_app() {
   for label in orders payments coupons; do
     printf '[sqlite_database.%s]\ntype = "spin"\npath = "%s/state/%s.db"\n\n' "$label" "$work" "$label"
   done > "$work/runtime-config.toml"
-  # Cron silenced: the benchmark drives the compensator itself.
+  # Cron silenced: the benchmark drives the compensator itself. BENCH_ORDERS_DOORBELL=nobody
+  # moves the stock receiver to a channel nobody rings (to measure what it costs).
   sed "s/^cron_expression = .*/cron_expression = \"0 0 0 1 1 *\"/; s/^channel = \"doorbell:orders\"/channel = \"doorbell:${BENCH_ORDERS_DOORBELL:-orders}\"/" spin.toml > spin.bench.toml
   # The reference in the same run: a trivial component (Hello, world!) in the same host.
   cat >> spin.bench.toml <<'TOML'
