@@ -24,8 +24,9 @@
 -- deletes the mark in the same script as its last read (drain.lua), so a message appended
 -- before that read is read by it, and one appended after it rings again: no message waits
 -- without a ring on its way, and a burst of messages wakes one receiver instead of one per
--- message. A receiver that dies holding the mark delays the next ring by ARGV[4] ms at most
--- (the compensator's periodic ring does not depend on the mark either).
+-- message. A receiver that dies holding the mark leaves what was appended meanwhile to the first
+-- message published after the mark ran out (ARGV[4] ms), or to the compensator's periodic ring,
+-- which does not depend on the mark; a receiver whose drain fails deletes the mark.
 local appended, skipped = 0, 0
 for i = 6, #ARGV, 2 do
   if redis.call('SET', 'outbox:sent:' .. ARGV[i], '1', 'NX', 'EX', ARGV[2]) then

@@ -84,6 +84,9 @@ pub trait Apply {
     fn commit_batch(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// When the batch cannot finish (the stream failed mid-batch): undo it (e.g. `ROLLBACK`).
+    /// Nothing of it is acknowledged.
+    fn abort_batch(&mut self) {}
 }
 
 /// A closure applies each message on its own (no batch transaction).
@@ -113,8 +116,26 @@ pub fn drain(
     mut apply: impl Apply,
 ) -> anyhow::Result<DrainReport> {
     let conn = Connection::open(redis_url)?;
-    let (stream, pending) = (stream_key(topic), doorbell_pending(topic));
     let mut report = DrainReport::default();
+    let result = rounds(&conn, topic, group, opts, &mut report, &mut apply);
+    if result.is_err() {
+        // This drain held the doorbell's pending mark: without it the next message rings again
+        // (otherwise what was appended meanwhile would wait for the compensator's ring).
+        let _ = conn.del(&[doorbell_pending(topic)]);
+    }
+    result.map(|()| report)
+}
+
+/// The drain's rounds of reads (see [`drain`]).
+fn rounds(
+    conn: &Connection,
+    topic: &str,
+    group: &str,
+    opts: &DrainOptions,
+    report: &mut DrainReport,
+    apply: &mut impl Apply,
+) -> anyhow::Result<()> {
+    let (stream, pending) = (stream_key(topic), doorbell_pending(topic));
     let (count, idle) = (opts.batch.to_string(), opts.min_idle_ms.to_string());
     // The doorbell's pending mark stays set while this drain runs, so publishers append without
     // ringing again; the last read deletes it atomically with reading (drain.lua), after which
@@ -122,18 +143,18 @@ pub fn drain(
     let mut last = false;
     for _ in 0..opts.max_batches {
         let args = [group, group, &count, &idle, if last { "1" } else { "0" }];
-        let flat = crate::redis::run(&conn, &DRAIN, &[&stream, &pending], &args)?;
+        let flat = crate::redis::run(conn, &DRAIN, &[&stream, &pending], &args)?;
         let full = flat.len() / 3 >= opts.batch as usize;
-        apply_batch(&conn, topic, group, opts, &flat, &mut report, &mut apply)?;
+        apply_batch(conn, topic, group, opts, &flat, report, apply)?;
         match (full, last) {
-            (false, true) => return Ok(report),
+            (false, true) => return Ok(()),
             (false, false) => last = true,
             (true, _) => last = false,
         }
     }
     // Out of rounds with entries possibly left: ring, so the next wake-up goes on.
     conn.publish(&doorbell(topic), b"")?;
-    Ok(report)
+    Ok(())
 }
 
 /// Applies one drained batch (the flat `id, deliveries, envelope` triples) and acknowledges
@@ -152,34 +173,53 @@ fn apply_batch(
         return Ok(());
     }
     apply.begin_batch()?;
-    {
-        let mut acks = Vec::new();
-        for entry in flat.chunks_exact(3) {
-            let (id, deliveries, raw) = (&entry[0], &entry[1], &entry[2]);
-            report.read += 1;
-            let result = serde_json::from_str::<Envelope>(raw)
-                .map_err(anyhow::Error::from)
-                .and_then(|env| apply.apply(&env));
-            match result {
-                Ok(()) => {
-                    report.applied += 1;
+    match apply_entries(conn, topic, group, opts, flat, report, apply) {
+        Ok(acks) => {
+            apply.commit_batch()?;
+            ack(conn, &stream, group, &acks)
+        }
+        Err(e) => {
+            apply.abort_batch();
+            Err(e)
+        }
+    }
+}
+
+/// Applies each entry of a batch; the ids to acknowledge (applied, or dead-lettered).
+fn apply_entries(
+    conn: &Connection,
+    topic: &str,
+    group: &str,
+    opts: &DrainOptions,
+    flat: &[String],
+    report: &mut DrainReport,
+    apply: &mut impl Apply,
+) -> anyhow::Result<Vec<String>> {
+    let stream = stream_key(topic);
+    let mut acks = Vec::new();
+    for entry in flat.chunks_exact(3) {
+        let (id, deliveries, raw) = (&entry[0], &entry[1], &entry[2]);
+        report.read += 1;
+        let result = serde_json::from_str::<Envelope>(raw)
+            .map_err(anyhow::Error::from)
+            .and_then(|env| apply.apply(&env));
+        match result {
+            Ok(()) => {
+                report.applied += 1;
+                acks.push(id.clone());
+            }
+            Err(e) => {
+                report.failed += 1;
+                eprintln!("receiver {group}: {stream} entry {id} failed: {e:#}");
+                if deliveries.parse::<u32>().unwrap_or(1) >= opts.max_deliveries {
+                    dead_letter(conn, topic, group, raw, &format!("{e:#}"))?;
+                    report.dead_lettered += 1;
                     acks.push(id.clone());
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    eprintln!("receiver {group}: {stream} entry {id} failed: {e:#}");
-                    if deliveries.parse::<u32>().unwrap_or(1) >= opts.max_deliveries {
-                        dead_letter(conn, topic, group, raw, &format!("{e:#}"))?;
-                        report.dead_lettered += 1;
-                        acks.push(id.clone());
-                    }
                 }
             }
         }
-        apply.commit_batch()?;
-        ack(conn, &stream, group, &acks)?;
     }
-    Ok(())
+    Ok(acks)
 }
 
 fn ack(conn: &Connection, stream: &str, group: &str, ids: &[String]) -> anyhow::Result<()> {

@@ -142,9 +142,19 @@ impl<'c> Savepoint<'c> {
         Ok(Savepoint { conn, open: true })
     }
 
-    /// Keeps what the step did (it commits with the enclosing transaction).
+    /// Keeps what the step did (it commits with the enclosing transaction). If that fails, the
+    /// step is rolled back (drop).
     pub fn release(mut self) -> anyhow::Result<()> {
+        self.conn.execute("RELEASE step", &[])?;
         self.open = false;
+        Ok(())
+    }
+
+    /// Undoes what the step did. An error means the enclosing transaction is gone too (SQLite
+    /// rolled all of it back, e.g. on a full disk): nothing of it can be committed.
+    pub fn rollback(mut self) -> anyhow::Result<()> {
+        self.open = false;
+        self.conn.execute("ROLLBACK TO step", &[])?;
         self.conn.execute("RELEASE step", &[])?;
         Ok(())
     }

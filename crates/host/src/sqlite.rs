@@ -178,21 +178,36 @@ struct StatementKind {
 }
 
 impl StatementKind {
+    /// The statement's first two words, upper-cased, after leading comments and whitespace.
+    fn head(sql: &str) -> Vec<String> {
+        let mut rest = sql.trim_start();
+        loop {
+            if let Some(after) = rest.strip_prefix("--") {
+                rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+            } else if let Some(after) = rest.strip_prefix("/*") {
+                rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+            } else {
+                break;
+            }
+        }
+        let words = rest.split(|c: char| c.is_whitespace() || c == ';');
+        let words = words.filter(|w| !w.is_empty()).take(2);
+        words.map(str::to_ascii_uppercase).collect()
+    }
+
     /// `BEGIN IMMEDIATE` or `BEGIN EXCLUSIVE`: takes the write lock up front.
     fn begins_writing(sql: &str) -> bool {
-        let head: String = sql.trim_start().chars().take(16).collect();
-        let head = head.to_ascii_uppercase();
-        let words: Vec<&str> = head.split_whitespace().collect();
-        matches!(words.as_slice(), ["BEGIN", "IMMEDIATE" | "EXCLUSIVE", ..])
+        let words = Self::head(sql);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        matches!(words.as_slice(), ["BEGIN", "IMMEDIATE" | "EXCLUSIVE"])
     }
 
     fn of(conn: &Connection, sql: &str) -> Self {
-        let head: String = sql.trim_start().chars().take(16).collect();
-        let head = head.to_ascii_uppercase();
-        let words: Vec<&str> = head.split_whitespace().collect();
+        let words = Self::head(sql);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
         let (writes, may_block) = match words.as_slice() {
             // May wait for another process's writer (the gate only orders this one's).
-            ["BEGIN", "IMMEDIATE" | "EXCLUSIVE", ..] => (true, true),
+            ["BEGIN", "IMMEDIATE" | "EXCLUSIVE"] => (true, true),
             ["COMMIT" | "END", ..] => (false, true),
             // Transaction control is "read-only" to SQLite; anything else that is not is a
             // write. A statement that does not prepare fails in `execute_on` as before.
@@ -356,9 +371,10 @@ impl SqliteConnection {
             self.writing = Some(self.db.writers.enter().await?);
         }
         let out = match kind.may_block {
-            true => match self.try_without_waiting(sql, params)? {
-                Some(out) => out,
-                None => return self.execute_on_blocking_pool(sql, params).await?,
+            true => match self.try_without_waiting(sql, params) {
+                Ok(Some(out)) => out,
+                Ok(None) => return self.execute_on_blocking_pool(sql, params).await?,
+                Err(e) => Err(e),
             },
             false => execute_on(
                 self.conn.as_ref().ok_or(SqlError::InvalidConnection)?,
@@ -709,6 +725,14 @@ mod tests {
             }
         );
         assert_eq!(kind("BEGIN EXCLUSIVE TRANSACTION").writes, write);
+        let commented = kind("-- why\n/* and how */ BEGIN\n   IMMEDIATE;");
+        assert_eq!(
+            commented,
+            StatementKind {
+                writes: true,
+                may_block: true
+            }
+        );
         assert_eq!(
             kind("BEGIN").writes,
             read,

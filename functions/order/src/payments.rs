@@ -71,6 +71,7 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
         tx: None,
         written: Vec::new(),
         pending: Vec::new(),
+        broken: false,
     };
     let report = receiver::drain(&url, TOPIC, GROUP, &DrainOptions::default(), &mut batch);
     let written = batch.written;
@@ -111,29 +112,48 @@ struct Batch<'c> {
     written: Vec<String>,
     /// Written by the open batch, not committed yet.
     pending: Vec<String>,
+    /// SQLite rolled the whole transaction back (a message's failure took it with it): nothing
+    /// more of this batch can be applied or committed.
+    broken: bool,
 }
 
 impl Apply for &mut Batch<'_> {
     fn begin_batch(&mut self) -> anyhow::Result<()> {
+        self.broken = false;
         self.tx = Some(Tx::begin(self.conn)?);
         Ok(())
     }
 
     fn apply(&mut self, env: &Envelope) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.broken, "the batch's transaction was rolled back");
         let step = Savepoint::begin(self.conn)?;
-        let written = apply(self.conn, env)?; // an error rolls the step back (drop)
-        step.release()?;
-        self.pending.extend(written);
-        Ok(())
+        match apply(self.conn, env) {
+            Ok(written) => {
+                step.release()?;
+                self.pending.extend(written);
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = step.rollback().is_err();
+                Err(e)
+            }
+        }
     }
 
     fn commit_batch(&mut self) -> anyhow::Result<()> {
         let pending = std::mem::take(&mut self.pending);
-        if let Some(tx) = self.tx.take() {
+        let tx = self.tx.take();
+        anyhow::ensure!(!self.broken, "the batch's transaction was rolled back");
+        if let Some(tx) = tx {
             tx.commit()?;
         }
         self.written.extend(pending);
         Ok(())
+    }
+
+    fn abort_batch(&mut self) {
+        self.pending.clear();
+        self.tx.take(); // dropped: rolled back
     }
 }
 

@@ -56,7 +56,9 @@ fn abandon_leases(conn: &Connection, now: i64) -> anyhow::Result<Vec<String>> {
         }
         tx.commit()?;
         // Forgotten after the commit: a crash in between leaves it to the next sweep, which
-        // finds the claim moved past its attempt and owes nothing twice.
+        // finds the claim moved past its attempt and owes nothing again (except when an order
+        // was written with another attempt: then the release is owed a second time, which the
+        // stock context's idempotent release and `pending_releases` absorb).
         leases::forget(&lease)?;
     }
     Ok(written)

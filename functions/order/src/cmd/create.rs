@@ -82,7 +82,7 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
         // The claim was taken over (we were slower than the lease): the sweep or a retry owns
         // the reservation now, so it must not be released here.
         Ok(None) => {
-            claims::release(&claim);
+            claims::let_go(&claim);
             Err(problems::in_progress())
         }
         Err(e) => {
@@ -284,21 +284,32 @@ async fn give_back(
     trace: &Trace,
 ) -> bool {
     let now = ids::now_ms();
-    let recorded = (|| -> anyhow::Result<String> {
+    // Only while the claim is ours: one that was taken over (we stalled past the lease) may
+    // have an order written on this very reservation by the request that took it.
+    let recorded = (|| -> anyhow::Result<Option<String>> {
         let tx = Tx::begin(conn)?;
-        let message_id = releases::owe(
-            conn,
-            reservation_id,
-            order_id,
-            Reason::OrderWriteFailed,
-            now,
-        )?;
-        claims::fail(conn, claim, claim.attempt + 1, now)?;
+        if !claims::fail(conn, claim, claim.attempt + 1, now)? {
+            tx.rollback();
+            return Ok(None);
+        }
+        let reason = Reason::OrderWriteFailed;
+        let message_id = releases::owe(conn, reservation_id, order_id, reason, now)?;
         tx.commit()?;
-        Ok(message_id)
+        Ok(Some(message_id))
     })();
     match &recorded {
-        Ok(message_id) => outbox::publish(conn, std::slice::from_ref(message_id), Ring::Now),
+        Ok(Some(message_id)) => outbox::publish(conn, std::slice::from_ref(message_id), Ring::Now),
+        Ok(None) => {
+            eprintln!("order: claim lost before giving {reservation_id} back: not ours to release");
+            claims::let_go(claim);
+            return false;
+        }
+        // Not recorded (the database refuses writes): release only while the lease shows the
+        // claim is still ours.
+        Err(e) if !claims::still_held(claim) => {
+            eprintln!("order: could not record the release of {reservation_id} ({e:#}) and the lease is no longer ours: left to the sweep");
+            return false;
+        }
         Err(e) => eprintln!("order: could not record pending release of {reservation_id}: {e:#}"),
     }
     let released = !matches!(

@@ -126,15 +126,20 @@ pub fn begin(conn: &Connection, key: &IdempotencyKey, fingerprint: &str) -> anyh
         Taken::Held { .. } => return Ok(Next::InProgress),
     }
     // Under the lease the row must still be the one decided on: a request of the same key may
-    // have finished between the read and the lease. Then it answers, and this one stops.
+    // have finished between the read and the lease. Then the rules decide again on what it
+    // left (its response if it was this request, 422 if it was another body), and this one
+    // stops.
     let again = read(conn, key)?;
     let state = |r: &Option<(StoredClaim, Option<StoredResponse>)>| {
         r.as_ref().map(|(c, _)| (c.state, c.attempt))
     };
     if state(&again) != state(&row) {
         leases::drop(&claim.lease());
-        return match &again {
-            Some((c, Some(_))) if c.state == ClaimState::Completed => replay(again),
+        let decided =
+            idempotency::decide(again.as_ref().map(|(c, _)| c), fingerprint, now, LEASE_MS);
+        return match decided {
+            Decision::KeyReused => Ok(Next::KeyReused),
+            Decision::Replay => replay(again),
             _ => Ok(Next::InProgress),
         };
     }
@@ -215,6 +220,23 @@ pub fn next_attempt(claim: &mut Claim) -> anyhow::Result<bool> {
 /// The request is done with its key: its outcome is written, or it stores nothing.
 pub fn release(claim: &Claim) {
     leases::drop(&claim.lease());
+}
+
+/// The request lost its claim: it frees the key's lease (if still its own) but leaves its
+/// open-lease member when it moved to an attempt of its own during the request, since nothing
+/// else owes that attempt's reservation back: the sweep settles it (and owes nothing when an
+/// order was written with it).
+pub fn let_go(claim: &Claim) {
+    if claim.attempt == claim.base.unwrap_or(0) {
+        leases::drop(&claim.lease());
+    } else {
+        leases::free(&claim.lease());
+    }
+}
+
+/// Whether the key's lease is still this request's (it did not run out and get taken over).
+pub fn still_held(claim: &Claim) -> bool {
+    leases::held(&claim.lease()).unwrap_or(false)
 }
 
 /// Runs `sql` (whose last two parameters are key and token) against the claim only while it is

@@ -135,6 +135,27 @@ pub fn drop(lease: &Lease) {
     }
 }
 
+/// Frees the key's lease if it is still this holder's, keeping the open-lease member for the
+/// sweep. Best effort, like [`drop`].
+pub fn free(lease: &Lease) {
+    let key = lease_key(&lease.key);
+    let result =
+        open().and_then(|c| run(&c, &DROP, &[&key, OPEN], &[&lease.token, ""]).map_err(Into::into));
+    if let Err(e) = result {
+        eprintln!(
+            "order: could not free the lease of {}: {e:#}",
+            lease.key.as_str()
+        );
+    }
+}
+
+/// Whether the key's lease is still held by this holder.
+pub fn held(lease: &Lease) -> anyhow::Result<bool> {
+    let value = open()?.get(&lease_key(&lease.key))?;
+    let prefix = format!("{} ", lease.token);
+    Ok(value.is_some_and(|v| v.starts_with(prefix.as_bytes())))
+}
+
 /// Up to `limit` open-lease members taken at or before `taken_before`, oldest first.
 pub fn stale(taken_before: i64, limit: i64) -> anyhow::Result<Vec<Lease>> {
     let conn = open()?;
