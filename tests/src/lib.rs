@@ -607,6 +607,31 @@ impl Shop {
             .unwrap_or_else(|e| panic!("redis-cli {args:?}: {e:#}"))
     }
 
+    /// `CLIENT PAUSE <120 s> WRITE`: Redis keeps answering reads, and every write command
+    /// (and every script that may write, such as the stock component's) waits until
+    /// [`Shop::unpause_redis`], as on a stalled primary.
+    pub fn pause_redis_writes(&self) {
+        self.redis
+            .cli(&["CLIENT", "PAUSE", "120000", "WRITE"])
+            .expect("CLIENT PAUSE");
+    }
+
+    /// `CLIENT UNPAUSE`: the writes waiting since [`Shop::pause_redis_writes`] run.
+    pub fn unpause_redis(&self) {
+        self.redis
+            .cli(&["CLIENT", "UNPAUSE"])
+            .expect("CLIENT UNPAUSE");
+    }
+
+    /// Clients whose commands Redis holds back (a write paused by [`Shop::pause_redis_writes`]
+    /// counts here).
+    pub fn redis_blocked_clients(&self) -> i64 {
+        let info = self.cli(&["INFO", "clients"]);
+        let line = info.lines().find(|l| l.starts_with("blocked_clients:"));
+        line.and_then(|l| l["blocked_clients:".len()..].trim().parse().ok())
+            .expect("INFO clients has blocked_clients")
+    }
+
     /// `CONFIG SET maxmemory 1` (the policy stays `noeviction`): Redis is full and refuses every
     /// write with `OOM`, while reads and scripts that only read still answer; a script's first
     /// write fails before it changed anything. [`Shop::redis_memory_freed`] undoes it.

@@ -1688,3 +1688,45 @@ fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator()
         vec![json!({"reservation_id": rid1})]
     );
 }
+
+/// A request reads no claim for its key, and before it takes the key's lease another request
+/// with the same key (another body) finishes: under the lease the request reads the row again
+/// and decides again. It is 422 (the key was used for another body), never that request's stored
+/// response, and it reserves nothing. The other request's finish is planted with sqlite3 while
+/// the first waits for its lease (Redis holds writes back: `CLIENT PAUSE WRITE`).
+#[test]
+fn a_request_whose_key_is_finished_by_another_body_meanwhile_is_422() {
+    let env = Env::start_without_cron();
+    env.put_product("A", 100, "EUR", 10);
+    env.migrate_orders();
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+    let other = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 5}]});
+    // The customer token is verified once here, so the request's identity check only reads.
+    let bearer = format!("Bearer {}", e2e::customer_token("u"));
+    let auth = [("authorization", bearer.as_str())];
+    let warm = env.app.send("GET", "/api/orders?user_id=u", &auth, None);
+    assert_eq!(warm.expect("GET").status, 200);
+
+    let resp = std::thread::scope(|s| {
+        env.pause_redis_writes();
+        let request = s.spawn(|| env.order_with(Some("swap-key"), &body, &auth));
+        e2e::wait_for(WAIT_FOR_LEASE, "the request waiting for its lease", || {
+            (env.redis_blocked_clients() == 1).then_some(())
+        });
+        env.sql(&format!(
+            "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id) \
+             VALUES ('swap-key', '{}', 'completed', 0, 'clm_other', 0, 0, 201, '{{\"order_id\":\"ord_other\"}}', 'ord_other')",
+            order_fingerprint(&other)
+        ));
+        env.unpause_redis();
+        request.join().unwrap()
+    });
+    assert_problem(&resp, 422, Some("Idempotency-Key"));
+    assert_eq!(env.levels("A"), (10, 0, 0), "nothing reserved");
+    assert_eq!(
+        env.cli(&["ZCARD", "order:leases"]).trim(),
+        "0",
+        "lease dropped"
+    );
+    assert_eq!(env.cli(&["EXISTS", "order:lease:swap-key"]).trim(), "0");
+}
