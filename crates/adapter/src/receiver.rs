@@ -117,7 +117,13 @@ pub fn drain(
 ) -> anyhow::Result<DrainReport> {
     let conn = Connection::open(redis_url)?;
     let mut report = DrainReport::default();
-    let result = rounds(&conn, topic, group, opts, &mut report, &mut apply);
+    let on = Group {
+        conn: &conn,
+        topic,
+        group,
+        opts,
+    };
+    let result = rounds(&on, &mut report, &mut apply);
     if result.is_err() {
         // This drain held the doorbell's pending mark: without it the next message rings again
         // (otherwise what was appended meanwhile would wait for the compensator's ring).
@@ -126,15 +132,17 @@ pub fn drain(
     result.map(|()| report)
 }
 
+/// What a drain works on: one consumer group of one topic, over one connection.
+struct Group<'a> {
+    conn: &'a Connection,
+    topic: &'a str,
+    group: &'a str,
+    opts: &'a DrainOptions,
+}
+
 /// The drain's rounds of reads (see [`drain`]).
-fn rounds(
-    conn: &Connection,
-    topic: &str,
-    group: &str,
-    opts: &DrainOptions,
-    report: &mut DrainReport,
-    apply: &mut impl Apply,
-) -> anyhow::Result<()> {
+fn rounds(on: &Group<'_>, report: &mut DrainReport, apply: &mut impl Apply) -> anyhow::Result<()> {
+    let (conn, topic, group, opts) = (on.conn, on.topic, on.group, on.opts);
     let (stream, pending) = (stream_key(topic), doorbell_pending(topic));
     let (count, idle) = (opts.batch.to_string(), opts.min_idle_ms.to_string());
     // The doorbell's pending mark stays set while this drain runs, so publishers append without
@@ -145,7 +153,7 @@ fn rounds(
         let args = [group, group, &count, &idle, if last { "1" } else { "0" }];
         let flat = crate::redis::run(conn, &DRAIN, &[&stream, &pending], &args)?;
         let full = flat.len() / 3 >= opts.batch as usize;
-        apply_batch(conn, topic, group, opts, &flat, report, apply)?;
+        apply_batch(on, &flat, report, apply)?;
         match (full, last) {
             (false, true) => return Ok(()),
             (false, false) => last = true,
@@ -160,23 +168,19 @@ fn rounds(
 /// Applies one drained batch (the flat `id, deliveries, envelope` triples) and acknowledges
 /// what was applied or dead-lettered.
 fn apply_batch(
-    conn: &Connection,
-    topic: &str,
-    group: &str,
-    opts: &DrainOptions,
+    on: &Group<'_>,
     flat: &[String],
     report: &mut DrainReport,
     apply: &mut impl Apply,
 ) -> anyhow::Result<()> {
-    let stream = stream_key(topic);
     if flat.is_empty() {
         return Ok(());
     }
     apply.begin_batch()?;
-    match apply_entries(conn, topic, group, opts, flat, report, apply) {
+    match apply_entries(on, flat, report, apply) {
         Ok(acks) => {
             apply.commit_batch()?;
-            ack(conn, &stream, group, &acks)
+            ack(on.conn, &stream_key(on.topic), on.group, &acks)
         }
         Err(e) => {
             apply.abort_batch();
@@ -187,14 +191,17 @@ fn apply_batch(
 
 /// Applies each entry of a batch; the ids to acknowledge (applied, or dead-lettered).
 fn apply_entries(
-    conn: &Connection,
-    topic: &str,
-    group: &str,
-    opts: &DrainOptions,
+    on: &Group<'_>,
     flat: &[String],
     report: &mut DrainReport,
     apply: &mut impl Apply,
 ) -> anyhow::Result<Vec<String>> {
+    let Group {
+        conn,
+        topic,
+        group,
+        opts,
+    } = *on;
     let stream = stream_key(topic);
     let mut acks = Vec::new();
     for entry in flat.chunks_exact(3) {

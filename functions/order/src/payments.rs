@@ -20,7 +20,7 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use shop_adapter::receiver::{self, Apply, DrainOptions, Envelope};
+use shop_adapter::receiver::{self, Apply, DrainOptions, DrainReport, Envelope};
 use shop_adapter::sqlite::{Savepoint, Tx};
 use shop_domain::order::{OrderCommand, Outcome};
 use shop_domain::placed_order::PlacedOrder;
@@ -40,10 +40,8 @@ const GROUP: &str = "order";
 /// What one run of the receiver did.
 #[derive(Debug, Default, Serialize)]
 pub struct Received {
-    pub read: u64,
-    pub applied: u64,
-    pub failed: u64,
-    pub dead_lettered: u64,
+    #[serde(flatten)]
+    pub drained: DrainReport,
     pub expired: u64,
     pub abandoned: u64,
     pub purged: i64,
@@ -55,7 +53,13 @@ fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
     let r = receive(receiver::wants_sweep(&payload))?;
     eprintln!(
         "order-events: read {} applied {} failed {} dead-lettered {} expired {} abandoned {} purged {}",
-        r.read, r.applied, r.failed, r.dead_lettered, r.expired, r.abandoned, r.purged
+        r.drained.read,
+        r.drained.applied,
+        r.drained.failed,
+        r.drained.dead_lettered,
+        r.expired,
+        r.abandoned,
+        r.purged
     );
     Ok(())
 }
@@ -92,12 +96,8 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
         &[written.as_slice(), &expired, &abandoned].concat(),
         Ring::Now,
     );
-    let report = report?;
     Ok(Received {
-        read: report.read,
-        applied: report.applied,
-        failed: report.failed,
-        dead_lettered: report.dead_lettered,
+        drained: report?,
         expired: expired.len() as u64,
         abandoned: abandoned.len() as u64,
         purged,

@@ -10,7 +10,7 @@
 //! resort for a reservation whose order never said anything.
 
 use serde::Serialize;
-use shop_adapter::receiver::{self, DrainOptions, Envelope};
+use shop_adapter::receiver::{self, DrainOptions, DrainReport, Envelope};
 use shop_domain::reservation::ReservationId;
 
 use crate::redis::{Store, CONFIRM, RELEASE};
@@ -26,10 +26,8 @@ pub const PAID_GRACE_MS: u64 = 10 * 60 * 1000;
 /// What one run of the receiver did.
 #[derive(Debug, Serialize)]
 pub struct Received {
-    pub read: u64,
-    pub applied: u64,
-    pub failed: u64,
-    pub dead_lettered: u64,
+    #[serde(flatten)]
+    pub drained: DrainReport,
     pub expired: u64,
 }
 
@@ -39,7 +37,7 @@ fn on_order_event(doorbell: Vec<u8>) -> anyhow::Result<()> {
     let r = receive(receiver::wants_sweep(&doorbell))?;
     eprintln!(
         "stock-events: read {} applied {} failed {} dead-lettered {} expired {}",
-        r.read, r.applied, r.failed, r.dead_lettered, r.expired
+        r.drained.read, r.drained.applied, r.drained.failed, r.drained.dead_lettered, r.expired
     );
     Ok(())
 }
@@ -59,10 +57,7 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
         0
     };
     Ok(Received {
-        read: report.read,
-        applied: report.applied,
-        failed: report.failed,
-        dead_lettered: report.dead_lettered,
+        drained: report,
         expired,
     })
 }
