@@ -1491,15 +1491,17 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_re
         .reservation_id(0);
 
     // The request takes the key's lease and reserves, then waits for the write lock another
-    // process holds. As if it had stalled past its lease, the sweep settles its stale lease
-    // meanwhile: the claim fails over to the next attempt and the reservation is owed back,
-    // written (as store/claims.rs and store/releases.rs write them) under that lock.
+    // process holds. As if it had stalled past its lease, the lease runs out (deleted) and the
+    // sweep settles its stale claim meanwhile: the claim fails over to the next attempt and the
+    // reservation is owed back, written (as store/claims.rs and store/releases.rs write them)
+    // under that lock.
     let mut lock = HeldWriteLock::take(&env);
     let late = std::thread::scope(|s| {
         let late = s.spawn(|| env.order(Some("lease-key"), &body));
         e2e::wait_for(WAIT_FOR_LEASE, "the request's reservation", || {
             (env.levels("A") == (8, 2, 0)).then_some(())
         });
+        env.cli(&["DEL", "order:lease:lease-key"]);
         lock.run(&format!(
             "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms) \
              VALUES ('lease-key', '{}', 'failed', 1, 'clm_sweep', 0, 0); \

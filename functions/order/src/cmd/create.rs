@@ -52,44 +52,67 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
     let trace = Trace::of(req);
     let order = parse_body(req.body(), &customer)?;
 
-    // 2. A finished request is answered from its claim, before the catalog is consulted again:
-    // a replay must not depend on today's prices or on the stock component being up.
+    // 2.-5., once more if the sweep gave the claim up while this request held its lease.
     let conn = db::open()?;
     let fingerprint = idempotency::fingerprint(&order);
+    for _ in 0..2 {
+        if let Some(done) = place_order(&conn, &key, &fingerprint, &order, &trace).await? {
+            return Ok(done);
+        }
+    }
+    Err(problems::in_progress())
+}
+
+/// Steps 2-5 under one claim; `None` when the claim was given up by the sweep while this request
+/// held its lease (it owes this attempt's reservation back): the request decides again.
+async fn place_order(
+    conn: &Connection,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    order: &NewOrder,
+    trace: &Trace,
+) -> Result<Option<Response>, Problem> {
+    // 2. A finished request is answered from its claim, before the catalog is consulted again:
+    // a replay must not depend on today's prices or on the stock component being up.
     let mut claim =
-        match claims::begin(&conn, &key, &fingerprint).or_unavailable("claim idempotency key")? {
+        match claims::begin(conn, key, fingerprint).or_unavailable("claim idempotency key")? {
             Next::Proceed(claim) => claim,
-            Next::Replay(stored) => return Ok(respond(stored, true)),
+            Next::Replay(stored) => return Ok(Some(respond(stored, true))),
             Next::KeyReused => return Err(problems::key_reused()),
             Next::InProgress => return Err(problems::in_progress()),
         };
 
     // 3. Reserve, then price the order with the reservation's price snapshot.
-    let reserved = reserve(&conn, &mut claim, &order, &trace).await?;
-    let placed = place(&conn, &claim, &order, reserved, &trace).await?;
+    let reserved = reserve(conn, &mut claim, order, trace).await?;
+    let placed = place(conn, &claim, order, reserved, trace).await?;
 
     // 4. Write the order and answer it (and, 5., hand the reservation back if that fails).
     let body = serde_json::to_string(&OrderView::from(&placed))
         .map_err(|e| Problem::internal("serialize order", e))?;
-    match write(&conn, &claim, &placed, &body, &trace) {
+    match write(conn, &claim, &placed, &body, trace) {
         Ok(Some(message_id)) => {
             // No receiver acts on OrderCreated (the stock is reserved already): it is appended
             // without waking one, and read with the next ring.
-            outbox::publish(&conn, &[message_id], Ring::Later);
+            outbox::publish(conn, &[message_id], Ring::Later);
             claims::release(&claim);
-            Ok(respond(StoredResponse { status: 201, body }, false))
+            Ok(Some(respond(StoredResponse { status: 201, body }, false)))
         }
-        // The claim was taken over (we were slower than the lease): the sweep or a retry owns
-        // the reservation now, so it must not be released here.
+        // The claim moved on: not ours to release. While our lease holds, only the sweep moves
+        // it (it owes this reservation back), so decide again; otherwise a retry took it over
+        // after our lease ran out, and owns the reservation.
         Ok(None) => {
+            let overtaken_by_sweep = claims::still_held(&claim);
             claims::let_go(&claim);
-            Err(problems::in_progress())
+            match overtaken_by_sweep {
+                true => Ok(None),
+                false => Err(problems::in_progress()),
+            }
         }
         Err(e) => {
             eprintln!("order: writing order {} failed: {e:#}", placed.order_id);
             let (rid, oid) = (&placed.reservation_id, Some(placed.order_id.as_str()));
             Err(problems::write_failed(
-                give_back(&conn, &claim, rid, oid, &trace).await,
+                give_back(conn, &claim, rid, oid, trace).await,
             ))
         }
     }

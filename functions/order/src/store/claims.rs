@@ -25,6 +25,7 @@ use crate::store::leases::{self, Lease, Taken};
 pub const LEASE_MS: i64 = 60_000;
 
 /// A response stored with a completed claim.
+#[derive(Clone)]
 pub struct StoredResponse {
     pub status: u16,
     pub body: String,
@@ -100,50 +101,57 @@ fn read(
 
 /// Reads the claim of `key` and, unless the row answers the request (a replay, a reused key),
 /// takes the key's lease for a request of `fingerprint`. No SQLite write: a replay and a new
-/// request alike only read here.
+/// request alike only read here. When the row changed between the read and the lease (a request
+/// of the same key finished, or the sweep gave the claim up), the lease is dropped and the
+/// request decides again on the row as it is now.
 pub fn begin(conn: &Connection, key: &IdempotencyKey, fingerprint: &str) -> anyhow::Result<Next> {
-    let row = read(conn, key)?;
-    let now = ids::now_ms();
+    for _ in 0..3 {
+        let row = read(conn, key)?;
+        let now = ids::now_ms();
+        let claim = match decide(&row, key, fingerprint, now) {
+            Ok(claim) => claim,
+            Err(next) => return next,
+        };
+        match leases::take(&claim.lease(), LEASE_MS, now)? {
+            Taken::Taken => {}
+            Taken::Held { fingerprint: f } if f != fingerprint => return Ok(Next::KeyReused),
+            Taken::Held { .. } => return Ok(Next::InProgress),
+        }
+        // Under the lease the row must still be the one decided on.
+        let state = |r: &Option<(StoredClaim, Option<StoredResponse>)>| {
+            r.as_ref().map(|(c, _)| (c.state, c.attempt))
+        };
+        if state(&read(conn, key)?) == state(&row) {
+            return Ok(Next::Proceed(claim));
+        }
+        leases::drop(&claim.lease());
+    }
+    Ok(Next::InProgress)
+}
+
+/// What the rules say for `row`: a claim to go on under (`Ok`), or the answer (`Err`).
+fn decide(
+    row: &Option<(StoredClaim, Option<StoredResponse>)>,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    now: i64,
+) -> Result<Claim, anyhow::Result<Next>> {
     let decision = idempotency::decide(row.as_ref().map(|(c, _)| c), fingerprint, now, LEASE_MS);
     let attempt = match decision {
-        Decision::KeyReused => return Ok(Next::KeyReused),
-        Decision::InProgress => return Ok(Next::InProgress),
-        Decision::Replay => return replay(row),
+        Decision::KeyReused => return Err(Ok(Next::KeyReused)),
+        Decision::InProgress => return Err(Ok(Next::InProgress)),
+        Decision::Replay => return Err(replay(row.clone())),
         Decision::ClaimNew => 0,
         Decision::Retake { attempt } | Decision::Retry { attempt } => attempt,
     };
-    let claim = Claim {
+    Ok(Claim {
         key: key.clone(),
         token: ids::random_id("clm_"),
         fingerprint: fingerprint.to_owned(),
         attempt,
         fresh: decision == Decision::ClaimNew,
         base: row.as_ref().map(|(c, _)| c.attempt),
-    };
-    match leases::take(&claim.lease(), LEASE_MS, now)? {
-        Taken::Taken => {}
-        Taken::Held { fingerprint: f } if f != fingerprint => return Ok(Next::KeyReused),
-        Taken::Held { .. } => return Ok(Next::InProgress),
-    }
-    // Under the lease the row must still be the one decided on: a request of the same key may
-    // have finished between the read and the lease. Then the rules decide again on what it
-    // left (its response if it was this request, 422 if it was another body), and this one
-    // stops.
-    let again = read(conn, key)?;
-    let state = |r: &Option<(StoredClaim, Option<StoredResponse>)>| {
-        r.as_ref().map(|(c, _)| (c.state, c.attempt))
-    };
-    if state(&again) != state(&row) {
-        leases::drop(&claim.lease());
-        let decided =
-            idempotency::decide(again.as_ref().map(|(c, _)| c), fingerprint, now, LEASE_MS);
-        return match decided {
-            Decision::KeyReused => Ok(Next::KeyReused),
-            Decision::Replay => replay(again),
-            _ => Ok(Next::InProgress),
-        };
-    }
-    Ok(Next::Proceed(claim))
+    })
 }
 
 fn replay(row: Option<(StoredClaim, Option<StoredResponse>)>) -> anyhow::Result<Next> {
