@@ -1732,3 +1732,57 @@ fn a_request_whose_key_is_finished_by_another_body_meanwhile_is_422() {
     );
     assert_eq!(env.cli(&["EXISTS", "order:lease:swap-key"]).trim(), "0");
 }
+
+/// A request's order write fails after it has stalled past its lease, and meanwhile a retry of
+/// the same key took the claim over and wrote its order on the very same reservation (the same
+/// attempt): the stalled request must neither owe nor release that reservation. The stall is
+/// real: another process holds the orders database's write lock, so the request's write fails
+/// after the host's 5 s wait ("database is locked") and its give-back waits again; in between,
+/// the retry's win is written under that lock (its claim row `completed` at attempt 0, as
+/// store/claims.rs writes it) and the request's lease is gone (ran out).
+#[test]
+fn a_write_that_fails_after_a_takeover_releases_nothing_of_the_winner() {
+    use shop_domain::idempotency::IdempotencyKey;
+    let env = Env::start_without_cron();
+    env.put_product("A", 100, "EUR", 10);
+    env.migrate_orders();
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+    let rid0 = IdempotencyKey::parse("late-fail")
+        .unwrap()
+        .reservation_id(0);
+    let mut lock = HeldWriteLock::take(&env);
+    let resp = std::thread::scope(|s| {
+        let request = s.spawn(|| env.order(Some("late-fail"), &body));
+        let failed = |log: &str| log.contains("writing order") && log.contains("locked");
+        assert!(
+            env.app.wait_for_log(WAIT_FOR_LEASE, failed),
+            "the request's write never failed\n{}",
+            env.stderr()
+        );
+        env.cli(&["DEL", "order:lease:late-fail"]);
+        lock.run(&format!(
+            "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id) \
+             VALUES ('late-fail', '{}', 'completed', 0, 'clm_retry', 0, 0, 201, '{{}}', 'ord_retry');",
+            order_fingerprint(&body)
+        ));
+        lock.commit();
+        request.join().unwrap()
+    });
+    let p = assert_problem(&resp, 503, None);
+    assert_eq!(p["reservation_released"], false, "{p}");
+    assert_eq!(
+        env.levels("A"),
+        (8, 2, 0),
+        "the winner's reservation is kept"
+    );
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM pending_releases")[0]["n"],
+        0
+    );
+    assert_eq!(
+        env.sql("SELECT state FROM idempotency_keys WHERE idem_key = 'late-fail'"),
+        vec![json!({"state": "completed"})]
+    );
+    let reserved = env.get_reservation(&rid0).json();
+    assert_eq!(reserved["status"], "RESERVED", "{reserved}");
+}
