@@ -39,6 +39,15 @@ impl Env {
         Env(Shop::boot_without_cron())
     }
 
+    /// Without the cron, product `A` (100 EUR, 10 in stock), the orders schema in place (so
+    /// rows can be planted before the first order).
+    fn with_ten_of_a() -> Env {
+        let env = Env::start_without_cron();
+        env.put_product("A", 100, "EUR", 10);
+        env.migrate_orders();
+        env
+    }
+
     fn put_product(&self, sku: &str, price: i64, currency: &str, stock: i64) {
         let resp = self.0.put_product(
             sku,
@@ -712,12 +721,23 @@ fn plant_claim(env: &Env, key: &str, order: &Value, holder: Holder) -> String {
 /// (before the Redis lease), left by a request that died long ago.
 fn plant_legacy_claim(env: &Env, key: &str, order: &Value) -> String {
     use shop_domain::idempotency::IdempotencyKey;
-    env.sql(&format!(
-        "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms) \
-         VALUES ('{key}', '{}', 'in-progress', 0, 'clm_dead', 0, 0)",
-        order_fingerprint(order)
-    ));
+    env.sql(&claim_row(key, order, "in-progress", 0));
     IdempotencyKey::parse(key).unwrap().reservation_id(0)
+}
+
+/// The `idempotency_keys` row of `key` for `order`, in `state` at `attempt`, as the order
+/// component writes it (store/claims.rs), as an INSERT statement; a `completed` row carries a
+/// stored 201 response of order `ord_planted`.
+fn claim_row(key: &str, order: &Value, state: &str, attempt: i64) -> String {
+    let fp = order_fingerprint(order);
+    let (status, body, order_id) = match state {
+        "completed" => ("201", "'{\"order_id\":\"ord_planted\"}'", "'ord_planted'"),
+        _ => ("NULL", "NULL", "NULL"),
+    };
+    format!(
+        "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id) \
+         VALUES ('{key}', '{fp}', '{state}', {attempt}, 'clm_planted', 0, 0, {status}, {body}, {order_id});"
+    )
 }
 
 /// The order component's fingerprint of an order request body.
@@ -766,9 +786,7 @@ fn allow_order_writes(env: &Env) {
 
 #[test]
 fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
-    let env = Env::start_without_cron();
-    env.put_product("A", 100, "EUR", 10);
-    env.migrate_orders();
+    let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
 
     // An instance claimed "crash-key" long ago, reserved the stock, then died before writing.
@@ -851,9 +869,7 @@ fn concurrent_cancels_change_the_order_once() {
 #[test]
 fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     use shop_domain::idempotency::IdempotencyKey;
-    let env = Env::start_without_cron();
-    env.put_product("A", 100, "EUR", 10);
-    env.migrate_orders();
+    let env = Env::with_ten_of_a();
     let reserve = |rid: &str, quantity: i64| env.reserve_directly(rid, "A", quantity);
 
     // A release that is owed (its call failed when the order write failed).
@@ -925,9 +941,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
 
 #[test]
 fn a_retaken_claim_whose_reservation_was_released_reserves_afresh() {
-    let env = Env::start_without_cron();
-    env.put_product("A", 100, "EUR", 10);
-    env.migrate_orders();
+    let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 4}]});
     // The crashed holder's reservation exists but was released since (it expired).
     let rid0 = crashed_holder(&env, "late", &body);
@@ -1482,9 +1496,7 @@ const WAIT_FOR_LEASE: std::time::Duration = std::time::Duration::from_secs(20);
 #[test]
 fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_released() {
     use shop_domain::idempotency::IdempotencyKey;
-    let env = Env::start_without_cron();
-    env.put_product("A", 100, "EUR", 10);
-    env.migrate_orders();
+    let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     let rid0 = IdempotencyKey::parse("lease-key")
         .unwrap()
@@ -1502,12 +1514,10 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_re
             (env.levels("A") == (8, 2, 0)).then_some(())
         });
         env.cli(&["DEL", "order:lease:lease-key"]);
+        lock.run(&claim_row("lease-key", &body, "failed", 1));
         lock.run(&format!(
-            "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms) \
-             VALUES ('lease-key', '{}', 'failed', 1, 'clm_sweep', 0, 0); \
-             INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
-             VALUES ('{rid0}', NULL, 'claim-abandoned', 0);",
-            order_fingerprint(&body)
+            "INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
+             VALUES ('{rid0}', NULL, 'claim-abandoned', 0);"
         ));
         lock.commit();
         late.join().unwrap()
@@ -1562,9 +1572,7 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_re
 #[test]
 fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
     use shop_domain::idempotency::IdempotencyKey;
-    let env = Env::start_without_cron();
-    env.put_product("A", 100, "EUR", 10);
-    env.migrate_orders();
+    let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     // A request claimed the key long ago, reserved, and died; its client comes back just as the
     // repair pass abandons the claim.
@@ -1619,9 +1627,7 @@ fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
 #[test]
 fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator() {
     use shop_domain::idempotency::IdempotencyKey;
-    let env = Env::start_without_cron();
-    env.put_product("A", 100, "EUR", 10);
-    env.migrate_orders();
+    let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     // A request reserved under "full-key" and died before writing; its client retries after
     // the lease. The retry takes the lease and reuses that reservation (a read at the stock
@@ -1698,9 +1704,7 @@ fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator()
 /// the first waits for its lease (Redis holds writes back: `CLIENT PAUSE WRITE`).
 #[test]
 fn a_request_whose_key_is_finished_by_another_body_meanwhile_is_422() {
-    let env = Env::start_without_cron();
-    env.put_product("A", 100, "EUR", 10);
-    env.migrate_orders();
+    let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     let other = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 5}]});
     // The customer token is verified once here, so the request's identity check only reads.
@@ -1715,11 +1719,7 @@ fn a_request_whose_key_is_finished_by_another_body_meanwhile_is_422() {
         e2e::wait_for(WAIT_FOR_LEASE, "the request waiting for its lease", || {
             (env.redis_blocked_clients() == 1).then_some(())
         });
-        env.sql(&format!(
-            "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id) \
-             VALUES ('swap-key', '{}', 'completed', 0, 'clm_other', 0, 0, 201, '{{\"order_id\":\"ord_other\"}}', 'ord_other')",
-            order_fingerprint(&other)
-        ));
+        env.sql(&claim_row("swap-key", &other, "completed", 0));
         env.unpause_redis();
         request.join().unwrap()
     });
@@ -1743,9 +1743,7 @@ fn a_request_whose_key_is_finished_by_another_body_meanwhile_is_422() {
 #[test]
 fn a_write_that_fails_after_a_takeover_releases_nothing_of_the_winner() {
     use shop_domain::idempotency::IdempotencyKey;
-    let env = Env::start_without_cron();
-    env.put_product("A", 100, "EUR", 10);
-    env.migrate_orders();
+    let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     let rid0 = IdempotencyKey::parse("late-fail")
         .unwrap()
@@ -1760,11 +1758,7 @@ fn a_write_that_fails_after_a_takeover_releases_nothing_of_the_winner() {
             env.stderr()
         );
         env.cli(&["DEL", "order:lease:late-fail"]);
-        lock.run(&format!(
-            "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id) \
-             VALUES ('late-fail', '{}', 'completed', 0, 'clm_retry', 0, 0, 201, '{{}}', 'ord_retry');",
-            order_fingerprint(&body)
-        ));
+        lock.run(&claim_row("late-fail", &body, "completed", 0));
         lock.commit();
         request.join().unwrap()
     });

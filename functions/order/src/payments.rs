@@ -261,6 +261,7 @@ fn append(
     outbox::append(
         conn,
         &outbox::Message {
+            topic: outbox::TOPIC,
             kind,
             aggregate_id,
             payload,

@@ -217,7 +217,7 @@ async fn reserve(
             // request, found by the one stock call (there is no catalog read before it). Like a
             // validation error it leaves nothing behind: a claim this request made is deleted,
             // so the same key can be used again once the request is fixed.
-            e if claim.fresh && is_catalog_refusal(&e) => {
+            e if claim.fresh() && is_catalog_refusal(&e) => {
                 claims::release(claim);
                 return Err(problems::reserve_refused(order, e));
             }
@@ -285,6 +285,7 @@ fn write(
     let mut payload = serde_json::to_value(OrderView::from(placed))?;
     payload["reservation_id"] = json!(placed.reservation_id);
     let message = outbox::Message {
+        topic: outbox::TOPIC,
         kind: "OrderCreated",
         aggregate_id: &placed.order_id,
         payload: &payload,

@@ -37,14 +37,17 @@ pub struct Claim {
     pub token: String,
     pub fingerprint: String,
     pub attempt: i64,
-    /// This request created the claim (no earlier try of it exists).
-    pub fresh: bool,
     /// The attempt of the stored row this request started from (`None`: there was none); the
     /// outcome is written only over that row.
     base: Option<i64>,
 }
 
 impl Claim {
+    /// No earlier try of this request exists (no stored row).
+    pub fn fresh(&self) -> bool {
+        self.base.is_none()
+    }
+
     /// The lease this claim holds.
     pub fn lease(&self) -> Lease {
         Lease {
@@ -149,7 +152,6 @@ fn decide(
         token: ids::random_id("clm_"),
         fingerprint: fingerprint.to_owned(),
         attempt,
-        fresh: decision == Decision::ClaimNew,
         base: row.as_ref().map(|(c, _)| c.attempt),
     })
 }
@@ -282,7 +284,6 @@ pub fn abandon(conn: &Connection, lease: &Lease, now: i64) -> anyhow::Result<boo
         token: lease.token.clone(),
         fingerprint: lease.fingerprint.clone(),
         attempt: lease.attempt,
-        fresh: row.is_none(),
         base: row.map(|c| c.attempt),
     };
     fail(conn, &claim, lease.attempt + 1, now)

@@ -214,6 +214,7 @@ pub fn transition(
     }
     let (kind, payload) = message(order, to, event, now);
     let msg = outbox::Message {
+        topic: outbox::TOPIC,
         kind,
         aggregate_id: &order.order_id,
         payload: &payload,

@@ -7,28 +7,13 @@ use spin_sdk::sqlite::Connection;
 /// The stream the order context publishes to (`events:orders`).
 pub const TOPIC: &str = "orders";
 
-/// One message to append.
-pub struct Message<'a> {
-    pub kind: &'a str,
-    pub aggregate_id: &'a str,
-    pub payload: &'a serde_json::Value,
-    pub trace_id: Option<&'a str>,
-    pub now_ms: i64,
-}
+/// One message to append (its `topic` is [`TOPIC`]).
+pub use shop_adapter::outbox::Message;
 
 /// Inserts `msg` with the next sequence number of its aggregate; returns the message id.
 pub fn append(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<String> {
-    shop_adapter::outbox::append(
-        conn,
-        &shop_adapter::outbox::Message {
-            topic: TOPIC,
-            kind: msg.kind,
-            aggregate_id: msg.aggregate_id,
-            payload: msg.payload,
-            trace_id: msg.trace_id,
-            now_ms: msg.now_ms,
-        },
-    )
+    debug_assert_eq!(msg.topic, TOPIC);
+    shop_adapter::outbox::append(conn, msg)
 }
 
 /// The fast path after a commit: send `message_ids` now, ringing the receivers' doorbell or not

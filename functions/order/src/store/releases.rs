@@ -70,6 +70,7 @@ pub fn owe(
     outbox::append(
         conn,
         &outbox::Message {
+            topic: outbox::TOPIC,
             kind: "ReservationReleaseOwed",
             aggregate_id: reservation_id,
             payload: &payload,
