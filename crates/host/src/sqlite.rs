@@ -44,6 +44,9 @@ use crate::capability::ConfigureAppContext;
 use crate::runtime_config::RuntimeConfig;
 use crate::state::InstanceState;
 
+mod group_commit;
+use group_commit::{Turn, Writer};
+
 /// Maximum idle pooled connections per database.
 const MAX_IDLE: usize = 16;
 
@@ -145,26 +148,15 @@ pub fn execute_on(
 pub struct Database {
     path: Option<PathBuf>,
     idle: Mutex<Vec<Connection>>,
-    writers: WriterGate,
+    writer: Arc<Writer>,
 }
 
-/// The in-process queue of writers to one database file (see the module comment).
-#[derive(Clone)]
-struct WriterGate(Arc<tokio::sync::Semaphore>);
-
-impl WriterGate {
-    fn new() -> Self {
-        WriterGate(Arc::new(tokio::sync::Semaphore::new(1)))
-    }
-
-    /// Waits (as a parked task) for this file's turn to write, up to [`BUSY_WAIT`] like the
-    /// busy handler; then the statement fails the way SQLite's busy timeout makes it fail.
-    async fn enter(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, SqlError> {
-        match tokio::time::timeout(BUSY_WAIT, self.0.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(SqlError::Io("database is locked".into())),
-        }
-    }
+/// A statement inside a commit-group member's transaction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Control {
+    Commit,
+    Rollback,
+    Other,
 }
 
 /// What running a statement does to the write lock and to the thread that runs it.
@@ -178,7 +170,7 @@ struct StatementKind {
 }
 
 impl StatementKind {
-    /// The statement's first two words, upper-cased, after leading comments and whitespace.
+    /// The statement's first three words, upper-cased, after leading comments and whitespace.
     fn head(sql: &str) -> Vec<String> {
         let mut rest = sql.trim_start();
         loop {
@@ -191,8 +183,33 @@ impl StatementKind {
             }
         }
         let words = rest.split(|c: char| c.is_whitespace() || c == ';');
-        let words = words.filter(|w| !w.is_empty()).take(2);
+        let words = words.filter(|w| !w.is_empty()).take(3);
         words.map(str::to_ascii_uppercase).collect()
+    }
+
+    /// What a statement inside a group member's transaction is: its end, or anything else.
+    fn control(sql: &str) -> Control {
+        let words = Self::head(sql);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["COMMIT" | "END", ..] => Control::Commit,
+            // `ROLLBACK [TRANSACTION] TO [SAVEPOINT] x` undoes a savepoint, not the transaction.
+            ["ROLLBACK", rest @ ..] if !rest.contains(&"TO") => Control::Rollback,
+            _ => Control::Other,
+        }
+    }
+
+    /// Gives the connection state of its own that another connection would not have (a pragma,
+    /// an attached database, TEMP objects): its transactions cannot join a commit group.
+    fn keeps_local_state(sql: &str) -> bool {
+        let words = Self::head(sql);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["PRAGMA" | "ATTACH", ..] => true,
+            ["CREATE", "TEMP" | "TEMPORARY", ..] => true,
+            ["CREATE", ..] => sql.to_ascii_lowercase().contains("temp."),
+            _ => false,
+        }
     }
 
     /// `BEGIN IMMEDIATE` or `BEGIN EXCLUSIVE`: takes the write lock up front.
@@ -308,7 +325,7 @@ impl SqliteService {
                 Arc::new(Database {
                     path: cfg.path,
                     idle: Mutex::new(Vec::new()),
-                    writers: WriterGate::new(),
+                    writer: Writer::new(),
                 }),
             );
         }
@@ -342,33 +359,60 @@ impl SqliteInstance {
             Some(c) => c,
             None => tokio::task::block_in_place(|| db.new_connection())?,
         };
-        Ok(SqliteConnection {
-            db,
-            conn: Some(conn),
-            writing: None,
-        })
+        Ok(SqliteConnection::new(db, conn))
     }
 }
 
-/// A guest connection: one rusqlite connection for its whole life.
+/// A guest connection: one rusqlite connection for its whole life, except that its write
+/// transactions run in a commit group on the file's writer connection (`group_commit`).
 pub struct SqliteConnection {
     db: Arc<Database>,
     conn: Option<Connection>,
-    /// This connection's turn at the [`WriterGate`], held from the statement that takes the
-    /// write lock until the connection is in autocommit again.
-    writing: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// This connection's turn at the gate while it writes on its own connection, held from
+    /// the statement that takes the write lock until the connection is in autocommit again.
+    writing: Option<Turn>,
+    /// This connection's turn while its transaction is a member of a commit group.
+    grouped: Option<Turn>,
+    /// It ran a statement that gives it state of its own: it never joins a group.
+    local_state: bool,
+    /// `last_insert_rowid` and `changes` after its last statement in a group.
+    group_last: Option<(i64, u64)>,
 }
 
 impl SqliteConnection {
+    fn new(db: Arc<Database>, conn: Connection) -> Self {
+        SqliteConnection {
+            db,
+            conn: Some(conn),
+            writing: None,
+            grouped: None,
+            local_state: false,
+            group_last: None,
+        }
+    }
+
     async fn execute(
         &mut self,
         sql: &str,
         params: &[SqlValue],
     ) -> std::result::Result<SqlOutput, SqlError> {
+        if self.grouped.is_some() {
+            return self.execute_in_group(sql, params).await;
+        }
         let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
+        self.local_state |= StatementKind::keeps_local_state(sql);
+        if self.db.path.is_some()
+            && !self.local_state
+            && conn.is_autocommit()
+            && StatementKind::begins_writing(sql)
+        {
+            return self.join_group().await;
+        }
+        self.group_last = None;
         let kind = StatementKind::of(conn, sql);
         if kind.writes && self.writing.is_none() && self.db.path.is_some() {
-            self.writing = Some(self.db.writers.enter().await?);
+            let turn = self.db.writer.enter().await?;
+            self.writing = Some(Writer::flushed(turn).await);
         }
         let out = match kind.may_block {
             true => match self.try_without_waiting(sql, params) {
@@ -387,6 +431,60 @@ impl SqliteConnection {
             self.writing = None;
         }
         out
+    }
+
+    /// `BEGIN IMMEDIATE`/`EXCLUSIVE`: this connection's transaction joins the file's commit
+    /// group (waiting for its turn at the gate first).
+    async fn join_group(&mut self) -> std::result::Result<SqlOutput, SqlError> {
+        let turn = self.db.writer.enter().await?;
+        let db = self.db.clone();
+        Writer::begin(&turn, move || db.new_connection()).await?;
+        self.grouped = Some(turn);
+        self.group_last = None;
+        Ok(SqlOutput::default())
+    }
+
+    /// A statement of a transaction in a commit group: its end, or one run on the group's
+    /// connection.
+    async fn execute_in_group(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> std::result::Result<SqlOutput, SqlError> {
+        let turn = self.grouped.take().ok_or(SqlError::InvalidConnection)?;
+        match StatementKind::control(sql) {
+            Control::Commit => Writer::commit(turn).await.map(|()| SqlOutput::default()),
+            Control::Rollback => {
+                Writer::rollback(turn);
+                Ok(SqlOutput::default())
+            }
+            Control::Other => {
+                let ran = Writer::run(&turn, sql, params);
+                self.group_last = Some(ran.last);
+                if !ran.ended {
+                    self.grouped = Some(turn);
+                }
+                ran.out
+            }
+        }
+    }
+
+    /// `last_insert_rowid` as this guest connection sees it.
+    fn last_insert_rowid(&self) -> i64 {
+        match (self.group_last, self.conn.as_ref()) {
+            (Some((rowid, _)), _) => rowid,
+            (None, Some(c)) => c.last_insert_rowid(),
+            (None, None) => 0,
+        }
+    }
+
+    /// `changes` as this guest connection sees it.
+    fn changes(&self) -> u64 {
+        match (self.group_last, self.conn.as_ref()) {
+            (Some((_, changes)), _) => changes,
+            (None, Some(c)) => c.changes(),
+            (None, None) => 0,
+        }
     }
 
     /// `BEGIN IMMEDIATE`/`EXCLUSIVE` runs here without waiting: the gate already made this
@@ -442,6 +540,10 @@ impl SqliteConnection {
 
 impl Drop for SqliteConnection {
     fn drop(&mut self) {
+        // Inside a group's transaction: undo its own savepoint only.
+        if let Some(turn) = self.grouped.take() {
+            Writer::rollback(turn);
+        }
         if let Some(conn) = self.conn.take() {
             self.db.checkin(conn);
         }
@@ -600,13 +702,11 @@ impl v3::HostConnection for InstanceState {
         &mut self,
         conn: Resource<SqliteConnection>,
     ) -> wasmtime::Result<i64> {
-        let c = self.table.get(&conn)?;
-        Ok(c.conn.as_ref().map(|c| c.last_insert_rowid()).unwrap_or(0))
+        Ok(self.table.get(&conn)?.last_insert_rowid())
     }
 
     async fn changes(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<u64> {
-        let c = self.table.get(&conn)?;
-        Ok(c.conn.as_ref().map(|c| c.changes()).unwrap_or(0))
+        Ok(self.table.get(&conn)?.changes())
     }
 
     async fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
@@ -699,16 +799,12 @@ mod tests {
         Arc::new(Database {
             path: Some(dir.join("gate.db")),
             idle: Mutex::new(Vec::new()),
-            writers: WriterGate::new(),
+            writer: Writer::new(),
         })
     }
 
     fn connect(db: &Arc<Database>) -> SqliteConnection {
-        SqliteConnection {
-            db: db.clone(),
-            conn: Some(db.new_connection().expect("open")),
-            writing: None,
-        }
+        SqliteConnection::new(db.clone(), db.new_connection().expect("open"))
     }
 
     #[test]
@@ -771,7 +867,10 @@ mod tests {
         let waiting = tokio::time::timeout(short, b.execute("BEGIN IMMEDIATE", &[])).await;
         assert!(waiting.is_err(), "b must wait while a holds the lock");
         a.execute("COMMIT", &[]).await.expect("a commits");
-        assert!(a.writing.is_none(), "a gives its turn back on commit");
+        assert!(
+            a.writing.is_none() && a.grouped.is_none(),
+            "a gives its turn back on commit"
+        );
         b.execute("BEGIN IMMEDIATE", &[]).await.expect("b's turn");
         let seen = b
             .execute("SELECT count(*) FROM t", &[])
@@ -820,6 +919,225 @@ mod tests {
         );
         ours.execute("COMMIT", &[]).await.expect("commit");
         release.join().expect("thread");
+    }
+
+    /// Runs `sql` on `c` in a task of its own (a guest waiting for its turn or its group).
+    fn spawn_execute(
+        mut c: SqliteConnection,
+        sql: &'static str,
+    ) -> tokio::task::JoinHandle<(SqliteConnection, std::result::Result<SqlOutput, SqlError>)> {
+        tokio::spawn(async move {
+            let out = c.execute(sql, &[]).await;
+            (c, out)
+        })
+    }
+
+    fn count(db: &Arc<Database>, sql: &str) -> i64 {
+        let reader = db.new_connection().expect("open");
+        reader.query_row(sql, [], |r| r.get(0)).expect("count")
+    }
+
+    /// Waits until `n` tasks are queued at the gate.
+    async fn queued(db: &Arc<Database>, n: usize) {
+        for _ in 0..500 {
+            if db.writer.waiting() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!("{n} writers never queued at the gate");
+    }
+
+    /// A writer that commits while another waits hands its turn on and answers only once the
+    /// group it started is committed with the next one's transaction: until then, no other
+    /// connection sees its row. Both rows are then durable, in one commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_waits_for_its_group_and_is_seen_only_once_the_group_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let (mut a, mut b) = (connect(&db), connect(&db));
+        a.execute("CREATE TABLE t (x)", &[]).await.expect("create");
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
+        let b_begins = spawn_execute(b, "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        let a_commits = spawn_execute(a, "COMMIT");
+        let (b_back, began) = b_begins.await.expect("b");
+        b = b_back;
+        began.expect("b joins a's group");
+        let inserted = b.execute("INSERT INTO t VALUES (2)", &[]).await;
+        inserted.expect("b writes");
+        assert_eq!(
+            b.last_insert_rowid(),
+            2,
+            "b's own rowid, from the group's connection"
+        );
+        assert_eq!(b.changes(), 1);
+        let seen = b
+            .execute("SELECT count(*) FROM t", &[])
+            .await
+            .expect("read");
+        assert_eq!(
+            seen.rows,
+            vec![vec![SqlValue::Integer(2)]],
+            "b sees a's row"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !a_commits.is_finished(),
+            "a answers only once its group commits"
+        );
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM t"),
+            0,
+            "nothing is seen before"
+        );
+        b.execute("COMMIT", &[]).await.expect("b commits");
+        let (_a, committed) = a_commits.await.expect("a");
+        committed.expect("a's commit succeeds with the group");
+        assert_eq!(count(&db, "SELECT count(*) FROM t"), 2);
+    }
+
+    /// In a group, a member's ROLLBACK, a member dropped inside its transaction and a failed
+    /// statement each undo their own work only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_that_rolls_back_or_goes_away_undoes_only_its_own_work() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let mut a = connect(&db);
+        a.execute("CREATE TABLE t (x UNIQUE)", &[])
+            .await
+            .expect("create");
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
+        let (b, c) = (connect(&db), connect(&db));
+        let b_begins = spawn_execute(b, "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        let a_commits = spawn_execute(a, "COMMIT");
+        let (mut b, began) = b_begins.await.expect("b");
+        began.expect("b begins");
+        let c_begins = spawn_execute(c, "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        b.execute("INSERT INTO t VALUES (2)", &[]).await.expect("b");
+        let duplicate = b.execute("INSERT INTO t VALUES (1)", &[]).await;
+        assert!(duplicate.is_err(), "a's row is there: b's statement fails");
+        b.execute("ROLLBACK", &[]).await.expect("b rolls back");
+        let (mut c, began) = c_begins.await.expect("c");
+        began.expect("c joins the same group");
+        c.execute("INSERT INTO t VALUES (3)", &[]).await.expect("c");
+        let d = connect(&db);
+        let d_begins = spawn_execute(d, "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        drop(c); // inside its transaction
+        let (mut d, began) = d_begins.await.expect("d");
+        began.expect("d begins");
+        d.execute("INSERT INTO t VALUES (4)", &[]).await.expect("d");
+        d.execute("COMMIT", &[]).await.expect("d commits");
+        a_commits.await.expect("a").1.expect("a commits");
+        let rows = db.new_connection().expect("open");
+        let mut stmt = rows.prepare("SELECT x FROM t ORDER BY x").expect("prepare");
+        let xs: Vec<i64> = stmt
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|x| x.expect("row"))
+            .collect();
+        assert_eq!(xs, vec![1, 4], "b rolled back and c went away");
+    }
+
+    /// A statement that makes SQLite roll back the whole transaction (here `RAISE(ROLLBACK)`)
+    /// fails the group: the member that committed before it is told its commit failed, and
+    /// nothing of the group is kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_that_rolls_back_everything_fails_the_whole_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let mut a = connect(&db);
+        a.execute("CREATE TABLE t (x)", &[]).await.expect("create");
+        let trigger = "CREATE TRIGGER no_sevens BEFORE INSERT ON t WHEN NEW.x = 7
+                       BEGIN SELECT RAISE(ROLLBACK, 'no sevens'); END";
+        a.execute(trigger, &[]).await.expect("trigger");
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
+        let b_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        let a_commits = spawn_execute(a, "COMMIT");
+        let (mut b, began) = b_begins.await.expect("b");
+        began.expect("b begins");
+        let seven = b.execute("INSERT INTO t VALUES (7)", &[]).await;
+        assert!(seven.is_err(), "the trigger refuses it");
+        assert!(
+            b.grouped.is_none(),
+            "b's transaction is over, as SQLite ended it"
+        );
+        let commit = b.execute("COMMIT", &[]).await;
+        assert!(commit.is_err(), "b has no transaction to commit any more");
+        let (_a, committed) = a_commits.await.expect("a");
+        assert!(committed.is_err(), "a's commit fails with its group");
+        assert_eq!(count(&db, "SELECT count(*) FROM t"), 0);
+        let mut e = connect(&db);
+        e.execute("INSERT INTO t VALUES (5)", &[])
+            .await
+            .expect("the file takes writes again");
+    }
+
+    /// A writer that is not a member (an autocommit write, or a connection with TEMP objects)
+    /// commits the open group before it writes on its own connection, and transactions on a
+    /// connection with state of its own never join a group.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_outside_the_group_commits_it_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let mut a = connect(&db);
+        a.execute("CREATE TABLE t (x)", &[]).await.expect("create");
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
+        let b_writes = spawn_execute(connect(&db), "INSERT INTO t VALUES (2)");
+        queued(&db, 1).await;
+        let (_a, committed) = spawn_execute(a, "COMMIT").await.expect("a");
+        committed.expect("a's group is committed by b, before b writes");
+        b_writes
+            .await
+            .expect("b")
+            .1
+            .expect("b writes on its own connection");
+        assert_eq!(count(&db, "SELECT count(*) FROM t"), 2);
+        let mut local = connect(&db);
+        local
+            .execute("CREATE TEMP TABLE scratch (y)", &[])
+            .await
+            .expect("temp");
+        local
+            .execute("BEGIN IMMEDIATE", &[])
+            .await
+            .expect("begins on its own");
+        assert!(local.grouped.is_none() && local.writing.is_some());
+        let copied = "INSERT INTO t SELECT y FROM scratch";
+        local
+            .execute(copied, &[])
+            .await
+            .expect("sees its TEMP table");
+        local.execute("COMMIT", &[]).await.expect("commit");
+    }
+
+    #[test]
+    fn the_end_of_a_member_transaction_is_told_apart_from_a_savepoint() {
+        let control = StatementKind::control;
+        assert_eq!(control("commit"), Control::Commit);
+        assert_eq!(control("END TRANSACTION"), Control::Commit);
+        assert_eq!(control(" rollback;"), Control::Rollback);
+        assert_eq!(control("ROLLBACK TRANSACTION"), Control::Rollback);
+        assert_eq!(control("ROLLBACK TO step"), Control::Other);
+        assert_eq!(
+            control("ROLLBACK TRANSACTION TO SAVEPOINT step"),
+            Control::Other
+        );
+        assert_eq!(control("INSERT INTO t VALUES (1)"), Control::Other);
+        let local = StatementKind::keeps_local_state;
+        assert!(local("PRAGMA foreign_keys = ON"));
+        assert!(local("CREATE TEMP TABLE x (y)"));
+        assert!(local("create table temp.x (y)"));
+        assert!(!local("CREATE TABLE x (y)"));
+        assert!(!local("SELECT 1"));
     }
 
     #[test]

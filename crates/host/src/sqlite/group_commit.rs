@@ -1,0 +1,377 @@
+//! Group commit: the write transactions of many guests share one SQLite commit (one fsync).
+//!
+//! Why: with `synchronous=FULL` every commit writes its pages to the WAL and fsyncs it while
+//! holding the file's write lock, so concurrent writers to one file queue behind each other's
+//! fsyncs (measured in docs/benchmarks.md: the commit was half of the time an order held the
+//! lock). Databases group commits for this reason; this does it in the host, below the guest's
+//! view.
+//!
+//! How: this process's writers to one file take turns at a FIFO gate ([`Writer::enter`]).
+//! A guest's `BEGIN IMMEDIATE`/`EXCLUSIVE` joins the open *group*: one transaction on the
+//! host's own writer connection, begun by the first member; the guest's transaction is a
+//! savepoint in it, and its statements run on that connection. The guest's `COMMIT` releases
+//! the savepoint and then:
+//! - if nobody is waiting at the gate, commits the group right away (one fsync) and answers;
+//! - otherwise hands its turn to the next waiter, which joins the same group, and answers only
+//!   once the group is committed; a flusher queued at the gate behind the waiters of that
+//!   moment commits it.
+//!
+//! What a guest can observe is what SQLite promises for its own transaction:
+//! - atomicity: a `ROLLBACK`, a dropped connection or a failed statement undoes only its own
+//!   savepoint, never another member's work;
+//! - isolation: members run one after the other (serializable, as with one writer at a time);
+//!   readers on other connections see a member's writes only once the group is committed,
+//!   which is before that member's `COMMIT` answers;
+//! - durability: `COMMIT` answers success only after the group's commit (and its fsync);
+//!   if the group's commit fails, every member's `COMMIT` fails and nothing of it is kept.
+//!   A member sees the writes of earlier members of its group: they are committed together
+//!   or not at all, and none of them has been answered before.
+//!
+//! SQLite's own rules still decide across processes: the group's `BEGIN IMMEDIATE` waits for
+//! another process's writer (up to 5 s, then "database is locked", as before), and a writer of
+//! this process that is not a member (a deferred `BEGIN` that writes later, an autocommit
+//! write, a connection with TEMP objects or pragmas of its own) commits the open group before
+//! it writes on its own connection.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use super::{execute_on, io_err, SqlError, SqlOutput, SqlValue, BUSY_WAIT};
+
+/// The savepoint a member's transaction is, inside the group's transaction.
+const SAVEPOINT: &str = "spin_host_member";
+
+/// How a group's commit ended, as every member's `COMMIT` answers it.
+type Outcome = Option<Result<(), SqlError>>;
+
+/// This process's writers to one database file: the gate, and the writer connection that runs
+/// every group.
+pub(super) struct Writer {
+    gate: Arc<Semaphore>,
+    /// Tasks queued at the gate (a member commits the group itself when there are none).
+    waiting: AtomicUsize,
+    shared: Mutex<Shared>,
+}
+
+/// Used only by the holder of the gate's turn.
+#[derive(Default)]
+struct Shared {
+    conn: Option<Connection>,
+    group: Option<Group>,
+}
+
+/// The open group: a transaction on the writer connection.
+struct Group {
+    /// Told the outcome of the group's commit.
+    done: watch::Sender<Outcome>,
+    /// Members whose savepoint is released (waiting for the group's commit).
+    members: usize,
+    /// A flusher is queued at the gate for this group.
+    flusher: bool,
+}
+
+/// A writer's turn at the gate. Giving it back while a group is open (members waiting for its
+/// commit) queues a flusher, so a group never waits for a writer that may not come.
+pub(super) struct Turn {
+    writer: Arc<Writer>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let writer = self.writer.clone();
+        let mut shared = writer.lock();
+        let Some(group) = shared.group.as_mut() else {
+            return;
+        };
+        if group.flusher {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                group.flusher = true;
+                drop(shared);
+                rt.spawn(flush_later(writer.clone()));
+            }
+            // No runtime (the host is shutting down): commit here rather than leave it open.
+            Err(_) => {
+                drop(shared);
+                let _ = writer.commit_group();
+            }
+        }
+    }
+}
+
+/// Queues at the gate behind the writers waiting now, then commits the group if it is still
+/// open. It waits without a deadline: members are waiting for it.
+async fn flush_later(writer: Arc<Writer>) {
+    writer.waiting.fetch_add(1, Ordering::SeqCst);
+    let permit = writer.gate.clone().acquire_owned().await;
+    writer.waiting.fetch_sub(1, Ordering::SeqCst);
+    if let Ok(permit) = permit {
+        let turn = Turn {
+            writer: writer.clone(),
+            _permit: permit,
+        };
+        let _ = Writer::commit_now(turn).await;
+    }
+}
+
+/// What a statement run for a member did.
+pub(super) struct Ran {
+    pub out: Result<SqlOutput, SqlError>,
+    /// `last_insert_rowid` and `changes` of the writer connection after the statement.
+    pub last: (i64, u64),
+    /// SQLite ended the whole transaction (an error that rolls back, `RAISE(ROLLBACK)`): the
+    /// member is no longer in a transaction, and the group failed.
+    pub ended: bool,
+}
+
+impl Writer {
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(Writer {
+            gate: Arc::new(Semaphore::new(1)),
+            waiting: AtomicUsize::new(0),
+            shared: Mutex::new(Shared::default()),
+        })
+    }
+
+    /// Tasks queued at the gate now.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (as a parked task) for this file's turn to write, up to [`BUSY_WAIT`] like the
+    /// busy handler; then the statement fails the way SQLite's busy timeout makes it fail.
+    pub(super) async fn enter(self: &Arc<Self>) -> Result<Turn, SqlError> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let permit = tokio::time::timeout(BUSY_WAIT, self.gate.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match permit {
+            Ok(Ok(permit)) => Ok(Turn {
+                writer: self.clone(),
+                _permit: permit,
+            }),
+            _ => Err(SqlError::Io("database is locked".into())),
+        }
+    }
+
+    /// For a writer that is not a member: commits the open group (if any) first, so this
+    /// writer's own connection can take SQLite's write lock. The turn is handed back.
+    pub(super) async fn flushed(turn: Turn) -> Turn {
+        if turn.writer.lock().group.is_none() {
+            return turn;
+        }
+        let writer = turn.writer.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _ = writer.commit_group();
+            turn
+        });
+        match task.await {
+            Ok(turn) => turn,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// A member's `BEGIN`: joins the open group, or begins one (waiting, on the blocking pool,
+    /// for another process's writer if it must), then opens the member's savepoint.
+    pub(super) async fn begin(
+        turn: &Turn,
+        open: impl FnOnce() -> Result<Connection, SqlError>,
+    ) -> Result<(), SqlError> {
+        let writer = &turn.writer;
+        let must_wait = {
+            let mut shared = writer.lock();
+            if shared.conn.is_none() {
+                let conn = tokio::task::block_in_place(open)?;
+                conn.set_prepared_statement_cache_capacity(256);
+                shared.conn = Some(conn);
+            }
+            shared.group.is_none() && !shared.begin_without_waiting()?
+        };
+        if must_wait {
+            let w = writer.clone();
+            let task = tokio::task::spawn_blocking(move || w.lock().begin_waiting());
+            task.await
+                .map_err(|e| SqlError::Io(format!("BEGIN did not finish: {e}")))??;
+        }
+        let mut shared = writer.lock();
+        let conn = shared.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
+        if let Err(e) = conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}")) {
+            shared.end_if_empty();
+            return Err(io_err(e));
+        }
+        Ok(())
+    }
+
+    /// Runs one of a member's statements on the writer connection.
+    pub(super) fn run(turn: &Turn, sql: &str, params: &[SqlValue]) -> Ran {
+        let mut shared = turn.writer.lock();
+        let Some(conn) = shared.conn.as_ref() else {
+            return Ran {
+                out: Err(SqlError::InvalidConnection),
+                last: (0, 0),
+                ended: true,
+            };
+        };
+        let out = execute_on(conn, sql, params);
+        let last = (conn.last_insert_rowid(), conn.changes());
+        let ended = conn.is_autocommit();
+        if ended {
+            let why =
+                "the transaction was rolled back by a statement of another in its commit group";
+            shared.fail(SqlError::Io(why.into()));
+        }
+        Ran { out, last, ended }
+    }
+
+    /// A member's `COMMIT`: releases its savepoint; then commits the group now if nobody is
+    /// waiting, or hands the turn on and waits for the group's commit.
+    pub(super) async fn commit(turn: Turn) -> Result<(), SqlError> {
+        let mut outcome = {
+            let mut shared = turn.writer.lock();
+            let released = match shared.conn.as_ref() {
+                Some(conn) => conn.execute_batch(&format!("RELEASE {SAVEPOINT}")),
+                None => return Err(SqlError::InvalidConnection),
+            };
+            if let Err(e) = released {
+                shared.rollback_member();
+                return Err(io_err(e));
+            }
+            let group = shared.group.as_mut().ok_or(SqlError::InvalidConnection)?;
+            group.members += 1;
+            group.done.subscribe()
+        };
+        if turn.writer.waiting.load(Ordering::SeqCst) == 0 {
+            return Writer::commit_now(turn).await;
+        }
+        drop(turn);
+        let told = match outcome.wait_for(Option::is_some).await {
+            Ok(done) => done.clone(),
+            Err(_) => None,
+        };
+        told.unwrap_or_else(|| {
+            Err(SqlError::Io(
+                "the commit group ended without an outcome".into(),
+            ))
+        })
+    }
+
+    /// A member's `ROLLBACK` (or its connection dropped inside the transaction): undoes its
+    /// savepoint only; a group with no other member is rolled back, releasing the file.
+    pub(super) fn rollback(turn: Turn) {
+        turn.writer.lock().rollback_member();
+    }
+
+    /// Commits the open group on the blocking pool (the commit fsyncs) and gives the turn back
+    /// there; the outcome, as the members are told it.
+    async fn commit_now(turn: Turn) -> Result<(), SqlError> {
+        let writer = turn.writer.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let outcome = writer.commit_group();
+            drop(turn);
+            outcome
+        });
+        task.await
+            .map_err(|e| SqlError::Io(format!("COMMIT did not finish: {e}")))?
+    }
+
+    /// Commits the open group, telling its members how it went.
+    fn commit_group(&self) -> Result<(), SqlError> {
+        let mut shared = self.lock();
+        let Some(conn) = shared.conn.as_ref() else {
+            return Err(SqlError::InvalidConnection);
+        };
+        if shared.group.is_none() {
+            return Ok(());
+        }
+        let outcome = conn.execute_batch("COMMIT").map_err(io_err);
+        if outcome.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        if let Some(group) = shared.group.take() {
+            group.done.send_replace(Some(outcome.clone()));
+        }
+        outcome
+    }
+}
+
+impl Shared {
+    /// `BEGIN IMMEDIATE` on the writer connection if no other process holds the lock; `false`
+    /// when one does (then [`Shared::begin_waiting`]).
+    fn begin_without_waiting(&mut self) -> Result<bool, SqlError> {
+        let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
+        conn.busy_handler(None).map_err(io_err)?;
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        conn.busy_handler(Some(super::busy_wait)).map_err(io_err)?;
+        match began.map_err(io_err) {
+            Ok(()) => {
+                self.open_group();
+                Ok(true)
+            }
+            Err(SqlError::Io(e)) if e.contains("locked") || e.contains("busy") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `BEGIN IMMEDIATE`, waiting for another process's writer as the busy handler does.
+    fn begin_waiting(&mut self) -> Result<(), SqlError> {
+        if self.group.is_some() {
+            return Ok(());
+        }
+        let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(io_err)?;
+        self.open_group();
+        Ok(())
+    }
+
+    fn open_group(&mut self) {
+        self.group = Some(Group {
+            done: watch::channel(None).0,
+            members: 0,
+            flusher: false,
+        });
+    }
+
+    /// Undoes the current member's savepoint; ends a group that has no member left.
+    fn rollback_member(&mut self) {
+        if let Some(conn) = self.conn.as_ref() {
+            if !conn.is_autocommit() {
+                let sql = format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}");
+                if conn.execute_batch(&sql).is_err() {
+                    let why = "the commit group could not undo a member's transaction";
+                    self.fail(SqlError::Io(why.into()));
+                    return;
+                }
+            }
+        }
+        self.end_if_empty();
+    }
+
+    /// Rolls back a group that no member waits on (nothing of it was answered).
+    fn end_if_empty(&mut self) {
+        if self.group.as_ref().is_some_and(|g| g.members == 0) {
+            self.fail(SqlError::Io("rolled back".into()));
+        }
+    }
+
+    /// Ends the group without committing: its members' `COMMIT`s fail with `why`.
+    fn fail(&mut self, why: SqlError) {
+        if let Some(conn) = self.conn.as_ref() {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+        if let Some(group) = self.group.take() {
+            group.done.send_replace(Some(Err(why)));
+        }
+    }
+}
