@@ -86,10 +86,18 @@ pub struct Message<'a> {
 /// Inserts `msg` with the next sequence number of its aggregate; returns the message id. Call it
 /// inside the transaction of the change the message announces.
 pub fn append(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<String> {
-    let message_id = ids::random_id("msg_");
-    conn.execute(
+    Ok(append_outgoing(conn, msg)?.message_id)
+}
+
+/// [`append`], returning the row as the fast path sends it ([`publish_appended`]), so the
+/// sender does not read back the row it just wrote.
+pub fn append_outgoing(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<Outgoing> {
+    let message_id = ids::sortable_id("msg_");
+    let created_at = ids::rfc3339(msg.now_ms);
+    let rows = conn.execute(
         "INSERT INTO outbox (message_id, topic, type, aggregate_id, seq, payload, trace_id, created_at, next_attempt_ms)
-         SELECT ?, ?, ?, ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM outbox WHERE aggregate_id = ?",
+         SELECT ?, ?, ?, ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM outbox WHERE aggregate_id = ?
+         RETURNING seq",
         &[
             txt(&message_id),
             txt(msg.topic),
@@ -97,43 +105,74 @@ pub fn append(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<String> {
             txt(msg.aggregate_id),
             txt(&serde_json::to_string(msg.payload)?),
             text_or_null(msg.trace_id),
-            txt(&ids::rfc3339(msg.now_ms)),
+            txt(&created_at),
             Value::Integer(msg.now_ms + FAST_PATH_GRACE_MS),
             txt(msg.aggregate_id),
         ],
     )?;
-    Ok(message_id)
+    let seq = rows.rows.first().and_then(|r| r.get::<i64>(0));
+    let seq = seq.ok_or_else(|| anyhow::anyhow!("outbox insert returned no seq"))?;
+    let envelope = Envelope {
+        message_id: &message_id,
+        topic: msg.topic,
+        kind: msg.kind,
+        aggregate_id: msg.aggregate_id,
+        seq,
+        payload: msg.payload,
+        trace_id: msg.trace_id,
+        created_at: &created_at,
+    };
+    Ok(Outgoing {
+        topic: msg.topic.to_owned(),
+        attempts: 0,
+        envelope: serde_json::to_string(&envelope)?,
+        message_id,
+    })
+}
+
+/// A message as it travels on a stream (the entry's field `m`).
+#[derive(Serialize)]
+struct Envelope<'a> {
+    message_id: &'a str,
+    topic: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    aggregate_id: &'a str,
+    seq: i64,
+    payload: &'a serde_json::Value,
+    trace_id: Option<&'a str>,
+    created_at: &'a str,
 }
 
 const COLUMNS: &str =
     "message_id, topic, type, aggregate_id, seq, payload, trace_id, created_at, attempts";
 
 /// A row on its way to a stream.
-struct Outgoing {
-    message_id: String,
+pub struct Outgoing {
+    pub message_id: String,
     topic: String,
     attempts: i64,
     envelope: String,
 }
 
 fn outgoing(row: &RowResult) -> Outgoing {
-    let s = |i: usize| row.get::<&str>(i).unwrap_or_default().to_owned();
-    let payload: serde_json::Value = serde_json::from_str(&s(5)).unwrap_or_default();
-    let envelope = serde_json::json!({
-        "message_id": s(0),
-        "topic": s(1),
-        "type": s(2),
-        "aggregate_id": s(3),
-        "seq": row.get::<i64>(4).unwrap_or_default(),
-        "payload": payload,
-        "trace_id": row.get::<&str>(6),
-        "created_at": s(7),
-    });
-    Outgoing {
+    let s = |i: usize| row.get::<&str>(i).unwrap_or_default();
+    let payload: serde_json::Value = serde_json::from_str(s(5)).unwrap_or_default();
+    let envelope = Envelope {
         message_id: s(0),
         topic: s(1),
+        kind: s(2),
+        aggregate_id: s(3),
+        seq: row.get::<i64>(4).unwrap_or_default(),
+        payload: &payload,
+        trace_id: row.get::<&str>(6),
+        created_at: s(7),
+    };
+    Outgoing {
+        message_id: s(0).to_owned(),
+        topic: s(1).to_owned(),
         attempts: row.get::<i64>(8).unwrap_or_default(),
-        envelope: envelope.to_string(),
+        envelope: serde_json::to_string(&envelope).unwrap_or_default(),
     }
 }
 
@@ -203,6 +242,19 @@ pub fn publish_now(
     }
     let redis = spin_sdk::redis::Connection::open(redis_url)?;
     if let Some(Err(e)) = send(&redis, &rows, ring).into_iter().find(Result::is_err) {
+        anyhow::bail!("{e}");
+    }
+    Ok(rows.len())
+}
+
+/// The fast path for rows this request appended ([`append_outgoing`]) and committed: as
+/// [`publish_now`], without reading them back.
+pub fn publish_appended(redis_url: &str, rows: &[Outgoing], ring: Ring) -> anyhow::Result<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let redis = spin_sdk::redis::Connection::open(redis_url)?;
+    if let Some(Err(e)) = send(&redis, rows, ring).into_iter().find(Result::is_err) {
         anyhow::bail!("{e}");
     }
     Ok(rows.len())

@@ -90,10 +90,10 @@ async fn place_order(
     let body = serde_json::to_string(&OrderView::from(&placed))
         .map_err(|e| Problem::internal("serialize order", e))?;
     match write(conn, &claim, &placed, &body, trace) {
-        Ok(Some(message_id)) => {
+        Ok(Some(created)) => {
             // No receiver acts on OrderCreated (the stock is reserved already): it is appended
             // without waking one, and read with the next ring.
-            outbox::publish(conn, &[message_id], Ring::Later);
+            outbox::publish_appended(&[created], Ring::Later);
             claims::release(&claim);
             Ok(Some(respond(StoredResponse { status: 201, body }, false)))
         }
@@ -262,20 +262,21 @@ async fn place(
     // The payment deadline is the reservation's own expiry: one clock decides both.
     let window_ms = i64::from(PAYMENT_WINDOW_SECONDS) * 1000;
     let expires_ms = reserved.expires_ms.unwrap_or(now + window_ms);
-    let order_id = ids::random_id("ord_");
+    let order_id = ids::sortable_id("ord_");
     let placed = PlacedOrder::place(order_id, order, priced, reservation_id, now, expires_ms);
     Ok(placed)
 }
 
 /// Step 4: the claim completed with the response, order, lines and outbox message in one
-/// transaction; the message id, or `None` when the claim is no longer ours (nothing written).
+/// transaction; the message to send, or `None` when the claim is no longer ours (nothing
+/// written).
 fn write(
     conn: &Connection,
     claim: &Claim,
     placed: &PlacedOrder,
     body: &str,
     trace: &Trace,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<outbox::Outgoing>> {
     let tx = Tx::begin(conn)?;
     if !claims::complete(conn, claim, body, &placed.order_id, placed.created_ms)? {
         tx.rollback();
@@ -292,9 +293,9 @@ fn write(
         trace_id: trace.trace_id(),
         now_ms: placed.created_ms,
     };
-    let message_id = outbox::append(conn, &message)?;
+    let created = outbox::append_outgoing(conn, &message)?;
     tx.commit()?;
-    Ok(Some(message_id))
+    Ok(Some(created))
 }
 
 /// Step 5: hand the reservation back. First make it durable that it must be released and that
