@@ -402,6 +402,7 @@ impl SqliteConnection {
         let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
         self.local_state |= StatementKind::keeps_local_state(sql);
         if self.db.path.is_some()
+            && group_commit_enabled()
             && !self.local_state
             && conn.is_autocommit()
             && StatementKind::begins_writing(sql)
@@ -752,6 +753,17 @@ pub(crate) fn synchronous_pragma() -> &'static str {
             Ok("normal") => "PRAGMA synchronous=NORMAL",
             _ => "PRAGMA synchronous=FULL",
         }
+    })
+}
+
+/// Whether write transactions join commit groups (`group_commit`): on unless
+/// `SPIN_HOST_SQLITE_GROUP_COMMIT=off`, which gives each transaction a commit (and an fsync) of
+/// its own, to measure what grouping buys (docs/benchmarks.md).
+fn group_commit_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        let setting = std::env::var("SPIN_HOST_SQLITE_GROUP_COMMIT");
+        !setting.is_ok_and(|v| v.eq_ignore_ascii_case("off"))
     })
 }
 

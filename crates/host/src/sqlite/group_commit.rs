@@ -61,6 +61,10 @@ pub(super) struct Writer {
 struct Shared {
     conn: Option<Connection>,
     group: Option<Group>,
+    /// The current member's transaction is a savepoint. The member that begins a group has
+    /// none: nothing precedes it, so undoing it is rolling back the group's transaction, and
+    /// it does not pay for a savepoint's sub-journal.
+    savepoint: bool,
 }
 
 /// The open group: a transaction on the writer connection.
@@ -193,6 +197,10 @@ impl Writer {
             if shared.conn.is_none() {
                 let conn = tokio::task::block_in_place(open)?;
                 conn.set_prepared_statement_cache_capacity(256);
+                // A member's savepoint journal stays in memory instead of spilling to a temp
+                // file; nothing else of this host-private connection uses TEMP storage.
+                conn.execute_batch("PRAGMA temp_store = MEMORY")
+                    .map_err(io_err)?;
                 shared.conn = Some(conn);
             }
             shared.group.is_none() && !shared.begin_without_waiting()?
@@ -204,6 +212,11 @@ impl Writer {
                 .map_err(|e| SqlError::Io(format!("BEGIN did not finish: {e}")))??;
         }
         let mut shared = writer.lock();
+        let first = shared.group.as_ref().is_some_and(|g| g.members == 0);
+        shared.savepoint = !first;
+        if first {
+            return Ok(());
+        }
         let conn = shared.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
         if let Err(e) = conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}")) {
             shared.end_if_empty();
@@ -239,6 +252,7 @@ impl Writer {
         let mut outcome = {
             let mut shared = turn.writer.lock();
             let released = match shared.conn.as_ref() {
+                Some(_) if !shared.savepoint => Ok(()),
                 Some(conn) => conn.execute_batch(&format!("RELEASE {SAVEPOINT}")),
                 None => return Err(SqlError::InvalidConnection),
             };
@@ -344,7 +358,7 @@ impl Shared {
     /// Undoes the current member's savepoint; ends a group that has no member left.
     fn rollback_member(&mut self) {
         if let Some(conn) = self.conn.as_ref() {
-            if !conn.is_autocommit() {
+            if !conn.is_autocommit() && self.savepoint {
                 let sql = format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}");
                 if conn.execute_batch(&sql).is_err() {
                     let why = "the commit group could not undo a member's transaction";
