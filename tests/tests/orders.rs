@@ -175,6 +175,16 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
         .as_str()
         .unwrap()
         .starts_with("rsv-"));
+    // The fast path sends the row it appended without reading it back: the envelope is the one
+    // the relay builds from the row. The same Redis step dropped the key's lease.
+    let row = &env.sql("SELECT topic, type, aggregate_id, seq, created_at FROM outbox")[0];
+    for field in ["topic", "type", "aggregate_id", "seq", "created_at"] {
+        assert_eq!(sent[0][field], row[field], "{field}");
+    }
+    assert_eq!(sent[0]["payload"], payload);
+    assert_eq!(sent[0]["trace_id"], Value::Null);
+    assert_eq!(env.cli(&["ZCARD", "order:leases"]).trim(), "0");
+    assert_eq!(env.cli(&["EXISTS", "order:lease:happy-1"]).trim(), "0");
 }
 
 #[test]

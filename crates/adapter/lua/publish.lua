@@ -1,6 +1,10 @@
 -- publish.lua: append a batch of outbox messages to one stream, in order, in one round trip,
 -- skipping the ones already appended.
 --
+-- Defines `publish(keys, argv)`: the outbox's script is this file and `return publish(KEYS,
+-- ARGV)`; a script of a function may define it too, to send a batch in the same step as its
+-- own work (the order's `publish_and_drop_lease.lua`). Below, KEYS and ARGV are its arguments.
+--
 -- KEYS[1] the stream (`events:<topic>`), KEYS[2] the doorbell's pending mark
 -- (`doorbell:pending:<topic>`), ARGV[1] approximate max length of the stream,
 -- ARGV[2] how long (seconds) a message id is remembered as sent, ARGV[3] the doorbell channel,
@@ -27,18 +31,20 @@
 -- message. A receiver that dies holding the mark leaves what was appended meanwhile to the first
 -- message published after the mark ran out (ARGV[4] ms), or to the compensator's periodic ring,
 -- which does not depend on the mark; a receiver whose drain fails deletes the mark.
-local appended, skipped = 0, 0
-for i = 6, #ARGV, 2 do
-  if redis.call('SET', 'outbox:sent:' .. ARGV[i], '1', 'NX', 'EX', ARGV[2]) then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i + 1])
-    appended = appended + 1
-  else
-    skipped = skipped + 1
+local function publish(keys, argv)
+  local appended, skipped = 0, 0
+  for i = 6, #argv, 2 do
+    if redis.call('SET', 'outbox:sent:' .. argv[i], '1', 'NX', 'EX', argv[2]) then
+      redis.call('XADD', keys[1], 'MAXLEN', '~', argv[1], '*', 'm', argv[i + 1])
+      appended = appended + 1
+    else
+      skipped = skipped + 1
+    end
   end
+  local rang = 0
+  if appended > 0 and argv[5] == '1' and redis.call('SET', keys[2], '1', 'NX', 'PX', argv[4]) then
+    redis.call('PUBLISH', argv[3], '')
+    rang = 1
+  end
+  return {tostring(appended), tostring(skipped), tostring(rang)}
 end
-local rang = 0
-if appended > 0 and ARGV[5] == '1' and redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
-  redis.call('PUBLISH', ARGV[3], '')
-  rang = 1
-end
-return {tostring(appended), tostring(skipped), tostring(rang)}

@@ -37,10 +37,39 @@ const STREAM_MAX_LEN: &str = "1000000";
 /// window, ~55 MB at a sustained 1,000 messages/s (an hour would be ~330 MB).
 pub const SENT_MEMORY_SECONDS: &str = "600";
 
+/// `publish.lua`, which defines `publish(keys, argv)`: for a script of a function that sends a
+/// batch in the same step as its own work (with [`publish_call`]'s keys and arguments).
+pub const PUBLISH_LUA: &str = include_str!("../lua/publish.lua");
+
 const PUBLISH: Script = Script {
     name: "publish",
-    source: include_str!("../lua/publish.lua"),
+    source: concat!(
+        include_str!("../lua/publish.lua"),
+        "\nreturn publish(KEYS, ARGV)\n"
+    ),
 };
+
+/// The keys and arguments of `publish(keys, argv)` that send `rows` of `topic` (the others are
+/// left out), ringing the doorbell or not (`ring`).
+pub fn publish_call<'r>(
+    topic: &str,
+    rows: &'r [Outgoing],
+    ring: Ring,
+) -> ([String; 2], Vec<std::borrow::Cow<'r, str>>) {
+    let ring = if ring == Ring::Now { "1" } else { "0" };
+    let mut args: Vec<std::borrow::Cow<'r, str>> = vec![
+        STREAM_MAX_LEN.into(),
+        SENT_MEMORY_SECONDS.into(),
+        doorbell(topic).into(),
+        DOORBELL_PENDING_MS.into(),
+        ring.into(),
+    ];
+    for r in rows.iter().filter(|r| r.topic == topic) {
+        args.push(r.message_id.as_str().into());
+        args.push(r.envelope.as_str().into());
+    }
+    ([stream_key(topic), doorbell_pending(topic)], args)
+}
 
 /// The Redis stream of a topic.
 pub fn stream_key(topic: &str) -> String {
@@ -89,8 +118,8 @@ pub fn append(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<String> {
     Ok(append_outgoing(conn, msg)?.message_id)
 }
 
-/// [`append`], returning the row as the fast path sends it ([`publish_appended`]), so the
-/// sender does not read back the row it just wrote.
+/// [`append`], returning the row as the fast path sends it ([`publish_call`] in the sender's
+/// own script), so the sender does not read back the row it just wrote.
 pub fn append_outgoing(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<Outgoing> {
     let message_id = ids::sortable_id("msg_");
     let created_at = ids::rfc3339(msg.now_ms);
@@ -150,7 +179,7 @@ const COLUMNS: &str =
 /// A row on its way to a stream.
 pub struct Outgoing {
     pub message_id: String,
-    topic: String,
+    pub topic: String,
     attempts: i64,
     envelope: String,
 }
@@ -183,25 +212,13 @@ fn send(
     rows: &[Outgoing],
     ring: Ring,
 ) -> Vec<Result<(), String>> {
-    let ring = if ring == Ring::Now { "1" } else { "0" };
     let mut topics: Vec<&str> = rows.iter().map(|r| r.topic.as_str()).collect();
     topics.sort_unstable();
     topics.dedup();
     let mut outcome: Vec<Result<(), String>> = vec![Ok(()); rows.len()];
     for topic in topics {
-        let bell = doorbell(topic);
-        let mut args = vec![
-            STREAM_MAX_LEN,
-            SENT_MEMORY_SECONDS,
-            &bell,
-            DOORBELL_PENDING_MS,
-            ring,
-        ];
-        for r in rows.iter().filter(|r| r.topic == topic) {
-            args.push(&r.message_id);
-            args.push(&r.envelope);
-        }
-        let (key, pending) = (stream_key(topic), doorbell_pending(topic));
+        let ([key, pending], args) = publish_call(topic, rows, ring);
+        let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
         // The same step appends and (unless a ring is pending) rings the doorbell.
         let result = crate::redis::run(redis, &PUBLISH, &[&key, &pending], &args).map(|_| ());
         if let Err(e) = result {
@@ -242,19 +259,6 @@ pub fn publish_now(
     }
     let redis = spin_sdk::redis::Connection::open(redis_url)?;
     if let Some(Err(e)) = send(&redis, &rows, ring).into_iter().find(Result::is_err) {
-        anyhow::bail!("{e}");
-    }
-    Ok(rows.len())
-}
-
-/// The fast path for rows this request appended ([`append_outgoing`]) and committed: as
-/// [`publish_now`], without reading them back.
-pub fn publish_appended(redis_url: &str, rows: &[Outgoing], ring: Ring) -> anyhow::Result<usize> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let redis = spin_sdk::redis::Connection::open(redis_url)?;
-    if let Some(Err(e)) = send(&redis, rows, ring).into_iter().find(Result::is_err) {
         anyhow::bail!("{e}");
     }
     Ok(rows.len())

@@ -92,9 +92,8 @@ async fn place_order(
     match write(conn, &claim, &placed, &body, trace) {
         Ok(Some(created)) => {
             // No receiver acts on OrderCreated (the stock is reserved already): it is appended
-            // without waking one, and read with the next ring.
-            outbox::publish_appended(&[created], Ring::Later);
-            claims::release(&claim);
+            // without waking one, and read with the next ring. The same step drops the lease.
+            claims::release_publishing(&claim, &[created], Ring::Later);
             Ok(Some(respond(StoredResponse { status: 201, body }, false)))
         }
         // The claim moved on: not ours to release. While our lease holds, only the sweep moves

@@ -18,6 +18,7 @@ use spin_sdk::sqlite::{Connection, Value};
 use crate::db::{col_i64, col_opt_str, col_str, int, text};
 use crate::ids;
 use crate::store::leases::{self, Lease, Taken};
+use crate::store::outbox::{Outgoing, Ring};
 
 /// A claim not completed within this time is considered abandoned by a crashed instance. It is
 /// far longer than any request (which is bounded by the host's timeouts), so a live holder is
@@ -230,6 +231,12 @@ pub fn next_attempt(claim: &mut Claim) -> anyhow::Result<bool> {
 /// The request is done with its key: its outcome is written, or it stores nothing.
 pub fn release(claim: &Claim) {
     leases::drop(&claim.lease());
+}
+
+/// [`release`], after sending the messages the request committed with its outcome, in the same
+/// round trip.
+pub fn release_publishing(claim: &Claim, committed: &[Outgoing], ring: Ring) {
+    leases::drop_publishing(&claim.lease(), committed, ring);
 }
 
 /// The request lost its claim: it frees the key's lease (if still its own) but leaves its

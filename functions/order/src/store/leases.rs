@@ -15,6 +15,9 @@
 //! ([`crate::sweep::abandon_claims`]), which gives the reservation of `<attempt>` back unless an
 //! order was written with it.
 
+use std::sync::LazyLock;
+
+use shop_adapter::outbox::{publish_call, Outgoing, Ring, PUBLISH_LUA};
 use shop_adapter::redis::{run, Script};
 use shop_domain::idempotency::IdempotencyKey;
 use spin_sdk::redis::{Connection, RedisParameter};
@@ -29,8 +32,21 @@ const MOVE: Script = Script {
 };
 const DROP: Script = Script {
     name: "lease_drop",
-    source: include_str!("../../lua/lease_drop.lua"),
+    source: concat!(
+        include_str!("../../lua/lease_drop.lua"),
+        "\nreturn drop_lease(KEYS, ARGV)\n"
+    ),
 };
+
+/// The adapter's `publish`, `drop_lease`, then the step that runs both.
+static PUBLISH_AND_DROP: LazyLock<String> = LazyLock::new(|| {
+    let parts = [
+        PUBLISH_LUA,
+        include_str!("../../lua/lease_drop.lua"),
+        include_str!("../../lua/publish_and_drop_lease.lua"),
+    ];
+    parts.join("\n")
+});
 
 /// The sorted set of open-lease members.
 const OPEN: &str = "order:leases";
@@ -130,6 +146,32 @@ pub fn drop(lease: &Lease) {
     if let Err(e) = result {
         eprintln!(
             "order: could not drop the lease of {}: {e:#}",
+            lease.key.as_str()
+        );
+    }
+}
+
+/// [`drop`], after sending `rows` (of one topic, committed by this request) to their stream in
+/// the same round trip. Best effort, like both: on error the relay sends the rows after their
+/// grace, the lease runs out and the sweep settles the member.
+pub fn drop_publishing(lease: &Lease, rows: &[Outgoing], ring: Ring) {
+    let Some(topic) = rows.first().map(|r| r.topic.as_str()) else {
+        return drop(lease);
+    };
+    debug_assert!(rows.iter().all(|r| r.topic == topic));
+    let ([stream, pending], publish_args) = publish_call(topic, rows, ring);
+    let (key, member) = (lease_key(&lease.key), lease.member());
+    let mut args = vec![lease.token.as_str(), member.as_str()];
+    args.extend(publish_args.iter().map(|a| a.as_ref()));
+    let script = Script {
+        name: "publish_and_drop_lease",
+        source: PUBLISH_AND_DROP.as_str(),
+    };
+    let keys = [key.as_str(), OPEN, &stream, &pending];
+    let result = open().and_then(|c| run(&c, &script, &keys, &args).map_err(Into::into));
+    if let Err(e) = result {
+        eprintln!(
+            "order: could not send {topic} messages and drop the lease of {} (left to the relay and the lease's expiry): {e:#}",
             lease.key.as_str()
         );
     }

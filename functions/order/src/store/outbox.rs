@@ -16,7 +16,8 @@ pub fn append(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<String> {
     shop_adapter::outbox::append(conn, msg)
 }
 
-/// [`append`], returning the row as [`publish_appended`] sends it after the commit.
+/// [`append`], returning the row as the fast path sends it after the commit
+/// ([`crate::store::claims::release_publishing`]).
 pub fn append_outgoing(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<Outgoing> {
     debug_assert_eq!(msg.topic, TOPIC);
     shop_adapter::outbox::append_outgoing(conn, msg)
@@ -24,16 +25,6 @@ pub fn append_outgoing(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<O
 
 /// A row appended by this request, ready for the fast path.
 pub use shop_adapter::outbox::Outgoing;
-
-/// [`publish`] for rows this request appended and committed: sent without reading them back.
-pub fn publish_appended(rows: &[Outgoing], ring: Ring) {
-    let sent = spin_sdk::variables::get("redis_url")
-        .map_err(anyhow::Error::from)
-        .and_then(|url| shop_adapter::outbox::publish_appended(&url, rows, ring));
-    if let Err(e) = sent {
-        eprintln!("order: fast-path publish failed, left to the relay: {e:#}");
-    }
-}
 
 /// The fast path after a commit: send `message_ids` now, ringing the receivers' doorbell or not
 /// (`ring`). Best effort: on failure the relay sends them after their grace, so the caller's
