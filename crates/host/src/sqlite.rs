@@ -20,6 +20,13 @@
 //! [`busy_wait`]. What a guest can observe is unchanged: one writer at a time, `BEGIN IMMEDIATE`
 //! waits up to 5 s, then the statement fails with "database is locked".
 //!
+//! Group commit ([`group_commit`]): a `BEGIN IMMEDIATE`/`EXCLUSIVE` transaction runs as a
+//! savepoint in a transaction shared by this process's writers of the file, on a writer
+//! connection of the host's, and its `COMMIT` answers once that shared transaction is committed:
+//! writers that queued meanwhile share one commit (one fsync). Atomicity, isolation and
+//! durability as the guest sees them are unchanged; see the module for why and how.
+//! `SPIN_HOST_SQLITE_GROUP_COMMIT=off` turns it off.
+//!
 //! Statements run on the calling worker thread; only those that may wait (a commit, which
 //! fsyncs, an autocommit write, `BEGIN IMMEDIATE`, which may wait for another process's writer)
 //! run on tokio's blocking pool, the guest's task parked meanwhile. Opening a new file and
