@@ -194,15 +194,47 @@ impl StatementKind {
         words.map(str::to_ascii_uppercase).collect()
     }
 
-    /// What a statement inside a group member's transaction is: its end, or anything else.
+    /// What a statement inside a group member's transaction is: its end, or anything else. Only
+    /// the plain forms end it here (`COMMIT`, `END`, `ROLLBACK`, with `TRANSACTION` and comments
+    /// allowed); any other statement that would end a transaction is refused in a member (see
+    /// `group_commit`), never run against the group.
     fn control(sql: &str) -> Control {
-        let words = Self::head(sql);
+        let Some(words) = Self::words_without_comments(sql) else {
+            return Control::Other;
+        };
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         match words.as_slice() {
-            ["COMMIT" | "END", ..] => Control::Commit,
-            // `ROLLBACK [TRANSACTION] TO [SAVEPOINT] x` undoes a savepoint, not the transaction.
-            ["ROLLBACK", rest @ ..] if !rest.contains(&"TO") => Control::Rollback,
+            ["COMMIT" | "END"] | ["COMMIT" | "END", "TRANSACTION"] => Control::Commit,
+            ["ROLLBACK"] | ["ROLLBACK", "TRANSACTION"] => Control::Rollback,
             _ => Control::Other,
+        }
+    }
+
+    /// The upper-cased words of a statement made of words only (comments, whitespace and a
+    /// final `;` left out); `None` when it has anything else (a literal, a second statement).
+    fn words_without_comments(sql: &str) -> Option<Vec<String>> {
+        let (mut words, mut rest) = (Vec::new(), sql);
+        loop {
+            rest = rest.trim_start();
+            if let Some(after) = rest.strip_prefix("--") {
+                rest = after.split_once('\n').map_or("", |(_, r)| r);
+            } else if let Some(after) = rest.strip_prefix("/*") {
+                rest = after.split_once("*/").map_or("", |(_, r)| r);
+            } else if let Some(after) = rest.strip_prefix(';') {
+                let tail = after.trim();
+                return (tail.is_empty()).then_some(words);
+            } else if rest.is_empty() {
+                return Some(words);
+            } else {
+                let end = rest
+                    .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .unwrap_or(rest.len());
+                if end == 0 {
+                    return None;
+                }
+                words.push(rest[..end].to_ascii_uppercase());
+                rest = &rest[end..];
+            }
         }
     }
 
@@ -223,7 +255,7 @@ impl StatementKind {
     fn begins_writing(sql: &str) -> bool {
         let words = Self::head(sql);
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
-        matches!(words.as_slice(), ["BEGIN", "IMMEDIATE" | "EXCLUSIVE"])
+        matches!(words.as_slice(), ["BEGIN", "IMMEDIATE" | "EXCLUSIVE", ..])
     }
 
     fn of(conn: &Connection, sql: &str) -> Self {
@@ -382,8 +414,10 @@ pub struct SqliteConnection {
     grouped: Option<Turn>,
     /// It ran a statement that gives it state of its own: it never joins a group.
     local_state: bool,
-    /// `last_insert_rowid` and `changes` after its last statement in a group.
-    group_last: Option<(i64, u64)>,
+    /// `last_insert_rowid` and `changes` after its last statement that changed rows in a
+    /// group, and its own connection's `total_changes` then: they hold until the own
+    /// connection changes rows.
+    group_last: Option<(i64, u64, u64)>,
 }
 
 impl SqliteConnection {
@@ -416,7 +450,6 @@ impl SqliteConnection {
         {
             return self.join_group().await;
         }
-        self.group_last = None;
         let kind = StatementKind::of(conn, sql);
         if kind.writes && self.writing.is_none() && self.db.path.is_some() {
             let turn = self.db.writer.enter().await?;
@@ -446,9 +479,8 @@ impl SqliteConnection {
     async fn join_group(&mut self) -> std::result::Result<SqlOutput, SqlError> {
         let turn = self.db.writer.enter().await?;
         let db = self.db.clone();
-        Writer::begin(&turn, move || db.new_connection()).await?;
+        let turn = Writer::begin(turn, move || db.new_connection()).await?;
         self.grouped = Some(turn);
-        self.group_last = None;
         Ok(SqlOutput::default())
     }
 
@@ -468,7 +500,9 @@ impl SqliteConnection {
             }
             Control::Other => {
                 let ran = Writer::run(&turn, sql, params);
-                self.group_last = Some(ran.last);
+                if let (Some((rowid, changes)), Some(own)) = (ran.changed, self.conn.as_ref()) {
+                    self.group_last = Some((rowid, changes, own.total_changes()));
+                }
                 if !ran.ended {
                     self.grouped = Some(turn);
                 }
@@ -477,21 +511,15 @@ impl SqliteConnection {
         }
     }
 
-    /// `last_insert_rowid` as this guest connection sees it.
-    fn last_insert_rowid(&self) -> i64 {
-        match (self.group_last, self.conn.as_ref()) {
-            (Some((rowid, _)), _) => rowid,
-            (None, Some(c)) => c.last_insert_rowid(),
-            (None, None) => 0,
-        }
-    }
-
-    /// `changes` as this guest connection sees it.
-    fn changes(&self) -> u64 {
-        match (self.group_last, self.conn.as_ref()) {
-            (Some((_, changes)), _) => changes,
-            (None, Some(c)) => c.changes(),
-            (None, None) => 0,
+    /// `last_insert_rowid` and `changes` as this guest connection sees them: of its last
+    /// statement that changed rows, on its own connection or in a group.
+    fn last_change(&self) -> (i64, u64) {
+        let Some(own) = self.conn.as_ref() else {
+            return (0, 0);
+        };
+        match self.group_last {
+            Some((rowid, changes, total)) if own.total_changes() == total => (rowid, changes),
+            _ => (own.last_insert_rowid(), own.changes()),
         }
     }
 
@@ -710,11 +738,11 @@ impl v3::HostConnection for InstanceState {
         &mut self,
         conn: Resource<SqliteConnection>,
     ) -> wasmtime::Result<i64> {
-        Ok(self.table.get(&conn)?.last_insert_rowid())
+        Ok(self.table.get(&conn)?.last_change().0)
     }
 
     async fn changes(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&conn)?.changes())
+        Ok(self.table.get(&conn)?.last_change().1)
     }
 
     async fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
@@ -987,11 +1015,10 @@ mod tests {
         let inserted = b.execute("INSERT INTO t VALUES (2)", &[]).await;
         inserted.expect("b writes");
         assert_eq!(
-            b.last_insert_rowid(),
-            2,
+            b.last_change(),
+            (2, 1),
             "b's own rowid, from the group's connection"
         );
-        assert_eq!(b.changes(), 1);
         let seen = b
             .execute("SELECT count(*) FROM t", &[])
             .await
@@ -1063,18 +1090,18 @@ mod tests {
         assert_eq!(xs, vec![1, 4], "b rolled back and c went away");
     }
 
-    /// A statement that makes SQLite roll back the whole transaction (here `RAISE(ROLLBACK)`)
-    /// fails the group: the member that committed before it is told its commit failed, and
-    /// nothing of the group is kept.
+    /// A statement that makes SQLite roll back the whole transaction by itself (here `INSERT OR
+    /// ROLLBACK`; a schema that can do it commits each transaction alone, tested below) fails
+    /// the group: the member that committed before it is told its commit failed, nothing of the
+    /// group is kept, and the file takes writes again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_statement_that_rolls_back_everything_fails_the_whole_group() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = file_database(dir.path());
         let mut a = connect(&db);
-        a.execute("CREATE TABLE t (x)", &[]).await.expect("create");
-        let trigger = "CREATE TRIGGER no_sevens BEFORE INSERT ON t WHEN NEW.x = 7
-                       BEGIN SELECT RAISE(ROLLBACK, 'no sevens'); END";
-        a.execute(trigger, &[]).await.expect("trigger");
+        a.execute("CREATE TABLE t (x UNIQUE)", &[])
+            .await
+            .expect("create");
         a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
         a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
         let b_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
@@ -1082,8 +1109,8 @@ mod tests {
         let a_commits = spawn_execute(a, "COMMIT");
         let (mut b, began) = b_begins.await.expect("b");
         began.expect("b begins");
-        let seven = b.execute("INSERT INTO t VALUES (7)", &[]).await;
-        assert!(seven.is_err(), "the trigger refuses it");
+        let conflict = b.execute("INSERT OR ROLLBACK INTO t VALUES (1)", &[]).await;
+        assert!(conflict.is_err(), "the conflict rolls the transaction back");
         assert!(
             b.grouped.is_none(),
             "b's transaction is over, as SQLite ended it"
@@ -1138,6 +1165,91 @@ mod tests {
         local.execute("COMMIT", &[]).await.expect("commit");
     }
 
+    /// A member may not change the shared connection or the group: pragmas that set, TEMP
+    /// objects, the host's savepoint name, transaction control in another form, a savepoint of
+    /// the member before it. Each is refused, and the member goes on and commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_cannot_change_the_shared_connection_or_reach_another_member() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let mut a = connect(&db);
+        a.execute("CREATE TABLE t (x)", &[]).await.expect("create");
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        a.execute("SAVEPOINT mine", &[])
+            .await
+            .expect("a's own savepoint");
+        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
+        let b_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        let a_commits = spawn_execute(a, "COMMIT");
+        let (mut b, began) = b_begins.await.expect("b");
+        began.expect("b joins a's group");
+        for refused in [
+            "PRAGMA synchronous = OFF",
+            "PRAGMA ignore_check_constraints = ON",
+            "CREATE TEMP TABLE scratch (y)",
+            "SAVEPOINT spin_host_member",
+            "RELEASE spin_host_member",
+            "ROLLBACK TO mine",
+            "COMMIT; SELECT 1",
+            "BEGIN",
+        ] {
+            let out = b.execute(refused, &[]).await;
+            assert!(
+                out.is_err(),
+                "{refused} must be refused in a member: {out:?}"
+            );
+        }
+        let info = b.execute("PRAGMA table_info(t)", &[]).await.expect("reads");
+        assert_eq!(info.rows.len(), 1, "a pragma that only reads is allowed");
+        b.execute("INSERT INTO t VALUES (2)", &[])
+            .await
+            .expect("b goes on");
+        b.execute("COMMIT", &[]).await.expect("b commits");
+        a_commits.await.expect("a").1.expect("a commits");
+        assert_eq!(count(&db, "SELECT count(*) FROM t"), 2);
+        let own = b
+            .execute("SELECT count(*) FROM t", &[])
+            .await
+            .expect("read");
+        assert_eq!(own.rows, vec![vec![SqlValue::Integer(2)]]);
+        assert_eq!(
+            b.last_change(),
+            (2, 1),
+            "its last change holds after the group, until its own connection changes rows"
+        );
+        let writer = db.writer.clone();
+        let mut c = connect(&db);
+        c.execute("BEGIN IMMEDIATE", &[]).await.expect("c begins");
+        let sync = c.execute("PRAGMA synchronous", &[]).await.expect("read");
+        assert_eq!(sync.rows, vec![vec![SqlValue::Integer(2)]], "still FULL");
+        c.execute("ROLLBACK", &[]).await.expect("c rolls back");
+        drop(writer);
+    }
+
+    /// A schema that can roll a whole transaction back (here `ON CONFLICT ROLLBACK`) makes each
+    /// transaction commit alone: a member's COMMIT does not wait for the writer behind it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_schema_that_can_roll_back_a_whole_transaction_commits_each_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let mut a = connect(&db);
+        let create = "CREATE TABLE t (x UNIQUE ON CONFLICT ROLLBACK)";
+        a.execute(create, &[]).await.expect("create");
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
+        let b_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        let (_a, committed) = spawn_execute(a, "COMMIT").await.expect("a");
+        committed.expect("a commits alone, before b is done");
+        assert_eq!(count(&db, "SELECT count(*) FROM t"), 1);
+        let (mut b, began) = b_begins.await.expect("b");
+        began.expect("b begins");
+        let dup = b.execute("INSERT INTO t VALUES (1)", &[]).await;
+        assert!(dup.is_err(), "the conflict rolls b's transaction back");
+        assert_eq!(count(&db, "SELECT count(*) FROM t"), 1, "a's row is kept");
+    }
+
     #[test]
     fn the_end_of_a_member_transaction_is_told_apart_from_a_savepoint() {
         let control = StatementKind::control;
@@ -1151,6 +1263,16 @@ mod tests {
             Control::Other
         );
         assert_eq!(control("INSERT INTO t VALUES (1)"), Control::Other);
+        assert_eq!(control("COMMIT/**/"), Control::Commit);
+        assert_eq!(control("END -- done\n"), Control::Commit);
+        assert_eq!(control("ROLLBACK--x\n"), Control::Rollback);
+        assert_eq!(
+            control("COMMIT; SELECT 1"),
+            Control::Other,
+            "a second statement"
+        );
+        assert_eq!(control("BEGIN IMMEDIATE TRANSACTION"), Control::Other);
+        assert!(StatementKind::begins_writing("BEGIN IMMEDIATE TRANSACTION"));
         let local = StatementKind::keeps_local_state;
         assert!(local("PRAGMA foreign_keys = ON"));
         assert!(local("CREATE TEMP TABLE x (y)"));

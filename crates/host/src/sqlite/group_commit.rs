@@ -27,15 +27,30 @@
 //!   A member sees the writes of earlier members of its group: they are committed together
 //!   or not at all, and none of them has been answered before.
 //!
+//! What a member may not do, because it would change the shared connection or the group rather
+//! than its own transaction (refused with "not authorized", checked by SQLite's authorizer when
+//! the statement is prepared): set a pragma, create TEMP objects, attach a database, use the
+//! host's savepoint name, or end the transaction in a form [`super::Control`] does not recognise.
+//! A database whose schema can roll a whole transaction back (`ON CONFLICT ROLLBACK`,
+//! `RAISE(ROLLBACK)` in a trigger) commits each transaction alone: such a rollback in a group
+//! would undo the members before it. The same from a statement's own `OR ROLLBACK`, or an I/O
+//! error or a full disk in the middle of a member, fails the group: the members before it get
+//! an error from their `COMMIT` (as from a failed commit) and nothing of theirs is kept.
+//!
+//! The cost: a member's `COMMIT` answers once the members that queued behind it are done, so a
+//! transaction that holds the write turn long (waiting on the network inside a transaction)
+//! delays the answers of the members before it, as it delays the start of those after it.
+//!
 //! SQLite's own rules still decide across processes: the group's `BEGIN IMMEDIATE` waits for
 //! another process's writer (up to 5 s, then "database is locked", as before), and a writer of
 //! this process that is not a member (a deferred `BEGIN` that writes later, an autocommit
 //! write, a connection with TEMP objects or pragmas of its own) commits the open group before
 //! it writes on its own connection.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::Connection;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -53,6 +68,8 @@ pub(super) struct Writer {
     gate: Arc<Semaphore>,
     /// Tasks queued at the gate (a member commits the group itself when there are none).
     waiting: AtomicUsize,
+    /// A member's statement is being prepared or run: the authorizer applies its limits.
+    guest: Arc<AtomicBool>,
     shared: Mutex<Shared>,
 }
 
@@ -61,10 +78,10 @@ pub(super) struct Writer {
 struct Shared {
     conn: Option<Connection>,
     group: Option<Group>,
-    /// The current member's transaction is a savepoint. The member that begins a group has
-    /// none: nothing precedes it, so undoing it is rolling back the group's transaction, and
-    /// it does not pay for a savepoint's sub-journal.
-    savepoint: bool,
+    /// The current member's savepoint is open.
+    member: bool,
+    /// The schema can roll a whole transaction back, as of `schema_version`.
+    rollback_in_schema: Option<(i64, bool)>,
 }
 
 /// The open group: a transaction on the writer connection.
@@ -75,10 +92,14 @@ struct Group {
     members: usize,
     /// A flusher is queued at the gate for this group.
     flusher: bool,
+    /// Each member commits alone (the schema can roll a whole transaction back).
+    solo: bool,
 }
 
-/// A writer's turn at the gate. Giving it back while a group is open (members waiting for its
-/// commit) queues a flusher, so a group never waits for a writer that may not come.
+/// A writer's turn at the gate. Given back while a group is open, it queues a flusher for the
+/// group's released members (so a group never waits for a writer that may not come), after
+/// undoing a member left open (a guest cancelled mid-way) and rolling back a group that has no
+/// released member.
 pub(super) struct Turn {
     writer: Arc<Writer>,
     _permit: OwnedSemaphorePermit,
@@ -88,6 +109,10 @@ impl Drop for Turn {
     fn drop(&mut self) {
         let writer = self.writer.clone();
         let mut shared = writer.lock();
+        if shared.member {
+            shared.rollback_member();
+        }
+        shared.end_if_empty();
         let Some(group) = shared.group.as_mut() else {
             return;
         };
@@ -109,12 +134,29 @@ impl Drop for Turn {
     }
 }
 
+/// Counts a task queued at the gate for as long as it waits, even if it is cancelled.
+struct Waiting<'w>(&'w AtomicUsize);
+
+impl<'w> Waiting<'w> {
+    fn new(count: &'w AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Queues at the gate behind the writers waiting now, then commits the group if it is still
 /// open. It waits without a deadline: members are waiting for it.
 async fn flush_later(writer: Arc<Writer>) {
-    writer.waiting.fetch_add(1, Ordering::SeqCst);
-    let permit = writer.gate.clone().acquire_owned().await;
-    writer.waiting.fetch_sub(1, Ordering::SeqCst);
+    let permit = {
+        let _waiting = Waiting::new(&writer.waiting);
+        writer.gate.clone().acquire_owned().await
+    };
     if let Ok(permit) = permit {
         let turn = Turn {
             writer: writer.clone(),
@@ -127,18 +169,57 @@ async fn flush_later(writer: Arc<Writer>) {
 /// What a statement run for a member did.
 pub(super) struct Ran {
     pub out: Result<SqlOutput, SqlError>,
-    /// `last_insert_rowid` and `changes` of the writer connection after the statement.
-    pub last: (i64, u64),
+    /// `last_insert_rowid` and `changes` after the statement, if it changed rows.
+    pub changed: Option<(i64, u64)>,
     /// SQLite ended the whole transaction (an error that rolls back, `RAISE(ROLLBACK)`): the
     /// member is no longer in a transaction, and the group failed.
     pub ended: bool,
 }
+
+/// What a member's statement may not do (see the module comment); anything else is allowed.
+fn member_may(action: &AuthAction<'_>) -> bool {
+    match action {
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value,
+        } => {
+            pragma_value.is_none()
+                || READ_ONLY_PRAGMAS.contains(&pragma_name.to_ascii_lowercase().as_str())
+        }
+        AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. }
+        | AuthAction::Attach { .. }
+        | AuthAction::Detach { .. }
+        | AuthAction::Transaction { .. } => false,
+        AuthAction::Savepoint { savepoint_name, .. } => {
+            !savepoint_name.eq_ignore_ascii_case(SAVEPOINT)
+        }
+        _ => true,
+    }
+}
+
+/// Pragmas that take an argument and only read.
+const READ_ONLY_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+];
 
 impl Writer {
     pub(super) fn new() -> Arc<Self> {
         Arc::new(Writer {
             gate: Arc::new(Semaphore::new(1)),
             waiting: AtomicUsize::new(0),
+            guest: Arc::new(AtomicBool::new(false)),
             shared: Mutex::new(Shared::default()),
         })
     }
@@ -156,9 +237,10 @@ impl Writer {
     /// Waits (as a parked task) for this file's turn to write, up to [`BUSY_WAIT`] like the
     /// busy handler; then the statement fails the way SQLite's busy timeout makes it fail.
     pub(super) async fn enter(self: &Arc<Self>) -> Result<Turn, SqlError> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let permit = tokio::time::timeout(BUSY_WAIT, self.gate.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let permit = {
+            let _waiting = Waiting::new(&self.waiting);
+            tokio::time::timeout(BUSY_WAIT, self.gate.clone().acquire_owned()).await
+        };
         match permit {
             Ok(Ok(permit)) => Ok(Turn {
                 writer: self.clone(),
@@ -185,74 +267,101 @@ impl Writer {
         }
     }
 
-    /// A member's `BEGIN`: joins the open group, or begins one (waiting, on the blocking pool,
-    /// for another process's writer if it must), then opens the member's savepoint.
-    pub(super) async fn begin(
-        turn: &Turn,
+    /// The writer connection, opened on first use with the member authorizer.
+    fn connection(
+        &self,
         open: impl FnOnce() -> Result<Connection, SqlError>,
-    ) -> Result<(), SqlError> {
-        let writer = &turn.writer;
+    ) -> Result<Connection, SqlError> {
+        let conn = tokio::task::block_in_place(open)?;
+        conn.set_prepared_statement_cache_capacity(256);
+        // A member's savepoint journal stays in memory instead of spilling to a temp file;
+        // members cannot create TEMP objects here.
+        conn.execute_batch("PRAGMA temp_store = MEMORY")
+            .map_err(io_err)?;
+        let guest = self.guest.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+            match !guest.load(Ordering::SeqCst) || member_may(&ctx.action) {
+                true => Authorization::Allow,
+                false => Authorization::Deny,
+            }
+        }));
+        Ok(conn)
+    }
+
+    /// A member's `BEGIN`: joins the open group, or begins one (waiting, on the blocking pool,
+    /// for another process's writer if it must), then opens the member's savepoint. The turn is
+    /// moved to the blocking pool and back, so a guest cancelled meanwhile leaves nothing open.
+    pub(super) async fn begin(
+        turn: Turn,
+        open: impl FnOnce() -> Result<Connection, SqlError>,
+    ) -> Result<Turn, SqlError> {
+        let writer = turn.writer.clone();
         let must_wait = {
             let mut shared = writer.lock();
             if shared.conn.is_none() {
-                let conn = tokio::task::block_in_place(open)?;
-                conn.set_prepared_statement_cache_capacity(256);
-                // A member's savepoint journal stays in memory instead of spilling to a temp
-                // file; nothing else of this host-private connection uses TEMP storage.
-                conn.execute_batch("PRAGMA temp_store = MEMORY")
-                    .map_err(io_err)?;
-                shared.conn = Some(conn);
+                shared.conn = Some(writer.connection(open)?);
             }
             shared.group.is_none() && !shared.begin_without_waiting()?
         };
-        if must_wait {
-            let w = writer.clone();
-            let task = tokio::task::spawn_blocking(move || w.lock().begin_waiting());
-            task.await
-                .map_err(|e| SqlError::Io(format!("BEGIN did not finish: {e}")))??;
-        }
+        let turn = match must_wait {
+            false => turn,
+            true => {
+                let task = tokio::task::spawn_blocking(move || {
+                    let began = turn.writer.lock().begin_waiting();
+                    began.map(|()| turn)
+                });
+                task.await
+                    .map_err(|e| SqlError::Io(format!("BEGIN did not finish: {e}")))??
+            }
+        };
         let mut shared = writer.lock();
-        let first = shared.group.as_ref().is_some_and(|g| g.members == 0);
-        shared.savepoint = !first;
-        if first {
-            return Ok(());
-        }
         let conn = shared.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
         if let Err(e) = conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}")) {
             shared.end_if_empty();
             return Err(io_err(e));
         }
-        Ok(())
+        shared.member = true;
+        drop(shared);
+        Ok(turn)
     }
 
     /// Runs one of a member's statements on the writer connection.
     pub(super) fn run(turn: &Turn, sql: &str, params: &[SqlValue]) -> Ran {
-        let mut shared = turn.writer.lock();
+        let writer = &turn.writer;
+        let mut shared = writer.lock();
         let Some(conn) = shared.conn.as_ref() else {
             return Ran {
                 out: Err(SqlError::InvalidConnection),
-                last: (0, 0),
+                changed: None,
                 ended: true,
             };
         };
+        let before = conn.total_changes();
+        writer.guest.store(true, Ordering::SeqCst);
         let out = execute_on(conn, sql, params);
-        let last = (conn.last_insert_rowid(), conn.changes());
+        writer.guest.store(false, Ordering::SeqCst);
+        let changed =
+            (conn.total_changes() != before).then(|| (conn.last_insert_rowid(), conn.changes()));
         let ended = conn.is_autocommit();
         if ended {
+            shared.member = false;
             let why =
                 "the transaction was rolled back by a statement of another in its commit group";
             shared.fail(SqlError::Io(why.into()));
         }
-        Ran { out, last, ended }
+        Ran {
+            out,
+            changed,
+            ended,
+        }
     }
 
     /// A member's `COMMIT`: releases its savepoint; then commits the group now if nobody is
-    /// waiting, or hands the turn on and waits for the group's commit.
+    /// waiting (or the group is solo), or hands the turn on and waits for the group's commit.
     pub(super) async fn commit(turn: Turn) -> Result<(), SqlError> {
-        let mut outcome = {
+        let (mut outcome, solo) = {
             let mut shared = turn.writer.lock();
             let released = match shared.conn.as_ref() {
-                Some(_) if !shared.savepoint => Ok(()),
                 Some(conn) => conn.execute_batch(&format!("RELEASE {SAVEPOINT}")),
                 None => return Err(SqlError::InvalidConnection),
             };
@@ -260,11 +369,12 @@ impl Writer {
                 shared.rollback_member();
                 return Err(io_err(e));
             }
+            shared.member = false;
             let group = shared.group.as_mut().ok_or(SqlError::InvalidConnection)?;
             group.members += 1;
-            group.done.subscribe()
+            (group.done.subscribe(), group.solo)
         };
-        if turn.writer.waiting.load(Ordering::SeqCst) == 0 {
+        if solo || turn.writer.waiting.load(Ordering::SeqCst) == 0 {
             return Writer::commit_now(turn).await;
         }
         drop(turn);
@@ -328,7 +438,7 @@ impl Shared {
         conn.busy_handler(Some(super::busy_wait)).map_err(io_err)?;
         match began.map_err(io_err) {
             Ok(()) => {
-                self.open_group();
+                self.open_group()?;
                 Ok(true)
             }
             Err(SqlError::Io(e)) if e.contains("locked") || e.contains("busy") => Ok(false),
@@ -343,30 +453,54 @@ impl Shared {
         }
         let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
         conn.execute_batch("BEGIN IMMEDIATE").map_err(io_err)?;
-        self.open_group();
-        Ok(())
+        self.open_group()
     }
 
-    fn open_group(&mut self) {
+    /// Opens the group the writer connection's new transaction is.
+    fn open_group(&mut self) -> Result<(), SqlError> {
+        let solo = self.schema_can_roll_back();
+        let solo = solo.inspect_err(|_| self.fail(SqlError::Io("rolled back".into())))?;
         self.group = Some(Group {
             done: watch::channel(None).0,
             members: 0,
             flusher: false,
+            solo,
         });
+        Ok(())
+    }
+
+    /// Whether a constraint or trigger of the schema can roll a whole transaction back; read
+    /// again when the schema changed.
+    fn schema_can_roll_back(&mut self) -> Result<bool, SqlError> {
+        let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
+        let version: i64 = conn
+            .query_row("PRAGMA schema_version", [], |r| r.get(0))
+            .map_err(io_err)?;
+        if let Some((seen, can)) = self.rollback_in_schema {
+            if seen == version {
+                return Ok(can);
+            }
+        }
+        let sql = "SELECT count(*) FROM sqlite_schema WHERE upper(sql) LIKE '%ROLLBACK%'";
+        let count: i64 = conn.query_row(sql, [], |r| r.get(0)).map_err(io_err)?;
+        self.rollback_in_schema = Some((version, count > 0));
+        Ok(count > 0)
     }
 
     /// Undoes the current member's savepoint; ends a group that has no member left.
     fn rollback_member(&mut self) {
         if let Some(conn) = self.conn.as_ref() {
-            if !conn.is_autocommit() && self.savepoint {
+            if self.member && !conn.is_autocommit() {
                 let sql = format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}");
                 if conn.execute_batch(&sql).is_err() {
+                    self.member = false;
                     let why = "the commit group could not undo a member's transaction";
                     self.fail(SqlError::Io(why.into()));
                     return;
                 }
             }
         }
+        self.member = false;
         self.end_if_empty();
     }
 
