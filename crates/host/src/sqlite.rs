@@ -969,10 +969,7 @@ mod tests {
     }
 
     /// Runs `sql` on `c` in a task of its own (a guest waiting for its turn or its group).
-    fn spawn_execute(
-        mut c: SqliteConnection,
-        sql: &'static str,
-    ) -> tokio::task::JoinHandle<(SqliteConnection, std::result::Result<SqlOutput, SqlError>)> {
+    fn spawn_execute(mut c: SqliteConnection, sql: &'static str) -> Spawned {
         tokio::spawn(async move {
             let out = c.execute(sql, &[]).await;
             (c, out)
@@ -995,23 +992,49 @@ mod tests {
         panic!("{n} writers never queued at the gate");
     }
 
+    /// A file with the table `schema` where `a` ran `a_writes` in a transaction and committed
+    /// while `b` waited at the gate: `b`'s `BEGIN IMMEDIATE` has answered (it joined a's group)
+    /// and a's `COMMIT` runs in `a_commits`.
+    struct GroupOfTwo {
+        _dir: tempfile::TempDir,
+        db: Arc<Database>,
+        a_commits: Spawned,
+        b: SqliteConnection,
+    }
+
+    type Spawned =
+        tokio::task::JoinHandle<(SqliteConnection, std::result::Result<SqlOutput, SqlError>)>;
+
+    async fn group_of_two(schema: &str, a_writes: &[&str]) -> GroupOfTwo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let mut a = connect(&db);
+        a.execute(schema, &[]).await.expect("create");
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        for sql in a_writes {
+            a.execute(sql, &[]).await.expect("a writes");
+        }
+        let b_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        let a_commits = spawn_execute(a, "COMMIT");
+        let (b, began) = b_begins.await.expect("b");
+        began.expect("b begins");
+        GroupOfTwo {
+            _dir: dir,
+            db,
+            a_commits,
+            b,
+        }
+    }
+
     /// A writer that commits while another waits hands its turn on and answers only once the
     /// group it started is committed with the next one's transaction: until then, no other
     /// connection sees its row. Both rows are then durable, in one commit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_waits_for_its_group_and_is_seen_only_once_the_group_commits() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = file_database(dir.path());
-        let (mut a, mut b) = (connect(&db), connect(&db));
-        a.execute("CREATE TABLE t (x)", &[]).await.expect("create");
-        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
-        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
-        let b_begins = spawn_execute(b, "BEGIN IMMEDIATE");
-        queued(&db, 1).await;
-        let a_commits = spawn_execute(a, "COMMIT");
-        let (b_back, began) = b_begins.await.expect("b");
-        b = b_back;
-        began.expect("b joins a's group");
+        let one = ["INSERT INTO t VALUES (1)"];
+        let g = group_of_two("CREATE TABLE t (x)", &one).await;
+        let (db, a_commits, mut b) = (g.db, g.a_commits, g.b);
         let inserted = b.execute("INSERT INTO t VALUES (2)", &[]).await;
         inserted.expect("b writes");
         assert_eq!(
@@ -1048,20 +1071,10 @@ mod tests {
     /// statement each undo their own work only.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_member_that_rolls_back_or_goes_away_undoes_only_its_own_work() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = file_database(dir.path());
-        let mut a = connect(&db);
-        a.execute("CREATE TABLE t (x UNIQUE)", &[])
-            .await
-            .expect("create");
-        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
-        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
-        let (b, c) = (connect(&db), connect(&db));
-        let b_begins = spawn_execute(b, "BEGIN IMMEDIATE");
-        queued(&db, 1).await;
-        let a_commits = spawn_execute(a, "COMMIT");
-        let (mut b, began) = b_begins.await.expect("b");
-        began.expect("b begins");
+        let one = ["INSERT INTO t VALUES (1)"];
+        let g = group_of_two("CREATE TABLE t (x UNIQUE)", &one).await;
+        let (db, a_commits, mut b) = (g.db, g.a_commits, g.b);
+        let c = connect(&db);
         let c_begins = spawn_execute(c, "BEGIN IMMEDIATE");
         queued(&db, 1).await;
         b.execute("INSERT INTO t VALUES (2)", &[]).await.expect("b");
@@ -1096,19 +1109,9 @@ mod tests {
     /// group is kept, and the file takes writes again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_statement_that_rolls_back_everything_fails_the_whole_group() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = file_database(dir.path());
-        let mut a = connect(&db);
-        a.execute("CREATE TABLE t (x UNIQUE)", &[])
-            .await
-            .expect("create");
-        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
-        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
-        let b_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
-        queued(&db, 1).await;
-        let a_commits = spawn_execute(a, "COMMIT");
-        let (mut b, began) = b_begins.await.expect("b");
-        began.expect("b begins");
+        let one = ["INSERT INTO t VALUES (1)"];
+        let g = group_of_two("CREATE TABLE t (x UNIQUE)", &one).await;
+        let (db, a_commits, mut b) = (g.db, g.a_commits, g.b);
         let conflict = b.execute("INSERT OR ROLLBACK INTO t VALUES (1)", &[]).await;
         assert!(conflict.is_err(), "the conflict rolls the transaction back");
         assert!(
@@ -1170,20 +1173,10 @@ mod tests {
     /// the member before it. Each is refused, and the member goes on and commits.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_member_cannot_change_the_shared_connection_or_reach_another_member() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = file_database(dir.path());
-        let mut a = connect(&db);
-        a.execute("CREATE TABLE t (x)", &[]).await.expect("create");
-        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
-        a.execute("SAVEPOINT mine", &[])
-            .await
-            .expect("a's own savepoint");
-        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
-        let b_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
-        queued(&db, 1).await;
-        let a_commits = spawn_execute(a, "COMMIT");
-        let (mut b, began) = b_begins.await.expect("b");
-        began.expect("b joins a's group");
+        // a keeps a savepoint of its own open when it commits.
+        let a_writes = ["SAVEPOINT mine", "INSERT INTO t VALUES (1)"];
+        let g = group_of_two("CREATE TABLE t (x)", &a_writes).await;
+        let (db, a_commits, mut b) = (g.db, g.a_commits, g.b);
         for refused in [
             "PRAGMA synchronous = OFF",
             "PRAGMA ignore_check_constraints = ON",
@@ -1218,13 +1211,11 @@ mod tests {
             (2, 1),
             "its last change holds after the group, until its own connection changes rows"
         );
-        let writer = db.writer.clone();
         let mut c = connect(&db);
         c.execute("BEGIN IMMEDIATE", &[]).await.expect("c begins");
         let sync = c.execute("PRAGMA synchronous", &[]).await.expect("read");
         assert_eq!(sync.rows, vec![vec![SqlValue::Integer(2)]], "still FULL");
         c.execute("ROLLBACK", &[]).await.expect("c rolls back");
-        drop(writer);
     }
 
     /// A schema that can roll a whole transaction back (here `ON CONFLICT ROLLBACK`) makes each
