@@ -81,14 +81,25 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let reply =
         settle::run(&store, &id, script, grace).map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-    match reply.first().map(String::as_str) {
-        Some("DONE") | Some("UNKNOWN") => {}
-        other => {
-            eprintln!(
-            "stock-events: ALERT {} for order {} could not settle reservation {id}: {other:?} {:?}",
-            env.kind, env.aggregate_id, reply.get(1)
-        )
-        }
+    match (env.kind.as_str(), reply.first().map(String::as_str)) {
+        (_, Some("DONE")) => {}
+        // A release of a reservation that is gone has nothing left to do; a payment whose
+        // reservation is gone has sold nothing: that one is an alert like a conflict.
+        ("OrderPaid", _) | (_, None) => alert(env, &id, &reply),
+        (_, Some("UNKNOWN")) => {}
+        (_, Some(_)) => alert(env, &id, &reply),
     }
     Ok(())
+}
+
+/// A settlement that cannot happen (a paid order whose units are no longer reserved): logged
+/// for an operator, and acknowledged, since retrying cannot change it.
+fn alert(env: &Envelope, id: &ReservationId, reply: &[String]) {
+    eprintln!(
+        "stock-events: ALERT {} for order {} could not settle reservation {id}: {:?} {:?}",
+        env.kind,
+        env.aggregate_id,
+        reply.first(),
+        reply.get(1)
+    );
 }
