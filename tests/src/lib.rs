@@ -647,6 +647,13 @@ impl Shop {
 }
 
 /// Polls `cond` every 50 ms until it returns `Some`; panics naming `what` after `timeout`.
+/// The source of the stock component's Lua script `name`, to run it through redis-cli where a
+/// test needs a step no HTTP request can reach (a stale lock holder, a redelivered message).
+pub fn stock_lua(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join(format!("functions/stock/src/lua/{name}.lua")))
+        .expect("lua script")
+}
+
 pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + timeout;
     loop {

@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Barrier, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use e2e::{admin_auth, internal_auth, Shop, ADMIN_TOKEN};
+use e2e::{admin_auth, internal_auth, stock_lua as lua, Shop, ADMIN_TOKEN};
 use serde_json::{json, Value};
-use testkit::{repo_root, Response};
+use testkit::Response;
 
 /// The shared app of this file's tests (a [`Shop`], the shared e2e client).
 struct Env(Shop);
@@ -67,11 +67,6 @@ fn problem(resp: &Response, status: u16) -> Value {
     }
     assert_eq!(b["status"], status, "{b}");
     b
-}
-
-fn lua(name: &str) -> String {
-    std::fs::read_to_string(repo_root().join(format!("functions/stock/src/lua/{name}.lua")))
-        .expect("lua script")
 }
 
 #[test]

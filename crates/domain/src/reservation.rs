@@ -224,6 +224,33 @@ impl ReservationStatus {
     }
 }
 
+/// What a paid order's `OrderPaid` does to its reservation. The order context's acceptance of
+/// the payment is final (the money is taken), so the stock follows it even where the
+/// [`ReservationStatus::on`] table would refuse a confirm: a late message must not leave a paid
+/// order with nothing sold. `fulfil.lua` implements exactly this, atomically with the unit moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fulfilment {
+    /// Still reserved (even past its expiry: the units are still held): reserved -> sold.
+    Confirm,
+    /// Sold already (the same message again): nothing moves.
+    AlreadySold,
+    /// Released meanwhile (cancelled by a race, or expired before the message came): take the
+    /// same units from `available` again, all lines or none, and sell them. When they are not
+    /// all there, nothing moves and the reservation is marked short for good, so a redelivered
+    /// message decides the same way and an operator settles it (a refund).
+    Retake,
+}
+
+impl ReservationStatus {
+    pub fn fulfil(self) -> Fulfilment {
+        match self {
+            ReservationStatus::Reserved => Fulfilment::Confirm,
+            ReservationStatus::Confirmed => Fulfilment::AlreadySold,
+            ReservationStatus::Released => Fulfilment::Retake,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +380,14 @@ mod tests {
             assert_eq!(S::parse(s.as_str()), Some(s));
         }
         assert_eq!(S::parse("reserved"), None);
+    }
+
+    #[test]
+    fn a_paid_order_is_fulfilled_from_any_status() {
+        use ReservationStatus as S;
+        assert_eq!(S::Reserved.fulfil(), Fulfilment::Confirm);
+        assert_eq!(S::Confirmed.fulfil(), Fulfilment::AlreadySold);
+        assert_eq!(S::Released.fulfil(), Fulfilment::Retake);
     }
 
     fn status() -> impl Strategy<Value = ReservationStatus> {

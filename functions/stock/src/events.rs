@@ -2,10 +2,12 @@
 //! Spin's Redis trigger, woken by the `doorbell:orders` channel; no service chaining).
 //!
 //! It drains the `events:orders` stream as consumer group `stock` and settles the reservation
-//! each message names: `OrderPaid` confirms it (reserved -> sold); `OrderCancelled`,
-//! `OrderExpired` and `ReservationReleaseOwed` release it. Both scripts are idempotent by
-//! reservation id (a settled reservation answers its state again and moves nothing), so the
-//! reservation's own state is this context's inbox: a message delivered twice changes nothing.
+//! each message names: `OrderPaid` sells its units (`fulfil.lua`: reserved -> sold, or, when the
+//! reservation was released before the message came, the same units taken from available again,
+//! all or none); `OrderCancelled`, `OrderExpired` and `ReservationReleaseOwed` release it. Both
+//! scripts are idempotent by reservation id (a settled reservation answers its state again and
+//! moves nothing; a shortfall is remembered), so the reservation's own state is this context's
+//! inbox: a message delivered twice changes nothing.
 //! Then the TTL sweep releases reservations expired for longer than [`PAID_GRACE_MS`], the last
 //! resort for a reservation whose order never said anything.
 
@@ -13,14 +15,14 @@ use serde::Serialize;
 use shop_adapter::receiver::{self, DrainOptions, DrainReport, Envelope};
 use shop_domain::reservation::ReservationId;
 
-use crate::redis::{Store, CONFIRM, RELEASE};
+use crate::redis::{Store, FULFIL, RELEASE};
 use crate::settle;
 
-/// How long past its expiry a reservation may still be confirmed by a late `OrderPaid`, and how
-/// long the TTL sweep waits before releasing an expired reservation. The order context expires
-/// unpaid orders at the reservation's `expires_at` and says so with `OrderExpired`, which
-/// releases at once; the grace only covers the lag between accepting a payment just before the
-/// deadline and its `OrderPaid` reaching this receiver.
+/// How long the TTL sweep waits past a reservation's expiry before releasing it. The order
+/// context expires unpaid orders at the reservation's `expires_at` and says so with
+/// `OrderExpired`, which releases at once; the grace covers the lag between accepting a payment
+/// just before the deadline and its `OrderPaid` reaching this receiver, so the units are
+/// usually still held (an `OrderPaid` later than that takes them again if they are there).
 pub const PAID_GRACE_MS: u64 = 10 * 60 * 1000;
 
 /// What one run of the receiver did.
@@ -62,12 +64,12 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
     })
 }
 
-/// Settles the reservation one order message names. Business refusals (a paid order whose
-/// reservation was already released) are logged and acknowledged: retrying cannot change them.
+/// Settles the reservation one order message names. Business refusals (a paid order whose units
+/// are gone and cannot be taken again) are logged and acknowledged: retrying cannot change them.
 fn apply(env: &Envelope) -> anyhow::Result<()> {
-    let (script, grace) = match env.kind.as_str() {
-        "OrderPaid" => (&CONFIRM, PAID_GRACE_MS),
-        "OrderCancelled" | "OrderExpired" | "ReservationReleaseOwed" => (&RELEASE, 0),
+    let script = match env.kind.as_str() {
+        "OrderPaid" => &FULFIL,
+        "OrderCancelled" | "OrderExpired" | "ReservationReleaseOwed" => &RELEASE,
         _ => return Ok(()),
     };
     let raw = env.payload["reservation_id"].as_str().unwrap_or_default();
@@ -79,12 +81,16 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
         return Ok(());
     };
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-    let reply =
-        settle::run(&store, &id, script, grace).map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    let reply = settle::run(&store, &id, script).map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     match (env.kind.as_str(), reply.first().map(String::as_str)) {
         (_, Some("DONE")) => {}
+        // Released before the payment's message came, and every unit was still there: sold.
+        ("OrderPaid", Some("RETAKEN")) => eprintln!(
+            "stock-events: OrderPaid for order {} sold reservation {id} again from available stock",
+            env.aggregate_id
+        ),
         // A release of a reservation that is gone has nothing left to do; a payment whose
-        // reservation is gone has sold nothing: that one is an alert like a conflict.
+        // units are gone (SHORT) or whose record is gone has sold nothing: an alert.
         ("OrderPaid", _) | (_, None) => alert(env, &id, &reply),
         (_, Some("UNKNOWN")) => {}
         (_, Some(_)) => alert(env, &id, &reply),
@@ -92,11 +98,12 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A settlement that cannot happen (a paid order whose units are no longer reserved): logged
-/// for an operator, and acknowledged, since retrying cannot change it.
+/// A settlement that cannot happen (a paid order whose units cannot be sold: the order needs a
+/// refund): logged for an operator, and acknowledged, since retrying cannot change it.
 fn alert(env: &Envelope, id: &ReservationId, reply: &[String]) {
+    let short = reply.get(4..).unwrap_or_default();
     eprintln!(
-        "stock-events: ALERT {} for order {} could not settle reservation {id}: {:?} {:?}",
+        "stock-events: ALERT {} for order {} could not settle reservation {id}: {:?} {:?} short {short:?}",
         env.kind,
         env.aggregate_id,
         reply.first(),

@@ -33,7 +33,8 @@ pub mod keys {
         format!("stock:fence:{sku}")
     }
 
-    /// Hash: status, items (JSON), fingerprint, created_at, expires_at, settled_at, settled_by.
+    /// Hash: status, items (JSON), fingerprint, created_at, expires_at, settled_at, settled_by,
+    /// and `short` (JSON sku, available pairs) once a paid order could not be fulfilled.
     pub fn reservation(id: &str) -> String {
         format!("{RESERVATION_PREFIX}{id}")
     }
@@ -61,6 +62,7 @@ pub const LOCK_RELEASE: Script = script!("lock_release");
 pub const PUT_PRODUCT: Script = script!("put_product");
 pub const RESERVE: Script = script!("reserve");
 pub const CONFIRM: Script = script!("confirm");
+pub const FULFIL: Script = script!("fulfil");
 pub const RELEASE: Script = script!("release");
 pub const EXPIRE: Script = script!("expire");
 pub const ADJUST: Script = script!("adjust");

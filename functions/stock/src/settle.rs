@@ -16,7 +16,7 @@ pub const RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Runs confirm.lua or release.lua (same contract) and maps the outcome.
 pub fn settle(id: &str, action: ReservationAction, script: &Script) -> HandlerResult {
     let id = ReservationId::parse(id).map_err(|_| not_found(id))?;
-    let reply = run(&Store::open()?, &id, script, 0)?;
+    let reply = run(&Store::open()?, &id, script)?;
     let (outcome, rest) = reply
         .split_first()
         .ok_or_else(|| bad_reply(script, &reply))?;
@@ -51,19 +51,13 @@ pub fn settle(id: &str, action: ReservationAction, script: &Script) -> HandlerRe
     }
 }
 
-/// Runs confirm.lua or release.lua for `id`; `grace_ms` lets a confirm through that long past
-/// the expiry (confirm.lua ARGV[4]). Returns the script's flat reply.
-pub fn run(
-    store: &Store,
-    id: &ReservationId,
-    script: &Script,
-    grace_ms: u64,
-) -> Result<Vec<String>, Problem> {
-    let (retention, grace) = (RETENTION_MS.to_string(), grace_ms.to_string());
+/// Runs confirm.lua, release.lua or fulfil.lua (same arguments) for `id`; returns the script's
+/// flat reply.
+pub fn run(store: &Store, id: &ReservationId, script: &Script) -> Result<Vec<String>, Problem> {
     store.run(
         script,
         &[&keys::reservation(id.as_str()), keys::EXPIRIES],
-        &[id.as_str(), keys::PRODUCT_PREFIX, &retention, &grace],
+        &[id.as_str(), keys::PRODUCT_PREFIX, &RETENTION_MS.to_string()],
     )
 }
 

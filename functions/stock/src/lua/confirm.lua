@@ -2,10 +2,10 @@
 --
 -- KEYS[1] reservation hash, KEYS[2] expiry ZSET
 -- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
--- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window),
--- ARGV[4] (optional) grace in milliseconds past the expiry during which a RESERVED reservation
---   may still be confirmed: the order context accepted the payment before its own deadline and
---   its OrderPaid message may arrive a little later (the TTL sweep waits the same grace)
+-- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window)
+--
+-- This is the HTTP confirm (`POST /api/stock/reservations/{id}/confirm`). A paid order's
+-- OrderPaid goes through fulfil.lua instead, which also sells a lapsed reservation.
 --
 -- Returns {outcome, status, expires_at_ms, items_json} with outcome
 --   "DONE"      confirmed now, or already CONFIRMED (idempotent: units moved exactly once)
@@ -34,7 +34,7 @@ if r[1] ~= 'RESERVED' then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expired = now >= tonumber(r[2]) + tonumber(ARGV[4] or '0')
+local expired = now >= tonumber(r[2])
 for _, item in ipairs(cjson.decode(r[3])) do
   local key = ARGV[2] .. item.sku
   redis.call('HINCRBY', key, 'reserved', -item.quantity)

@@ -1,0 +1,63 @@
+-- fulfil.lua: a paid order's reservation is sold, whatever happened to it meanwhile.
+--
+-- KEYS[1] reservation hash, KEYS[2] expiry ZSET
+-- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
+-- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window)
+--
+-- Returns {outcome, status, expires_at_ms, items_json, ...} with outcome
+--   "DONE"     RESERVED (even past its expiry: the units are still held) and sold now, or
+--              CONFIRMED already (the same message again: nothing moves)
+--   "RETAKEN"  it was RELEASED; the same units were all still available and are sold now
+--   "SHORT"    it was RELEASED and they are not all available: nothing moved; followed by
+--              sku, available pairs of the short lines
+-- or {"UNKNOWN"} when there is no such reservation.
+--
+-- Guarantees (the domain's `ReservationStatus::fulfil`): the order context accepted the payment,
+-- which is final, so a late OrderPaid still sells. The status check, the unit moves and the
+-- status change are one atomic step; a retake is all lines or none, from `available` only, so
+-- no unit is sold twice and `available` never goes below zero. A SHORT decision is written into
+-- the record and answered again without looking at the stock: a redelivered message decides
+-- the same way, even after a restock, so the one alert an operator acts on (a refund) stays true.
+-- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
+
+-- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
+local function int(n) return string.format('%.0f', n) end
+local rkey, zkey = KEYS[1], KEYS[2]
+local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'short')
+if not r[1] then
+  return {'UNKNOWN'}
+end
+if r[1] == 'CONFIRMED' then
+  return {'DONE', r[1], r[2], r[3]}
+end
+if r[4] then
+  return {'SHORT', r[1], r[2], r[3], unpack(cjson.decode(r[4]))}
+end
+local items = cjson.decode(r[3])
+local from = r[1] == 'RESERVED' and 'reserved' or 'available'
+if from == 'available' then
+  local short = {}
+  for _, item in ipairs(items) do
+    local available = tonumber(redis.call('HGET', ARGV[2] .. item.sku, 'available') or '0')
+    if available < item.quantity then
+      short[#short + 1] = item.sku
+      short[#short + 1] = int(available)
+    end
+  end
+  if #short > 0 then
+    redis.call('HSET', rkey, 'short', cjson.encode(short))
+    return {'SHORT', r[1], r[2], r[3], unpack(short)}
+  end
+end
+for _, item in ipairs(items) do
+  local key = ARGV[2] .. item.sku
+  redis.call('HINCRBY', key, from, -item.quantity)
+  redis.call('HINCRBY', key, 'sold', item.quantity)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', rkey, 'status', 'CONFIRMED', 'settled_at', int(now),
+  'settled_by', from == 'reserved' and 'confirm' or 'retake')
+redis.call('ZREM', zkey, ARGV[1])
+redis.call('PEXPIRE', rkey, ARGV[3])
+return {from == 'reserved' and 'DONE' or 'RETAKEN', 'CONFIRMED', r[2], r[3]}
