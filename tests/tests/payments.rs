@@ -550,12 +550,13 @@ fn a_paid_order_whose_reservation_was_released_sells_the_same_units_again() {
     );
 }
 
-/// When the released units are gone too, a paid order sells nothing, is not silent (an ALERT
-/// naming the order and the short SKU, for an operator to refund), and the decision stands: the
-/// same message delivered again after a restock still sells nothing. A reservation whose record
-/// is gone is the same alert.
+/// When the released units are gone too, a paid order sells nothing and is not silent: stock
+/// logs an ALERT naming the order and the short SKU, and tells the order context in the same
+/// step, which cancels the order and writes `RefundRequired` (reason `out-of-stock`), once. The
+/// decision stands: the same message delivered again after a restock still sells nothing and
+/// tells nobody again. A reservation whose record is gone ends the same way.
 #[test]
-fn a_paid_order_whose_units_are_gone_is_an_alert_that_stands_and_sells_nothing() {
+fn a_paid_order_whose_units_are_gone_is_cancelled_and_refunded_and_the_decision_stands() {
     let shop = Shop::boot_without_cron();
     let short = order(&shop, "LOST-1", 5, 2, "lost-1");
     let rid = reservation_of(&shop, &short);
@@ -591,20 +592,72 @@ fn a_paid_order_whose_units_are_gone_is_an_alert_that_stands_and_sells_nothing()
     assert_eq!(shop.levels("LOST-1"), (1, 0, 0), "nothing sold when short");
     assert_eq!(shop.levels("LOST-2").2, 0, "nothing sold without a record");
 
-    // Redelivered after a restock: the shortfall recorded the first time is the answer.
+    // The order context reads the stock's messages on the periodic ring: both orders are
+    // cancelled and refunded, each once, however often the ring comes.
+    let refunds = || {
+        shop.sql(
+            "SELECT aggregate_id AS order_id, json_extract(payload, '$.reason') AS reason, \
+                    json_extract(payload, '$.amount') AS amount \
+             FROM outbox WHERE type = 'RefundRequired' ORDER BY aggregate_id",
+        )
+    };
+    for _ in 0..2 {
+        shop.compensator_run();
+        for o in [&short, &gone] {
+            let id = o["order_id"].as_str().unwrap();
+            let cancelled = shop.wait_order(id, WAIT, is_status("CANCELLED"));
+            assert_eq!(
+                cancelled["version"], 3,
+                "paid, then cancelled once: {cancelled}"
+            );
+        }
+        wait_for(WAIT, "two refunds", || (refunds().len() == 2).then_some(()));
+    }
+    let mut expected: Vec<Value> = [&short, &gone]
+        .iter()
+        .map(|o| json!({"order_id": o["order_id"], "reason": "out-of-stock", "amount": o["total"]}))
+        .collect();
+    expected.sort_by_key(|r| r["order_id"].as_str().unwrap().to_owned());
+    assert_eq!(refunds(), expected);
+    let cancels = shop.sql(
+        "SELECT COUNT(*) AS n FROM outbox WHERE type = 'OrderCancelled' \
+         AND json_extract(payload, '$.reason') = 'out-of-stock'",
+    );
+    assert_eq!(cancels[0]["n"], 2);
+
+    // Redelivered after a restock: the shortfall recorded the first time is the answer, and
+    // the order context is not told again.
     adjust("lost-1-restock", 10);
+    let told = || shop.redis.cli(&["XLEN", "events:stock"]).unwrap();
+    assert_eq!(told().trim(), "2");
+    let fulfil = format!(
+        "{}\n{}",
+        std::fs::read_to_string(testkit::repo_root().join("crates/adapter/lua/publish.lua"))
+            .unwrap(),
+        stock_lua("fulfil")
+    );
     let again = shop.redis.cli(&[
         "EVAL",
-        &stock_lua("fulfil"),
-        "2",
+        &fulfil,
+        "4",
         &format!("stock:reservation:{rid}"),
         "stock:reservations:expiries",
+        "events:stock",
+        "doorbell:pending:stock",
         &rid,
         "stock:product:",
         "60000",
+        "1000",
+        "600",
+        "doorbell:stock",
+        "2000",
+        "0",
+        "msg_redelivered",
+        r#"{"payload":{}}"#,
     ]);
     assert!(again.unwrap().starts_with("SHORT\nRELEASED"));
     assert_eq!(shop.levels("LOST-1"), (11, 0, 0));
+    assert_eq!(told().trim(), "2");
 }
 
 #[test]

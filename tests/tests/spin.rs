@@ -71,4 +71,30 @@ fn real_spin_serves_health_pays_orders_and_runs_the_compensator_tick() {
     ));
     shop.wait_order(uid, WAIT, |o| o["status"] == "EXPIRED");
     assert_eq!(shop.wait_levels("SPIN-1", WAIT, |l| l.1 == 0), (3, 0, 2));
+
+    // A payment that reaches stock after its reservation was released, with the units gone
+    // meanwhile: stock (Redis trigger) tells the order context on `events:stock`, and the next
+    // tick's ring makes order-events cancel the order and require the refund.
+    let late = shop.create_order("spin-3", "SPIN-1", 1);
+    let lid = late["order_id"].as_str().unwrap();
+    let rid = shop.sql(&format!(
+        "SELECT reservation_id FROM orders WHERE order_id = '{lid}'"
+    ))[0]["reservation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let release = shop.post_internal(&format!("/api/stock/reservations/{rid}/release"));
+    assert_eq!(release.status, 200, "{}", release.text());
+    let shrink = json!({"adjustment_id": "spin-shrink", "delta": -3, "reason": "count"});
+    assert_eq!(shop.adjust_stock("SPIN-1", &shrink).status, 201);
+    let event = stripe_event("evt_spin_3", "payment_intent.succeeded", lid, 1299, "eur");
+    assert_eq!(shop.webhook(&event).status, 200);
+    let cancelled = shop.wait_order(lid, WAIT, |o| o["status"] == "CANCELLED");
+    assert_eq!(cancelled["version"], 3, "paid, then cancelled: {cancelled}");
+    let refund = shop.sql(
+        "SELECT json_extract(payload, '$.reason') AS reason FROM outbox \
+         WHERE type = 'RefundRequired'",
+    );
+    assert_eq!(refund, vec![json!({"reason": "out-of-stock"})]);
+    assert_eq!(shop.levels("SPIN-1"), (0, 0, 2), "nothing sold twice");
 }

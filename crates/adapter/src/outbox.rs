@@ -141,22 +141,41 @@ pub fn append_outgoing(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<O
     )?;
     let seq = rows.rows.first().and_then(|r| r.get::<i64>(0));
     let seq = seq.ok_or_else(|| anyhow::anyhow!("outbox insert returned no seq"))?;
-    let envelope = Envelope {
-        message_id: &message_id,
-        topic: msg.topic,
-        kind: msg.kind,
-        aggregate_id: msg.aggregate_id,
-        seq,
-        payload: msg.payload,
-        trace_id: msg.trace_id,
-        created_at: &created_at,
-    };
-    Ok(Outgoing {
-        topic: msg.topic.to_owned(),
-        attempts: 0,
-        envelope: serde_json::to_string(&envelope)?,
-        message_id,
-    })
+    Outgoing::build(message_id, msg, seq, &created_at)
+}
+
+impl Outgoing {
+    /// A message of a context that keeps no outbox table (stock, whose store is Redis): its
+    /// sender appends it in the same script as the change it announces (one atomic step, so it
+    /// is never lost either). One message per aggregate (`seq` 1); receivers dedupe by its id.
+    pub fn unstored(msg: &Message<'_>) -> anyhow::Result<Outgoing> {
+        let created_at = ids::rfc3339(msg.now_ms);
+        Outgoing::build(ids::sortable_id("msg_"), msg, 1, &created_at)
+    }
+
+    fn build(
+        message_id: String,
+        msg: &Message<'_>,
+        seq: i64,
+        created_at: &str,
+    ) -> anyhow::Result<Outgoing> {
+        let envelope = Envelope {
+            message_id: &message_id,
+            topic: msg.topic,
+            kind: msg.kind,
+            aggregate_id: msg.aggregate_id,
+            seq,
+            payload: msg.payload,
+            trace_id: msg.trace_id,
+            created_at,
+        };
+        Ok(Outgoing {
+            topic: msg.topic.to_owned(),
+            attempts: 0,
+            envelope: serde_json::to_string(&envelope)?,
+            message_id,
+        })
+    }
 }
 
 /// A message as it travels on a stream (the entry's field `m`).

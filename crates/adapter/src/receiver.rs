@@ -105,6 +105,16 @@ pub struct DrainReport {
     pub dead_lettered: u64,
 }
 
+/// The counts of two drains together (a receiver that drains two topics reports one line).
+impl std::ops::AddAssign for DrainReport {
+    fn add_assign(&mut self, other: DrainReport) {
+        self.read += other.read;
+        self.applied += other.applied;
+        self.failed += other.failed;
+        self.dead_lettered += other.dead_lettered;
+    }
+}
+
 /// Drains `topic` for consumer group `group`, applying each message with `apply`. `apply` must
 /// be idempotent by `message_id` (inbox in the same transaction as the effect): an entry may be
 /// delivered again after a crash between the effect and the acknowledgement.

@@ -2,9 +2,13 @@
 //!
 //! ```text
 //! PENDING_PAYMENT --pay--> PAID --ship--> SHIPPED --complete--> COMPLETED
-//!        |  \--cancel--> CANCELLED
+//!        |  \--cancel--> CANCELLED <--unfulfillable--/
 //!        \----expire--> EXPIRED
 //! ```
+//!
+//! `unfulfillable`: the stock context could not sell a paid order's units (they were released
+//! before its payment reached stock, and are gone): the order is cancelled and the payment goes
+//! back (`RefundRequired`).
 //!
 //! Every transition goes through [`OrderState::apply`]: it either yields the next state (one
 //! version higher), reports that the command already holds (the same command repeated, e.g. cancelling a
@@ -79,15 +83,18 @@ pub enum OrderCommand {
     Complete,
     Cancel,
     Expire,
+    /// A paid order whose units the stock context could not sell.
+    Unfulfillable,
 }
 
 impl OrderCommand {
-    pub const ALL: [OrderCommand; 5] = [
+    pub const ALL: [OrderCommand; 6] = [
         OrderCommand::Pay,
         OrderCommand::Ship,
         OrderCommand::Complete,
         OrderCommand::Cancel,
         OrderCommand::Expire,
+        OrderCommand::Unfulfillable,
     ];
 
     /// The status this command leads to.
@@ -96,7 +103,7 @@ impl OrderCommand {
             OrderCommand::Pay => OrderStatus::Paid,
             OrderCommand::Ship => OrderStatus::Shipped,
             OrderCommand::Complete => OrderStatus::Completed,
-            OrderCommand::Cancel => OrderStatus::Cancelled,
+            OrderCommand::Cancel | OrderCommand::Unfulfillable => OrderStatus::Cancelled,
             OrderCommand::Expire => OrderStatus::Expired,
         }
     }
@@ -107,7 +114,7 @@ impl OrderCommand {
             OrderCommand::Pay | OrderCommand::Cancel | OrderCommand::Expire => {
                 OrderStatus::PendingPayment
             }
-            OrderCommand::Ship => OrderStatus::Paid,
+            OrderCommand::Ship | OrderCommand::Unfulfillable => OrderStatus::Paid,
             OrderCommand::Complete => OrderStatus::Shipped,
         }
     }
@@ -225,6 +232,24 @@ mod tests {
     }
 
     #[test]
+    fn only_a_paid_order_is_cancelled_as_unfulfillable() {
+        assert_eq!(
+            at(Paid).apply(Unfulfillable),
+            Ok(Outcome::Changed(OrderState {
+                status: Cancelled,
+                version: 8
+            }))
+        );
+        assert_eq!(
+            at(Cancelled).apply(Unfulfillable),
+            Ok(Outcome::Unchanged(at(Cancelled)))
+        );
+        for st in [PendingPayment, Shipped, Completed, Expired] {
+            assert!(at(st).apply(Unfulfillable).is_err(), "{st}");
+        }
+    }
+
+    #[test]
     fn statuses_round_trip_through_their_spelling() {
         for st in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(st.as_str()), Some(st));
@@ -233,14 +258,15 @@ mod tests {
     }
 
     /// The allowed edges, written out independently of `apply`.
-    fn allowed(from: OrderStatus, to: OrderStatus) -> bool {
+    fn allowed(from: OrderStatus, cmd: OrderCommand) -> bool {
         matches!(
-            (from, to),
-            (PendingPayment, Paid)
-                | (PendingPayment, Cancelled)
-                | (PendingPayment, Expired)
-                | (Paid, Shipped)
-                | (Shipped, Completed)
+            (from, cmd),
+            (PendingPayment, Pay)
+                | (PendingPayment, Cancel)
+                | (PendingPayment, Expire)
+                | (Paid, Ship)
+                | (Paid, Unfulfillable)
+                | (Shipped, Complete)
         )
     }
 
@@ -260,7 +286,7 @@ mod tests {
             let s = OrderState { status, version };
             match s.apply(cmd) {
                 Ok(Outcome::Changed(next)) => {
-                    prop_assert!(allowed(status, next.status));
+                    prop_assert!(allowed(status, cmd));
                     prop_assert_eq!(next.status, cmd.target());
                     prop_assert_eq!(next.version, version + 1);
                 }
@@ -269,7 +295,7 @@ mod tests {
                     prop_assert_eq!(status, cmd.target());
                 }
                 Err(refused) => {
-                    prop_assert!(!allowed(status, cmd.target()));
+                    prop_assert!(!allowed(status, cmd));
                     prop_assert!(status != cmd.target());
                     prop_assert_eq!(refused.from, status);
                 }

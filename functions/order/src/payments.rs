@@ -13,6 +13,11 @@
 //! - `PaymentFailed`: the order stays payable until it expires; only the inbox records it.
 //! - Anything else is acknowledged.
 //!
+//! On the compensator's periodic ring it also drains the `events:stock` stream (the same group):
+//! - `PaidOrderOutOfStock`: the stock context could not sell a paid order's units (they were
+//!   released before the payment reached it, and are gone): the order is CANCELLED
+//!   (`OrderCancelled` with reason `out-of-stock`) and `RefundRequired` is written, once.
+//!
 //! After the drain, the periodic sweep of the order context (the compensator rings this doorbell
 //! on every run): unpaid orders past their deadline expire (`OrderExpired`, which releases their
 //! stock), abandoned Idempotency-Key claims are given up (`ReservationReleaseOwed`), and finished
@@ -33,8 +38,9 @@ use crate::store::orders::{self, Event};
 use crate::store::outbox::{self, Ring};
 use crate::sweep::{abandon_claims, expire_orders};
 
-/// The topic and consumer group this receiver drains.
+/// The topics and the consumer group this receiver drains.
 const TOPIC: &str = "payments";
+const STOCK_TOPIC: &str = "stock";
 const GROUP: &str = "order";
 
 /// What one run of the receiver did.
@@ -77,7 +83,7 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
         pending: Vec::new(),
         broken: false,
     };
-    let report = receiver::drain(&url, TOPIC, GROUP, &DrainOptions::default(), &mut batch);
+    let report = drain(&url, sweep, &mut batch);
     let written = batch.written;
     // The compensator's ring asks for the sweep too; it runs even when the drain failed (Redis
     // down): expiry must not wait for it.
@@ -102,6 +108,20 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
         abandoned: abandoned.len() as u64,
         purged,
     })
+}
+
+/// Drains the payment messages and, on the periodic ring (`sweep`), the stock context's: those
+/// are rare and appended without a ring of their own. Both drains run even if one fails.
+fn drain(url: &str, sweep: bool, batch: &mut Batch<'_>) -> anyhow::Result<DrainReport> {
+    let options = DrainOptions::default();
+    let payments = receiver::drain(url, TOPIC, GROUP, &options, &mut *batch);
+    let stock = match sweep {
+        true => receiver::drain(url, STOCK_TOPIC, GROUP, &options, &mut *batch),
+        false => Ok(DrainReport::default()),
+    };
+    let mut report = payments?;
+    report += stock?;
+    Ok(report)
 }
 
 /// One transaction per drained batch, a savepoint per message; the ids of the outbox messages
@@ -168,6 +188,7 @@ fn apply(conn: &Connection, env: &Envelope) -> anyhow::Result<Vec<String>> {
         "PaymentSucceeded" => succeeded(conn, &Payment::from(&env.payload), now)?
             .into_iter()
             .collect(),
+        "PaidOrderOutOfStock" => out_of_stock(conn, &env.payload, now)?,
         _ => Vec::new(),
     })
 }
@@ -178,7 +199,7 @@ struct Payment {
     payment_id: String,
     amount: Option<i64>,
     currency: String,
-    event_id: String,
+    event_id: Option<String>,
 }
 
 impl From<&Value> for Payment {
@@ -189,7 +210,7 @@ impl From<&Value> for Payment {
             payment_id: s("payment_intent_id"),
             amount: p["amount"].as_i64(),
             currency: s("currency"),
-            event_id: s("event_id"),
+            event_id: p["event_id"].as_str().map(str::to_owned),
         }
     }
 }
@@ -229,7 +250,43 @@ fn paid(conn: &Connection, pay: &Payment, order: &PlacedOrder, now: i64) -> anyh
         .ok_or_else(|| anyhow::anyhow!("order {} changed meanwhile", pay.order_id))
 }
 
-/// The order is left as it is; the money must go back. The reason is in the message.
+/// `PaidOrderOutOfStock`: CANCELLED + `OrderCancelled` (reason `out-of-stock`) and
+/// `RefundRequired` for the payment that paid it; nothing for an order cancelled already (the
+/// same message again). Anything else (no such order, an order that is not PAID) cannot be
+/// settled here: an alert, acknowledged.
+fn out_of_stock(conn: &Connection, payload: &Value, now: i64) -> anyhow::Result<Vec<String>> {
+    let order_id = payload["order_id"].as_str().unwrap_or_default();
+    let order = orders::load(conn, order_id)?;
+    let (order, to) = match order
+        .as_ref()
+        .map(|o| (o, o.apply(OrderCommand::Unfulfillable)))
+    {
+        Some((o, Ok(Outcome::Changed(to)))) => (o, to),
+        Some((_, Ok(Outcome::Unchanged(_)))) => return Ok(Vec::new()),
+        other => {
+            let why = other.map_or("no such order".into(), |(_, e)| format!("{e:?}"));
+            eprintln!("order-events: ALERT PaidOrderOutOfStock for order {order_id:?}: {why}");
+            return Ok(Vec::new());
+        }
+    };
+    let cancelled = orders::transition(conn, order, to, &Event::OutOfStock, None, now)?
+        .ok_or_else(|| anyhow::anyhow!("order {order_id} changed meanwhile"))?;
+    let pay = Payment {
+        order_id: order_id.to_owned(),
+        payment_id: order
+            .paid
+            .as_ref()
+            .map(|p| p.payment_id.clone())
+            .unwrap_or_default(),
+        amount: Some(order.total.minor()),
+        currency: order.currency.as_str().to_owned(),
+        event_id: None,
+    };
+    Ok(vec![cancelled, refund(conn, &pay, "out-of-stock", now)?])
+}
+
+/// The money must go back (the order is left as it is, unless the caller changed it); the
+/// reason is in the message.
 fn refund(conn: &Connection, pay: &Payment, reason: &str, now: i64) -> anyhow::Result<String> {
     eprintln!(
         "order-events: RefundRequired for payment {} of order {}: {reason}",

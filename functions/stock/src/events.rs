@@ -11,12 +11,24 @@
 //! Then the TTL sweep releases reservations expired for longer than [`PAID_GRACE_MS`], the last
 //! resort for a reservation whose order never said anything.
 
+use std::sync::LazyLock;
+
 use serde::Serialize;
+use serde_json::json;
+use shop_adapter::outbox::{self, Message, Outgoing, Ring, PUBLISH_LUA};
 use shop_adapter::receiver::{self, DrainOptions, DrainReport, Envelope};
+use shop_adapter::redis::Script;
 use shop_domain::reservation::ReservationId;
 
-use crate::redis::{Store, FULFIL, RELEASE};
-use crate::settle;
+use crate::redis::{keys, Store, RELEASE};
+use crate::settle::{self, RETENTION_MS};
+
+/// The topic of this context's own messages (to the order context).
+pub const TOPIC: &str = "stock";
+
+/// The adapter's `publish`, then `fulfil.lua`, which calls it.
+static FULFIL: LazyLock<String> =
+    LazyLock::new(|| [PUBLISH_LUA, include_str!("lua/fulfil.lua")].join("\n"));
 
 /// How long the TTL sweep waits past a reservation's expiry before releasing it. The order
 /// context expires unpaid orders at the reservation's `expires_at` and says so with
@@ -67,9 +79,9 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
 /// Settles the reservation one order message names. Business refusals (a paid order whose units
 /// are gone and cannot be taken again) are logged and acknowledged: retrying cannot change them.
 fn apply(env: &Envelope) -> anyhow::Result<()> {
-    let script = match env.kind.as_str() {
-        "OrderPaid" => &FULFIL,
-        "OrderCancelled" | "OrderExpired" | "ReservationReleaseOwed" => &RELEASE,
+    let paid = match env.kind.as_str() {
+        "OrderPaid" => true,
+        "OrderCancelled" | "OrderExpired" | "ReservationReleaseOwed" => false,
         _ => return Ok(()),
     };
     let raw = env.payload["reservation_id"].as_str().unwrap_or_default();
@@ -81,21 +93,54 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
         return Ok(());
     };
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-    let reply = settle::run(&store, &id, script).map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-    match (env.kind.as_str(), reply.first().map(String::as_str)) {
+    let reply = match paid {
+        true => fulfil(&store, &id, env)?,
+        false => settle::run(&store, &id, &RELEASE).map_err(|p| anyhow::anyhow!("{}", p.detail))?,
+    };
+    match (paid, reply.first().map(String::as_str)) {
         (_, Some("DONE")) => {}
         // Released before the payment's message came, and every unit was still there: sold.
-        ("OrderPaid", Some("RETAKEN")) => eprintln!(
+        (true, Some("RETAKEN")) => eprintln!(
             "stock-events: OrderPaid for order {} sold reservation {id} again from available stock",
             env.aggregate_id
         ),
         // A release of a reservation that is gone has nothing left to do; a payment whose
-        // units are gone (SHORT) or whose record is gone has sold nothing: an alert.
-        ("OrderPaid", _) | (_, None) => alert(env, &id, &reply),
+        // units are gone (SHORT) or whose record is gone has sold nothing: an alert (and the
+        // order context was told, in the same step).
+        (true, _) | (_, None) => alert(env, &id, &reply),
         (_, Some("UNKNOWN")) => {}
         (_, Some(_)) => alert(env, &id, &reply),
     }
     Ok(())
+}
+
+/// Runs `fulfil.lua` for a paid order's reservation, with the `PaidOrderOutOfStock` message the
+/// script sends to the order context if it cannot sell the units.
+fn fulfil(store: &Store, id: &ReservationId, paid: &Envelope) -> anyhow::Result<Vec<String>> {
+    let payload = json!({"order_id": paid.aggregate_id, "reservation_id": id.as_str()});
+    let message = Outgoing::unstored(&Message {
+        topic: TOPIC,
+        kind: "PaidOrderOutOfStock",
+        aggregate_id: &paid.aggregate_id,
+        payload: &payload,
+        trace_id: paid.trace_id.as_deref(),
+        now_ms: shop_adapter::ids::now_ms(),
+    })?;
+    // Appended only: the order context reads it on its periodic ring (it is rare and needs no
+    // one woken at once), so no receiver has to subscribe to a `stock` doorbell.
+    let ([stream, pending], publish_args) =
+        outbox::publish_call(TOPIC, std::slice::from_ref(&message), Ring::Later);
+    let retention = RETENTION_MS.to_string();
+    let mut args = vec![id.as_str(), keys::PRODUCT_PREFIX, retention.as_str()];
+    args.extend(publish_args.iter().map(|a| a.as_ref()));
+    let rkey = keys::reservation(id.as_str());
+    let script = Script {
+        name: "fulfil",
+        source: FULFIL.as_str(),
+    };
+    store
+        .run(&script, &[&rkey, keys::EXPIRIES, &stream, &pending], &args)
+        .map_err(|p| anyhow::anyhow!("{}", p.detail))
 }
 
 /// A settlement that cannot happen (a paid order whose units cannot be sold: the order needs a

@@ -62,7 +62,6 @@ pub const LOCK_RELEASE: Script = script!("lock_release");
 pub const PUT_PRODUCT: Script = script!("put_product");
 pub const RESERVE: Script = script!("reserve");
 pub const CONFIRM: Script = script!("confirm");
-pub const FULFIL: Script = script!("fulfil");
 pub const RELEASE: Script = script!("release");
 pub const EXPIRE: Script = script!("expire");
 pub const ADJUST: Script = script!("adjust");

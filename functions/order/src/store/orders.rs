@@ -175,7 +175,11 @@ fn lines(conn: &Connection, order_id: &str, currency: Currency) -> anyhow::Resul
 pub enum Event<'a> {
     Cancelled,
     Expired,
-    Paid { payment_id: &'a str },
+    Paid {
+        payment_id: &'a str,
+    },
+    /// Cancelled because the stock context could not sell its units after it was paid.
+    OutOfStock,
 }
 
 /// Moves `order` to `to` and appends the message announcing it, inside the caller's
@@ -243,6 +247,11 @@ fn message(
     let kind = match event {
         Event::Cancelled => {
             payload["cancelled_at"] = json!(at);
+            "OrderCancelled"
+        }
+        Event::OutOfStock => {
+            payload["cancelled_at"] = json!(at);
+            payload["reason"] = json!("out-of-stock");
             "OrderCancelled"
         }
         Event::Expired => {

@@ -1,8 +1,14 @@
 -- fulfil.lua: a paid order's reservation is sold, whatever happened to it meanwhile.
 --
--- KEYS[1] reservation hash, KEYS[2] expiry ZSET
+-- Runs after the definition of `publish` (the adapter's publish.lua), which the component puts
+-- before this file.
+--
+-- KEYS[1] reservation hash, KEYS[2] expiry ZSET, KEYS[3..4] publish's keys for the `stock` topic
 -- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
--- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window)
+-- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window),
+-- ARGV[4..8] publish's leading arguments, ARGV[9] the id and ARGV[10] the envelope (JSON) of the
+-- `PaidOrderOutOfStock` message that tells the order context, sent only when this call decides
+-- SHORT or finds no record; this script adds `short` (or `reason`) to its payload
 --
 -- Returns {outcome, status, expires_at_ms, items_json, ...} with outcome
 --   "DONE"     RESERVED (even past its expiry: the units are still held) and sold now, or
@@ -10,7 +16,9 @@
 --   "RETAKEN"  it was RELEASED; the same units were all still available and are sold now
 --   "SHORT"    it was RELEASED and they are not all available: nothing moved; followed by
 --              sku, available pairs of the short lines
--- or {"UNKNOWN"} when there is no such reservation.
+-- or {"UNKNOWN"} when there is no such reservation (the message is sent with reason
+-- "reservation-unknown": nothing is left to record the decision in, so a redelivery sends it
+-- again; the order context applies it once by the order's state).
 --
 -- Guarantees (the domain's `ReservationStatus::fulfil`): the order context accepted the payment,
 -- which is final, so a late OrderPaid still sells. The status check, the unit moves and the
@@ -18,13 +26,25 @@
 -- no unit is sold twice and `available` never goes below zero. A SHORT decision is written into
 -- the record and answered again without looking at the stock: a redelivered message decides
 -- the same way, even after a restock, so the one alert an operator acts on (a refund) stays true.
+-- The message to the order context is appended in the same step as the SHORT decision, so it
+-- is sent exactly when the decision is made (never lost, never sent for a later retake).
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
 local function int(n) return string.format('%.0f', n) end
 local rkey, zkey = KEYS[1], KEYS[2]
+
+-- Appends the PaidOrderOutOfStock message with `field` = `value` in its payload.
+local function announce(field, value)
+  local env = cjson.decode(ARGV[10])
+  env.payload[field] = value
+  publish({KEYS[3], KEYS[4]},
+    {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], cjson.encode(env)})
+end
+
 local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'short')
 if not r[1] then
+  announce('reason', 'reservation-unknown')
   return {'UNKNOWN'}
 end
 if r[1] == 'CONFIRMED' then
@@ -36,16 +56,18 @@ end
 local items = cjson.decode(r[3])
 local from = r[1] == 'RESERVED' and 'reserved' or 'available'
 if from == 'available' then
-  local short = {}
+  local short, lines = {}, {}
   for _, item in ipairs(items) do
     local available = tonumber(redis.call('HGET', ARGV[2] .. item.sku, 'available') or '0')
     if available < item.quantity then
       short[#short + 1] = item.sku
       short[#short + 1] = int(available)
+      lines[#lines + 1] = {sku = item.sku, quantity = item.quantity, available = available}
     end
   end
   if #short > 0 then
     redis.call('HSET', rkey, 'short', cjson.encode(short))
+    announce('short', lines)
     return {'SHORT', r[1], r[2], r[3], unpack(short)}
   end
 end
