@@ -574,6 +574,27 @@ impl Shop {
         self.app.send("POST", path, &[(k, &v)], None).expect("POST")
     }
 
+    /// The stock reservation behind `order` (as the order context stored it).
+    pub fn reservation_of(&self, order: &Value) -> String {
+        let id = order["order_id"].as_str().expect("order_id");
+        let rows = self.sql(&format!(
+            "SELECT reservation_id FROM orders WHERE order_id = '{id}'"
+        ));
+        rows[0]["reservation_id"]
+            .as_str()
+            .expect("reservation_id")
+            .to_owned()
+    }
+
+    /// Releases the reservation behind `order` at the stock context (as a cancel or an expiry
+    /// would, without the order knowing); returns its id.
+    pub fn release_reservation_of(&self, order: &Value) -> String {
+        let rid = self.reservation_of(order);
+        let resp = self.post_internal(&format!("/api/stock/reservations/{rid}/release"));
+        assert_eq!(resp.status, 200, "release {rid}: {}", resp.text());
+        rid
+    }
+
     /// `POST /api/stock/reservations/expire` (with `body` when given), with the internal token
     /// when `internal`.
     pub fn expire_reservations(&self, body: Option<&Value>, internal: bool) -> Response {
@@ -644,16 +665,52 @@ impl Shop {
     pub fn redis_memory_freed(&self) {
         self.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     }
+
+    /// Waits until `stream` holds an entry containing `containing` ("" for any state, even
+    /// empty), then until consumer group `group` was handed the stream's last entry of that
+    /// moment and has acknowledged everything (its receiver ran to the end of it).
+    pub fn wait_group_caught_up(
+        &self,
+        stream: &str,
+        group: &str,
+        containing: &str,
+        timeout: Duration,
+    ) {
+        let last = wait_for(timeout, &format!("{containing:?} in {stream}"), || {
+            let entries = self.cli(&["XRANGE", stream, "-", "+"]);
+            let lines: Vec<&str> = entries.lines().collect();
+            // redis-cli prints each entry as its id, then field and value (one field, `m`).
+            let last = lines.chunks(3).last().map_or("0-0", |e| e[0]).to_owned();
+            entries.contains(containing).then_some(last)
+        });
+        wait_for(timeout, &format!("{group} caught up on {stream}"), || {
+            // No such stream or group yet: the receiver has not run.
+            let info = self.redis.cli(&["XINFO", "GROUPS", stream]).ok()?;
+            let lines: Vec<&str> = info.lines().collect();
+            let start = lines.windows(2).position(|w| w == ["name", group])?;
+            let field = |name: &str| {
+                let fields = lines[start + 2..].chunks(2).take_while(|c| c[0] != "name");
+                fields.into_iter().find(|c| c[0] == name).map(|c| c[1])
+            };
+            (field("last-delivered-id") == Some(&last) && field("pending") == Some("0"))
+                .then_some(())
+        });
+    }
+}
+
+/// The source of the stock component's Lua script `name`, to run it through redis-cli where a
+/// test needs a step no HTTP request can reach (a stale lock holder, a redelivered message).
+/// `fulfil` comes with the adapter's `publish.lua` before it, as the component runs it.
+pub fn stock_lua(name: &str) -> String {
+    let read = |path: &str| std::fs::read_to_string(repo_root().join(path)).expect("lua script");
+    let script = read(&format!("functions/stock/src/lua/{name}.lua"));
+    match name {
+        "fulfil" => format!("{}\n{script}", read("crates/adapter/lua/publish.lua")),
+        _ => script,
+    }
 }
 
 /// Polls `cond` every 50 ms until it returns `Some`; panics naming `what` after `timeout`.
-/// The source of the stock component's Lua script `name`, to run it through redis-cli where a
-/// test needs a step no HTTP request can reach (a stale lock holder, a redelivered message).
-pub fn stock_lua(name: &str) -> String {
-    std::fs::read_to_string(repo_root().join(format!("functions/stock/src/lua/{name}.lua")))
-        .expect("lua script")
-}
-
 pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + timeout;
     loop {

@@ -77,14 +77,7 @@ fn real_spin_serves_health_pays_orders_and_runs_the_compensator_tick() {
     // tick's ring makes order-events cancel the order and require the refund.
     let late = shop.create_order("spin-3", "SPIN-1", 1);
     let lid = late["order_id"].as_str().unwrap();
-    let rid = shop.sql(&format!(
-        "SELECT reservation_id FROM orders WHERE order_id = '{lid}'"
-    ))[0]["reservation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let release = shop.post_internal(&format!("/api/stock/reservations/{rid}/release"));
-    assert_eq!(release.status, 200, "{}", release.text());
+    shop.release_reservation_of(&late);
     let shrink = json!({"adjustment_id": "spin-shrink", "delta": -3, "reason": "count"});
     assert_eq!(shop.adjust_stock("SPIN-1", &shrink).status, 201);
     let event = stripe_event("evt_spin_3", "payment_intent.succeeded", lid, 1299, "eur");
@@ -96,5 +89,12 @@ fn real_spin_serves_health_pays_orders_and_runs_the_compensator_tick() {
          WHERE type = 'RefundRequired'",
     );
     assert_eq!(refund, vec![json!({"reason": "out-of-stock"})]);
-    assert_eq!(shop.levels("SPIN-1"), (0, 0, 2), "nothing sold twice");
+    // Its OrderCancelled, once stock-events has taken it, releases nothing: nothing was held.
+    let cancel = format!("\"type\":\"OrderCancelled\",\"aggregate_id\":\"{lid}\"");
+    shop.wait_group_caught_up("events:orders", "stock", &cancel, WAIT);
+    assert_eq!(
+        shop.levels("SPIN-1"),
+        (0, 0, 2),
+        "nothing sold, nothing released"
+    );
 }

@@ -6,7 +6,7 @@
 //!
 //! - `PaymentSucceeded` for a PENDING_PAYMENT order with the same amount and currency: PAID
 //!   (version + 1, the payment remembered) and `OrderPaid` in the outbox, which makes the stock
-//!   context confirm the reservation (reserved -> sold). A repeat for the payment that already
+//!   context sell the order's units. A repeat for the payment that already
 //!   paid the order changes nothing. Anything else (unknown order, amount or currency mismatch,
 //!   an order already CANCELLED / EXPIRED / paid by another payment) leaves the order untouched
 //!   and writes `RefundRequired` saying why.
@@ -70,7 +70,8 @@ fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Drains the payment messages, then, with `sweep`, runs the order context's periodic repairs.
+/// Drains the payment messages (with `sweep` also the stock context's), then, with `sweep`,
+/// runs the order context's periodic repairs.
 /// The Redis trigger runs it on every ring; `POST /api/orders/events/drain` runs it where there
 /// is no Redis trigger (Fermyon Cloud: an external scheduler calls the route).
 pub fn receive(sweep: bool) -> anyhow::Result<Received> {

@@ -104,9 +104,9 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
             "stock-events: OrderPaid for order {} sold reservation {id} again from available stock",
             env.aggregate_id
         ),
-        // A release of a reservation that is gone has nothing left to do; a payment whose
-        // units are gone (SHORT) or whose record is gone has sold nothing: an alert (and the
-        // order context was told, in the same step).
+        // A release of a reservation that is gone has nothing left to do. A payment whose
+        // units are gone (SHORT: the order context was told in the same step) or whose record
+        // is gone (an old message replayed, or lost data: nobody is told) sold nothing: an alert.
         (true, _) | (_, None) => alert(env, &id, &reply),
         (_, Some("UNKNOWN")) => {}
         (_, Some(_)) => alert(env, &id, &reply),
@@ -146,9 +146,12 @@ fn fulfil(store: &Store, id: &ReservationId, paid: &Envelope) -> anyhow::Result<
 /// A settlement that cannot happen (a paid order whose units cannot be sold: the order needs a
 /// refund): logged for an operator, and acknowledged, since retrying cannot change it.
 fn alert(env: &Envelope, id: &ReservationId, reply: &[String]) {
-    let short = reply.get(4..).unwrap_or_default();
+    let short = match reply.first().map(String::as_str) {
+        Some("SHORT") => format!(" short {:?}", reply.get(4..).unwrap_or_default()),
+        _ => String::new(),
+    };
     eprintln!(
-        "stock-events: ALERT {} for order {} could not settle reservation {id}: {:?} {:?} short {short:?}",
+        "stock-events: ALERT {} for order {} could not settle reservation {id}: {:?} {:?}{short}",
         env.kind,
         env.aggregate_id,
         reply.first(),

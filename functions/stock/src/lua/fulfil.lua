@@ -8,7 +8,7 @@
 -- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window),
 -- ARGV[4..8] publish's leading arguments, ARGV[9] the id and ARGV[10] the envelope (JSON) of the
 -- `PaidOrderOutOfStock` message that tells the order context, sent only when this call decides
--- SHORT or finds no record; this script adds `short` (or `reason`) to its payload
+-- SHORT; this script adds the short lines to its payload
 --
 -- Returns {outcome, status, expires_at_ms, items_json, ...} with outcome
 --   "DONE"     RESERVED (even past its expiry: the units are still held) and sold now, or
@@ -16,9 +16,9 @@
 --   "RETAKEN"  it was RELEASED; the same units were all still available and are sold now
 --   "SHORT"    it was RELEASED and they are not all available: nothing moved; followed by
 --              sku, available pairs of the short lines
--- or {"UNKNOWN"} when there is no such reservation (the message is sent with reason
--- "reservation-unknown": nothing is left to record the decision in, so a redelivery sends it
--- again; the order context applies it once by the order's state).
+-- or {"UNKNOWN"} when there is no such reservation: nothing is decided or sent. A record is gone
+-- only 30 days after it settled, so this is an old message replayed (e.g. a dead letter) or lost
+-- Redis data, not a paid order to cancel: the caller raises an alert for an operator.
 --
 -- Guarantees (the domain's `ReservationStatus::fulfil`): the order context accepted the payment,
 -- which is final, so a late OrderPaid still sells. The status check, the unit moves and the
@@ -27,24 +27,24 @@
 -- the record and answered again without looking at the stock: a redelivered message decides
 -- the same way, even after a restock, so the one alert an operator acts on (a refund) stays true.
 -- The message to the order context is appended in the same step as the SHORT decision, so it
--- is sent exactly when the decision is made (never lost, never sent for a later retake).
+-- is sent exactly once, when the decision is made (never lost, never sent for a later retake).
+-- Numbers in it (quantities, available units <= ~1e12) stay exact in cjson's 14 digits.
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
 local function int(n) return string.format('%.0f', n) end
 local rkey, zkey = KEYS[1], KEYS[2]
 
--- Appends the PaidOrderOutOfStock message with `field` = `value` in its payload.
-local function announce(field, value)
+-- Appends the PaidOrderOutOfStock message with the short lines in its payload.
+local function announce(lines)
   local env = cjson.decode(ARGV[10])
-  env.payload[field] = value
+  env.payload.short = lines
   publish({KEYS[3], KEYS[4]},
     {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], cjson.encode(env)})
 end
 
 local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'short')
 if not r[1] then
-  announce('reason', 'reservation-unknown')
   return {'UNKNOWN'}
 end
 if r[1] == 'CONFIRMED' then
@@ -56,18 +56,27 @@ end
 local items = cjson.decode(r[3])
 local from = r[1] == 'RESERVED' and 'reserved' or 'available'
 if from == 'available' then
-  local short, lines = {}, {}
+  -- Quantities of the same product summed (as reserve.lua does), so `available` cannot go
+  -- below zero even if a reservation held one SKU on two lines.
+  local wanted, order = {}, {}
   for _, item in ipairs(items) do
-    local available = tonumber(redis.call('HGET', ARGV[2] .. item.sku, 'available') or '0')
-    if available < item.quantity then
-      short[#short + 1] = item.sku
+    if not wanted[item.sku] then order[#order + 1] = item.sku end
+    wanted[item.sku] = (wanted[item.sku] or 0) + item.quantity
+  end
+  local short, lines = {}, {}
+  for _, sku in ipairs(order) do
+    local available = tonumber(redis.call('HGET', ARGV[2] .. sku, 'available') or '0')
+    if available < wanted[sku] then
+      short[#short + 1] = sku
       short[#short + 1] = int(available)
-      lines[#lines + 1] = {sku = item.sku, quantity = item.quantity, available = available}
+      lines[#lines + 1] = {sku = sku, quantity = wanted[sku], available = available}
     end
   end
   if #short > 0 then
+    -- The message first: should it fail (the script stops with an error, and Redis keeps
+    -- what it wrote before), no shortfall is recorded that was never announced.
+    announce(lines)
     redis.call('HSET', rkey, 'short', cjson.encode(short))
-    announce('short', lines)
     return {'SHORT', r[1], r[2], r[3], unpack(short)}
   end
 end
