@@ -621,6 +621,36 @@ impl Shop {
             .expect("POST stock adjustment")
     }
 
+    /// `PUT /api/coupons/{code}` with `body` as the admin.
+    pub fn put_coupon(&self, code: &str, body: &Value) -> Response {
+        let (k, v) = admin_auth();
+        self.app
+            .send_json("PUT", &format!("/api/coupons/{code}"), &[(k, &v)], body)
+            .expect("PUT coupon")
+    }
+
+    /// `GET /api/coupons/{code}` as the admin.
+    pub fn get_coupon(&self, code: &str) -> Response {
+        let (k, v) = admin_auth();
+        self.app
+            .send("GET", &format!("/api/coupons/{code}"), &[(k, &v)], None)
+            .expect("GET coupon")
+    }
+
+    /// TCC try: `POST /api/coupons/{code}/redemptions` with the internal token.
+    pub fn try_coupon(&self, code: &str, body: &Value) -> Response {
+        let (k, v) = internal_auth();
+        let path = format!("/api/coupons/{code}/redemptions");
+        self.app
+            .send_json("POST", &path, &[(k, &v)], body)
+            .expect("POST redemption")
+    }
+
+    /// TCC confirm or cancel (`step`) of redemption `id` of `code`, with the internal token.
+    pub fn settle_coupon(&self, code: &str, id: &str, step: &str) -> Response {
+        self.post_internal(&format!("/api/coupons/{code}/redemptions/{id}/{step}"))
+    }
+
     /// One redis-cli command on the shop's Redis; panics with the error.
     pub fn cli(&self, args: &[&str]) -> String {
         self.redis
@@ -664,6 +694,13 @@ impl Shop {
     /// `CONFIG SET maxmemory 0`: Redis takes writes again.
     pub fn redis_memory_freed(&self) {
         self.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    }
+
+    /// Waits until the stock receiver has taken the order context's message `kind` about
+    /// `order_id` (and everything before it) from `events:orders`.
+    pub fn wait_stock_took(&self, kind: &str, order_id: &str, timeout: Duration) {
+        let entry = format!("\"type\":\"{kind}\",\"aggregate_id\":\"{order_id}\"");
+        self.wait_group_caught_up("events:orders", "stock", &entry, timeout);
     }
 
     /// Waits until `stream` holds an entry containing `containing` ("" for any state, even

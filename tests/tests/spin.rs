@@ -90,8 +90,7 @@ fn real_spin_serves_health_pays_orders_and_runs_the_compensator_tick() {
     );
     assert_eq!(refund, vec![json!({"reason": "out-of-stock"})]);
     // Its OrderCancelled, once stock-events has taken it, releases nothing: nothing was held.
-    let cancel = format!("\"type\":\"OrderCancelled\",\"aggregate_id\":\"{lid}\"");
-    shop.wait_group_caught_up("events:orders", "stock", &cancel, WAIT);
+    shop.wait_stock_took("OrderCancelled", lid, WAIT);
     assert_eq!(
         shop.levels("SPIN-1"),
         (0, 0, 2),

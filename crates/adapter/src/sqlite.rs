@@ -10,7 +10,7 @@
 //! defence. A file is split into statements at `;`: no `;` inside a statement (so no triggers),
 //! `--` comments are allowed on their own lines.
 
-use spin_sdk::sqlite::{Connection, Value};
+use spin_sdk::sqlite::{Connection, RowResult, Value};
 
 /// One migration file.
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +178,36 @@ pub fn changes(conn: &Connection) -> anyhow::Result<i64> {
 /// `Value::Text`, `Value::Null` for `None`.
 pub fn text_or_null(s: Option<&str>) -> Value {
     s.map(|s| Value::Text(s.to_owned())).unwrap_or(Value::Null)
+}
+
+pub fn text(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+pub fn int(i: i64) -> Value {
+    Value::Integer(i)
+}
+
+/// `Value::Integer`, `Value::Null` for `None`.
+pub fn int_or_null(i: Option<i64>) -> Value {
+    i.map_or(Value::Null, Value::Integer)
+}
+
+/// Column `i` as text ("" when NULL or not text).
+pub fn col_str(row: &RowResult, i: usize) -> String {
+    row.get::<&str>(i).unwrap_or_default().to_owned()
+}
+
+pub fn col_opt_str(row: &RowResult, i: usize) -> Option<String> {
+    row.get::<&str>(i).map(str::to_owned)
+}
+
+pub fn col_i64(row: &RowResult, i: usize) -> i64 {
+    row.get::<i64>(i).unwrap_or_default()
+}
+
+pub fn col_opt_i64(row: &RowResult, i: usize) -> Option<i64> {
+    row.get::<i64>(i)
 }
 
 #[cfg(test)]

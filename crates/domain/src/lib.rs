@@ -5,6 +5,7 @@
 //! functions never re-check it.
 
 pub mod adjustment;
+pub mod coupon;
 pub mod cursor;
 pub mod field;
 pub mod idempotency;

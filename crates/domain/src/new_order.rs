@@ -40,9 +40,9 @@ impl UserId {
     }
 }
 
-/// A coupon code as the client typed it: 1-64 characters of `A-Z a-z 0-9 - _`. The coupon
-/// component (a later issue) decides whether it is worth anything; until then it is recorded on
-/// the order and the discount is zero.
+/// A coupon code as the client typed it: 1-64 characters of `A-Z a-z 0-9 - _`. What it is worth
+/// is the coupon's ([`crate::coupon::Coupon`]); the order records the code (its discount stays
+/// zero until order creation tries the coupon).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct CouponCode(String);

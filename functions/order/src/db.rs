@@ -1,9 +1,10 @@
 //! The order component's SQLite database (label `orders`): opened and migrated on every request, so a
 //! fresh deployment needs no separate setup step.
 
+pub use shop_adapter::sqlite::{col_i64, col_opt_str, col_str, int, text};
 use shop_adapter::sqlite::{migrate, Migration};
 use shop_adapter::Problem;
-use spin_sdk::sqlite::{Connection, RowResult, Value};
+use spin_sdk::sqlite::Connection;
 
 /// The schema, in files beside the crate so it can be read and reviewed as SQL.
 pub const MIGRATIONS: &[Migration] = &[
@@ -63,27 +64,6 @@ pub fn open() -> Result<Connection, Problem> {
 pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Problem {
     eprintln!("order: {context}: {err}");
     Problem::unavailable(format!("{context} failed; retry later"))
-}
-
-pub fn text(s: impl Into<String>) -> Value {
-    Value::Text(s.into())
-}
-
-pub fn int(i: i64) -> Value {
-    Value::Integer(i)
-}
-
-/// Column `i` as text ("" when NULL or not text).
-pub fn col_str(row: &RowResult, i: usize) -> String {
-    row.get::<&str>(i).unwrap_or_default().to_owned()
-}
-
-pub fn col_opt_str(row: &RowResult, i: usize) -> Option<String> {
-    row.get::<&str>(i).map(str::to_owned)
-}
-
-pub fn col_i64(row: &RowResult, i: usize) -> i64 {
-    row.get::<i64>(i).unwrap_or_default()
 }
 
 /// Maps a storage failure to the 503 problem once, at the HTTP edge.
