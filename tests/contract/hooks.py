@@ -11,6 +11,9 @@ a valid one:
   Idempotency-Key, reservation id or adjustment id gets a unique suffix (hypothesis draws the
   same few values again and again, and reusing one for another body is rightly 422).
 * createOrder may start a stateful scenario (see `after_load_schema`).
+* Coupons: a try names the seeded coupon (`CONTRACT_COUPON`) unless it names one the run
+  created, in that coupon's currency, with a unique redemption id; a put gets a unique code
+  (so it creates, and never replaces the seeded coupon).
 * The payment webhook: every delivery is signed as the provider signs it (`Stripe-Signature`,
   HMAC-SHA256 of "{t}.{raw body}" with the e2e secret, `CONTRACT_WEBHOOK_SECRET`), over the exact
   bytes sent, so a valid event can reach 200. The one rule of a refund JSON Schema cannot state
@@ -30,6 +33,7 @@ import time
 import schemathesis
 
 SKUS = [s for s in os.environ.get("CONTRACT_SKUS", "").split(",") if s]
+COUPON = os.environ.get("CONTRACT_COUPON", "")
 SECRET = os.environ.get("CONTRACT_WEBHOOK_SECRET", "").encode()
 
 SKU_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -101,6 +105,42 @@ def _fresh_id(body, member):
     body[member] = value[: 128 - len(suffix)] + suffix
 
 
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+COUPON_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The currency of every coupon this run knows: the seeded one, and those putCoupon created.
+_coupon_currency = {COUPON: "EUR"} if COUPON else {}
+TRY_COUPON = ("POST", "/api/coupons/{code}/redemptions")
+PUT_COUPON = ("PUT", "/api/coupons/{code}")
+
+
+def _coupon_try(case):
+    """A try names a coupon that exists (a random code never does): one this run created, else
+    the seeded one; a valid currency becomes that coupon's (a coupon is for orders in its
+    currency), and a valid redemption id gets a unique suffix. An invalid body stays invalid."""
+    params = case.path_parameters if case.path_parameters is not None else {}
+    if params.get("code") not in _coupon_currency and COUPON:
+        params["code"] = COUPON
+        case.path_parameters = params
+    if not isinstance(case.body, dict):
+        return
+    _fresh_id(case.body, "redemption_id")
+    currency = case.body.get("currency")
+    if isinstance(currency, str) and CURRENCY_RE.fullmatch(currency):
+        case.body["currency"] = _coupon_currency.get(params.get("code"), currency)
+
+
+def _coupon_put(case):
+    """A valid generated code gets a unique suffix, so a put creates a coupon (201, whose links
+    the stateful phase follows) instead of replacing one drawn again; the seeded coupon is never
+    replaced (the tries rely on its rules)."""
+    params = case.path_parameters or {}
+    code = params.get("code")
+    if not isinstance(code, str) or not COUPON_CODE_RE.fullmatch(code):
+        return
+    suffix = f"-p{next(_calls)}"
+    params["code"] = code[: 64 - len(suffix)] + suffix
+
+
 def _clamp_refund(body):
     """A refund of more than was charged is refused (400), a rule the schema cannot state."""
     if body.get("type") != "charge.refunded":
@@ -135,10 +175,24 @@ def before_call(context, case, kwargs):
         _fresh_id(case.body, "reservation_id")
     if key == ("POST", "/api/products/{sku}/stock-adjustments") and isinstance(case.body, dict):
         _fresh_id(case.body, "adjustment_id")
+    elif key == TRY_COUPON:
+        _coupon_try(case)
+    elif key == PUT_COUPON:
+        _coupon_put(case)
     elif key == WEBHOOK:
         if isinstance(case.body, dict):
             _clamp_refund(case.body)
         kwargs["auth"] = _sign
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    """Remembers the currency of every coupon putCoupon wrote."""
+    if (case.method.upper(), case.path) != PUT_COUPON or response.status_code not in (200, 201):
+        return
+    body = _problem(response)
+    if body and isinstance(body.get("code"), str):
+        _coupon_currency[body["code"]] = body.get("currency")
 
 
 @schemathesis.hook
@@ -147,22 +201,51 @@ def after_load_schema(context, schema):
     resource, which no operation produces, so createOrder would never start a stateful scenario
     and its links (read, pay, cancel) would never be followed. The customer is the bearer
     token's `sub`, not a resource of this API: drop that inferred input."""
-    node = schema.analysis.dependency_graph.operations.get("POST /api/orders")
+    graph = schema.analysis.dependency_graph.operations
+    node = graph.get("POST /api/orders")
     if node is not None:
         node.inputs = [slot for slot in node.inputs if slot.resource.name != "User"]
 
 
-# (method, path, status) -> what identifies the refusal in the problem body, and why a
-# schema-valid request may legitimately get it.
+
+# (method, path, status) -> what identifies the refusal in the problem body (a rule, or a list
+# of rules of which one must match), and why a schema-valid request may legitimately get it.
 ALLOWED_REFUSALS = {
     # An opaque cursor is only valid as the server issued it; a generated one is forged.
     ("GET", "/api/orders", 400): {"field": "cursor"},
     # The seeded products share a currency until a generated PUT reprices one of them in
     # another: an order or reservation across currencies is then (rightly) refused.
-    ("POST", "/api/orders", 422): {"type_suffix": ("/mixed-currencies",)},
+    # ... and a generated PUT may reprice one so high that a generated quantity makes the
+    # order's total pass 2^53 - 1, which no order may (the problem says so, naming `items`).
+    ("POST", "/api/orders", 422): [
+        {"type_suffix": ("/mixed-currencies",)},
+        {"field": "items", "detail_has": "2^53 - 1"},
+    ],
     ("POST", "/api/stock/reservations", 422): {"type_suffix": ("/mixed-currencies",)},
     # `stock` on a product that exists already (the schema cannot know what exists).
     ("PUT", "/api/products/{sku}", 422): {"field": "stock", "has": "sku"},
+    # A coupon's window must end after it starts (a rule between two members).
+    ("PUT", "/api/coupons/{code}", 422): {"field": "ends_at"},
+    # Whether a coupon can be used depends on its rules and usage, which generated coupons set
+    # at random (a window in the past, a minimum, a limit of one per customer), and a
+    # redemption's state on the steps before (a cancel after a confirm, a try after a cancel).
+    ("POST", "/api/coupons/{code}/redemptions", 409): {
+        "type_suffix": (
+            "/coupon-not-yet-valid",
+            "/coupon-expired",
+            "/coupon-currency",
+            "/coupon-minimum",
+            "/coupon-sold-out",
+            "/coupon-customer-limit",
+            "/redemption-state",
+        )
+    },
+    ("POST", "/api/coupons/{code}/redemptions/{redemption_id}/confirm", 409): {
+        "type_suffix": ("/redemption-state",)
+    },
+    ("POST", "/api/coupons/{code}/redemptions/{redemption_id}/cancel", 409): {
+        "type_suffix": ("/redemption-state",)
+    },
 }
 
 
@@ -179,14 +262,22 @@ def filter_failure(context, failure, case, response):
     """False drops the failure: only a listed business refusal of a schema-valid request."""
     if type(failure).__name__ != "RejectedPositiveData":
         return True
-    rule = ALLOWED_REFUSALS.get((case.method.upper(), case.path, response.status_code))
+    rules = ALLOWED_REFUSALS.get((case.method.upper(), case.path, response.status_code))
     problem = _problem(response)
-    if rule is None or problem is None:
+    if rules is None or problem is None:
         return True
+    rules = rules if isinstance(rules, list) else [rules]
+    return not any(_matches(rule, problem) for rule in rules)
+
+
+def _matches(rule, problem):
+    """Whether `problem` is the refusal `rule` describes (every condition it lists holds)."""
     if "field" in rule and problem.get("field") != rule["field"]:
-        return True
+        return False
     if "has" in rule and rule["has"] not in problem:
-        return True
+        return False
     if "type_suffix" in rule and not str(problem.get("type", "")).endswith(rule["type_suffix"]):
-        return True
-    return False
+        return False
+    if "detail_has" in rule and rule["detail_has"] not in str(problem.get("detail", "")):
+        return False
+    return True

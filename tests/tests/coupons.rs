@@ -40,32 +40,33 @@ fn an_admin_defines_coupons_and_every_bad_field_is_named() {
     );
 
     for (bad, field) in [
-        (json!({}), "percent_off"),
-        (json!({"percent_off": 0}), "percent_off"),
+        (json!({}), "currency"),
+        (json!({"currency": "EUR"}), "percent_off"),
+        (json!({"percent_off": 0, "currency": "EUR"}), "percent_off"),
         (
             json!({"percent_off": 10, "amount_off": 100, "currency": "EUR"}),
             "percent_off",
         ),
-        (json!({"amount_off": 100}), "currency"),
+        (json!({"percent_off": 10}), "currency"),
         (json!({"amount_off": 100, "currency": "euro"}), "currency"),
         (
             json!({"amount_off": 9007199254740992i64, "currency": "EUR"}),
             "amount_off",
         ),
         (
-            json!({"percent_off": 10, "max_redemptions": 0}),
+            json!({"percent_off": 10, "currency": "EUR", "max_redemptions": 0}),
             "max_redemptions",
         ),
         (
-            json!({"percent_off": 10, "per_customer": "2"}),
+            json!({"percent_off": 10, "currency": "EUR", "per_customer": "2"}),
             "per_customer",
         ),
         (
-            json!({"percent_off": 10, "starts_at": "tomorrow"}),
+            json!({"percent_off": 10, "currency": "EUR", "starts_at": "tomorrow"}),
             "starts_at",
         ),
         (
-            json!({"percent_off": 10, "starts_at": "2030-01-01T00:00:00Z",
+            json!({"percent_off": 10, "currency": "EUR", "starts_at": "2030-01-01T00:00:00Z",
                 "ends_at": "2020-01-01T00:00:00Z"}),
             "ends_at",
         ),

@@ -64,7 +64,7 @@ impl Discount {
 pub struct RawCoupon {
     pub percent_off: Option<i64>,
     pub amount_off: Option<i64>,
-    pub currency: Option<String>,
+    pub currency: String,
     pub min_subtotal: Option<i64>,
     pub max_redemptions: Option<i64>,
     pub per_customer: Option<i64>,
@@ -72,10 +72,12 @@ pub struct RawCoupon {
     pub ends_at_ms: Option<i64>,
 }
 
-/// A valid coupon.
+/// A valid coupon. It is for orders in one currency (a campaign is per market): a percentage
+/// too, so a minimum subtotal always has a currency to mean something in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Coupon {
     pub code: CouponCode,
+    pub currency: Currency,
     pub discount: Discount,
     /// Orders below this subtotal cannot use it (in the coupon's currency).
     pub min_subtotal: Option<Money>,
@@ -92,14 +94,9 @@ impl Coupon {
     pub const DEFAULT_PER_CUSTOMER: u32 = 1;
 
     pub fn parse(code: CouponCode, raw: RawCoupon) -> Result<Coupon, FieldError> {
-        let currency = raw
-            .currency
-            .as_deref()
-            .map(|c| Currency::parse(c).map_err(|e| FieldError::new("currency", e.to_string())))
-            .transpose()?;
+        let currency = Currency::parse(&raw.currency)
+            .map_err(|e| FieldError::new("currency", e.to_string()))?;
         let money = |field: &str, minor: i64| {
-            let currency = currency
-                .ok_or_else(|| FieldError::new("currency", format!("is required with {field}")))?;
             Money::new(minor, currency).map_err(|e| FieldError::new(field, e.to_string()))
         };
         let discount = match (raw.percent_off, raw.amount_off) {
@@ -138,6 +135,7 @@ impl Coupon {
         }
         Ok(Coupon {
             code,
+            currency,
             discount,
             min_subtotal,
             max_redemptions,
@@ -156,12 +154,14 @@ impl Coupon {
         if self.ends_at_ms.is_some_and(|e| now_ms >= e) {
             return Err(CouponRefused::Expired);
         }
+        if subtotal.currency() != self.currency {
+            return Err(CouponRefused::OtherCurrency);
+        }
         let discount = self
             .discount
             .on(subtotal)
             .ok_or(CouponRefused::OtherCurrency)?;
         match self.min_subtotal {
-            Some(min) if min.currency() != subtotal.currency() => Err(CouponRefused::OtherCurrency),
             Some(min) if subtotal.minor() < min.minor() => Err(CouponRefused::BelowMinimum(min)),
             _ => Ok(discount),
         }
@@ -338,26 +338,27 @@ mod tests {
         CouponCode::parse("SAVE10").unwrap()
     }
 
+    fn percent(p: i64) -> RawCoupon {
+        RawCoupon {
+            percent_off: Some(p),
+            currency: "EUR".into(),
+            ..Default::default()
+        }
+    }
+
     fn field(raw: RawCoupon) -> String {
         Coupon::parse(code(), raw).unwrap_err().field
     }
 
     #[test]
     fn parses_percent_and_amount_coupons_and_names_the_bad_field() {
-        let c = Coupon::parse(
-            code(),
-            RawCoupon {
-                percent_off: Some(10),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let c = Coupon::parse(code(), percent(10)).unwrap();
         assert_eq!(c.discount, Discount::Percent(10));
         assert_eq!(c.per_customer, 1);
         assert_eq!(c.max_redemptions, None);
         let amount = RawCoupon {
             amount_off: Some(500),
-            currency: Some("EUR".into()),
+            currency: "EUR".into(),
             ..Default::default()
         };
         assert_eq!(
@@ -365,24 +366,26 @@ mod tests {
             Discount::Amount(eur(500))
         );
 
-        assert_eq!(field(RawCoupon::default()), "percent_off");
+        let neither = RawCoupon {
+            currency: "EUR".into(),
+            ..Default::default()
+        };
+        assert_eq!(field(neither), "percent_off");
         let both = RawCoupon {
             percent_off: Some(10),
             ..amount.clone()
         };
         assert_eq!(field(both), "percent_off");
         for p in [0, 101, -5] {
-            let raw = RawCoupon {
-                percent_off: Some(p),
-                ..Default::default()
-            };
-            assert_eq!(field(raw), "percent_off", "{p}");
+            assert_eq!(field(percent(p)), "percent_off", "{p}");
         }
-        let no_currency = RawCoupon {
-            currency: None,
-            ..amount.clone()
-        };
-        assert_eq!(field(no_currency), "currency");
+        for bad in ["", "eur", "EURO"] {
+            let raw = RawCoupon {
+                currency: bad.into(),
+                ..amount.clone()
+            };
+            assert_eq!(field(raw), "currency", "{bad:?}");
+        }
         let too_much = RawCoupon {
             amount_off: Some(Money::MAX_MINOR + 1),
             ..amount.clone()
@@ -415,6 +418,7 @@ mod tests {
     fn a_coupon_is_refused_outside_its_window_currency_and_minimum() {
         let c = Coupon {
             code: code(),
+            currency: eur(0).currency(),
             discount: Discount::Amount(eur(500)),
             min_subtotal: Some(eur(2000)),
             max_redemptions: None,
@@ -437,7 +441,7 @@ mod tests {
             c.discount_for(eur(1999), 150),
             Err(CouponRefused::BelowMinimum(eur(2000)))
         );
-        // A percentage coupon with a minimum in another currency is refused, not converted.
+        // A percentage coupon is for orders in its currency too: refused, not converted.
         let p = Coupon {
             discount: Discount::Percent(10),
             ..c

@@ -66,11 +66,10 @@ pub enum Settled {
 pub fn put(conn: &Connection, coupon: &Coupon, now: i64) -> anyhow::Result<bool> {
     let tx = Tx::begin(conn)?;
     let existed = load(conn, &coupon.code)?.is_some();
-    let (percent, amount, currency) = match coupon.discount {
-        Discount::Percent(p) => (Some(i64::from(p)), None, None),
-        Discount::Amount(m) => (None, Some(m.minor()), Some(m.currency())),
+    let (percent, amount) = match coupon.discount {
+        Discount::Percent(p) => (Some(i64::from(p)), None),
+        Discount::Amount(m) => (None, Some(m.minor())),
     };
-    let currency = currency.or(coupon.min_subtotal.map(|m| m.currency()));
     conn.execute(
         "INSERT INTO coupons (code, percent_off, amount_off, currency, min_subtotal,
                               max_redemptions, per_customer, starts_at_ms, ends_at_ms,
@@ -86,7 +85,7 @@ pub fn put(conn: &Connection, coupon: &Coupon, now: i64) -> anyhow::Result<bool>
             text(coupon.code.as_str()),
             int_or_null(percent),
             int_or_null(amount),
-            text_or_null(currency.as_ref().map(Currency::as_str)),
+            text(coupon.currency.as_str()),
             int_or_null(coupon.min_subtotal.map(|m| m.minor())),
             int_or_null(coupon.max_redemptions.map(i64::from)),
             int(i64::from(coupon.per_customer)),
@@ -114,7 +113,7 @@ pub fn load(conn: &Connection, code: &CouponCode) -> anyhow::Result<Option<Coupo
     let raw = RawCoupon {
         percent_off: col_opt_i64(row, 0),
         amount_off: col_opt_i64(row, 1),
-        currency: col_opt_str(row, 2),
+        currency: col_str(row, 2),
         min_subtotal: col_opt_i64(row, 3),
         max_redemptions: col_opt_i64(row, 4),
         per_customer: col_opt_i64(row, 5),

@@ -14,8 +14,7 @@ pub struct CouponView<'a> {
     percent_off: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     amount_off: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    currency: Option<String>,
+    currency: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     min_subtotal: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,15 +35,12 @@ impl<'a> CouponView<'a> {
             Discount::Percent(p) => (Some(p), None),
             Discount::Amount(m) => (None, Some(m)),
         };
-        let currency = amount
-            .or(c.min_subtotal)
-            .map(|m| m.currency().as_str().to_owned());
         let at = |ms: Option<i64>| ms.and_then(|ms| Timestamp::from_millis(ms).ok());
         CouponView {
             code: c.code.as_str(),
             percent_off,
             amount_off: amount.map(|m| m.minor()),
-            currency,
+            currency: c.currency.as_str(),
             min_subtotal: c.min_subtotal.map(|m| m.minor()),
             max_redemptions: c.max_redemptions,
             per_customer: c.per_customer,

@@ -1,7 +1,7 @@
 //! `PUT /api/coupons/{code}` (admin): create or replace a coupon.
 //!
-//! `{percent_off | amount_off + currency, min_subtotal?, max_redemptions?, per_customer?,
-//! starts_at?, ends_at?}`; 201 when new, 200 when replaced. Replacing changes the rules for
+//! `{currency, percent_off | amount_off, min_subtotal?, max_redemptions?, per_customer?,
+//! starts_at?, ends_at?}` (a coupon is for orders in its currency); 201 when new, 200 when replaced. Replacing changes the rules for
 //! tries from now on; redemptions already held keep the discount they were given (the order's
 //! total was computed from it).
 
@@ -48,7 +48,7 @@ fn parse(code: CouponCode, body: &[u8]) -> Result<Coupon, Problem> {
     let raw = RawCoupon {
         percent_off: f.opt_i64("percent_off")?,
         amount_off: f.opt_i64("amount_off")?,
-        currency: f.opt_str("currency")?.map(str::to_owned),
+        currency: f.str("currency")?.to_owned(),
         min_subtotal: f.opt_i64("min_subtotal")?,
         max_redemptions: f.opt_i64("max_redemptions")?,
         per_customer: f.opt_i64("per_customer")?,
