@@ -12,9 +12,9 @@
 //! the shop's state rather than on the request.
 //!
 //! A clean run is not enough: the run's NDJSON events must show a 2xx answer from every
-//! documented operation and every declared link followed. The run is bounded (`--max-examples`)
-//! and seeded, so it is reproducible; override with `SCHEMATHESIS_MAX_EXAMPLES` /
-//! `SCHEMATHESIS_SEED`.
+//! documented operation and every declared link followed. The run is bounded (`max-examples` in
+//! the generated config) and seeded, so it is reproducible; override with
+//! `SCHEMATHESIS_MAX_EXAMPLES` / `SCHEMATHESIS_SEED`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -110,6 +110,7 @@ fn the_running_app_honours_openapi_yaml() {
              [auth.openapi.internalToken]\nbearer = {:?}\n\n\
              [auth.openapi.customerJwt]\nbearer = {:?}\n\n\
              [generation]\nmax-examples = {max_examples}\n\n\
+             [phases.stateful]\nmax-steps = 20\n\n\
              [phases.stateful.generation]\nmax-examples = {stateful_examples}\n\n\
              [phases.stateful.inference]\nalgorithms = [\"location-headers\"]\n\n\
              [[operations]]\ninclude-operation-id = \"opsReplayDeadLetter\"\n\

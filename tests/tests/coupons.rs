@@ -79,11 +79,13 @@ fn an_admin_defines_coupons_and_every_bad_field_is_named() {
 
     // Admin routes need the admin token; the TCC steps the internal token.
     let (ik, iv) = internal_auth();
-    let as_internal = shop
-        .app
-        .send("GET", "/api/coupons/SPRING15", &[(ik, &iv)], None)
-        .unwrap();
-    assert_problem(&as_internal, 401, None);
+    for method in ["GET", "PUT"] {
+        let as_internal = shop
+            .app
+            .send_json(method, "/api/coupons/SPRING15", &[(ik, &iv)], &body)
+            .unwrap();
+        assert_problem(&as_internal, 401, None);
+    }
     let (ak, av) = admin_auth();
     for (method, path) in [
         ("POST", "/api/coupons/SPRING15/redemptions"),
@@ -118,7 +120,19 @@ fn try_confirm_cancel_are_idempotent_and_a_late_try_after_its_cancel_is_refused(
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
     assert_eq!(replay.json(), held.json());
     let reused = shop.try_coupon("TEN", &attempt("ord_a", "u1", 3000));
-    assert_problem(&reused, 422, Some("redemption_id"));
+    let p = assert_problem(&reused, 422, Some("redemption_id"));
+    assert_eq!(
+        p["type"],
+        "https://errors.spin-shop.dev/redemption-id-reused"
+    );
+    // The rules change after the try: the try again still answers what it held then.
+    let cheaper = json!({"amount_off": 100, "currency": "EUR", "per_customer": 5});
+    assert_eq!(shop.put_coupon("TEN", &cheaper).status, 200);
+    let replay = shop.try_coupon("TEN", &attempt("ord_a", "u1", 2599));
+    assert_eq!(
+        (replay.status, replay.json()["discount"].clone()),
+        (200, json!(1000))
+    );
 
     // Confirm twice: one state change; a cancel after it is refused.
     for _ in 0..2 {
@@ -152,13 +166,13 @@ fn try_confirm_cancel_are_idempotent_and_a_late_try_after_its_cancel_is_refused(
         assert_problem(&late, 409, None)["redemption_status"],
         "CANCELLED"
     );
-    // Confirming what was never tried is 404, and so is an unknown coupon.
+    // Confirming what was never tried is 404, and so is every step on an unknown coupon.
     assert_problem(&shop.settle_coupon("TEN", "ord_d", "confirm"), 404, None);
-    assert_problem(
-        &shop.try_coupon("NOPE", &attempt("ord_e", "u1", 5000)),
-        404,
-        None,
-    );
+    let unknown = shop.try_coupon("NOPE", &attempt("ord_e", "u1", 5000));
+    assert_problem(&unknown, 404, None);
+    for step in ["confirm", "cancel"] {
+        assert_problem(&shop.settle_coupon("NOPE", "ord_e", step), 404, None);
+    }
 
     let usage = shop.get_coupon("TEN").json();
     assert_eq!(

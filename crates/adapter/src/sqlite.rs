@@ -175,6 +175,25 @@ pub fn changes(conn: &Connection) -> anyhow::Result<i64> {
     Ok(rows.rows.first().and_then(|r| r.get::<i64>(0)).unwrap_or(0))
 }
 
+/// Opens `label` and brings `component`'s schema up to date (every request does: a fresh
+/// deployment needs no setup step). A failure is a 503 the client may retry, logged.
+pub fn open_migrated(
+    label: &str,
+    component: &str,
+    migrations: &[Migration],
+) -> Result<Connection, crate::Problem> {
+    let conn = Connection::open(label).map_err(|e| unavailable(component, "open database", e))?;
+    migrate(&conn, component, migrations)
+        .map_err(|e| unavailable(component, "migrate database", e))?;
+    Ok(conn)
+}
+
+/// A database failure: 503 (busy, locked, unreachable are all worth a retry), logged in full.
+pub fn unavailable(component: &str, context: &str, err: impl std::fmt::Display) -> crate::Problem {
+    eprintln!("{component}: {context}: {err}");
+    crate::Problem::unavailable(format!("{context} failed; retry later"))
+}
+
 /// `Value::Text`, `Value::Null` for `None`.
 pub fn text_or_null(s: Option<&str>) -> Value {
     s.map(|s| Value::Text(s.to_owned())).unwrap_or(Value::Null)

@@ -12,11 +12,11 @@ use std::fmt;
 
 use crate::field::FieldError;
 use crate::money::{Currency, Money};
-use crate::new_order::CouponCode;
+use crate::new_order::{CouponCode, UserId};
 use crate::reservation::ReservationId;
 
-/// The caller's id of one redemption (the order's id): the alphabet and length of a
-/// reservation id, which an order id also is, so it is safe in a URL path segment.
+/// The caller's id of one redemption (the order's): the rules of a reservation id (1-128 of
+/// `A-Z a-z 0-9 - _ . :`, not dots only), so it is safe in a URL path segment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct RedemptionId(String);
@@ -28,6 +28,35 @@ impl RedemptionId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// One coupon on one order, as the coupon context keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    pub code: CouponCode,
+    pub id: RedemptionId,
+    pub status: RedemptionStatus,
+    /// `None` for a cancel that arrived before any try.
+    pub held: Option<Held>,
+}
+
+/// What a try held: for whom, on which subtotal, and the discount it granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub user: UserId,
+    pub subtotal: Money,
+    pub discount: Money,
+}
+
+impl Redemption {
+    /// Whether a try of `user` on `subtotal` is this redemption's own try again (its answer is
+    /// replayed, even if the coupon's rules changed since) rather than another request reusing
+    /// its id.
+    pub fn is_retry_of(&self, user: &UserId, subtotal: Money) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|h| &h.user == user && h.subtotal == subtotal)
     }
 }
 
@@ -168,7 +197,7 @@ impl Coupon {
     }
 }
 
-/// Why a coupon cannot be used for an order (HTTP 409 / 422 with the reason).
+/// Why a coupon cannot be used for an order (HTTP 409, the reason as the problem type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CouponRefused {
     NotYetValid,
@@ -463,6 +492,30 @@ mod tests {
         );
         assert_eq!(Discount::Amount(eur(500)).on(eur(300)), Some(eur(300)));
         assert_eq!(Discount::Amount(eur(500)).on(usd(300)), None);
+    }
+
+    #[test]
+    fn a_retry_is_the_same_customer_and_subtotal_and_ids_are_path_safe() {
+        let u1 = UserId::parse("u1").unwrap();
+        let r = Redemption {
+            code: code(),
+            id: RedemptionId::parse("ord_1").unwrap(),
+            status: RedemptionStatus::Held,
+            held: Some(Held {
+                user: u1.clone(),
+                subtotal: eur(5000),
+                discount: eur(500),
+            }),
+        };
+        assert!(r.is_retry_of(&u1, eur(5000)));
+        assert!(!r.is_retry_of(&u1, eur(5001)));
+        assert!(!r.is_retry_of(&UserId::parse("u2").unwrap(), eur(5000)));
+        let empty_cancel = Redemption { held: None, ..r };
+        assert!(!empty_cancel.is_retry_of(&u1, eur(5000)));
+        for bad in [".", "..", "a/b", ""] {
+            assert!(RedemptionId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(RedemptionId::parse(".a.").is_ok());
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crate::field::FieldError;
 use crate::sku::Sku;
 use crate::stock::Quantity;
 
-/// A caller-chosen id: 1-128 characters of `A-Z a-z 0-9 - _ . :` (safe in a URL path segment and
-/// a Redis key).
+/// A caller-chosen id: 1-128 characters of `A-Z a-z 0-9 - _ . :`, not dots only (safe in a URL
+/// path segment and a Redis key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct ReservationId(String);
@@ -33,6 +33,10 @@ impl ReservationId {
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
         {
             return Err(format!("must not contain {c:?}"));
+        }
+        // `.` and `..` are not path segments a client can send: it removes them.
+        if s.chars().all(|c| c == '.') {
+            return Err("must contain something besides dots".into());
         }
         Ok(ReservationId(s.to_owned()))
     }

@@ -3,21 +3,24 @@
 -- Guarantees:
 -- * One redemption per (coupon, redemption id): an order redeems a coupon at most once, and a
 --   retried try finds the first one.
--- * Capacity (max_redemptions, per_customer) is counted from the redemptions that hold it (not
---   CANCELLED) inside the write transaction that adds a hold; writers are serialised
---   (BEGIN IMMEDIATE), so concurrent tries never take more than the capacity.
+-- * Capacity: `coupons.holding` counts the redemptions that hold one (HELD or CONFIRMED); a try
+--   takes one with a conditional UPDATE (`holding < max_redemptions`) in the transaction that
+--   inserts the hold, and a cancel of a held one gives it back in its own. Per customer, the
+--   holding redemptions are counted through an index in the try's transaction. Writers are
+--   serialised (BEGIN IMMEDIATE), so concurrent tries never take more than the capacity.
 -- * A cancel that arrives before its try is a row too (status CANCELLED, no customer): the late
 --   try finds it and is refused, so no hold is left behind that nobody will cancel.
 CREATE TABLE IF NOT EXISTS coupons (
     code            TEXT PRIMARY KEY,
     percent_off     INTEGER,
     amount_off      INTEGER,
-    currency        TEXT,
+    currency        TEXT NOT NULL,
     min_subtotal    INTEGER,
     max_redemptions INTEGER,
     per_customer    INTEGER NOT NULL,
     starts_at_ms    INTEGER,
     ends_at_ms      INTEGER,
+    holding         INTEGER NOT NULL DEFAULT 0,
     created_ms      INTEGER NOT NULL,
     updated_ms      INTEGER NOT NULL,
     CHECK ((percent_off IS NULL) <> (amount_off IS NULL))
@@ -36,5 +39,5 @@ CREATE TABLE IF NOT EXISTS redemptions (
     PRIMARY KEY (code, redemption_id)
 );
 
--- The capacity counts: redemptions of a coupon by status, and of a coupon per customer.
+-- Per customer capacity, and the usage counts of a coupon by status.
 CREATE INDEX IF NOT EXISTS redemptions_by_customer ON redemptions (code, user_id, status);

@@ -1,7 +1,7 @@
 //! The coupon component's SQLite database (label `coupons`): opened and migrated on every
 //! request, so a fresh deployment needs no separate setup step.
 
-use shop_adapter::sqlite::{migrate, Migration};
+use shop_adapter::sqlite::{open_migrated, Migration};
 use shop_adapter::Problem;
 use spin_sdk::sqlite::Connection;
 
@@ -16,13 +16,10 @@ pub const LABEL: &str = "coupons";
 
 /// Opens `coupons` and brings its schema up to date.
 pub fn open() -> Result<Connection, Problem> {
-    let conn = Connection::open(LABEL).map_err(|e| unavailable("open database", e))?;
-    migrate(&conn, crate::COMPONENT, MIGRATIONS).map_err(|e| unavailable("migrate database", e))?;
-    Ok(conn)
+    open_migrated(LABEL, crate::COMPONENT, MIGRATIONS)
 }
 
-/// A database error: logged with its cause, answered as a 503 the client may retry.
+/// A database failure: 503, logged in full.
 pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Problem {
-    eprintln!("coupon: {context}: {err:#}");
-    Problem::unavailable("the coupon store is unavailable, retry later")
+    shop_adapter::sqlite::unavailable(crate::COMPONENT, context, err)
 }

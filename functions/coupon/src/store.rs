@@ -4,33 +4,15 @@
 //! from [`RedemptionStatus::as_str`], never spelled in SQL.
 
 use shop_adapter::sqlite::{
-    col_i64, col_opt_i64, col_opt_str, col_str, int, int_or_null, text, text_or_null, Tx,
+    changes, col_i64, col_opt_i64, col_opt_str, col_str, int, int_or_null, text, text_or_null, Tx,
 };
 use shop_domain::coupon::{
-    Coupon, CouponRefused, Discount, RawCoupon, RedemptionAction, RedemptionId, RedemptionRefused,
-    RedemptionStatus, RedemptionStep,
+    Coupon, CouponRefused, Discount, Held, RawCoupon, Redemption, RedemptionAction, RedemptionId,
+    RedemptionRefused, RedemptionStatus, RedemptionStep,
 };
 use shop_domain::new_order::{CouponCode, UserId};
 use shop_domain::{Currency, Money};
 use spin_sdk::sqlite::{Connection, RowResult, Value};
-
-/// One coupon on one order, as stored.
-#[derive(Debug, Clone)]
-pub struct Redemption {
-    pub code: CouponCode,
-    pub id: RedemptionId,
-    pub status: RedemptionStatus,
-    /// `None` for a cancel that arrived before its try.
-    pub held: Option<Held>,
-}
-
-/// What a try held: for whom, on which subtotal, and the discount it granted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
-    pub user_id: String,
-    pub subtotal: Money,
-    pub discount: Money,
-}
 
 /// How often a coupon is held and used right now.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,7 +47,7 @@ pub enum Settled {
 /// Creates or replaces `coupon`; true when it is new.
 pub fn put(conn: &Connection, coupon: &Coupon, now: i64) -> anyhow::Result<bool> {
     let tx = Tx::begin(conn)?;
-    let existed = load(conn, &coupon.code)?.is_some();
+    let existed = exists(conn, &coupon.code)?;
     let (percent, amount) = match coupon.discount {
         Discount::Percent(p) => (Some(i64::from(p)), None),
         Discount::Amount(m) => (None, Some(m.minor())),
@@ -97,6 +79,15 @@ pub fn put(conn: &Connection, coupon: &Coupon, now: i64) -> anyhow::Result<bool>
     )?;
     tx.commit()?;
     Ok(!existed)
+}
+
+/// Whether there is a coupon `code` (whatever its rules).
+fn exists(conn: &Connection, code: &CouponCode) -> anyhow::Result<bool> {
+    let rows = conn.execute(
+        "SELECT 1 FROM coupons WHERE code = ?",
+        &[text(code.as_str())],
+    )?;
+    Ok(!rows.rows.is_empty())
 }
 
 /// The coupon `code`, if there is one.
@@ -165,10 +156,10 @@ fn from_row(code: &CouponCode, id: &RedemptionId, row: &RowResult) -> anyhow::Re
         .ok_or_else(|| anyhow::anyhow!("redemption {} has an unknown status", id.as_str()))?;
     let held = match col_opt_str(row, 1) {
         None => None,
-        Some(user_id) => {
+        Some(user) => {
             let currency = Currency::parse(&col_str(row, 3))?;
             Some(Held {
-                user_id,
+                user: UserId::parse(&user).map_err(anyhow::Error::msg)?,
                 subtotal: Money::new(col_i64(row, 2), currency)?,
                 discount: Money::new(col_i64(row, 4), currency)?,
             })
@@ -198,14 +189,9 @@ pub fn try_hold(
         Err(refused) => return Ok(Tried::Late(refused)),
         Ok(RedemptionStep::Unchanged) => {
             let first = existing.expect("Unchanged has a record");
-            let same = first
-                .held
-                .as_ref()
-                .is_some_and(|h| h.user_id == user.as_str() && h.subtotal == subtotal);
-            return Ok(if same {
-                Tried::Replay(first)
-            } else {
-                Tried::Reused
+            return Ok(match first.is_retry_of(user, subtotal) {
+                true => Tried::Replay(first),
+                false => Tried::Reused,
             });
         }
         Ok(RedemptionStep::To(_)) => {}
@@ -217,11 +203,11 @@ pub fn try_hold(
         Ok(d) => d,
         Err(refused) => return Ok(Tried::Refused(refused)),
     };
-    if let Some(refused) = over_capacity(conn, &coupon, user)? {
+    if let Some(refused) = take_capacity(conn, &coupon, user)? {
         return Ok(Tried::Refused(refused));
     }
     let held = Held {
-        user_id: user.as_str().to_owned(),
+        user: user.clone(),
         subtotal,
         discount,
     };
@@ -235,33 +221,31 @@ pub fn try_hold(
     }))
 }
 
-/// Whether one more hold would pass the coupon's limits (read inside the try's transaction).
-fn over_capacity(
+/// Takes one unit of the coupon's capacity for `user`, or says which limit refuses it (read
+/// and written inside the try's transaction).
+fn take_capacity(
     conn: &Connection,
     coupon: &Coupon,
     user: &UserId,
 ) -> anyhow::Result<Option<CouponRefused>> {
     let rows = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(user_id = ?), 0)
-         FROM redemptions WHERE code = ? AND status <> ?",
+        "SELECT COUNT(*) FROM redemptions WHERE code = ? AND user_id = ? AND status <> ?",
         &[
-            text(user.as_str()),
             text(coupon.code.as_str()),
+            text(user.as_str()),
             text(RedemptionStatus::Cancelled.as_str()),
         ],
     )?;
-    let row = rows.rows.first();
-    let (all, mine) = row.map_or((0, 0), |r| (col_i64(r, 0), col_i64(r, 1)));
-    if coupon
-        .max_redemptions
-        .is_some_and(|max| all >= i64::from(max))
-    {
-        return Ok(Some(CouponRefused::SoldOut));
-    }
+    let mine = rows.rows.first().map_or(0, |r| col_i64(r, 0));
     if mine >= i64::from(coupon.per_customer) {
         return Ok(Some(CouponRefused::CustomerLimit));
     }
-    Ok(None)
+    conn.execute(
+        "UPDATE coupons SET holding = holding + 1
+         WHERE code = ? AND (max_redemptions IS NULL OR holding < max_redemptions)",
+        &[text(coupon.code.as_str())],
+    )?;
+    Ok((changes(conn)? != 1).then_some(CouponRefused::SoldOut))
 }
 
 /// Confirm or cancel the redemption `id` of `code`, in one transaction. A cancel of a
@@ -274,7 +258,7 @@ pub fn settle(
     now: i64,
 ) -> anyhow::Result<Settled> {
     let tx = Tx::begin(conn)?;
-    if load(conn, code)?.is_none() {
+    if !exists(conn, code)? {
         return Ok(Settled::UnknownCoupon);
     }
     let existing = redemption(conn, code, id)?;
@@ -288,6 +272,12 @@ pub fn settle(
         Ok(RedemptionStep::To(to)) => to,
     };
     let held = existing.and_then(|r| r.held);
+    if held.is_some() && !to.holds_capacity() {
+        conn.execute(
+            "UPDATE coupons SET holding = holding - 1 WHERE code = ?",
+            &[text(code.as_str())],
+        )?;
+    }
     match held {
         Some(_) => {
             conn.execute(
@@ -328,7 +318,7 @@ fn insert(
             text(code.as_str()),
             text(id.as_str()),
             text(status.as_str()),
-            text_or_null(held.map(|h| h.user_id.as_str())),
+            text_or_null(held.map(|h| h.user.as_str())),
             int_or_null(held.map(|h| h.subtotal.minor())),
             held.map_or(Value::Null, |h| text(h.subtotal.currency().as_str())),
             int_or_null(held.map(|h| h.discount.minor())),

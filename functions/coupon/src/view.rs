@@ -4,7 +4,9 @@ use serde::Serialize;
 use shop_domain::coupon::{Coupon, Discount};
 use shop_domain::timestamp::Timestamp;
 
-use crate::store::{Redemption, Usage};
+use shop_domain::coupon::Redemption;
+
+use crate::store::Usage;
 
 /// A coupon with its current usage.
 #[derive(Debug, Serialize)]
@@ -75,7 +77,7 @@ impl<'a> From<&'a Redemption> for RedemptionView<'a> {
             code: r.code.as_str(),
             redemption_id: r.id.as_str(),
             status: r.status.as_str(),
-            user_id: held.map(|h| h.user_id.as_str()),
+            user_id: held.map(|h| h.user.as_str()),
             subtotal: held.map(|h| h.subtotal.minor()),
             discount: held.map(|h| h.discount.minor()),
             currency: held.map(|h| h.subtotal.currency().as_str().to_owned()),

@@ -2,7 +2,7 @@
 //! fresh deployment needs no separate setup step.
 
 pub use shop_adapter::sqlite::{col_i64, col_opt_str, col_str, int, text};
-use shop_adapter::sqlite::{migrate, Migration};
+use shop_adapter::sqlite::{open_migrated, Migration};
 use shop_adapter::Problem;
 use spin_sdk::sqlite::Connection;
 
@@ -55,15 +55,12 @@ pub const LABEL: &str = "orders";
 
 /// Opens `orders` and brings its schema up to date.
 pub fn open() -> Result<Connection, Problem> {
-    let conn = Connection::open(LABEL).map_err(|e| unavailable("open database", e))?;
-    migrate(&conn, crate::COMPONENT, MIGRATIONS).map_err(|e| unavailable("migrate database", e))?;
-    Ok(conn)
+    open_migrated(LABEL, crate::COMPONENT, MIGRATIONS)
 }
 
 /// A database failure: 503 (busy, locked, unreachable are all worth a retry), logged in full.
 pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Problem {
-    eprintln!("order: {context}: {err}");
-    Problem::unavailable(format!("{context} failed; retry later"))
+    shop_adapter::sqlite::unavailable(crate::COMPONENT, context, err)
 }
 
 /// Maps a storage failure to the 503 problem once, at the HTTP edge.

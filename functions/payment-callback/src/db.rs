@@ -1,7 +1,7 @@
 //! The payment context's SQLite database (label `payments`): opened and migrated on every
 //! request, so a fresh deployment needs no separate setup step.
 
-use shop_adapter::sqlite::{migrate, Migration};
+use shop_adapter::sqlite::{open_migrated, Migration};
 use shop_adapter::Problem;
 use spin_sdk::sqlite::Connection;
 
@@ -29,14 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
 
 /// Opens `payments` and brings its schema up to date.
 pub fn open() -> Result<Connection, Problem> {
-    let conn = Connection::open(LABEL).map_err(|e| unavailable("open database", e))?;
-    migrate(&conn, crate::COMPONENT, MIGRATIONS).map_err(|e| unavailable("migrate database", e))?;
-    Ok(conn)
+    open_migrated(LABEL, crate::COMPONENT, MIGRATIONS)
 }
 
 /// A database failure: 503 (busy, locked, unreachable are all worth a retry, and the provider
 /// retries any non-2xx), logged in full.
 pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Problem {
-    eprintln!("payment-callback: {context}: {err}");
-    Problem::unavailable(format!("{context} failed; retry later"))
+    shop_adapter::sqlite::unavailable(crate::COMPONENT, context, err)
 }

@@ -20,7 +20,12 @@ use crate::{db, store};
 
 pub fn handle(req: &Request, code: &str) -> HandlerResult {
     require_admin(req)?;
-    let code = CouponCode::parse(code).map_err(|e| Problem::unprocessable("code", e))?;
+    let code = CouponCode::parse(code).map_err(|_| {
+        Problem::unprocessable(
+            "code",
+            "the code must be 1-64 characters of A-Z a-z 0-9 - _",
+        )
+    })?;
     let coupon = parse(code, req.body())?;
     let conn = db::open()?;
     let now = shop_adapter::ids::now_ms();
