@@ -1,16 +1,24 @@
 //! `POST /api/orders/{order_id}/cancel`: PENDING_PAYMENT -> CANCELLED, releasing the stock.
 //!
-//! The state change, the `OrderCancelled` outbox message and a `pending_releases` row are one
-//! transaction, written `WHERE version = <read version>`; only then is the reservation released
-//! at the stock component. Releasing first would risk freed stock on an order that a concurrent
-//! payment then marks PAID; this way the worst case is a committed cancel whose release call
-//! failed, which the compensator finishes from `pending_releases`. Cancelling a cancelled order
-//! is 200 again (and retries a release that is still pending); once PAID, SHIPPED, COMPLETED or
-//! EXPIRED it is 409.
+//! The order is read, the cancel decided and written (the state change, the `OrderCancelled`
+//! outbox message and a `pending_releases` row) in one `BEGIN IMMEDIATE` transaction; only then
+//! is the reservation released at the stock component. Releasing first would risk freed stock on
+//! an order that a concurrent payment then marks PAID; this way the worst case is a committed
+//! cancel whose release call failed, which the compensator finishes from `pending_releases`.
+//! Cancelling a cancelled order is 200 again (and retries a release that is still pending); once
+//! PAID, SHIPPED, COMPLETED or EXPIRED it is 409.
+//!
+//! Why the read is inside the transaction, and why every outcome commits: concurrent cancels
+//! then simply queue on the write lock (the later ones find it CANCELLED), and under a host that
+//! commits writers in groups (spin-host) a read inside the transaction sees the writes of the
+//! group's earlier members before they are durable: committing, even with nothing written, waits
+//! for that group, so no answer rests on a write that could still be lost. (Reading outside and
+//! retrying on a moved version could loop on a not-yet-visible write and answer a spurious 409.)
 
-use shop_adapter::identity;
+use shop_adapter::identity::{self, Customer};
 use shop_adapter::respond::{json, HandlerResult};
 use shop_adapter::sqlite::Tx;
+use shop_adapter::Problem;
 use shop_domain::order::{OrderCommand, OrderState, Outcome};
 use shop_domain::placed_order::PlacedOrder;
 use spin_sdk::http::Request;
@@ -25,8 +33,14 @@ use crate::trace::Trace;
 use crate::view::{self, OrderView};
 use crate::{ids, settle};
 
-/// Optimistic-concurrency retries before giving up with 409.
-const MAX_ATTEMPTS: usize = 3;
+/// What the transaction decided.
+enum Decided {
+    /// Cancelled now: the order before the change, and the `OrderCancelled` message's id.
+    Cancelled(PlacedOrder, String),
+    /// Cancelled already.
+    Already(PlacedOrder),
+    Refused(Problem),
+}
 
 pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
     let customer = identity::customer(req)?;
@@ -35,55 +49,64 @@ pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
     }
     let trace = Trace::of(req);
     let conn = db::open()?;
-    for _ in 0..MAX_ATTEMPTS {
-        // Another customer's order is answered as missing: its existence is not theirs to know.
-        let order = orders::load(&conn, order_id)
-            .or_unavailable("read order")?
-            .filter(|o| customer.owns(o.user_id.as_str()))
-            .ok_or_else(|| order_not_found(order_id))?;
-        let next = match order.apply(OrderCommand::Cancel) {
-            Err(refused) => return Err(problems::invalid_transition(refused, order.status())),
-            Ok(Outcome::Unchanged(_)) => {
-                release_if_open(&conn, &order.reservation_id, &trace).await;
-                return Ok(json(200, &OrderView::from(&order)));
-            }
-            Ok(Outcome::Changed(next)) => next,
-        };
-        // `None`: someone changed the order between our read and write; read again.
-        let Some(message_id) =
-            write_cancel(&conn, &order, next, &trace).or_unavailable("cancel order")?
-        else {
-            continue;
-        };
-        outbox::publish(&conn, &[message_id], Ring::Now);
-        release_if_open(&conn, &order.reservation_id, &trace).await;
-        let order = orders::load(&conn, order_id)
-            .or_unavailable("read order")?
-            .ok_or_else(|| order_not_found(order_id))?;
-        return Ok(json(200, &OrderView::from(&order)));
-    }
-    Err(problems::concurrent_update())
+    let order = match decide(&conn, order_id, &customer, &trace).or_unavailable("cancel order")? {
+        Decided::Refused(problem) => return Err(problem),
+        Decided::Already(order) => order,
+        Decided::Cancelled(order, message_id) => {
+            outbox::publish(&conn, &[message_id], Ring::Now);
+            order
+        }
+    };
+    release_if_open(&conn, &order.reservation_id, &trace).await;
+    let order = orders::load(&conn, order_id)
+        .or_unavailable("read order")?
+        .ok_or_else(|| order_not_found(order_id))?;
+    Ok(json(200, &OrderView::from(&order)))
 }
 
-/// The state change, outbox message and pending release in one transaction; the message id, or
-/// `None` when the version moved on (nothing written).
+/// Reads, decides and (when it changes) writes in one transaction, committed on every outcome.
+fn decide(
+    conn: &Connection,
+    order_id: &str,
+    customer: &Customer,
+    trace: &Trace,
+) -> anyhow::Result<Decided> {
+    let now = ids::now_ms();
+    let tx = Tx::begin(conn)?;
+    // Another customer's order is answered as missing: its existence is not theirs to know.
+    let order = orders::load(conn, order_id)?.filter(|o| customer.owns(o.user_id.as_str()));
+    let decided = match order {
+        None => Decided::Refused(order_not_found(order_id)),
+        Some(order) => match order.apply(OrderCommand::Cancel) {
+            Err(refused) => Decided::Refused(problems::invalid_transition(refused, order.status())),
+            Ok(Outcome::Unchanged(_)) => Decided::Already(order),
+            Ok(Outcome::Changed(next)) => match write_cancel(conn, &order, next, trace, now)? {
+                Some(message_id) => Decided::Cancelled(order, message_id),
+                // Cannot happen under the write lock; answered as a race if it ever does.
+                None => Decided::Refused(problems::concurrent_update()),
+            },
+        },
+    };
+    tx.commit()?;
+    Ok(decided)
+}
+
+/// The state change, outbox message and pending release, inside the caller's transaction; the
+/// message id, or `None` when the version moved on.
 fn write_cancel(
     conn: &Connection,
     order: &PlacedOrder,
     to: OrderState,
     trace: &Trace,
+    now: i64,
 ) -> anyhow::Result<Option<String>> {
-    let now = ids::now_ms();
-    let tx = Tx::begin(conn)?;
     let Some(message_id) =
         orders::transition(conn, order, to, &Event::Cancelled, trace.trace_id(), now)?
     else {
-        tx.rollback();
         return Ok(None);
     };
     let (rid, oid) = (&order.reservation_id, Some(order.order_id.as_str()));
     releases::record(conn, rid, oid, releases::Reason::OrderCancelled, now)?;
-    tx.commit()?;
     Ok(Some(message_id))
 }
 
