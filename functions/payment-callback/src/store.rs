@@ -36,7 +36,10 @@ pub fn record(
 ) -> anyhow::Result<Recorded> {
     let tx = Tx::begin(conn)?;
     if !inbox::record(conn, event.id.as_str(), event.kind.provider_type(), now_ms)? {
-        tx.rollback();
+        // Committed, not rolled back, though nothing was written: the first delivery's row may
+        // be a write of this commit group that is not durable yet, and the provider must not
+        // hear 200 for an event that could still be lost (the commit waits for the group).
+        tx.commit()?;
         return Ok(Recorded::Duplicate);
     }
     let (Some((intent_id, order_id, incoming)), Some(payload)) =

@@ -278,7 +278,9 @@ fn write(
 ) -> anyhow::Result<Option<outbox::Outgoing>> {
     let tx = Tx::begin(conn)?;
     if !claims::complete(conn, claim, body, &placed.order_id, placed.created_ms)? {
-        tx.rollback();
+        // Nothing written; committed so the decision waits for what it read to be durable
+        // (docs/architecture.md, group commit).
+        tx.commit()?;
         return Ok(None);
     }
     orders::insert(conn, placed, claim.key.as_str())?;
@@ -313,7 +315,7 @@ async fn give_back(
     let recorded = (|| -> anyhow::Result<Option<String>> {
         let tx = Tx::begin(conn)?;
         if !claims::fail(conn, claim, claim.attempt + 1, now)? {
-            tx.rollback();
+            tx.commit()?; // nothing written: see `write`
             return Ok(None);
         }
         let reason = Reason::OrderWriteFailed;
