@@ -185,16 +185,19 @@ pub fn try_hold(
 ) -> anyhow::Result<Tried> {
     let tx = Tx::begin(conn)?;
     let existing = redemption(conn, code, id)?;
-    match RedemptionStatus::on(existing.as_ref().map(|r| r.status), RedemptionAction::Try) {
-        Err(refused) => return Ok(Tried::Late(refused)),
-        Ok(RedemptionStep::Unchanged) => {
-            let first = existing.expect("Unchanged has a record");
+    match (
+        RedemptionStatus::on(existing.as_ref().map(|r| r.status), RedemptionAction::Try),
+        existing,
+    ) {
+        (Err(refused), _) => return Ok(Tried::Late(refused)),
+        (Ok(RedemptionStep::Unchanged), Some(first)) => {
             return Ok(match first.is_retry_of(user, subtotal) {
                 true => Tried::Replay(first),
                 false => Tried::Reused,
             });
         }
-        Ok(RedemptionStep::To(_)) => {}
+        // `Unchanged` always has a record (the table answers it only from a status).
+        (Ok(_), _) => {}
     }
     let Some(coupon) = load(conn, code)? else {
         return Ok(Tried::UnknownCoupon);
@@ -262,16 +265,16 @@ pub fn settle(
         return Ok(Settled::UnknownCoupon);
     }
     let existing = redemption(conn, code, id)?;
-    let to = match RedemptionStatus::on(existing.as_ref().map(|r| r.status), action) {
-        Err(refused) => return Ok(Settled::Refused(refused)),
-        Ok(RedemptionStep::Unchanged) => {
-            return Ok(Settled::Unchanged(
-                existing.expect("Unchanged has a record"),
-            ))
+    let status = existing.as_ref().map(|r| r.status);
+    let (to, held) = match (RedemptionStatus::on(status, action), existing) {
+        (Err(refused), _) => return Ok(Settled::Refused(refused)),
+        (Ok(RedemptionStep::Unchanged), Some(current)) => return Ok(Settled::Unchanged(current)),
+        // The table answers `Unchanged` only from a status, so there is a record.
+        (Ok(RedemptionStep::Unchanged), None) => {
+            anyhow::bail!("redemption {} unchanged without a record", id.as_str())
         }
-        Ok(RedemptionStep::To(to)) => to,
+        (Ok(RedemptionStep::To(to)), found) => (to, found.and_then(|r| r.held)),
     };
-    let held = existing.and_then(|r| r.held);
     if held.is_some() && !to.holds_capacity() {
         conn.execute(
             "UPDATE coupons SET holding = holding - 1 WHERE code = ?",
