@@ -114,7 +114,7 @@ fn the_running_app_honours_openapi_yaml() {
              [phases.stateful.generation]\nmax-examples = {stateful_examples}\n\n\
              [phases.stateful.inference]\nalgorithms = [\"location-headers\"]\n\n\
              [[operations]]\ninclude-operation-id = \"opsReplayDeadLetter\"\n\
-             parameters = {{ \"path.message_id\" = {:?} }}\n",
+             parameters = {{ \"path.dead_letter_id\" = {:?} }}\n",
             ADMIN_TOKEN,
             INTERNAL_TOKEN,
             customer_token("user-42"),

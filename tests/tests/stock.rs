@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use e2e::{admin_auth, internal_auth, stock_lua as lua, Shop, ADMIN_TOKEN};
 use serde_json::{json, Value};
+use shop_domain::reservation::EXPIRY_GRACE_MS;
+use shop_domain::timestamp::Timestamp;
 use testkit::Response;
 
 /// The shared app of this file's tests (a [`Shop`], the shared e2e client).
@@ -646,7 +648,7 @@ fn expired_reservations_are_released_once() {
     let mut expiries = Vec::new();
     for i in 0..5 {
         let r = env.reserve(&json!({"reservation_id": format!("exp-{i}"),
-            "items": [{"sku": "exp-A", "quantity": 1}], "ttl_seconds": 600}));
+            "items": [{"sku": "exp-A", "quantity": 1}], "ttl_seconds": 1}));
         assert_eq!(r.status, 201, "{}", r.text());
         expiries.push(r.json()["expires_at"].as_str().unwrap().to_owned());
     }
@@ -664,10 +666,14 @@ fn expired_reservations_are_released_once() {
     );
     assert_eq!(env.levels("exp-A"), (2, 7, 1));
 
-    // "Now" = the latest expiry of the 10-minute ones: all five are due, the 1-hour one is not.
-    // Other tests' reservations live 15 minutes or more (and the cron test runs its own app),
-    // so they are not due either; the compensator's cron (server clock) cannot race us here.
-    let now = expiries.iter().max().unwrap().clone();
+    // "Now" = the latest expiry of the 1-second ones plus the sweep's grace: all five are due,
+    // the 1-hour one is not. Other tests' reservations live 15 minutes or more (and the cron
+    // test runs its own app), so they are not due either; the compensator's cron (server clock)
+    // cannot race us here: it waits the same grace.
+    let latest = Timestamp::parse_rfc3339(expiries.iter().max().unwrap()).unwrap();
+    let now = Timestamp::from_millis(latest.millis() + EXPIRY_GRACE_MS as i64)
+        .unwrap()
+        .to_string();
     let results: Vec<Response> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..2)
             .map(|_| s.spawn(|| env.expire_reservations(Some(&json!({"now": now})), true)))
@@ -726,7 +732,7 @@ fn expired_reservations_are_released_once() {
         "exp-test:product:",
         "1000",
     ]);
-    assert_eq!(out, "OK\n0\n0\n253402300799999");
+    assert_eq!(out, "OK\n0\n0\n253402300799999\n0");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dead_letter;
 pub mod health;
 pub mod identity;
 pub mod ids;

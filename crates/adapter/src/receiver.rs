@@ -5,18 +5,28 @@
 //!
 //! A message whose handler fails stays pending and is retried when it has been idle for
 //! [`DrainOptions::min_idle_ms`]; after [`DrainOptions::max_deliveries`] it is moved to the
-//! dead-letter stream `dead:<topic>:<group>` (with the error) and acknowledged, so one poison
-//! message cannot block the group.
+//! dead-letter stream `dead:<topic>:<group>` (with the error and the delivery count) and
+//! acknowledged, in one step, so one poison message cannot block the group; an operator lists
+//! and replays it ([`crate::dead_letter`]). Only a message's own failure counts: one whose batch
+//! transaction the database rolled back is applied again on its own, never dead-lettered for
+//! another's fault. Acknowledging and dead-lettering happen after the batch's transaction ended,
+//! so a slow or failing Redis never holds the database's write lock.
 
 use serde::{Deserialize, Serialize};
-use spin_sdk::redis::{Connection, RedisParameter};
+use spin_sdk::redis::Connection;
 
+use crate::dead_letter;
 use crate::outbox::{doorbell, doorbell_pending, stream_key};
 use crate::redis::Script;
 
 const DRAIN: Script = Script {
     name: "drain",
     source: include_str!("../lua/drain.lua"),
+};
+
+const SETTLE: Script = Script {
+    name: "settle",
+    source: include_str!("../lua/settle.lua"),
 };
 
 /// The doorbell payload of the compensator's periodic ring: besides draining, the receiver runs
@@ -79,6 +89,12 @@ pub trait Apply {
     /// One message, idempotent by `message_id`. An error must leave no effect of this message
     /// (e.g. a savepoint rolled back): it is not acknowledged and comes again.
     fn apply(&mut self, env: &Envelope) -> anyhow::Result<()>;
+    /// Whether the database rolled the batch's whole transaction back (after an error of
+    /// [`Apply::apply`]): then that error is the transaction's, not the message's, and nothing
+    /// of the batch can be committed.
+    fn rolled_back(&self) -> bool {
+        false
+    }
     /// After each batch (e.g. `COMMIT`). An error acknowledges nothing of the batch: every
     /// message comes again, and the inbox drops what was applied before.
     fn commit_batch(&mut self) -> anyhow::Result<()> {
@@ -175,104 +191,162 @@ fn rounds(on: &Group<'_>, report: &mut DrainReport, apply: &mut impl Apply) -> a
     Ok(())
 }
 
-/// Applies one drained batch (the flat `id, deliveries, envelope` triples) and acknowledges
-/// what was applied or dead-lettered.
+/// One drained entry: its stream id, how often it was handed out (this time included), and its
+/// raw envelope.
+struct Entry<'a> {
+    id: &'a str,
+    deliveries: u32,
+    raw: &'a str,
+}
+
+/// What became of one entry in a batch.
+enum Outcome {
+    /// Applied and committed: acknowledged.
+    Applied,
+    /// Its own failure (its effects undone; the batch's transaction intact, or its own
+    /// transaction rolled back while alone in it): counted as a failed delivery, dead-lettered
+    /// at [`DrainOptions::max_deliveries`].
+    Failed(String),
+    /// Every entry of the batch failed alone in its own transaction: the database is failing,
+    /// not the messages. Neither acknowledged nor dead-lettered: it comes again.
+    Interrupted,
+}
+
+/// Applies one drained batch (the flat `id, deliveries, envelope` triples), then, once every
+/// transaction of it has ended, acknowledges what was applied and dead-letters what failed too
+/// often (settle.lua): no Redis call is made while the batch's transaction is open.
+///
+/// When the database rolls the batch's transaction back (a failure that undoes the whole
+/// transaction, or its commit fails), each entry is applied again in a transaction of its own,
+/// so the entries that did nothing wrong are applied and only a message whose own transaction
+/// fails is counted against; nothing is counted against a message for another's rollback.
 fn apply_batch(
     on: &Group<'_>,
     flat: &[String],
     report: &mut DrainReport,
     apply: &mut impl Apply,
 ) -> anyhow::Result<()> {
-    if flat.is_empty() {
+    let entries: Vec<Entry<'_>> = flat
+        .chunks_exact(3)
+        .map(|e| Entry {
+            id: &e[0],
+            deliveries: e[1].parse().unwrap_or(1),
+            raw: &e[2],
+        })
+        .collect();
+    if entries.is_empty() {
         return Ok(());
     }
-    apply.begin_batch()?;
-    match apply_entries(on, flat, report, apply) {
-        Ok(acks) => {
-            apply.commit_batch()?;
-            ack(on.conn, &stream_key(on.topic), on.group, &acks)
-        }
-        Err(e) => {
-            apply.abort_batch();
-            Err(e)
-        }
-    }
+    let outcomes = match run_transaction(on, &entries, apply)? {
+        Ok(outcomes) => outcomes,
+        Err(why) if entries.len() == 1 => vec![Outcome::Failed(why)],
+        Err(_) => isolated(on, &entries, apply)?,
+    };
+    let failing = outcomes.iter().all(|o| matches!(o, Outcome::Interrupted));
+    settle(on, &entries, &outcomes, report)?;
+    anyhow::ensure!(
+        !failing,
+        "the database rolled back the transaction of every entry of the batch"
+    );
+    Ok(())
 }
 
-/// Applies each entry of a batch; the ids to acknowledge (applied, or dead-lettered).
-fn apply_entries(
+/// Each entry in a transaction of its own (after the batch's transaction was rolled back). An
+/// entry whose own transaction is rolled back failed, unless every one's was.
+fn isolated(
     on: &Group<'_>,
-    flat: &[String],
-    report: &mut DrainReport,
+    entries: &[Entry<'_>],
     apply: &mut impl Apply,
-) -> anyhow::Result<Vec<String>> {
-    let Group {
-        conn,
-        topic,
-        group,
-        opts,
-    } = *on;
-    let stream = stream_key(topic);
-    let mut acks = Vec::new();
-    for entry in flat.chunks_exact(3) {
-        let (id, deliveries, raw) = (&entry[0], &entry[1], &entry[2]);
-        report.read += 1;
-        let result = serde_json::from_str::<Envelope>(raw)
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let one = run_transaction(on, std::slice::from_ref(entry), apply)?;
+        outcomes.push(match one {
+            Ok(mut o) => o.pop().unwrap_or(Outcome::Interrupted),
+            Err(why) => Outcome::Failed(why),
+        });
+    }
+    if outcomes.iter().all(|o| matches!(o, Outcome::Failed(_))) {
+        outcomes = entries.iter().map(|_| Outcome::Interrupted).collect();
+    }
+    Ok(outcomes)
+}
+
+/// Applies `entries` in one batch transaction; their outcomes once it committed, or why the
+/// database rolled it back.
+fn run_transaction(
+    on: &Group<'_>,
+    entries: &[Entry<'_>],
+    apply: &mut impl Apply,
+) -> anyhow::Result<Result<Vec<Outcome>, String>> {
+    apply.begin_batch()?;
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let result = serde_json::from_str::<Envelope>(entry.raw)
             .map_err(anyhow::Error::from)
             .and_then(|env| apply.apply(&env));
         match result {
-            Ok(()) => {
-                report.applied += 1;
-                acks.push(id.clone());
+            Ok(()) => outcomes.push(Outcome::Applied),
+            Err(e) if apply.rolled_back() => {
+                let why = format!("its transaction was rolled back: {e:#}");
+                let (group, topic, id) = (on.group, on.topic, entry.id);
+                eprintln!("receiver {group}: events:{topic} entry {id}: {why}");
+                apply.abort_batch();
+                return Ok(Err(why));
             }
-            Err(e) => {
-                report.failed += 1;
-                eprintln!("receiver {group}: {stream} entry {id} failed: {e:#}");
-                if deliveries.parse::<u32>().unwrap_or(1) >= opts.max_deliveries {
-                    dead_letter(conn, topic, group, raw, &format!("{e:#}"))?;
-                    report.dead_lettered += 1;
-                    acks.push(id.clone());
-                }
-            }
+            Err(e) => outcomes.push(Outcome::Failed(format!("{e:#}"))),
         }
     }
-    Ok(acks)
+    if let Err(e) = apply.commit_batch() {
+        let why = format!("its transaction did not commit: {e:#}");
+        eprintln!("receiver {}: a batch of events:{}: {why}", on.group, on.topic);
+        apply.abort_batch();
+        return Ok(Err(why));
+    }
+    Ok(Ok(outcomes))
 }
 
-fn ack(conn: &Connection, stream: &str, group: &str, ids: &[String]) -> anyhow::Result<()> {
-    if ids.is_empty() {
+/// Counts the outcomes, then acknowledges the applied entries and dead-letters the ones that
+/// failed their last allowed delivery, in one step (settle.lua).
+fn settle(
+    on: &Group<'_>,
+    entries: &[Entry<'_>],
+    outcomes: &[Outcome],
+    report: &mut DrainReport,
+) -> anyhow::Result<()> {
+    let (stream, dead) = (stream_key(on.topic), dead_letter::stream(on.topic, on.group));
+    let mut acks = Vec::new();
+    let mut dead_letters = Vec::new();
+    for (entry, outcome) in entries.iter().zip(outcomes) {
+        report.read += 1;
+        match outcome {
+            Outcome::Applied => {
+                report.applied += 1;
+                acks.push(entry.id.to_owned());
+            }
+            Outcome::Failed(error) => {
+                report.failed += 1;
+                eprintln!(
+                    "receiver {}: {stream} entry {} failed (delivery {}): {error}",
+                    on.group, entry.id, entry.deliveries
+                );
+                if entry.deliveries >= on.opts.max_deliveries {
+                    report.dead_lettered += 1;
+                    let deliveries = entry.deliveries.to_string();
+                    dead_letters.extend([entry.id.to_owned(), deliveries, error.clone()]);
+                    dead_letters.push(entry.raw.to_owned());
+                }
+            }
+            Outcome::Interrupted => report.failed += 1,
+        }
+    }
+    if acks.is_empty() && dead_letters.is_empty() {
         return Ok(());
     }
-    let mut params = vec![bin(stream), bin(group)];
-    params.extend(ids.iter().map(|i| bin(i)));
-    conn.execute("XACK", &params)?;
+    let count = acks.len().to_string();
+    let mut args: Vec<&str> = vec![on.group, on.topic, &count];
+    args.extend(acks.iter().chain(&dead_letters).map(String::as_str));
+    let keys = [stream.as_str(), dead.as_str(), dead_letter::INDEX];
+    crate::redis::run(on.conn, &SETTLE, &keys, &args)?;
     Ok(())
-}
-
-/// The dead-letter stream of a group: what it could not apply, with the last error.
-pub fn dead_letter_stream(topic: &str, group: &str) -> String {
-    format!("dead:{topic}:{group}")
-}
-
-fn dead_letter(
-    conn: &Connection,
-    topic: &str,
-    group: &str,
-    raw: &str,
-    error: &str,
-) -> anyhow::Result<()> {
-    let params = [
-        bin(&dead_letter_stream(topic, group)),
-        bin("*"),
-        bin("m"),
-        bin(raw),
-        bin("error"),
-        bin(error),
-    ];
-    conn.execute("XADD", &params)?;
-    Ok(())
-}
-
-fn bin(s: &str) -> RedisParameter {
-    RedisParameter::Binary(s.as_bytes().to_vec())
 }

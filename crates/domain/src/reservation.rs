@@ -228,6 +228,14 @@ impl ReservationStatus {
     }
 }
 
+/// How long past its expiry the TTL sweep leaves a RESERVED reservation alone before releasing
+/// it: the order context expires an unpaid order at the reservation's `expires_at` and says so
+/// (`OrderExpired` releases at once), so the sweep is the last resort, and the grace covers the
+/// lag between the order context accepting a payment just before the deadline and its
+/// `OrderPaid` reaching the stock context. One rule for every sweep: the stock receiver's and
+/// `POST /api/stock/reservations/expire` alike.
+pub const EXPIRY_GRACE_MS: u64 = 10 * 60 * 1000;
+
 /// What a paid order's `OrderPaid` does to its reservation. The order context's acceptance of
 /// the payment is final (the money is taken), so the stock follows it even where the
 /// [`ReservationStatus::on`] table would refuse a confirm: a late message must not leave a paid

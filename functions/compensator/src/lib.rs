@@ -5,7 +5,8 @@
 //! 1. relays each context's outbox (`orders`, `payments`): due rows are claimed with a lease,
 //!    sent to their Redis stream in one round trip per topic, stamped; failures back off
 //!    (jittered, exponential) and are dead-lettered after too many attempts;
-//! 2. purges delivered outbox rows and inbox rows past their retention (variables);
+//! 2. purges delivered outbox rows, inbox rows and receiver dead letters past their retention
+//!    (variables);
 //! 3. rings every doorbell, so each receiver drains what waited in its stream (one that was down
 //!    when its messages were sent included) and runs its context's sweep (expiries, abandoned
 //!    claims, the stock TTL).
@@ -17,6 +18,7 @@
 //!
 //! Every step runs even when an earlier one fails, and each run logs one line.
 
+mod dead_letters;
 mod ops;
 mod run;
 
@@ -70,11 +72,13 @@ fn handle(req: Request) -> impl IntoResponse {
         finish(ops::outbox(&req))
     });
     router.get("/api/ops/dead-letters", |req: Request, _p| {
-        finish(ops::dead_letters(&req))
+        finish(dead_letters::list(&req))
     });
     router.post(
         "/api/ops/dead-letters/:id/replay",
-        |req: Request, p: Params| finish(ops::replay(&req, p.get("id").unwrap_or_default())),
+        |req: Request, p: Params| {
+            finish(dead_letters::replay(&req, p.get("id").unwrap_or_default()))
+        },
     );
     router.any("/*", |req: Request, _p| ops::no_route(&req));
     router.handle(req)

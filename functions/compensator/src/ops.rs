@@ -1,8 +1,7 @@
-//! Operator routes (admin token): the state of every outbox, and dead letters with replay.
+//! Operator routes (admin token): the state of every outbox (dead letters and their replay:
+//! `crate::dead_letters`).
 //!
 //! - `GET /api/ops/outbox`: per context, counts by delivery state and the oldest undelivered row.
-//! - `GET /api/ops/dead-letters`: dead-lettered rows of every context, oldest first.
-//! - `POST /api/ops/dead-letters/{id}/replay`: puts one back in line (due now, attempts reset).
 
 use serde_json::json;
 use shop_adapter::outbox;
@@ -14,10 +13,8 @@ use spin_sdk::sqlite::Connection;
 use crate::run::has_table;
 use crate::LABELS;
 
-/// Dead letters listed per context at most.
-const LIST_LIMIT: i64 = 100;
-
-fn open(label: &str) -> Result<Option<Connection>, Problem> {
+/// A context's database, `None` when it has no outbox yet (nothing was ever written).
+pub(crate) fn open(label: &str) -> Result<Option<Connection>, Problem> {
     let conn = Connection::open(label)
         .map_err(|e| Problem::unavailable(format!("database {label}: {e}")))?;
     match has_table(&conn, "outbox") {
@@ -27,7 +24,7 @@ fn open(label: &str) -> Result<Option<Connection>, Problem> {
     }
 }
 
-fn failed(label: &str, e: anyhow::Error) -> Problem {
+pub(crate) fn failed(label: &str, e: anyhow::Error) -> Problem {
     Problem::unavailable(format!("database {label}: {e:#}"))
 }
 
@@ -51,33 +48,6 @@ pub fn outbox(req: &Request) -> HandlerResult {
         contexts.insert(label.to_owned(), v);
     }
     Ok(json(200, &json!({ "contexts": contexts })))
-}
-
-pub fn dead_letters(req: &Request) -> HandlerResult {
-    crate::require_admin(req)?;
-    let mut all = Vec::new();
-    for label in LABELS {
-        if let Some(conn) = open(label)? {
-            for d in outbox::dead_letters(&conn, LIST_LIMIT).map_err(|e| failed(label, e))? {
-                let mut v = serde_json::to_value(&d).unwrap_or_default();
-                v["context"] = json!(label);
-                all.push(v);
-            }
-        }
-    }
-    Ok(json(200, &json!({ "dead_letters": all })))
-}
-
-pub fn replay(req: &Request, id: &str) -> HandlerResult {
-    crate::require_admin(req)?;
-    for label in LABELS {
-        if let Some(conn) = open(label)? {
-            if outbox::replay(&conn, id).map_err(|e| failed(label, e))? {
-                return Ok(json(200, &json!({ "replayed": id, "context": label })));
-            }
-        }
-    }
-    Err(Problem::not_found(format!("no dead letter with id {id:?}")))
 }
 
 /// 404 for unknown paths, 405 with `Allow` for known ones.

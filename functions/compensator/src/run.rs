@@ -14,6 +14,8 @@ pub struct RunReport {
     pub relayed: Vec<(String, RelayReport)>,
     pub purged_outbox: i64,
     pub purged_inbox: i64,
+    /// Receiver dead letters past their retention.
+    pub purged_dead_letters: i64,
     pub doorbells: u32,
     pub errors: Vec<String>,
 }
@@ -23,13 +25,14 @@ impl RunReport {
     pub fn log_line(&self) -> String {
         let sum = |f: fn(&RelayReport) -> u64| self.relayed.iter().map(|(_, r)| f(r)).sum::<u64>();
         format!(
-            "claimed {} sent {} failed {} dead-lettered {} purged {}+{} doorbells {} errors {}",
+            "claimed {} sent {} failed {} dead-lettered {} purged {}+{}+{} doorbells {} errors {}",
             sum(|r| r.claimed),
             sum(|r| r.sent),
             sum(|r| r.failed),
             sum(|r| r.dead_lettered),
             self.purged_outbox,
             self.purged_inbox,
+            self.purged_dead_letters,
             self.doorbells,
             if self.errors.is_empty() {
                 "none".to_owned()
@@ -50,7 +53,7 @@ pub fn handle(req: &Request) -> HandlerResult {
 }
 
 /// Hours from a variable, or `default` when it is unset or unreadable.
-fn hours(name: &str, default: i64) -> i64 {
+pub fn hours(name: &str, default: i64) -> i64 {
     spin_sdk::variables::get(name)
         .ok()
         .and_then(|v| v.trim().parse::<i64>().ok())
@@ -87,6 +90,10 @@ pub fn run_once() -> RunReport {
         if let Err(e) = step {
             report.errors.push(format!("{label}: {e:#}"));
         }
+    }
+    match crate::dead_letters::purge(&url, now) {
+        Ok(n) => report.purged_dead_letters = n,
+        Err(e) => report.errors.push(format!("dead letters: {e:#}")),
     }
     ring(&url, &mut report);
     report

@@ -2,7 +2,9 @@
 //! trigger, woken by `doorbell:payments`; no service chaining) drains the `events:payments`
 //! stream as consumer group `order` and applies each message behind the inbox, atomically with
 //! its effect (a savepoint per message inside one transaction per drained batch, so a burst of
-//! payments costs one commit):
+//! payments costs one commit; a message that fails undoes only its savepoint, and a batch whose
+//! whole transaction SQLite rolled back is applied again message by message by the receiver, so
+//! only the message at fault is retried and, in the end, dead-lettered):
 //!
 //! - `PaymentSucceeded` for a PENDING_PAYMENT order with the same amount and currency: PAID
 //!   (version + 1, the payment remembered) and `OrderPaid` in the outbox, which makes the stock
@@ -159,6 +161,10 @@ impl Apply for &mut Batch<'_> {
                 Err(e)
             }
         }
+    }
+
+    fn rolled_back(&self) -> bool {
+        self.broken
     }
 
     fn commit_batch(&mut self) -> anyhow::Result<()> {

@@ -8,8 +8,11 @@
 //! scripts are idempotent by reservation id (a settled reservation answers its state again and
 //! moves nothing; a shortfall is remembered), so the reservation's own state is this context's
 //! inbox: a message delivered twice changes nothing.
-//! Then the TTL sweep releases reservations expired for longer than [`PAID_GRACE_MS`], the last
-//! resort for a reservation whose order never said anything.
+//! Before selling, an `OrderPaid` marks a RESERVED reservation as held for its paid order
+//! (`hold.lua`), so if selling fails, however often and even once the message is dead-lettered,
+//! the TTL sweep keeps those units for the order (an alert) until the message is applied.
+//! Then the TTL sweep releases reservations expired for longer than the domain's
+//! `EXPIRY_GRACE_MS`, the last resort for a reservation whose order never said anything.
 
 use std::sync::LazyLock;
 
@@ -20,7 +23,7 @@ use shop_adapter::receiver::{self, DrainOptions, DrainReport, Envelope};
 use shop_adapter::redis::Script;
 use shop_domain::reservation::ReservationId;
 
-use crate::redis::{keys, Store, RELEASE};
+use crate::redis::{keys, Store, HOLD, RELEASE};
 use crate::settle::{self, RETENTION_MS};
 
 /// The topic of this context's own messages (to the order context).
@@ -30,19 +33,14 @@ pub const TOPIC: &str = "stock";
 static FULFIL: LazyLock<String> =
     LazyLock::new(|| [PUBLISH_LUA, include_str!("lua/fulfil.lua")].join("\n"));
 
-/// How long the TTL sweep waits past a reservation's expiry before releasing it. The order
-/// context expires unpaid orders at the reservation's `expires_at` and says so with
-/// `OrderExpired`, which releases at once; the grace covers the lag between accepting a payment
-/// just before the deadline and its `OrderPaid` reaching this receiver, so the units are
-/// usually still held (an `OrderPaid` later than that takes them again if they are there).
-pub const PAID_GRACE_MS: u64 = 10 * 60 * 1000;
-
 /// What one run of the receiver did.
 #[derive(Debug, Serialize)]
 pub struct Received {
     #[serde(flatten)]
     pub drained: DrainReport,
     pub expired: u64,
+    /// Expired reservations the sweep kept for a paid order (an alert each).
+    pub held: u64,
 }
 
 /// Spin's Redis trigger: a ring of `doorbell:orders`.
@@ -50,8 +48,13 @@ pub struct Received {
 fn on_order_event(doorbell: Vec<u8>) -> anyhow::Result<()> {
     let r = receive(receiver::wants_sweep(&doorbell))?;
     eprintln!(
-        "stock-events: read {} applied {} failed {} dead-lettered {} expired {}",
-        r.drained.read, r.drained.applied, r.drained.failed, r.drained.dead_lettered, r.expired
+        "stock-events: read {} applied {} failed {} dead-lettered {} expired {} held {}",
+        r.drained.read,
+        r.drained.applied,
+        r.drained.failed,
+        r.drained.dead_lettered,
+        r.expired,
+        r.held
     );
     Ok(())
 }
@@ -62,17 +65,19 @@ fn on_order_event(doorbell: Vec<u8>) -> anyhow::Result<()> {
 pub fn receive(sweep: bool) -> anyhow::Result<Received> {
     let url = spin_sdk::variables::get("redis_url")?;
     let report = receiver::drain(&url, "orders", "stock", &DrainOptions::default(), apply)?;
-    let expired = if sweep {
+    let (expired, held) = if sweep {
         let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-        crate::cmd::expire::sweep(&store, None, PAID_GRACE_MS)
-            .map_err(|p| anyhow::anyhow!("{}", p.detail))?
-            .0
+        let swept =
+            crate::cmd::expire::sweep(&store, None).map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+        crate::cmd::expire::alert_held(&swept);
+        (swept.released, swept.held)
     } else {
-        0
+        (0, 0)
     };
     Ok(Received {
         drained: report,
         expired,
+        held,
     })
 }
 
@@ -94,7 +99,10 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
     };
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let reply = match paid {
-        true => fulfil(&store, &id, env)?,
+        true => {
+            hold(&store, &id, env)?;
+            fulfil(&store, &id, env)?
+        }
         false => settle::run(&store, &id, &RELEASE).map_err(|p| anyhow::anyhow!("{}", p.detail))?,
     };
     match (paid, reply.first().map(String::as_str)) {
@@ -111,6 +119,17 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
         (_, Some("UNKNOWN")) => {}
         (_, Some(_)) => alert(env, &id, &reply),
     }
+    Ok(())
+}
+
+/// Marks a RESERVED reservation as held for the paid order (`hold.lua`) before it is sold, so
+/// the TTL sweep never releases it, even while selling fails and its message is retried or
+/// dead-lettered.
+fn hold(store: &Store, id: &ReservationId, paid: &Envelope) -> anyhow::Result<()> {
+    let rkey = keys::reservation(id.as_str());
+    store
+        .run(&HOLD, &[rkey.as_str()], &[paid.aggregate_id.as_str()])
+        .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     Ok(())
 }
 

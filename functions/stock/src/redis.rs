@@ -64,6 +64,7 @@ pub const RESERVE: Script = script!("reserve");
 pub const CONFIRM: Script = script!("confirm");
 pub const RELEASE: Script = script!("release");
 pub const EXPIRE: Script = script!("expire");
+pub const HOLD: Script = script!("hold");
 pub const ADJUST: Script = script!("adjust");
 
 /// An open connection to the stock Redis.

@@ -1,18 +1,24 @@
-//! `POST /api/stock/reservations/expire` `{now?}`: release every reservation whose expiry has
-//! passed; the compensator calls it on each cron tick.
+//! `POST /api/stock/reservations/expire` `{now?}`: the reservation TTL sweep, on demand (an
+//! operator's repair, or a platform's scheduler); the stock receiver runs the same sweep on the
+//! compensator's periodic ring.
 //!
+//! Releases every reservation expired for longer than the domain's
+//! [`EXPIRY_GRACE_MS`](shop_domain::reservation::EXPIRY_GRACE_MS), the one rule of every sweep.
 //! Each batch is one Lua script (expire.lua) that releases due RESERVED reservations and removes
 //! them from the expiry index in the same step, so the call is idempotent and two instances may
-//! run it concurrently without releasing anything twice. "Now" is the Redis server's clock, the
-//! one clock every instance shares. `now` (RFC 3339) expires as of another instant (tests, manual
-//! repair). The route needs the internal token: nobody outside should be able to make the shop
-//! run repair batches (or, with `now`, release reservations early).
+//! run it concurrently without releasing anything twice. A reservation held for a paid order
+//! (its OrderPaid came but could not be applied yet: hold.lua) keeps its units and is counted as
+//! `held`. "Now" is the Redis server's clock, the one clock every instance shares. `now`
+//! (RFC 3339) sweeps as of another instant (tests, manual repair). The route needs the internal
+//! token: nobody outside should be able to make the shop run repair batches (or, with `now`,
+//! release reservations early).
 
 use serde::Serialize;
 use shop_adapter::auth::require_internal;
 use shop_adapter::body::{parse_object, Fields};
 use shop_adapter::respond::{json, HandlerResult};
 use shop_adapter::Problem;
+use shop_domain::reservation::EXPIRY_GRACE_MS;
 use shop_domain::timestamp::Timestamp;
 use spin_sdk::http::Request;
 
@@ -23,41 +29,47 @@ const BATCH: u32 = 100;
 /// Bounds one request's work; whatever is left is picked up by the next call.
 const MAX_BATCHES: u32 = 50;
 
-#[derive(Serialize)]
-struct Expired {
-    released: u64,
-    still_due: u64,
-    now: Timestamp,
+/// What one sweep did.
+#[derive(Debug, Serialize)]
+pub struct Swept {
+    pub released: u64,
+    /// Due reservations left for the next call (this one ran out of batches).
+    pub still_due: u64,
+    /// Due reservations kept for a paid order whose OrderPaid is not applied yet: each one is
+    /// an alert (its message is being retried, or waits in the dead letters for a replay).
+    pub held: u64,
+    pub now: Timestamp,
 }
 
 pub fn handle(req: &Request) -> HandlerResult {
     require_internal(req)?;
     let now = parse_now(req)?;
-    let (released, still_due, now) = sweep(&Store::open()?, now, 0)?;
-    Ok(json(
-        200,
-        &Expired {
-            released,
-            still_due,
-            now,
-        },
-    ))
+    let swept = sweep(&Store::open()?, now)?;
+    alert_held(&swept);
+    Ok(json(200, &swept))
 }
 
-/// Releases, batch by batch, every RESERVED reservation expired for longer than `grace_ms` as of
-/// `now` (the Redis clock when `None`). Returns (released, still due, the instant used).
-pub fn sweep(
-    store: &Store,
-    now: Option<Timestamp>,
-    grace_ms: u64,
-) -> Result<(u64, u64, Timestamp), Problem> {
+/// Logs an alert for reservations the sweep left held for a paid order.
+pub fn alert_held(swept: &Swept) {
+    if swept.held > 0 {
+        eprintln!(
+            "stock: ALERT the TTL sweep kept {} expired reservation(s) for paid orders whose OrderPaid is not applied yet (retried, or dead-lettered: GET /api/ops/dead-letters)",
+            swept.held
+        );
+    }
+}
+
+/// Releases, batch by batch, every RESERVED reservation expired for longer than
+/// [`EXPIRY_GRACE_MS`] as of `now` (the Redis clock when `None`), except those held for a paid
+/// order.
+pub fn sweep(store: &Store, now: Option<Timestamp>) -> Result<Swept, Problem> {
     let now_arg = now.map(|t| t.millis().to_string()).unwrap_or_default();
     let (batch, retention, grace) = (
         BATCH.to_string(),
         RETENTION_MS.to_string(),
-        grace_ms.to_string(),
+        EXPIRY_GRACE_MS.to_string(),
     );
-    let mut released = 0u64;
+    let (mut released, mut held) = (0u64, 0u64);
     let mut last = None;
     for _ in 0..MAX_BATCHES {
         let reply = store.run(
@@ -72,25 +84,31 @@ pub fn sweep(
                 &grace,
             ],
         )?;
-        let parsed = match reply.as_slice() {
-            [ok, n, due, at] if ok == "OK" => {
-                n.parse::<u64>().ok().zip(due.parse::<u64>().ok()).zip(
-                    at.parse::<i64>()
-                        .ok()
-                        .and_then(|ms| Timestamp::from_millis(ms).ok()),
-                )
-            }
-            _ => None,
-        };
-        let ((n, due), at) = parsed.ok_or_else(|| bad_reply(&EXPIRE, &reply))?;
+        let (n, due, at, kept) = parse_batch(&reply).ok_or_else(|| bad_reply(&EXPIRE, &reply))?;
         released += n;
+        held += kept;
         last = Some((due, at));
         if due == 0 {
             break;
         }
     }
     let (still_due, now) = last.ok_or_else(|| bad_reply(&EXPIRE, &[]))?;
-    Ok((released, still_due, now))
+    Ok(Swept {
+        released,
+        still_due,
+        held,
+        now,
+    })
+}
+
+/// expire.lua's `{"OK", released, still_due, now_ms, held}`.
+fn parse_batch(reply: &[String]) -> Option<(u64, u64, Timestamp, u64)> {
+    let [ok, n, due, at, held] = reply else {
+        return None;
+    };
+    let at = Timestamp::from_millis(at.parse::<i64>().ok()?).ok()?;
+    (ok == "OK").then_some(())?;
+    Some((n.parse().ok()?, due.parse().ok()?, at, held.parse().ok()?))
 }
 
 /// An empty body is `{}`.

@@ -4,18 +4,23 @@
 -- ARGV[1] "now" in ms, or "" for the Redis server clock, ARGV[2] batch size,
 -- ARGV[3] reservation key prefix, ARGV[4] product key prefix,
 -- ARGV[5] how long a settled record is kept, in milliseconds,
--- ARGV[6] (optional) grace in milliseconds: only reservations expired for longer are released
---   (the event-driven sweep leaves a paid order's late OrderPaid the time to confirm)
+-- ARGV[6] grace in milliseconds: only reservations expired for longer are released (the
+--   domain's EXPIRY_GRACE_MS, one rule for every caller: a paid order's late OrderPaid gets the
+--   time to confirm)
 --
--- Returns {"OK", released, still_due, now_ms}: how many reservations this batch released, and
--- how many are still due (the caller runs another batch while that is > 0).
+-- Returns {"OK", released, still_due, now_ms, held}: how many reservations this batch released,
+-- how many are still due (the caller runs another batch while that is > 0), and how many due
+-- ones it left held for a paid order (`paid_order`, set by hold.lua) whose OrderPaid has not
+-- been applied yet: those leave the index and keep their units, for the message's retry or an
+-- operator's replay of its dead letter (the caller raises an alert).
 --
--- Guarantees: each batch is one atomic step. A due reservation still RESERVED moves its units
--- reserved -> available and becomes RELEASED; every due id leaves the ZSET in the same step, so
--- two compensators running concurrently (or a retry) never release anything twice, and a
--- reservation confirmed or released meanwhile is left as it is (ReservationStatus::on: Expire on
--- CONFIRMED or RELEASED is Unchanged). Product keys are derived from the stored lines (single
--- Redis node; not Cluster-safe).
+-- Guarantees: each batch is one atomic step. A due reservation still RESERVED (and not held)
+-- moves its units reserved -> available and becomes RELEASED; every due id leaves the ZSET in
+-- the same step, so two compensators running concurrently (or a retry) never release anything
+-- twice, a reservation confirmed or released meanwhile is left as it is
+-- (ReservationStatus::on: Expire on CONFIRMED or RELEASED is Unchanged), and one held for a
+-- paid order keeps its units. Product keys are derived from the stored lines (single Redis
+-- node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
 local function int(n) return string.format('%.0f', n) end
@@ -29,11 +34,14 @@ else
 end
 local cutoff = now - tonumber(ARGV[6] or '0')
 local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', int(cutoff), 'LIMIT', 0, ARGV[2])
-local released = 0
+local released, held = 0, 0
 for _, id in ipairs(ids) do
   local rkey = ARGV[3] .. id
-  local r = redis.call('HMGET', rkey, 'status', 'items')
-  if r[1] == 'RESERVED' then
+  local r = redis.call('HMGET', rkey, 'status', 'items', 'paid_order')
+  if r[1] == 'RESERVED' and r[3] then
+    -- Paid: its units are the paid order's, whatever the clock says.
+    held = held + 1
+  elseif r[1] == 'RESERVED' then
     for _, item in ipairs(cjson.decode(r[2])) do
       local key = ARGV[4] .. item.sku
       redis.call('HINCRBY', key, 'reserved', -item.quantity)
@@ -46,4 +54,4 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', zkey, id)
 end
 local still_due = redis.call('ZCOUNT', zkey, '-inf', int(cutoff))
-return {'OK', int(released), int(still_due), int(now)}
+return {'OK', int(released), int(still_due), int(now), int(held)}
