@@ -327,16 +327,19 @@ fn a_dead_lettered_order_paid_keeps_its_units_from_the_ttl_sweep_until_replayed(
     let rkey = format!("stock:reservation:{rid}");
     shop.cli(&["HSET", &rkey, "expires_at", &past]);
     shop.cli(&["ZADD", "stock:reservations:expiries", &past, &rid]);
+    // Each wake-up of the stock receiver logs one `stock-events:` line after its sweep.
+    let sweeps = |log: &str| log.matches("stock-events: read").count();
+    let before = sweeps(&shop.app.stderr());
     shop.compensator_run();
-    wait_for(WAIT, "the sweep's alert", || {
-        let log = shop.app.stderr();
-        log.contains("stock: ALERT the TTL sweep kept 1 expired reservation")
-            .then_some(())
+    wait_for(WAIT, "the stock receiver's sweep", || {
+        (sweeps(&shop.app.stderr()) > before).then_some(())
     });
-    assert_eq!(shop.levels("HOLD-1"), (0, 2, 0));
+    assert_eq!(shop.levels("HOLD-1"), (0, 2, 0), "the paid units stay held");
     let other = json!({"items": [{"sku": "HOLD-1", "quantity": 1}]});
     let refused = shop.order_as("u2", "hold-other", &other);
     assert_problem(&refused, 409, None);
+    let alert = "stock: ALERT the TTL sweep kept 1 expired reservation";
+    assert!(shop.app.stderr().contains(alert), "{}", shop.app.stderr());
 
     // The operator replays it: the paid order's units are sold.
     let resp = replay(&shop, dead["id"].as_str().unwrap());
