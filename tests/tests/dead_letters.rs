@@ -209,7 +209,14 @@ fn a_rolled_back_batch_dead_letters_none_of_its_innocent_messages() {
     });
     shop.cli(&["XGROUP", "CREATE", "events:payments", "order", "0"]);
     shop.cli(&[
-        "XREADGROUP", "GROUP", "order", "order", "COUNT", "10", "STREAMS", "events:payments",
+        "XREADGROUP",
+        "GROUP",
+        "order",
+        "order",
+        "COUNT",
+        "10",
+        "STREAMS",
+        "events:payments",
         ">",
     ]);
     let entries = pending(&shop, "events:payments", "order");
@@ -225,9 +232,7 @@ fn a_rolled_back_batch_dead_letters_none_of_its_innocent_messages() {
         shop.wait_order(id, WAIT, is_status("PAID"));
     }
     let dead = wait_for(WAIT, "the poison's dead letter", || {
-        receiver_dead(&shop, "payments", "order")
-            .into_iter()
-            .next()
+        receiver_dead(&shop, "payments", "order").into_iter().next()
     });
     assert_eq!(dead["aggregate_id"], ids[1], "{dead}");
     assert_eq!(receiver_dead(&shop, "payments", "order").len(), 1);
@@ -253,7 +258,14 @@ fn a_failing_dead_letter_step_cannot_undo_a_committed_batch() {
     });
     shop.cli(&["XGROUP", "CREATE", "events:payments", "order", "0"]);
     shop.cli(&[
-        "XREADGROUP", "GROUP", "order", "order", "COUNT", "10", "STREAMS", "events:payments",
+        "XREADGROUP",
+        "GROUP",
+        "order",
+        "order",
+        "COUNT",
+        "10",
+        "STREAMS",
+        "events:payments",
         ">",
     ]);
     let entries = pending(&shop, "events:payments", "order");
@@ -344,10 +356,7 @@ fn a_dead_lettered_order_paid_keeps_its_units_from_the_ttl_sweep_until_replayed(
     // The operator replays it: the paid order's units are sold.
     let resp = replay(&shop, dead["id"].as_str().unwrap());
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(
-        shop.wait_levels("HOLD-1", WAIT, |l| l.2 == 2),
-        (0, 0, 2)
-    );
+    assert_eq!(shop.wait_levels("HOLD-1", WAIT, |l| l.2 == 2), (0, 0, 2));
     let r = shop.get_reservation(&rid).json();
     assert_eq!(r["status"], "CONFIRMED", "{r}");
 }
@@ -374,7 +383,11 @@ fn the_expire_route_waits_the_same_grace_as_the_receivers_sweep() {
         assert_eq!(resp.status, 200, "{}", resp.text());
         resp.json()["released"].as_i64().unwrap()
     };
-    assert_eq!(sweep(at(60_000)), 0, "a minute past expiry is within the grace");
+    assert_eq!(
+        sweep(at(60_000)),
+        0,
+        "a minute past expiry is within the grace"
+    );
     assert_eq!(shop.levels("GRACE-1"), (1, 2, 0));
     assert_eq!(sweep(at(EXPIRY_GRACE_MS + 1)), 1);
     assert_eq!(shop.levels("GRACE-1"), (3, 0, 0));
@@ -393,8 +406,21 @@ fn receiver_dead_letters_past_their_retention_are_purged() {
     .to_string();
     for id in [old.as_str(), "*"] {
         shop.cli(&[
-            "XADD", "dead:payments:order", id, "m", &message, "error", "x", "deliveries", "5",
-            "topic", "payments", "group", "order", "source_id", "1-0",
+            "XADD",
+            "dead:payments:order",
+            id,
+            "m",
+            &message,
+            "error",
+            "x",
+            "deliveries",
+            "5",
+            "topic",
+            "payments",
+            "group",
+            "order",
+            "source_id",
+            "1-0",
         ]);
     }
     shop.cli(&["SADD", "dead:index", "dead:payments:order"]);

@@ -57,11 +57,14 @@ impl DeadLetterId {
         let mut parts = s.strip_prefix(PREFIX)?.split(':');
         let (topic, group, entry) = (parts.next()?, parts.next()?, parts.next()?);
         let name = |p: &str| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         };
         let (ms, seq) = entry.split_once('-')?;
         let number = |p: &str| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u64>().is_ok();
-        let valid = parts.next().is_none() && name(topic) && name(group) && number(ms) && number(seq);
+        let valid =
+            parts.next().is_none() && name(topic) && name(group) && number(ms) && number(seq);
         valid.then(|| DeadLetterId {
             topic: topic.to_owned(),
             group: group.to_owned(),

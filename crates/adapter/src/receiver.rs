@@ -299,7 +299,10 @@ fn run_transaction(
     }
     if let Err(e) = apply.commit_batch() {
         let why = format!("its transaction did not commit: {e:#}");
-        eprintln!("receiver {}: a batch of events:{}: {why}", on.group, on.topic);
+        eprintln!(
+            "receiver {}: a batch of events:{}: {why}",
+            on.group, on.topic
+        );
         apply.abort_batch();
         return Ok(Err(why));
     }
@@ -314,7 +317,10 @@ fn settle(
     outcomes: &[Outcome],
     report: &mut DrainReport,
 ) -> anyhow::Result<()> {
-    let (stream, dead) = (stream_key(on.topic), dead_letter::stream(on.topic, on.group));
+    let (stream, dead) = (
+        stream_key(on.topic),
+        dead_letter::stream(on.topic, on.group),
+    );
     let mut acks = Vec::new();
     let mut dead_letters = Vec::new();
     for (entry, outcome) in entries.iter().zip(outcomes) {
