@@ -69,7 +69,8 @@ fn redeliver(shop: &Shop, topic: &str, group: &str, entry: &str, n: u32) {
 fn wait_delivery(shop: &Shop, entry: &str, n: u32) {
     let line = format!("entry {entry} failed (delivery {n})");
     wait_for(WAIT, &format!("delivery {n} of {entry}"), || {
-        shop.app.stderr().contains(&line).then_some(())
+        let log = format!("{}{}", shop.app.stdout(), shop.app.stderr());
+        log.contains(&line).then_some(())
     });
 }
 
@@ -429,4 +430,36 @@ fn receiver_dead_letters_past_their_retention_are_purged() {
     let left = receiver_dead(&shop, "payments", "order");
     assert_eq!(left.len(), 1, "{left:?}");
     assert_ne!(left[0]["id"], format!("rcv:payments:order:{old}"));
+}
+
+/// The same under the real Spin CLI (its Redis trigger, router and outbound Redis): a payment
+/// the order receiver fails five times is dead-lettered, listed under its `rcv:` id (colons in
+/// the path segment), replayed once (the order is PAID), and a second replay is 404.
+#[test]
+fn under_real_spin_a_receiver_dead_letter_is_listed_and_replayed_once() {
+    let Some(shop) = Shop::boot_real_spin() else {
+        return;
+    };
+    product(&shop, "DLS-1", 5);
+    let o = shop.create_order("dls-1", "DLS-1", 1);
+    let id = o["order_id"].as_str().unwrap();
+    refuse_paid(&shop, "refuse_dls_1", id, "ABORT");
+    paid(&shop, "evt_dls_1", &o);
+    let entry = wait_for(WAIT, "the payment handed to the receiver", || {
+        pending(&shop, "events:payments", "order").pop()
+    });
+    wait_delivery(&shop, &entry, 1);
+    for n in 2..=5 {
+        redeliver(&shop, "payments", "order", &entry, n);
+    }
+    let dead = wait_for(WAIT, "the dead letter", || {
+        receiver_dead(&shop, "payments", "order").pop()
+    });
+    assert_eq!(dead["deliveries"], 5, "{dead}");
+    shop.sql("DROP TRIGGER refuse_dls_1");
+    let rid = dead["id"].as_str().unwrap();
+    let resp = replay(&shop, rid);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    shop.wait_order(id, WAIT, is_status("PAID"));
+    assert_problem(&replay(&shop, rid), 404, None);
 }
