@@ -74,6 +74,35 @@ fn wait_delivery(shop: &Shop, entry: &str, n: u32) {
     });
 }
 
+/// Waits for `count` payments on `events:payments`, then makes each one pending for the order
+/// receiver's group as if it had been handed out four times already and abandoned (idle past
+/// the takeover threshold): the receiver's next drain takes them over together, each at its
+/// fifth delivery. Returns their entry ids.
+fn failed_four_times(shop: &Shop, count: usize) -> Vec<String> {
+    let stream = "events:payments";
+    wait_for(WAIT, &format!("{count} payments on the stream"), || {
+        (shop.cli(&["XLEN", stream]).trim() == count.to_string()).then_some(())
+    });
+    shop.cli(&["XGROUP", "CREATE", stream, "order", "0"]);
+    let read = [
+        "XREADGROUP",
+        "GROUP",
+        "order",
+        "order",
+        "STREAMS",
+        stream,
+        ">",
+    ];
+    shop.cli(&read);
+    let entries = pending(shop, stream, "order");
+    assert_eq!(entries.len(), count);
+    let mut claim = vec!["XCLAIM", stream, "order", "order", "0"];
+    claim.extend(entries.iter().map(String::as_str));
+    claim.extend(["IDLE", "3600000", "RETRYCOUNT", "4", "JUSTID"]);
+    shop.cli(&claim);
+    entries
+}
+
 /// `GET /api/ops/dead-letters` as the admin.
 fn dead_letters(shop: &Shop) -> Value {
     let (k, v) = admin_auth();
@@ -205,27 +234,7 @@ fn a_rolled_back_batch_dead_letters_none_of_its_innocent_messages() {
         paid(&shop, &format!("evt_rb_{i}"), o);
     }
     // All three failed four times before (as a batch with this poison in it would have).
-    wait_for(WAIT, "three payments on the stream", || {
-        (shop.cli(&["XLEN", "events:payments"]).trim() == "3").then_some(())
-    });
-    shop.cli(&["XGROUP", "CREATE", "events:payments", "order", "0"]);
-    shop.cli(&[
-        "XREADGROUP",
-        "GROUP",
-        "order",
-        "order",
-        "COUNT",
-        "10",
-        "STREAMS",
-        "events:payments",
-        ">",
-    ]);
-    let entries = pending(&shop, "events:payments", "order");
-    assert_eq!(entries.len(), 3);
-    let mut claim = vec!["XCLAIM", "events:payments", "order", "order", "0"];
-    claim.extend(entries.iter().map(String::as_str));
-    claim.extend(["IDLE", "3600000", "RETRYCOUNT", "4", "JUSTID"]);
-    shop.cli(&claim);
+    failed_four_times(&shop, 3);
 
     shop.restart_without_cron();
     shop.cli(&["PUBLISH", "doorbell:payments", ""]);
@@ -241,6 +250,54 @@ fn a_rolled_back_batch_dead_letters_none_of_its_innocent_messages() {
     assert!(pending(&shop, "events:payments", "order").is_empty());
 }
 
+/// When SQLite rolls back every transaction (each payment alone too), the database is failing,
+/// not the messages: nothing is dead-lettered, everything stays pending, and once the database
+/// takes writes again the next delivery applies every payment.
+#[test]
+fn a_database_that_rolls_back_every_transaction_dead_letters_nothing() {
+    let mut shop = Shop::boot_without_receivers();
+    product(&shop, "RB-2", 10);
+    let orders: Vec<Value> = (0..2)
+        .map(|i| shop.create_order(&format!("rb2-{i}"), "RB-2", 1))
+        .collect();
+    shop.sql(
+        "CREATE TRIGGER failing_db BEFORE UPDATE ON orders WHEN NEW.status = 'PAID' \
+         BEGIN SELECT RAISE(ROLLBACK, 'injected: the database rolls back'); END",
+    );
+    for (i, o) in orders.iter().enumerate() {
+        paid(&shop, &format!("evt_rb2_{i}"), o);
+    }
+    let entries = failed_four_times(&shop, 2);
+    shop.restart_without_cron();
+    shop.cli(&["PUBLISH", "doorbell:payments", ""]);
+    let line = "the database rolled back the transaction of every entry of the batch";
+    wait_for(WAIT, "the receiver giving up on the batch", || {
+        shop.app.stderr().contains(line).then_some(())
+    });
+    assert!(receiver_dead(&shop, "payments", "order").is_empty());
+    assert_eq!(pending(&shop, "events:payments", "order"), entries);
+
+    shop.sql("DROP TRIGGER failing_db");
+    for entry in &entries {
+        shop.cli(&[
+            "XCLAIM",
+            "events:payments",
+            "order",
+            "order",
+            "0",
+            entry,
+            "IDLE",
+            "3600000",
+            "JUSTID",
+        ]);
+    }
+    shop.cli(&["PUBLISH", "doorbell:payments", ""]);
+    for o in &orders {
+        shop.wait_order(o["order_id"].as_str().unwrap(), WAIT, is_status("PAID"));
+    }
+    assert!(receiver_dead(&shop, "payments", "order").is_empty());
+}
+
 /// The dead-letter step runs after the batch's transaction ended: when Redis refuses it, the
 /// innocent payment of the batch is applied all the same (its commit does not wait on, or
 /// depend on, Redis), and the poison stays pending until the dead-letter stream takes it.
@@ -254,26 +311,7 @@ fn a_failing_dead_letter_step_cannot_undo_a_committed_batch() {
     refuse_paid(&shop, "refuse_ds_1", poison_id, "ABORT");
     paid(&shop, "evt_ds_0", &innocent);
     paid(&shop, "evt_ds_1", &poison);
-    wait_for(WAIT, "two payments on the stream", || {
-        (shop.cli(&["XLEN", "events:payments"]).trim() == "2").then_some(())
-    });
-    shop.cli(&["XGROUP", "CREATE", "events:payments", "order", "0"]);
-    shop.cli(&[
-        "XREADGROUP",
-        "GROUP",
-        "order",
-        "order",
-        "COUNT",
-        "10",
-        "STREAMS",
-        "events:payments",
-        ">",
-    ]);
-    let entries = pending(&shop, "events:payments", "order");
-    let mut claim = vec!["XCLAIM", "events:payments", "order", "order", "0"];
-    claim.extend(entries.iter().map(String::as_str));
-    claim.extend(["IDLE", "3600000", "RETRYCOUNT", "4", "JUSTID"]);
-    shop.cli(&claim);
+    let entries = failed_four_times(&shop, 2);
     // The dead-letter stream is a key of the wrong type: Redis refuses to dead-letter.
     shop.cli(&["SET", "dead:payments:order", "not a stream"]);
 

@@ -259,14 +259,17 @@ fn isolated(
     apply: &mut impl Apply,
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes = Vec::with_capacity(entries.len());
+    let mut rolled_back = 0;
     for entry in entries {
-        let one = run_transaction(on, std::slice::from_ref(entry), apply)?;
-        outcomes.push(match one {
-            Ok(mut o) => o.pop().unwrap_or(Outcome::Interrupted),
-            Err(why) => Outcome::Failed(why),
-        });
+        match run_transaction(on, std::slice::from_ref(entry), apply)? {
+            Ok(mut one) => outcomes.push(one.pop().unwrap_or(Outcome::Interrupted)),
+            Err(why) => {
+                rolled_back += 1;
+                outcomes.push(Outcome::Failed(why));
+            }
+        }
     }
-    if outcomes.iter().all(|o| matches!(o, Outcome::Failed(_))) {
+    if rolled_back == entries.len() {
         outcomes = entries.iter().map(|_| Outcome::Interrupted).collect();
     }
     Ok(outcomes)
