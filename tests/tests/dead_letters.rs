@@ -391,6 +391,13 @@ fn a_dead_lettered_order_paid_keeps_its_units_from_the_ttl_sweep_until_replayed(
     assert_problem(&refused, 409, None);
     let alert = "stock: ALERT the TTL sweep kept 1 expired reservation";
     assert!(shop.app.stderr().contains(alert), "{}", shop.app.stderr());
+    // It stays on the expiry index, due again (and alerted on again) an hour later.
+    let score = shop.cli(&["ZSCORE", "stock:reservations:expiries", &rid]);
+    let due_again = score.trim().parse::<i64>().expect("still indexed");
+    assert!(
+        due_again > unix_now() * 1000 - EXPIRY_GRACE_MS as i64,
+        "{score}"
+    );
 
     // The operator replays it: the paid order's units are sold.
     let resp = replay(&shop, dead["id"].as_str().unwrap());

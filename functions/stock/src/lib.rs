@@ -10,7 +10,7 @@
 //! - `POST /api/products/{sku}/stock-adjustments` (admin)
 //! - `POST /api/stock/reservations`, `GET /api/stock/reservations/{id}`
 //! - `POST /api/stock/reservations/{id}/confirm`, `POST /api/stock/reservations/{id}/release`
-//! - `POST /api/stock/reservations/expire` (the compensator's cron tick)
+//! - `POST /api/stock/reservations/expire` (the reservation TTL sweep on demand)
 //! - `POST /api/stock/events/drain` (internal: the receiver over HTTP, no Redis trigger)
 //!
 //! Invariant: for each SKU, `available + reserved + sold` is set when the product is created and

@@ -26,6 +26,8 @@ use crate::redis::{bad_reply, keys, Store, EXPIRE};
 use crate::settle::RETENTION_MS;
 
 const BATCH: u32 = 100;
+/// How often a sweep looks at (and alerts on) a reservation held for a paid order again.
+const HELD_ALERT_EVERY_MS: u64 = 60 * 60 * 1000;
 /// Bounds one request's work; whatever is left is picked up by the next call.
 const MAX_BATCHES: u32 = 50;
 
@@ -69,6 +71,7 @@ pub fn sweep(store: &Store, now: Option<Timestamp>) -> Result<Swept, Problem> {
         RETENTION_MS.to_string(),
         EXPIRY_GRACE_MS.to_string(),
     );
+    let recheck = HELD_ALERT_EVERY_MS.to_string();
     let (mut released, mut held) = (0u64, 0u64);
     let mut last = None;
     for _ in 0..MAX_BATCHES {
@@ -82,6 +85,7 @@ pub fn sweep(store: &Store, now: Option<Timestamp>) -> Result<Swept, Problem> {
                 keys::PRODUCT_PREFIX,
                 &retention,
                 &grace,
+                &recheck,
             ],
         )?;
         let (n, due, at, kept) = parse_batch(&reply).ok_or_else(|| bad_reply(&EXPIRE, &reply))?;

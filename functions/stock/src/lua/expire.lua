@@ -7,16 +7,19 @@
 -- ARGV[6] grace in milliseconds: only reservations expired for longer are released (the
 --   domain's EXPIRY_GRACE_MS, one rule for every caller: a paid order's late OrderPaid gets the
 --   time to confirm)
+-- ARGV[7] how long (ms) a held reservation waits before a sweep looks at it (and alerts) again
 --
 -- Returns {"OK", released, still_due, now_ms, held}: how many reservations this batch released,
 -- how many are still due (the caller runs another batch while that is > 0), and how many due
--- ones it left held for a paid order (`paid_order`, set by hold.lua) whose OrderPaid has not
--- been applied yet: those leave the index and keep their units, for the message's retry or an
--- operator's replay of its dead letter (the caller raises an alert).
+-- ones it found held for a paid order (`paid_order`, set by hold.lua) whose OrderPaid has not
+-- been applied yet: those keep their units, for the message's retry or an operator's replay of
+-- its dead letter, and come back to a sweep ARGV[7] ms later, so the caller's alert repeats
+-- until the message is applied (fulfil.lua takes it off the index).
 --
 -- Guarantees: each batch is one atomic step. A due reservation still RESERVED (and not held)
--- moves its units reserved -> available and becomes RELEASED; every due id leaves the ZSET in
--- the same step, so two compensators running concurrently (or a retry) never release anything
+-- moves its units reserved -> available and becomes RELEASED; every other due id leaves the
+-- ZSET, or (held) is put back ARGV[7] ms past the cutoff, in the same step, so two compensators
+-- running concurrently (or a retry) never release anything twice, no batch sees a held one
 -- twice, a reservation confirmed or released meanwhile is left as it is
 -- (ReservationStatus::on: Expire on CONFIRMED or RELEASED is Unchanged), and one held for a
 -- paid order keeps its units. Product keys are derived from the stored lines (single Redis
@@ -41,6 +44,7 @@ for _, id in ipairs(ids) do
   if r[1] == 'RESERVED' and r[3] then
     -- Paid: its units are the paid order's, whatever the clock says.
     held = held + 1
+    redis.call('ZADD', zkey, int(cutoff + tonumber(ARGV[7])), id)
   elseif r[1] == 'RESERVED' then
     for _, item in ipairs(cjson.decode(r[2])) do
       local key = ARGV[4] .. item.sku
@@ -51,7 +55,9 @@ for _, id in ipairs(ids) do
     redis.call('PEXPIRE', rkey, ARGV[5])
     released = released + 1
   end
-  redis.call('ZREM', zkey, id)
+  if not (r[1] == 'RESERVED' and r[3]) then
+    redis.call('ZREM', zkey, id)
+  end
 end
 local still_due = redis.call('ZCOUNT', zkey, '-inf', int(cutoff))
 return {'OK', int(released), int(still_due), int(now), int(held)}
