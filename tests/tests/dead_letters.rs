@@ -212,6 +212,13 @@ fn a_receiver_dead_letter_is_listed_beside_the_outbox_and_replayed_once() {
     assert_eq!(paid_msgs[0]["n"], 1);
     // Only the admin sees or replays dead letters.
     assert_eq!(shop.app.get("/api/ops/dead-letters").unwrap().status, 401);
+
+    // When Redis fails the listing, the outbox's dead letters are listed all the same.
+    shop.cli(&["DEL", "dead:index"]);
+    shop.cli(&["SET", "dead:index", "not a set"]);
+    let listing = dead_letters(&shop);
+    assert_eq!(listing["dead_letters"][0]["id"], mid.as_str(), "{listing}");
+    assert!(listing["receivers_unavailable"].is_string(), "{listing}");
 }
 
 /// Three payments reach the order receiver together, each at its fifth delivery; the second's
