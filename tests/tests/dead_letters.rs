@@ -478,7 +478,8 @@ fn receiver_dead_letters_past_their_retention_are_purged() {
     }
     shop.cli(&["SADD", "dead:index", "dead:payments:order"]);
     assert_eq!(receiver_dead(&shop, "payments", "order").len(), 2);
-    shop.compensator_run();
+    let run = shop.compensator_run();
+    assert_eq!(run["purged_dead_letters"], 1, "{run}");
     let left = receiver_dead(&shop, "payments", "order");
     assert_eq!(left.len(), 1, "{left:?}");
     assert_ne!(left[0]["id"], format!("rcv:payments:order:{old}"));
@@ -514,4 +515,8 @@ fn under_real_spin_a_receiver_dead_letter_is_listed_and_replayed_once() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     shop.wait_order(id, WAIT, is_status("PAID"));
     assert_problem(&replay(&shop, rid), 404, None);
+    // The compensator's run (retention of receiver dead letters included) under Spin too.
+    let run = shop.compensator_run();
+    assert_eq!(run["errors"], json!([]), "{run}");
+    assert_eq!(run["purged_dead_letters"], 0, "{run}");
 }
