@@ -39,6 +39,14 @@ const PURGE: Script = Script {
     source: include_str!("../lua/dead_letters_purge.lua"),
 };
 
+/// Where a listed dead letter waits: an outbox row, or a receiver's dead-letter stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Outbox,
+    Receiver,
+}
+
 /// The name of one receiver dead letter: `rcv:<topic>:<group>:<entry id>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetterId {

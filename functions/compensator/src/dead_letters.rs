@@ -14,7 +14,7 @@
 //! ([`purge`]).
 
 use serde_json::json;
-use shop_adapter::dead_letter::{self, DeadLetterId};
+use shop_adapter::dead_letter::{self, DeadLetterId, Source};
 use shop_adapter::outbox;
 use shop_adapter::respond::{json, HandlerResult};
 use shop_adapter::Problem;
@@ -38,7 +38,7 @@ pub fn list(req: &Request) -> HandlerResult {
             for d in rows.map_err(|e| failed(label, e))? {
                 let mut v = serde_json::to_value(&d).unwrap_or_default();
                 v["id"] = json!(d.message_id);
-                v["source"] = json!("outbox");
+                v["source"] = json!(Source::Outbox);
                 v["context"] = json!(label);
                 all.push(v);
             }
@@ -51,7 +51,7 @@ pub fn list(req: &Request) -> HandlerResult {
         Ok(listing) => {
             for d in &listing.dead_letters {
                 let mut v = serde_json::to_value(d).unwrap_or_default();
-                v["source"] = json!("receiver");
+                v["source"] = json!(Source::Receiver);
                 all.push(v);
             }
             (json!(listing.streams), None)
