@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 
 use shop_adapter::outbox::{publish_call, Outgoing, Ring, PUBLISH_LUA};
 use shop_adapter::redis::{run, Script};
-use shop_domain::idempotency::IdempotencyKey;
+use shop_domain::idempotency::ClaimKey;
 use spin_sdk::redis::{Connection, RedisParameter};
 
 const TAKE: Script = Script {
@@ -48,17 +48,20 @@ static PUBLISH_AND_DROP: LazyLock<String> = LazyLock::new(|| {
     parts.join("\n")
 });
 
-/// The sorted set of open-lease members.
-const OPEN: &str = "order:leases";
+/// The sorted set of open-lease members. (Before keys were scoped to their customer it was
+/// `order:leases`, whose members had no owner: a lease left open there across the upgrade is not
+/// settled here, and its reservation runs out with the stock TTL.)
+const OPEN: &str = "order:open-leases";
 
-fn lease_key(key: &IdempotencyKey) -> String {
-    format!("order:lease:{}", key.as_str())
+/// A user id holds no space, so `<owner> <key>` names one (owner, key) pair.
+fn lease_key(key: &ClaimKey) -> String {
+    format!("order:key-lease:{} {}", key.owner_str(), key.key().as_str())
 }
 
 /// A lease on a key at one attempt, as recorded in the open-lease set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
-    pub key: IdempotencyKey,
+    pub key: ClaimKey,
     pub token: String,
     /// The fingerprint of the holder's request.
     pub fingerprint: String,
@@ -66,18 +69,20 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// `<attempt> <token> <fingerprint> <key>`: the key last, as it may contain spaces.
+    /// `<attempt> <token> <fingerprint> <owner> <key>`: the key last, as it may contain spaces.
     fn member(&self) -> String {
         let (a, t, f) = (self.attempt, &self.token, &self.fingerprint);
-        format!("{a} {t} {f} {}", self.key.as_str())
+        let (owner, key) = (self.key.owner_str(), self.key.key().as_str());
+        format!("{a} {t} {f} {owner} {key}")
     }
 
     fn parse(member: &str) -> Option<Lease> {
-        let mut parts = member.splitn(4, ' ');
+        let mut parts = member.splitn(5, ' ');
         let attempt = parts.next()?.parse().ok()?;
         let token = parts.next()?.to_owned();
         let fingerprint = parts.next()?.to_owned();
-        let key = IdempotencyKey::parse(parts.next()?).ok()?;
+        let owner = parts.next()?;
+        let key = ClaimKey::from_stored(owner, parts.next()?)?;
         Some(Lease {
             key,
             token,
@@ -146,7 +151,7 @@ pub fn drop(lease: &Lease) {
     if let Err(e) = result {
         eprintln!(
             "order: could not drop the lease of {}: {e:#}",
-            lease.key.as_str()
+            lease.key.key().as_str()
         );
     }
 }
@@ -172,7 +177,7 @@ pub fn drop_publishing(lease: &Lease, rows: &[Outgoing], ring: Ring) {
     if let Err(e) = result {
         eprintln!(
             "order: could not send {topic} messages and drop the lease of {} (left to the relay and the lease's expiry): {e:#}",
-            lease.key.as_str()
+            lease.key.key().as_str()
         );
     }
 }
@@ -186,7 +191,7 @@ pub fn free(lease: &Lease) {
     if let Err(e) = result {
         eprintln!(
             "order: could not free the lease of {}: {e:#}",
-            lease.key.as_str()
+            lease.key.key().as_str()
         );
     }
 }

@@ -30,6 +30,9 @@ struct Expired {
     now: Timestamp,
 }
 
+/// The most an expiry body (`{now?}`) may be: a few times its largest valid form.
+pub const BODY_LIMIT: usize = 1024;
+
 pub fn handle(req: &Request) -> HandlerResult {
     require_internal(req)?;
     let now = parse_now(req)?;
