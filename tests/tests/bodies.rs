@@ -58,7 +58,7 @@ fn order_headers(user: &str, key: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn borrowed(headers: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+fn borrowed<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     headers.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
