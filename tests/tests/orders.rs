@@ -445,7 +445,7 @@ fn concurrent_requests_with_one_key_create_one_order() {
                     "https://errors.spin-shop.dev/request-in-progress"
                 );
             }
-            other => panic!("unexpected {other}: {}", r.text()),
+            other => panic!("unexpected {other}: {}\n{}", r.text(), env.stderr()),
         }
     }
     assert_eq!(fresh, 1, "exactly one request created the order");

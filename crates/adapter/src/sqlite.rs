@@ -73,7 +73,12 @@ pub fn migrate(conn: &Connection, component: &str, migrations: &[Migration]) -> 
             &[Value::Text(component.to_owned()), Value::Integer(m.version)],
         )?;
         if !done.rows.is_empty() {
-            continue; // `tx` rolls back the empty transaction on drop
+            // Committed, not rolled back: under the host's group commit the row may be another
+            // request's migration that is not durable (nor visible outside a transaction) yet,
+            // and the commit waits for it; rolling back would answer at once, and the request
+            // would read the schema as it was before that migration.
+            tx.commit()?;
+            continue;
         }
         for stmt in statements(m.sql) {
             conn.execute(&stmt, &[])
