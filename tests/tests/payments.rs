@@ -300,19 +300,25 @@ fn two_overlapping_relay_runs_send_each_message_once() {
     shop.sql("UPDATE outbox SET published_at = NULL, next_attempt_ms = 0");
     shop.redis.cli(&["DEL", "events:orders"]).unwrap();
     shop.forget_sent_messages();
-    // Forced overlap: Redis holds writes back, so run A stops right after its claim (its first
-    // Redis write is the send); run B starts only then and claims while A's rows are leased,
-    // then stops at its own first Redis write. Both finish once writes flow again.
+    // Forced overlap: Redis holds writes back, so the run that claims first stops right after
+    // its claim (its first Redis write is the send) with its rows leased and unsent, and stays
+    // there while the other run, started at the same moment, claims. (Under our host both runs
+    // share one Redis connection, so the second run, once past its claim, queues behind the
+    // first instead of showing up as a second blocked client: it gets a second to claim.)
     shop.pause_redis_writes();
+    let barrier = std::sync::Barrier::new(2);
     let runs: Vec<Value> = std::thread::scope(|s| {
-        let a = s.spawn(|| shop.compensator_run());
-        e2e::wait_for(WAIT, "run A claimed and waits to send", || {
+        let run = || {
+            barrier.wait();
+            shop.compensator_run()
+        };
+        let (a, b) = (s.spawn(run), s.spawn(run));
+        e2e::wait_for(WAIT, "a run claimed and waits to send", || {
             (shop.redis_blocked_clients() >= 1).then_some(())
         });
-        let b = s.spawn(|| shop.compensator_run());
-        e2e::wait_for(WAIT, "run B passed its claim too", || {
-            (shop.redis_blocked_clients() >= 2).then_some(())
-        });
+        let leased = "SELECT COUNT(*) AS n FROM outbox WHERE lease_token IS NOT NULL AND published_at IS NULL";
+        assert_eq!(shop.sql(leased)[0]["n"], 40, "claimed, not sent");
+        std::thread::sleep(Duration::from_secs(1));
         shop.unpause_redis();
         vec![a.join().unwrap(), b.join().unwrap()]
     });
