@@ -57,25 +57,27 @@ async fn handle(incoming: IncomingRequest) -> Response {
     }
 }
 
+/// Who may call a route (`require_admin`, `require_internal`).
+type CallerCheck = fn(&Request) -> Result<(), Problem>;
+
 /// The routes that take a body, each with its caller's check and its limit; `None`: the route
 /// reads no body.
 fn body_limit(head: &Request) -> Result<Option<usize>, Problem> {
     let path = head.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let (check, limit): (fn(&Request) -> Result<(), Problem>, usize) =
-        match (head.method(), segments.as_slice()) {
-            (Method::Put, ["api", "products", _]) => (require_admin, cmd::put_product::BODY_LIMIT),
-            (Method::Post, ["api", "products", _, "stock-adjustments"]) => {
-                (require_admin, cmd::adjust::BODY_LIMIT)
-            }
-            (Method::Post, ["api", "stock", "reservations"]) => {
-                (require_internal, cmd::reserve::BODY_LIMIT)
-            }
-            (Method::Post, ["api", "stock", "reservations", "expire"]) => {
-                (require_internal, cmd::expire::BODY_LIMIT)
-            }
-            _ => return Ok(None),
-        };
+    let (check, limit): (CallerCheck, usize) = match (head.method(), segments.as_slice()) {
+        (Method::Put, ["api", "products", _]) => (require_admin, cmd::put_product::BODY_LIMIT),
+        (Method::Post, ["api", "products", _, "stock-adjustments"]) => {
+            (require_admin, cmd::adjust::BODY_LIMIT)
+        }
+        (Method::Post, ["api", "stock", "reservations"]) => {
+            (require_internal, cmd::reserve::BODY_LIMIT)
+        }
+        (Method::Post, ["api", "stock", "reservations", "expire"]) => {
+            (require_internal, cmd::expire::BODY_LIMIT)
+        }
+        _ => return Ok(None),
+    };
     check(head)?;
     Ok(Some(limit))
 }

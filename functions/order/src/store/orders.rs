@@ -37,7 +37,7 @@ pub fn insert(conn: &Connection, order: &PlacedOrder, key: &ClaimKey) -> anyhow:
             int(order.discount.minor()),
             int(order.total.minor()),
             text_or_null(order.coupon_code.as_ref().map(CouponCode::as_str)),
-            text(&key.scoped_text()),
+            text(key.scoped_text()),
             text(&order.reservation_id),
             int(order.created_ms),
             int(order.expires_ms),
