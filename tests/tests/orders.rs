@@ -795,10 +795,14 @@ fn plant_claim(env: &Env, key: &str, order: &Value, holder: Holder) -> String {
 }
 
 /// The claim row an older version of the order component wrote while a request was in progress
-/// (before the Redis lease), left by a request that died long ago.
+/// (before the Redis lease), left by a request that died long ago, as migration 0009 keeps it:
+/// without an owner (it has no order to take one from), with the reservation id of its key alone.
 fn plant_legacy_claim(env: &Env, key: &str, order: &Value) -> String {
-    env.sql(&claim_row(key, order, "in-progress", 0));
-    claim_key(order["user_id"].as_str().unwrap(), key).reservation_id(0)
+    let row = claim_row(key, order, "in-progress", 0);
+    let user = order["user_id"].as_str().unwrap();
+    env.sql(&row.replacen(&format!("VALUES ('{user}', "), "VALUES ('', ", 1));
+    use shop_domain::idempotency::IdempotencyKey;
+    IdempotencyKey::parse(key).unwrap().reservation_id(0)
 }
 
 /// The order component's sorted set of open leases (store/leases.rs).
@@ -913,13 +917,20 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     );
     assert_eq!(env.levels("A"), (8, 2, 0));
 
-    // An in-progress row an older version wrote (before the Redis lease) is retaken the same
-    // way, reusing its reservation.
+    // An in-progress row an older version wrote (before the Redis lease, and before keys were
+    // scoped to their customer) is retaken the same way, reusing its reservation.
     let legacy = plant_legacy_claim(&env, "legacy-key", &body);
     env.reserve_directly(&legacy, "A", 2);
     let retry = env.order(Some("legacy-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     assert_eq!(env.levels("A"), (6, 4, 0), "no second deduction");
+    assert_eq!(env.reservation_of(&retry.json()), legacy);
+    // Another customer's request under that key is not that claim's: their own order.
+    let theirs = json!({"user_id": "v", "items": [{"sku": "A", "quantity": 1}]});
+    let other = env.order(Some("legacy-key"), &theirs);
+    assert_eq!(other.status, 201, "{}", other.text());
+    assert_eq!(other.header("idempotent-replayed"), None);
+    assert_eq!(env.levels("A"), (5, 5, 0));
 }
 
 #[test]

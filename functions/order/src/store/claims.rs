@@ -115,6 +115,7 @@ fn read(
 /// of the same key finished, or the sweep gave the claim up), the lease is dropped and the
 /// request decides again on the row as it is now.
 pub fn begin(conn: &Connection, key: &ClaimKey, fingerprint: &str) -> anyhow::Result<Next> {
+    let key = &resolve(conn, key, fingerprint)?;
     for _ in 0..3 {
         let row = read(conn, key)?;
         let now = ids::now_ms();
@@ -137,6 +138,21 @@ pub fn begin(conn: &Connection, key: &ClaimKey, fingerprint: &str) -> anyhow::Re
         leases::drop(&claim.lease());
     }
     Ok(Next::InProgress)
+}
+
+/// The claim the customer's key names: their own, or, when they have none, a claim stored before
+/// keys were scoped (owner `''`, migration 0009) for this very request. The fingerprint covers
+/// the customer, so another customer's request never matches such a claim (and learns nothing
+/// of it), while a retry across the upgrade keeps the claim and its reservation.
+fn resolve(conn: &Connection, key: &ClaimKey, fingerprint: &str) -> anyhow::Result<ClaimKey> {
+    if read(conn, key)?.is_some() {
+        return Ok(key.clone());
+    }
+    let unscoped = ClaimKey::unscoped(key.key().clone());
+    Ok(match read(conn, &unscoped)? {
+        Some((claim, _)) if claim.fingerprint == fingerprint => unscoped,
+        _ => key.clone(),
+    })
 }
 
 /// What the rules say for `row`: a claim to go on under (`Ok`), or the answer (`Err`).
