@@ -933,6 +933,38 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     assert_eq!(env.levels("A"), (5, 5, 0));
 }
 
+/// A request of a version from before keys were scoped took its lease under the old names
+/// (`order:lease:<key>`, a member without an owner in `order:leases`), reserved, and died
+/// before the upgrade: the sweep settles it as any other, and the client's retry continues the
+/// claim (migration 0009 leaves it unscoped) under the next attempt.
+#[test]
+fn a_lease_left_open_before_keys_were_scoped_is_settled_by_the_sweep() {
+    use shop_domain::idempotency::IdempotencyKey;
+    let env = Env::with_ten_of_a();
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
+    let fp = order_fingerprint(&body);
+    env.cli(&[
+        "ZADD",
+        "order:leases",
+        "0",
+        &format!("0 clm_old {fp} old key"),
+    ]);
+    let old = IdempotencyKey::parse("old key").unwrap();
+    env.reserve_directly(&old.reservation_id(0), "A", 3);
+    assert_eq!(env.levels("A"), (7, 3, 0));
+
+    let report = env.compensate();
+    assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
+    assert_eq!(report.json()["abandoned_claims"], 1, "{}", report.text());
+    assert_eq!(env.levels("A"), (10, 0, 0), "its reservation released");
+    assert_eq!(env.cli(&["ZCARD", "order:leases"]).trim(), "0");
+
+    let retry = env.order(Some("old key"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    assert_eq!(env.reservation_of(&retry.json()), old.reservation_id(1));
+    assert_eq!(env.levels("A"), (7, 3, 0));
+}
+
 #[test]
 fn concurrent_cancels_change_the_order_once() {
     let env = Arc::new(Env::start());

@@ -99,6 +99,11 @@ impl ClaimKey {
         ClaimKey { owner: None, key }
     }
 
+    /// Whether the claim belongs to a customer (every claim made since keys were scoped).
+    pub fn is_scoped(&self) -> bool {
+        self.owner.is_some()
+    }
+
     /// The owner as stored (`""` for an unscoped claim: a user id is never empty).
     pub fn owner_str(&self) -> &str {
         self.owner.as_ref().map_or("", UserId::as_str)
