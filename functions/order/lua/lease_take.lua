@@ -2,7 +2,8 @@
 --
 -- KEYS[1] the lease of one customer's key (`order:key-lease:<owner> <key>`: a key is scoped to
 -- the customer who sent it), KEYS[2] the open leases (`order:open-leases`, a sorted set scored by
--- the time the lease was taken).
+-- the time the lease was taken). A claim stored before keys were scoped keeps the old names
+-- (`order:lease:<key>`, `order:leases`, members without an owner).
 -- ARGV[1] this request's claim token, ARGV[2] the request's fingerprint, ARGV[3] the open-lease
 -- member (`<attempt> <token> <fingerprint> <owner> <key>`), ARGV[4] lease length (ms), ARGV[5]
 -- now (ms).
