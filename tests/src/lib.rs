@@ -791,3 +791,113 @@ pub fn assert_problem(resp: &Response, status: u16, field: Option<&str>) -> Valu
     }
     body
 }
+
+/// What [`send_streaming`] saw: the answer, and how much of the body had been sent when it came.
+pub struct StreamedAnswer {
+    pub status: u16,
+    pub body: String,
+    /// Body bytes the client had written when the answer arrived.
+    pub sent_at_answer: usize,
+    /// Whether the client had sent the whole body when the answer arrived.
+    pub body_finished: bool,
+}
+
+/// Sends `method path` to `base_url` (`http://host:port`) over a raw TCP connection with
+/// `headers` and a chunked body of `total` bytes (`chunk` repeated), written by another thread
+/// while this one waits for the answer, so a server that answers before reading everything is
+/// seen doing so. The connection is shut once the answer is read.
+pub fn send_streaming(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunk: &[u8],
+    total: usize,
+) -> StreamedAnswer {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let addr = base_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send head");
+    let (sent, finished) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let writer = {
+        let (mut out, chunk) = (stream.try_clone().expect("clone"), chunk.to_vec());
+        let (sent, finished) = (sent.clone(), finished.clone());
+        std::thread::spawn(move || {
+            while sent.load(Ordering::SeqCst) < total {
+                let n = chunk.len().min(total - sent.load(Ordering::SeqCst));
+                let frame = [format!("{n:x}\r\n").as_bytes(), &chunk[..n], b"\r\n"].concat();
+                if out.write_all(&frame).is_err() {
+                    return; // the server closed the connection: it will not read the rest
+                }
+                sent.fetch_add(n, Ordering::SeqCst);
+            }
+            if out.write_all(b"0\r\n\r\n").is_ok() {
+                finished.store(true, Ordering::SeqCst);
+            }
+        })
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("read timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let (sent_at_answer, body_finished) =
+        (sent.load(Ordering::SeqCst), finished.load(Ordering::SeqCst));
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"));
+    let (mut length, mut chunked) = (0, false);
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header line");
+        if line.trim().is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').unwrap_or((&line, ""));
+        match k.trim().to_ascii_lowercase().as_str() {
+            "content-length" => length = v.trim().parse().unwrap_or(0),
+            "transfer-encoding" => chunked = v.trim().eq_ignore_ascii_case("chunked"),
+            _ => {}
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("chunk size");
+            let n = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+            let mut part = vec![0; n + 2];
+            reader.read_exact(&mut part).expect("chunk");
+            body.extend_from_slice(&part[..n]);
+            if n == 0 {
+                break;
+            }
+        }
+    } else {
+        body.resize(length, 0);
+        reader.read_exact(&mut body).expect("response body");
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    writer.join().expect("writer thread");
+    StreamedAnswer {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        sent_at_answer,
+        body_finished,
+    }
+}

@@ -71,3 +71,40 @@ fn every_function_is_healthy_in_the_real_manifest() {
     let resp = app.get("/api/nothing-here").expect("GET");
     assert_eq!(resp.status, 404, "{}", resp.text());
 }
+
+#[test]
+fn a_failed_check_answers_a_stable_problem_and_logs_its_cause() {
+    let mut shop = Shop::boot();
+    let healthy = shop.app.get("/api/health/order").expect("GET");
+    assert_eq!(healthy.status, 200, "{}", healthy.text());
+    shop.redis.stop_saving().expect("stop redis");
+
+    for function in ["order", "payment-callback"] {
+        let path = format!("/api/health/{function}");
+        let resp = shop.app.get(&path).expect("GET");
+        let body = e2e::assert_problem(&resp, 503, None);
+        assert_eq!(
+            body["type"], "https://errors.spin-shop.dev/degraded",
+            "{body}"
+        );
+        assert_eq!(body["component"], function, "{body}");
+        assert_eq!(body["checks"]["redis"], "failed", "{body}");
+        assert_eq!(body["checks"]["sqlite"], "ok", "{body}");
+        // The cause (an address, a library's words) stays in the log.
+        let port = shop.redis.port().to_string();
+        assert!(
+            !resp.text().contains(&port),
+            "{path} leaks the address: {}",
+            resp.text()
+        );
+        assert_eq!(body["detail"], "health checks failed: redis", "{body}");
+    }
+    assert!(
+        shop.app
+            .wait_for_log(std::time::Duration::from_secs(5), |l| {
+                l.contains("order: health check redis failed")
+            }),
+        "the cause is logged:\n{}",
+        shop.app.stderr()
+    );
+}

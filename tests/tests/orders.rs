@@ -3,7 +3,7 @@
 //! state dir. Each test boots its own app. Database assertions read the state dir's
 //! `sqlite_db.db` with the sqlite3 CLI, as an operator would.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
 use e2e::{assert_problem, Shop};
@@ -183,8 +183,11 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
     }
     assert_eq!(sent[0]["payload"], payload);
     assert_eq!(sent[0]["trace_id"], Value::Null);
-    assert_eq!(env.cli(&["ZCARD", "order:leases"]).trim(), "0");
-    assert_eq!(env.cli(&["EXISTS", "order:lease:happy-1"]).trim(), "0");
+    assert_eq!(env.cli(&["ZCARD", OPEN_LEASES]).trim(), "0");
+    assert_eq!(
+        env.cli(&["EXISTS", &lease_key("u1", "happy-1")]).trim(),
+        "0"
+    );
 }
 
 #[test]
@@ -356,6 +359,57 @@ fn idempotency_key_replays_refuses_other_bodies_and_deducts_once() {
 }
 
 #[test]
+fn two_customers_using_the_same_key_each_get_their_own_order() {
+    let env = Env::with_ten_of_a();
+    // Alice claims the predictable key first; Bob then sends it with an order of his own.
+    let alice = json!({"user_id": "alice", "items": [{"sku": "A", "quantity": 1}]});
+    let bob = json!({"user_id": "bob", "items": [{"sku": "A", "quantity": 2}]});
+    let a = env.order(Some("first-order"), &alice);
+    assert_eq!(a.status, 201, "{}", a.text());
+    let b = env.order(Some("first-order"), &bob);
+    assert_eq!(
+        b.status,
+        201,
+        "Bob's own order, not Alice's key: {}",
+        b.text()
+    );
+    assert_eq!(b.header("idempotent-replayed"), None);
+    let (a, b) = (a.json(), b.json());
+    assert_eq!(
+        (a["user_id"].as_str(), b["user_id"].as_str()),
+        (Some("alice"), Some("bob"))
+    );
+    assert_ne!(a["order_id"], b["order_id"]);
+    assert_eq!(env.levels("A"), (7, 3, 0));
+    // Each reserved under a reservation id of their own key.
+    assert_eq!(
+        env.reservation_of(&a),
+        claim_key("alice", "first-order").reservation_id(0)
+    );
+    assert_eq!(
+        env.reservation_of(&b),
+        claim_key("bob", "first-order").reservation_id(0)
+    );
+
+    // A replay answers each customer their own order, and deducts nothing more.
+    for (body, order) in [(&alice, &a), (&bob, &b)] {
+        let again = env.order(Some("first-order"), body);
+        assert_eq!(again.status, 201, "{}", again.text());
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.json()["order_id"], order["order_id"]);
+    }
+    // Another body under a customer's own key is still refused, for that customer only.
+    let other = json!({"user_id": "bob", "items": [{"sku": "A", "quantity": 5}]});
+    assert_problem(
+        &env.order(Some("first-order"), &other),
+        422,
+        Some("Idempotency-Key"),
+    );
+    assert_eq!(env.levels("A"), (7, 3, 0));
+    assert_eq!(env.count_rows("orders"), 2);
+}
+
+#[test]
 fn concurrent_requests_with_one_key_create_one_order() {
     let env = Arc::new(Env::start());
     env.put_product("A", 300, "EUR", 100);
@@ -391,7 +445,7 @@ fn concurrent_requests_with_one_key_create_one_order() {
                     "https://errors.spin-shop.dev/request-in-progress"
                 );
             }
-            other => panic!("unexpected {other}: {}", r.text()),
+            other => panic!("unexpected {other}: {}\n{}", r.text(), env.stderr()),
         }
     }
     assert_eq!(fresh, 1, "exactly one request created the order");
@@ -409,11 +463,13 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
     // keeps polling until every order has answered, then once more.
     let barrier = Arc::new(Barrier::new(n + 1));
     let done = Arc::new(AtomicBool::new(false));
+    // How many orders have answered: a poll that ends before all have is a poll during the race.
+    let answered = Arc::new(AtomicUsize::new(0));
 
     // Watches the product while the orders race: never below zero, total conserved.
     let watcher = {
         let env = Arc::clone(&env);
-        let done = Arc::clone(&done);
+        let (done, answered) = (Arc::clone(&done), Arc::clone(&answered));
         let barrier = Arc::clone(&barrier);
         std::thread::spawn(move || {
             let poll = || {
@@ -424,27 +480,37 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
             };
             let first = poll();
             barrier.wait();
+            let mut during = Vec::new();
             while !done.load(Ordering::SeqCst) {
-                poll();
+                let seen = poll();
+                if answered.load(Ordering::SeqCst) < n {
+                    during.push(seen);
+                }
             }
-            (first, poll())
+            (first, during, poll())
         })
     };
     let handles: Vec<_> = (0..n)
         .map(|i| {
             let env = Arc::clone(&env);
-            let barrier = Arc::clone(&barrier);
+            let (barrier, answered) = (Arc::clone(&barrier), Arc::clone(&answered));
             std::thread::spawn(move || {
                 let body = json!({"user_id": format!("buyer-{i}"), "items": [{"sku": "LAST", "quantity": 1}]});
                 barrier.wait();
-                env.order(Some(&format!("last-{i}")), &body)
+                let resp = env.order(Some(&format!("last-{i}")), &body);
+                answered.fetch_add(1, Ordering::SeqCst);
+                resp
             })
         })
         .collect();
     let responses: Vec<Response> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     done.store(true, Ordering::SeqCst);
-    let (first, last) = watcher.join().expect("watcher saw a broken invariant");
+    let (first, during, last) = watcher.join().expect("watcher saw a broken invariant");
     assert_eq!(first, (10, 0, 0), "the watcher polled before the race");
+    assert!(
+        !during.is_empty(),
+        "the watcher polled while orders were still in flight"
+    );
     assert_eq!(last, (0, 10, 0), "and after it");
 
     let created = responses.iter().filter(|r| r.status == 201).count();
@@ -463,7 +529,7 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
         env.sql("SELECT version FROM schema_version WHERE component = 'order' ORDER BY version");
     assert_eq!(
         versions,
-        (1..=8).map(|v| json!({"version": v})).collect::<Vec<_>>()
+        (1..=9).map(|v| json!({"version": v})).collect::<Vec<_>>()
     );
     assert_eq!(env.levels("LAST"), (0, 10, 0));
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 10);
@@ -709,30 +775,52 @@ enum Holder {
 
 /// The claim a request left in Redis when it died (or while it runs) between taking the
 /// key's lease and writing, exactly as the order component writes it (store/leases.rs): an
-/// open-lease member `<attempt> <token> <fingerprint> <key>` scored by when it was taken, and,
-/// for a live holder, the lease itself. Returns the reservation id of attempt 0.
+/// open-lease member `<attempt> <token> <fingerprint> <owner> <key>` scored by when it was
+/// taken, and, for a live holder, the lease itself. The owner is the body's `user_id`. Returns
+/// the reservation id of attempt 0.
 fn plant_claim(env: &Env, key: &str, order: &Value, holder: Holder) -> String {
-    use shop_domain::idempotency::IdempotencyKey;
     let fp = order_fingerprint(order);
+    let user = order["user_id"].as_str().unwrap();
     let taken_ms = match holder {
         Holder::Dead => 0,
         Holder::Live => e2e::unix_now() * 1000,
     };
-    let member = format!("0 clm_dead {fp} {key}");
-    env.cli(&["ZADD", "order:leases", &taken_ms.to_string(), &member]);
+    let member = format!("0 clm_dead {fp} {user} {key}");
+    env.cli(&["ZADD", OPEN_LEASES, &taken_ms.to_string(), &member]);
     if holder == Holder::Live {
-        let lease = format!("order:lease:{key}");
+        let lease = lease_key(user, key);
         env.cli(&["SET", &lease, &format!("clm_dead {fp}"), "PX", "60000"]);
     }
-    IdempotencyKey::parse(key).unwrap().reservation_id(0)
+    claim_key(user, key).reservation_id(0)
 }
 
 /// The claim row an older version of the order component wrote while a request was in progress
-/// (before the Redis lease), left by a request that died long ago.
+/// (before the Redis lease), left by a request that died long ago, as migration 0009 keeps it:
+/// without an owner (it has no order to take one from), with the reservation id of its key alone.
 fn plant_legacy_claim(env: &Env, key: &str, order: &Value) -> String {
+    let row = claim_row(key, order, "in-progress", 0);
+    let user = order["user_id"].as_str().unwrap();
+    env.sql(&row.replacen(&format!("VALUES ('{user}', "), "VALUES ('', ", 1));
     use shop_domain::idempotency::IdempotencyKey;
-    env.sql(&claim_row(key, order, "in-progress", 0));
     IdempotencyKey::parse(key).unwrap().reservation_id(0)
+}
+
+/// The order component's sorted set of open leases (store/leases.rs).
+const OPEN_LEASES: &str = "order:open-leases";
+
+/// The Redis key of customer `user`'s lease on `key` (store/leases.rs).
+fn lease_key(user: &str, key: &str) -> String {
+    format!("order:key-lease:{user} {key}")
+}
+
+/// Customer `user`'s Idempotency-Key `key`, as the order component scopes it.
+fn claim_key(user: &str, key: &str) -> shop_domain::idempotency::ClaimKey {
+    use shop_domain::idempotency::{ClaimKey, IdempotencyKey};
+    use shop_domain::new_order::UserId;
+    ClaimKey::new(
+        UserId::parse(user).unwrap(),
+        IdempotencyKey::parse(key).unwrap(),
+    )
 }
 
 /// The `idempotency_keys` row of `key` for `order`, in `state` at `attempt`, as the order
@@ -744,9 +832,10 @@ fn claim_row(key: &str, order: &Value, state: &str, attempt: i64) -> String {
         "completed" => ("201", "'{\"order_id\":\"ord_planted\"}'", "'ord_planted'"),
         _ => ("NULL", "NULL", "NULL"),
     };
+    let user = order["user_id"].as_str().unwrap();
     format!(
-        "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id) \
-         VALUES ('{key}', '{fp}', '{state}', {attempt}, 'clm_planted', 0, 0, {status}, {body}, {order_id});"
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id) \
+         VALUES ('{user}', '{key}', '{fp}', '{state}', {attempt}, 'clm_planted', 0, 0, {status}, {body}, {order_id});"
     )
 }
 
@@ -828,13 +917,52 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     );
     assert_eq!(env.levels("A"), (8, 2, 0));
 
-    // An in-progress row an older version wrote (before the Redis lease) is retaken the same
-    // way, reusing its reservation.
+    // An in-progress row an older version wrote (before the Redis lease, and before keys were
+    // scoped to their customer) is retaken the same way, reusing its reservation.
     let legacy = plant_legacy_claim(&env, "legacy-key", &body);
     env.reserve_directly(&legacy, "A", 2);
     let retry = env.order(Some("legacy-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     assert_eq!(env.levels("A"), (6, 4, 0), "no second deduction");
+    assert_eq!(env.reservation_of(&retry.json()), legacy);
+    // Another customer's request under that key is not that claim's: their own order.
+    let theirs = json!({"user_id": "v", "items": [{"sku": "A", "quantity": 1}]});
+    let other = env.order(Some("legacy-key"), &theirs);
+    assert_eq!(other.status, 201, "{}", other.text());
+    assert_eq!(other.header("idempotent-replayed"), None);
+    assert_eq!(env.levels("A"), (5, 5, 0));
+}
+
+/// A request of a version from before keys were scoped took its lease under the old names
+/// (`order:lease:<key>`, a member without an owner in `order:leases`), reserved, and died
+/// before the upgrade: the sweep settles it as any other, and the client's retry continues the
+/// claim (migration 0009 leaves it unscoped) under the next attempt.
+#[test]
+fn a_lease_left_open_before_keys_were_scoped_is_settled_by_the_sweep() {
+    use shop_domain::idempotency::IdempotencyKey;
+    let env = Env::with_ten_of_a();
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
+    let fp = order_fingerprint(&body);
+    env.cli(&[
+        "ZADD",
+        "order:leases",
+        "0",
+        &format!("0 clm_old {fp} old key"),
+    ]);
+    let old = IdempotencyKey::parse("old key").unwrap();
+    env.reserve_directly(&old.reservation_id(0), "A", 3);
+    assert_eq!(env.levels("A"), (7, 3, 0));
+
+    let report = env.compensate();
+    assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
+    assert_eq!(report.json()["abandoned_claims"], 1, "{}", report.text());
+    assert_eq!(env.levels("A"), (10, 0, 0), "its reservation released");
+    assert_eq!(env.cli(&["ZCARD", "order:leases"]).trim(), "0");
+
+    let retry = env.order(Some("old key"), &body);
+    assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
+    assert_eq!(env.reservation_of(&retry.json()), old.reservation_id(1));
+    assert_eq!(env.levels("A"), (7, 3, 0));
 }
 
 #[test]
@@ -878,7 +1006,6 @@ fn concurrent_cancels_change_the_order_once() {
 
 #[test]
 fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
-    use shop_domain::idempotency::IdempotencyKey;
     let env = Env::with_ten_of_a();
     let reserve = |rid: &str, quantity: i64| env.reserve_directly(rid, "A", quantity);
 
@@ -930,9 +1057,7 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     let retry = env.order(Some("abandoned"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     assert_eq!(env.levels("A"), (6, 3, 1));
-    let rid1 = IdempotencyKey::parse("abandoned")
-        .unwrap()
-        .reservation_id(1);
+    let rid1 = claim_key("u", "abandoned").reservation_id(1);
     assert_eq!(
         env.sql("SELECT reservation_id FROM orders"),
         vec![json!({"reservation_id": rid1})]
@@ -1130,18 +1255,46 @@ fn unpaid_orders_expire_and_give_their_stock_back() {
 
 #[test]
 fn stock_down_during_creation_is_503_and_the_same_key_succeeds_afterwards() {
-    let mut env = Env::start_without_cron();
+    let env = Env::start_without_cron();
     env.put_product("DOWN-A", 500, "EUR", 5);
+    env.migrate_orders();
     let body = json!({"user_id": "u", "items": [{"sku": "DOWN-A", "quantity": 2}]});
-    env.0.redis.stop_saving().expect("stop redis-server");
+    // The stock store fails under the stock component only, while the order's Redis (its
+    // lease) works: the reservation's key holds a value of the wrong type, so reserve.lua's
+    // first command fails before anything moves. The request takes its claim, then the
+    // reserve fails.
+    let rid0 = claim_key("u", "down-key").reservation_id(0);
+    let rkey = format!("stock:reservation:{rid0}");
+    env.cli(&["SET", &rkey, "not-a-reservation"]);
     let down = env.order(Some("down-key"), &body);
     assert_problem(&down, 503, None);
-    env.0.redis.restart().expect("restart redis-server");
+    assert!(
+        env.stderr().contains("stock: redis reserve"),
+        "the stock component's store failed, not the claim:\n{}",
+        env.stderr()
+    );
+    // The claim was taken and handed back for the same attempt (the reservation may exist).
+    assert_eq!(
+        env.sql("SELECT state, attempt FROM idempotency_keys WHERE idem_key = 'down-key'"),
+        vec![json!({"state": "failed", "attempt": 0})]
+    );
+    assert_eq!(
+        env.cli(&["ZCARD", OPEN_LEASES]).trim(),
+        "0",
+        "lease dropped"
+    );
     assert_eq!(env.levels("DOWN-A"), (5, 0, 0), "nothing was reserved");
+
+    env.cli(&["DEL", &rkey]);
     let retry = env.order(Some("down-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     assert_eq!(env.levels("DOWN-A"), (3, 2, 0), "reserved once");
-    assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 1);
+    assert_eq!(env.count_rows("orders"), 1);
+    assert_eq!(
+        env.reservation_of(&retry.json()),
+        rid0,
+        "the same attempt's id"
+    );
 }
 
 #[test]
@@ -1306,7 +1459,6 @@ fn an_order_whose_total_would_pass_2_pow_53_is_refused_and_reserves_nothing() {
 
 #[test]
 fn a_failed_order_write_whose_release_is_not_recorded_is_finished_by_the_compensator() {
-    use shop_domain::idempotency::IdempotencyKey;
     let env = Env::start_without_cron();
     env.put_product("A", 100, "EUR", 5);
     env.migrate_orders();
@@ -1322,7 +1474,7 @@ fn a_failed_order_write_whose_release_is_not_recorded_is_finished_by_the_compens
     let resp = env.order(Some("owed-key"), &body);
     let p = assert_problem(&resp, 503, None);
     assert_eq!(p["reservation_released"], true, "{p}");
-    let rid0 = IdempotencyKey::parse("owed-key").unwrap().reservation_id(0);
+    let rid0 = claim_key("u", "owed-key").reservation_id(0);
     assert_eq!(
         env.sql("SELECT reservation_id, reason, released_ms IS NULL AS open FROM pending_releases"),
         vec![json!({"reservation_id": rid0, "reason": "order-write-failed", "open": 1})],
@@ -1369,7 +1521,7 @@ fn a_failed_order_write_whose_release_is_not_recorded_is_finished_by_the_compens
     let retry = env.order(Some("owed-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     assert_eq!(env.levels("A"), (3, 2, 0));
-    let rid1 = IdempotencyKey::parse("owed-key").unwrap().reservation_id(1);
+    let rid1 = claim_key("u", "owed-key").reservation_id(1);
     assert_eq!(
         env.sql("SELECT reservation_id FROM orders"),
         vec![json!({"reservation_id": rid1})]
@@ -1505,12 +1657,9 @@ const WAIT_FOR_LEASE: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[test]
 fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_released() {
-    use shop_domain::idempotency::IdempotencyKey;
     let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
-    let rid0 = IdempotencyKey::parse("lease-key")
-        .unwrap()
-        .reservation_id(0);
+    let rid0 = claim_key("u", "lease-key").reservation_id(0);
 
     // The request takes the key's lease and reserves, then waits for the write lock another
     // process holds. As if it had stalled past its lease, the lease runs out (deleted) and the
@@ -1523,7 +1672,7 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_re
         e2e::wait_for(WAIT_FOR_LEASE, "the request's reservation", || {
             (env.levels("A") == (8, 2, 0)).then_some(())
         });
-        env.cli(&["DEL", "order:lease:lease-key"]);
+        env.cli(&["DEL", &lease_key("u", "lease-key")]);
         lock.run(&claim_row("lease-key", &body, "failed", 1));
         lock.run(&format!(
             "INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
@@ -1551,7 +1700,7 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_re
         vec![json!({"reservation_id": rid0, "reason": "claim-abandoned"})]
     );
     assert_eq!(
-        env.cli(&["ZCARD", "order:leases"]).trim(),
+        env.cli(&["ZCARD", OPEN_LEASES]).trim(),
         "0",
         "the late holder dropped its open lease"
     );
@@ -1560,9 +1709,7 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_re
     // first reservation back.
     let retry = env.order(Some("lease-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
-    let rid1 = IdempotencyKey::parse("lease-key")
-        .unwrap()
-        .reservation_id(1);
+    let rid1 = claim_key("u", "lease-key").reservation_id(1);
     assert_eq!(
         env.sql("SELECT reservation_id FROM orders"),
         vec![json!({"reservation_id": rid1})]
@@ -1581,7 +1728,6 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_re
 
 #[test]
 fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
-    use shop_domain::idempotency::IdempotencyKey;
     let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     // A request claimed the key long ago, reserved, and died; its client comes back just as the
@@ -1610,9 +1756,7 @@ fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
         1
     );
     let owed = env.sql("SELECT reservation_id, reason FROM pending_releases");
-    let rid1 = IdempotencyKey::parse("abandon-race")
-        .unwrap()
-        .reservation_id(1);
+    let rid1 = claim_key("u", "abandon-race").reservation_id(1);
     if orders[0]["reservation_id"] == json!(rid0) {
         // The retry took the claim first: the abandon step's guarded update found it retaken.
         assert_eq!(report["abandoned_claims"], 0, "{report}");
@@ -1636,7 +1780,6 @@ fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
 
 #[test]
 fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator() {
-    use shop_domain::idempotency::IdempotencyKey;
     let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     // A request reserved under "full-key" and died before writing; its client retries after
@@ -1649,7 +1792,7 @@ fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator()
     let resp = std::thread::scope(|s| {
         let retry = s.spawn(|| env.order(Some("full-key"), &body));
         e2e::wait_for(WAIT_FOR_LEASE, "the retry's lease", || {
-            (env.cli(&["ZCARD", "order:leases"]).trim() == "2").then_some(())
+            (env.cli(&["ZCARD", OPEN_LEASES]).trim() == "2").then_some(())
         });
         env.redis_memory_full();
         lock.rollback();
@@ -1674,7 +1817,36 @@ fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator()
         vec![json!({"state": "failed", "attempt": 1})]
     );
 
-    // Redis takes writes again: the compensator releases what is owed, once.
+    // Redis takes writes again. First the message path alone, with no repair route called:
+    // the relay sends the ReservationReleaseOwed the failed request wrote, and the stock
+    // receiver releases the reservation.
+    let owed_messages = "SELECT COUNT(*) AS n FROM outbox WHERE type = 'ReservationReleaseOwed'";
+    assert_eq!(env.sql(owed_messages)[0]["n"], 1);
+    let wait = std::time::Duration::from_secs(30);
+    e2e::wait_for(wait, "the relay sent the ReservationReleaseOwed", || {
+        env.compensator_run();
+        let stream = env.cli(&["XRANGE", "events:orders", "-", "+"]);
+        let sent = stream.contains("ReservationReleaseOwed") && stream.contains(&rid0);
+        sent.then_some(()).or_else(|| {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            None
+        })
+    });
+    env.wait_stock_took("ReservationReleaseOwed", &rid0, wait);
+    assert_eq!(
+        env.levels("A"),
+        (10, 0, 0),
+        "released by the stock receiver"
+    );
+    let still_owed = "SELECT COUNT(*) AS n FROM pending_releases WHERE released_ms IS NULL";
+    assert_eq!(
+        env.sql(still_owed)[0]["n"],
+        1,
+        "the order context closes its row itself"
+    );
+
+    // Then the repair route closes the row: the stock component answers the released
+    // reservation with 200, and nothing moves twice.
     let report = env.compensate();
     assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
     let report = report.json();
@@ -1687,20 +1859,14 @@ fn a_failed_order_write_whose_release_fails_too_is_finished_by_the_compensator()
         "{report}"
     );
     assert_eq!(env.levels("A"), (10, 0, 0));
-    assert_eq!(
-        env.sql("SELECT COUNT(*) AS n FROM pending_releases WHERE released_ms IS NULL")[0]["n"],
-        0
-    );
-    // Its ReservationReleaseOwed message reaches the stock receiver too: the reservation is
-    // already released, so nothing moves twice.
-    env.wait_levels("A", std::time::Duration::from_secs(20), |l| l == (10, 0, 0));
+    assert_eq!(env.sql(still_owed)[0]["n"], 0);
 
     // The same key succeeds once the database takes orders again, under the next attempt.
     allow_order_writes(&env);
     let retry = env.order(Some("full-key"), &body);
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     assert_eq!(env.levels("A"), (8, 2, 0));
-    let rid1 = IdempotencyKey::parse("full-key").unwrap().reservation_id(1);
+    let rid1 = claim_key("u", "full-key").reservation_id(1);
     assert_eq!(
         env.sql("SELECT reservation_id FROM orders"),
         vec![json!({"reservation_id": rid1})]
@@ -1736,11 +1902,14 @@ fn a_request_whose_key_is_finished_by_another_body_meanwhile_is_422() {
     assert_problem(&resp, 422, Some("Idempotency-Key"));
     assert_eq!(env.levels("A"), (10, 0, 0), "nothing reserved");
     assert_eq!(
-        env.cli(&["ZCARD", "order:leases"]).trim(),
+        env.cli(&["ZCARD", OPEN_LEASES]).trim(),
         "0",
         "lease dropped"
     );
-    assert_eq!(env.cli(&["EXISTS", "order:lease:swap-key"]).trim(), "0");
+    assert_eq!(
+        env.cli(&["EXISTS", &lease_key("u", "swap-key")]).trim(),
+        "0"
+    );
 }
 
 /// A request's order write fails after it has stalled past its lease, and meanwhile a retry of
@@ -1752,12 +1921,9 @@ fn a_request_whose_key_is_finished_by_another_body_meanwhile_is_422() {
 /// store/claims.rs writes it) and the request's lease is gone (ran out).
 #[test]
 fn a_write_that_fails_after_a_takeover_releases_nothing_of_the_winner() {
-    use shop_domain::idempotency::IdempotencyKey;
     let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
-    let rid0 = IdempotencyKey::parse("late-fail")
-        .unwrap()
-        .reservation_id(0);
+    let rid0 = claim_key("u", "late-fail").reservation_id(0);
     let mut lock = HeldWriteLock::take(&env);
     let resp = std::thread::scope(|s| {
         let request = s.spawn(|| env.order(Some("late-fail"), &body));
@@ -1767,7 +1933,7 @@ fn a_write_that_fails_after_a_takeover_releases_nothing_of_the_winner() {
             "the request's write never failed\n{}",
             env.stderr()
         );
-        env.cli(&["DEL", "order:lease:late-fail"]);
+        env.cli(&["DEL", &lease_key("u", "late-fail")]);
         lock.run(&claim_row("late-fail", &body, "completed", 0));
         lock.commit();
         request.join().unwrap()

@@ -97,3 +97,54 @@ fn real_spin_serves_health_pays_orders_and_runs_the_compensator_tick() {
         "nothing sold, nothing released"
     );
 }
+
+/// Issue 13 §3 under the real Spin: the components stop reading a body at their route's limit
+/// (they stream the wasi:http incoming body themselves), so an oversized chunked body is 413
+/// while the client is still sending, an anonymous one is 401 before it is read, and a body at
+/// the limit still works.
+#[test]
+fn real_spin_caps_bodies_while_they_are_read() {
+    let Some(shop) = Shop::boot_real_spin() else {
+        return;
+    };
+    const HUGE: usize = 64 * 1024 * 1024;
+    let chunk = vec![b'x'; 64 * 1024];
+    let (k, v) = e2e::customer_auth("u");
+    let headers = [(k, v.as_str()), ("idempotency-key", "spin-huge")];
+    let answer = e2e::send_streaming(
+        &shop.app.base_url,
+        "POST",
+        "/api/orders",
+        &headers,
+        &chunk,
+        HUGE,
+    );
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert!(!answer.body_finished, "answered only after the whole body");
+    let anonymous = [("idempotency-key", "spin-anon")];
+    let answer = e2e::send_streaming(
+        &shop.app.base_url,
+        "POST",
+        "/api/orders",
+        &anonymous,
+        &chunk,
+        HUGE,
+    );
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    assert!(!answer.body_finished, "answered only after the whole body");
+
+    let product = json!({"name": "At the limit", "price": 100, "currency": "EUR", "stock": 1});
+    let mut at_limit = serde_json::to_vec(&product).unwrap();
+    at_limit.resize(8 * 1024, b' ');
+    let (k, v) = e2e::admin_auth();
+    let put = shop
+        .app
+        .send(
+            "PUT",
+            "/api/products/SPIN-LIMIT",
+            &[(k, &v)],
+            Some(&at_limit),
+        )
+        .expect("PUT");
+    assert_eq!(put.status, 200, "{}", put.text());
+}

@@ -1,16 +1,96 @@
-//! Reading JSON request bodies field by field, so that every malformed input becomes a
-//! problem+json naming the field (`items[1].quantity`) instead of serde's free-text error or a
-//! trap. Not JSON at all (or not an object) is 400 with `field: "body"`; a missing field, a wrong
-//! type or an out-of-range number is 422 naming the field. Business rules stay in the domain:
-//! these helpers only extract primitives.
+//! Reading request bodies: capped while they are read, then parsed field by field.
+//!
+//! [`Incoming`] holds a request whose body has not been read: a route is chosen and its caller
+//! authenticated on the head alone, then [`Incoming::read`] streams the body (wasi:http
+//! incoming-body, as under real Spin) and stops at the route's limit with 413, so no request can
+//! make a component buffer more than its route allows (a `Content-Length` above the limit is
+//! refused before a byte is read). Routes that take no body never read it.
+//!
+//! Parsing: every malformed input becomes a problem+json naming the field (`items[1].quantity`)
+//! instead of serde's free-text error or a trap. Not JSON at all (or not an object) is 400 with
+//! `field: "body"`; a missing field, a wrong type or an out-of-range number is 422 naming the
+//! field. Business rules stay in the domain: these helpers only extract primitives.
 
 // `Problem` is the one error a request ends with, built at most once per request: boxing it
 // would only add noise at every call site.
 #![allow(clippy::result_large_err)]
 
+use futures::StreamExt;
 use serde_json::{Map, Value};
+use spin_sdk::http::{IncomingRequest, Request};
 
 use crate::Problem;
+
+/// A request whose body is still unread.
+pub struct Incoming {
+    head: Request,
+    body: IncomingRequest,
+}
+
+impl Incoming {
+    pub fn new(body: IncomingRequest) -> Self {
+        let head = Request::builder()
+            .method(body.method())
+            .uri(body.uri())
+            .headers(body.headers())
+            .build();
+        Incoming { head, body }
+    }
+
+    /// Method, URI and headers (an empty body): what routing and authentication need.
+    pub fn head(&self) -> &Request {
+        &self.head
+    }
+
+    /// The request of a route that takes no body: the body is never read.
+    pub fn without_body(self) -> Request {
+        self.head
+    }
+
+    /// The request with its body, at most `limit` bytes: 413 (`field: "body"`) as soon as the
+    /// body is known to be larger, without reading the rest.
+    pub async fn read(self, limit: usize) -> Result<Request, Problem> {
+        let Incoming { mut head, body } = self;
+        if declared_length(&head).is_some_and(|n| n > limit as u64) {
+            return Err(too_large(limit));
+        }
+        let mut stream = body.into_body_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                let detail = format!("the body could not be read: {}", e.to_debug_string());
+                Problem::bad_request("body", detail)
+            })?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(too_large(limit));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        *head.body_mut() = bytes;
+        Ok(head)
+    }
+
+    /// [`Self::read`] with `Some(limit)`, [`Self::without_body`] with `None`.
+    pub async fn read_if(self, limit: Option<usize>) -> Result<Request, Problem> {
+        match limit {
+            Some(limit) => self.read(limit).await,
+            None => Ok(self.without_body()),
+        }
+    }
+}
+
+/// The `Content-Length` the client declared; an unreadable one is left to the stream.
+fn declared_length(head: &Request) -> Option<u64> {
+    head.header("content-length")?.as_str()?.trim().parse().ok()
+}
+
+/// 413: the body of this route is at most `limit` bytes.
+pub fn too_large(limit: usize) -> Problem {
+    let detail = format!("the request body must be at most {limit} bytes");
+    Problem::new(413, "content-too-large", "Content too large", detail)
+        .with_field("body")
+        .with("limit", limit)
+}
 
 /// Parses `body` as a JSON object.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Problem> {

@@ -13,7 +13,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::new_order::NewOrder;
+use crate::new_order::{NewOrder, UserId};
 
 /// A client's Idempotency-Key header value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -73,6 +73,77 @@ impl IdempotencyKey {
     pub fn reservation_id(&self, attempt: i64) -> String {
         let digest = sha256_hex(&format!("reservation\n{attempt}\n{}", self.0));
         format!("rsv-{}", &digest[..40])
+    }
+}
+
+/// An Idempotency-Key in the scope of the customer who sent it: two customers' equal keys are
+/// two claims, so one cannot learn that another used a key, nor block another's order by
+/// claiming a predictable key first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClaimKey {
+    /// `None` for a claim stored before keys were scoped (its reservation ids are the key's own).
+    owner: Option<UserId>,
+    key: IdempotencyKey,
+}
+
+impl ClaimKey {
+    pub fn new(owner: UserId, key: IdempotencyKey) -> Self {
+        ClaimKey {
+            owner: Some(owner),
+            key,
+        }
+    }
+
+    /// A claim stored before keys were scoped: it keeps the reservation ids it was made with.
+    pub fn unscoped(key: IdempotencyKey) -> Self {
+        ClaimKey { owner: None, key }
+    }
+
+    /// Whether the claim belongs to a customer (every claim made since keys were scoped).
+    pub fn is_scoped(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// The owner as stored (`""` for an unscoped claim: a user id is never empty).
+    pub fn owner_str(&self) -> &str {
+        self.owner.as_ref().map_or("", UserId::as_str)
+    }
+
+    /// The inverse of ([`Self::owner_str`], key): `""` is unscoped.
+    pub fn from_stored(owner: &str, key: &str) -> Option<Self> {
+        let key = IdempotencyKey::parse(key).ok()?;
+        match owner {
+            "" => Some(Self::unscoped(key)),
+            o => Some(Self::new(UserId::parse(o).ok()?, key)),
+        }
+    }
+
+    pub fn key(&self) -> &IdempotencyKey {
+        &self.key
+    }
+
+    /// The claim as one text, unique per (owner, key): `<owner>\n<key>` (a key is visible ASCII,
+    /// so it holds no newline and no unscoped key can equal a scoped one); the key alone when
+    /// unscoped.
+    pub fn scoped_text(&self) -> String {
+        match &self.owner {
+            Some(owner) => format!("{}\n{}", owner.as_str(), self.key.as_str()),
+            None => self.key.as_str().to_owned(),
+        }
+    }
+
+    /// The stock reservation id of `attempt`, unique per (owner, key, attempt): a user id holds
+    /// no newline, so the hashed text of two different triples always differs.
+    pub fn reservation_id(&self, attempt: i64) -> String {
+        let Some(owner) = &self.owner else {
+            return self.key.reservation_id(attempt);
+        };
+        let text = format!(
+            "reservation\n{attempt}\n{}\n{}",
+            owner.as_str(),
+            self.key.as_str()
+        );
+        format!("rsv-{}", &sha256_hex(&text)[..40])
     }
 }
 
@@ -224,6 +295,28 @@ mod tests {
         let id = k.reservation_id(0);
         assert_eq!(id.len(), 44);
         assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+
+    #[test]
+    fn claim_keys_are_scoped_to_their_owner() {
+        let key = IdempotencyKey::parse("first-order").unwrap();
+        let alice = ClaimKey::new(UserId::parse("alice").unwrap(), key.clone());
+        let bob = ClaimKey::new(UserId::parse("bob").unwrap(), key.clone());
+        assert_ne!(alice.reservation_id(0), bob.reservation_id(0));
+        assert_ne!(alice.reservation_id(0), alice.reservation_id(1));
+        assert_eq!(alice.reservation_id(0), alice.clone().reservation_id(0));
+        // Stored before scoping: the ids the claim was made with.
+        let legacy = ClaimKey::unscoped(key.clone());
+        assert_eq!(legacy.reservation_id(3), key.reservation_id(3));
+        assert_ne!(legacy.reservation_id(0), alice.reservation_id(0));
+        assert_ne!(alice.scoped_text(), bob.scoped_text());
+        assert_eq!(legacy.scoped_text(), "first-order");
+        for k in [alice, bob, legacy] {
+            assert_eq!(
+                ClaimKey::from_stored(k.owner_str(), k.key().as_str()),
+                Some(k)
+            );
+        }
     }
 
     #[test]

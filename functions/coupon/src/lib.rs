@@ -15,16 +15,50 @@ mod db;
 mod store;
 mod view;
 
+use shop_adapter::auth::{require_admin, require_internal};
+use shop_adapter::body::Incoming;
 use shop_adapter::respond::method_not_allowed;
 use shop_adapter::{health, Problem};
 use shop_domain::coupon::RedemptionAction;
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingRequest, Method, Request, Response};
 use spin_sdk::http_component;
 
 const COMPONENT: &str = "coupon";
 
+/// Reads the body a route takes (its caller authenticated first, then at most the route's
+/// limit), then routes.
 #[http_component]
-fn handle(req: Request) -> Response {
+async fn handle(incoming: IncomingRequest) -> Response {
+    let incoming = Incoming::new(incoming);
+    let read = match body_limit(incoming.head()) {
+        Ok(limit) => incoming.read_if(limit).await,
+        Err(refused) => Err(refused),
+    };
+    match read {
+        Ok(req) => route(req),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// The routes that take a body, each with its caller's check and its limit; `None`: the route
+/// reads no body.
+fn body_limit(head: &Request) -> Result<Option<usize>, Problem> {
+    let path = head.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match (head.method(), segments.as_slice()) {
+        (Method::Put, ["api", "coupons", _]) => {
+            require_admin(head)?;
+            Ok(Some(cmd::put::BODY_LIMIT))
+        }
+        (Method::Post, ["api", "coupons", _, "redemptions"]) => {
+            require_internal(head)?;
+            Ok(Some(cmd::redeem::BODY_LIMIT))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn route(req: Request) -> Response {
     let path = req.path().trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = req.method().clone();

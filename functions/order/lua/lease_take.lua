@@ -1,13 +1,16 @@
 -- lease_take.lua: claim an Idempotency-Key for one request, in Redis, without a SQLite write.
 --
--- KEYS[1] the key's lease (`order:lease:<key>`), KEYS[2] the open leases (`order:leases`, a
--- sorted set scored by the time the lease was taken).
+-- KEYS[1] the lease of one customer's key (`order:key-lease:<owner> <key>`: a key is scoped to
+-- the customer who sent it), KEYS[2] the open leases (`order:open-leases`, a sorted set scored by
+-- the time the lease was taken). A claim stored before keys were scoped keeps the old names
+-- (`order:lease:<key>`, `order:leases`, members without an owner).
 -- ARGV[1] this request's claim token, ARGV[2] the request's fingerprint, ARGV[3] the open-lease
--- member (`<attempt> <token> <fingerprint> <key>`), ARGV[4] lease length (ms), ARGV[5] now (ms).
+-- member (`<attempt> <token> <fingerprint> <owner> <key>`), ARGV[4] lease length (ms), ARGV[5]
+-- now (ms).
 --
 -- Returns {'TAKEN'}, or {'HELD', <fingerprint of the holder's request>}.
 --
--- Guarantees (atomic): at most one request holds a key's lease at a time; a lease ends when its
+-- Guarantees (atomic): at most one request holds a customer's key's lease at a time; a lease ends when its
 -- holder drops it (lease_drop.lua) or after ARGV[4] ms (its holder died or stalled: a retry may
 -- take it over). The open-lease member outlives the lease: it stays until the holder drops it or
 -- the order context's sweep has settled what the holder may have reserved under

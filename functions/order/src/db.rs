@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "payments",
         sql: include_str!("../migrations/0008_payments.sql"),
     },
+    Migration {
+        version: 9,
+        name: "idempotency_per_customer",
+        sql: include_str!("../migrations/0009_idempotency_per_customer.sql"),
+    },
 ];
 
 /// The order context's SQLite label (runtime-config.toml maps it to a file or a libSQL URL).

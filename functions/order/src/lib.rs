@@ -25,23 +25,29 @@ mod sweep;
 mod trace;
 mod view;
 
+use shop_adapter::body::Incoming;
 use shop_adapter::respond::method_not_allowed;
 use shop_adapter::{health, Problem};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingRequest, Method, Response};
 use spin_sdk::http_component;
 
 const COMPONENT: &str = "order";
 
-/// Routing by method and path segments. Async because creating and cancelling an order call the
-/// stock component through service chaining.
+/// Routing by method and path segments, on the request's head: only order creation reads a body
+/// (after its caller is authenticated, up to its limit); no other route reads one. Async because
+/// creating and cancelling an order call the stock component through service chaining.
 #[http_component]
-async fn handle(req: Request) -> Response {
-    let path = req.path().trim_end_matches('/').to_owned();
+async fn handle(incoming: IncomingRequest) -> Response {
+    let incoming = Incoming::new(incoming);
+    let path = incoming.head().path().trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let method = req.method().clone();
+    let method = incoming.head().method().clone();
+    if let (Method::Post, ["api", "orders"]) = (&method, segments.as_slice()) {
+        return shop_adapter::respond::finish(cmd::create::handle(incoming).await);
+    }
+    let req = incoming.without_body();
     let result = match (&method, segments.as_slice()) {
         (Method::Get, ["api", "health", "order"]) => return health_route(),
-        (Method::Post, ["api", "orders"]) => cmd::create::handle(&req).await,
         (Method::Post, ["api", "orders", "compensate"]) => cmd::compensate::handle(&req).await,
         (_, ["api", "orders", "compensate"]) => return method_not_allowed("POST"),
         (Method::Post, ["api", "orders", "events", "drain"]) => cmd::drain::handle(&req),

@@ -10,20 +10,29 @@ mod db;
 mod store;
 mod webhook;
 
+use shop_adapter::body::Incoming;
 use shop_adapter::respond::method_not_allowed;
 use shop_adapter::{health, Problem};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingRequest, Method, Response};
 use spin_sdk::http_component;
 
 const COMPONENT: &str = "payment-callback";
 
+/// Routing on the request's head: only the webhook reads a body (at most its limit; the
+/// signature that authenticates it covers the body, so it cannot be checked first).
 #[http_component]
-fn handle(req: Request) -> Response {
-    let path = req.path().trim_end_matches('/').to_owned();
+async fn handle(incoming: IncomingRequest) -> Response {
+    let incoming = Incoming::new(incoming);
+    let path = incoming.head().path().trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let method = req.method().clone();
+    let method = incoming.head().method().clone();
     let result = match (&method, segments.as_slice()) {
-        (Method::Post, ["api", "payments", "webhook"]) => webhook::handle(&req),
+        (Method::Post, ["api", "payments", "webhook"]) => {
+            match incoming.read(webhook::MAX_BODY_BYTES).await {
+                Ok(req) => webhook::handle(&req),
+                Err(too_large) => Err(too_large),
+            }
+        }
         (_, ["api", "payments", "webhook"]) => return method_not_allowed("POST"),
         (Method::Get, ["api", "health", "payment-callback"]) => return health_route(),
         (_, ["api", "health", "payment-callback"]) => return method_not_allowed("GET"),

@@ -21,12 +21,13 @@
 // boxing it would only add noise at every call site.
 #![allow(clippy::result_large_err)]
 
-use shop_adapter::auth::require_internal;
+use shop_adapter::auth::{require_admin, require_internal};
+use shop_adapter::body::Incoming;
 use shop_adapter::health;
 use shop_adapter::respond::finish;
 use shop_adapter::respond::method_not_allowed;
 use shop_adapter::Problem;
-use spin_sdk::http::{IntoResponse, Params, Request, Response, Router};
+use spin_sdk::http::{IncomingRequest, Method, Params, Request, Response, Router};
 use spin_sdk::http_component;
 
 mod cmd;
@@ -41,8 +42,47 @@ fn param<'a>(params: &'a Params, name: &str) -> &'a str {
     params.get(name).unwrap_or_default()
 }
 
+/// Reads the body a route takes (its caller authenticated first, then at most the route's
+/// limit), then routes.
 #[http_component]
-fn handle(req: Request) -> impl IntoResponse {
+async fn handle(incoming: IncomingRequest) -> Response {
+    let incoming = Incoming::new(incoming);
+    let read = match body_limit(incoming.head()) {
+        Ok(limit) => incoming.read_if(limit).await,
+        Err(refused) => Err(refused),
+    };
+    match read {
+        Ok(req) => route(req).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Who may call a route (`require_admin`, `require_internal`).
+type CallerCheck = fn(&Request) -> Result<(), Problem>;
+
+/// The routes that take a body, each with its caller's check and its limit; `None`: the route
+/// reads no body.
+fn body_limit(head: &Request) -> Result<Option<usize>, Problem> {
+    let path = head.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let (check, limit): (CallerCheck, usize) = match (head.method(), segments.as_slice()) {
+        (Method::Put, ["api", "products", _]) => (require_admin, cmd::put_product::BODY_LIMIT),
+        (Method::Post, ["api", "products", _, "stock-adjustments"]) => {
+            (require_admin, cmd::adjust::BODY_LIMIT)
+        }
+        (Method::Post, ["api", "stock", "reservations"]) => {
+            (require_internal, cmd::reserve::BODY_LIMIT)
+        }
+        (Method::Post, ["api", "stock", "reservations", "expire"]) => {
+            (require_internal, cmd::expire::BODY_LIMIT)
+        }
+        _ => return Ok(None),
+    };
+    check(head)?;
+    Ok(Some(limit))
+}
+
+async fn route(req: Request) -> Response {
     let mut router = Router::new();
     router.get("/api/health/stock", |_req: Request, _params| health_route());
     router.any("/api/health/stock", |_req: Request, _params| {
@@ -113,7 +153,7 @@ fn handle(req: Request) -> impl IntoResponse {
         method_not_allowed("POST")
     });
     router.any("/*", |_req: Request, _p| no_route());
-    router.handle(req)
+    router.handle_async(req).await
 }
 
 fn no_route() -> Response {

@@ -18,6 +18,10 @@ use super::unavailable;
 use crate::view::CouponView;
 use crate::{db, store};
 
+/// The most a coupon body may be: a few times the largest valid one (six numbers, a currency
+/// and two timestamps: well under 1 KiB).
+pub const BODY_LIMIT: usize = 4 * 1024;
+
 pub fn handle(req: &Request, code: &str) -> HandlerResult {
     require_admin(req)?;
     let code = CouponCode::parse(code).map_err(|_| {

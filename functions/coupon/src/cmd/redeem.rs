@@ -29,6 +29,10 @@ struct TryRequest {
     subtotal: Money,
 }
 
+/// The most a try body may be: a few times the largest valid one (an id, a 128-character user
+/// id, an amount and a currency: under 1 KiB).
+pub const BODY_LIMIT: usize = 4 * 1024;
+
 pub fn handle(req: &Request, code: &str) -> HandlerResult {
     require_internal(req)?;
     let code = code_in_path(code)?;

@@ -19,11 +19,11 @@
 //!    the open lease this request leaves (and the stock TTL is the last resort).
 
 use serde_json::json;
-use shop_adapter::body::{parse_object, Fields};
+use shop_adapter::body::{parse_object, Fields, Incoming};
 use shop_adapter::identity::{self, Customer};
 use shop_adapter::sqlite::Tx;
 use shop_adapter::Problem;
-use shop_domain::idempotency::{self, IdempotencyKey};
+use shop_domain::idempotency::{self, ClaimKey, IdempotencyKey};
 use shop_domain::new_order::{NewOrder, RawItem};
 use shop_domain::placed_order::PlacedOrder;
 use shop_domain::pricing;
@@ -45,12 +45,20 @@ use crate::{ids, problems};
 /// How long an order (and its stock reservation) waits for payment.
 pub const PAYMENT_WINDOW_SECONDS: u32 = 900;
 
-pub async fn handle(req: &Request) -> Result<Response, Problem> {
-    // 1. Who is asking comes first: an anonymous request learns nothing, not even a 400.
-    let customer = identity::customer(req)?;
-    let key = idempotency_key(req)?;
-    let trace = Trace::of(req);
+/// The most a creation body may be: about three times the largest valid one (100 items with
+/// 64-character SKUs, a 128-character user id and a coupon code, about 10 KiB).
+pub const BODY_LIMIT: usize = 32 * 1024;
+
+pub async fn handle(incoming: Incoming) -> Result<Response, Problem> {
+    // 1. Who is asking comes first: an anonymous request learns nothing, not even a 400, and
+    // its body is never read.
+    let customer = identity::customer(incoming.head())?;
+    let key = idempotency_key(incoming.head())?;
+    let req = incoming.read(BODY_LIMIT).await?;
+    let trace = Trace::of(&req);
     let order = parse_body(req.body(), &customer)?;
+    // A key is the customer's own: another customer's equal key is another claim.
+    let key = ClaimKey::new(customer.id().clone(), key);
 
     // 2.-5., once more if the sweep gave the claim up while this request held its lease.
     let conn = db::open()?;
@@ -67,7 +75,7 @@ pub async fn handle(req: &Request) -> Result<Response, Problem> {
 /// held its lease (it owes this attempt's reservation back): the request decides again.
 async fn place_order(
     conn: &Connection,
-    key: &IdempotencyKey,
+    key: &ClaimKey,
     fingerprint: &str,
     order: &NewOrder,
     trace: &Trace,
@@ -283,7 +291,7 @@ fn write(
         tx.commit()?;
         return Ok(None);
     }
-    orders::insert(conn, placed, claim.key.as_str())?;
+    orders::insert(conn, placed, &claim.key)?;
     let mut payload = serde_json::to_value(OrderView::from(placed))?;
     payload["reservation_id"] = json!(placed.reservation_id);
     let message = outbox::Message {

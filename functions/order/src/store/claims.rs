@@ -1,4 +1,5 @@
-//! Idempotency-Key claims (`idempotency_keys`): what a request with a key does next.
+//! Idempotency-Key claims (`idempotency_keys`): what a request with a key does next. A claim is
+//! a customer's key ([`ClaimKey`]): two customers sending the same key never meet.
 //!
 //! The rules are `shop_domain::idempotency::decide`; this module reads and writes the row they
 //! decide about, with states bound from [`ClaimState`], never spelled in SQL.
@@ -12,7 +13,7 @@
 
 use anyhow::Context;
 use shop_adapter::sqlite::changes;
-use shop_domain::idempotency::{self, ClaimState, Decision, IdempotencyKey, StoredClaim};
+use shop_domain::idempotency::{self, ClaimKey, ClaimState, Decision, StoredClaim};
 use spin_sdk::sqlite::{Connection, Value};
 
 use crate::db::{col_i64, col_opt_str, col_str, int, text};
@@ -34,7 +35,7 @@ pub struct StoredResponse {
 
 /// A claim this request holds: its reservation is `key.reservation_id(attempt)`.
 pub struct Claim {
-    pub key: IdempotencyKey,
+    pub key: ClaimKey,
     pub token: String,
     pub fingerprint: String,
     pub attempt: i64,
@@ -76,14 +77,19 @@ fn state(s: ClaimState) -> Value {
     text(s.as_str())
 }
 
+/// The row's primary key: owner, then key.
+fn key_params(key: &ClaimKey) -> Vec<Value> {
+    vec![text(key.owner_str()), text(key.key().as_str())]
+}
+
 fn read(
     conn: &Connection,
-    key: &IdempotencyKey,
+    key: &ClaimKey,
 ) -> anyhow::Result<Option<(StoredClaim, Option<StoredResponse>)>> {
     let rows = conn.execute(
         "SELECT fingerprint, state, attempt, claimed_ms, response_status, response_body
-         FROM idempotency_keys WHERE idem_key = ?",
-        &[text(key.as_str())],
+         FROM idempotency_keys WHERE user_id = ? AND idem_key = ?",
+        &key_params(key),
     )?;
     Ok(rows.rows.first().map(|r| {
         let claim = StoredClaim {
@@ -108,7 +114,8 @@ fn read(
 /// request alike only read here. When the row changed between the read and the lease (a request
 /// of the same key finished, or the sweep gave the claim up), the lease is dropped and the
 /// request decides again on the row as it is now.
-pub fn begin(conn: &Connection, key: &IdempotencyKey, fingerprint: &str) -> anyhow::Result<Next> {
+pub fn begin(conn: &Connection, key: &ClaimKey, fingerprint: &str) -> anyhow::Result<Next> {
+    let key = &resolve(conn, key, fingerprint)?;
     for _ in 0..3 {
         let row = read(conn, key)?;
         let now = ids::now_ms();
@@ -133,10 +140,25 @@ pub fn begin(conn: &Connection, key: &IdempotencyKey, fingerprint: &str) -> anyh
     Ok(Next::InProgress)
 }
 
+/// The claim the customer's key names: their own, or, when they have none, a claim stored before
+/// keys were scoped (owner `''`, migration 0009) for this very request. The fingerprint covers
+/// the customer, so another customer's request never matches such a claim (and learns nothing
+/// of it), while a retry across the upgrade keeps the claim and its reservation.
+fn resolve(conn: &Connection, key: &ClaimKey, fingerprint: &str) -> anyhow::Result<ClaimKey> {
+    if read(conn, key)?.is_some() {
+        return Ok(key.clone());
+    }
+    let unscoped = ClaimKey::unscoped(key.key().clone());
+    Ok(match read(conn, &unscoped)? {
+        Some((claim, _)) if claim.fingerprint == fingerprint => unscoped,
+        _ => key.clone(),
+    })
+}
+
 /// What the rules say for `row`: a claim to go on under (`Ok`), or the answer (`Err`).
 fn decide(
     row: &Option<(StoredClaim, Option<StoredResponse>)>,
-    key: &IdempotencyKey,
+    key: &ClaimKey,
     fingerprint: &str,
     now: i64,
 ) -> Result<Claim, anyhow::Result<Next>> {
@@ -179,14 +201,14 @@ fn settle(
         None => (Value::Null, Value::Null, Value::Null),
     };
     conn.execute(
-        "INSERT INTO idempotency_keys (idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (idem_key) DO UPDATE SET state = excluded.state, attempt = excluded.attempt,
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (user_id, idem_key) DO UPDATE SET state = excluded.state, attempt = excluded.attempt,
            claim_token = excluded.claim_token, claimed_ms = excluded.claimed_ms, updated_ms = excluded.updated_ms,
            response_status = excluded.response_status, response_body = excluded.response_body, order_id = excluded.order_id
          WHERE idempotency_keys.state <> ? AND idempotency_keys.attempt = ? AND idempotency_keys.fingerprint = excluded.fingerprint",
         &[
-            text(claim.key.as_str()), text(&claim.fingerprint), state(to), int(attempt), text(&claim.token),
+            text(claim.key.owner_str()), text(claim.key.key().as_str()), text(&claim.fingerprint), state(to), int(attempt), text(&claim.token),
             int(now), int(now), status, body, order_id,
             state(ClaimState::Completed), int(claim.base.unwrap_or(-1)),
         ],
@@ -256,20 +278,17 @@ pub fn still_held(claim: &Claim) -> bool {
     leases::held(&claim.lease()).unwrap_or(false)
 }
 
-/// Runs `sql` (whose last two parameters are key and token) against the claim only while it is
+/// Runs `sql` (whose last parameters are owner, key, token and state) against the claim only while it is
 /// still ours and in progress; whether it was.
 fn if_ours(
     conn: &Connection,
     sql: &str,
     mut params: Vec<Value>,
-    key: &IdempotencyKey,
+    key: &ClaimKey,
     token: &str,
 ) -> anyhow::Result<bool> {
-    params.extend([
-        text(key.as_str()),
-        text(token),
-        state(ClaimState::InProgress),
-    ]);
+    params.extend(key_params(key));
+    params.extend([text(token), state(ClaimState::InProgress)]);
     conn.execute(sql, &params)?;
     Ok(changes(conn)? == 1)
 }
@@ -300,20 +319,20 @@ pub fn abandon(conn: &Connection, lease: &Lease, now: i64) -> anyhow::Result<boo
 /// same request may try again with `next_attempt`; `false` if it was retaken meanwhile.
 pub fn give_up(
     conn: &Connection,
-    key: &IdempotencyKey,
+    key: &ClaimKey,
     token: &str,
     next_attempt: i64,
     now: i64,
 ) -> anyhow::Result<bool> {
     let sql = "UPDATE idempotency_keys SET state = ?, attempt = ?, updated_ms = ?
-               WHERE idem_key = ? AND claim_token = ? AND state = ?";
+               WHERE user_id = ? AND idem_key = ? AND claim_token = ? AND state = ?";
     let params = vec![state(ClaimState::Failed), int(next_attempt), int(now)];
     if_ours(conn, sql, params, key, token)
 }
 
 /// An in-progress claim whose holder is presumed dead.
 pub struct Abandoned {
-    pub key: IdempotencyKey,
+    pub key: ClaimKey,
     pub token: String,
     pub attempt: i64,
 }
@@ -325,7 +344,7 @@ pub fn abandoned(
     limit: i64,
 ) -> anyhow::Result<Vec<Abandoned>> {
     let rows = conn.execute(
-        "SELECT idem_key, attempt, claim_token FROM idempotency_keys
+        "SELECT user_id, idem_key, attempt, claim_token FROM idempotency_keys
          WHERE state = ? AND claimed_ms <= ? ORDER BY claimed_ms LIMIT ?",
         &[
             state(ClaimState::InProgress),
@@ -338,9 +357,9 @@ pub fn abandoned(
         .iter()
         .filter_map(|r| {
             Some(Abandoned {
-                key: IdempotencyKey::parse(&col_str(r, 0)).ok()?,
-                attempt: col_i64(r, 1),
-                token: col_str(r, 2),
+                key: ClaimKey::from_stored(&col_str(r, 0), &col_str(r, 1))?,
+                attempt: col_i64(r, 2),
+                token: col_str(r, 3),
             })
         })
         .collect())

@@ -8,8 +8,8 @@
 //! the Redis that holds the reservations: if Redis loses its data, it loses the leases together
 //! with the reservations they guard, and there is nothing left to settle.
 //!
-//! Every lease also leaves an *open-lease member* (`<attempt> <token> <fingerprint> <key>`) in a
-//! sorted set,
+//! Every lease also leaves an *open-lease member* (`<attempt> <token> <fingerprint> <owner>
+//! <key>`) in a sorted set,
 //! scored by when it was taken; a holder drops it with the lease. One that is still there long
 //! after (the holder died between reserving and writing) is settled by the sweep
 //! ([`crate::sweep::abandon_claims`]), which gives the reservation of `<attempt>` back unless an
@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 
 use shop_adapter::outbox::{publish_call, Outgoing, Ring, PUBLISH_LUA};
 use shop_adapter::redis::{run, Script};
-use shop_domain::idempotency::IdempotencyKey;
+use shop_domain::idempotency::ClaimKey;
 use spin_sdk::redis::{Connection, RedisParameter};
 
 const TAKE: Script = Script {
@@ -48,17 +48,34 @@ static PUBLISH_AND_DROP: LazyLock<String> = LazyLock::new(|| {
     parts.join("\n")
 });
 
-/// The sorted set of open-lease members.
-const OPEN: &str = "order:leases";
+/// The sorted set of open-lease members of customers' keys.
+const OPEN: &str = "order:open-leases";
 
-fn lease_key(key: &IdempotencyKey) -> String {
-    format!("order:lease:{}", key.as_str())
+/// The names from before keys were scoped to their customer: the leases of unscoped claims (a
+/// retry of a request begun before the upgrade, or one left open across it) keep them, so the
+/// sweep settles what an old holder left as well.
+const LEGACY_OPEN: &str = "order:leases";
+
+/// The open-lease set `key`'s leases are recorded in.
+fn open_set(key: &ClaimKey) -> &'static str {
+    match key.is_scoped() {
+        true => OPEN,
+        false => LEGACY_OPEN,
+    }
+}
+
+/// A user id holds no space, so `<owner> <key>` names one (owner, key) pair.
+fn lease_key(key: &ClaimKey) -> String {
+    match key.is_scoped() {
+        true => format!("order:key-lease:{} {}", key.owner_str(), key.key().as_str()),
+        false => format!("order:lease:{}", key.key().as_str()),
+    }
 }
 
 /// A lease on a key at one attempt, as recorded in the open-lease set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
-    pub key: IdempotencyKey,
+    pub key: ClaimKey,
     pub token: String,
     /// The fingerprint of the holder's request.
     pub fingerprint: String,
@@ -66,18 +83,25 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// `<attempt> <token> <fingerprint> <key>`: the key last, as it may contain spaces.
+    /// `<attempt> <token> <fingerprint> <owner> <key>` (unscoped: no owner): the key last, as
+    /// it may contain spaces.
     fn member(&self) -> String {
         let (a, t, f) = (self.attempt, &self.token, &self.fingerprint);
-        format!("{a} {t} {f} {}", self.key.as_str())
+        let key = self.key.key().as_str();
+        match self.key.is_scoped() {
+            true => format!("{a} {t} {f} {} {key}", self.key.owner_str()),
+            false => format!("{a} {t} {f} {key}"),
+        }
     }
 
-    fn parse(member: &str) -> Option<Lease> {
-        let mut parts = member.splitn(4, ' ');
+    /// A member of the open-lease set `set`.
+    fn parse(set: &str, member: &str) -> Option<Lease> {
+        let mut parts = member.splitn(if set == OPEN { 5 } else { 4 }, ' ');
         let attempt = parts.next()?.parse().ok()?;
         let token = parts.next()?.to_owned();
         let fingerprint = parts.next()?.to_owned();
-        let key = IdempotencyKey::parse(parts.next()?).ok()?;
+        let owner = if set == OPEN { parts.next()? } else { "" };
+        let key = ClaimKey::from_stored(owner, parts.next()?)?;
         Some(Lease {
             key,
             token,
@@ -111,7 +135,7 @@ pub fn take(lease: &Lease, lease_ms: i64, now: i64) -> anyhow::Result<Taken> {
         &lease_ms.to_string(),
         &now.to_string(),
     ];
-    let reply = run(&open()?, &TAKE, &[&key, OPEN], &args)?;
+    let reply = run(&open()?, &TAKE, &[&key, open_set(&lease.key)], &args)?;
     Ok(match reply.first().map(String::as_str) {
         Some("TAKEN") => Taken::Taken,
         _ => Taken::Held {
@@ -128,7 +152,7 @@ pub fn move_to(lease: &mut Lease, attempt: i64) -> anyhow::Result<bool> {
     };
     let key = lease_key(&lease.key);
     let args = [lease.token.as_str(), &lease.member(), &next.member()];
-    let reply = run(&open()?, &MOVE, &[&key, OPEN], &args)?;
+    let reply = run(&open()?, &MOVE, &[&key, open_set(&lease.key)], &args)?;
     let moved = reply.first().map(String::as_str) == Some("MOVED");
     if moved {
         *lease = next;
@@ -141,12 +165,13 @@ pub fn move_to(lease: &mut Lease, attempt: i64) -> anyhow::Result<bool> {
 pub fn drop(lease: &Lease) {
     let key = lease_key(&lease.key);
     let result = open().and_then(|c| {
-        run(&c, &DROP, &[&key, OPEN], &[&lease.token, &lease.member()]).map_err(Into::into)
+        let keys = [key.as_str(), open_set(&lease.key)];
+        run(&c, &DROP, &keys, &[&lease.token, &lease.member()]).map_err(Into::into)
     });
     if let Err(e) = result {
         eprintln!(
             "order: could not drop the lease of {}: {e:#}",
-            lease.key.as_str()
+            lease.key.key().as_str()
         );
     }
 }
@@ -167,12 +192,12 @@ pub fn drop_publishing(lease: &Lease, rows: &[Outgoing], ring: Ring) {
         name: "publish_and_drop_lease",
         source: PUBLISH_AND_DROP.as_str(),
     };
-    let keys = [key.as_str(), OPEN, &stream, &pending];
+    let keys = [key.as_str(), open_set(&lease.key), &stream, &pending];
     let result = open().and_then(|c| run(&c, &script, &keys, &args).map_err(Into::into));
     if let Err(e) = result {
         eprintln!(
             "order: could not send {topic} messages and drop the lease of {} (left to the relay and the lease's expiry): {e:#}",
-            lease.key.as_str()
+            lease.key.key().as_str()
         );
     }
 }
@@ -181,12 +206,14 @@ pub fn drop_publishing(lease: &Lease, rows: &[Outgoing], ring: Ring) {
 /// sweep. Best effort, like [`drop`].
 pub fn free(lease: &Lease) {
     let key = lease_key(&lease.key);
-    let result =
-        open().and_then(|c| run(&c, &DROP, &[&key, OPEN], &[&lease.token, ""]).map_err(Into::into));
+    let result = open().and_then(|c| {
+        let keys = [key.as_str(), open_set(&lease.key)];
+        run(&c, &DROP, &keys, &[&lease.token, ""]).map_err(Into::into)
+    });
     if let Err(e) = result {
         eprintln!(
             "order: could not free the lease of {}: {e:#}",
-            lease.key.as_str()
+            lease.key.key().as_str()
         );
     }
 }
@@ -198,28 +225,24 @@ pub fn held(lease: &Lease) -> anyhow::Result<bool> {
     Ok(value.is_some_and(|v| v.starts_with(prefix.as_bytes())))
 }
 
-/// Up to `limit` open-lease members taken at or before `taken_before`, oldest first.
+/// Up to `limit` open-lease members of each set taken at or before `taken_before`, oldest first.
 pub fn stale(taken_before: i64, limit: i64) -> anyhow::Result<Vec<Lease>> {
     let conn = open()?;
-    let args = [
-        OPEN,
-        "-inf",
-        &taken_before.to_string(),
-        "LIMIT",
-        "0",
-        &limit.to_string(),
-    ];
-    let reply = conn.execute("ZRANGEBYSCORE", &args.map(bin))?;
-    Ok(reply
-        .into_iter()
-        .filter_map(|r| Lease::parse(&shop_adapter::redis::text(r)))
-        .collect())
+    let mut leases = Vec::new();
+    for set in [OPEN, LEGACY_OPEN] {
+        let (before, limit) = (taken_before.to_string(), limit.to_string());
+        let args = [set, "-inf", &before, "LIMIT", "0", &limit];
+        let reply = conn.execute("ZRANGEBYSCORE", &args.map(bin))?;
+        let members = reply.into_iter().map(shop_adapter::redis::text);
+        leases.extend(members.filter_map(|m| Lease::parse(set, &m)));
+    }
+    Ok(leases)
 }
 
 /// Forgets an open-lease member the sweep has settled.
 pub fn forget(lease: &Lease) -> anyhow::Result<()> {
     let member = lease.member();
-    open()?.execute("ZREM", &[OPEN, member.as_str()].map(bin))?;
+    open()?.execute("ZREM", &[open_set(&lease.key), member.as_str()].map(bin))?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use anyhow::Context;
 use serde_json::json;
 use shop_adapter::sqlite::{changes, text_or_null};
 use shop_domain::cursor::Cursor;
+use shop_domain::idempotency::ClaimKey;
 use shop_domain::new_order::{CouponCode, Quantity, UserId};
 use shop_domain::order::{OrderState, OrderStatus};
 use shop_domain::placed_order::{Paid, PlacedLine, PlacedOrder};
@@ -12,6 +13,7 @@ use shop_domain::{Currency, Money, Sku};
 use spin_sdk::sqlite::{Connection, RowResult, Value};
 
 use crate::db::{col_i64, col_opt_str, col_str, int, text};
+
 use crate::ids;
 use crate::store::outbox;
 
@@ -19,8 +21,9 @@ const COLUMNS: &str =
     "order_id, user_id, status, currency, subtotal, discount, total, coupon_code, \
      created_ms, expires_ms, version, reservation_id, payment_id, paid_ms";
 
-/// Inserts `order` and its lines, inside the caller's transaction.
-pub fn insert(conn: &Connection, order: &PlacedOrder, idempotency_key: &str) -> anyhow::Result<()> {
+/// Inserts `order` and its lines, inside the caller's transaction; `key` is the customer's key it
+/// was created under (UNIQUE: one key backs one order).
+pub fn insert(conn: &Connection, order: &PlacedOrder, key: &ClaimKey) -> anyhow::Result<()> {
     conn.execute(
         "INSERT INTO orders (order_id, user_id, status, currency, subtotal, discount, total, coupon_code,
                              idempotency_key, reservation_id, created_ms, expires_ms, updated_ms, version)
@@ -34,7 +37,7 @@ pub fn insert(conn: &Connection, order: &PlacedOrder, idempotency_key: &str) -> 
             int(order.discount.minor()),
             int(order.total.minor()),
             text_or_null(order.coupon_code.as_ref().map(CouponCode::as_str)),
-            text(idempotency_key),
+            text(key.scoped_text()),
             text(&order.reservation_id),
             int(order.created_ms),
             int(order.expires_ms),

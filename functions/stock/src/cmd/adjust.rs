@@ -39,6 +39,10 @@ struct AdjustmentView<'a> {
     sold: u64,
 }
 
+/// The most an adjustment body may be: a few times the largest valid one (an id, a delta and a
+/// 200-character reason, even written as `\u` escapes: under 3 KiB).
+pub const BODY_LIMIT: usize = 8 * 1024;
+
 pub fn handle(req: &Request, sku: &str) -> HandlerResult {
     let admin = spin_sdk::variables::get("admin_token")
         .map_err(|e| Problem::internal("read variable admin_token", e))?;

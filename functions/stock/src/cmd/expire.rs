@@ -43,6 +43,9 @@ pub struct Swept {
     pub now: Timestamp,
 }
 
+/// The most an expiry body (`{now?}`) may be: a few times its largest valid form.
+pub const BODY_LIMIT: usize = 1024;
+
 pub fn handle(req: &Request) -> HandlerResult {
     require_internal(req)?;
     let now = parse_now(req)?;

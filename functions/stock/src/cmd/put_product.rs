@@ -29,6 +29,10 @@ use crate::view::ProductView;
 /// blocks others only briefly.
 const LOCK_TTL_MS: u64 = 5_000;
 
+/// The most a product body may be: a few times the largest valid one (a 200-character name, even
+/// written as `\u` escapes, and three numbers: under 3 KiB).
+pub const BODY_LIMIT: usize = 8 * 1024;
+
 pub fn handle(req: &Request, sku: &str) -> HandlerResult {
     let admin = spin_sdk::variables::get("admin_token")
         .map_err(|e| Problem::internal("read variable admin_token", e))?;

@@ -18,6 +18,10 @@ use spin_sdk::http::Request;
 use crate::redis::{bad_reply, keys, Store, RESERVE};
 use crate::view::ReservationView;
 
+/// The most a reservation body may be: about three times the largest valid one (100 lines with
+/// 64-character SKUs and a 128-character id, about 10 KiB).
+pub const BODY_LIMIT: usize = 32 * 1024;
+
 pub fn handle(req: &Request) -> HandlerResult {
     let request = parse(req.body())?;
     let id = request.id.as_str();
