@@ -6,7 +6,9 @@
 //!    sent to their Redis stream in one round trip per topic, stamped; failures back off
 //!    (jittered, exponential) and are dead-lettered after too many attempts;
 //! 2. purges delivered outbox rows and inbox rows past their retention (variables);
-//! 3. rings every doorbell, so each receiver drains what waited in its stream (one that was down
+//! 3. trims every stream below the oldest entry one of its consumer groups has not acknowledged
+//!    (never by length), and warns about a group more than `stream_lag_threshold` behind;
+//! 4. rings every doorbell, so each receiver drains what waited in its stream (one that was down
 //!    when its messages were sent included) and runs its context's sweep (expiries, abandoned
 //!    claims, the stock TTL).
 //!
@@ -15,10 +17,12 @@
 //! touches only the shared `outbox` and `inbox` tables there). It holds no `*.spin.internal`
 //! grant: Spin refuses service chaining on a cron trigger.
 //!
-//! Every step runs even when an earlier one fails, and each run logs one line.
+//! Every step runs even when an earlier one fails. A run that did something or failed logs one
+//! line (and a warning per lagging stream); an idle one logs a heartbeat at most once a minute.
 
 mod ops;
 mod run;
+mod streams;
 
 use shop_adapter::health;
 use shop_adapter::respond::finish;
@@ -47,7 +51,7 @@ struct Compensator;
 impl cron::Guest for Compensator {
     fn handle_cron_event(_metadata: Metadata) -> Result<(), CronError> {
         let report = run::run_once();
-        eprintln!("compensator: {}", report.log_line());
+        run::log(&report);
         match report.errors.is_empty() {
             true => Ok(()),
             false => Err(CronError::Other(report.errors.join("; "))),
@@ -76,6 +80,9 @@ fn handle(req: Request) -> impl IntoResponse {
         "/api/ops/dead-letters/:id/replay",
         |req: Request, p: Params| finish(ops::replay(&req, p.get("id").unwrap_or_default())),
     );
+    router.get("/api/ops/streams", |req: Request, _p| {
+        finish(streams::route(&req))
+    });
     router.any("/*", |req: Request, _p| ops::no_route(&req));
     router.handle(req)
 }
