@@ -81,12 +81,19 @@ fn drained(redis: &RedisServer, count: usize) -> Vec<String> {
 #[test]
 fn publishing_keeps_every_entry_an_idle_group_has_not_read() {
     let redis = RedisServer::start().expect("redis-server");
-    assert!(drained(&redis, 10).is_empty(), "the group is created, empty");
+    assert!(
+        drained(&redis, 10).is_empty(),
+        "the group is created, empty"
+    );
     let sent = ids("idle", 350);
     // One message per script run, as a burst of requests' fast paths sends them.
     publish(&redis, &sent, 1);
     let got = drained(&redis, 1000);
-    assert_eq!(got.len(), 350, "every entry the group had not read is delivered");
+    assert_eq!(
+        got.len(),
+        350,
+        "every entry the group had not read is delivered"
+    );
     assert_eq!(got, sent, "in order, none missing");
 }
 
@@ -130,7 +137,11 @@ fn a_receiver_away_while_20000_messages_are_sent_applies_every_one_once() {
     publish(&shop.redis, &ids("before", 50), 50);
     shop.wait_group_caught_up("events:payments", "order", "msg_before_00049", WAIT);
     let run = shop.compensator_run();
-    assert_eq!(stream_of(&run["streams"], "events:payments")["trimmed"], 49, "{run}");
+    assert_eq!(
+        stream_of(&run["streams"], "events:payments")["trimmed"],
+        49,
+        "{run}"
+    );
 
     // Taken away, its group stays: 20,000 messages wait for it through compensator runs.
     shop.restart_without_receivers_with(low_threshold);
@@ -139,21 +150,43 @@ fn a_receiver_away_while_20000_messages_are_sent_applies_every_one_once() {
     for _ in 0..2 {
         let run = shop.compensator_run();
         let s = stream_of(&run["streams"], "events:payments");
-        assert_eq!((s["trimmed"].as_u64(), s["length"].as_u64()), (Some(0), Some(20_001)), "{s}");
-        assert_eq!(group(&run["streams"], "events:payments", "order")["lag"], 20_000);
+        assert_eq!(
+            (s["trimmed"].as_u64(), s["length"].as_u64()),
+            (Some(0), Some(20_001)),
+            "{s}"
+        );
+        assert_eq!(
+            group(&run["streams"], "events:payments", "order")["lag"],
+            20_000
+        );
         let warned = run["warnings"].as_array().expect("warnings").iter();
-        assert!(warned.clone().any(|w| w.as_str().is_some_and(|w| w
-            .starts_with("events:payments: group order has 20000 entries not acknowledged"))));
+        assert!(warned
+            .clone()
+            .any(|w| w.as_str().is_some_and(|w| w
+                .starts_with("events:payments: group order has 20000 entries not acknowledged"))));
     }
-    assert!(shop.app.stderr().contains("compensator: WARNING events:payments: group order"));
+    assert!(shop
+        .app
+        .stderr()
+        .contains("compensator: WARNING events:payments: group order"));
     let (k, v) = admin_auth();
-    let ops = shop.app.send("GET", "/api/ops/streams", &[(k, &v)], None).expect("GET");
+    let ops = shop
+        .app
+        .send("GET", "/api/ops/streams", &[(k, &v)], None)
+        .expect("GET");
     assert_eq!(ops.status, 200, "{}", ops.text());
     let ops = ops.json();
     assert_eq!(ops["lag_threshold"], 100);
-    assert_eq!(stream_of(&ops["streams"], "events:payments")["behind"], true);
+    assert_eq!(
+        stream_of(&ops["streams"], "events:payments")["behind"],
+        true
+    );
     let g = group(&ops["streams"], "events:payments", "order");
-    assert_eq!((g["lag"].as_u64(), g["pending"].as_u64()), (Some(20_000), Some(0)), "{g}");
+    assert_eq!(
+        (g["lag"].as_u64(), g["pending"].as_u64()),
+        (Some(20_000), Some(0)),
+        "{g}"
+    );
     assert!(g["oldest_unread_age_ms"].is_u64(), "{g}");
 
     // Deployed again: woken by the next run, it applies every message, each once.
@@ -170,7 +203,11 @@ fn a_receiver_away_while_20000_messages_are_sent_applies_every_one_once() {
     // Read and acknowledged: now the run trims it (the last delivered entry stays).
     let run = shop.compensator_run();
     let s = stream_of(&run["streams"], "events:payments");
-    assert_eq!((s["trimmed"].as_u64(), s["length"].as_u64()), (Some(20_000), Some(1)), "{s}");
+    assert_eq!(
+        (s["trimmed"].as_u64(), s["length"].as_u64()),
+        (Some(20_000), Some(1)),
+        "{s}"
+    );
     assert_eq!(s["behind"], false, "{s}");
     assert_eq!(run["warnings"], json!([]), "{run}");
 }
@@ -196,31 +233,67 @@ fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
     let stream = "events:stock";
     entries(&shop, stream, 10);
     let s = run_on(&shop, stream);
-    assert_eq!((s["trimmed"].as_u64(), s["length"].as_u64()), (Some(0), Some(10)), "{s}");
+    assert_eq!(
+        (s["trimmed"].as_u64(), s["length"].as_u64()),
+        (Some(0), Some(10)),
+        "{s}"
+    );
     assert_eq!(s["groups"], json!([]), "no group yet: kept whole");
 
     // g1 reads 5 and acknowledges 2..5 (1-1 stays pending); g2 reads 8 and acknowledges them.
     for g in ["g1", "g2"] {
         shop.cli(&["XGROUP", "CREATE", stream, g, "0"]);
     }
-    shop.cli(&["XREADGROUP", "GROUP", "g1", "c", "COUNT", "5", "STREAMS", stream, ">"]);
+    shop.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "g1",
+        "c",
+        "COUNT",
+        "5",
+        "STREAMS",
+        stream,
+        ">",
+    ]);
     shop.cli(&["XACK", stream, "g1", "1-2", "1-3", "1-4", "1-5"]);
-    shop.cli(&["XREADGROUP", "GROUP", "g2", "c", "COUNT", "8", "STREAMS", stream, ">"]);
+    shop.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "g2",
+        "c",
+        "COUNT",
+        "8",
+        "STREAMS",
+        stream,
+        ">",
+    ]);
     let acks: Vec<String> = (1..=8).map(|i| format!("1-{i}")).collect();
     let mut ack = vec!["XACK", stream, "g2"];
     ack.extend(acks.iter().map(String::as_str));
     shop.cli(&ack);
 
     let s = run_on(&shop, stream);
-    assert_eq!((s["trimmed"].as_u64(), s["length"].as_u64()), (Some(0), Some(10)), "{s}");
+    assert_eq!(
+        (s["trimmed"].as_u64(), s["length"].as_u64()),
+        (Some(0), Some(10)),
+        "{s}"
+    );
     let g1 = group(&json!([s]), stream, "g1").clone();
-    assert_eq!((g1["lag"].as_u64(), g1["pending"].as_u64()), (Some(5), Some(1)), "{g1}");
+    assert_eq!(
+        (g1["lag"].as_u64(), g1["pending"].as_u64()),
+        (Some(5), Some(1)),
+        "{g1}"
+    );
     assert_eq!(g1["unacknowledged"], 6, "{g1}");
 
     // 1-1 acknowledged: everything below g1's last delivered entry (1-5) goes.
     shop.cli(&["XACK", stream, "g1", "1-1"]);
     let s = run_on(&shop, stream);
-    assert_eq!((s["trimmed"].as_u64(), s["length"].as_u64()), (Some(4), Some(6)), "{s}");
+    assert_eq!(
+        (s["trimmed"].as_u64(), s["length"].as_u64()),
+        (Some(4), Some(6)),
+        "{s}"
+    );
     let first = shop.cli(&["XRANGE", stream, "-", "+", "COUNT", "1"]);
     assert!(first.starts_with("1-5\n"), "{first}");
     // g1 still reads everything it had not read.
@@ -247,12 +320,23 @@ fn an_idle_compensator_logs_a_heartbeat_at_most_once_a_minute() {
     }
     let lines = compensator_lines(&shop);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("compensator: idle (heartbeat"), "{lines:?}");
+    assert!(
+        lines[0].contains("compensator: idle (heartbeat"),
+        "{lines:?}"
+    );
 
     // A run that trims something says so.
     entries(&shop, "events:stock", 2);
     shop.cli(&["XGROUP", "CREATE", "events:stock", "g", "0"]);
-    shop.cli(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "events:stock", ">"]);
+    shop.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "STREAMS",
+        "events:stock",
+        ">",
+    ]);
     shop.cli(&["XACK", "events:stock", "g", "1-1", "1-2"]);
     shop.compensator_run();
     let lines = compensator_lines(&shop);
@@ -264,12 +348,18 @@ fn an_idle_compensator_logs_a_heartbeat_at_most_once_a_minute() {
     // A run that fails says so, however recent the heartbeat.
     shop.redis.stop_saving().expect("stop redis");
     let run = shop.compensator_run();
-    assert!(!run["errors"].as_array().expect("errors").is_empty(), "{run}");
+    assert!(
+        !run["errors"].as_array().expect("errors").is_empty(),
+        "{run}"
+    );
     let lines = wait_for(WAIT, "the failed run's line", || {
         let lines = compensator_lines(&shop);
         (lines.len() == 3).then_some(lines)
     });
-    assert!(lines[2].contains("errors ") && !lines[2].contains("errors none"), "{lines:?}");
+    assert!(
+        lines[2].contains("errors ") && !lines[2].contains("errors none"),
+        "{lines:?}"
+    );
 }
 
 /// The ops route needs the admin token.
@@ -279,9 +369,15 @@ fn the_stream_report_needs_the_admin_token() {
     let none = shop.app.get("/api/ops/streams").expect("GET");
     assert_problem(&none, 401, None);
     let (k, v) = e2e::internal_auth();
-    let internal = shop.app.send("GET", "/api/ops/streams", &[(k, &v)], None).expect("GET");
+    let internal = shop
+        .app
+        .send("GET", "/api/ops/streams", &[(k, &v)], None)
+        .expect("GET");
     assert_problem(&internal, 401, None);
-    let post = shop.app.send("POST", "/api/ops/streams", &[], Some(b"")).expect("POST");
+    let post = shop
+        .app
+        .send("POST", "/api/ops/streams", &[], Some(b""))
+        .expect("POST");
     assert_eq!(post.status, 405, "{}", post.text());
     assert_eq!(post.header("allow"), Some("GET"));
 }

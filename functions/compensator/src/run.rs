@@ -88,7 +88,10 @@ pub fn log(report: &RunReport) {
     if report.eventful() {
         eprintln!("compensator: {}", report.log_line());
     } else if heartbeat_due() {
-        eprintln!("compensator: idle (heartbeat, at most once a minute): {}", report.log_line());
+        eprintln!(
+            "compensator: idle (heartbeat, at most once a minute): {}",
+            report.log_line()
+        );
     }
 }
 
@@ -102,7 +105,10 @@ fn heartbeat_due() -> bool {
         let args = [HEARTBEAT_KEY, "1", "NX", "PX", HEARTBEAT_EVERY_MS]
             .map(|a| spin_sdk::redis::RedisParameter::Binary(a.as_bytes().to_vec()));
         let reply = conn.execute("SET", &args)?;
-        Ok(!matches!(reply.first(), None | Some(spin_sdk::redis::RedisResult::Nil)))
+        Ok(!matches!(
+            reply.first(),
+            None | Some(spin_sdk::redis::RedisResult::Nil)
+        ))
     })();
     taken.unwrap_or(true)
 }

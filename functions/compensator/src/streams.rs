@@ -115,7 +115,12 @@ pub fn route(req: &Request) -> HandlerResult {
 }
 
 /// One stream through `trim_stream.lua`.
-fn pass(conn: &Connection, stream: &str, pass: Pass, threshold: u64) -> anyhow::Result<StreamReport> {
+fn pass(
+    conn: &Connection,
+    stream: &str,
+    pass: Pass,
+    threshold: u64,
+) -> anyhow::Result<StreamReport> {
     let trim = if pass == Pass::Trim { "1" } else { "0" };
     let flat = run(conn, &TRIM, &[stream], &[trim])?;
     parse(stream, &flat, threshold)
@@ -123,9 +128,16 @@ fn pass(conn: &Connection, stream: &str, pass: Pass, threshold: u64) -> anyhow::
 
 /// The script's flat reply: `now_ms, length, trimmed, n`, then `n` groups of five fields.
 fn parse(stream: &str, flat: &[String], threshold: u64) -> anyhow::Result<StreamReport> {
-    let head = flat.get(..4).ok_or_else(|| anyhow::anyhow!("short reply {flat:?}"))?;
+    let head = flat
+        .get(..4)
+        .ok_or_else(|| anyhow::anyhow!("short reply {flat:?}"))?;
     let num = |s: &str| s.parse::<u64>().map_err(|e| anyhow::anyhow!("{s:?}: {e}"));
-    let (now, length, trimmed, n) = (num(&head[0])?, num(&head[1])?, num(&head[2])?, num(&head[3])?);
+    let (now, length, trimmed, n) = (
+        num(&head[0])?,
+        num(&head[1])?,
+        num(&head[2])?,
+        num(&head[3])?,
+    );
     let rest = &flat[4..];
     anyhow::ensure!(rest.len() as u64 == n * 5, "reply of {n} groups: {flat:?}");
     let age = |s: &str| -> anyhow::Result<Option<u64>> {
