@@ -73,7 +73,7 @@ fn drained(redis: &RedisServer, count: usize) -> Vec<String> {
         let env: Value = serde_json::from_str(e).expect("envelope");
         env["message_id"].as_str().expect("message_id").to_owned()
     };
-    envelopes.map(|e| id(&e)).collect()
+    envelopes.map(id).collect()
 }
 
 /// The reproduction: a group idle while 350 messages are published, then one drain.
