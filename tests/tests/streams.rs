@@ -111,9 +111,11 @@ fn stream_of<'a>(streams: &'a Value, stream: &str) -> &'a Value {
     found.unwrap_or_else(|| panic!("no {stream} in {streams}"))
 }
 
-/// `stream_lag_threshold` of the apps of the 20,000-message test: far below what is sent.
+/// The apps of the 20,000-message test: a lag threshold far below what is sent, and entries
+/// trimmed as soon as they are acknowledged (no minimum age).
 fn low_threshold(b: testkit::SpinAppBuilder) -> testkit::SpinAppBuilder {
     b.variable("stream_lag_threshold", "100")
+        .variable("stream_retention_minutes", "0")
 }
 
 /// The sum of the `read` counts the order receiver logged.
@@ -300,6 +302,29 @@ fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
     let rest = shop.cli(&["XREADGROUP", "GROUP", "g1", "c", "STREAMS", stream, ">"]);
     let read: Vec<&str> = rest.lines().filter(|l| l.starts_with("1-")).collect();
     assert_eq!(read, ["1-6", "1-7", "1-8", "1-9", "1-10"]);
+
+    // Read and acknowledged, but younger than `stream_retention_minutes` (10 by default): kept.
+    let fresh = "events:orders";
+    for _ in 0..3 {
+        shop.cli(&["XADD", fresh, "*", "m", "{}"]);
+    }
+    shop.cli(&["XGROUP", "CREATE", fresh, "g", "0"]);
+    let read = shop.cli(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", fresh, ">"]);
+    let is_id = |l: &&str| {
+        l.split_once('-')
+            .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok())
+    };
+    let ids: Vec<&str> = read.lines().filter(is_id).collect();
+    assert_eq!(ids.len(), 3, "{read}");
+    let mut ack = vec!["XACK", fresh, "g"];
+    ack.extend(ids);
+    assert_eq!(shop.cli(&ack), "3");
+    let s = run_on(&shop, fresh);
+    assert_eq!(
+        (s["trimmed"].as_u64(), s["length"].as_u64()),
+        (Some(0), Some(3)),
+        "{s}"
+    );
 }
 
 /// Compensator lines in the app's log.

@@ -2,6 +2,8 @@
 -- entries every group is done with deleted, in one step.
 --
 -- KEYS[1] the stream. ARGV[1] '1' to trim, '0' to report only (the operator's view).
+-- ARGV[2] how long (ms) entries are kept at least, acknowledged or not (recent traffic stays
+-- readable for an operator; 0: trim as soon as every group has acknowledged).
 --
 -- Returns a flat list (Spin's outbound Redis flattens nested replies):
 --   {now_ms, length, trimmed, group count,
@@ -21,15 +23,17 @@
 --   delivered is either acknowledged or pending (drain.lua acknowledges what it dead-letters),
 --   so no entry that any group has not acknowledged is ever deleted. Nothing is trimmed by
 --   length: a group that is far behind keeps the whole stream, and the compensator reports it.
+-- * Entries younger than ARGV[2] ms (by their id, Redis's clock) are kept too.
 -- * Deleting only below every group's position keeps Redis's `lag` exact (it is lost when
 --   entries are deleted past a group's position).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
 local function int(n) return string.format('%.0f', n) end
 
-local stream, trim = KEYS[1], ARGV[1] == '1'
+local stream, trim, keep_ms = KEYS[1], ARGV[1] == '1', tonumber(ARGV[2] or '0')
 local t = redis.call('TIME')
-local now_ms = int(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = int(now)
 if redis.call('EXISTS', stream) == 0 then
   return {now_ms, '0', '0', '0'}
 end
@@ -75,6 +79,10 @@ for _, raw in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
   local lag = g['lag'] and int(g['lag']) or ''
   groups[#groups + 1] = {g['name'], lag, int(pending), ms_of(oldest_pending), ms_of(unread)}
 end
+
+-- Nothing younger than the retention either: the older of the two bounds.
+local young = int(math.max(now - keep_ms, 0)) .. '-0'
+if keep and older(young, keep) then keep = young end
 
 local trimmed = 0
 if trim and keep then

@@ -1,6 +1,7 @@
 //! Stream retention: publishing never trims a stream (a length limit ignores consumer groups and
 //! would delete what a receiver that is down has not read). Each compensator run trims every
-//! stream below the oldest entry any of its consumer groups has not acknowledged, reports where
+//! stream below the oldest entry any of its consumer groups has not acknowledged (and keeps the
+//! last `stream_retention_minutes` whatever their state, for an operator to read), reports where
 //! each group stands, and warns about a group that is more than a threshold behind.
 //!
 //! - [`trim_all`]: the run's step (`trim_stream.lua`, one atomic step per stream).
@@ -19,6 +20,10 @@ use spin_sdk::redis::Connection;
 /// (read by the order context).
 pub const STREAM_TOPICS: [&str; 3] = ["orders", "payments", "stock"];
 
+/// Entries are kept at least this long (minutes), acknowledged or not, unless the variable
+/// `stream_retention_minutes` says otherwise: recent traffic stays readable for an operator.
+const DEFAULT_RETENTION_MINUTES: u64 = 10;
+
 /// A group more than this many entries behind (undelivered + unacknowledged) is reported, unless
 /// the variable `stream_lag_threshold` says otherwise.
 const DEFAULT_LAG_THRESHOLD: u64 = 10_000;
@@ -28,10 +33,11 @@ const TRIM: Script = Script {
     source: include_str!("../lua/trim_stream.lua"),
 };
 
-/// Whether a pass over a stream deletes what every group is done with, or only reports.
+/// Whether a pass over a stream deletes what every group is done with (and is older than
+/// `keep_ms`), or only reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pass {
-    Trim,
+    Trim { keep_ms: u64 },
     ReportOnly,
 }
 
@@ -68,11 +74,21 @@ pub struct GroupReport {
 /// The lag threshold of this run: the variable, or the default when it is unset or not a
 /// positive number.
 pub fn lag_threshold() -> u64 {
-    spin_sdk::variables::get("stream_lag_threshold")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
+    number("stream_lag_threshold")
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_LAG_THRESHOLD)
+}
+
+/// How long entries are kept at least, in ms: the variable (0 allowed), or the default when it
+/// is unset or not a number.
+fn retention_ms() -> u64 {
+    let minutes = number("stream_retention_minutes").unwrap_or(DEFAULT_RETENTION_MINUTES);
+    minutes.saturating_mul(60_000)
+}
+
+fn number(variable: &str) -> Option<u64> {
+    let value = spin_sdk::variables::get(variable).ok()?;
+    value.trim().parse::<u64>().ok()
 }
 
 /// The run's step: trims every stream; the reports, and an error per stream that failed.
@@ -82,8 +98,11 @@ pub fn trim_all(url: &str, threshold: u64) -> (Vec<StreamReport>, Vec<String>) {
         Err(e) => return (Vec::new(), vec![format!("streams: redis: {e}")]),
     };
     let (mut reports, mut errors) = (Vec::new(), Vec::new());
+    let trim = Pass::Trim {
+        keep_ms: retention_ms(),
+    };
     for topic in STREAM_TOPICS {
-        match pass(&conn, &stream_key(topic), Pass::Trim, threshold) {
+        match pass(&conn, &stream_key(topic), trim, threshold) {
             Ok(r) => reports.push(r),
             Err(e) => errors.push(format!("trim {}: {e:#}", stream_key(topic))),
         }
@@ -121,8 +140,11 @@ fn pass(
     pass: Pass,
     threshold: u64,
 ) -> anyhow::Result<StreamReport> {
-    let trim = if pass == Pass::Trim { "1" } else { "0" };
-    let flat = run(conn, &TRIM, &[stream], &[trim])?;
+    let (trim, keep_ms) = match pass {
+        Pass::Trim { keep_ms } => ("1", keep_ms.to_string()),
+        Pass::ReportOnly => ("0", "0".to_owned()),
+    };
+    let flat = run(conn, &TRIM, &[stream], &[trim, &keep_ms])?;
     parse(stream, &flat, threshold)
 }
 
