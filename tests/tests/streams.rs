@@ -406,3 +406,35 @@ fn the_stream_report_needs_the_admin_token() {
     assert_eq!(post.status, 405, "{}", post.text());
     assert_eq!(post.header("allow"), Some("GET"));
 }
+
+/// Under the real Spin CLI too: the trim script's flat reply comes through Spin's outbound
+/// Redis, the run reports every stream and the ops route answers, with nothing read trimmed.
+#[test]
+fn under_real_spin_the_run_and_the_ops_route_report_every_stream() {
+    let Some(shop) = Shop::boot_real_spin() else {
+        return;
+    };
+    publish(&shop.redis, &ids("spin", 30), 30);
+    shop.wait_group_caught_up("events:payments", "order", "msg_spin_00029", WAIT);
+    let run = shop.compensator_run();
+    assert!(run["errors"].as_array().is_some_and(Vec::is_empty), "{run}");
+    for stream in ["events:orders", "events:payments", "events:stock"] {
+        stream_of(&run["streams"], stream);
+    }
+    let g = group(&run["streams"], "events:payments", "order");
+    assert_eq!(g["unacknowledged"], 0, "{g}");
+    let s = stream_of(&run["streams"], "events:payments");
+    assert_eq!(
+        s["length"], 30,
+        "acknowledged, but younger than the retention: {s}"
+    );
+    let (k, v) = admin_auth();
+    let ops = shop
+        .app
+        .send("GET", "/api/ops/streams", &[(k, &v)], None)
+        .expect("GET");
+    assert_eq!(ops.status, 200, "{}", ops.text());
+    let ops = ops.json();
+    assert_eq!(ops["lag_threshold"], 10_000, "spin.toml's default");
+    assert_eq!(group(&ops["streams"], "events:payments", "order")["lag"], 0);
+}
