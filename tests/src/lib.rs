@@ -899,5 +899,29 @@ pub fn send_streaming(
         body: String::from_utf8_lossy(&body).into_owned(),
         sent_at_answer,
         body_finished,
+/// Boots and restarts with variables of the caller's (e.g. a low `stream_lag_threshold`).
+impl Shop {
+    /// As [`Shop::boot_without_cron`], letting the caller add variables or arguments.
+    pub fn boot_without_cron_with(
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Shop {
+        Self::boot_manifest(Manifest::WithoutCron, configure)
+    }
+
+    /// Stops the app and starts it again on the same Redis and state dir with the receivers
+    /// muted (as [`Shop::boot_without_receivers`]): a receiver taken away after its consumer
+    /// groups were created. [`Shop::restart_without_cron_with`] brings it back.
+    pub fn restart_without_receivers_with(
+        &mut self,
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) {
+        let placeholder = start_app(
+            Manifest::WithoutReceivers,
+            &self.redis,
+            self.state.path(),
+            configure,
+        );
+        let old = std::mem::replace(&mut self.app, placeholder);
+        old.stop();
     }
 }

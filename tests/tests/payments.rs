@@ -649,7 +649,6 @@ fn a_paid_order_whose_units_are_gone_is_cancelled_and_refunded_once_and_the_deci
         &rid,
         "stock:product:",
         "60000",
-        "1000",
         "600",
         "doorbell:stock",
         "2000",

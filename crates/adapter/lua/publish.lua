@@ -6,22 +6,23 @@
 -- own work (the order's `publish_and_drop_lease.lua`). Below, KEYS and ARGV are its arguments.
 --
 -- KEYS[1] the stream (`events:<topic>`), KEYS[2] the doorbell's pending mark
--- (`doorbell:pending:<topic>`), ARGV[1] approximate max length of the stream,
--- ARGV[2] how long (seconds) a message id is remembered as sent, ARGV[3] the doorbell channel,
--- ARGV[4] how long (ms) a pending mark lives at most, ARGV[5] '1' to ring the doorbell, '0' to
--- append only (the messages are read with the next ring),
--- ARGV[6..] pairs: message id, JSON envelope (stored in the entry's field `m`).
+-- (`doorbell:pending:<topic>`), ARGV[1] how long (seconds) a message id is remembered as sent,
+-- ARGV[2] the doorbell channel, ARGV[3] how long (ms) a pending mark lives at most, ARGV[4] '1'
+-- to ring the doorbell, '0' to append only (the messages are read with the next ring),
+-- ARGV[5..] pairs: message id, JSON envelope (stored in the entry's field `m`).
 --
 -- Returns {appended, skipped, rang} (as strings; rang is 1 when this call rang the doorbell).
 --
--- Guarantees (atomic): every envelope whose message id was not sent in the last ARGV[2] seconds
+-- Guarantees (atomic): every envelope whose message id was not sent in the last ARGV[1] seconds
 -- is appended, in argument order, and its id remembered (`outbox:sent:<id>`, SET NX EX) in the
 -- same step; one already sent is skipped. So the request's fast path can send a message without
 -- stamping it in SQLite (one write transaction less per request), and the relay that finds the
--- row unstamped after its grace stamps it without sending it twice. Past ARGV[2] a repeat is
+-- row unstamped after its grace stamps it without sending it twice. Past ARGV[1] a repeat is
 -- appended again: receivers still drop duplicates by message id (their inbox). The stream is
--- trimmed approximately (`MAXLEN ~`), never below ARGV[1] entries. The remembered ids are keys
--- not declared in KEYS (single Redis node; not Cluster-safe).
+-- never trimmed here: a length limit ignores consumer groups and would delete entries a
+-- receiver that is down has not read, after their outbox rows were stamped as sent. Only the
+-- compensator trims, below what every group has acknowledged (compensator's trim_stream.lua).
+-- The remembered ids are keys not declared in KEYS (single Redis node; not Cluster-safe).
 --
 -- Doorbell, coalesced: when something was appended, the doorbell rings (PUBLISH) only if no ring
 -- is pending, i.e. the pending mark was absent; the mark is set in the same step. A receiver
@@ -29,21 +30,21 @@
 -- before that read is read by it, and one appended after it rings again: no message waits
 -- without a ring on its way, and a burst of messages wakes one receiver instead of one per
 -- message. A receiver that dies holding the mark leaves what was appended meanwhile to the first
--- message published after the mark ran out (ARGV[4] ms), or to the compensator's periodic ring,
+-- message published after the mark ran out (ARGV[3] ms), or to the compensator's periodic ring,
 -- which does not depend on the mark; a receiver whose drain fails deletes the mark.
 local function publish(keys, argv)
   local appended, skipped = 0, 0
-  for i = 6, #argv, 2 do
-    if redis.call('SET', 'outbox:sent:' .. argv[i], '1', 'NX', 'EX', argv[2]) then
-      redis.call('XADD', keys[1], 'MAXLEN', '~', argv[1], '*', 'm', argv[i + 1])
+  for i = 5, #argv, 2 do
+    if redis.call('SET', 'outbox:sent:' .. argv[i], '1', 'NX', 'EX', argv[1]) then
+      redis.call('XADD', keys[1], '*', 'm', argv[i + 1])
       appended = appended + 1
     else
       skipped = skipped + 1
     end
   end
   local rang = 0
-  if appended > 0 and argv[5] == '1' and redis.call('SET', keys[2], '1', 'NX', 'PX', argv[4]) then
-    redis.call('PUBLISH', argv[3], '')
+  if appended > 0 and argv[4] == '1' and redis.call('SET', keys[2], '1', 'NX', 'PX', argv[3]) then
+    redis.call('PUBLISH', argv[2], '')
     rang = 1
   end
   return {tostring(appended), tostring(skipped), tostring(rang)}

@@ -13,7 +13,10 @@
 //!    row the fast path already sent without appending it again.
 //!
 //! Delivery is at least once (a row stamped only after the memory ran out is sent again);
-//! receivers drop duplicates by `message_id` through their inbox.
+//! receivers drop duplicates by `message_id` through their inbox. Publishing never trims a
+//! stream (a length limit would delete what a receiver that is down has not read, after its row
+//! was stamped as sent): the compensator trims each stream below what every consumer group of
+//! it has acknowledged.
 
 use serde::Serialize;
 use spin_sdk::sqlite::{Connection, RowResult, Value};
@@ -27,9 +30,6 @@ pub const MIGRATION_SQL: &str = include_str!("../sql/outbox.sql");
 
 /// How long the relay leaves a fresh row to its request's fast path before sending it itself.
 pub const FAST_PATH_GRACE_MS: i64 = 5_000;
-
-/// Streams keep at least this many entries (approximate trimming).
-const STREAM_MAX_LEN: &str = "1000000";
 
 /// How long `publish.lua` remembers a sent message id: far longer than the fast path's grace
 /// (5 s) plus a few compensator runs (every 15 s), so the relay does not send a fast-path row
@@ -58,7 +58,6 @@ pub fn publish_call<'r>(
 ) -> ([String; 2], Vec<std::borrow::Cow<'r, str>>) {
     let ring = if ring == Ring::Now { "1" } else { "0" };
     let mut args: Vec<std::borrow::Cow<'r, str>> = vec![
-        STREAM_MAX_LEN.into(),
         SENT_MEMORY_SECONDS.into(),
         doorbell(topic).into(),
         DOORBELL_PENDING_MS.into(),

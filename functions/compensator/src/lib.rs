@@ -7,7 +7,9 @@
 //!    (jittered, exponential) and are dead-lettered after too many attempts;
 //! 2. purges delivered outbox rows, inbox rows and receiver dead letters past their retention
 //!    (variables);
-//! 3. rings every doorbell, so each receiver drains what waited in its stream (one that was down
+//! 3. trims every stream below the oldest entry one of its consumer groups has not acknowledged
+//!    (never by length), and warns about a group more than `stream_lag_threshold` behind;
+//! 4. rings every doorbell, so each receiver drains what waited in its stream (one that was down
 //!    when its messages were sent included) and runs its context's sweep (expiries, abandoned
 //!    claims, the stock TTL).
 //!
@@ -16,11 +18,13 @@
 //! touches only the shared `outbox` and `inbox` tables there). It holds no `*.spin.internal`
 //! grant: Spin refuses service chaining on a cron trigger.
 //!
-//! Every step runs even when an earlier one fails, and each run logs one line.
+//! Every step runs even when an earlier one fails. A run that did something or failed logs one
+//! line (and a warning per lagging stream); an idle one logs a heartbeat at most once a minute.
 
 mod dead_letters;
 mod ops;
 mod run;
+mod streams;
 
 use shop_adapter::body::Incoming;
 use shop_adapter::health;
@@ -50,7 +54,7 @@ struct Compensator;
 impl cron::Guest for Compensator {
     fn handle_cron_event(_metadata: Metadata) -> Result<(), CronError> {
         let report = run::run_once();
-        eprintln!("compensator: {}", report.log_line());
+        run::log(&report);
         match report.errors.is_empty() {
             true => Ok(()),
             false => Err(CronError::Other(report.errors.join("; "))),
@@ -83,6 +87,9 @@ async fn handle(incoming: IncomingRequest) -> Response {
             finish(dead_letters::replay(&req, p.get("id").unwrap_or_default()))
         },
     );
+    router.get("/api/ops/streams", |req: Request, _p| {
+        finish(streams::route(&req))
+    });
     router.any("/*", |req: Request, _p| ops::no_route(&req));
     router.handle_async(req).await
 }

@@ -1,4 +1,5 @@
-//! One compensator run: relay every outbox, purge what is past retention, ring every doorbell.
+//! One compensator run: relay every outbox, purge what is past retention, trim every stream
+//! below what its consumer groups have acknowledged, ring every doorbell.
 
 use serde::Serialize;
 use shop_adapter::outbox::{self, RelayOptions, RelayReport};
@@ -6,6 +7,7 @@ use shop_adapter::respond::{json, HandlerResult};
 use spin_sdk::http::Request;
 use spin_sdk::sqlite::Connection;
 
+use crate::streams::{self, StreamReport};
 use crate::{LABELS, TOPICS};
 
 /// What one run did, per context.
@@ -16,16 +18,44 @@ pub struct RunReport {
     pub purged_inbox: i64,
     /// Receiver dead letters past their retention.
     pub purged_dead_letters: i64,
+    pub streams: Vec<StreamReport>,
+    /// A warning per stream group more than `stream_lag_threshold` entries behind.
+    pub warnings: Vec<String>,
     pub doorbells: u32,
     pub errors: Vec<String>,
 }
 
+/// The key whose presence says a heartbeat was logged less than a minute ago (by any instance).
+const HEARTBEAT_KEY: &str = "compensator:heartbeat";
+const HEARTBEAT_EVERY_MS: &str = "60000";
+
 impl RunReport {
+    fn relayed_sum(&self, f: fn(&RelayReport) -> u64) -> u64 {
+        self.relayed.iter().map(|(_, r)| f(r)).sum()
+    }
+
+    fn trimmed(&self) -> u64 {
+        self.streams.iter().map(|s| s.trimmed).sum()
+    }
+
+    /// Whether the run changed something, failed or found a stream behind: worth its own log
+    /// line. Ringing the doorbells is every run's routine and does not count.
+    pub fn eventful(&self) -> bool {
+        let relayed = self.relayed_sum(|r| r.claimed + r.sent + r.failed + r.dead_lettered);
+        relayed > 0
+            || self.purged_outbox > 0
+            || self.purged_inbox > 0
+            || self.purged_dead_letters > 0
+            || self.trimmed() > 0
+            || !self.warnings.is_empty()
+            || !self.errors.is_empty()
+    }
+
     /// The one log line of a run.
     pub fn log_line(&self) -> String {
-        let sum = |f: fn(&RelayReport) -> u64| self.relayed.iter().map(|(_, r)| f(r)).sum::<u64>();
+        let sum = |f| self.relayed_sum(f);
         format!(
-            "claimed {} sent {} failed {} dead-lettered {} purged {}+{}+{} doorbells {} errors {}",
+            "claimed {} sent {} failed {} dead-lettered {} purged {}+{}+{} trimmed {} doorbells {} errors {}",
             sum(|r| r.claimed),
             sum(|r| r.sent),
             sum(|r| r.failed),
@@ -33,6 +63,7 @@ impl RunReport {
             self.purged_outbox,
             self.purged_inbox,
             self.purged_dead_letters,
+            self.trimmed(),
             self.doorbells,
             if self.errors.is_empty() {
                 "none".to_owned()
@@ -48,8 +79,42 @@ impl RunReport {
 pub fn handle(req: &Request) -> HandlerResult {
     shop_adapter::auth::require_internal(req)?;
     let report = run_once();
-    eprintln!("compensator: {}", report.log_line());
+    log(&report);
     Ok(json(200, &report))
+}
+
+/// Logs a run: its warnings, and its line when it was eventful; an idle run (every 15 s) only as
+/// a heartbeat at most once a minute, so what matters is not buried.
+pub fn log(report: &RunReport) {
+    for w in &report.warnings {
+        eprintln!("compensator: WARNING {w}");
+    }
+    if report.eventful() {
+        eprintln!("compensator: {}", report.log_line());
+    } else if heartbeat_due() {
+        eprintln!(
+            "compensator: idle (heartbeat, at most once a minute): {}",
+            report.log_line()
+        );
+    }
+}
+
+/// Whether no heartbeat was logged in the last minute, by this or any other instance (the
+/// component keeps no state: the mark is a Redis key with a one-minute expiry, taken with
+/// `SET NX`). When Redis cannot tell, the run failed and was logged anyway; log rather than
+/// stay silent.
+fn heartbeat_due() -> bool {
+    let taken = (|| -> anyhow::Result<bool> {
+        let conn = spin_sdk::redis::Connection::open(&spin_sdk::variables::get("redis_url")?)?;
+        let args = [HEARTBEAT_KEY, "1", "NX", "PX", HEARTBEAT_EVERY_MS]
+            .map(|a| spin_sdk::redis::RedisParameter::Binary(a.as_bytes().to_vec()));
+        let reply = conn.execute("SET", &args)?;
+        Ok(!matches!(
+            reply.first(),
+            None | Some(spin_sdk::redis::RedisResult::Nil)
+        ))
+    })();
+    taken.unwrap_or(true)
 }
 
 /// Hours from a variable, or `default` when it is unset or unreadable.
@@ -95,6 +160,11 @@ pub fn run_once() -> RunReport {
         Ok(n) => report.purged_dead_letters = n,
         Err(e) => report.errors.push(format!("dead letters: {e:#}")),
     }
+    let threshold = streams::lag_threshold();
+    let (trimmed, errors) = streams::trim_all(&url, threshold);
+    report.warnings = streams::warnings(&trimmed, threshold);
+    report.streams = trimmed;
+    report.errors.extend(errors);
     ring(&url, &mut report);
     report
 }

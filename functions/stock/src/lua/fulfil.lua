@@ -6,7 +6,7 @@
 -- KEYS[1] reservation hash, KEYS[2] expiry ZSET, KEYS[3..4] publish's keys for the `stock` topic
 -- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
 -- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window),
--- ARGV[4..8] publish's leading arguments, ARGV[9] the id and ARGV[10] the envelope (JSON) of the
+-- ARGV[4..7] publish's leading arguments, ARGV[8] the id and ARGV[9] the envelope (JSON) of the
 -- `PaidOrderOutOfStock` message that tells the order context, sent only when this call decides
 -- SHORT; this script adds the short lines to its payload
 --
@@ -37,10 +37,10 @@ local rkey, zkey = KEYS[1], KEYS[2]
 
 -- Appends the PaidOrderOutOfStock message with the short lines in its payload.
 local function announce(lines)
-  local env = cjson.decode(ARGV[10])
+  local env = cjson.decode(ARGV[9])
   env.payload.short = lines
   publish({KEYS[3], KEYS[4]},
-    {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], cjson.encode(env)})
+    {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], cjson.encode(env)})
 end
 
 local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'short')
