@@ -899,6 +899,9 @@ pub fn send_streaming(
         body: String::from_utf8_lossy(&body).into_owned(),
         sent_at_answer,
         body_finished,
+    }
+}
+
 /// Boots and restarts with variables of the caller's (e.g. a low `stream_lag_threshold`).
 impl Shop {
     /// As [`Shop::boot_without_cron`], letting the caller add variables or arguments.
