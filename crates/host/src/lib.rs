@@ -37,8 +37,9 @@ use anyhow::{Context, Result};
 /// Arguments of `spin-host up`.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
-    /// Manifest path (or a directory containing `spin.toml`).
-    pub from: PathBuf,
+    /// Manifest paths (or directories containing `spin.toml`): one app, or several apps of one
+    /// directory run as one (see [`manifest::App::load_all`]).
+    pub from: Vec<PathBuf>,
     /// Listen address.
     pub listen: String,
     /// Runtime config file.
@@ -51,12 +52,18 @@ pub struct UpOptions {
 
 /// `spin-host up`: loads, optionally builds, and runs the app until SIGINT/SIGTERM.
 pub fn up(opts: UpOptions) -> Result<()> {
-    let manifest_path = if opts.from.is_dir() {
-        opts.from.join("spin.toml")
-    } else {
-        opts.from.clone()
-    };
-    let app = manifest::App::load(&manifest_path)?;
+    let manifest_paths: Vec<PathBuf> = opts
+        .from
+        .iter()
+        .map(|from| {
+            if from.is_dir() {
+                from.join("spin.toml")
+            } else {
+                from.clone()
+            }
+        })
+        .collect();
+    let app = manifest::App::load_all(&manifest_paths)?;
     if opts.build {
         component_build::build_all(&app)?;
     }
