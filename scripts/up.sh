@@ -34,12 +34,20 @@ done
 mkdir -p .spin
 ./scripts/setup.sh app
 
-# What this script started, stopped when it exits.
+# What this script started, stopped when it exits, also on SIGTERM or Ctrl+C.
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+# Runs an app in the background and waits for it, so that a signal reaches the traps at once.
+run() {
+  "$@" &
+  pids+=("$!")
+  wait "$!"
+}
 
 if [[ -z "${SPIN_VARIABLE_REDIS_HOST:-}" ]]; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -72,7 +80,7 @@ if ! $spin; then
   cargo build --release -p spin-host
   flags=()
   if $build; then flags=(--build); fi
-  ./target/release/spin-host up "${flags[@]}" --from spin.toml --from spin.receivers.toml \
+  run ./target/release/spin-host up "${flags[@]}" --from spin.toml --from spin.receivers.toml \
     --listen "$listen" "${both[@]}"
   exit
 fi
@@ -91,5 +99,5 @@ if $build; then "$spin_cli" build -f spin.toml; fi
 # The receivers: no HTTP trigger, so no --listen; supervised, as they exit with Redis.
 ./scripts/supervise.sh "$spin_cli" up -f spin.receivers.toml "${both[@]}" &
 pids+=("$!")
-# The HTTP app in the foreground: if it exits, everything stops (nothing restarts it silently).
-"$spin_cli" up -f spin.toml --listen "$listen" "${both[@]}"
+# The HTTP app: if it exits, everything stops (nothing restarts it silently).
+run "$spin_cli" up -f spin.toml --listen "$listen" "${both[@]}"
