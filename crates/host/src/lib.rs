@@ -52,18 +52,7 @@ pub struct UpOptions {
 
 /// `spin-host up`: loads, optionally builds, and runs the app until SIGINT/SIGTERM.
 pub fn up(opts: UpOptions) -> Result<()> {
-    let manifest_paths: Vec<PathBuf> = opts
-        .from
-        .iter()
-        .map(|from| {
-            if from.is_dir() {
-                from.join("spin.toml")
-            } else {
-                from.clone()
-            }
-        })
-        .collect();
-    let app = manifest::App::load_all(&manifest_paths)?;
+    let app = manifest::App::load_all(&manifest_paths(&opts.from))?;
     if opts.build {
         component_build::build_all(&app)?;
     }
@@ -124,6 +113,18 @@ pub fn up(opts: UpOptions) -> Result<()> {
     rt.shutdown_background();
     trigger_http::flush_request_log();
     Ok(())
+}
+
+/// Each `--from`: a manifest, or a directory holding `spin.toml`.
+fn manifest_paths(from: &[PathBuf]) -> Vec<PathBuf> {
+    let file = |f: &PathBuf| {
+        if f.is_dir() {
+            f.join("spin.toml")
+        } else {
+            f.clone()
+        }
+    };
+    from.iter().map(file).collect()
 }
 
 fn resolve_listen(listen: &str) -> Result<SocketAddr> {
