@@ -1,5 +1,6 @@
-# Shared by the benchmark scripts: a private redis-server and state dir, the real spin.toml in
-# spin-host with a runtime config that puts every context's database in the state dir.
+# Shared by the benchmark scripts: a private redis-server and state dir, the real spin.toml and
+# spin.receivers.toml in spin-host with a runtime config that puts every context's database in
+# the state dir.
 # After `bench_start_app`: $work (state), $rport (Redis), $hport (HTTP), $base (URL); the EXIT
 # trap stops both. Needs wrk for the load phases (apt-get install -y wrk).
 
@@ -21,7 +22,9 @@ bench_start_app() {
   done > "$work/runtime-config.toml"
   # Cron silenced: the benchmark drives the compensator itself. BENCH_ORDERS_DOORBELL=nobody
   # moves the stock receiver to a channel nobody rings (to measure what it costs).
-  sed "s/^cron_expression = .*/cron_expression = \"0 0 0 1 1 *\"/; s/^channel = \"doorbell:orders\"/channel = \"doorbell:${BENCH_ORDERS_DOORBELL:-orders}\"/" spin.toml > spin.bench.toml
+  sed "s/^cron_expression = .*/cron_expression = \"0 0 0 1 1 *\"/" spin.toml > spin.bench.toml
+  sed "s/^channel = \"doorbell:orders\"/channel = \"doorbell:${BENCH_ORDERS_DOORBELL:-orders}\"/" \
+    spin.receivers.toml > spin.receivers.bench.toml
   # The reference in the same run: a trivial component (Hello, world!) in the same host.
   cat >> spin.bench.toml <<'TOML'
 
@@ -41,7 +44,8 @@ TOML
   export BENCH_TOKEN
   SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$rport" SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_INTERNAL_TOKEN=bench \
   SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET=bench SPIN_VARIABLE_AUTH_JWKS="$jwks" \
-    ./target/release/spin-host up --from spin.bench.toml --listen "127.0.0.1:$hport" \
+    ./target/release/spin-host up --from spin.bench.toml --from spin.receivers.bench.toml \
+    --listen "127.0.0.1:$hport" \
     --state-dir "$work/state" --runtime-config-file "$work/runtime-config.toml" \
     > "$work/host.log" 2>&1 &
   host_pid=$!
@@ -51,5 +55,5 @@ TOML
 bench_cleanup() {
   [[ -n "${host_pid:-}" ]] && kill "$host_pid" 2>/dev/null || true
   kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-  rm -rf "$work" spin.bench.toml
+  rm -rf "$work" spin.bench.toml spin.receivers.bench.toml
 }

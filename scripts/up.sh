@@ -1,20 +1,61 @@
 #!/usr/bin/env bash
 # Runs the whole app locally on embedded defaults: SQLite files under .spin/, and a local
 # redis-server on a free loopback port unless SPIN_VARIABLE_REDIS_HOST points at one already.
-# Extra arguments go to `spin-host up` (e.g. --listen 127.0.0.1:8080).
+#
+#   ./scripts/up.sh [--spin] [--listen ADDR] [--runtime-config-file FILE] [--state-dir DIR]
+#                   [--no-build]
+#
+# The app is two Spin apps of this directory (docs/deploy.md): the HTTP app (spin.toml, with the
+# compensator's cron) and its receivers (spin.receivers.toml, Redis-triggered).
+#   default  our host runs both in one process:
+#            spin-host up --from spin.toml --from spin.receivers.toml
+#   --spin   the real Spin CLI (SPIN_BIN, else `spin` on the PATH, else ../shared/spin/install.sh)
+#            runs them as two `spin up`, the receivers under scripts/supervise.sh, which starts
+#            them again whenever they exit (Spin's Redis trigger exits when Redis goes away).
+#            This is the `spin up` recipe of docs/deploy.md; tests/tests/spin.rs runs it.
+# --listen (default 127.0.0.1:3000), --runtime-config-file (default runtime-config.toml) and
+# --state-dir go to both apps; --no-build uses the built .wasm files as they are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p .spin
 
+spin=false build=true listen=127.0.0.1:3000 runtime_config=runtime-config.toml state=()
+while (($#)); do
+  case $1 in
+    --spin) spin=true ;;
+    --no-build) build=false ;;
+    --listen) listen=${2:?--listen needs an address}; shift ;;
+    --runtime-config-file) runtime_config=${2:?--runtime-config-file needs a file}; shift ;;
+    --state-dir) state=(--state-dir "${2:?--state-dir needs a directory}"); shift ;;
+    *) echo "up.sh: unknown argument $1 (see the usage at the top of scripts/up.sh)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+mkdir -p .spin
 ./scripts/setup.sh app
+
+# What this script started, stopped when it exits, also on SIGTERM or Ctrl+C.
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+# Runs an app in the background and waits for it, so that a signal reaches the traps at once.
+run() {
+  "$@" &
+  pids+=("$!")
+  wait "$!"
+}
 
 if [[ -z "${SPIN_VARIABLE_REDIS_HOST:-}" ]]; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   mkdir -p .spin/redis
   redis-server --bind 127.0.0.1 --port "$port" --dir .spin/redis --save 60 1 --appendonly yes \
     --daemonize yes --pidfile "$PWD/.spin/redis/redis.pid" --logfile "$PWD/.spin/redis/redis.log"
-  trap 'kill "$(cat .spin/redis/redis.pid)" 2>/dev/null || true' EXIT
   for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  pids+=("$(cat .spin/redis/redis.pid)")
   export SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$port"
   echo "started redis-server on $SPIN_VARIABLE_REDIS_HOST (data in .spin/redis)"
 fi
@@ -33,5 +74,30 @@ if [[ -z "${SPIN_VARIABLE_AUTH_JWKS:-}" ]]; then
   echo "customer tokens: ./scripts/token.sh <user_id> (development key in .spin/dev-jwt)"
 fi
 
-cargo build --release -p spin-host
-./target/release/spin-host up --build --from spin.toml --runtime-config-file runtime-config.toml "$@"
+both=(--runtime-config-file "$runtime_config" "${state[@]}")
+
+if ! $spin; then
+  cargo build --release -p spin-host
+  flags=()
+  if $build; then flags=(--build); fi
+  run ./target/release/spin-host up "${flags[@]}" --from spin.toml --from spin.receivers.toml \
+    --listen "$listen" "${both[@]}"
+  exit
+fi
+
+if [[ -n "${SPIN_BIN:-}" ]]; then
+  spin_cli=$SPIN_BIN
+elif command -v spin >/dev/null; then
+  spin_cli=$(command -v spin)
+elif [[ -x ../shared/spin/install.sh ]]; then
+  spin_cli=$(../shared/spin/install.sh | tail -n 1)
+else
+  echo "up.sh --spin: no Spin CLI: set SPIN_BIN or put \`spin\` (4.x, with the trigger-cron plugin) on the PATH" >&2
+  exit 1
+fi
+if $build; then "$spin_cli" build -f spin.toml; fi
+# The receivers: no HTTP trigger, so no --listen; supervised, as they exit with Redis.
+./scripts/supervise.sh "$spin_cli" up -f spin.receivers.toml "${both[@]}" &
+pids+=("$!")
+# The HTTP app: if it exits, everything stops (nothing restarts it silently).
+run "$spin_cli" up -f spin.toml --listen "$listen" "${both[@]}"

@@ -92,18 +92,28 @@ impl Shop {
         Self::boot_manifest(Manifest::WithoutCron, |b| b)
     }
 
-    /// The real `spin.toml` under the real Spin CLI ([`testkit::spin_cli`]: `SPIN_BIN` or `spin`
+    /// The real manifests under the real Spin CLI ([`testkit::spin_cli`]: `SPIN_BIN` or `spin`
     /// on the PATH; `./scripts/test.sh` installs it from `../shared/spin` when that exists and
-    /// says so when it cannot). Without one the caller is told why it is skipped (on stderr, and
-    /// `None`), so the test reports the skip instead of passing as if it had run.
+    /// says so when it cannot), started the way docs/deploy.md tells users to:
+    /// `./scripts/up.sh --spin` (the HTTP app, and the receivers under the supervisor), with the
+    /// e2e variables, Redis and state dir. Without a CLI the caller is told why it is skipped (on
+    /// stderr, and `None`), so the test reports the skip instead of passing as if it had run;
+    /// with `CI` set, a missing CLI fails the test instead: CI must not go green without it.
     pub fn boot_real_spin() -> Option<Shop> {
         let Some(spin) = testkit::spin_cli() else {
-            eprintln!(
-                "SKIPPED: no Spin CLI (set SPIN_BIN, e.g. from ../shared/spin/install.sh, or put `spin` on the PATH)"
+            let why = "no Spin CLI (set SPIN_BIN, e.g. from ../shared/spin/install.sh, or put `spin` on the PATH)";
+            assert!(
+                !ci(),
+                "CI is set and there is {why}: the real-Spin tests cannot be skipped in CI"
             );
+            eprintln!("SKIPPED: {why}");
             return None;
         };
-        Some(Self::boot_manifest(Manifest::Real, |b| b.binary(spin)))
+        let up = repo_root().join("scripts/up.sh");
+        Some(Self::boot_manifest(Manifest::Launched, |b| {
+            b.launcher(up, &["--spin", "--no-build"])
+                .env("SPIN_BIN", spin.display().to_string())
+        }))
     }
 
     /// As [`Shop::boot`], letting the caller add variables or arguments to the host.
@@ -129,9 +139,9 @@ impl Shop {
         Shop { app, redis, state }
     }
 
-    /// The real manifest with silenced cron, except that the receivers (`order-events`,
-    /// `stock-events`) listen on doorbells nobody rings: as if they were not deployed or down.
-    /// Their messages wait in the streams; [`Shop::restart_without_cron`] brings them back.
+    /// The real HTTP app (`spin.toml`) with silenced cron, without the receivers' app
+    /// (`spin.receivers.toml`: `order-events`, `stock-events`): as if it were not deployed or
+    /// down. Their messages wait in the streams; [`Shop::restart_without_cron`] brings them back.
     pub fn boot_without_receivers() -> Shop {
         Self::boot_manifest(Manifest::WithoutReceivers, |b| b)
     }
@@ -230,23 +240,46 @@ pub fn runtime_config(dir: &Path) -> PathBuf {
 
 enum Manifest {
     Real,
+    /// A launcher script given by the caller starts both apps itself.
+    Launched,
     WithoutCron,
     WithoutReceivers,
 }
 
+/// The HTTP app's manifest; the receivers' app sits beside it (docs/deploy.md).
+pub const HTTP_MANIFEST: &str = "spin.toml";
+pub const RECEIVERS_MANIFEST: &str = "spin.receivers.toml";
+
+/// Whether this is a CI run (`CI` set to anything but empty, `0` or `false`).
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
+}
+
 /// Starts `manifest` with the e2e variables against `redis`, with its databases in `state`.
+/// The host runs the HTTP app and the receivers' app in one process (`--from` twice).
 fn start_app(
     manifest: Manifest,
     redis: &RedisServer,
     state: &Path,
     configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
 ) -> SpinApp {
-    let manifest = match manifest {
-        Manifest::Real => repo_root().join("spin.toml"),
-        Manifest::WithoutCron => manifest_copy(state, false),
-        Manifest::WithoutReceivers => manifest_copy(state, true),
+    let (http, receivers) = match manifest {
+        Manifest::Real => (
+            repo_root().join(HTTP_MANIFEST),
+            Some(repo_root().join(RECEIVERS_MANIFEST)),
+        ),
+        Manifest::WithoutCron => (
+            manifest_copy(state, HTTP_MANIFEST),
+            Some(manifest_copy(state, RECEIVERS_MANIFEST)),
+        ),
+        Manifest::WithoutReceivers => (manifest_copy(state, HTTP_MANIFEST), None),
+        Manifest::Launched => (repo_root().join(HTTP_MANIFEST), None),
     };
-    let builder = SpinApp::builder(manifest)
+    let mut builder = SpinApp::builder(http);
+    if let Some(receivers) = receivers {
+        builder = builder.arg("--from").arg(receivers.display().to_string());
+    }
+    let builder = builder
         .state_dir(state)
         .runtime_config(runtime_config(state))
         .variable("redis_host", redis.host())
@@ -262,11 +295,11 @@ fn start_app(
         .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"))
 }
 
-/// Writes a copy of the real `spin.toml` into `dir` whose cron expressions fire once a year,
-/// whose component sources are absolute paths to the built `.wasm` files, and (with
-/// `mute_receivers`) whose Redis triggers listen on a channel nobody rings.
-fn manifest_copy(dir: &Path, mute_receivers: bool) -> PathBuf {
-    let real = std::fs::read_to_string(repo_root().join("spin.toml")).expect("read spin.toml");
+/// Writes a copy of the repository's manifest `file` into `dir` whose cron expressions fire once
+/// a year and whose component sources are absolute paths to the built `.wasm` files.
+fn manifest_copy(dir: &Path, file: &str) -> PathBuf {
+    let real = std::fs::read_to_string(repo_root().join(file))
+        .unwrap_or_else(|e| panic!("read {file}: {e}"));
     let mut crons = 0;
     let copy: Vec<String> = real
         .lines()
@@ -274,8 +307,6 @@ fn manifest_copy(dir: &Path, mute_receivers: bool) -> PathBuf {
             if line.trim_start().starts_with("cron_expression") {
                 crons += 1;
                 "cron_expression = \"0 0 0 1 1 *\"".to_owned()
-            } else if mute_receivers && line.starts_with("channel = \"doorbell:") {
-                "channel = \"doorbell:muted\"".to_owned()
             } else if let Some(rest) = line.strip_prefix("source = \"target/wasm32-wasip2/release/")
             {
                 let file = rest.trim_end_matches('"').trim_end_matches(".wasm");
@@ -285,12 +316,11 @@ fn manifest_copy(dir: &Path, mute_receivers: bool) -> PathBuf {
             }
         })
         .collect();
-    assert!(crons > 0, "spin.toml has no cron trigger to silence");
-    let path = dir.join(if mute_receivers {
-        "spin-without-receivers.toml"
-    } else {
-        "spin-without-cron.toml"
-    });
+    assert!(
+        crons > 0 || file != HTTP_MANIFEST,
+        "{file} has no cron trigger to silence"
+    );
+    let path = dir.join(format!("without-cron.{file}"));
     std::fs::write(&path, copy.join("\n")).expect("write manifest copy");
     path
 }
@@ -912,7 +942,7 @@ impl Shop {
     }
 
     /// Stops the app and starts it again on the same Redis and state dir with the receivers
-    /// muted (as [`Shop::boot_without_receivers`]): a receiver taken away after its consumer
+    /// away (as [`Shop::boot_without_receivers`]): a receiver taken away after its consumer
     /// groups were created. [`Shop::restart_without_cron_with`] brings it back.
     pub fn restart_without_receivers_with(
         &mut self,

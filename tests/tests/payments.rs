@@ -412,7 +412,7 @@ fn a_payment_sent_while_the_receiver_is_down_is_applied_once_it_is_back() {
         shop.redis.cli(&["XLEN", "events:payments"]).unwrap().trim(),
         "1"
     );
-    // The receivers listen on a muted doorbell, so nothing can have applied it: no wait needed.
+    // The receivers' app is not running, so nothing can have applied it: no wait needed.
     let now = shop.get_order(&id).json();
     assert_eq!(now["status"], "PENDING_PAYMENT", "{now}");
 
@@ -817,7 +817,7 @@ fn a_failing_message_in_a_batch_undoes_only_itself() {
          WHEN OLD.order_id = '{a_id}' \
          BEGIN SELECT RAISE(ABORT, 'forced failure of one payment'); END"
     ));
-    // Both wait in the stream (the receivers listen on a muted doorbell), so one drain reads
+    // Both wait in the stream (the receivers' app is not running), so one drain reads
     // them as one batch.
     assert_eq!(shop.webhook(&succeeded("evt_batch_a", &a)).status, 200);
     assert_eq!(shop.webhook(&succeeded("evt_batch_b", &b)).status, 200);
@@ -845,7 +845,7 @@ fn the_receivers_run_over_http_where_there_is_no_redis_trigger() {
     let o = order(&shop, "HTTP-1", 5, 2, "http-drain");
     let id = o["order_id"].as_str().unwrap();
     assert_eq!(shop.webhook(&succeeded("evt_http_drain", &o)).status, 200);
-    // The receivers listen on a muted doorbell: nothing applies the payment by itself.
+    // The receivers' app is not running: nothing applies the payment by itself.
     assert_eq!(shop.get_order(id).json()["status"], "PENDING_PAYMENT");
 
     let (admin, token) = admin_auth();

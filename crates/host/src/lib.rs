@@ -37,8 +37,9 @@ use anyhow::{Context, Result};
 /// Arguments of `spin-host up`.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
-    /// Manifest path (or a directory containing `spin.toml`).
-    pub from: PathBuf,
+    /// Manifest paths (or directories containing `spin.toml`): one app, or several apps of one
+    /// directory run as one (see [`manifest::App::load_all`]).
+    pub from: Vec<PathBuf>,
     /// Listen address.
     pub listen: String,
     /// Runtime config file.
@@ -51,12 +52,7 @@ pub struct UpOptions {
 
 /// `spin-host up`: loads, optionally builds, and runs the app until SIGINT/SIGTERM.
 pub fn up(opts: UpOptions) -> Result<()> {
-    let manifest_path = if opts.from.is_dir() {
-        opts.from.join("spin.toml")
-    } else {
-        opts.from.clone()
-    };
-    let app = manifest::App::load(&manifest_path)?;
+    let app = manifest::App::load_all(&manifest_paths(&opts.from))?;
     if opts.build {
         component_build::build_all(&app)?;
     }
@@ -117,6 +113,18 @@ pub fn up(opts: UpOptions) -> Result<()> {
     rt.shutdown_background();
     trigger_http::flush_request_log();
     Ok(())
+}
+
+/// Each `--from`: a manifest, or a directory holding `spin.toml`.
+fn manifest_paths(from: &[PathBuf]) -> Vec<PathBuf> {
+    let file = |f: &PathBuf| {
+        if f.is_dir() {
+            f.join("spin.toml")
+        } else {
+            f.clone()
+        }
+    };
+    from.iter().map(file).collect()
 }
 
 fn resolve_listen(listen: &str) -> Result<SocketAddr> {

@@ -1,4 +1,4 @@
-//! `spin-host` command line: `spin-host up [--from spin.toml] [--listen 127.0.0.1:3000] ...`.
+//! `spin-host` command line: `spin-host up [--from spin.toml]... [--listen 127.0.0.1:3000] ...`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,9 +20,10 @@ struct Cli {
 enum Cmd {
     /// Start the application.
     Up {
-        /// The application manifest (or a directory containing spin.toml).
+        /// The application manifest (or a directory containing spin.toml). Repeat it to run
+        /// several apps of one directory in this process, e.g. an HTTP app and its receivers.
         #[arg(short = 'f', long = "from", default_value = "spin.toml")]
-        from: PathBuf,
+        from: Vec<PathBuf>,
         /// The address to listen on.
         #[arg(long = "listen", default_value = "127.0.0.1:3000")]
         listen: String,

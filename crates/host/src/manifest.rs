@@ -306,6 +306,60 @@ impl App {
         })
     }
 
+    /// Reads several manifests of one directory and runs them as one application: `spin-host up
+    /// --from spin.toml --from spin.receivers.toml` serves in one process what real Spin runs as
+    /// two apps (two `spin up`), each with its own triggers. Components, triggers and global
+    /// trigger settings must not clash; a variable both declare must be declared alike (one
+    /// process reads one `SPIN_VARIABLE_*` environment, as two Spin apps on one host do).
+    pub fn load_all(paths: &[PathBuf]) -> Result<App> {
+        let mut apps = paths.iter().map(|p| App::load(p));
+        let mut app = apps.next().context("no manifest given")??;
+        for (next, path) in apps.zip(paths.iter().skip(1)) {
+            app = app.merge(next?).with_context(|| {
+                format!("cannot run {} beside the first manifest", path.display())
+            })?;
+        }
+        Ok(app)
+    }
+
+    /// `other`'s components, triggers, variables and global trigger settings added to `self`'s.
+    fn merge(mut self, other: App) -> Result<App> {
+        if other.base_dir != self.base_dir {
+            bail!(
+                "manifests run together must share one directory (relative paths resolve against it): {} is not {}",
+                other.base_dir.display(),
+                self.base_dir.display()
+            );
+        }
+        let (mine, theirs) = (&mut self.manifest, other.manifest);
+        add_all(
+            &mut mine.components,
+            theirs.components,
+            "component",
+            |_, _| false,
+        )?;
+        add_all(&mut mine.variables, theirs.variables, "variable", |a, b| {
+            a == b
+        })?;
+        let globals = &mut mine.application.trigger_global_configs;
+        if !globals.contains_key("redis") {
+            self.redis_global = other.redis_global;
+        }
+        add_all(
+            globals,
+            theirs.application.trigger_global_configs,
+            "[application.trigger]",
+            |a, b| a == b,
+        )?;
+        for (kind, tables) in theirs.triggers {
+            mine.triggers.entry(kind).or_default().extend(tables);
+        }
+        self.http_triggers.extend(other.http_triggers);
+        self.redis_triggers.extend(other.redis_triggers);
+        self.cron_triggers.extend(other.cron_triggers);
+        Ok(self)
+    }
+
     /// Ids of every component (sorted).
     pub fn component_ids(&self) -> Vec<String> {
         self.manifest.components.keys().cloned().collect()
@@ -342,6 +396,27 @@ impl App {
             }
         }
     }
+}
+
+/// Adds `more` to `into`; a key both hold is an error unless `same` says the two agree.
+fn add_all<V>(
+    into: &mut BTreeMap<String, V>,
+    more: BTreeMap<String, V>,
+    what: &str,
+    same: impl Fn(&V, &V) -> bool,
+) -> Result<()> {
+    for (key, value) in more {
+        match into.get(&key) {
+            Some(have) if !same(have, &value) => {
+                bail!("{what} {key:?} is declared by two manifests (only identical declarations may repeat)")
+            }
+            Some(_) => {}
+            None => {
+                into.insert(key, value);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_version(manifest: &AppManifest) -> Result<()> {
@@ -612,6 +687,62 @@ watch = ["src/**/*.rs"]
             "a = { default = \"1\", required = true }",
         );
         assert!(App::parse(&text, PathBuf::from(".")).is_err());
+    }
+
+    const RECEIVERS: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "y"
+[application.trigger.redis]
+address = "redis://127.0.0.1:6379"
+[variables]
+a = { default = "1" }
+[[trigger.redis]]
+channel = "bell"
+component = "listener"
+[component.listener]
+source = "hello.wasm"
+"#;
+
+    #[test]
+    fn two_manifests_of_one_directory_run_as_one_app() {
+        let base = || PathBuf::from("/base");
+        let one = App::parse(MINIMAL, base()).expect("parse");
+        let two = App::parse(RECEIVERS, base()).expect("parse");
+        let app = one.merge(two).expect("merge");
+        assert_eq!(app.manifest.application.name, "x");
+        assert_eq!(app.redis_triggers.len(), 2);
+        assert_eq!(app.http_triggers.len(), 2);
+        assert_eq!(app.component_ids(), ["hello", "listener"]);
+        assert_eq!(
+            app.redis_global.address.as_deref(),
+            Some("redis://127.0.0.1:6379")
+        );
+        assert_eq!(app.manifest.triggers["redis"].len(), 2);
+    }
+
+    #[test]
+    fn manifests_that_clash_do_not_merge() {
+        let app = |text: &str, dir: &str| App::parse(text, PathBuf::from(dir)).expect("parse");
+        let clashes = [
+            (
+                RECEIVERS.replace("listener", "hello"),
+                "/base",
+                "component \"hello\"",
+            ),
+            (
+                RECEIVERS.replace("a = { default = \"1\" }", "a = { default = \"2\" }"),
+                "/base",
+                "variable \"a\"",
+            ),
+            (RECEIVERS.to_owned(), "/elsewhere", "one directory"),
+        ];
+        for (text, dir, expected) in clashes {
+            let err = app(MINIMAL, "/base")
+                .merge(app(&text, dir))
+                .expect_err("clash");
+            assert!(format!("{err:#}").contains(expected), "{err:#}");
+        }
     }
 
     #[test]

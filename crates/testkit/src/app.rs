@@ -13,6 +13,7 @@ use crate::http::{request, Response};
 pub struct SpinAppBuilder {
     binary: Option<PathBuf>,
     manifest: PathBuf,
+    launcher: Option<(PathBuf, Vec<String>)>,
     envs: Vec<(String, String)>,
     args: Vec<String>,
     state_dir: Option<PathBuf>,
@@ -58,22 +59,37 @@ impl SpinAppBuilder {
         self
     }
 
+    /// Runs `program args...` instead of `<cli> up --from <manifest>`: a script that starts the
+    /// app itself (`scripts/up.sh --spin`, which runs two Spin apps), given the same `--listen`,
+    /// `--state-dir` and `--runtime-config-file` arguments and the same environment.
+    pub fn launcher(mut self, program: impl AsRef<Path>, args: &[&str]) -> Self {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        self.launcher = Some((program.as_ref().to_owned(), args));
+        self
+    }
+
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
         self
     }
 
     fn command(&self, listen: &str, logs: &Path) -> anyhow::Result<Command> {
-        let bin = self.binary.clone().unwrap_or_else(crate::host_bin);
-        let mut cmd = Command::new(bin);
-        // Its own process group: real Spin runs plugin triggers (cron) as child processes, and
-        // stopping the app must stop them too.
+        let mut cmd = match &self.launcher {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(self.binary.clone().unwrap_or_else(crate::host_bin));
+                cmd.arg("up").arg("--from").arg(&self.manifest);
+                cmd
+            }
+        };
+        // Its own process group: real Spin runs plugin triggers (cron) as child processes, a
+        // launcher runs several apps, and stopping the app must stop them all.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        cmd.arg("up")
-            .arg("--from")
-            .arg(&self.manifest)
-            .arg("--listen")
-            .arg(listen);
+        cmd.arg("--listen").arg(listen);
         if let Some(dir) = &self.state_dir {
             cmd.arg("--state-dir").arg(dir);
         }
@@ -208,6 +224,7 @@ impl SpinApp {
         SpinAppBuilder {
             binary: None,
             manifest: manifest.as_ref().to_owned(),
+            launcher: None,
             envs: Vec::new(),
             args: Vec::new(),
             state_dir: None,
