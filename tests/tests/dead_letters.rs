@@ -48,6 +48,10 @@ fn refuse_paid(shop: &Shop, name: &str, order_id: &str, how: &str) {
 /// The entries of `group` pending on `stream` (handed out, not acknowledged).
 fn pending(shop: &Shop, stream: &str, group: &str) -> Vec<String> {
     let out = shop.cli(&["XPENDING", stream, group, "-", "+", "100"]);
+    // Before the receiver made its group, Redis answers NOGROUP: nothing is pending yet.
+    if out.starts_with("NOGROUP") {
+        return Vec::new();
+    }
     // Four lines per entry: id, consumer, idle ms, deliveries.
     let lines: Vec<&str> = out.lines().collect();
     lines.chunks(4).map(|e| e[0].to_owned()).collect()
