@@ -309,7 +309,6 @@ pub fn read_response(stream: &mut impl std::io::Read) -> std::io::Result<RawResp
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => body.extend_from_slice(&buf[..n]),
-            Err(e) if length.is_none() => return Err(e),
             Err(e) => return Err(e),
         }
     }
