@@ -78,7 +78,7 @@ impl Refusal {
     }
 }
 
-/// An `application/problem+json` response. `field` names the header for a bad `Host`.
+/// An `application/problem+json` response; a 400 (a bad `Host`) names the `host` field.
 fn problem(
     status: StatusCode,
     slug: &str,
@@ -184,7 +184,10 @@ impl<B> GuardedBody<B> {
         }
     }
 
-    fn fail(&mut self, refusal: Refusal) -> Poll<Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>> {
+    fn fail(
+        &mut self,
+        refusal: Refusal,
+    ) -> Poll<Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>> {
         self.watch.refuse(refusal);
         let err = match refusal {
             Refusal::BodyTooLarge(max) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max)),
@@ -285,7 +288,8 @@ impl ConnectionActivity {
     /// Resolves once the connection has had no request in flight for `timeout`.
     pub async fn idle_for(&self, timeout: Duration) {
         loop {
-            let since = self.started + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+            let since =
+                self.started + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
             let expires = since + timeout;
             if self.in_flight.load(Ordering::Acquire) == 0 && Instant::now() >= expires {
                 return;

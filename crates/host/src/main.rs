@@ -69,7 +69,9 @@ impl LimitArgs {
     fn into_limits(self) -> spin_host::Limits {
         spin_host::Limits {
             instance: limits::InstanceLimits {
-                max_memory: nonzero(usize::try_from(self.max_instance_memory).unwrap_or(usize::MAX)),
+                max_memory: nonzero(
+                    usize::try_from(self.max_instance_memory).unwrap_or(usize::MAX),
+                ),
                 max_time: nonzero(self.max_instance_time),
             },
             http: limits::HttpLimits {

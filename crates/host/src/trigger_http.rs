@@ -364,11 +364,13 @@ fn set_req_uri<B>(req: &mut Request<B>) -> std::result::Result<(), &'static str>
     let header_authority = req
         .headers()
         .get(http::header::HOST)
-        .map(|h| -> std::result::Result<http::uri::Authority, &'static str> {
-            let s = h.to_str().map_err(|_| "'Host' header is not valid UTF-8")?;
-            s.parse()
-                .map_err(|_| "'Host' header contains an invalid authority")
-        })
+        .map(
+            |h| -> std::result::Result<http::uri::Authority, &'static str> {
+                let s = h.to_str().map_err(|_| "'Host' header is not valid UTF-8")?;
+                s.parse()
+                    .map_err(|_| "'Host' header contains an invalid authority")
+            },
+        )
         .transpose()?;
     let mut parts = req.uri().clone().into_parts();
     let authority = match (header_authority, parts.authority.take()) {

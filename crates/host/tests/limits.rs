@@ -40,7 +40,10 @@ fn assert_problem(resp: &RawResponse, status: u16, type_suffix: &str) {
         "body: {}",
         String::from_utf8_lossy(&resp.body)
     );
-    assert_eq!(resp.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/problem+json")
+    );
     let body = resp.json();
     assert_eq!(body["status"], status, "{body}");
     let type_ = body["type"].as_str().unwrap_or_default();
@@ -50,9 +53,8 @@ fn assert_problem(resp: &RawResponse, status: u16, type_suffix: &str) {
 /// Sends a chunked POST of up to `total` bytes in 64 KiB chunks on `stream` from a thread;
 /// returns how many bytes it managed to send before the host stopped reading.
 fn send_chunked(mut stream: TcpStream, path: &str, total: u64) -> std::thread::JoinHandle<u64> {
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n"
-    );
+    let head =
+        format!("POST {path} HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n");
     std::thread::spawn(move || {
         let chunk = vec![b'x'; 64 << 10];
         let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
@@ -232,26 +234,38 @@ fn a_connection_that_sends_its_headers_too_slowly_is_closed() {
     let app = start(&t, &["--header-read-timeout", "1s"]);
     // A header line every 300 ms, never the blank line that ends them.
     let mut slow = connect(app.port, Duration::from_secs(30));
-    slow.write_all(b"GET /instance-counter HTTP/1.1\r\n").unwrap();
+    slow.write_all(b"GET /instance-counter HTTP/1.1\r\n")
+        .unwrap();
     let started = Instant::now();
     let mut closed = false;
     while started.elapsed() < Duration::from_secs(30) {
-        if slow.write_all(b"x-slow: 1\r\n").is_err() || closed_within(&mut slow, Duration::from_millis(300)) {
+        if slow.write_all(b"x-slow: 1\r\n").is_err()
+            || closed_within(&mut slow, Duration::from_millis(300))
+        {
             closed = true;
             break;
         }
     }
-    assert!(closed, "a connection trickling header lines was still open after 30 s");
+    assert!(
+        closed,
+        "a connection trickling header lines was still open after 30 s"
+    );
 
     // A connection that sends nothing at all, and a kept-alive one after its first answer.
     let mut silent = connect(app.port, Duration::from_secs(30));
-    assert!(closed_within(&mut silent, Duration::from_secs(30)), "a silent connection stayed open");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(30)),
+        "a silent connection stayed open"
+    );
     let mut kept = connect(app.port, Duration::from_secs(30));
     kept.write_all(b"GET /instance-counter HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .unwrap();
     let resp = read_response(&mut kept).expect("first response");
     assert_eq!(resp.status, 200);
-    assert!(closed_within(&mut kept, Duration::from_secs(30)), "an idle kept-alive connection stayed open");
+    assert!(
+        closed_within(&mut kept, Duration::from_secs(30)),
+        "an idle kept-alive connection stayed open"
+    );
     // Meanwhile the host serves as usual.
     assert_eq!(get_json(&app, "/instance-counter")["ok"], 1);
 }
@@ -285,7 +299,9 @@ fn connections_past_the_cap_wait_until_one_is_closed() {
     std::thread::sleep(Duration::from_millis(200));
     let mut third = connect(app.port, Duration::from_secs(30));
     third
-        .write_all(b"GET /instance-counter HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .write_all(
+            b"GET /instance-counter HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+        )
         .unwrap();
     let resp = read_response(&mut third).expect("the third connection is served eventually");
     assert_eq!(resp.status, 200);

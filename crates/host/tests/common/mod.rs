@@ -284,7 +284,10 @@ pub fn read_response(stream: &mut impl std::io::Read) -> std::io::Result<RawResp
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("closed before a response: {:?}", String::from_utf8_lossy(&seen)),
+                format!(
+                    "closed before a response: {:?}",
+                    String::from_utf8_lossy(&seen)
+                ),
             ));
         }
         seen.extend_from_slice(&buf[..n]);
@@ -338,7 +341,12 @@ pub fn closed_within(stream: &mut std::net::TcpStream, within: Duration) -> bool
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return false
             }
             Err(_) => return true,
