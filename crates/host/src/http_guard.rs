@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -266,6 +266,8 @@ pub struct ConnectionActivity {
     in_flight: AtomicUsize,
     /// Milliseconds from `started` to the moment the last request in flight finished.
     idle_since_ms: AtomicU64,
+    /// The host answered with `connection: close` while the request body may still arrive.
+    linger: AtomicBool,
 }
 
 impl ConnectionActivity {
@@ -275,7 +277,17 @@ impl ConnectionActivity {
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            linger: AtomicBool::new(false),
         })
+    }
+
+    /// Notes a response that closes the connection, so its socket lingers (see
+    /// [`LingeringStream`]).
+    pub fn note_response<B>(&self, resp: &Response<B>) {
+        if resp.headers().get(http::header::CONNECTION) == Some(&HeaderValue::from_static("close"))
+        {
+            self.linger.store(true, Ordering::Release);
+        }
     }
 
     /// A request's headers arrived; the returned guard ends it when dropped (with the
@@ -351,5 +363,112 @@ impl Body for TrackedBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A connection's socket. Closing a socket with unread data makes the kernel reset the
+/// connection, and a client still sending its body may then lose the answer it was sent (a 413
+/// before it is read). So when the host refused a request this way, the socket is closed as a
+/// web server's "lingering close" does: write side shut, then at most [`LINGER_BYTES`] more read
+/// and discarded for at most [`LINGER_TIME`], then closed.
+pub struct LingeringStream {
+    inner: Option<tokio::net::TcpStream>,
+    activity: Arc<ConnectionActivity>,
+}
+
+/// How long a refused connection's socket lingers.
+pub const LINGER_TIME: Duration = Duration::from_secs(1);
+/// How much of a refused body is read (and discarded) while it lingers.
+pub const LINGER_BYTES: usize = 1 << 20;
+
+impl LingeringStream {
+    /// `stream`, lingering on close when `activity` noted a refusal.
+    pub fn new(stream: tokio::net::TcpStream, activity: Arc<ConnectionActivity>) -> Self {
+        LingeringStream {
+            inner: Some(stream),
+            activity,
+        }
+    }
+}
+
+async fn linger(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut read = 0;
+    let drain = async {
+        while read < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
+impl Drop for LingeringStream {
+    fn drop(&mut self) {
+        if !self.activity.linger.load(Ordering::Acquire) {
+            return;
+        }
+        if let (Some(stream), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(linger(stream));
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for LingeringStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut().inner.as_mut() {
+            Some(s) => Pin::new(s).poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for LingeringStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut().inner.as_mut() {
+            Some(s) => Pin::new(s).poll_write(cx, data),
+            None => Poll::Ready(Ok(0)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut().inner.as_mut() {
+            Some(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Ok(0)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().inner.as_mut() {
+            Some(s) => Pin::new(s).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().inner.as_mut() {
+            Some(s) => Pin::new(s).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }

@@ -24,7 +24,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
-use crate::http_guard::{guard_request, BodyWatch, ConnectionActivity, Refusal, TrackedBody};
+use crate::http_guard::{
+    guard_request, BodyWatch, ConnectionActivity, LingeringStream, Refusal, TrackedBody,
+};
 use crate::limits::{HttpLimits, InstanceFault};
 use crate::outbound_http::{LocalDispatch, LocalResponse};
 use crate::routes::RouteMatch;
@@ -79,14 +81,17 @@ async fn serve_connection(
     let tracker = activity.clone();
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
+        let tracker = tracker.clone();
         let in_flight = tracker.begin();
         async move {
             let resp = handle(&app, req, client_addr).await;
+            tracker.note_response(&resp);
             Ok::<_, Infallible>(resp.map(|body| TrackedBody::wrap(body, in_flight)))
         }
     });
     // HTTP/1.1, and HTTP/2 with prior knowledge (h2c), like Spin's server.
     let builder = auto::Builder::new(TokioExecutor::new());
+    let stream = LingeringStream::new(stream, activity.clone());
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     let idle = async {
         match limits.header_read_timeout {
