@@ -11,7 +11,9 @@ pub mod capability;
 pub mod component_build;
 pub mod files;
 pub mod host_requirements;
+pub mod http_guard;
 pub mod key_value;
+pub mod limits;
 pub mod manifest;
 pub mod outbound_http;
 pub mod outbound_networking;
@@ -48,6 +50,17 @@ pub struct UpOptions {
     pub state_dir: Option<PathBuf>,
     /// Run build commands first.
     pub build: bool,
+    /// The host's limits.
+    pub limits: Limits,
+}
+
+/// Every limit the host enforces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Each instance's memory and run time.
+    pub instance: limits::InstanceLimits,
+    /// The HTTP trigger's body size, timeouts and connections.
+    pub http: limits::HttpLimits,
 }
 
 /// `spin-host up`: loads, optionally builds, and runs the app until SIGINT/SIGTERM.
@@ -82,12 +95,17 @@ pub fn up(opts: UpOptions) -> Result<()> {
     host_requirements::check(&app, &vars)?;
     let redis_subs = trigger_redis::Subscriptions::resolve(&app, &vars)?;
     let cron_jobs = trigger_cron::jobs(&app)?;
-    let runtime = Arc::new(runtime::AppRuntime::load(runtime::LoadOptions {
+    let mut runtime = runtime::AppRuntime::load(runtime::LoadOptions {
         app,
         state_dir,
         runtime_config,
-        engine: runtime::EngineOptions::default(),
-    })?);
+        engine: runtime::EngineOptions {
+            instance: opts.limits.instance,
+            ..runtime::EngineOptions::default()
+        },
+    })?;
+    runtime.http_limits = opts.limits.http;
+    let runtime = Arc::new(runtime);
 
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen_addr)

@@ -22,6 +22,7 @@ use crate::bindings::cron_trigger::SpinCronPre;
 use crate::bindings::redis_trigger::RedisTriggerPre;
 use crate::capability::{ConfigureAppContext, Problems};
 use crate::key_value::KvInstance;
+use crate::limits::{HttpLimits, InstanceLimiter, InstanceLimits};
 use crate::manifest::App;
 use crate::outbound_http::{LocalDispatch, OutboundHttpHooks};
 use crate::outbound_networking::{allow_granted_sockets, AllowedHosts};
@@ -40,6 +41,8 @@ pub struct EngineOptions {
     pub cache: bool,
     /// Use the pooling instance allocator.
     pub pooling: bool,
+    /// Memory and run time of each instance.
+    pub instance: InstanceLimits,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +50,7 @@ impl Default for EngineOptions {
         EngineOptions {
             cache: !env_flag("SPIN_HOST_NO_CACHE"),
             pooling: !env_flag("SPIN_HOST_NO_POOLING"),
+            instance: InstanceLimits::default(),
         }
     }
 }
@@ -67,6 +71,8 @@ fn env_knob<T: std::str::FromStr>(name: &str, default: T) -> T {
 pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
+    // The run time limit: compiled code checks the epoch at function entries and loop heads.
+    config.epoch_interruption(opts.instance.max_time.is_some());
     config.parallel_compilation(true);
     if opts.cache {
         match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
@@ -177,6 +183,10 @@ pub struct AppRuntime {
     pub log_requests: bool,
     /// `/.well-known/spin/info` body.
     pub info: String,
+    /// Memory and run time of each instance.
+    pub instance_limits: InstanceLimits,
+    /// Request body size, timeouts and connections of the HTTP trigger.
+    pub http_limits: HttpLimits,
 }
 
 /// Everything needed to load an app.
@@ -217,6 +227,9 @@ impl AppRuntime {
         let ctx = ConfigureAppContext::new(&app, &vars, &runtime_config, &state_dir);
         let configured = configure_components(&ctx)?;
         let engine = build_engine(&engine_opts)?;
+        if engine_opts.instance.max_time.is_some() {
+            crate::limits::start_epoch_ticker(&engine)?;
+        }
         let linker = build_linker(&engine)?;
         let components = compile_components(&engine, &linker, configured)?;
         check_trigger_exports(&app, &components)?;
@@ -238,6 +251,8 @@ impl AppRuntime {
             stdio: stdio::Stdio,
             log_requests: true,
             info,
+            instance_limits: engine_opts.instance,
+            http_limits: HttpLimits::default(),
         })
     }
 
@@ -276,10 +291,13 @@ impl AppRuntime {
             key_value: KvInstance::new(self.kv.clone(), component.key_value_stores.clone()),
             sqlite: SqliteInstance::new(self.sqlite.clone(), component.sqlite_databases.clone()),
             redis: RedisInstance::new(self.redis.clone(), component.allowed_hosts.clone()),
-            limits: wasmtime::StoreLimitsBuilder::new().build(),
+            limits: InstanceLimiter::new(&self.instance_limits),
+            deadline: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        let deadline = crate::limits::arm_deadline(&mut store, &self.instance_limits);
+        store.data_mut().deadline = deadline;
         store
     }
 }

@@ -64,8 +64,10 @@ pub struct InstanceState {
     pub sqlite: SqliteInstance,
     /// Outbound Redis.
     pub redis: RedisInstance,
-    /// Resource limits enforced by wasmtime.
-    pub limits: wasmtime::StoreLimits,
+    /// The memory limit, enforced by wasmtime through this limiter.
+    pub limits: crate::limits::InstanceLimiter,
+    /// When the instance's run time limit ends it, if it has one.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl WasiView for InstanceState {

@@ -105,14 +105,19 @@ pub async fn call(app: &Arc<AppRuntime>, component_id: &str, timestamp: u64) -> 
         .clone()
         .with_context(|| format!("component {component_id:?} does not export handle-cron-event"))?;
     let mut store = app.new_store(component, TriggerKind::Cron, None);
-    let guest = pre.instantiate_async(&mut store).await?;
-    let r = guest
-        .call_handle_cron_event(&mut store, Metadata { timestamp })
-        .await?;
-    if let Err(e) = r {
-        bail!("handler returned {e:?}");
-    }
-    Ok(())
+    let deadline = store.data().deadline;
+    let result = crate::limits::until_deadline(deadline, async {
+        let guest = pre.instantiate_async(&mut store).await?;
+        let r = guest
+            .call_handle_cron_event(&mut store, Metadata { timestamp })
+            .await?;
+        if let Err(e) = r {
+            bail!("handler returned {e:?}");
+        }
+        Ok(())
+    })
+    .await;
+    crate::limits::explain(result, store.data().limits.refused())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Full};
@@ -24,6 +24,10 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
+use crate::http_guard::{
+    guard_request, BodyWatch, ConnectionActivity, LingeringStream, Refusal, TrackedBody,
+};
+use crate::limits::{HttpLimits, InstanceFault};
 use crate::outbound_http::{LocalDispatch, LocalResponse};
 use crate::routes::RouteMatch;
 use crate::runtime::{AppRuntime, ComponentRuntime};
@@ -35,9 +39,19 @@ const CHAINED_CLIENT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNS
 /// Spin's well-known prefix.
 const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
 
-/// Serves until the listener fails; the caller races this against a shutdown signal.
+/// Serves until the listener fails; the caller races this against a shutdown signal. At most
+/// `max_connections` connections are served at once (the others wait in the listen backlog),
+/// and a connection without a request in flight for `header_read_timeout` is closed.
 pub async fn serve(app: Arc<AppRuntime>, listener: TcpListener) -> Result<()> {
+    let limits = app.http_limits;
+    let slots = limits
+        .max_connections
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     loop {
+        let slot = match &slots {
+            Some(s) => Some(s.clone().acquire_owned().await?),
+            None => None,
+        };
         let (stream, client_addr) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -50,21 +64,49 @@ pub async fn serve(app: Arc<AppRuntime>, listener: TcpListener) -> Result<()> {
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(&app, req, client_addr).await) }
-            });
-            // HTTP/1.1, and HTTP/2 with prior knowledge (h2c), like Spin's server.
-            let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                if crate::runtime::env_flag("SPIN_HOST_VERBOSE") {
-                    eprintln!("spin-host: connection from {client_addr}: {e}");
-                }
-            }
+            serve_connection(app, stream, client_addr, limits).await;
+            drop(slot);
         });
+    }
+}
+
+/// One connection, until it closes or stays without a request in flight for too long.
+async fn serve_connection(
+    app: Arc<AppRuntime>,
+    stream: tokio::net::TcpStream,
+    client_addr: SocketAddr,
+    limits: HttpLimits,
+) {
+    let activity = ConnectionActivity::new();
+    let tracker = activity.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        let tracker = tracker.clone();
+        let in_flight = tracker.begin();
+        async move {
+            let resp = handle(&app, req, client_addr).await;
+            tracker.note_response(&resp);
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::wrap(body, in_flight)))
+        }
+    });
+    // HTTP/1.1, and HTTP/2 with prior knowledge (h2c), like Spin's server.
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let stream = LingeringStream::new(stream, activity.clone());
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let idle = async {
+        match limits.header_read_timeout {
+            Some(timeout) => activity.idle_for(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        r = conn => r,
+        () = idle => Err("no request headers within the header read timeout".into()),
+    };
+    if let Err(e) = result {
+        if crate::runtime::env_flag("SPIN_HOST_VERBOSE") {
+            eprintln!("spin-host: connection from {client_addr}: {e}");
+        }
     }
 }
 
@@ -190,19 +232,28 @@ fn request_log(line: String) {
     let _ = out.flush();
 }
 
-/// Handles one inbound request end to end (never fails: errors become 4xx/5xx responses).
+/// Handles one inbound request end to end (never fails: errors become 4xx/5xx responses). The
+/// body is held to the HTTP limits while the component reads it.
 pub async fn handle<B>(
     app: &Arc<AppRuntime>,
-    mut req: Request<B>,
+    req: Request<B>,
     client_addr: SocketAddr,
 ) -> Response<HyperOutgoingBody>
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let mut req = match guard_request(&app.http_limits, req) {
+        Ok(req) => req,
+        Err(refusal) => {
+            let resp = refusal.response();
+            log_request(app, &method, &path, "-", resp.status(), started);
+            return resp;
+        }
+    };
 
     // Spin's strip_forbidden_headers: a service-chaining Host and Connection never reach guests.
     if let Some(host) = req
@@ -247,7 +298,8 @@ where
     resp
 }
 
-/// Runs a matched request; execution errors become Spin's empty 500.
+/// Runs a matched request: a request without a usable `Host` gets a 400 problem (Spin drops
+/// the connection), execution errors become Spin's empty 500.
 async fn respond<B>(
     app: &Arc<AppRuntime>,
     component: &Arc<ComponentRuntime>,
@@ -259,9 +311,11 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
+    let mut req = req;
+    if let Err(why) = set_req_uri(&mut req) {
+        return Refusal::BadHost(why).response();
+    }
     let result = async {
-        let mut req = req;
-        set_req_uri(&mut req)?;
         prepare_headers(&mut req, route_match, client_addr)?;
         execute(app, component, req).await
     }
@@ -310,23 +364,26 @@ where
 }
 
 /// Spin's `set_req_uri`: make the URI absolute from the Host header (or the URI's authority).
-fn set_req_uri<B>(req: &mut Request<B>) -> Result<()> {
+/// The error says what is wrong with the request's `Host`.
+fn set_req_uri<B>(req: &mut Request<B>) -> std::result::Result<(), &'static str> {
     let header_authority = req
         .headers()
         .get(http::header::HOST)
-        .map(|h| -> Result<http::uri::Authority> {
-            let s = h.to_str().context("'Host' header is not valid UTF-8")?;
-            s.parse()
-                .context("'Host' header contains an invalid authority")
-        })
+        .map(
+            |h| -> std::result::Result<http::uri::Authority, &'static str> {
+                let s = h.to_str().map_err(|_| "'Host' header is not valid UTF-8")?;
+                s.parse()
+                    .map_err(|_| "'Host' header contains an invalid authority")
+            },
+        )
         .transpose()?;
     let mut parts = req.uri().clone().into_parts();
     let authority = match (header_authority, parts.authority.take()) {
-        (None, None) => bail!("no 'Host' header present in request"),
+        (None, None) => return Err("no 'Host' header present in request"),
         (None, Some(a)) | (Some(a), None) => a,
         (Some(a1), Some(a2)) => {
             if a1 != a2 {
-                bail!("authority in 'Host' header does not match authority in URI");
+                return Err("authority in 'Host' header does not match authority in URI");
             }
             a1
         }
@@ -336,7 +393,7 @@ fn set_req_uri<B>(req: &mut Request<B>) -> Result<()> {
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
-    *req.uri_mut() = Uri::from_parts(parts).context("cannot build the request URI")?;
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| "cannot build the request URI")?;
     Ok(())
 }
 
@@ -434,10 +491,11 @@ type ResponseRx = tokio::sync::oneshot::Receiver<
     >,
 >;
 
-/// Where a guest call that failed leaves its error.
-type FailureSlot = Arc<std::sync::Mutex<Option<String>>>;
+/// Where a guest call that failed leaves its error, and the instance limit that ended it.
+type FailureSlot = Arc<std::sync::Mutex<Option<(String, Option<InstanceFault>)>>>;
 
-/// Instantiates the component in a fresh store and calls its HTTP handler.
+/// Instantiates the component in a fresh store and calls its HTTP handler. When the host cut
+/// the request body off, or an instance limit ended the guest, the host answers for it.
 pub async fn execute<B>(
     app: &Arc<AppRuntime>,
     component: &Arc<ComponentRuntime>,
@@ -447,6 +505,7 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
+    let watch = req.extensions().get::<BodyWatch>().cloned();
     let failure = FailureSlot::default();
     let (mut guest, mut rx) = start_guest(app, component, req, failure.clone())?;
 
@@ -459,23 +518,29 @@ where
             () = &mut guest, if !guest.is_done() => {}
         }
     };
+    if let Some(refusal) = watch.as_ref().and_then(BodyWatch::refusal) {
+        return Ok(refusal.response());
+    }
     match outcome {
         Ok(Ok(resp)) => Ok(finish_response(resp, guest).await),
         Ok(Err(code)) => Err(anyhow!("the guest set an error response: {code:?}")),
         Err(_) => {
-            let why = failure
+            let (why, fault) = failure
                 .lock()
                 .ok()
                 .and_then(|mut f| f.take())
-                .unwrap_or_else(|| "the handler returned".to_string());
-            bail!("guest never invoked `response-outparam::set`: {why}")
+                .unwrap_or_else(|| ("the handler returned".to_string(), None));
+            match fault {
+                Some(fault) => Ok(Refusal::Instance(fault).response()),
+                None => bail!("guest never invoked `response-outparam::set`: {why}"),
+            }
         }
     }
 }
 
 /// Sets up a fresh instance's call of `wasi:http/incoming-handler.handle`, not yet polled: the
-/// guest task, and the channel its response arrives on. A failure is logged and left in
-/// `failure`.
+/// guest task, and the channel its response arrives on. The call ends at the instance's
+/// deadline at the latest. A failure is logged and left in `failure`.
 fn start_guest<B>(
     app: &Arc<AppRuntime>,
     component: &Arc<ComponentRuntime>,
@@ -502,21 +567,28 @@ where
     let out = store.data_mut().http().new_response_outparam(tx)?;
     let id = component.id.clone();
     let guest = GuestTask::new(async move {
-        let result: Result<()> = async {
+        let deadline = store.data().deadline;
+        let result = crate::limits::until_deadline(deadline, async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, request, out)
                 .await?;
             Ok(())
-        }
+        })
         .await;
-        // Drop the instance (and return its pool slot) before reporting.
+        let memory_refused = store.data().limits.refused();
+        // Drop the instance (and return its pool slot, roll back its SQLite transaction)
+        // before reporting.
         drop(store);
         if let Err(e) = result {
-            eprintln!("spin-host: component {id:?}: handler failed: {e:?}");
+            let fault = crate::limits::fault_of(&e, memory_refused);
+            match fault {
+                Some(f) => eprintln!("spin-host: component {id:?}: {}: {e:#}", f.describe()),
+                None => eprintln!("spin-host: component {id:?}: handler failed: {e:?}"),
+            }
             if let Ok(mut slot) = failure.lock() {
-                *slot = Some(format!("{e:#}"));
+                *slot = Some((format!("{e:#}"), fault));
             }
         }
     });

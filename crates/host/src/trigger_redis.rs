@@ -164,15 +164,20 @@ async fn dispatch(app: &Arc<AppRuntime>, component_id: &str, channel: &str, payl
             format!("component {component_id:?} does not export fermyon:spin/inbound-redis")
         })?;
         let mut store = app.new_store(component, crate::state::TriggerKind::Redis, None);
-        let guest = pre.instantiate_async(&mut store).await?;
-        let r = guest
-            .fermyon_spin_inbound_redis()
-            .call_handle_message(&mut store, &payload)
-            .await?;
-        if let Err(e) = r {
-            bail!("handler returned {e:?}");
-        }
-        Ok(())
+        let deadline = store.data().deadline;
+        let result = crate::limits::until_deadline(deadline, async {
+            let guest = pre.instantiate_async(&mut store).await?;
+            let r = guest
+                .fermyon_spin_inbound_redis()
+                .call_handle_message(&mut store, &payload)
+                .await?;
+            if let Err(e) = r {
+                bail!("handler returned {e:?}");
+            }
+            Ok(())
+        })
+        .await;
+        crate::limits::explain(result, store.data().limits.refused())
     }
     .await;
     if let Err(e) = result {

@@ -237,6 +237,11 @@ impl SpinApp {
         format!("{}{}", self.base_url, path)
     }
 
+    /// The host's process id (to read its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn get(&self, path: &str) -> anyhow::Result<Response> {
         request("GET", &self.url(path), &[], None)
     }

@@ -8,6 +8,7 @@
 //! `/kv/get` works at `/kv/get` under a `/...` route and at `/x/kv/get` under `/x/...`.
 //! Any path not listed below is echoed back (method, path, query, headers, body, and the
 //! component variable `who` when the component has one), which the routing tests use.
+//! `/alloc`, `/spin`, `/sleep` and `/sqlite3/hold-and-spin` run into the host's instance limits.
 
 use serde_json::{json, Map, Value as Json};
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
@@ -75,6 +76,12 @@ async fn handle(req: Request) -> impl IntoResponse {
             ok(true)
         }
         "/trap" => panic!("kitchen-sink: asked to trap"),
+        "/alloc" => limits::alloc_mib(q.or("mib", "0").parse().unwrap_or(0)),
+        "/spin" => limits::spin_forever(),
+        "/sleep" => limits::sleep_ms(q.or("ms", "0").parse().unwrap_or(0)),
+        "/sqlite3/hold-and-spin" => {
+            limits::hold_and_spin(q.or("db", "default"), q.or("key", "k"), q.or("value", ""))
+        }
         "/status" => {
             let code: u16 = q.or("code", "200").parse().unwrap_or(200);
             return Response::builder()
@@ -592,6 +599,61 @@ fn sqlite3_rowid(label: &str) -> Json {
     );
     out.insert("changes".into(), json!(conn.changes()));
     Json::Object(out)
+}
+
+// ------------------------------------------------------------------------------- limits
+
+/// Routes that exceed the host's instance limits on purpose.
+mod limits {
+    use super::*;
+
+    /// Holds `mib` MiB, one written MiB at a time; `0`: without bound.
+    pub fn alloc_mib(mib: u64) -> Json {
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        while mib == 0 || (held.len() as u64) < mib {
+            held.push(vec![1u8; 1 << 20]);
+        }
+        ok(held.len())
+    }
+
+    /// Never returns, never calls the host.
+    pub fn spin_forever() -> Json {
+        let mut n = 0u64;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
+
+    /// Waits in a host call (a WASI clock poll).
+    pub fn sleep_ms(ms: u64) -> Json {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        ok(ms)
+    }
+
+    /// Takes the write turn (`BEGIN IMMEDIATE`), writes `key`, and spins without committing.
+    pub fn hold_and_spin(label: &str, key: &str, val: &str) -> Json {
+        use spin_sdk::sqlite3::Value;
+        let conn = match sqlite3::open(label) {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        let run = || -> Result<(), spin_sdk::sqlite3::Error> {
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS ks_kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+                &[],
+            )?;
+            conn.execute("BEGIN IMMEDIATE", &[])?;
+            conn.execute(
+                "INSERT INTO ks_kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                &[Value::Text(key.into()), Value::Text(val.into())],
+            )?;
+            Ok(())
+        };
+        match run() {
+            Ok(()) => spin_forever(),
+            Err(e) => sqlite3::error(&e),
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------- redis
