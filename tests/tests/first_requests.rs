@@ -51,7 +51,12 @@ fn list_orders(shop: &Shop, i: usize) -> Response {
 /// migrated database, and each component's migrations are recorded once.
 fn first_requests_all_succeed(boot: fn() -> Option<Shop>) {
     for (label, component, send, status) in [
-        ("coupons", "coupon", put_coupon as fn(&Shop, usize) -> Response, 201),
+        (
+            "coupons",
+            "coupon",
+            put_coupon as fn(&Shop, usize) -> Response,
+            201,
+        ),
         ("orders", "order", list_orders, 200),
     ] {
         let Some(shop) = boot() else {

@@ -265,12 +265,17 @@ impl StatementKind {
     /// A `PRAGMA` statement with an argument, other than one that only reads
     /// (`table_info(t)`): it may set the connection's state. Without one, it only reads.
     fn sets_pragma(sql: &str) -> bool {
-        let rest = Self::after_comments(sql).get("PRAGMA".len()..).unwrap_or("");
+        let rest = Self::after_comments(sql)
+            .get("PRAGMA".len()..)
+            .unwrap_or("");
         let name_end = rest
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == ' '))
             .unwrap_or(rest.len());
         let (name, argument) = rest.split_at(name_end);
-        if argument.trim_matches(|c: char| c == ';' || c.is_whitespace()).is_empty() {
+        if argument
+            .trim_matches(|c: char| c == ';' || c.is_whitespace())
+            .is_empty()
+        {
             return false;
         }
         let name = name.rsplit('.').next().unwrap_or("").trim();
@@ -1136,7 +1141,11 @@ mod tests {
         d.execute("INSERT INTO t VALUES (4)", &[]).await.expect("d");
         d.execute("COMMIT", &[]).await.expect("d commits");
         a_commits.await.expect("a").1.expect("a commits");
-        b_rolls_back.await.expect("b").1.expect("b's rollback answers");
+        b_rolls_back
+            .await
+            .expect("b")
+            .1
+            .expect("b's rollback answers");
         let rows = db.new_connection().expect("open");
         let mut stmt = rows.prepare("SELECT x FROM t ORDER BY x").expect("prepare");
         let xs: Vec<i64> = stmt
@@ -1352,7 +1361,10 @@ mod tests {
     /// yet.
     async fn still_waiting(task: &Spawned, what: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        assert!(!task.is_finished(), "{what} answered before its group committed");
+        assert!(
+            !task.is_finished(),
+            "{what} answered before its group committed"
+        );
     }
 
     /// The headline of issue 13 §6: the group that holds A's hold fails (C's statement rolls
@@ -1392,7 +1404,11 @@ mod tests {
         assert_eq!(count(&t.db, "SELECT count(*) FROM redemptions"), 1);
         let (_b, rolled_back) = t.b_rolls_back.await.expect("b");
         rolled_back.expect("b's rollback succeeds with its group");
-        t.a_commits.await.expect("a").1.expect("a's hold is durable");
+        t.a_commits
+            .await
+            .expect("a")
+            .1
+            .expect("a's hold is durable");
         assert_eq!(count(&t.db, "SELECT holding FROM coupons"), 1);
     }
 
@@ -1423,19 +1439,31 @@ mod tests {
         let mut c = connect(&db);
         let write = tokio::time::timeout(long, c.execute("INSERT INTO t VALUES (3)", &[]));
         write.await.expect("c gets the turn").expect("c writes");
-        for sql in ["INSERT INTO t VALUES (4)", "SELECT count(*) FROM t", "COMMIT"] {
+        for sql in [
+            "INSERT INTO t VALUES (4)",
+            "SELECT count(*) FROM t",
+            "COMMIT",
+        ] {
             let out = b.execute(sql, &[]).await;
             let aborted = matches!(&out, Err(SqlError::Io(e)) if e.contains("aborted"));
-            assert!(aborted, "{sql} in an aborted transaction must fail: {out:?}");
+            assert!(
+                aborted,
+                "{sql} in an aborted transaction must fail: {out:?}"
+            );
         }
         assert_eq!(count(&db, "SELECT count(*) FROM t"), 2, "a's and c's rows");
         let after = b.execute("SELECT count(*) FROM t", &[]).await;
-        assert_eq!(after.expect("b's connection works").rows[0][0], SqlValue::Integer(2));
+        assert_eq!(
+            after.expect("b's connection works").rows[0][0],
+            SqlValue::Integer(2)
+        );
     }
 
     /// A connection as the next guest gets it: from the pool if one is idle.
     fn reopen(db: &Arc<Database>) -> SqliteConnection {
-        let conn = db.pooled().unwrap_or_else(|| db.new_connection().expect("open"));
+        let conn = db
+            .pooled()
+            .unwrap_or_else(|| db.new_connection().expect("open"));
         SqliteConnection::new(db.clone(), conn)
     }
 
@@ -1451,22 +1479,36 @@ mod tests {
             .execute("CREATE TABLE t (x INTEGER PRIMARY KEY)", &[])
             .await
             .expect("create");
-        first.execute("INSERT INTO t VALUES (42)", &[]).await.expect("insert");
+        first
+            .execute("INSERT INTO t VALUES (42)", &[])
+            .await
+            .expect("insert");
         for sql in ["PRAGMA query_only = 1", "ATTACH ':memory:' AS scratch"] {
             first.execute(sql, &[]).await.expect(sql);
             drop(first);
             let mut next = reopen(&db);
             let insert = next.execute("INSERT INTO t VALUES (NULL)", &[]).await;
             insert.unwrap_or_else(|e| panic!("after {sql}: writes are allowed again: {e:?}"));
-            let dbs = next.execute("PRAGMA database_list", &[]).await.expect("list");
+            let dbs = next
+                .execute("PRAGMA database_list", &[])
+                .await
+                .expect("list");
             let names: Vec<&SqlValue> = dbs.rows.iter().map(|r| &r[1]).collect();
             assert_eq!(names, [&SqlValue::Text("main".into())], "after {sql}");
             first = next;
         }
         drop(first);
-        assert_eq!(db.idle.lock().expect("pool").len(), 1, "a clean one is pooled");
+        assert_eq!(
+            db.idle.lock().expect("pool").len(),
+            1,
+            "a clean one is pooled"
+        );
         let next = reopen(&db);
-        assert_eq!(next.last_change(), (0, 0), "the last guest's rowid and changes");
+        assert_eq!(
+            next.last_change(),
+            (0, 0),
+            "the last guest's rowid and changes"
+        );
     }
 
     #[test]

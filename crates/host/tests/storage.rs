@@ -539,7 +539,9 @@ fn a_transaction_holding_the_write_turn_past_its_deadline_is_aborted() {
     let base = app.base_url.clone();
     let holder = std::thread::spawn(move || {
         let url = format!("{base}/sqlite3/hold?db=tight&ms=1500");
-        testkit::request("GET", &url, &[], None).expect("hold").json()
+        testkit::request("GET", &url, &[], None)
+            .expect("hold")
+            .json()
     });
     std::thread::sleep(std::time::Duration::from_millis(100));
     let other = post_json(
@@ -558,7 +560,10 @@ fn a_transaction_holding_the_write_turn_past_its_deadline_is_aborted() {
             "{step} after the deadline must fail, saying why: {held}"
         );
     }
-    assert_eq!(held["rollback"]["error"], "io", "no transaction is left: {held}");
+    assert_eq!(
+        held["rollback"]["error"], "io",
+        "no transaction is left: {held}"
+    );
     assert_eq!(held["rows"]["ok"], json!(["other"]), "{held}");
 }
 
@@ -574,7 +579,11 @@ fn a_pragma_a_guest_set_does_not_reach_the_next_guest() {
         let set = post_json(&app, "/sqlite/exec?db=default", "PRAGMA query_only = 1");
         assert!(set["ok"].is_object(), "{set}");
         let read = post_json(&app, "/sqlite/exec?db=default", "PRAGMA query_only");
-        assert_eq!(read["ok"]["rows"], json!([[{ "integer": 0 }]]), "round {round}");
+        assert_eq!(
+            read["ok"]["rows"],
+            json!([[{ "integer": 0 }]]),
+            "round {round}"
+        );
         let insert = "INSERT INTO ks_pragma VALUES (1)";
         let wrote = post_json(&app, "/sqlite/exec?db=default", insert);
         assert!(wrote["ok"].is_object(), "round {round}: {wrote}");

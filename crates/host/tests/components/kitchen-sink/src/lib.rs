@@ -52,7 +52,9 @@ async fn handle(req: Request) -> impl IntoResponse {
         "/sqlite3/put" => sqlite3::put(q.or("db", "default"), q.or("key", "k"), q.or("value", "")),
         "/sqlite3/get" => sqlite3::get(q.or("db", "default"), q.or("key", "k")),
         "/sqlite3/rowid" => sqlite3_rowid(q.or("db", "default")),
-        "/sqlite3/hold" => sqlite3_hold(q.or("db", "default"), q.or("ms", "0").parse().unwrap_or(0)),
+        "/sqlite3/hold" => {
+            sqlite3_hold(q.or("db", "default"), q.or("ms", "0").parse().unwrap_or(0))
+        }
         "/redis/roundtrip" => redis::roundtrip(q.or("url", ""), q.or("prefix", "ks")),
         "/redis/publish" => {
             redis::publish(q.or("url", ""), q.or("channel", "ks"), q.or("payload", ""))
@@ -616,7 +618,10 @@ fn sqlite3_hold(label: &str, ms: u64) -> Json {
     step("rollback", "ROLLBACK");
     let rows = conn.execute("SELECT v FROM ks_hold ORDER BY rowid", &[]);
     let rows = rows.map(|r| {
-        let texts = r.rows.iter().filter_map(|row| row.get::<&str>(0).map(str::to_owned));
+        let texts = r
+            .rows
+            .iter()
+            .filter_map(|row| row.get::<&str>(0).map(str::to_owned));
         texts.collect::<Vec<_>>()
     });
     record(&mut out, "rows", rows, sqlite3::error);
