@@ -3,11 +3,13 @@
 //!
 //! Migrations: every component keeps its SQL in `migrations/NNNN_name.sql` files (loaded with
 //! `include_str!`) and calls [`migrate`] before touching its tables. Applied versions are recorded
-//! in one shared table, `schema_version (component, version)`. Each pending migration runs in its
-//! own `BEGIN IMMEDIATE` transaction that re-checks the recorded version first, so two instances
-//! starting at once apply it exactly once (the second waits on the write lock, then sees the row
-//! and skips). Statements should still be idempotent (`IF NOT EXISTS`) as a second line of
-//! defence. A file is split into statements at `;`: no `;` inside a statement (so no triggers),
+//! in one shared table, `schema_version (component, version)`. The pending migrations run in one
+//! `BEGIN IMMEDIATE` transaction that creates that table and re-checks the recorded versions
+//! first, so instances starting at once on an empty database apply each exactly once: they take
+//! turns on the write lock (waiting past SQLite's busy timeout if they must, see
+//! [`begin_waiting`]), the first applies them, the others find them recorded. This holds under
+//! real Spin as under spin-host. Statements should still be idempotent (`IF NOT EXISTS`) as a
+//! second line of defence. A file is split into statements at `;`: no `;` inside a statement (so no triggers),
 //! `--` comments are allowed on their own lines.
 
 // `Problem` is the one error a request ends with, built at most once per request: boxing it
@@ -56,49 +58,72 @@ pub fn current_version(conn: &Connection, component: &str) -> anyhow::Result<i64
     Ok(rows.rows.first().and_then(|r| r.get::<i64>(0)).unwrap_or(0))
 }
 
-/// Applies the migrations of `component` that are not applied yet, in version order. Cheap when
-/// everything is applied: one read.
+/// Applies the migrations of `component` that are not applied yet, in version order, in one
+/// transaction (see the module comment). Cheap when everything is applied: one read.
 pub fn migrate(conn: &Connection, component: &str, migrations: &[Migration]) -> anyhow::Result<()> {
     let latest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
-    match current_version(conn, component) {
-        Ok(v) if v >= latest => return Ok(()),
-        Ok(_) => {}
-        // No schema_version table yet.
-        Err(_) => {
-            conn.execute(CREATE_VERSION_TABLE, &[])?;
-        }
+    // An error here is most likely "no such table" on an empty database: migrate below.
+    if matches!(current_version(conn, component), Ok(v) if v >= latest) {
+        return Ok(());
     }
+    let tx = begin_waiting(conn)?;
+    conn.execute(CREATE_VERSION_TABLE, &[])?;
     let mut sorted: Vec<&Migration> = migrations.iter().collect();
     sorted.sort_by_key(|m| m.version);
     for m in sorted {
-        let tx = Tx::begin(conn)?;
         let done = conn.execute(
             "SELECT 1 FROM schema_version WHERE component = ? AND version = ?",
             &[Value::Text(component.to_owned()), Value::Integer(m.version)],
         )?;
-        if !done.rows.is_empty() {
-            // Committed, not rolled back: under the host's group commit the row may be another
-            // request's migration that is not durable (nor visible outside a transaction) yet,
-            // and the commit waits for it; rolling back would answer at once, and the request
-            // would read the schema as it was before that migration.
-            tx.commit()?;
-            continue;
+        if done.rows.is_empty() {
+            apply(conn, component, m)?;
         }
-        for stmt in statements(m.sql) {
-            conn.execute(&stmt, &[])
-                .map_err(|e| anyhow::anyhow!("migration {} ({}): {e}", m.version, m.name))?;
-        }
-        conn.execute(
-            "INSERT INTO schema_version (component, version, name) VALUES (?, ?, ?)",
-            &[
-                Value::Text(component.to_owned()),
-                Value::Integer(m.version),
-                Value::Text(m.name.to_owned()),
-            ],
-        )?;
-        tx.commit()?;
     }
+    tx.commit()
+}
+
+/// Runs one migration's statements and records it, inside the caller's transaction.
+fn apply(conn: &Connection, component: &str, m: &Migration) -> anyhow::Result<()> {
+    for stmt in statements(m.sql) {
+        conn.execute(&stmt, &[])
+            .map_err(|e| anyhow::anyhow!("migration {} ({}): {e}", m.version, m.name))?;
+    }
+    conn.execute(
+        "INSERT INTO schema_version (component, version, name) VALUES (?, ?, ?)",
+        &[
+            Value::Text(component.to_owned()),
+            Value::Integer(m.version),
+            Value::Text(m.name.to_owned()),
+        ],
+    )?;
     Ok(())
+}
+
+/// How long [`begin_waiting`] keeps trying for the write lock.
+const MIGRATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The pause between two tries.
+const MIGRATION_LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// [`Tx::begin`], tried again while the database is locked, for up to [`MIGRATION_LOCK_WAIT`].
+/// Many instances starting at once on an empty database all queue for the write lock to
+/// migrate, and a queue of them can outlast one busy timeout (5 s under Spin and spin-host):
+/// waiting longer once, on the first requests of a deployment, beats answering them 503.
+fn begin_waiting(conn: &Connection) -> anyhow::Result<Tx<'_>> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.execute("BEGIN IMMEDIATE", &[]) {
+            Ok(_) => return Ok(Tx { conn, open: true }),
+            Err(e) if is_locked(&e) && start.elapsed() < MIGRATION_LOCK_WAIT => {
+                std::thread::sleep(MIGRATION_LOCK_RETRY);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// SQLITE_BUSY / SQLITE_LOCKED, as the host reports them.
+fn is_locked(e: &spin_sdk::sqlite::Error) -> bool {
+    matches!(e, spin_sdk::sqlite::Error::Io(m) if m.contains("locked") || m.contains("busy"))
 }
 
 /// A transaction on `conn` (`BEGIN IMMEDIATE`: takes the write lock up front, so two writers

@@ -12,7 +12,14 @@
 //! [sqlite_database.reports]
 //! type = "spin"
 //! path = "data/reports.db" # relative to the working directory, as in Spin; no path = in memory
+//! group_commit = true           # host-only, default true (crates/host/src/sqlite/group_commit.rs)
+//! write_turn_deadline_ms = 3000 # host-only, default 3000: a group member holding the write
+//!                               # turn longer is aborted
 //! ```
+//!
+//! `group_commit` and `write_turn_deadline_ms` exist only in this host: real Spin rejects a
+//! `[sqlite_database.<label>]` table that carries them, so they belong in a runtime config file
+//! given to `spin-host` only. Without them every database has the defaults.
 //!
 //! The `default` key-value store and SQLite database exist unless overridden: files under the
 //! state directory (`sqlite_key_value.db`, `sqlite_db.db`), as `spin up` lays them out. Unknown
@@ -21,6 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -45,7 +53,33 @@ pub enum KvStoreConfig {
 pub struct SqliteConfig {
     /// Database file (None: in memory, a fresh database per connection as in Spin).
     pub path: Option<PathBuf>,
+    /// How this host commits the database's write transactions (host-only keys).
+    pub commit: SqliteCommitConfig,
 }
+
+/// How `spin-host` commits a database's write transactions: `group_commit` and
+/// `write_turn_deadline_ms` in `[sqlite_database.<label>]`, keys only this host knows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SqliteCommitConfig {
+    /// Write transactions of this process share commits (`crates/host/src/sqlite/group_commit.rs`).
+    pub group_commit: bool,
+    /// How long a member of a commit group may hold the write turn before it is aborted.
+    pub write_turn_deadline: Duration,
+}
+
+impl Default for SqliteCommitConfig {
+    fn default() -> Self {
+        SqliteCommitConfig {
+            group_commit: true,
+            write_turn_deadline: Duration::from_millis(DEFAULT_WRITE_TURN_DEADLINE_MS),
+        }
+    }
+}
+
+/// A member holding the write turn longer than this is aborted. Shorter than the 5 s a writer
+/// waits for its turn (as SQLite's busy timeout under Spin), so one stuck transaction fails
+/// alone instead of every writer queued behind it.
+const DEFAULT_WRITE_TURN_DEADLINE_MS: u64 = 3000;
 
 /// The parsed runtime config.
 #[derive(Debug, Clone, Default)]
@@ -86,6 +120,27 @@ struct SpinSqlite {
     path: Option<PathBuf>,
     #[serde(default)]
     allow_attach_file: bool,
+    /// Host-only.
+    #[serde(default)]
+    group_commit: Option<bool>,
+    /// Host-only.
+    #[serde(default)]
+    write_turn_deadline_ms: Option<u64>,
+}
+
+impl SpinSqlite {
+    fn commit(&self, label: &str) -> Result<SqliteCommitConfig> {
+        let defaults = SqliteCommitConfig::default();
+        let deadline = match self.write_turn_deadline_ms {
+            Some(0) => bail!("[sqlite_database.{label}] write_turn_deadline_ms must be at least 1"),
+            Some(ms) => Duration::from_millis(ms),
+            None => defaults.write_turn_deadline,
+        };
+        Ok(SqliteCommitConfig {
+            group_commit: self.group_commit.unwrap_or(defaults.group_commit),
+            write_turn_deadline: deadline,
+        })
+    }
 }
 
 const IGNORED_KEYS: &[&str] = &[
@@ -160,10 +215,12 @@ impl RuntimeConfig {
                                 if c.allow_attach_file {
                                     eprintln!("spin-host: warning: [sqlite_database.{label}] allow_attach_file is ignored");
                                 }
+                                let commit = c.commit(&label)?;
                                 rc.sqlite_databases.insert(
                                     label,
                                     SqliteConfig {
                                         path: c.path.map(|p| resolve(&p, cwd)),
+                                        commit,
                                     },
                                 );
                             }
@@ -212,6 +269,7 @@ impl RuntimeConfig {
         m.entry("default".to_string())
             .or_insert_with(|| SqliteConfig {
                 path: Some(state_dir.join("sqlite_db.db")),
+                commit: SqliteCommitConfig::default(),
             });
         m
     }
@@ -268,7 +326,8 @@ path = "r.db"
         assert_eq!(
             rc.sqlite_databases.get("reports"),
             Some(&SqliteConfig {
-                path: Some(PathBuf::from("/cwd/r.db"))
+                path: Some(PathBuf::from("/cwd/r.db")),
+                commit: SqliteCommitConfig::default(),
             })
         );
         assert!(rc.has_kv_store("default"));
@@ -281,6 +340,26 @@ path = "r.db"
                 path: Some(PathBuf::from("/state/sqlite_key_value.db"))
             })
         );
+    }
+
+    #[test]
+    fn sqlite_commit_keys_are_read_per_database() {
+        let rc = RuntimeConfig::parse(
+            "[sqlite_database.fast]\ntype = \"spin\"\npath = \"f.db\"\ngroup_commit = false\nwrite_turn_deadline_ms = 250",
+            Path::new("/rc"),
+            Path::new("/cwd"),
+        )
+        .expect("parse");
+        let fast = &rc.sqlite_databases["fast"].commit;
+        assert!(!fast.group_commit);
+        assert_eq!(fast.write_turn_deadline, Duration::from_millis(250));
+        let default = &rc.sqlite_dbs(Path::new("/state"))["default"].commit;
+        assert_eq!(default, &SqliteCommitConfig::default());
+        assert!(default.group_commit);
+        let zero = "[sqlite_database.z]\ntype = \"spin\"\nwrite_turn_deadline_ms = 0";
+        assert!(RuntimeConfig::parse(zero, Path::new("."), Path::new(".")).is_err());
+        let typo = "[sqlite_database.z]\ntype = \"spin\"\ngroup_comit = false";
+        assert!(RuntimeConfig::parse(typo, Path::new("."), Path::new(".")).is_err());
     }
 
     #[test]

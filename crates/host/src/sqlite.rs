@@ -6,7 +6,9 @@
 //! Connections to file databases are pooled: when the guest drops a connection that is not inside
 //! a transaction (autocommit), it goes back to an idle list and the next `open` reuses it, which
 //! saves the open + PRAGMA cost without changing what a guest can observe: a connection inside a
-//! transaction, or holding TEMP tables/views/triggers, is closed instead of pooled.
+//! transaction, holding TEMP tables/views/triggers, or on which the guest set a pragma or
+//! attached a database, is closed instead of pooled, and the next guest's `last-insert-rowid`
+//! and `changes` start at 0.
 //! Every connection uses WAL, `synchronous=FULL` (see [`synchronous_pragma`]) and waits up to
 //! 5 s for the write lock; ATTACH of other files is denied, as in Spin.
 //!
@@ -25,7 +27,8 @@
 //! connection of the host's, and its `COMMIT` answers once that shared transaction is committed:
 //! writers that queued meanwhile share one commit (one fsync). Atomicity, isolation and
 //! durability as the guest sees them are unchanged; see the module for why and how.
-//! `SPIN_HOST_SQLITE_GROUP_COMMIT=off` turns it off.
+//! `group_commit = false` in the database's `[sqlite_database.<label>]` turns it off (a key only
+//! this host knows, `runtime_config`).
 //!
 //! Statements run on the calling worker thread; only those that may wait (a commit, which
 //! fsyncs, an autocommit write, `BEGIN IMMEDIATE`, which may wait for another process's writer)
@@ -156,6 +159,8 @@ pub struct Database {
     path: Option<PathBuf>,
     idle: Mutex<Vec<Connection>>,
     writer: Arc<Writer>,
+    /// Write transactions join commit groups (`group_commit` in the runtime config).
+    group_commit: bool,
 }
 
 /// A statement inside a commit-group member's transaction.
@@ -177,8 +182,8 @@ struct StatementKind {
 }
 
 impl StatementKind {
-    /// The statement's first three words, upper-cased, after leading comments and whitespace.
-    fn head(sql: &str) -> Vec<String> {
+    /// The statement without its leading comments and whitespace.
+    fn after_comments(sql: &str) -> &str {
         let mut rest = sql.trim_start();
         loop {
             if let Some(after) = rest.strip_prefix("--") {
@@ -186,9 +191,14 @@ impl StatementKind {
             } else if let Some(after) = rest.strip_prefix("/*") {
                 rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
             } else {
-                break;
+                return rest;
             }
         }
+    }
+
+    /// The statement's first three words, upper-cased, after leading comments and whitespace.
+    fn head(sql: &str) -> Vec<String> {
+        let rest = Self::after_comments(sql);
         let words = rest.split(|c: char| c.is_whitespace() || c == ';');
         let words = words.filter(|w| !w.is_empty()).take(3);
         words.map(str::to_ascii_uppercase).collect()
@@ -244,11 +254,32 @@ impl StatementKind {
         let words = Self::head(sql);
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         match words.as_slice() {
-            ["PRAGMA" | "ATTACH", ..] => true,
+            ["PRAGMA", ..] => Self::sets_pragma(sql),
+            ["ATTACH", ..] => true,
             ["CREATE", "TEMP" | "TEMPORARY", ..] => true,
             ["CREATE", ..] => sql.to_ascii_lowercase().contains("temp."),
             _ => false,
         }
+    }
+
+    /// A `PRAGMA` statement with an argument, other than one that only reads
+    /// (`table_info(t)`): it may set the connection's state. Without one, it only reads.
+    fn sets_pragma(sql: &str) -> bool {
+        let rest = Self::after_comments(sql)
+            .get("PRAGMA".len()..)
+            .unwrap_or("");
+        let name_end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == ' '))
+            .unwrap_or(rest.len());
+        let (name, argument) = rest.split_at(name_end);
+        if argument
+            .trim_matches(|c: char| c == ';' || c.is_whitespace())
+            .is_empty()
+        {
+            return false;
+        }
+        let name = name.rsplit('.').next().unwrap_or("").trim();
+        !group_commit::READ_ONLY_PRAGMAS.contains(&name.to_ascii_lowercase().as_str())
     }
 
     /// `BEGIN IMMEDIATE` or `BEGIN EXCLUSIVE`: takes the write lock up front.
@@ -307,9 +338,13 @@ impl Database {
         self.idle.lock().ok().and_then(|mut idle| idle.pop())
     }
 
-    fn checkin(&self, conn: Connection) {
-        // Only clean connections go back: no open transaction, file-backed.
-        if self.path.is_none() || !conn.is_autocommit() {
+    /// Puts a guest's connection back in the pool if the next guest would find it as a fresh
+    /// one: file-backed, no open transaction, and nothing of the guest's own on it (`local_state`:
+    /// it ran a pragma, attached a database or created TEMP objects). Any other is closed: a
+    /// pragma a guest set (`query_only`, `foreign_keys`, `synchronous`, ...) or a database it
+    /// attached must not carry over to another guest, as in Spin, where each is fresh.
+    fn checkin(&self, conn: Connection, local_state: bool) {
+        if self.path.is_none() || local_state || !conn.is_autocommit() {
             return;
         }
         let temp_objects: rusqlite::Result<i64> =
@@ -364,7 +399,8 @@ impl SqliteService {
                 Arc::new(Database {
                     path: cfg.path,
                     idle: Mutex::new(Vec::new()),
-                    writer: Writer::new(),
+                    writer: Writer::new(cfg.commit.write_turn_deadline),
+                    group_commit: cfg.commit.group_commit,
                 }),
             );
         }
@@ -418,10 +454,14 @@ pub struct SqliteConnection {
     /// group, and its own connection's `total_changes` then: they hold until the own
     /// connection changes rows.
     group_last: Option<(i64, u64, u64)>,
+    /// Its own connection's `total_changes` when it was opened: until it moves, this guest has
+    /// changed nothing, and a pooled connection's last rowid and changes were another guest's.
+    opened_total: u64,
 }
 
 impl SqliteConnection {
     fn new(db: Arc<Database>, conn: Connection) -> Self {
+        let opened_total = conn.total_changes();
         SqliteConnection {
             db,
             conn: Some(conn),
@@ -429,6 +469,7 @@ impl SqliteConnection {
             grouped: None,
             local_state: false,
             group_last: None,
+            opened_total,
         }
     }
 
@@ -443,7 +484,7 @@ impl SqliteConnection {
         let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
         self.local_state |= StatementKind::keeps_local_state(sql);
         if self.db.path.is_some()
-            && group_commit_enabled()
+            && self.db.group_commit
             && !self.local_state
             && conn.is_autocommit()
             && StatementKind::begins_writing(sql)
@@ -494,10 +535,7 @@ impl SqliteConnection {
         let turn = self.grouped.take().ok_or(SqlError::InvalidConnection)?;
         match StatementKind::control(sql) {
             Control::Commit => Writer::commit(turn).await.map(|()| SqlOutput::default()),
-            Control::Rollback => {
-                Writer::rollback(turn);
-                Ok(SqlOutput::default())
-            }
+            Control::Rollback => Writer::rollback(turn).await.map(|()| SqlOutput::default()),
             Control::Other => {
                 let ran = Writer::run(&turn, sql, params);
                 if let (Some((rowid, changes)), Some(own)) = (ran.changed, self.conn.as_ref()) {
@@ -519,6 +557,7 @@ impl SqliteConnection {
         };
         match self.group_last {
             Some((rowid, changes, total)) if own.total_changes() == total => (rowid, changes),
+            _ if own.total_changes() == self.opened_total => (0, 0),
             _ => (own.last_insert_rowid(), own.changes()),
         }
     }
@@ -574,14 +613,30 @@ impl SqliteConnection {
     }
 }
 
+impl SqliteConnection {
+    /// The guest drops the connection: inside a group's transaction, that ends it as a
+    /// `ROLLBACK` does, answered once what it could see is durable.
+    async fn close(mut self) {
+        if let Some(turn) = self.grouped.take() {
+            let _ = Writer::rollback(turn).await;
+        }
+        if self.conn.as_ref().is_some_and(Connection::is_autocommit) {
+            drop(self);
+        } else {
+            // Closing inside a transaction rolls it back, which may wait on the disk.
+            tokio::task::block_in_place(move || drop(self));
+        }
+    }
+}
+
 impl Drop for SqliteConnection {
     fn drop(&mut self) {
-        // Inside a group's transaction: undo its own savepoint only.
+        // Inside a group's transaction (its guest went away): undo its own savepoint only.
         if let Some(turn) = self.grouped.take() {
-            Writer::rollback(turn);
+            Writer::rollback_now(turn);
         }
         if let Some(conn) = self.conn.take() {
-            self.db.checkin(conn);
+            self.db.checkin(conn, self.local_state);
         }
         // `writing` is released after this body, once the connection (and its transaction) is
         // back in the pool or closed.
@@ -683,15 +738,12 @@ async fn execute_conn<V: Into<SqlValue>, R: From<SqlOutput>, E: From<SqlError>>(
         .map_err(Into::into))
 }
 
-/// `drop` for both interface versions. Closing a connection inside a transaction rolls it back,
-/// which may wait on the disk, so that happens on a blocking-capable thread.
-fn drop_conn(state: &mut InstanceState, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
-    let c = state.table.delete(conn)?;
-    if c.conn.as_ref().is_some_and(Connection::is_autocommit) {
-        drop(c);
-    } else {
-        tokio::task::block_in_place(move || drop(c));
-    }
+/// `drop` for both interface versions ([`SqliteConnection::close`]).
+async fn drop_conn(
+    state: &mut InstanceState,
+    conn: Resource<SqliteConnection>,
+) -> wasmtime::Result<()> {
+    state.table.delete(conn)?.close().await;
     Ok(())
 }
 
@@ -713,7 +765,7 @@ impl v2::HostConnection for InstanceState {
     }
 
     async fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
-        drop_conn(self, conn)
+        drop_conn(self, conn).await
     }
 }
 
@@ -746,7 +798,7 @@ impl v3::HostConnection for InstanceState {
     }
 
     async fn drop(&mut self, conn: Resource<SqliteConnection>) -> wasmtime::Result<()> {
-        drop_conn(self, conn)
+        drop_conn(self, conn).await
     }
 }
 
@@ -791,17 +843,6 @@ pub(crate) fn synchronous_pragma() -> &'static str {
     })
 }
 
-/// Whether write transactions join commit groups (`group_commit`): on unless
-/// `SPIN_HOST_SQLITE_GROUP_COMMIT=off`, which gives each transaction a commit (and an fsync) of
-/// its own, to measure what grouping buys (docs/benchmarks.md).
-fn group_commit_enabled() -> bool {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| {
-        let setting = std::env::var("SPIN_HOST_SQLITE_GROUP_COMMIT");
-        !setting.is_ok_and(|v| v.eq_ignore_ascii_case("off"))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -843,10 +884,16 @@ mod tests {
     }
 
     fn file_database(dir: &Path) -> Arc<Database> {
+        file_database_with(dir, std::time::Duration::from_secs(60))
+    }
+
+    /// A file database whose group members may hold the write turn for `deadline`.
+    fn file_database_with(dir: &Path, deadline: std::time::Duration) -> Arc<Database> {
         Arc::new(Database {
             path: Some(dir.join("gate.db")),
             idle: Mutex::new(Vec::new()),
-            writer: Writer::new(),
+            writer: Writer::new(deadline),
+            group_commit: true,
         })
     }
 
@@ -1080,7 +1127,8 @@ mod tests {
         b.execute("INSERT INTO t VALUES (2)", &[]).await.expect("b");
         let duplicate = b.execute("INSERT INTO t VALUES (1)", &[]).await;
         assert!(duplicate.is_err(), "a's row is there: b's statement fails");
-        b.execute("ROLLBACK", &[]).await.expect("b rolls back");
+        // b saw a's row: its ROLLBACK answers with the group (below).
+        let b_rolls_back = spawn_execute(b, "ROLLBACK");
         let (mut c, began) = c_begins.await.expect("c");
         began.expect("c joins the same group");
         c.execute("INSERT INTO t VALUES (3)", &[]).await.expect("c");
@@ -1093,6 +1141,11 @@ mod tests {
         d.execute("INSERT INTO t VALUES (4)", &[]).await.expect("d");
         d.execute("COMMIT", &[]).await.expect("d commits");
         a_commits.await.expect("a").1.expect("a commits");
+        b_rolls_back
+            .await
+            .expect("b")
+            .1
+            .expect("b's rollback answers");
         let rows = db.new_connection().expect("open");
         let mut stmt = rows.prepare("SELECT x FROM t ORDER BY x").expect("prepare");
         let xs: Vec<i64> = stmt
@@ -1241,6 +1294,223 @@ mod tests {
         assert_eq!(count(&db, "SELECT count(*) FROM t"), 1, "a's row is kept");
     }
 
+    /// The coupon component's tables, as far as its try reads and writes them.
+    const COUPON_SCHEMA: [&str; 3] = [
+        "CREATE TABLE coupons (code TEXT PRIMARY KEY, holding INTEGER NOT NULL)",
+        "CREATE TABLE redemptions (code TEXT NOT NULL, redemption_id TEXT NOT NULL,
+             status TEXT NOT NULL, PRIMARY KEY (code, redemption_id))",
+        "INSERT INTO coupons VALUES ('SAVE10', 0)",
+    ];
+    const FIND_HOLD: &str =
+        "SELECT status FROM redemptions WHERE code = 'SAVE10' AND redemption_id = 'r1'";
+
+    /// Two tries of redemption r1 of coupon SAVE10 in one group, as the coupon component runs
+    /// them: A finds no redemption, takes a unit of the coupon, inserts the hold and commits (its
+    /// COMMIT waits for the group); B, the client's retry, found A's hold inside its transaction
+    /// (a replay: it will answer HELD without writing) and its ROLLBACK runs in `b_rolls_back`;
+    /// C, queued behind B before A committed (so ahead of the group's flusher), now holds the
+    /// turn, in the same group.
+    struct ReplayedTry {
+        _dir: tempfile::TempDir,
+        db: Arc<Database>,
+        a_commits: Spawned,
+        b_rolls_back: Spawned,
+        c: SqliteConnection,
+    }
+
+    async fn replayed_try() -> ReplayedTry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let mut setup = connect(&db);
+        for sql in COUPON_SCHEMA {
+            setup.execute(sql, &[]).await.expect("schema");
+        }
+        let mut a = connect(&db);
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        let none = a.execute(FIND_HOLD, &[]).await.expect("a reads");
+        assert!(none.rows.is_empty(), "the first try finds no redemption");
+        for sql in [
+            "UPDATE coupons SET holding = holding + 1 WHERE code = 'SAVE10'",
+            "INSERT INTO redemptions VALUES ('SAVE10', 'r1', 'HELD')",
+        ] {
+            a.execute(sql, &[]).await.expect("a holds");
+        }
+        let b_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        let c_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
+        queued(&db, 2).await;
+        let a_commits = spawn_execute(a, "COMMIT");
+        let (mut b, began) = b_begins.await.expect("b");
+        began.expect("b joins a's group");
+        let held = b.execute(FIND_HOLD, &[]).await.expect("b reads");
+        let held_row = vec![vec![SqlValue::Text("HELD".into())]];
+        assert_eq!(held.rows, held_row, "the retry finds the first try's hold");
+        let b_rolls_back = spawn_execute(b, "ROLLBACK");
+        let (c, began) = c_begins.await.expect("c");
+        began.expect("c joins the same group");
+        ReplayedTry {
+            _dir: dir,
+            db,
+            a_commits,
+            b_rolls_back,
+            c,
+        }
+    }
+
+    /// While C holds the turn, B's ROLLBACK has not answered: the hold it read is not durable
+    /// yet.
+    async fn still_waiting(task: &Spawned, what: &str) {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert!(
+            !task.is_finished(),
+            "{what} answered before its group committed"
+        );
+    }
+
+    /// The headline of issue 13 §6: the group that holds A's hold fails (C's statement rolls
+    /// the whole transaction back), so the hold is never durable. B's replay must not be
+    /// answered as HELD from it: its ROLLBACK waits for the group and fails with it, like A's
+    /// COMMIT. Before the host's fix, B's ROLLBACK answered at once, with success.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_read_from_a_hold_that_is_lost_is_told_so() {
+        let t = replayed_try().await;
+        let mut c = t.c;
+        still_waiting(&t.b_rolls_back, "b's rollback").await;
+        let conflict = "INSERT OR ROLLBACK INTO redemptions VALUES ('SAVE10', 'r1', 'HELD')";
+        let failed = c.execute(conflict, &[]).await;
+        assert!(failed.is_err(), "the conflict rolls everything back");
+        let (_a, committed) = t.a_commits.await.expect("a");
+        assert!(committed.is_err(), "a's hold is lost: its COMMIT fails");
+        let (_b, rolled_back) = t.b_rolls_back.await.expect("b");
+        assert!(
+            rolled_back.is_err(),
+            "b read a hold that was lost: its ROLLBACK must fail, not answer: {rolled_back:?}"
+        );
+        assert_eq!(count(&t.db, "SELECT count(*) FROM redemptions"), 0);
+        assert_eq!(count(&t.db, "SELECT holding FROM coupons"), 0);
+    }
+
+    /// The same replay when the group commits: B's ROLLBACK answers only once the group that
+    /// holds what it read is committed, and succeeds; so does C's transaction, which only read,
+    /// and the hold is durable (seen by a connection of its own) when C's end answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rollback_answers_once_what_it_read_is_durable() {
+        let t = replayed_try().await;
+        let mut c = t.c;
+        still_waiting(&t.b_rolls_back, "b's rollback").await;
+        let held = c.execute(FIND_HOLD, &[]).await.expect("c reads");
+        assert_eq!(held.rows.len(), 1, "c reads the hold too");
+        c.execute("COMMIT", &[]).await.expect("c's read-only end");
+        assert_eq!(count(&t.db, "SELECT count(*) FROM redemptions"), 1);
+        let (_b, rolled_back) = t.b_rolls_back.await.expect("b");
+        rolled_back.expect("b's rollback succeeds with its group");
+        t.a_commits
+            .await
+            .expect("a")
+            .1
+            .expect("a's hold is durable");
+        assert_eq!(count(&t.db, "SELECT holding FROM coupons"), 1);
+    }
+
+    /// A member that holds the write turn past its deadline (here 300 ms) is aborted: the
+    /// member before it commits without it, the file takes writes again, and every statement
+    /// of the aborted transaction fails until the guest ends it; then the connection works.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_past_its_deadline_is_aborted_and_the_rest_of_its_group_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database_with(dir.path(), std::time::Duration::from_millis(300));
+        let mut a = connect(&db);
+        a.execute("CREATE TABLE t (x)", &[]).await.expect("create");
+        a.execute("BEGIN IMMEDIATE", &[]).await.expect("a begins");
+        a.execute("INSERT INTO t VALUES (1)", &[]).await.expect("a");
+        let b_begins = spawn_execute(connect(&db), "BEGIN IMMEDIATE");
+        queued(&db, 1).await;
+        let a_commits = spawn_execute(a, "COMMIT");
+        let (mut b, began) = b_begins.await.expect("b");
+        began.expect("b joins a's group");
+        b.execute("INSERT INTO t VALUES (2)", &[]).await.expect("b");
+        // b now holds the turn and does nothing (a guest waiting on the network).
+        let long = std::time::Duration::from_secs(10);
+        let (_a, committed) = tokio::time::timeout(long, a_commits)
+            .await
+            .expect("a's COMMIT answers although b never ends its transaction")
+            .expect("a");
+        committed.expect("a commits without b");
+        let mut c = connect(&db);
+        let write = tokio::time::timeout(long, c.execute("INSERT INTO t VALUES (3)", &[]));
+        write.await.expect("c gets the turn").expect("c writes");
+        for sql in [
+            "INSERT INTO t VALUES (4)",
+            "SELECT count(*) FROM t",
+            "COMMIT",
+        ] {
+            let out = b.execute(sql, &[]).await;
+            let aborted = matches!(&out, Err(SqlError::Io(e)) if e.contains("aborted"));
+            assert!(
+                aborted,
+                "{sql} in an aborted transaction must fail: {out:?}"
+            );
+        }
+        assert_eq!(count(&db, "SELECT count(*) FROM t"), 2, "a's and c's rows");
+        let after = b.execute("SELECT count(*) FROM t", &[]).await;
+        assert_eq!(
+            after.expect("b's connection works").rows[0][0],
+            SqlValue::Integer(2)
+        );
+    }
+
+    /// A connection as the next guest gets it: from the pool if one is idle.
+    fn reopen(db: &Arc<Database>) -> SqliteConnection {
+        let conn = db
+            .pooled()
+            .unwrap_or_else(|| db.new_connection().expect("open"));
+        SqliteConnection::new(db.clone(), conn)
+    }
+
+    /// What a guest set on its connection (a pragma, an attached database) or left there (its
+    /// last rowid and change count) is not seen by the next guest, who gets the pooled
+    /// connection: it finds what a fresh connection has, as each guest does in Spin.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pooled_connection_is_reset_between_guests() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = file_database(dir.path());
+        let mut first = reopen(&db);
+        first
+            .execute("CREATE TABLE t (x INTEGER PRIMARY KEY)", &[])
+            .await
+            .expect("create");
+        first
+            .execute("INSERT INTO t VALUES (42)", &[])
+            .await
+            .expect("insert");
+        for sql in ["PRAGMA query_only = 1", "ATTACH ':memory:' AS scratch"] {
+            first.execute(sql, &[]).await.expect(sql);
+            drop(first);
+            let mut next = reopen(&db);
+            let insert = next.execute("INSERT INTO t VALUES (NULL)", &[]).await;
+            insert.unwrap_or_else(|e| panic!("after {sql}: writes are allowed again: {e:?}"));
+            let dbs = next
+                .execute("PRAGMA database_list", &[])
+                .await
+                .expect("list");
+            let names: Vec<&SqlValue> = dbs.rows.iter().map(|r| &r[1]).collect();
+            assert_eq!(names, [&SqlValue::Text("main".into())], "after {sql}");
+            first = next;
+        }
+        drop(first);
+        assert_eq!(
+            db.idle.lock().expect("pool").len(),
+            1,
+            "a clean one is pooled"
+        );
+        let next = reopen(&db);
+        assert_eq!(
+            next.last_change(),
+            (0, 0),
+            "the last guest's rowid and changes"
+        );
+    }
+
     #[test]
     fn the_end_of_a_member_transaction_is_told_apart_from_a_savepoint() {
         let control = StatementKind::control;
@@ -1266,6 +1536,12 @@ mod tests {
         assert!(StatementKind::begins_writing("BEGIN IMMEDIATE TRANSACTION"));
         let local = StatementKind::keeps_local_state;
         assert!(local("PRAGMA foreign_keys = ON"));
+        assert!(local("/* x */ pragma main.query_only=1;"));
+        assert!(local("PRAGMA busy_timeout(0)"));
+        assert!(!local("PRAGMA foreign_keys"), "reads");
+        assert!(!local("PRAGMA database_list;"), "reads");
+        assert!(!local("PRAGMA main.table_info(t)"), "reads");
+        assert!(local("ATTACH ':memory:' AS aux"));
         assert!(local("CREATE TEMP TABLE x (y)"));
         assert!(local("create table temp.x (y)"));
         assert!(!local("CREATE TABLE x (y)"));

@@ -509,3 +509,83 @@ key_value_stores = ["rel", "mem"]
         "a store without a path must not persist across restarts"
     );
 }
+
+const APP_TIGHT: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "storage-tight"
+[[trigger.http]]
+route = "/..."
+component = "ks"
+[component.ks]
+source = @kitchen_sink@
+sqlite_databases = ["default", "tight"]
+"#;
+
+/// A guest that holds the write turn past its database's `write_turn_deadline_ms` (a key of
+/// `[sqlite_database.<label>]` only this host knows) is aborted: its statements after the
+/// deadline and its COMMIT fail with an error saying so (which ends it), nothing of it is kept,
+/// and a writer that came meanwhile is let in and commits.
+#[test]
+fn a_transaction_holding_the_write_turn_past_its_deadline_is_aborted() {
+    let t = TestApp::new(APP_TIGHT);
+    let rc = t.write(
+        "runtime-config.toml",
+        "[sqlite_database.tight]\ntype = \"spin\"\npath = \"@dir@/tight.db\"\nwrite_turn_deadline_ms = 300\n",
+    );
+    let app = t.builder().runtime_config(&rc).start().expect("start");
+    let create = "CREATE TABLE IF NOT EXISTS ks_hold (v TEXT)";
+    assert!(post_json(&app, "/sqlite/exec?db=tight", create)["ok"].is_object());
+    let base = app.base_url.clone();
+    let holder = std::thread::spawn(move || {
+        let url = format!("{base}/sqlite3/hold?db=tight&ms=1500");
+        testkit::request("GET", &url, &[], None)
+            .expect("hold")
+            .json()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let other = post_json(
+        &app,
+        "/sqlite/exec?db=tight",
+        "INSERT INTO ks_hold VALUES ('other')",
+    );
+    assert!(other["ok"].is_object(), "the next writer commits: {other}");
+    let held = holder.join().expect("holder");
+    assert_eq!(held["begin"]["ok"], true, "{held}");
+    assert_eq!(held["insert"]["ok"], true, "{held}");
+    for step in ["insert_after", "commit"] {
+        let detail = held[step]["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("aborted") && detail.contains("300 ms"),
+            "{step} after the deadline must fail, saying why: {held}"
+        );
+    }
+    assert_eq!(
+        held["rollback"]["error"], "io",
+        "no transaction is left: {held}"
+    );
+    assert_eq!(held["rows"]["ok"], json!(["other"]), "{held}");
+}
+
+/// A pragma a guest set on its connection does not carry over to the next guest, although the
+/// host pools connections: here `query_only`, which would refuse the next guest's writes.
+#[test]
+fn a_pragma_a_guest_set_does_not_reach_the_next_guest() {
+    let t = TestApp::new(APP);
+    let app = t.start();
+    let create = "CREATE TABLE IF NOT EXISTS ks_pragma (v INTEGER)";
+    assert!(post_json(&app, "/sqlite/exec?db=default", create)["ok"].is_object());
+    for round in 0..3 {
+        let set = post_json(&app, "/sqlite/exec?db=default", "PRAGMA query_only = 1");
+        assert!(set["ok"].is_object(), "{set}");
+        let read = post_json(&app, "/sqlite/exec?db=default", "PRAGMA query_only");
+        assert_eq!(
+            read["ok"]["rows"],
+            json!([[{ "integer": 0 }]]),
+            "round {round}"
+        );
+        let insert = "INSERT INTO ks_pragma VALUES (1)";
+        let wrote = post_json(&app, "/sqlite/exec?db=default", insert);
+        assert!(wrote["ok"].is_object(), "round {round}: {wrote}");
+    }
+}

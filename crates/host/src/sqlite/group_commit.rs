@@ -24,8 +24,12 @@
 //!   which is before that member's `COMMIT` answers;
 //! - durability: `COMMIT` answers success only after the group's commit (and its fsync);
 //!   if the group's commit fails, every member's `COMMIT` fails and nothing of it is kept.
-//!   A member sees the writes of earlier members of its group: they are committed together
-//!   or not at all, and none of them has been answered before.
+//!   A member sees the writes of earlier members of its group, which are not durable yet: so
+//!   no end of its transaction answers before the group is committed (`COMMIT`, `ROLLBACK`, the
+//!   end of a transaction that only read, its connection dropped), and each fails with the
+//!   group, `ROLLBACK` too: no answer of a guest can rest on a write that is then lost. A
+//!   member that joined a group with no released member saw only durable data: its
+//!   `ROLLBACK` answers at once.
 //!
 //! What a member may not do, because it would change the shared connection or the group rather
 //! than its own transaction (refused with "not authorized", checked by SQLite's authorizer when
@@ -39,7 +43,11 @@
 //!
 //! The cost: a member's `COMMIT` answers once the members that queued behind it are done, so a
 //! transaction that holds the write turn long (waiting on the network inside a transaction)
-//! delays the answers of the members before it, as it delays the start of those after it.
+//! delays the answers of the members before it, as it delays the start of those after it. It is
+//! bounded: a member that holds the turn past the database's `write_turn_deadline_ms` is
+//! aborted by a watchdog ([`Writer::abort`]): its savepoint is rolled back, the turn handed on
+//! (the members before it commit, those behind it go in), and every statement it sends fails
+//! until it ends the transaction.
 //!
 //! SQLite's own rules still decide across processes: the group's `BEGIN IMMEDIATE` waits for
 //! another process's writer (up to 5 s, then "database is locked", as before), and a writer of
@@ -47,12 +55,14 @@
 //! write, a connection with TEMP objects or pragmas of its own) commits the open group before
 //! it writes on its own connection.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::Connection;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 
 use super::{execute_on, io_err, SqlError, SqlOutput, SqlValue, BUSY_WAIT};
 
@@ -70,18 +80,33 @@ pub(super) struct Writer {
     waiting: AtomicUsize,
     /// A member's statement is being prepared or run: the authorizer applies its limits.
     guest: Arc<AtomicBool>,
+    /// How long a member may hold the turn before it is aborted.
+    deadline: Duration,
+    /// The id of the next turn given out.
+    next_turn: AtomicU64,
     shared: Mutex<Shared>,
 }
 
-/// Used only by the holder of the gate's turn.
+/// Used only by the holder of the gate's turn (and by the watchdog that aborts it).
 #[derive(Default)]
 struct Shared {
+    /// The turn given out now: its id and the gate's permit. A turn whose id is not here was
+    /// aborted: it may do nothing any more.
+    holder: Option<Holder>,
     conn: Option<Connection>,
     group: Option<Group>,
     /// The current member's savepoint is open.
     member: bool,
     /// The schema can roll a whole transaction back, as of `schema_version`.
     rollback_in_schema: Option<(i64, bool)>,
+}
+
+/// The turn given out now.
+struct Holder {
+    id: u64,
+    _permit: OwnedSemaphorePermit,
+    /// Aborts the member past its deadline; cancelled when the turn is given back.
+    watchdog: Option<AbortHandle>,
 }
 
 /// The open group: a transaction on the writer connection.
@@ -96,41 +121,27 @@ struct Group {
     solo: bool,
 }
 
-/// A writer's turn at the gate. Given back while a group is open, it queues a flusher for the
-/// group's released members (so a group never waits for a writer that may not come), after
-/// undoing a member left open (a guest cancelled mid-way) and rolling back a group that has no
-/// released member.
+/// A writer's turn at the gate. Given back (dropped) while a group is open, it queues a flusher
+/// for the group's released members (so a group never waits for a writer that may not come),
+/// after undoing a member left open (a guest cancelled mid-way) and rolling back a group that
+/// has no released member. A turn the watchdog aborted was given back then: dropping it does
+/// nothing.
 pub(super) struct Turn {
     writer: Arc<Writer>,
-    _permit: OwnedSemaphorePermit,
+    id: u64,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
         let writer = self.writer.clone();
         let mut shared = writer.lock();
+        if !shared.holds(self.id) {
+            return;
+        }
         if shared.member {
             shared.rollback_member();
         }
-        shared.end_if_empty();
-        let Some(group) = shared.group.as_mut() else {
-            return;
-        };
-        if group.flusher {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                group.flusher = true;
-                drop(shared);
-                rt.spawn(flush_later(writer.clone()));
-            }
-            // No runtime (the host is shutting down): commit here rather than leave it open.
-            Err(_) => {
-                drop(shared);
-                let _ = writer.commit_group();
-            }
-        }
+        writer.hand_on(shared);
     }
 }
 
@@ -158,12 +169,16 @@ async fn flush_later(writer: Arc<Writer>) {
         writer.gate.clone().acquire_owned().await
     };
     if let Ok(permit) = permit {
-        let turn = Turn {
-            writer: writer.clone(),
-            _permit: permit,
-        };
+        let turn = writer.grant(permit);
         let _ = Writer::commit_now(turn).await;
     }
+}
+
+/// Aborts member turn `id` if it still holds the turn when its deadline passes (on the
+/// blocking pool: it may wait for a statement of the member to finish).
+async fn watch_turn(writer: Arc<Writer>, id: u64) {
+    tokio::time::sleep(writer.deadline).await;
+    let _ = tokio::task::spawn_blocking(move || writer.abort(id)).await;
 }
 
 /// What a statement run for a member did.
@@ -201,7 +216,7 @@ fn member_may(action: &AuthAction<'_>) -> bool {
 }
 
 /// Pragmas that take an argument and only read.
-const READ_ONLY_PRAGMAS: &[&str] = &[
+pub(super) const READ_ONLY_PRAGMAS: &[&str] = &[
     "table_info",
     "table_xinfo",
     "table_list",
@@ -215,13 +230,80 @@ const READ_ONLY_PRAGMAS: &[&str] = &[
 ];
 
 impl Writer {
-    pub(super) fn new() -> Arc<Self> {
+    /// A file's writers; a group member may hold the turn for `deadline`.
+    pub(super) fn new(deadline: Duration) -> Arc<Self> {
         Arc::new(Writer {
             gate: Arc::new(Semaphore::new(1)),
             waiting: AtomicUsize::new(0),
             guest: Arc::new(AtomicBool::new(false)),
+            deadline,
+            next_turn: AtomicU64::new(1),
             shared: Mutex::new(Shared::default()),
         })
+    }
+
+    /// The error of every statement of a member aborted past its deadline.
+    fn aborted(&self) -> SqlError {
+        SqlError::Io(format!(
+            "the transaction was aborted: it held the write turn longer than {} ms (write_turn_deadline_ms); it was rolled back",
+            self.deadline.as_millis()
+        ))
+    }
+
+    /// Makes `permit` the turn given out now.
+    fn grant(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Turn {
+        let id = self.next_turn.fetch_add(1, Ordering::SeqCst);
+        self.lock().holder = Some(Holder {
+            id,
+            _permit: permit,
+            watchdog: None,
+        });
+        Turn {
+            writer: self.clone(),
+            id,
+        }
+    }
+
+    /// Gives the turn back: an open group with released members gets a flusher queued at the
+    /// gate (or, with no runtime left, is committed here); then the next waiter goes in.
+    fn hand_on(self: &Arc<Self>, mut shared: MutexGuard<'_, Shared>) {
+        let holder = shared.holder.take();
+        if let Some(watchdog) = holder.as_ref().and_then(|h| h.watchdog.as_ref()) {
+            watchdog.abort();
+        }
+        shared.end_if_empty();
+        let flush = match shared.group.as_mut() {
+            Some(group) if !group.flusher => {
+                group.flusher = true;
+                true
+            }
+            _ => false,
+        };
+        drop(shared);
+        if flush {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn(flush_later(self.clone()))),
+                // No runtime (the host is shutting down): commit here rather than leave it open.
+                Err(_) => drop(self.commit_group()),
+            }
+        }
+        drop(holder);
+    }
+
+    /// The watchdog: member turn `id` still holds the turn past its deadline. Its savepoint is
+    /// rolled back and the turn handed on, so the group's released members commit and the
+    /// writers behind it go in; its own statements fail from now on.
+    fn abort(self: &Arc<Self>, id: u64) {
+        let mut shared = self.lock();
+        if !shared.member || !shared.holds(id) {
+            return;
+        }
+        eprintln!(
+            "spin-host: sqlite: a transaction held the write turn longer than {} ms and was aborted (write_turn_deadline_ms)",
+            self.deadline.as_millis()
+        );
+        shared.rollback_member();
+        self.hand_on(shared);
     }
 
     /// Tasks queued at the gate now.
@@ -242,10 +324,7 @@ impl Writer {
             tokio::time::timeout(BUSY_WAIT, self.gate.clone().acquire_owned()).await
         };
         match permit {
-            Ok(Ok(permit)) => Ok(Turn {
-                writer: self.clone(),
-                _permit: permit,
-            }),
+            Ok(Ok(permit)) => Ok(self.grant(permit)),
             _ => Err(SqlError::Io("database is locked".into())),
         }
     }
@@ -289,8 +368,9 @@ impl Writer {
     }
 
     /// A member's `BEGIN`: joins the open group, or begins one (waiting, on the blocking pool,
-    /// for another process's writer if it must), then opens the member's savepoint. The turn is
-    /// moved to the blocking pool and back, so a guest cancelled meanwhile leaves nothing open.
+    /// for another process's writer if it must), then opens the member's savepoint and starts
+    /// the watchdog of its deadline. The turn is moved to the blocking pool and back, so a guest
+    /// cancelled meanwhile leaves nothing open.
     pub(super) async fn begin(
         turn: Turn,
         open: impl FnOnce() -> Result<Connection, SqlError>,
@@ -321,6 +401,10 @@ impl Writer {
             return Err(io_err(e));
         }
         shared.member = true;
+        let watchdog = tokio::spawn(watch_turn(writer.clone(), turn.id));
+        if let Some(holder) = shared.holder.as_mut() {
+            holder.watchdog = Some(watchdog.abort_handle());
+        }
         drop(shared);
         Ok(turn)
     }
@@ -329,6 +413,13 @@ impl Writer {
     pub(super) fn run(turn: &Turn, sql: &str, params: &[SqlValue]) -> Ran {
         let writer = &turn.writer;
         let mut shared = writer.lock();
+        if !shared.holds(turn.id) {
+            return Ran {
+                out: Err(writer.aborted()),
+                changed: None,
+                ended: false,
+            };
+        }
         let Some(conn) = shared.conn.as_ref() else {
             return Ran {
                 out: Err(SqlError::InvalidConnection),
@@ -356,11 +447,14 @@ impl Writer {
         }
     }
 
-    /// A member's `COMMIT`: releases its savepoint; then commits the group now if nobody is
-    /// waiting (or the group is solo), or hands the turn on and waits for the group's commit.
+    /// A member's `COMMIT`: releases its savepoint, then waits for the group's commit
+    /// ([`Writer::settle`]).
     pub(super) async fn commit(turn: Turn) -> Result<(), SqlError> {
-        let (mut outcome, solo) = {
+        let (outcome, solo) = {
             let mut shared = turn.writer.lock();
+            if !shared.holds(turn.id) {
+                return Err(turn.writer.aborted());
+            }
             let released = match shared.conn.as_ref() {
                 Some(conn) => conn.execute_batch(&format!("RELEASE {SAVEPOINT}")),
                 None => return Err(SqlError::InvalidConnection),
@@ -374,6 +468,52 @@ impl Writer {
             group.members += 1;
             (group.done.subscribe(), group.solo)
         };
+        Writer::settle(turn, outcome, solo).await
+    }
+
+    /// A member's `ROLLBACK` (or its connection dropped inside the transaction): undoes its
+    /// savepoint only; a group with no other member is rolled back, releasing the file. If the
+    /// group has released members, this transaction may have read their writes, which are not
+    /// durable yet: it answers once the group is committed, and fails if the group fails, as
+    /// their `COMMIT`s do.
+    pub(super) async fn rollback(turn: Turn) -> Result<(), SqlError> {
+        let saw = {
+            let mut shared = turn.writer.lock();
+            if !shared.holds(turn.id) {
+                return Err(turn.writer.aborted());
+            }
+            let released = shared.group.as_ref().filter(|g| g.members > 0);
+            let saw = released.map(|g| (g.done.subscribe(), g.solo));
+            shared.rollback_member();
+            saw
+        };
+        match saw {
+            None => Ok(()),
+            Some((outcome, solo)) => Writer::settle(turn, outcome, solo).await,
+        }
+    }
+
+    /// The end of a member's transaction when nobody waits for its answer (its guest went
+    /// away): undoes its savepoint only, without waiting for the group.
+    pub(super) fn rollback_now(turn: Turn) {
+        let mut shared = turn.writer.lock();
+        if shared.holds(turn.id) {
+            shared.rollback_member();
+        }
+    }
+
+    /// Waits for the outcome of the group a member's transaction ended in: commits the group
+    /// now if nobody is waiting at the gate (or the group is solo), or hands the turn on and
+    /// waits for the group's commit.
+    async fn settle(
+        turn: Turn,
+        mut outcome: watch::Receiver<Outcome>,
+        solo: bool,
+    ) -> Result<(), SqlError> {
+        let told = outcome.borrow().clone();
+        if let Some(done) = told {
+            return done;
+        }
         if solo || turn.writer.waiting.load(Ordering::SeqCst) == 0 {
             return Writer::commit_now(turn).await;
         }
@@ -387,12 +527,6 @@ impl Writer {
                 "the commit group ended without an outcome".into(),
             ))
         })
-    }
-
-    /// A member's `ROLLBACK` (or its connection dropped inside the transaction): undoes its
-    /// savepoint only; a group with no other member is rolled back, releasing the file.
-    pub(super) fn rollback(turn: Turn) {
-        turn.writer.lock().rollback_member();
     }
 
     /// Commits the open group on the blocking pool (the commit fsyncs) and gives the turn back
@@ -429,6 +563,11 @@ impl Writer {
 }
 
 impl Shared {
+    /// Whether turn `id` is the one given out now (not aborted).
+    fn holds(&self, id: u64) -> bool {
+        self.holder.as_ref().is_some_and(|h| h.id == id)
+    }
+
     /// `BEGIN IMMEDIATE` on the writer connection if no other process holds the lock; `false`
     /// when one does (then [`Shared::begin_waiting`]).
     fn begin_without_waiting(&mut self) -> Result<bool, SqlError> {

@@ -53,6 +53,9 @@ async fn handle(req: Request) -> impl IntoResponse {
         "/sqlite3/put" => sqlite3::put(q.or("db", "default"), q.or("key", "k"), q.or("value", "")),
         "/sqlite3/get" => sqlite3::get(q.or("db", "default"), q.or("key", "k")),
         "/sqlite3/rowid" => sqlite3_rowid(q.or("db", "default")),
+        "/sqlite3/hold" => {
+            sqlite3_hold(q.or("db", "default"), q.or("ms", "0").parse().unwrap_or(0))
+        }
         "/redis/roundtrip" => redis::roundtrip(q.or("url", ""), q.or("prefix", "ks")),
         "/redis/publish" => {
             redis::publish(q.or("url", ""), q.or("channel", "ks"), q.or("payload", ""))
@@ -654,6 +657,37 @@ mod limits {
             Err(e) => sqlite3::error(&e),
         }
     }
+}
+
+/// A write transaction that holds the write lock for `ms` between two inserts (a guest waiting
+/// on the network inside its transaction): what each step returned, and the rows after.
+fn sqlite3_hold(label: &str, ms: u64) -> Json {
+    let conn = match sqlite3::open(label) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let mut out = Map::new();
+    let mut step = |name: &str, sql: &str| {
+        let r = conn.execute(sql, &[]).map(|_| true);
+        record(&mut out, name, r, sqlite3::error);
+    };
+    step("create", "CREATE TABLE IF NOT EXISTS ks_hold (v TEXT)");
+    step("begin", "BEGIN IMMEDIATE");
+    step("insert", "INSERT INTO ks_hold VALUES ('before')");
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    step("insert_after", "INSERT INTO ks_hold VALUES ('after')");
+    step("commit", "COMMIT");
+    step("rollback", "ROLLBACK");
+    let rows = conn.execute("SELECT v FROM ks_hold ORDER BY rowid", &[]);
+    let rows = rows.map(|r| {
+        let texts = r
+            .rows
+            .iter()
+            .filter_map(|row| row.get::<&str>(0).map(str::to_owned));
+        texts.collect::<Vec<_>>()
+    });
+    record(&mut out, "rows", rows, sqlite3::error);
+    Json::Object(out)
 }
 
 // ------------------------------------------------------------------------------- redis

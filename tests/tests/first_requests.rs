@@ -1,0 +1,91 @@
+//! The first requests of a fresh deployment (issue 13 §6): on an empty state dir, 32 concurrent
+//! first requests to the order and coupon components all migrate the same empty database at
+//! once; every one succeeds (no 503 from the migration race) and each migration is recorded
+//! once. Under our host, and under the real Spin CLI when there is one.
+
+use std::sync::{Arc, Barrier};
+
+use e2e::Shop;
+use serde_json::json;
+use testkit::Response;
+
+const AT_ONCE: usize = 32;
+
+/// Sends `AT_ONCE` requests at once (`send(i)`), each from its own thread; their answers.
+fn all_at_once(shop: &Arc<Shop>, send: fn(&Shop, usize) -> Response) -> Vec<Response> {
+    let start = Arc::new(Barrier::new(AT_ONCE));
+    let threads: Vec<_> = (0..AT_ONCE)
+        .map(|i| {
+            let (shop, start) = (shop.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                send(&shop, i)
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("request thread"))
+        .collect()
+}
+
+/// The component's database has no table yet: the requests below are its first.
+fn assert_empty(shop: &Shop, label: &str) {
+    let file = shop.db_file(label);
+    if file.exists() {
+        let tables = shop.sql_in(label, "SELECT name FROM sqlite_schema WHERE type = 'table'");
+        assert!(tables.is_empty(), "{label} is not empty: {tables:?}");
+    }
+}
+
+fn put_coupon(shop: &Shop, i: usize) -> Response {
+    let body = json!({"amount_off": 100, "currency": "EUR"});
+    shop.put_coupon(&format!("FIRST{i}"), &body)
+}
+
+fn list_orders(shop: &Shop, i: usize) -> Response {
+    shop.get_as(&format!("first-{i}"), "/api/orders")
+}
+
+/// Both components, one fresh state dir each: every first request answers as it would on a
+/// migrated database, and each component's migrations are recorded once.
+fn first_requests_all_succeed(boot: fn() -> Option<Shop>) {
+    for (label, component, send, status) in [
+        (
+            "coupons",
+            "coupon",
+            put_coupon as fn(&Shop, usize) -> Response,
+            201,
+        ),
+        ("orders", "order", list_orders, 200),
+    ] {
+        let Some(shop) = boot() else {
+            return;
+        };
+        assert_empty(&shop, label);
+        let shop = Arc::new(shop);
+        for (i, resp) in all_at_once(&shop, send).iter().enumerate() {
+            assert_eq!(resp.status, status, "{label} request {i}: {}", resp.text());
+        }
+        let recorded = shop.sql_in(
+            label,
+            &format!(
+                "SELECT version, count(*) AS n FROM schema_version \
+                 WHERE component = '{component}' GROUP BY version HAVING n <> 1"
+            ),
+        );
+        assert!(recorded.is_empty(), "{label}: recorded twice: {recorded:?}");
+        let versions = shop.sql_in(label, "SELECT count(*) AS n FROM schema_version");
+        assert!(versions[0]["n"].as_i64() > Some(0), "{label}: not migrated");
+    }
+}
+
+#[test]
+fn concurrent_first_requests_on_an_empty_database_all_succeed() {
+    first_requests_all_succeed(|| Some(Shop::boot_without_cron()));
+}
+
+#[test]
+fn concurrent_first_requests_on_an_empty_database_all_succeed_under_real_spin() {
+    first_requests_all_succeed(Shop::boot_real_spin);
+}
