@@ -8,12 +8,9 @@
 //! Cancelling a cancelled order is 200 again (and retries a release that is still pending); once
 //! PAID, SHIPPED, COMPLETED or EXPIRED it is 409.
 //!
-//! Why the read is inside the transaction, and why every outcome commits: concurrent cancels
-//! then simply queue on the write lock (the later ones find it CANCELLED), and under a host that
-//! commits writers in groups (spin-host) a read inside the transaction sees the writes of the
-//! group's earlier members before they are durable: committing, even with nothing written, waits
-//! for that group, so no answer rests on a write that could still be lost. (Reading outside and
-//! retrying on a moved version could loop on a not-yet-visible write and answer a spurious 409.)
+//! Why the read is inside the transaction: concurrent cancels then simply queue on the write
+//! lock and the later ones find it CANCELLED (reading outside and retrying on a moved version
+//! could run out of retries and answer a spurious 409).
 
 use shop_adapter::identity::{self, Customer};
 use shop_adapter::respond::{json, HandlerResult};

@@ -286,8 +286,7 @@ fn write(
 ) -> anyhow::Result<Option<outbox::Outgoing>> {
     let tx = Tx::begin(conn)?;
     if !claims::complete(conn, claim, body, &placed.order_id, placed.created_ms)? {
-        // Nothing written; committed so the decision waits for what it read to be durable
-        // (docs/architecture.md, group commit).
+        // Nothing written: ending the transaction either way is the same (committed here).
         tx.commit()?;
         return Ok(None);
     }
