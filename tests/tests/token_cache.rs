@@ -65,7 +65,11 @@ fn a_remembered_token_is_refused_once_its_key_leaves_the_jwks() {
         .expect("GET");
     assert_eq!(refused.status, 401, "{}", refused.text());
     assert!(refused.header("www-authenticate").is_some());
-    assert_eq!(probe(&shop, &bearer), 401, "the cache does not vouch for it");
+    assert_eq!(
+        probe(&shop, &bearer),
+        401,
+        "the cache does not vouch for it"
+    );
 }
 
 /// The entry name the app looks up for `token`, computed as anyone reading the source can:
@@ -88,7 +92,11 @@ fn an_entry_written_from_outside_authenticates_nobody_and_is_counted() {
     let name = entry_name(made_up);
     let bearer = format!("Bearer {made_up}");
     shop.cli(&["SET", &name, "victim"]);
-    assert_eq!(probe(&shop, &bearer), 401, "a made-up token with a planted entry");
+    assert_eq!(
+        probe(&shop, &bearer),
+        401,
+        "a made-up token with a planted entry"
+    );
     assert_eq!(forged_count(&shop), "1");
 
     // Sealed-looking, with a MAC the forger had to make up too.
@@ -120,7 +128,10 @@ fn a_genuine_entry_is_used_as_it_is() {
 
     assert_eq!(probe(&shop, &bearer), 400, "accepted from the cache");
     let ttl: i64 = shop.cli(&["TTL", &names[0]]).parse().expect("TTL");
-    assert!(ttl > 3600, "the entry was written again (TTL {ttl}), not used");
+    assert!(
+        ttl > 3600,
+        "the entry was written again (TTL {ttl}), not used"
+    );
     assert_eq!(shop.cli(&["GET", &names[0]]), value);
     assert_eq!(forged_count(&shop), "", "nothing counted as forged");
 }

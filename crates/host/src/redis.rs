@@ -227,7 +227,8 @@ impl RedisPool {
     /// Records how attempt `id` ended, unless the slot has moved on since.
     fn settle(&self, address: &str, id: u64, outcome: &std::result::Result<Pooled, Failure>) {
         let Ok(mut slots) = self.lock() else { return };
-        let current = matches!(slots.get(address), Some(Slot::Connecting { id: c, .. }) if *c == id);
+        let current =
+            matches!(slots.get(address), Some(Slot::Connecting { id: c, .. }) if *c == id);
         if !current {
             return;
         }
@@ -274,7 +275,8 @@ impl RedisPool {
 /// Whether the server answers a `PING` on `conn` within [`PING_TIMEOUT`].
 async fn ping(conn: &MultiplexedConnection) -> bool {
     let mut conn = conn.clone();
-    let ping = redis::cmd("PING").query_async::<()>(&mut conn);
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<()>(&mut conn);
     matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(())))
 }
 
@@ -289,7 +291,7 @@ fn start_attempt(address: String) -> Attempt {
             message: e.to_string(),
             timed_out: e.is_timeout(),
         })?;
-        Ok(Pooled {
+        Ok::<_, Failure>(Pooled {
             conn,
             alive: Arc::new(AtomicBool::new(true)),
             last_used: Instant::now(),
@@ -667,16 +669,26 @@ mod tests {
         let outcomes = futures::future::join_all(opens).await;
         let took = started.elapsed();
         for outcome in outcomes {
-            let err = outcome.expect("task").expect_err("a blackholed server never connects");
+            let err = outcome
+                .expect("task")
+                .expect_err("a blackholed server never connects");
             assert!(err.is_timeout(), "{err}");
         }
         assert!(took < CONNECT_TIMEOUT * 10, "50 opens took {took:?}");
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connect attempt");
 
         let again = Instant::now();
-        let err = pool.get(&address).await.map(|_| ()).expect_err("still down");
+        let err = pool
+            .get(&address)
+            .await
+            .map(|_| ())
+            .expect_err("still down");
         assert!(err.is_timeout(), "{err}");
-        assert!(again.elapsed() < CONNECT_TIMEOUT / 2, "{:?}", again.elapsed());
+        assert!(
+            again.elapsed() < CONNECT_TIMEOUT / 2,
+            "{:?}",
+            again.elapsed()
+        );
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "no new attempt yet");
     }
 

@@ -38,13 +38,17 @@ impl SealKey {
         }
         let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).ok()?;
         mac.update(KEY_LABEL);
-        Some(SealKey(mac.finalize().into_bytes().into()))
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&mac.finalize().into_bytes());
+        Some(SealKey(key))
     }
 
     /// The MAC of a verdict under its entry `name` (each part length-prefixed).
     fn mac(&self, name: &str, exp: u64, sub: &str) -> Option<HmacSha256> {
         let mut mac = HmacSha256::new_from_slice(&self.0).ok()?;
-        for part in [name.as_bytes(), &exp.to_be_bytes(), sub.as_bytes()] {
+        let exp = exp.to_be_bytes();
+        let parts: [&[u8]; 3] = [name.as_bytes(), &exp, sub.as_bytes()];
+        for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
@@ -53,7 +57,10 @@ impl SealKey {
 
     /// The entry value for `customer`, whose token expires at `exp`, under `name`.
     pub fn seal(&self, name: &str, customer: &Customer, exp: u64) -> Option<String> {
-        let tag = self.mac(name, exp, customer.as_str())?.finalize().into_bytes();
+        let tag = self
+            .mac(name, exp, customer.as_str())?
+            .finalize()
+            .into_bytes();
         let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
         Some(format!("{hex} {exp} {}", customer.as_str()))
     }
@@ -129,7 +136,9 @@ impl Verdicts {
 
     /// Remembers that the token of entry `name` names `customer` until `exp` (+ leeway).
     pub fn remember(&self, name: &str, customer: &Customer, exp: u64, now: u64) {
-        let ttl = (exp + LEEWAY_SECONDS).saturating_sub(now).min(MAX_TTL_SECONDS);
+        let ttl = (exp + LEEWAY_SECONDS)
+            .saturating_sub(now)
+            .min(MAX_TTL_SECONDS);
         let Some(value) = self.key.seal(name, customer, exp).filter(|_| ttl > 0) else {
             return;
         };
@@ -167,7 +176,10 @@ mod tests {
         let sealed = key().seal(NAME, &alice(), 1_000).unwrap();
         let k = key();
         assert_eq!(k.unseal(NAME, b"bob", 0), Recall::Forged, "the old format");
-        assert_eq!(k.unseal("auth:verified:other", sealed.as_bytes(), 0), Recall::Forged);
+        assert_eq!(
+            k.unseal("auth:verified:other", sealed.as_bytes(), 0),
+            Recall::Forged
+        );
         let other = SealKey::derive("another secret").unwrap();
         assert_eq!(other.unseal(NAME, sealed.as_bytes(), 0), Recall::Forged);
         let renamed = sealed.replace(" alice", " bob");
