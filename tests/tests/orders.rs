@@ -1883,11 +1883,12 @@ fn a_request_whose_key_is_finished_by_another_body_meanwhile_is_422() {
     let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
     let other = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 5}]});
-    // The customer token is verified once here, so the request's identity check only reads.
+    // The customer token is verified and remembered here (a customer route that uses Redis: no
+    // Idempotency-Key, 400), so the request's identity check only reads.
     let bearer = format!("Bearer {}", e2e::customer_token("u"));
     let auth = [("authorization", bearer.as_str())];
-    let warm = env.app.send("GET", "/api/orders?user_id=u", &auth, None);
-    assert_eq!(warm.expect("GET").status, 200);
+    let warm = env.app.send("POST", "/api/orders", &auth, Some(b"{}"));
+    assert_eq!(warm.expect("POST").status, 400);
 
     let resp = std::thread::scope(|s| {
         env.pause_redis_writes();

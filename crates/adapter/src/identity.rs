@@ -26,6 +26,8 @@ use spin_sdk::http::Request;
 use crate::auth::{bearer_token, constant_time_eq};
 use crate::Problem;
 
+mod verdicts;
+
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 60;
 
@@ -250,12 +252,18 @@ fn token_error(kind: &ErrorKind) -> TokenError {
 }
 
 /// The customer whose token the request carries (customer routes: creating and cancelling).
+/// These routes use Redis anyway (the Idempotency-Key lease, the fast-path publish), so their
+/// check goes through the verdict cache ([`verdicts`]).
 pub fn customer(req: &Request) -> Result<Customer, Problem> {
     let token = presented(req).ok_or(TokenError::Missing)?;
     verify_remembered(token)
 }
 
 /// The admin (admin token) or a customer (JWT): routes that read orders.
+///
+/// Reads need no Redis, and a customer's token is verified in full here, without the verdict
+/// cache: a Redis that accepts connections and never answers would otherwise hold every read
+/// under Spin, whose outbound Redis connects without a timeout (docs/architecture.md).
 pub fn caller(req: &Request) -> Result<Caller, Problem> {
     let token = presented(req).ok_or(TokenError::Missing)?;
     let admin = spin_sdk::variables::get("admin_token")
@@ -264,37 +272,27 @@ pub fn caller(req: &Request) -> Result<Caller, Problem> {
     if !admin.is_empty() && constant_time_eq(token, &admin) {
         return Ok(Caller::Admin);
     }
-    Ok(Caller::Customer(verify_remembered(token)?))
+    let config = AuthConfig::read()?;
+    Ok(Caller::Customer(config.verifier()?.verify(token)?))
 }
 
-/// Verifies `token`, remembering the result in Redis so that the customer's next requests skip
-/// the work: parsing the JWKS and checking the signature cost ~0.9 ms per request in wasm
-/// (pure-Rust P-256), a third of an order. The entry (`auth:verified:<hex>` -> `sub`) is keyed
-/// by SHA-256 over the JWKS, issuer, audience and token, so rotating or removing a key or
-/// changing either claim misses it, and it expires with the token (`exp` + leeway, at most an
-/// hour). Only a token that verified is remembered. Without Redis (no `redis_url`, or down) every
-/// request verifies: the cache saves time, it never decides alone.
+/// Verifies `token`, remembering the verdict so that the customer's next requests skip the
+/// work. The entry's name is keyed by SHA-256 over the JWKS, issuer, audience and token, so
+/// rotating or removing a key or changing either claim misses it; its value is sealed with a key
+/// only the app holds and carries the token's `exp` ([`verdicts`]). Only a token that verified
+/// is remembered. Without Redis (no `redis_url`, or down) every request verifies: the cache
+/// saves time, it never decides alone.
 fn verify_remembered(token: &str) -> Result<Customer, Problem> {
     let config = AuthConfig::read()?;
-    let key = config.cache_key(token);
-    let redis = spin_sdk::variables::get("redis_url")
-        .ok()
-        .and_then(|url| spin_sdk::redis::Connection::open(&url).ok());
-    let remembered = redis
-        .as_ref()
-        .and_then(|r| r.get(&key).ok().flatten())
-        .and_then(|sub| UserId::parse(&String::from_utf8_lossy(&sub)).ok());
-    if let Some(id) = remembered {
-        return Ok(Customer(id));
+    let name = config.cache_key(token);
+    let now = crate::ids::now_ms() as u64 / 1000;
+    let cache = verdicts::Verdicts::open();
+    if let Some(customer) = cache.as_ref().and_then(|c| c.recall(&name, now)) {
+        return Ok(customer);
     }
-    let verifier = Verifier::new(&config.jwks, &config.issuer, &config.audience)
-        .map_err(|e| Problem::internal("auth_jwks", e.0))?;
-    let (customer, exp) = verifier.verify_until(token)?;
-    let ttl = (exp + LEEWAY_SECONDS).saturating_sub(crate::ids::now_ms() as u64 / 1000);
-    if let (Some(r), 1..) = (&redis, ttl.min(3600)) {
-        let params = [&key, customer.as_str(), "EX", &ttl.min(3600).to_string()]
-            .map(|p| spin_sdk::redis::RedisParameter::Binary(p.as_bytes().to_vec()));
-        let _ = r.execute("SET", &params);
+    let (customer, exp) = config.verifier()?.verify_until(token)?;
+    if let Some(c) = &cache {
+        c.remember(&name, &customer, exp, now);
     }
     Ok(customer)
 }
@@ -317,6 +315,12 @@ impl AuthConfig {
             issuer: var("auth_issuer")?,
             audience: var("auth_audience")?,
         })
+    }
+
+    /// The verifier these settings describe.
+    fn verifier(&self) -> Result<Verifier, Problem> {
+        Verifier::new(&self.jwks, &self.issuer, &self.audience)
+            .map_err(|e| Problem::internal("auth_jwks", e.0))
     }
 
     /// `auth:verified:` + hex SHA-256 of the settings and the token (length-prefixed, so no two

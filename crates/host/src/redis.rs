@@ -8,17 +8,23 @@
 //! switch that guest connection to a private connection first, so no guest can observe another's
 //! connection state.
 //!
+//! Unlike Spin 4.0.2 (redis-rs with no connect or response timeout), an unreachable server costs
+//! a guest little: connecting times out after [`CONNECT_TIMEOUT`], a reply after
+//! [`RESPONSE_TIMEOUT`], concurrent opens of one address share one connect attempt, and after
+//! an attempt timed out opens fail at once for [`RETRY_AFTER`] (docs/architecture.md, "When
+//! Redis does not answer").
+//!
 //! `execute` maps every reply to `redis-result` values the way Spin does (arrays are flattened,
 //! `OK` is `status("OK")`, doubles and big numbers are `binary`, booleans are `int64`), so Lua
 //! scripts through `EVAL` / `EVALSHA` work.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
+use futures::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Value};
 use wasmtime::component::{HasSelf, Linker, Resource};
@@ -29,6 +35,18 @@ use crate::state::InstanceState;
 
 /// Idle time after which a pooled connection is checked with `PING` before it is handed out.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How long that `PING` may take: a server that answers nothing in this time is presumed gone.
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long connecting may take, TCP connect and the client's setup round trip together: Redis
+/// sits next to the app (same host, cluster or zone), where a connect takes milliseconds.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one command may wait for its reply. The app's commands and scripts take
+/// milliseconds; a reply this late means a stalled server, and the guest gets an error.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a connect attempt timed out, opens of that address fail at once for this long instead
+/// of each waiting out another [`CONNECT_TIMEOUT`]. A refused connect costs nothing and is
+/// retried by the next open, so a restarted server is used as soon as it is back.
+pub const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// A multiplexed connection shared by every guest using one address.
 ///
@@ -42,20 +60,86 @@ struct Pooled {
     last_used: Instant,
 }
 
-/// Connects with bounded timeouts (a guest waits at most a few seconds for an unreachable server).
+impl Pooled {
+    fn lease(&self) -> Lease {
+        Lease {
+            conn: self.conn.clone(),
+            alive: self.alive.clone(),
+        }
+    }
+}
+
+/// Connects with bounded timeouts (a guest waits at most [`CONNECT_TIMEOUT`] for an unreachable
+/// server, [`RESPONSE_TIMEOUT`] for a reply).
 pub async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
     let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(3)))
-        .set_response_timeout(Some(Duration::from_secs(30)));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    // Our own bound too: it covers DNS and the setup round trip whatever the client counts.
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(format!(
+            "Redis connect timed out after {CONNECT_TIMEOUT:?}"
+        ))),
+    }
+}
+
+fn timed_out(message: String) -> redis::RedisError {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, message).into()
+}
+
+/// One connect attempt, awaited by every caller that needs the address meanwhile.
+type Attempt = Shared<BoxFuture<'static, std::result::Result<Pooled, Failure>>>;
+
+/// Why an attempt failed, shareable between its waiters.
+#[derive(Clone)]
+struct Failure {
+    message: String,
+    timed_out: bool,
+}
+
+impl Failure {
+    fn error(&self) -> redis::RedisError {
+        let kind = match self.timed_out {
+            true => std::io::ErrorKind::TimedOut,
+            false => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, self.message.clone()).into()
+    }
+}
+
+/// Where one address stands.
+enum Slot {
+    /// The connection guests share.
+    Live(Pooled),
+    /// A connect in flight (`id` tells it from a later one).
+    Connecting { id: u64, attempt: Attempt },
+    /// The last connect timed out at `at`: opens fail at once until [`RETRY_AFTER`].
+    Failed { at: Instant, failure: Failure },
 }
 
 /// Shared connections by address.
+///
+/// The map's lock is held only to read or replace a slot, never across a `PING` or a connect:
+/// callers needing an address that is being connected to all await the same attempt, so N
+/// concurrent requests against an unreachable server wait one [`CONNECT_TIMEOUT`], not N.
 #[derive(Default)]
 pub struct RedisPool {
-    conns: tokio::sync::Mutex<HashMap<String, Pooled>>,
+    slots: Mutex<HashMap<String, Slot>>,
+    attempts: AtomicU64,
+}
+
+/// What a caller does next, decided under the lock and done outside it.
+enum Step {
+    Ready(Lease),
+    Check(Pooled),
+    Await { id: u64, attempt: Attempt },
+    Fail(redis::RedisError),
 }
 
 /// A connection handed out by the pool, with the flag to clear if it turns out broken.
@@ -81,40 +165,140 @@ impl Lease {
 impl RedisPool {
     /// A live shared connection for `address`, (re)connecting when needed.
     pub async fn get(&self, address: &str) -> redis::RedisResult<Lease> {
-        let mut conns = self.conns.lock().await;
-        if let Some(p) = conns.get_mut(address) {
-            let mut usable = p.alive.load(Ordering::Acquire);
-            if usable && p.last_used.elapsed() > IDLE_CHECK {
-                let mut conn = p.conn.clone();
-                let ping = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    redis::cmd("PING").query_async::<()>(&mut conn),
-                )
-                .await;
-                usable = matches!(ping, Ok(Ok(())));
-            }
-            if usable {
-                p.last_used = Instant::now();
-                return Ok(Lease {
-                    conn: p.conn.clone(),
-                    alive: p.alive.clone(),
-                });
+        // A connection that fails its check is retired; the second round connects anew.
+        for _ in 0..2 {
+            match self.next_step(address)? {
+                Step::Ready(lease) => return Ok(lease),
+                Step::Fail(e) => return Err(e),
+                Step::Check(pooled) => {
+                    if ping(&pooled.conn).await {
+                        self.touch(address, &pooled);
+                        return Ok(pooled.lease());
+                    }
+                    pooled.alive.store(false, Ordering::Release);
+                }
+                Step::Await { id, attempt } => {
+                    let outcome = attempt.await;
+                    self.settle(address, id, &outcome);
+                    return outcome.map(|p| p.lease()).map_err(|f| f.error());
+                }
             }
         }
-        let client = redis::Client::open(address)?;
-        let conn = connect(&client).await?;
-        let p = Pooled {
-            conn: conn.clone(),
+        Err(timed_out(format!(
+            "Redis at {address} did not answer PING within {PING_TIMEOUT:?}"
+        )))
+    }
+
+    /// Decides, under the lock, what getting `address` takes now.
+    fn next_step(&self, address: &str) -> redis::RedisResult<Step> {
+        let mut slots = self.lock()?;
+        let step = match slots.get_mut(address) {
+            Some(Slot::Live(p)) if p.alive.load(Ordering::Acquire) => {
+                if p.last_used.elapsed() <= IDLE_CHECK {
+                    p.last_used = Instant::now();
+                    Step::Ready(p.lease())
+                } else {
+                    Step::Check(p.clone())
+                }
+            }
+            Some(Slot::Connecting { id, attempt }) => Step::Await {
+                id: *id,
+                attempt: attempt.clone(),
+            },
+            Some(Slot::Failed { at, failure }) if at.elapsed() < RETRY_AFTER => {
+                Step::Fail(failure.error())
+            }
+            _ => {
+                let id = self.attempts.fetch_add(1, Ordering::Relaxed);
+                let attempt = start_attempt(address.to_owned());
+                slots.insert(
+                    address.to_owned(),
+                    Slot::Connecting {
+                        id,
+                        attempt: attempt.clone(),
+                    },
+                );
+                Step::Await { id, attempt }
+            }
+        };
+        Ok(step)
+    }
+
+    /// Records how attempt `id` ended, unless the slot has moved on since.
+    fn settle(&self, address: &str, id: u64, outcome: &std::result::Result<Pooled, Failure>) {
+        let Ok(mut slots) = self.lock() else { return };
+        let current =
+            matches!(slots.get(address), Some(Slot::Connecting { id: c, .. }) if *c == id);
+        if !current {
+            return;
+        }
+        match outcome {
+            Ok(p) => {
+                slots.insert(address.to_owned(), Slot::Live(p.clone()));
+            }
+            // A slow failure is remembered, so the next callers do not wait it out again.
+            Err(f) if f.timed_out => {
+                let failed = Slot::Failed {
+                    at: Instant::now(),
+                    failure: f.clone(),
+                };
+                slots.insert(address.to_owned(), failed);
+            }
+            Err(_) => {
+                slots.remove(address);
+            }
+        }
+    }
+
+    /// Marks the shared connection behind `pooled` as just used, if it is still the pool's.
+    fn touch(&self, address: &str, pooled: &Pooled) {
+        if let Ok(mut slots) = self.lock() {
+            if let Some(Slot::Live(p)) = slots.get_mut(address) {
+                if Arc::ptr_eq(&p.alive, &pooled.alive) {
+                    p.last_used = Instant::now();
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> redis::RedisResult<std::sync::MutexGuard<'_, HashMap<String, Slot>>> {
+        self.slots.lock().map_err(|_| {
+            redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "Redis connection pool poisoned",
+                String::new(),
+            ))
+        })
+    }
+}
+
+/// Whether the server answers a `PING` on `conn` within [`PING_TIMEOUT`].
+async fn ping(conn: &MultiplexedConnection) -> bool {
+    let mut conn = conn.clone();
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<()>(&mut conn);
+    matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(())))
+}
+
+/// A connect to `address` that callers can share.
+fn start_attempt(address: String) -> Attempt {
+    async move {
+        let client = redis::Client::open(address.as_str()).map_err(|e| Failure {
+            message: e.to_string(),
+            timed_out: false,
+        })?;
+        let conn = connect(&client).await.map_err(|e| Failure {
+            message: e.to_string(),
+            timed_out: e.is_timeout(),
+        })?;
+        Ok::<_, Failure>(Pooled {
+            conn,
             alive: Arc::new(AtomicBool::new(true)),
             last_used: Instant::now(),
-        };
-        let lease = Lease {
-            conn,
-            alive: p.alive.clone(),
-        };
-        conns.insert(address.to_string(), p);
-        Ok(lease)
+        })
     }
+    .boxed()
+    .shared()
 }
 
 /// A guest connection.
@@ -450,6 +634,62 @@ mod tests {
         ];
         assert_eq!(format!("{out:?}"), format!("{expected:?}"));
         assert!(flatten(Value::Map(vec![]), &mut Vec::new()).is_err());
+    }
+
+    /// A server that accepts connections and never answers (a blackholed Redis), counting them.
+    async fn blackhole() -> (String, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = format!("redis://{}", listener.local_addr().expect("addr"));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        (address, accepted)
+    }
+
+    /// Fifty concurrent opens of a blackholed address share one connect attempt: all fail after
+    /// about one connect timeout (before, each waited its turn under the pool's lock: 50 x 3 s),
+    /// and an open right after fails at once without connecting again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_opens_of_a_blackholed_server_wait_one_connect_timeout() {
+        let (address, accepted) = blackhole().await;
+        let pool = Arc::new(RedisPool::default());
+        let started = Instant::now();
+        let opens = (0..50).map(|_| {
+            let (pool, address) = (pool.clone(), address.clone());
+            tokio::spawn(async move { pool.get(&address).await.map(|_| ()) })
+        });
+        let outcomes = futures::future::join_all(opens).await;
+        let took = started.elapsed();
+        for outcome in outcomes {
+            let err = outcome
+                .expect("task")
+                .expect_err("a blackholed server never connects");
+            assert!(err.is_timeout(), "{err}");
+        }
+        assert!(took < CONNECT_TIMEOUT * 10, "50 opens took {took:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connect attempt");
+
+        let again = Instant::now();
+        let err = pool
+            .get(&address)
+            .await
+            .map(|_| ())
+            .expect_err("still down");
+        assert!(err.is_timeout(), "{err}");
+        assert!(
+            again.elapsed() < CONNECT_TIMEOUT / 2,
+            "{:?}",
+            again.elapsed()
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "no new attempt yet");
     }
 
     #[test]
