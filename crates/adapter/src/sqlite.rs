@@ -212,7 +212,6 @@ pub fn changes(conn: &Connection) -> anyhow::Result<i64> {
 /// Opens `label` and brings `component`'s schema up to date (every request does: a fresh
 /// deployment needs no setup step). A failure is a 503 the client may retry, logged.
 // `Problem` is the one error a request ends with (as in auth.rs and identity.rs).
-#[allow(clippy::result_large_err)]
 pub fn open_migrated(
     label: &str,
     component: &str,
