@@ -153,6 +153,16 @@ impl<'c> Tx<'c> {
         self.open = false;
         let _ = self.conn.execute("ROLLBACK", &[]);
     }
+
+    /// Ends a transaction that wrote nothing and answers `value`, the decision read inside it.
+    /// The end is checked: a host that has not made what the transaction read durable yet
+    /// (spin-host's group commit) answers the rollback only then, and fails it if that write
+    /// is lost, so the decision is never answered from data that did not survive.
+    pub fn end<T>(mut self, value: T) -> anyhow::Result<T> {
+        self.open = false;
+        self.conn.execute("ROLLBACK", &[])?;
+        Ok(value)
+    }
 }
 
 impl Drop for Tx<'_> {

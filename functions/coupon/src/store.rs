@@ -189,9 +189,9 @@ pub fn try_hold(
         RedemptionStatus::on(existing.as_ref().map(|r| r.status), RedemptionAction::Try),
         existing,
     ) {
-        (Err(refused), _) => return Ok(Tried::Late(refused)),
+        (Err(refused), _) => return tx.end(Tried::Late(refused)),
         (Ok(RedemptionStep::Unchanged), Some(first)) => {
-            return Ok(match first.is_retry_of(user, subtotal) {
+            return tx.end(match first.is_retry_of(user, subtotal) {
                 true => Tried::Replay(first),
                 false => Tried::Reused,
             });
@@ -200,14 +200,14 @@ pub fn try_hold(
         (Ok(_), _) => {}
     }
     let Some(coupon) = load(conn, code)? else {
-        return Ok(Tried::UnknownCoupon);
+        return tx.end(Tried::UnknownCoupon);
     };
     let discount = match coupon.discount_for(subtotal, now) {
         Ok(d) => d,
-        Err(refused) => return Ok(Tried::Refused(refused)),
+        Err(refused) => return tx.end(Tried::Refused(refused)),
     };
     if let Some(refused) = take_capacity(conn, &coupon, user)? {
-        return Ok(Tried::Refused(refused));
+        return tx.end(Tried::Refused(refused));
     }
     let held = Held {
         user: user.clone(),
@@ -262,13 +262,15 @@ pub fn settle(
 ) -> anyhow::Result<Settled> {
     let tx = Tx::begin(conn)?;
     if !exists(conn, code)? {
-        return Ok(Settled::UnknownCoupon);
+        return tx.end(Settled::UnknownCoupon);
     }
     let existing = redemption(conn, code, id)?;
     let status = existing.as_ref().map(|r| r.status);
     let (to, held) = match (RedemptionStatus::on(status, action), existing) {
-        (Err(refused), _) => return Ok(Settled::Refused(refused)),
-        (Ok(RedemptionStep::Unchanged), Some(current)) => return Ok(Settled::Unchanged(current)),
+        (Err(refused), _) => return tx.end(Settled::Refused(refused)),
+        (Ok(RedemptionStep::Unchanged), Some(current)) => {
+            return tx.end(Settled::Unchanged(current))
+        }
         // The table answers `Unchanged` only from a status, so there is a record.
         (Ok(RedemptionStep::Unchanged), None) => {
             anyhow::bail!("redemption {} unchanged without a record", id.as_str())
