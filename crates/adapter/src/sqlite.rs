@@ -100,7 +100,9 @@ fn apply(conn: &Connection, component: &str, m: &Migration) -> anyhow::Result<()
 }
 
 /// How long [`begin_waiting`] keeps trying for the write lock.
-const MIGRATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+// Below the 30 s an instance may run on spin-host (and Fermyon Cloud's 10 s is the caller's
+// budget there): giving up leaves a 503 the client retries, not a killed instance.
+const MIGRATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// The pause between two tries.
 const MIGRATION_LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
 

@@ -14,7 +14,7 @@
 //! path = "data/reports.db" # relative to the working directory, as in Spin; no path = in memory
 //! group_commit = true           # host-only, default true (crates/host/src/sqlite/group_commit.rs)
 //! write_turn_deadline_ms = 3000 # host-only, default 3000: a group member holding the write
-//!                               # turn longer is aborted
+//!                               # turn longer while others wait for it is aborted
 //! ```
 //!
 //! `group_commit` and `write_turn_deadline_ms` exist only in this host: real Spin rejects a

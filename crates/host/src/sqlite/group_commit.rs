@@ -178,6 +178,12 @@ async fn flush_later(writer: Arc<Writer>) {
 /// blocking pool: it may wait for a statement of the member to finish).
 async fn watch_turn(writer: Arc<Writer>, id: u64) {
     tokio::time::sleep(writer.deadline).await;
+    // Past its deadline a member is aborted only once it holds someone up: a writer queued at
+    // the gate, or released members waiting for the group's commit. A long transaction alone on
+    // the file (a migration copying a large table at start-up) runs on.
+    while !writer.holds_anyone_up() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = tokio::task::spawn_blocking(move || writer.abort(id)).await;
 }
 
@@ -304,6 +310,21 @@ impl Writer {
         );
         shared.rollback_member();
         self.hand_on(shared);
+    }
+
+    /// Whether a writer is queued at the gate or released members wait for the open group.
+    /// Never blocks (it is asked from an async task): while a statement holds the state, the
+    /// answer waits for the next look.
+    fn holds_anyone_up(&self) -> bool {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            return true;
+        }
+        let shared = match self.shared.try_lock() {
+            Ok(s) => s,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        shared.group.as_ref().is_some_and(|g| g.members > 0)
     }
 
     /// Tasks queued at the gate now.
