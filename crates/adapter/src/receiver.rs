@@ -66,6 +66,11 @@ pub struct DrainOptions {
     pub min_idle_ms: u64,
     /// Deliveries before a failing message is dead-lettered.
     pub max_deliveries: u32,
+    /// No new round is started after this long (then the drain rings for the next wake-up):
+    /// well inside what a platform lets one instance run (Fermyon Cloud ends a handler after
+    /// 10 s, spin-host after 30 s by default), even for a receiver that drains two topics, so a
+    /// drain ends on its own terms instead of being killed between two batches.
+    pub budget: std::time::Duration,
 }
 
 impl Default for DrainOptions {
@@ -75,6 +80,7 @@ impl Default for DrainOptions {
             max_batches: 50,
             min_idle_ms: 30_000,
             max_deliveries: 5,
+            budget: std::time::Duration::from_secs(4),
         }
     }
 }
@@ -175,7 +181,11 @@ fn rounds(on: &Group<'_>, report: &mut DrainReport, apply: &mut impl Apply) -> a
     // ringing again; the last read deletes it atomically with reading (drain.lua), after which
     // new messages ring again. A drain that reads less than a batch makes one more, last read.
     let mut last = false;
+    let started = std::time::Instant::now();
     for _ in 0..opts.max_batches {
+        if started.elapsed() >= opts.budget {
+            break;
+        }
         let args = [group, group, &count, &idle, if last { "1" } else { "0" }];
         let flat = crate::redis::run(conn, &DRAIN, &[&stream, &pending], &args)?;
         let full = flat.len() / 3 >= opts.batch as usize;
@@ -186,7 +196,7 @@ fn rounds(on: &Group<'_>, report: &mut DrainReport, apply: &mut impl Apply) -> a
             (true, _) => last = false,
         }
     }
-    // Out of rounds with entries possibly left: ring, so the next wake-up goes on.
+    // Out of rounds or time with entries possibly left: ring, so the next wake-up goes on.
     conn.publish(&doorbell(topic), b"")?;
     Ok(())
 }
