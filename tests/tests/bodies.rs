@@ -109,26 +109,48 @@ fn a_caller_that_must_authenticate_is_refused_before_its_body_is_read() {
     assert_refused_early(&answer, 401, "reservation without the internal token");
 }
 
+/// A declared length above the route's limit (but below the host's own cap, so the component
+/// is the one refusing) is 413 before a body byte is sent, naming the route's limit.
 #[test]
 fn a_declared_length_above_the_limit_is_413_before_a_byte_is_read() {
     let shop = Shop::boot_without_cron();
     let addr = shop.app.base_url.trim_start_matches("http://").to_owned();
     let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
     let (k, v) = customer_auth("u");
+    let declared = 1_000_000; // above ORDER_LIMIT, below the host's 10 MiB
     let head = format!(
         "POST /api/orders HTTP/1.1\r\nHost: {addr}\r\n{k}: {v}\r\nIdempotency-Key: declared\r\n\
-         Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+         Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).expect("send head");
     // Not one body byte follows: only an answer that does not wait for the body arrives.
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
+    let mut reader = BufReader::new(&stream);
     let mut status = String::new();
-    BufReader::new(&stream)
+    reader
         .read_line(&mut status)
         .expect("an answer without the body");
     assert!(status.starts_with("HTTP/1.1 413"), "{status:?}");
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header line");
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().expect("content-length");
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    std::io::Read::read_exact(&mut reader, &mut body).expect("problem body");
+    let problem: Value = serde_json::from_slice(&body).expect("problem json");
+    assert_eq!(problem["limit"], ORDER_LIMIT, "{problem}");
+    assert_eq!(problem["field"], "body", "{problem}");
 }
 
 /// `body` sent chunked in one go; the answer as [`send_streaming`] read it.
