@@ -1338,6 +1338,15 @@ fn a_validation_error_stores_nothing_and_leaves_the_key_usable() {
     assert_eq!(env.levels("VALID-A"), (4, 1, 0));
 }
 
+/// A customer cancels an unpaid order just as the repair pass expires it. The two are made to
+/// overlap for real: another process holds the orders database's write lock while both run, so
+/// the repair pass reads the order as PENDING_PAYMENT (reads are not held back) and stops at
+/// its write, the cancel stops at its `BEGIN IMMEDIATE`, and neither has answered when the lock
+/// goes ([`race_under_held_lock`]). Then they take the lock in turn, and whichever comes second
+/// decides on what the first wrote: the order is settled once (one transition, one message, one
+/// release owed), the loser says so (the cancel 409, or the pass expiring nothing), and the
+/// stock comes back once. (So far the cancel has always been first in line, so what loses is
+/// the pass's update guarded by the version it read under the lock.)
 #[test]
 fn a_cancel_racing_the_expiry_of_the_same_order_settles_it_once() {
     let env = Env::start_without_cron();
@@ -1351,24 +1360,17 @@ fn a_cancel_racing_the_expiry_of_the_same_order_settles_it_once() {
     env.sql(&format!(
         "UPDATE orders SET expires_ms = 0 WHERE order_id = '{id}'"
     ));
-    let barrier = Barrier::new(2);
-    let (cancel, repair) = std::thread::scope(|s| {
-        let c = s.spawn(|| {
-            barrier.wait();
-            env.cancel("u", &id)
-        });
-        let r = s.spawn(|| {
-            barrier.wait();
-            env.compensate()
-        });
-        (c.join().unwrap(), r.join().unwrap())
-    });
+    let (cancel, repair) =
+        race_under_held_lock(&env, || env.cancel("u", &id), || env.compensate(), || {});
     assert_eq!(repair.status, 200, "{}", repair.text());
+    let expired_by_the_pass = repair.json()["expired_orders"].clone();
     let order = env.get_order(&id).json();
-    let settled_by = match order["status"].as_str() {
+    let (settled_by, reason) = match order["status"].as_str() {
         Some("CANCELLED") => {
             assert_eq!(cancel.status, 200, "{}", cancel.text());
-            "OrderCancelled"
+            assert_eq!(cancel.json()["status"], "CANCELLED", "{}", cancel.text());
+            assert_eq!(expired_by_the_pass, 0, "the pass lost: {}", repair.text());
+            ("OrderCancelled", "order-cancelled")
         }
         Some("EXPIRED") => {
             let p = assert_problem(&cancel, 409, None);
@@ -1376,7 +1378,8 @@ fn a_cancel_racing_the_expiry_of_the_same_order_settles_it_once() {
                 p["type"], "https://errors.spin-shop.dev/invalid-transition",
                 "{p}"
             );
-            "OrderExpired"
+            assert_eq!(expired_by_the_pass, 1, "the pass won: {}", repair.text());
+            ("OrderExpired", "order-expired")
         }
         other => panic!("neither cancelled nor expired: {other:?} {order}"),
     };
@@ -1385,6 +1388,13 @@ fn a_cancel_racing_the_expiry_of_the_same_order_settles_it_once() {
         "SELECT type FROM outbox WHERE aggregate_id = '{id}' AND type IN ('OrderCancelled', 'OrderExpired')"
     ));
     assert_eq!(messages, vec![json!({"type": settled_by})]);
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT reason FROM pending_releases WHERE order_id = '{id}'"
+        )),
+        vec![json!({"reason": reason})],
+        "one release owed, by the winner"
+    );
     env.wait_levels("RACE-A", std::time::Duration::from_secs(20), |l| {
         l == (4, 0, 0)
     });
@@ -1655,6 +1665,42 @@ impl HeldWriteLock {
 
 const WAIT_FOR_LEASE: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// How long both contenders of a race wait, unanswered, on a write lock another process holds:
+/// far longer than either takes unhindered (milliseconds), well within the 5 s a writer waits
+/// for the lock before it fails ("database is locked").
+const RACE_HOLD: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Runs `a` and `b` at once while another process holds the orders database's write lock
+/// ([`HeldWriteLock`]), and lets the lock go only after [`RACE_HOLD`] (and `while_held`, which
+/// may wait for a sign of progress): neither contender can answer without writing, so both are
+/// in flight together, each stopped at its write, and they take the lock in turn when it goes.
+/// Asserts that neither had answered under the lock (so the race really overlapped, instead of
+/// one finishing before the other started), and returns both answers.
+fn race_under_held_lock<A: Send, B: Send>(
+    env: &Env,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+    while_held: impl FnOnce(),
+) -> (A, B) {
+    let lock = HeldWriteLock::take(env);
+    let (answers, unanswered) = std::thread::scope(|s| {
+        let started = std::time::Instant::now();
+        let (a, b) = (s.spawn(a), s.spawn(b));
+        while_held();
+        std::thread::sleep(RACE_HOLD.saturating_sub(started.elapsed()));
+        let unanswered = (!a.is_finished(), !b.is_finished());
+        lock.rollback();
+        ((a.join().unwrap(), b.join().unwrap()), unanswered)
+    });
+    assert_eq!(
+        unanswered,
+        (true, true),
+        "both contenders must still wait for the write lock when it goes\n{}",
+        env.stderr()
+    );
+    answers
+}
+
 #[test]
 fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_released() {
     let env = Env::with_ten_of_a();
@@ -1726,25 +1772,36 @@ fn a_request_overtaken_after_its_lease_cannot_complete_and_its_reservation_is_re
     );
 }
 
+/// A request claimed the key long ago, reserved, and died; its client comes back just as the
+/// repair pass abandons the claim. The two are made to overlap for real: another process holds
+/// the orders database's write lock while both run, so the repair pass stops at the write that
+/// gives the stale lease's claim up, and the retry takes the key's lease over (seen in Redis),
+/// reserves (the same reservation: attempt 0) and stops at the write of its order; neither has
+/// answered when the lock goes ([`race_under_held_lock`]). Then they take the lock in turn and
+/// the second finds the first's write: either the retry's order keeps attempt 0's reservation
+/// and the pass gives nothing up, or the pass owes attempt 0's reservation back once and the
+/// retry reserves afresh under attempt 1. One order, one `OrderCreated`, one release owed at
+/// most, and exactly the order's units stay reserved. (So far the pass, which calls no other
+/// component first, has always been first in line: the retry's write finds its claim given up
+/// and the retry decides again.)
 #[test]
 fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
     let env = Env::with_ten_of_a();
     let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
-    // A request claimed the key long ago, reserved, and died; its client comes back just as the
-    // repair pass abandons the claim.
     let rid0 = crashed_holder(&env, "abandon-race", &body);
-    let barrier = Barrier::new(2);
-    let (report, retry) = std::thread::scope(|s| {
-        let r = s.spawn(|| {
-            barrier.wait();
-            env.compensate()
-        });
-        let o = s.spawn(|| {
-            barrier.wait();
-            env.order(Some("abandon-race"), &body)
-        });
-        (r.join().unwrap(), o.join().unwrap())
-    });
+    let (report, retry) = race_under_held_lock(
+        &env,
+        || env.compensate(),
+        || env.order(Some("abandon-race"), &body),
+        || {
+            // The dead holder's open lease and the retry's: it is past its claim step.
+            e2e::wait_for(
+                std::time::Duration::from_secs(3),
+                "the retry's lease",
+                || (env.cli(&["ZCARD", OPEN_LEASES]).trim() == "2").then_some(()),
+            );
+        },
+    );
     assert_eq!(report.status, 200, "{}\n{}", report.text(), env.stderr());
     assert_eq!(retry.status, 201, "{}\n{}", retry.text(), env.stderr());
     let report = report.json();
@@ -1770,6 +1827,11 @@ fn the_abandon_step_racing_a_retry_of_the_same_key_settles_it_once() {
             vec![json!({"reservation_id": rid0, "reason": "claim-abandoned"})]
         );
     }
+    assert_eq!(
+        env.sql("SELECT COUNT(*) AS n FROM outbox WHERE type = 'ReservationReleaseOwed'")[0]["n"],
+        report["abandoned_claims"],
+        "a release message only from the pass that won: {report}"
+    );
     // Whoever won, exactly the order's units stay reserved and none came back twice.
     env.wait_levels("A", std::time::Duration::from_secs(20), |l| l == (8, 2, 0));
     assert_eq!(
