@@ -118,6 +118,27 @@ fn dead_letters(shop: &Shop) -> Value {
     resp.json()
 }
 
+/// An order of one `sku` whose payment the order receiver fails (the trigger `trigger`) five real
+/// times, so it is dead-lettered: the order and the receiver's dead letter.
+fn payment_dead_lettered(shop: &Shop, sku: &str, trigger: &str) -> (Value, Value) {
+    product(shop, sku, 5);
+    let o = shop.create_order(&sku.to_lowercase(), sku, 1);
+    let id = o["order_id"].as_str().unwrap();
+    refuse_paid(shop, trigger, id, "ABORT");
+    paid(shop, &format!("evt_{trigger}"), &o);
+    let entry = wait_for(WAIT, "the payment handed to the receiver", || {
+        pending(shop, "events:payments", "order").pop()
+    });
+    wait_delivery(shop, &entry, 1);
+    for n in 2..=5 {
+        redeliver(shop, "payments", "order", &entry, n);
+    }
+    let dead = wait_for(WAIT, "the dead letter", || {
+        receiver_dead(shop, "payments", "order").pop()
+    });
+    (o, dead)
+}
+
 /// The receiver dead letters of `topic` / `group` in the listing.
 fn receiver_dead(shop: &Shop, topic: &str, group: &str) -> Vec<Value> {
     let all = dead_letters(shop)["dead_letters"].as_array().cloned();
@@ -147,21 +168,8 @@ fn is_status(s: &'static str) -> impl Fn(&Value) -> bool {
 #[test]
 fn a_receiver_dead_letter_is_listed_beside_the_outbox_and_replayed_once() {
     let shop = Shop::boot_without_cron();
-    product(&shop, "DL-1", 5);
-    let o = shop.create_order("dl-1", "DL-1", 1);
+    let (o, dead) = payment_dead_lettered(&shop, "DL-1", "refuse_dl_1");
     let id = o["order_id"].as_str().unwrap();
-    refuse_paid(&shop, "refuse_dl_1", id, "ABORT");
-    paid(&shop, "evt_dl_1", &o);
-    let entry = wait_for(WAIT, "the payment handed to the receiver", || {
-        pending(&shop, "events:payments", "order").pop()
-    });
-    wait_delivery(&shop, &entry, 1);
-    for n in 2..=5 {
-        redeliver(&shop, "payments", "order", &entry, n);
-    }
-    let dead = wait_for(WAIT, "the dead letter", || {
-        receiver_dead(&shop, "payments", "order").pop()
-    });
     assert_eq!(dead["type"], "PaymentSucceeded", "{dead}");
     assert_eq!(dead["aggregate_id"], id, "{dead}");
     assert_eq!(dead["deliveries"], 5, "{dead}");
@@ -497,21 +505,8 @@ fn under_real_spin_a_receiver_dead_letter_is_listed_and_replayed_once() {
     let Some(shop) = Shop::boot_real_spin() else {
         return;
     };
-    product(&shop, "DLS-1", 5);
-    let o = shop.create_order("dls-1", "DLS-1", 1);
+    let (o, dead) = payment_dead_lettered(&shop, "DLS-1", "refuse_dls_1");
     let id = o["order_id"].as_str().unwrap();
-    refuse_paid(&shop, "refuse_dls_1", id, "ABORT");
-    paid(&shop, "evt_dls_1", &o);
-    let entry = wait_for(WAIT, "the payment handed to the receiver", || {
-        pending(&shop, "events:payments", "order").pop()
-    });
-    wait_delivery(&shop, &entry, 1);
-    for n in 2..=5 {
-        redeliver(&shop, "payments", "order", &entry, n);
-    }
-    let dead = wait_for(WAIT, "the dead letter", || {
-        receiver_dead(&shop, "payments", "order").pop()
-    });
     assert_eq!(dead["deliveries"], 5, "{dead}");
     shop.sql("DROP TRIGGER refuse_dls_1");
     let rid = dead["id"].as_str().unwrap();
