@@ -1186,7 +1186,8 @@ fn the_repair_pass_relays_the_outbox_in_order_at_least_once() {
 #[test]
 fn the_compensator_cron_expires_unpaid_orders() {
     // No route is called here: the cron trigger (every 15 s in spin.toml) runs the compensator,
-    // which calls the order repairs through service chaining.
+    // whose ring makes the order receiver run its sweep (the expiry) and the stock receiver
+    // release what the OrderExpired message names.
     let env = Env::start();
     env.put_product("CRON-A", 100, "EUR", 4);
     let created = env.order(
@@ -1202,7 +1203,12 @@ fn the_compensator_cron_expires_unpaid_orders() {
     env.wait_order(&id, std::time::Duration::from_secs(60), |o| {
         o["status"] == "EXPIRED"
     });
-    assert_eq!(env.levels("CRON-A"), (4, 0, 0));
+    // The stock comes back through the OrderExpired message (stock-events), after the order
+    // changed: wait for it rather than read it at once.
+    let levels = env.wait_levels("CRON-A", std::time::Duration::from_secs(60), |l| {
+        l == (4, 0, 0)
+    });
+    assert_eq!(levels, (4, 0, 0));
 }
 
 #[test]
