@@ -76,6 +76,17 @@ fn drained(redis: &RedisServer, count: usize) -> Vec<String> {
     envelopes.map(id).collect()
 }
 
+/// `GET /api/ops/streams` with the admin token: must be 200; its JSON.
+fn streams_report(shop: &Shop) -> Value {
+    let (k, v) = admin_auth();
+    let ops = shop
+        .app
+        .send("GET", "/api/ops/streams", &[(k, &v)], None)
+        .expect("GET");
+    assert_eq!(ops.status, 200, "{}", ops.text());
+    ops.json()
+}
+
 /// The reproduction: a group idle while 350 messages are published, then one drain.
 /// With `MAXLEN ~ 50` on publish, the drain delivered only the last 50; now it delivers all.
 #[test]
@@ -171,13 +182,7 @@ fn a_receiver_away_while_20000_messages_are_sent_applies_every_one_once() {
         .app
         .stderr()
         .contains("compensator: WARNING events:payments: group order"));
-    let (k, v) = admin_auth();
-    let ops = shop
-        .app
-        .send("GET", "/api/ops/streams", &[(k, &v)], None)
-        .expect("GET");
-    assert_eq!(ops.status, 200, "{}", ops.text());
-    let ops = ops.json();
+    let ops = streams_report(&shop);
     assert_eq!(ops["lag_threshold"], 100);
     assert_eq!(
         stream_of(&ops["streams"], "events:payments")["behind"],
@@ -428,13 +433,7 @@ fn under_real_spin_the_run_and_the_ops_route_report_every_stream() {
         s["length"], 30,
         "acknowledged, but younger than the retention: {s}"
     );
-    let (k, v) = admin_auth();
-    let ops = shop
-        .app
-        .send("GET", "/api/ops/streams", &[(k, &v)], None)
-        .expect("GET");
-    assert_eq!(ops.status, 200, "{}", ops.text());
-    let ops = ops.json();
+    let ops = streams_report(&shop);
     assert_eq!(ops["lag_threshold"], 10_000, "spin.toml's default");
     assert_eq!(group(&ops["streams"], "events:payments", "order")["lag"], 0);
 }
