@@ -1,31 +1,35 @@
 # Shared by the benchmark scripts: a private redis-server and state dir, the real spin.toml and
-# spin.receivers.toml in spin-host with a runtime config that puts every context's database in
-# the state dir.
-# After `bench_start_app`: $work (state), $rport (Redis), $hport (HTTP), $base (URL); the EXIT
-# trap stops both. Needs wrk for the load phases (apt-get install -y wrk).
+# spin.receivers.toml with a runtime config that puts every context's database in the state dir,
+# under either host:
+#   bench_start_app spin-host   our host runs both apps in one process (spin-host up --from ...)
+#   bench_start_app spin        the real Spin CLI runs them as two `spin up` (as scripts/up.sh --spin)
+# Each app gets, as the reference in the same run, a trivial component at /bench/hello (Hello,
+# world!) and the SQLite probe at /bench/sqlite (bench/sqlite-probe) granted the labels
+# probe0..probe3 (left in the file's journal mode) and walprobe0..walprobe3 (set up by the app).
+# After `bench_start_app`: $work (state), $rport (Redis), $hport (HTTP), $base (URL);
+# `bench_stop_app` stops the app and Redis (the EXIT trap does too). Needs wrk.
+# BENCH_SHARDS sets the order_shards variable when the manifest declares it.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-bench_start_app() {
+bench_build() {
   command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
   ./scripts/build-wasm.sh >/dev/null
-  cargo build --release -p spin-host >/dev/null
-  work=$(mktemp -d)
-  rport=$(free_port); hport=$(free_port); base="http://127.0.0.1:$hport"
-  redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work" \
-    --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
-  trap bench_cleanup EXIT
-  for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  mkdir -p "$work/state"
-  for label in orders payments coupons; do
-    printf '[sqlite_database.%s]\ntype = "spin"\npath = "%s/state/%s.db"\n\n' "$label" "$work" "$label"
-  done > "$work/runtime-config.toml"
-  # Cron silenced: the benchmark drives the compensator itself. BENCH_ORDERS_DOORBELL=nobody
-  # moves the stock receiver to a channel nobody rings (to measure what it costs).
+  cargo build --release -q -p spin-host -p devtools
+  if [[ -z "${SPIN_BIN:-}" ]]; then
+    if command -v spin >/dev/null; then SPIN_BIN=$(command -v spin)
+    elif [[ -x ../shared/spin/install.sh ]]; then SPIN_BIN=$(../shared/spin/install.sh | tail -n 1)
+    fi
+  fi
+}
+
+# The manifests the benchmark runs: cron silenced (the benchmark drives the compensator itself),
+# the references added. BENCH_ORDERS_DOORBELL=nobody moves the stock receiver to a channel nobody
+# rings (to measure what it costs).
+bench_manifests() {
   sed "s/^cron_expression = .*/cron_expression = \"0 0 0 1 1 *\"/" spin.toml > spin.bench.toml
   sed "s/^channel = \"doorbell:orders\"/channel = \"doorbell:${BENCH_ORDERS_DOORBELL:-orders}\"/" \
     spin.receivers.toml > spin.receivers.bench.toml
-  # The reference in the same run: a trivial component (Hello, world!) in the same host.
   cat >> spin.bench.toml <<'TOML'
 
 [[trigger.http]]
@@ -34,26 +38,88 @@ component = "bench-hello"
 
 [component.bench-hello]
 source = "target/wasm32-wasip2/release/hello.wasm"
+
+[[trigger.http]]
+route = "/bench/sqlite"
+component = "bench-sqlite"
+
+[component.bench-sqlite]
+source = "target/wasm32-wasip2/release/sqlite_probe.wasm"
+sqlite_databases = ["probe0", "probe1", "probe2", "probe3", "walprobe0", "walprobe1", "walprobe2", "walprobe3"]
 TOML
+}
+
+bench_start_app() {
+  local host=${1:?bench_start_app needs spin-host or spin}
+  work=$(mktemp -d)
+  rport=$(free_port); hport=$(free_port); base="http://127.0.0.1:$hport"
+  redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work" \
+    --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
+  trap bench_cleanup EXIT
+  for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  mkdir -p "$work/state"
+  # Every label runtime-config.toml defines, plus the probe's, as files in the state dir.
+  local labels
+  labels=$(sed -n 's/^\[sqlite_database\.\([^]]*\)\]$/\1/p' runtime-config.toml)
+  for label in $labels probe0 probe1 probe2 probe3 walprobe0 walprobe1 walprobe2 walprobe3; do
+    printf '[sqlite_database.%s]\ntype = "spin"\npath = "%s/state/%s.db"\n\n' "$label" "$work" "$label"
+  done > "$work/runtime-config.toml"
+  bench_manifests
   # Orders need a customer token: a throwaway development key, and a token for `bench-user`
   # (BENCH_TOKEN, read by bench/create_order.lua and bench/backbone.py).
-  cargo build --release -q -p devtools
   local jwks
   jwks=$(./target/release/spin-shop-dev keygen "$work/dev-jwt")
   BENCH_TOKEN=$(./target/release/spin-shop-dev token "$work/dev-jwt" bench-user 86400)
   export BENCH_TOKEN
-  SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$rport" SPIN_VARIABLE_ADMIN_TOKEN=bench SPIN_VARIABLE_INTERNAL_TOKEN=bench \
-  SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET=bench SPIN_VARIABLE_AUTH_JWKS="$jwks" \
-    ./target/release/spin-host up --from spin.bench.toml --from spin.receivers.bench.toml \
-    --listen "127.0.0.1:$hport" \
-    --state-dir "$work/state" --runtime-config-file "$work/runtime-config.toml" \
-    > "$work/host.log" 2>&1 &
-  host_pid=$!
-  for _ in $(seq 200); do grep -q "Serving" "$work/host.log" && break; sleep 0.1; done
+  export SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$rport" SPIN_VARIABLE_ADMIN_TOKEN=bench \
+    SPIN_VARIABLE_INTERNAL_TOKEN=bench SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET=bench \
+    SPIN_VARIABLE_AUTH_JWKS="$jwks" SPIN_VARIABLE_ORDER_SHARDS="${BENCH_SHARDS:-4}"
+  local rc=(--runtime-config-file "$work/runtime-config.toml")
+  pids=()
+  case $host in
+    spin-host)
+      setsid ./target/release/spin-host up --from spin.bench.toml --from spin.receivers.bench.toml \
+        --listen "127.0.0.1:$hport" --state-dir "$work/state" "${rc[@]}" > "$work/host.log" 2>&1 &
+      pids+=("$!") ;;
+    spin)
+      [[ -n "${SPIN_BIN:-}" ]] || { echo "no Spin CLI (SPIN_BIN)" >&2; exit 1; }
+      setsid "$SPIN_BIN" up -f spin.receivers.bench.toml --state-dir "$work/state" "${rc[@]}" \
+        > "$work/receivers.log" 2>&1 &
+      pids+=("$!")
+      setsid "$SPIN_BIN" up -f spin.bench.toml --listen "127.0.0.1:$hport" --state-dir "$work/state" \
+        "${rc[@]}" > "$work/host.log" 2>&1 &
+      pids+=("$!") ;;
+    *) echo "unknown host $host" >&2; exit 2 ;;
+  esac
+  for _ in $(seq 600); do
+    curl -s -o /dev/null "$base/bench/hello" && break
+    sleep 0.1
+  done
+  curl -sf -o /dev/null "$base/bench/hello" || { echo "$host did not start:" >&2; cat "$work"/*.log >&2; exit 1; }
+}
+
+# Each app runs in its own process group (setsid): `spin up` starts a process per trigger type,
+# and all of them must be gone before the state dir is removed.
+bench_stop_app() {
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  pids=()
+  kill "$(cat "$work/redis.pid")" 2>/dev/null || true
+  rm -rf "$work"
 }
 
 bench_cleanup() {
-  [[ -n "${host_pid:-}" ]] && kill "$host_pid" 2>/dev/null || true
-  kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-  rm -rf "$work" spin.bench.toml spin.receivers.bench.toml
+  [[ -n "${work:-}" && -d "$work" ]] && bench_stop_app
+  rm -f spin.bench.toml spin.receivers.bench.toml
+}
+
+# wrk's figures as "req/s p99_ms non2xx".
+wrk_figures() {
+  awk '/^Requests\/sec/ {rps=$2}
+       /^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; p99=v}
+       /Non-2xx/ {bad=$NF}
+       END {printf "%.0f %.1f %d\n", rps, p99, bad}'
 }

@@ -51,19 +51,47 @@ const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
 
 /// The highest applied version of `component` (0 if none).
 pub fn current_version(conn: &Connection, component: &str) -> anyhow::Result<i64> {
+    Ok(state(conn, component)?.version)
+}
+
+/// What one read tells about a connection before the request uses it: the schema version and
+/// the settings [`prepare`] makes sure of.
+struct ConnState {
+    version: i64,
+    journal_mode: String,
+    synchronous: i64,
+}
+
+/// One read, whatever the runtime: `pragma_*` table-valued functions read the settings in the
+/// same statement as the version, so a connection already set up costs nothing more.
+fn state(conn: &Connection, component: &str) -> anyhow::Result<ConnState> {
     let rows = conn.execute(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_version WHERE component = ?",
+        "SELECT COALESCE(MAX(version), 0),
+                (SELECT journal_mode FROM pragma_journal_mode),
+                (SELECT synchronous FROM pragma_synchronous)
+           FROM schema_version WHERE component = ?",
         &[Value::Text(component.to_owned())],
     )?;
-    Ok(rows.rows.first().and_then(|r| r.get::<i64>(0)).unwrap_or(0))
+    let row = rows.rows.first();
+    Ok(ConnState {
+        version: row.and_then(|r| r.get::<i64>(0)).unwrap_or(0),
+        journal_mode: row
+            .and_then(|r| r.get::<&str>(1))
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        synchronous: row.and_then(|r| r.get::<i64>(2)).unwrap_or(0),
+    })
 }
 
 /// Applies the migrations of `component` that are not applied yet, in version order, in one
-/// transaction (see the module comment). Cheap when everything is applied: one read.
+/// transaction (see the module comment), after [`prepare`]. Cheap when everything is applied and
+/// the connection is set up: one read.
 pub fn migrate(conn: &Connection, component: &str, migrations: &[Migration]) -> anyhow::Result<()> {
     let latest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
-    // An error here is most likely "no such table" on an empty database: migrate below.
-    if matches!(current_version(conn, component), Ok(v) if v >= latest) {
+    // An error here is most likely "no such table" on an empty database: set up and migrate.
+    let state = state(conn, component).ok();
+    prepare(conn, state.as_ref())?;
+    if matches!(&state, Some(s) if s.version >= latest) {
         return Ok(());
     }
     let tx = begin_waiting(conn)?;
@@ -82,6 +110,34 @@ pub fn migrate(conn: &Connection, component: &str, migrations: &[Migration]) -> 
     tx.commit()
 }
 
+/// What the app relies on, set by the app on every connection, because no Spin runtime promises
+/// it: real Spin opens a fresh rusqlite connection per `open`, with SQLite's defaults, and leaves
+/// the journal mode to the file (a new file is in rollback-journal mode).
+/// - WAL: readers never block the writer, and a commit appends to the log instead of rewriting
+///   pages through a rollback journal (two fsyncs, and every reader's SHARED lock in the way).
+///   It is a property of the file: set once, the first time any connection finds it missing.
+/// - `synchronous=FULL`: in WAL mode a commit is then fsynced before it is answered, so an
+///   order answered 201 survives a power cut. A per-connection setting; SQLite's compile-time
+///   default for WAL may be lower, so it is checked on every connection.
+///
+/// `known` is what [`state`] read (None: nothing could be read, e.g. an empty file). A label
+/// that is not a local file (libSQL) may refuse these pragmas: that is logged, not fatal.
+fn prepare(conn: &Connection, known: Option<&ConnState>) -> anyhow::Result<()> {
+    if known.is_none_or(|s| s.journal_mode != "wal") {
+        // Switching needs a moment alone with the file: wait for it like a writer does.
+        if let Err(e) = with_lock_wait(conn, || conn.execute("PRAGMA journal_mode = WAL", &[])) {
+            eprintln!("sqlite: could not switch the journal to WAL: {e}");
+        }
+    }
+    if known.is_none_or(|s| s.synchronous != SYNCHRONOUS_FULL) {
+        conn.execute("PRAGMA synchronous = FULL", &[])?;
+    }
+    Ok(())
+}
+
+/// `PRAGMA synchronous` answers 2 for FULL.
+const SYNCHRONOUS_FULL: i64 = 2;
+
 /// Runs one migration's statements and records it, inside the caller's transaction.
 fn apply(conn: &Connection, component: &str, m: &Migration) -> anyhow::Result<()> {
     for stmt in statements(m.sql) {
@@ -99,33 +155,107 @@ fn apply(conn: &Connection, component: &str, m: &Migration) -> anyhow::Result<()
     Ok(())
 }
 
-/// How long [`begin_waiting`] keeps trying for the write lock.
+/// How long a migration keeps trying for the write lock.
 // Below the 30 s an instance may run on spin-host (and Fermyon Cloud's 10 s is the caller's
 // budget there): giving up leaves a 503 the client retries, not a killed instance.
 const MIGRATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
-/// The pause between two tries.
-const MIGRATION_LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
 
-/// [`Tx::begin`], tried again while the database is locked, for up to [`MIGRATION_LOCK_WAIT`].
-/// Many instances starting at once on an empty database all queue for the write lock to
-/// migrate, and a queue of them can outlast one busy timeout (5 s under Spin and spin-host):
-/// waiting longer once, on the first requests of a deployment, beats answering them 503.
+/// [`Tx::begin`] with [`MIGRATION_LOCK_WAIT`]: many instances starting at once on an empty
+/// database all queue for the write lock to migrate, and a queue of them can outlast a request's
+/// usual wait: waiting longer once, on the first requests of a deployment, beats answering 503.
 fn begin_waiting(conn: &Connection) -> anyhow::Result<Tx<'_>> {
-    let start = std::time::Instant::now();
-    loop {
-        match conn.execute("BEGIN IMMEDIATE", &[]) {
-            Ok(_) => return Ok(Tx { conn, open: true }),
-            Err(e) if is_locked(&e) && start.elapsed() < MIGRATION_LOCK_WAIT => {
-                std::thread::sleep(MIGRATION_LOCK_RETRY);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Tx::begin_with(conn, LockWait { deadline: MIGRATION_LOCK_WAIT, ..LockWait::REQUEST })
 }
 
 /// SQLITE_BUSY / SQLITE_LOCKED, as the host reports them.
 fn is_locked(e: &spin_sdk::sqlite::Error) -> bool {
     matches!(e, spin_sdk::sqlite::Error::Io(m) if m.contains("locked") || m.contains("busy"))
+}
+
+/// How a writer waits for the write lock: the app's own schedule instead of SQLite's busy
+/// handler.
+///
+/// Why (docs/benchmarks.md, "Where the time goes under real Spin"): SQLite's default handler,
+/// which real Spin leaves in place (rusqlite's 5 s `busy_timeout`), sleeps 1, 2, 5, 10, 15, 20,
+/// 25, 25, 25, 50, 50, 100, 100 ... ms between tries. A writer that has waited a while sleeps
+/// for tens of milliseconds while the lock is passed many times among newer writers, so under
+/// concurrent writers the tail grows to seconds (p99 1.4 s for order creation at 16
+/// connections). Here `BEGIN IMMEDIATE` is tried without SQLite waiting (`busy_timeout = 0`),
+/// and between tries the request sleeps a short, jittered interval that grows slowly to a low
+/// cap: a waiter is never asleep for long after the lock is free.
+#[derive(Debug, Clone, Copy)]
+pub struct LockWait {
+    /// The first pause after a refused try (jittered to 50-150 %).
+    pub first: std::time::Duration,
+    /// The longest pause (jittered the same way).
+    pub cap: std::time::Duration,
+    /// Give up (SQLITE_BUSY, a 503 the client retries) after waiting this long.
+    pub deadline: std::time::Duration,
+    /// Pauses shrink from `cap` down to `first` instead of growing from `first` to `cap`.
+    pub shrink: bool,
+}
+
+impl LockWait {
+    /// A request's write transaction: well within a client's patience and Spin's limits.
+    pub const REQUEST: LockWait = LockWait {
+        first: std::time::Duration::from_micros(250),
+        cap: std::time::Duration::from_millis(2),
+        deadline: std::time::Duration::from_secs(5),
+        shrink: false,
+    };
+
+    /// The pause after `tries` refused tries: doubling from `first` to `cap`, jittered.
+    fn pause(&self, tries: u32) -> std::time::Duration {
+        let base = match self.shrink {
+            false => self.first.saturating_mul(1 << tries.min(16)).min(self.cap),
+            true => (self.cap / (1 << tries.min(16))).max(self.first),
+        };
+        let micros = u64::try_from(base.as_micros()).unwrap_or(u64::MAX).max(2);
+        std::time::Duration::from_micros(micros / 2 + crate::ids::random_below(micros))
+    }
+}
+
+/// Runs `attempt` with SQLite's own waiting off (`busy_timeout = 0`), trying again after
+/// `wait`'s pauses while it fails with SQLITE_BUSY, until `wait.deadline`. Only for a step that
+/// holds no lock when it fails (a `BEGIN IMMEDIATE`, a journal-mode switch). The busy timeout is
+/// left at 0: the caller sets it back once it holds or gave up the lock.
+fn retry_while_locked<T>(
+    conn: &Connection,
+    wait: LockWait,
+    mut attempt: impl FnMut() -> Result<T, spin_sdk::sqlite::Error>,
+) -> Result<T, spin_sdk::sqlite::Error> {
+    set_busy_timeout(conn, 0);
+    let start = std::time::Instant::now();
+    let mut tries = 0;
+    loop {
+        match attempt() {
+            Err(e) if is_locked(&e) && start.elapsed() < wait.deadline => {
+                std::thread::sleep(wait.pause(tries));
+                tries += 1;
+            }
+            out => return out,
+        }
+    }
+}
+
+/// [`retry_while_locked`] for a step that ends holding no lock.
+fn with_lock_wait<T>(
+    conn: &Connection,
+    attempt: impl FnMut() -> Result<T, spin_sdk::sqlite::Error>,
+) -> Result<T, spin_sdk::sqlite::Error> {
+    let out = retry_while_locked(conn, LockWait::REQUEST, attempt);
+    set_busy_timeout(conn, BUSY_TIMEOUT_MS);
+    out
+}
+
+/// The busy timeout Spin's connections start with (rusqlite's default), which the app keeps for
+/// everything but taking the write lock: a read may still meet a lock for a moment (the last
+/// connection to a WAL file checkpoints as it closes) and should wait for it, not fail.
+const BUSY_TIMEOUT_MS: u32 = 5000;
+
+/// `PRAGMA busy_timeout`. Best effort: a database that refuses it keeps its own waiting.
+fn set_busy_timeout(conn: &Connection, ms: u32) {
+    let _ = conn.execute(&format!("PRAGMA busy_timeout = {ms}"), &[]);
 }
 
 /// A transaction on `conn` (`BEGIN IMMEDIATE`: takes the write lock up front, so two writers
@@ -137,23 +267,35 @@ pub struct Tx<'c> {
 }
 
 impl<'c> Tx<'c> {
+    /// `BEGIN IMMEDIATE`, waiting for the write lock as [`LockWait::REQUEST`] says.
     pub fn begin(conn: &'c Connection) -> anyhow::Result<Self> {
-        conn.execute("BEGIN IMMEDIATE", &[])?;
+        Self::begin_with(conn, LockWait::REQUEST)
+    }
+
+    /// `BEGIN IMMEDIATE`, waiting for the write lock as `wait` says (SQLite's own busy handler
+    /// is off meanwhile, and set back once the lock is taken or given up).
+    pub fn begin_with(conn: &'c Connection, wait: LockWait) -> anyhow::Result<Self> {
+        if let Err(e) = retry_while_locked(conn, wait, || conn.execute("BEGIN IMMEDIATE", &[])) {
+            set_busy_timeout(conn, BUSY_TIMEOUT_MS);
+            return Err(e.into());
+        }
         Ok(Tx { conn, open: true })
     }
 
     pub fn commit(mut self) -> anyhow::Result<()> {
         self.open = false;
-        if let Err(e) = self.conn.execute("COMMIT", &[]) {
+        let committed = self.conn.execute("COMMIT", &[]);
+        if committed.is_err() {
             let _ = self.conn.execute("ROLLBACK", &[]);
-            return Err(e.into());
         }
-        Ok(())
+        self.restore_busy_timeout();
+        Ok(committed.map(|_| ())?)
     }
 
     pub fn rollback(mut self) {
         self.open = false;
         let _ = self.conn.execute("ROLLBACK", &[]);
+        self.restore_busy_timeout();
     }
 
     /// Ends a transaction that wrote nothing and answers `value`, the decision read inside it.
@@ -162,8 +304,16 @@ impl<'c> Tx<'c> {
     /// is lost, so the decision is never answered from data that did not survive.
     pub fn end<T>(mut self, value: T) -> anyhow::Result<T> {
         self.open = false;
-        self.conn.execute("ROLLBACK", &[])?;
+        let ended = self.conn.execute("ROLLBACK", &[]);
+        self.restore_busy_timeout();
+        ended?;
         Ok(value)
+    }
+
+    /// Reads after the transaction wait for a lock as usual again. Set once the transaction has
+    /// ended, never inside it: a statement inside a write transaction in WAL mode never waits.
+    fn restore_busy_timeout(&self) {
+        set_busy_timeout(self.conn, BUSY_TIMEOUT_MS);
     }
 }
 
@@ -171,6 +321,7 @@ impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if self.open {
             let _ = self.conn.execute("ROLLBACK", &[]);
+            self.restore_busy_timeout();
         }
     }
 }

@@ -9,8 +9,12 @@
 //! transaction, holding TEMP tables/views/triggers, or on which the guest set a pragma or
 //! attached a database, is closed instead of pooled, and the next guest's `last-insert-rowid`
 //! and `changes` start at 0.
-//! Every connection uses WAL, `synchronous=FULL` (see [`synchronous_pragma`]) and waits up to
-//! 5 s for the write lock; ATTACH of other files is denied, as in Spin.
+//! Every connection uses `synchronous=FULL` (see [`synchronous_pragma`]) and waits up to 5 s
+//! for the write lock; ATTACH of other files is denied, as in Spin. The journal mode is the
+//! file's own, as in Spin (a new file is in rollback-journal mode): an app that wants WAL sets it
+//! (the shop's migrations do). A guest's `PRAGMA busy_timeout = N` applies to its connection
+//! (the wait for another process's lock) and is undone when the connection is pooled, so it
+//! does not keep the connection out of the pool or out of commit groups.
 //!
 //! Waiting for the write lock: within this process, writers to one file queue on an async
 //! first-come-first-served gate ([`WriterGate`]) taken by the statement that would take SQLite's
@@ -282,6 +286,19 @@ impl StatementKind {
         !group_commit::READ_ONLY_PRAGMAS.contains(&name.to_ascii_lowercase().as_str())
     }
 
+    /// `PRAGMA busy_timeout = N`: the timeout it sets, in ms (any other form is a pragma like
+    /// the others: the connection then keeps state of its own).
+    fn sets_busy_timeout(sql: &str) -> Option<u64> {
+        let words = Self::words_without_comments(sql.split_once('=').map_or(sql, |(l, _)| l))?;
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        if words.as_slice() != ["PRAGMA", "BUSY_TIMEOUT"] {
+            return None;
+        }
+        let value = sql.split_once('=')?.1;
+        let value = value.trim().trim_end_matches(';').trim();
+        value.parse().ok()
+    }
+
     /// `BEGIN IMMEDIATE` or `BEGIN EXCLUSIVE`: takes the write lock up front.
     fn begins_writing(sql: &str) -> bool {
         let words = Self::head(sql);
@@ -315,10 +332,9 @@ impl Database {
         }
         .map_err(io_err)?;
         conn.busy_handler(Some(busy_wait)).map_err(io_err)?;
+        // The journal mode is the file's, as in Spin: a new file is in rollback-journal mode
+        // until an app switches it (the shop's migrations switch theirs to WAL).
         if self.path.is_some() {
-            let _: String = conn
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-                .map_err(io_err)?;
             conn.execute_batch(synchronous_pragma()).map_err(io_err)?;
         }
         conn.authorizer(Some(|ctx: rusqlite::hooks::AuthContext<'_>| {
@@ -345,6 +361,10 @@ impl Database {
     /// attached must not carry over to another guest, as in Spin, where each is fresh.
     fn checkin(&self, conn: Connection, local_state: bool) {
         if self.path.is_none() || local_state || !conn.is_autocommit() {
+            return;
+        }
+        // A guest's `PRAGMA busy_timeout` replaced the host's handler: put it back.
+        if conn.busy_handler(Some(busy_wait)).is_err() {
             return;
         }
         let temp_objects: rusqlite::Result<i64> =
@@ -450,6 +470,9 @@ pub struct SqliteConnection {
     grouped: Option<Turn>,
     /// It ran a statement that gives it state of its own: it never joins a group.
     local_state: bool,
+    /// The guest's `PRAGMA busy_timeout`, in ms, if it set one: how long this connection waits
+    /// for another process's lock (not for this process's writers, who queue at the gate).
+    busy_timeout_ms: Option<u64>,
     /// `last_insert_rowid` and `changes` after its last statement that changed rows in a
     /// group, and its own connection's `total_changes` then: they hold until the own
     /// connection changes rows.
@@ -468,6 +491,7 @@ impl SqliteConnection {
             writing: None,
             grouped: None,
             local_state: false,
+            busy_timeout_ms: None,
             group_last: None,
             opened_total,
         }
@@ -482,6 +506,15 @@ impl SqliteConnection {
             return self.execute_in_group(sql, params).await;
         }
         let conn = self.conn.as_ref().ok_or(SqlError::InvalidConnection)?;
+        if let Some(ms) = StatementKind::sets_busy_timeout(sql) {
+            // A setting the host puts back when the connection is pooled (`checkin`), so it
+            // is not state of the guest's own: the connection still joins commit groups.
+            let out = execute_on(conn, sql, params);
+            if out.is_ok() {
+                self.busy_timeout_ms = Some(ms);
+            }
+            return out;
+        }
         self.local_state |= StatementKind::keeps_local_state(sql);
         if self.db.path.is_some()
             && self.db.group_commit
@@ -577,7 +610,11 @@ impl SqliteConnection {
         }
         conn.busy_handler(None).map_err(io_err)?;
         let out = execute_on(conn, sql, params);
-        conn.busy_handler(Some(busy_wait)).map_err(io_err)?;
+        match self.busy_timeout_ms {
+            Some(ms) => conn.busy_timeout(std::time::Duration::from_millis(ms)),
+            None => conn.busy_handler(Some(busy_wait)),
+        }
+        .map_err(io_err)?;
         Ok(match out {
             Err(SqlError::Io(e)) if e.contains("locked") || e.contains("busy") => None,
             out => Some(out),
@@ -899,6 +936,17 @@ mod tests {
 
     fn connect(db: &Arc<Database>) -> SqliteConnection {
         SqliteConnection::new(db.clone(), db.new_connection().expect("open"))
+    }
+
+    #[test]
+    fn a_guest_busy_timeout_is_told_apart_from_other_pragmas() {
+        let of = StatementKind::sets_busy_timeout;
+        assert_eq!(of("PRAGMA busy_timeout = 0"), Some(0));
+        assert_eq!(of("pragma BUSY_TIMEOUT=5000;"), Some(5000));
+        assert_eq!(of("PRAGMA busy_timeout"), None, "a read sets nothing");
+        assert_eq!(of("PRAGMA synchronous = OFF"), None);
+        assert_eq!(of("PRAGMA busy_timeout = 5; DROP TABLE t"), None);
+        assert_eq!(of("PRAGMA main.busy_timeout = 5"), None, "kept as local state");
     }
 
     #[test]

@@ -421,7 +421,7 @@ path = "@dir@/analytics.db"
 }
 
 #[test]
-fn sqlite_database_is_wal_with_busy_timeout_under_concurrent_writers() {
+fn sqlite_journal_mode_is_the_files_and_writers_wait_for_the_lock() {
     let t = TestApp::new(APP);
     let app = t.start();
     post_json(
@@ -429,6 +429,12 @@ fn sqlite_database_is_wal_with_busy_timeout_under_concurrent_writers() {
         "/sqlite/exec?db=default",
         "CREATE TABLE w (v INTEGER)",
     );
+    // As in Spin, the host leaves the journal mode to the file: a new file is in rollback
+    // journal mode, and a mode the app sets is the file's from then on.
+    let body = post_json(&app, "/sqlite/exec?db=default", "PRAGMA journal_mode");
+    assert_eq!(body["ok"]["rows"], json!([[{ "text": "delete" }]]), "{body}");
+    let body = post_json(&app, "/sqlite/exec?db=default", "PRAGMA journal_mode = WAL");
+    assert_eq!(body["ok"]["rows"], json!([[{ "text": "wal" }]]), "{body}");
     let body = post_json(&app, "/sqlite/exec?db=default", "PRAGMA journal_mode");
     assert_eq!(body["ok"]["rows"], json!([[{ "text": "wal" }]]), "{body}");
     let base = app.base_url.clone();

@@ -1,0 +1,101 @@
+//! The SQLite reference of the order benchmark (scripts/bench-orders.sh): each request writes one
+//! 200-byte row, with none of the shop's logic, so the benchmark can tell what the database costs
+//! from what the app adds. `GET /bench/sqlite?tx=auto|one|two&wait=sqlite|app&journal=file|wal&shards=N`:
+//! - `tx`: an autocommit INSERT, `BEGIN IMMEDIATE; INSERT; COMMIT`, or two such transactions;
+//! - `wait`: SQLite's own busy handler as the runtime left it (Spin: rusqlite's 5 s
+//!   `busy_timeout`), or the app's wait for the write lock (`shop_adapter::sqlite::Tx::begin`);
+//! - `journal`: the file's journal mode as it is (rollback journal under Spin), or the app's
+//!   setup (`shop_adapter::sqlite::open`: WAL, `synchronous=FULL`);
+//! - `shards`: the request writes to `probeK` (`walprobeK` with `journal=wal`: a file is never
+//!   measured in both modes), K random below N (1..=4).
+
+use shop_adapter::sqlite::{migrate, LockWait, Migration, Tx};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+use spin_sdk::sqlite::{Connection, Value};
+
+const ROW: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnop";
+
+#[http_component]
+fn probe(req: Request) -> Response {
+    match run(req.query()) {
+        Ok(()) => Response::new(200, "ok"),
+        Err(e) => Response::new(503, format!("{e:#}")),
+    }
+}
+
+fn param<'q>(query: &'q str, name: &str, default: &'q str) -> &'q str {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map_or(default, |(_, v)| v)
+}
+
+fn run(query: &str) -> anyhow::Result<()> {
+    let shards: u32 = param(query, "shards", "1").parse::<u32>()?.clamp(1, 4);
+    let wal = param(query, "journal", "file") == "wal";
+    let label = format!("{}probe{}", if wal { "wal" } else { "" }, random_below(shards));
+    let conn = Connection::open(&label)?;
+    if wal {
+        // The app's own path: one read per request, the setup the first time.
+        migrate(&conn, "probe", &[SCHEMA])?;
+    }
+    let app_wait = param(query, "wait", "sqlite") == "app";
+    let us = |name, default: &str| -> anyhow::Result<std::time::Duration> {
+        Ok(std::time::Duration::from_micros(param(query, name, default).parse()?))
+    };
+    let wait = LockWait {
+        first: us("first_us", "250")?,
+        cap: us("cap_us", "2000")?,
+        shrink: param(query, "shrink", "0") == "1",
+        ..LockWait::REQUEST
+    };
+    let transactions = match param(query, "tx", "one") {
+        "auto" => return insert(&conn),
+        "select" => {
+            for _ in 0..param(query, "n", "1").parse::<u32>()? {
+                conn.execute("SELECT 1", &[])?;
+            }
+            return Ok(());
+        }
+        "two" => 2,
+        _ => 1,
+    };
+    for _ in 0..transactions {
+        if app_wait {
+            let tx = Tx::begin_with(&conn, wait)?;
+            insert(&conn)?;
+            tx.commit()?;
+        } else {
+            conn.execute("BEGIN IMMEDIATE", &[])?;
+            let inserted = insert(&conn);
+            conn.execute(if inserted.is_ok() { "COMMIT" } else { "ROLLBACK" }, &[])?;
+            inserted?;
+        }
+    }
+    Ok(())
+}
+
+const SCHEMA: Migration = Migration {
+    version: 1,
+    name: "probe",
+    sql: "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+};
+
+fn insert(conn: &Connection) -> anyhow::Result<()> {
+    let row = [Value::Text(ROW.to_owned())];
+    if let Err(e) = conn.execute("INSERT INTO probe (body) VALUES (?)", &row) {
+        // The first request on a file left in its own journal mode creates the table.
+        if !format!("{e:?}").contains("no such table") {
+            return Err(e.into());
+        }
+        conn.execute(SCHEMA.sql, &[])?;
+        conn.execute("INSERT INTO probe (body) VALUES (?)", &row)?;
+    }
+    Ok(())
+}
+
+fn random_below(n: u32) -> u32 {
+    shop_adapter::ids::random_below(u64::from(n)) as u32
+}
