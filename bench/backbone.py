@@ -5,6 +5,7 @@ same rows (and its ratio to the creation rate), and the commit -> effect lag of 
 (webhook's outbox commit -> order PAID by the order-events receiver), p50/p99.
 """
 
+import glob
 import hashlib
 import hmac
 import json
@@ -44,6 +45,16 @@ def db(label):
     return sqlite3.connect(f"{STATE}/{label}.db", timeout=30)
 
 
+def order_shards():
+    """Every order shard's database (orders-shard0.db ... in the state dir)."""
+    return [sqlite3.connect(f, timeout=30) for f in sorted(glob.glob(f"{STATE}/orders-shard*.db"))]
+
+
+def in_shards(sql, params=()):
+    """The sum of a COUNT(*) query over every order shard."""
+    return sum(c.execute(sql, params).fetchone()[0] for c in order_shards())
+
+
 def ms(rfc3339):
     return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
 
@@ -59,7 +70,7 @@ def create_phase():
     out = subprocess.run(["wrk", "-t1", f"-c{CONNS}", f"-d{SECS}s", "--latency", "-s",
                           "bench/create_order.lua", BASE], capture_output=True, text=True).stdout
     time.sleep(1)  # requests still in flight when wrk stopped finish (and send) first
-    orders = db("orders").execute("SELECT COUNT(*) FROM orders").fetchone()[0]
+    orders = in_shards("SELECT COUNT(*) FROM orders")
     rate = orders / SECS
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
@@ -69,10 +80,11 @@ def create_phase():
 
 
 def relay_phase(create_rate):
-    conn = db("orders")
-    n = conn.execute("UPDATE outbox SET published_at = NULL, next_attempt_ms = 0, "
-                     "lease_token = NULL, lease_until_ms = NULL").rowcount
-    conn.commit()
+    n = 0
+    for conn in order_shards():
+        n += conn.execute("UPDATE outbox SET published_at = NULL, next_attempt_ms = 0, "
+                          "lease_token = NULL, lease_until_ms = NULL").rowcount
+        conn.commit()
     subprocess.run(["redis-cli", "-p", RPORT, "DEL", "events:orders"], capture_output=True)
     # Forget which ids the fast path sent, or the relay would (rightly) stamp them unsent.
     subprocess.run(["redis-cli", "-p", RPORT, "EVAL",
@@ -84,7 +96,7 @@ def relay_phase(create_rate):
         runs += 1
         status, _ = call("POST", "/api/compensator/run", b"", INTERNAL)
         assert status == 200, status
-        left = conn.execute("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
+        left = in_shards("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
         if left == 0:
             break
     secs = time.monotonic() - t0
@@ -135,19 +147,19 @@ def lag_phase():
         t.start()
     for t in threads:
         t.join()
-    orders = db("orders")
     deadline = time.monotonic() + 120
     ids = [o["order_id"] for o in created]
     marks = ",".join("?" * len(ids))
-    while orders.execute(f"SELECT COUNT(*) FROM orders WHERE status = 'PAID' AND order_id IN ({marks})",
-                         ids).fetchone()[0] < PAYMENTS:
+    while in_shards(f"SELECT COUNT(*) FROM orders WHERE status = 'PAID' AND order_id IN ({marks})",
+                    ids) < PAYMENTS:
         assert time.monotonic() < deadline, "payments not all applied within 120 s"
         time.sleep(0.05)
     secs = time.monotonic() - t0
     committed = {row[0]: ms(row[1]) for row in db("payments").execute(
         "SELECT aggregate_id, created_at FROM outbox WHERE type = 'PaymentSucceeded'")}
-    lags = [paid - committed[oid] for oid, paid in orders.execute(
-        f"SELECT order_id, paid_ms FROM orders WHERE order_id IN ({marks})", ids) if oid in committed]
+    paid = [row for c in order_shards() for row in c.execute(
+        f"SELECT order_id, paid_ms FROM orders WHERE order_id IN ({marks})", ids)]
+    lags = [ms_paid - committed[oid] for oid, ms_paid in paid if oid in committed]
     print(f"lag: {len(lags)} payments at {CONNS} connections in {secs:.2f} s "
           f"({len(lags) / secs:.0f}/s); webhook commit -> order PAID p50 {pct(lags, 50)} ms, "
           f"p99 {pct(lags, 99)} ms, max {max(lags)} ms")

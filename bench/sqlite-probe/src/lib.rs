@@ -9,7 +9,7 @@
 //! - `shards`: the request writes to `probeK` (`walprobeK` with `journal=wal`: a file is never
 //!   measured in both modes), K random below N (1..=4).
 
-use shop_adapter::sqlite::{migrate, LockWait, Migration, Tx};
+use shop_adapter::sqlite::{migrate, Migration, Tx};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::sqlite::{Connection, Value};
@@ -42,17 +42,22 @@ fn run(query: &str) -> anyhow::Result<()> {
         migrate(&conn, "probe", &[SCHEMA])?;
     }
     let app_wait = param(query, "wait", "sqlite") == "app";
-    let us = |name, default: &str| -> anyhow::Result<std::time::Duration> {
-        Ok(std::time::Duration::from_micros(param(query, name, default).parse()?))
-    };
-    let wait = LockWait {
-        first: us("first_us", "250")?,
-        cap: us("cap_us", "2000")?,
-        shrink: param(query, "shrink", "0") == "1",
-        ..LockWait::REQUEST
-    };
     let transactions = match param(query, "tx", "one") {
         "auto" => return insert(&conn),
+        "redis" => {
+            let url = format!("redis://{}", param(query, "redis", "127.0.0.1:6379"));
+            let reuse = param(query, "reuse", "0") == "1";
+            let mut kept = None;
+            for _ in 0..param(query, "n", "1").parse::<u32>()? {
+                let conn = match (reuse, kept.take()) {
+                    (true, Some(c)) => c,
+                    _ => spin_sdk::redis::Connection::open(&url)?,
+                };
+                conn.execute("PING", &[])?;
+                kept = Some(conn);
+            }
+            return Ok(());
+        }
         "select" => {
             for _ in 0..param(query, "n", "1").parse::<u32>()? {
                 conn.execute("SELECT 1", &[])?;
@@ -64,7 +69,7 @@ fn run(query: &str) -> anyhow::Result<()> {
     };
     for _ in 0..transactions {
         if app_wait {
-            let tx = Tx::begin_with(&conn, wait)?;
+            let tx = Tx::begin(&conn)?;
             insert(&conn)?;
             tx.commit()?;
         } else {
