@@ -35,7 +35,11 @@ fn param<'q>(query: &'q str, name: &str, default: &'q str) -> &'q str {
 fn run(query: &str) -> anyhow::Result<()> {
     let shards: u32 = param(query, "shards", "1").parse::<u32>()?.clamp(1, 4);
     let wal = param(query, "journal", "file") == "wal";
-    let label = format!("{}probe{}", if wal { "wal" } else { "" }, random_below(shards));
+    let label = format!(
+        "{}probe{}",
+        if wal { "wal" } else { "" },
+        random_below(shards)
+    );
     let conn = Connection::open(&label)?;
     if wal {
         // The app's own path: one read per request, the setup the first time.
@@ -75,7 +79,14 @@ fn run(query: &str) -> anyhow::Result<()> {
         } else {
             conn.execute("BEGIN IMMEDIATE", &[])?;
             let inserted = insert(&conn);
-            conn.execute(if inserted.is_ok() { "COMMIT" } else { "ROLLBACK" }, &[])?;
+            conn.execute(
+                if inserted.is_ok() {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                },
+                &[],
+            )?;
             inserted?;
         }
     }

@@ -164,7 +164,13 @@ const MIGRATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(
 /// database all queue for the write lock to migrate, and a queue of them can outlast a request's
 /// usual wait: waiting longer once, on the first requests of a deployment, beats answering 503.
 fn begin_waiting(conn: &Connection) -> anyhow::Result<Tx<'_>> {
-    Tx::begin_with(conn, LockWait { deadline: MIGRATION_LOCK_WAIT, ..LockWait::REQUEST })
+    Tx::begin_with(
+        conn,
+        LockWait {
+            deadline: MIGRATION_LOCK_WAIT,
+            ..LockWait::REQUEST
+        },
+    )
 }
 
 /// SQLITE_BUSY / SQLITE_LOCKED, as the host reports them.
@@ -214,7 +220,9 @@ impl LockWait {
 
     /// [`Self::base`], jittered to 50-150 %.
     fn pause(&self, tries: u32) -> std::time::Duration {
-        let micros = u64::try_from(self.base(tries).as_micros()).unwrap_or(u64::MAX).max(2);
+        let micros = u64::try_from(self.base(tries).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(2);
         std::time::Duration::from_micros(micros / 2 + crate::ids::random_below(micros))
     }
 }
@@ -439,11 +447,19 @@ mod tests {
     fn the_pause_shrinks_from_first_to_floor() {
         let w = LockWait::REQUEST;
         let ms = std::time::Duration::from_millis;
-        assert_eq!(w.base(0), ms(4), "a writer that just arrived pauses longest");
+        assert_eq!(
+            w.base(0),
+            ms(4),
+            "a writer that just arrived pauses longest"
+        );
         assert_eq!(w.base(1), ms(2));
         assert_eq!(w.base(2), ms(1));
         assert_eq!(w.base(6), w.floor, "4 ms / 64 is below the floor");
-        assert_eq!(w.base(u32::MAX), w.floor, "no overflow however long it waited");
+        assert_eq!(
+            w.base(u32::MAX),
+            w.floor,
+            "no overflow however long it waited"
+        );
     }
 
     #[test]

@@ -946,7 +946,11 @@ mod tests {
         assert_eq!(of("PRAGMA busy_timeout"), None, "a read sets nothing");
         assert_eq!(of("PRAGMA synchronous = OFF"), None);
         assert_eq!(of("PRAGMA busy_timeout = 5; DROP TABLE t"), None);
-        assert_eq!(of("PRAGMA main.busy_timeout = 5"), None, "kept as local state");
+        assert_eq!(
+            of("PRAGMA main.busy_timeout = 5"),
+            None,
+            "kept as local state"
+        );
     }
 
     #[test]

@@ -432,7 +432,11 @@ fn sqlite_journal_mode_is_the_files_and_writers_wait_for_the_lock() {
     // As in Spin, the host leaves the journal mode to the file: a new file is in rollback
     // journal mode, and a mode the app sets is the file's from then on.
     let body = post_json(&app, "/sqlite/exec?db=default", "PRAGMA journal_mode");
-    assert_eq!(body["ok"]["rows"], json!([[{ "text": "delete" }]]), "{body}");
+    assert_eq!(
+        body["ok"]["rows"],
+        json!([[{ "text": "delete" }]]),
+        "{body}"
+    );
     let body = post_json(&app, "/sqlite/exec?db=default", "PRAGMA journal_mode = WAL");
     assert_eq!(body["ok"]["rows"], json!([[{ "text": "wal" }]]), "{body}");
     let body = post_json(&app, "/sqlite/exec?db=default", "PRAGMA journal_mode");

@@ -200,20 +200,23 @@ fn settle(
         Some((body, order_id)) => (int(201), text(body), text(order_id)),
         None => (Value::Null, Value::Null, Value::Null),
     };
-    conn.execute(
+    // RETURNING answers a row only when the row was inserted or updated (not when the WHERE
+    // kept it), in the same call: no `SELECT changes()` while the transaction holds the lock.
+    let written = conn.execute(
         "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, state, attempt, claim_token, claimed_ms, updated_ms, response_status, response_body, order_id)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (user_id, idem_key) DO UPDATE SET state = excluded.state, attempt = excluded.attempt,
            claim_token = excluded.claim_token, claimed_ms = excluded.claimed_ms, updated_ms = excluded.updated_ms,
            response_status = excluded.response_status, response_body = excluded.response_body, order_id = excluded.order_id
-         WHERE idempotency_keys.state <> ? AND idempotency_keys.attempt = ? AND idempotency_keys.fingerprint = excluded.fingerprint",
+         WHERE idempotency_keys.state <> ? AND idempotency_keys.attempt = ? AND idempotency_keys.fingerprint = excluded.fingerprint
+         RETURNING 1",
         &[
             text(claim.key.owner_str()), text(claim.key.key().as_str()), text(&claim.fingerprint), state(to), int(attempt), text(&claim.token),
             int(now), int(now), status, body, order_id,
             state(ClaimState::Completed), int(claim.base.unwrap_or(-1)),
         ],
     )?;
-    Ok(changes(conn)? == 1)
+    Ok(written.rows.len() == 1)
 }
 
 /// Completes the claim with its 201 response for `order_id`, inside the caller's transaction;
