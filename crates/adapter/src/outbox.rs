@@ -275,7 +275,7 @@ pub fn publish_now(
     if rows.is_empty() {
         return Ok(0);
     }
-    let redis = spin_sdk::redis::Connection::open(redis_url)?;
+    let redis = crate::redis::connect(redis_url)?;
     if let Some(Err(e)) = send(&redis, &rows, ring).into_iter().find(Result::is_err) {
         anyhow::bail!("{e}");
     }

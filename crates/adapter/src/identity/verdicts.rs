@@ -106,7 +106,7 @@ pub enum Recall {
 
 /// The verdict cache of one request: a Redis connection and the sealing key.
 pub struct Verdicts {
-    redis: Connection,
+    redis: std::rc::Rc<Connection>,
     key: SealKey,
 }
 
@@ -116,7 +116,7 @@ impl Verdicts {
         let secret = spin_sdk::variables::get("internal_token").ok()?;
         let key = SealKey::derive(&secret)?;
         let url = spin_sdk::variables::get("redis_url").ok()?;
-        let redis = Connection::open(&url).ok()?;
+        let redis = crate::redis::connect(&url).ok()?;
         Some(Verdicts { redis, key })
     }
 

@@ -120,9 +120,10 @@ pub enum Taken {
     },
 }
 
-fn open() -> anyhow::Result<Connection> {
+/// The instance's one Redis connection ([`shop_adapter::redis::connect`]).
+fn open() -> anyhow::Result<std::rc::Rc<Connection>> {
     let url = spin_sdk::variables::get("redis_url")?;
-    Ok(Connection::open(&url)?)
+    Ok(shop_adapter::redis::connect(&url)?)
 }
 
 /// Takes `lease` for `lease_ms`, unless another request holds the key.
@@ -135,7 +136,7 @@ pub fn take(lease: &Lease, lease_ms: i64, now: i64) -> anyhow::Result<Taken> {
         &lease_ms.to_string(),
         &now.to_string(),
     ];
-    let reply = run(&open()?, &TAKE, &[&key, open_set(&lease.key)], &args)?;
+    let reply = run(&*open()?, &TAKE, &[&key, open_set(&lease.key)], &args)?;
     Ok(match reply.first().map(String::as_str) {
         Some("TAKEN") => Taken::Taken,
         _ => Taken::Held {
@@ -152,7 +153,7 @@ pub fn move_to(lease: &mut Lease, attempt: i64) -> anyhow::Result<bool> {
     };
     let key = lease_key(&lease.key);
     let args = [lease.token.as_str(), &lease.member(), &next.member()];
-    let reply = run(&open()?, &MOVE, &[&key, open_set(&lease.key)], &args)?;
+    let reply = run(&*open()?, &MOVE, &[&key, open_set(&lease.key)], &args)?;
     let moved = reply.first().map(String::as_str) == Some("MOVED");
     if moved {
         *lease = next;
