@@ -69,6 +69,12 @@ pub fn load(conn: &Connection, order_id: &str) -> anyhow::Result<Option<PlacedOr
     rows.rows.first().map(|r| from_row(conn, r)).transpose()
 }
 
+/// The customer of order `order_id`, if this database holds it.
+pub fn owner(conn: &Connection, order_id: &str) -> anyhow::Result<Option<String>> {
+    let rows = conn.execute("SELECT user_id FROM orders WHERE order_id = ?", &[text(order_id)])?;
+    Ok(rows.rows.first().map(|r| col_str(r, 0)))
+}
+
 /// Up to `limit` orders of `user_id`, newest first, strictly after `after` (keyset pagination on
 /// `(created_ms, order_id)`, index `orders_by_user`).
 pub fn page(
