@@ -885,6 +885,18 @@ fn refuse_order_writes(env: &Env) {
     );
 }
 
+/// A customer whose shard is the one holding claims from before keys were scoped (owner `''`,
+/// so the shard `''` hashes to): only such a customer's retry across that upgrade finds its old
+/// claim; another customer's retry is a new claim, and the sweep releases the old reservation
+/// (docs/orders.md). With one shard, every customer is one.
+fn legacy_customer(env: &Env) -> String {
+    let legacy = env.shard_of("");
+    (0..)
+        .map(|i| format!("w{i}"))
+        .find(|u| env.shard_of(u) == legacy)
+        .unwrap()
+}
+
 /// Undoes [`refuse_order_writes`].
 fn allow_order_writes(env: &Env) {
     env.sql("DROP TRIGGER e2e_refuse_orders");
@@ -925,7 +937,9 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     assert_eq!(env.levels("A"), (8, 2, 0));
 
     // An in-progress row an older version wrote (before the Redis lease, and before keys were
-    // scoped to their customer) is retaken the same way, reusing its reservation.
+    // scoped to their customer) is retaken the same way, reusing its reservation, by a customer
+    // of the shard such rows live in (see [`legacy_customer`]).
+    let body = json!({"user_id": legacy_customer(&env), "items": [{"sku": "A", "quantity": 2}]});
     let legacy = plant_legacy_claim(&env, "legacy-key", &body);
     env.reserve_directly(&legacy, "A", 2);
     let retry = env.order(Some("legacy-key"), &body);
@@ -948,7 +962,8 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
 fn a_lease_left_open_before_keys_were_scoped_is_settled_by_the_sweep() {
     use shop_domain::idempotency::IdempotencyKey;
     let env = Env::with_ten_of_a();
-    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
+    let user = legacy_customer(&env);
+    let body = json!({"user_id": user, "items": [{"sku": "A", "quantity": 3}]});
     let fp = order_fingerprint(&body);
     env.cli(&[
         "ZADD",
