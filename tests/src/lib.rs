@@ -151,6 +151,36 @@ impl Shop {
         }
     }
 
+    /// The real manifests (cron silenced) with `order_shards` set to `shards`.
+    pub fn boot_with_shards(shards: u32) -> Shop {
+        let n = shards.to_string();
+        let mut shop =
+            Self::boot_manifest(Manifest::WithoutCron, |b| b.variable("order_shards", &n));
+        shop.order_shards = shards;
+        shop
+    }
+
+    /// Stops the app, runs `offline` on the state dir while nothing runs (an operator's step,
+    /// e.g. `spin-shop-dev reshard`), then starts the real manifests (cron silenced) again on the
+    /// same Redis and state with `order_shards` set to `shards`.
+    pub fn restart_with_shards(self, shards: u32, offline: impl FnOnce(&Path)) -> Shop {
+        let Shop {
+            app, redis, state, ..
+        } = self;
+        app.stop();
+        offline(state.path());
+        let n = shards.to_string();
+        let app = start_app(Manifest::WithoutCron, &redis, state.path(), |b| {
+            b.variable("order_shards", &n)
+        });
+        Shop {
+            app,
+            redis,
+            state,
+            order_shards: shards,
+        }
+    }
+
     /// The real HTTP app (`spin.toml`) with silenced cron, without the receivers' app
     /// (`spin.receivers.toml`: `order-events`, `stock-events`): as if it were not deployed or
     /// down. Their messages wait in the streams; [`Shop::restart_without_cron`] brings them back.
@@ -241,7 +271,8 @@ impl Shop {
             if !self.shard_file(k).exists() {
                 return Vec::new();
             }
-            let q = "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'";
+            let q =
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'";
             let rows = self.sql_in(&shard_label(k), q);
             rows.iter()
                 .filter_map(|r| r["name"].as_str().map(str::to_owned))

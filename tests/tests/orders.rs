@@ -807,7 +807,10 @@ fn plant_legacy_claim(env: &Env, key: &str, order: &Value) -> String {
     let row = claim_row(key, order, "in-progress", 0);
     let user = order["user_id"].as_str().unwrap();
     // An unscoped claim lives in the shard of the owner '' (as `spin-shop-dev reshard` puts it).
-    env.sql_for("", &row.replacen(&format!("VALUES ('{user}', "), "VALUES ('', ", 1));
+    env.sql_for(
+        "",
+        &row.replacen(&format!("VALUES ('{user}', "), "VALUES ('', ", 1),
+    );
     use shop_domain::idempotency::IdempotencyKey;
     IdempotencyKey::parse(key).unwrap().reservation_id(0)
 }

@@ -29,8 +29,8 @@ mod streams;
 use shop_adapter::body::Incoming;
 use shop_adapter::health;
 use shop_adapter::respond::finish;
-use spin_sdk::http::{IncomingRequest, Params, Request, Response, Router};
 use shop_domain::shard::ShardCount;
+use spin_sdk::http::{IncomingRequest, Params, Request, Response, Router};
 use spin_sdk::http_component;
 
 mod cron {
@@ -86,8 +86,10 @@ pub fn all_databases() -> Result<Vec<Db>, shop_adapter::Problem> {
         (dbs, None) => Ok(dbs),
         (_, Some(e)) => {
             eprintln!("compensator: MISCONFIGURED {e}");
-            Err(shop_adapter::Problem::unavailable(format!("misconfigured: {e}"))
-                .with("variable", "order_shards"))
+            Err(
+                shop_adapter::Problem::unavailable(format!("misconfigured: {e}"))
+                    .with("variable", "order_shards"),
+            )
         }
     }
 }

@@ -59,7 +59,10 @@ fn summed(shards: &[(String, Option<outbox::Stats>)], now: i64) -> Value {
     let mut each = serde_json::Map::new();
     let mut total: Option<outbox::Stats> = None;
     for (label, stats) in shards {
-        each.insert(label.clone(), stats.as_ref().map_or(json!(null), |s| view(s, now)));
+        each.insert(
+            label.clone(),
+            stats.as_ref().map_or(json!(null), |s| view(s, now)),
+        );
         if let Some(s) = stats {
             total = Some(add(total.as_ref(), s));
         }

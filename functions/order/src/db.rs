@@ -151,7 +151,11 @@ fn check_layout(
                 open_shard(ShardIndex::FIRST, count)?;
             }
             let now = crate::ids::now_ms();
-            let params = [int(i64::from(count.get())), int(i64::from(index.get())), int(now)];
+            let params = [
+                int(i64::from(count.get())),
+                int(i64::from(index.get())),
+                int(now),
+            ];
             conn.execute(RECORD_LAYOUT, &params)
                 .map_err(|e| unavailable("record shard layout", e))?;
             // Two first requests with different counts: the first record wins, the other refuses.

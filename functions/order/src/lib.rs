@@ -77,11 +77,5 @@ fn health_route() -> Response {
         let url = spin_sdk::variables::get("redis_url")?;
         health::redis_check(&url)
     };
-    health::report(
-        COMPONENT,
-        &[
-            ("sqlite", &sqlite_shards),
-            ("redis", &redis),
-        ],
-    )
+    health::report(COMPONENT, &[("sqlite", &sqlite_shards), ("redis", &redis)])
 }

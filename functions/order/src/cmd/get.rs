@@ -3,8 +3,8 @@
 //! cannot be probed.
 
 use shop_adapter::identity::{self, Caller};
-use shop_domain::placed_order::PlacedOrder;
 use shop_adapter::respond::{json, HandlerResult};
+use shop_domain::placed_order::PlacedOrder;
 use spin_sdk::http::Request;
 
 use crate::db::{self, OrUnavailable};

@@ -71,7 +71,10 @@ pub fn load(conn: &Connection, order_id: &str) -> anyhow::Result<Option<PlacedOr
 
 /// The customer of order `order_id`, if this database holds it.
 pub fn owner(conn: &Connection, order_id: &str) -> anyhow::Result<Option<String>> {
-    let rows = conn.execute("SELECT user_id FROM orders WHERE order_id = ?", &[text(order_id)])?;
+    let rows = conn.execute(
+        "SELECT user_id FROM orders WHERE order_id = ?",
+        &[text(order_id)],
+    )?;
     Ok(rows.rows.first().map(|r| col_str(r, 0)))
 }
 
