@@ -19,8 +19,8 @@ use anyhow::{bail, ensure, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use shop_domain::shard::{ShardCount, LABEL_PREFIX};
 
-/// The file of each shard label (`orders-<k>`) a Spin runtime config maps (type `spin`, a
-/// `path`), by index. Relative paths are relative to the working directory, as in Spin.
+/// The file of each shard label (`orders-<k>`) a Spin runtime config maps to a local file
+/// (type `spin`, a `path`), by index. Relative paths are relative to the working directory, as in Spin.
 pub fn shard_files(runtime_config: &Path) -> Result<BTreeMap<u32, PathBuf>> {
     let text = std::fs::read_to_string(runtime_config)
         .with_context(|| format!("read {}", runtime_config.display()))?;
@@ -36,11 +36,10 @@ pub fn shard_files(runtime_config: &Path) -> Result<BTreeMap<u32, PathBuf>> {
         else {
             continue;
         };
-        let kind = db.get("type").and_then(|t| t.as_str()).unwrap_or_default();
-        ensure!(
-            kind == "spin",
-            "{label} is of type {kind:?}: only local files (type \"spin\") can be resharded here"
-        );
+        // A libSQL database (production) is not a file this tool can open: skipped.
+        if db.get("type").and_then(|t| t.as_str()) != Some("spin") {
+            continue;
+        }
         let path = db.get("path").and_then(|p| p.as_str());
         let path = path.with_context(|| format!("{label} has no path"))?;
         files.insert(k, PathBuf::from(path));
@@ -103,6 +102,9 @@ pub fn check(
             s.file.display(),
             s.orders
         ));
+    }
+    if lines.is_empty() {
+        lines.push("no order shard file yet: nothing to check".to_owned());
     }
     if !ok {
         lines.push(format!(

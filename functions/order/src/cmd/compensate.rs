@@ -15,11 +15,11 @@
 //! 3. Owed releases: every open `pending_releases` row (a cancel or a failed order write whose
 //!    release call failed, steps 1 and 2) is released at the stock component (idempotent; an
 //!    unknown reservation counts as released) and closed.
-//! Every step runs in each shard of the order context (a claim, an order, its releases and its
-//! outbox rows all live in their customer's shard).
-//!
 //! 4. Outbox relay: unpublished outbox messages (the ones this pass just wrote included) are
 //!    published to the order events channel, oldest first, at least once ([`shop_adapter::outbox::relay`]).
+//!
+//! Every step runs in each shard of the order context (a claim, an order, its releases and its
+//! outbox rows all live in their customer's shard).
 
 use serde::Serialize;
 use shop_adapter::respond::{json, HandlerResult};
