@@ -229,7 +229,7 @@ impl Shop {
         ShardCount::new(self.order_shards).expect("order_shards in 1..=8")
     }
 
-    /// The SQLite file of shard `k` of the order context (label `orders-<k>`).
+    /// The SQLite file of shard `k` of the order context (label `orders-shard<k>`).
     pub fn shard_file(&self, k: u32) -> PathBuf {
         self.db_file(&shard_label(k))
     }
@@ -351,7 +351,7 @@ pub fn shard_label(k: u32) -> String {
 }
 
 /// The labels of the contexts' databases, as in the repository's `runtime-config.toml`: every
-/// shard label the manifests grant (`orders-0` .. `orders-7`), `payments`, `coupons`.
+/// shard label the manifests grant (`orders-shard0` .. `orders-shard7`), `payments`, `coupons`.
 pub fn labels() -> Vec<String> {
     let shards = (0..shop_domain::shard::MAX_SHARDS).map(shard_label);
     shards

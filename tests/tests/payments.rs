@@ -342,7 +342,7 @@ fn two_overlapping_relay_runs_send_each_message_once() {
     );
 }
 
-/// What a compensator run's relay sent from the database `label` (`orders-<k>`, `payments`).
+/// What a compensator run's relay sent from the database `label` (`orders-shard<k>`, `payments`).
 fn sent_from(report: &Value, label: &str) -> u64 {
     let relayed = report["relayed"].as_array().cloned().unwrap_or_default();
     let entry = relayed.iter().find(|pair| pair[0] == label);

@@ -1,7 +1,7 @@
 //! The order context's shard files, natively, with the app stopped (`spin-shop-dev shards check`
 //! and `spin-shop-dev reshard`).
 //!
-//! Each shard (`orders-<k>`) records the layout it was written under (`shard_layout`: how many
+//! Each shard (`orders-shard<k>`) records the layout it was written under (`shard_layout`: how many
 //! shards, which one it is); the order component refuses a shard that records another count
 //! than `order_shards`. `check` says the same before start-up (`scripts/up.sh` runs it), and
 //! `reshard` moves every customer's rows to the shard they hash to under the new count
@@ -19,7 +19,7 @@ use anyhow::{bail, ensure, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use shop_domain::shard::{ShardCount, LABEL_PREFIX};
 
-/// The file of each shard label (`orders-<k>`) a Spin runtime config maps to a local file
+/// The file of each shard label (`orders-shard<k>`) a Spin runtime config maps to a local file
 /// (type `spin`, a `path`), by index. Relative paths are relative to the working directory, as in Spin.
 pub fn shard_files(runtime_config: &Path) -> Result<BTreeMap<u32, PathBuf>> {
     let text = std::fs::read_to_string(runtime_config)

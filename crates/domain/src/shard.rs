@@ -1,7 +1,7 @@
 //! Which shard of the order context holds a customer's orders.
 //!
-//! The order context spreads customers over `N` SQLite databases (labels `orders-0` ..
-//! `orders-{N-1}`, N the variable `order_shards`). Everything of one order (its lines, outbox
+//! The order context spreads customers over `N` SQLite databases (labels `orders-shard0` ..
+//! `orders-shard{N-1}`, N the variable `order_shards`). Everything of one order (its lines, outbox
 //! rows, Idempotency-Key claim, inbox rows) lives in its customer's shard, so every write stays
 //! one local transaction. The shard is FNV-1a 64 of the customer id's UTF-8 bytes, modulo N: a
 //! pure function of the id, fixed forever (the tests pin known values), because a change would
@@ -10,8 +10,9 @@
 
 use std::fmt;
 
-/// The most shards the manifests grant labels for (`orders-0` .. `orders-7`): Spin's grants are
-/// static, so more would need new labels in spin.toml, spin.receivers.toml and the runtime config.
+/// The most shards the manifests grant labels for (`orders-shard0` .. `orders-shard7`): Spin's
+/// grants are static, so more would need new labels in spin.toml, spin.receivers.toml and the
+/// runtime config.
 pub const MAX_SHARDS: u32 = 8;
 
 /// The number of shards, 1..=[`MAX_SHARDS`].
@@ -88,7 +89,7 @@ impl ShardIndex {
         self.0
     }
 
-    /// The SQLite label of this shard (`orders-<i>`), as the manifests grant it.
+    /// The SQLite label of this shard (`orders-shard<i>`), as the manifests grant it.
     pub fn label(self) -> String {
         format!("{LABEL_PREFIX}{}", self.0)
     }
@@ -100,8 +101,9 @@ impl fmt::Display for ShardIndex {
     }
 }
 
-/// The labels of the order context's shards are this prefix and the index.
-pub const LABEL_PREFIX: &str = "orders-";
+/// The labels of the order context's shards are this prefix and the index (`orders-shard3`). Not
+/// `orders-3`: Spin 4.0.2 refuses a label whose hyphen-separated word starts with a digit.
+pub const LABEL_PREFIX: &str = "orders-shard";
 
 /// FNV-1a, 64 bits: small, fast, well spread over short ids and specified exactly (the
 /// parameters below are the published ones), so any implementation finds the same shard.
@@ -170,7 +172,7 @@ mod tests {
             let got = [1, 2, 3, 4, 8].map(|k| n(k).shard_of(id).get());
             assert_eq!(got, expected, "{id:?}");
         }
-        assert_eq!(n(4).shard_of("u1").label(), "orders-3");
+        assert_eq!(n(4).shard_of("u1").label(), "orders-shard3");
     }
 
     #[test]
@@ -181,7 +183,7 @@ mod tests {
         assert_eq!(ShardCount::parse(" 8 ").unwrap().get(), 8);
         assert_eq!(
             n(3).all().map(ShardIndex::label).collect::<Vec<_>>(),
-            ["orders-0", "orders-1", "orders-2"]
+            ["orders-shard0", "orders-shard1", "orders-shard2"]
         );
         assert_eq!(ShardIndex::new(3, n(3)), None);
     }

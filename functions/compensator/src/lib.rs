@@ -44,8 +44,8 @@ use cron::fermyon::spin_cron::cron_types::{Error as CronError, Metadata};
 
 const COMPONENT: &str = "compensator";
 
-/// One database whose outbox (and inbox) this component serves: a context's label, or one of
-/// the order context's shards (`orders-0` .. `orders-{N-1}`, N the variable `order_shards`).
+/// One database whose outbox (and inbox) this component serves: a context's label, or one of the
+/// order context's shards (`orders-shard0` .. `orders-shard{N-1}`, N the variable `order_shards`).
 #[derive(Debug, Clone)]
 pub struct Db {
     /// The context it belongs to (`orders`, `payments`).

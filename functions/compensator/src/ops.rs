@@ -29,7 +29,7 @@ pub(crate) fn failed(label: &str, e: anyhow::Error) -> Problem {
 }
 
 /// `GET /api/ops/outbox`: per context, the outbox's counts and oldest undelivered row; the order
-/// context's are summed over its shards, each shard's own under `shards` (`orders-0`, ...).
+/// context's are summed over its shards, each shard's own under `shards` (`orders-shard0`, ...).
 pub fn outbox(req: &Request) -> HandlerResult {
     crate::require_admin(req)?;
     let now = shop_adapter::ids::now_ms();

@@ -13,7 +13,7 @@ use crate::TOPICS;
 /// What one run did, per context.
 #[derive(Debug, Default, Serialize)]
 pub struct RunReport {
-    /// Per database label (each shard of the order context on its own: `orders-0`, ...).
+    /// Per database label (each shard of the order context on its own: `orders-shard0`, ...).
     pub relayed: Vec<(String, RelayReport)>,
     pub purged_outbox: i64,
     pub purged_inbox: i64,

@@ -1,7 +1,7 @@
-//! The order component's SQLite databases, one per shard (labels `orders-0` .. `orders-{N-1}`,
-//! N the variable `order_shards`; a customer's orders live in the shard their id hashes to,
-//! `shop_domain::shard`): opened, migrated and checked against the recorded layout on every
-//! request, so a fresh deployment needs no separate setup step and a changed N is refused
+//! The order component's SQLite databases, one per shard (labels `orders-shard0` ..
+//! `orders-shard{N-1}`, N the variable `order_shards`; a customer's orders live in the shard their
+//! id hashes to, `shop_domain::shard`): opened, migrated and checked against the recorded layout on
+//! every request, so a fresh deployment needs no separate setup step and a changed N is refused
 //! before it can strand an order.
 
 pub use shop_adapter::sqlite::{col_i64, col_opt_str, col_str, int, text};
@@ -69,7 +69,8 @@ pub const MIGRATIONS: &[Migration] = &[
 const LAYOUT_SQL: &str = "SELECT shards FROM shard_layout WHERE id = 1";
 
 /// The order context's shards, from the variable `order_shards` (1..=8; the manifests grant
-/// `orders-0` .. `orders-7`). A bad value is a misconfiguration: 503 and a log line, not a trap.
+/// `orders-shard0` .. `orders-shard7`). A bad value is a misconfiguration: 503 and a log line, not
+/// a trap.
 pub fn shard_count() -> Result<ShardCount, Problem> {
     let raw = spin_sdk::variables::get("order_shards").map_err(|e| misconfigured(&e))?;
     ShardCount::parse(&raw).map_err(|e| misconfigured(&e))
