@@ -342,6 +342,14 @@ fn sqlite3_json(file: &Path, query: &str) -> Vec<Value> {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("sqlite3 output {text}: {e}"))
 }
 
+/// What a compensator run's relay did (`claimed`, `sent`, ...) in the database `label`
+/// (`orders-shard<k>`, `payments`), from the run's report.
+pub fn relayed(report: &Value, label: &str) -> Value {
+    let pairs = report["relayed"].as_array().cloned().unwrap_or_default();
+    let entry = pairs.into_iter().find(|pair| pair[0] == label);
+    entry.unwrap_or_else(|| panic!("no {label} in {report}"))[1].clone()
+}
+
 /// The order context's shards by default (`order_shards` in spin.toml).
 pub const ORDER_SHARDS: u32 = 4;
 

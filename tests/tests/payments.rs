@@ -342,15 +342,6 @@ fn two_overlapping_relay_runs_send_each_message_once() {
     );
 }
 
-/// What a compensator run's relay sent from the database `label` (`orders-shard<k>`, `payments`).
-fn sent_from(report: &Value, label: &str) -> u64 {
-    let relayed = report["relayed"].as_array().cloned().unwrap_or_default();
-    let entry = relayed.iter().find(|pair| pair[0] == label);
-    entry.unwrap_or_else(|| panic!("no {label} in {report}"))[1]["sent"]
-        .as_u64()
-        .unwrap()
-}
-
 #[test]
 fn ops_routes_show_the_outbox_and_replay_dead_letters() {
     let shop = Shop::boot_without_cron();
@@ -389,7 +380,7 @@ fn ops_routes_show_the_outbox_and_replay_dead_letters() {
     );
     // The order's shard (u1's) is the one with the dead row: the relay skips it there.
     let shard = e2e::shard_label(shop.shard_of("u1"));
-    assert_eq!(sent_from(&shop.compensator_run(), &shard), 0);
+    assert_eq!(e2e::relayed(&shop.compensator_run(), &shard)["sent"], 0);
     let path = format!("/api/ops/dead-letters/{mid}/replay");
     assert_eq!(
         shop.app
@@ -405,7 +396,7 @@ fn ops_routes_show_the_outbox_and_replay_dead_letters() {
             .status,
         404
     );
-    assert_eq!(sent_from(&shop.compensator_run(), &shard), 1);
+    assert_eq!(e2e::relayed(&shop.compensator_run(), &shard)["sent"], 1);
     let _ = o;
 }
 

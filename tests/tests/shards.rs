@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{admin_auth, assert_problem, shard_label, stripe_event, Shop};
+use e2e::{admin_auth, assert_problem, relayed, shard_label, stripe_event, Shop};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -140,19 +140,11 @@ fn the_relay_sends_the_outbox_rows_of_every_shard() {
     shop.forget_sent_messages();
 
     let report = shop.compensator_run();
-    let relayed = report["relayed"].as_array().unwrap();
-    for user in [A, B] {
-        let label = shard_label(shop.shard_of(user));
-        let entry = relayed.iter().find(|pair| pair[0] == label.as_str());
-        let sent = entry.unwrap_or_else(|| panic!("no {label}: {report}"))[1]["sent"].clone();
-        assert_eq!(sent, 1, "{label}: {report}");
+    for k in 0..shop.order_shards {
+        let want = u32::from(k == shop.shard_of(A) || k == shop.shard_of(B));
+        let sent = &relayed(&report, &shard_label(k))["sent"];
+        assert_eq!(sent, &json!(want), "shard {k}: {report}");
     }
-    let labels: Vec<&str> = relayed.iter().filter_map(|p| p[0].as_str()).collect();
-    let shards: Vec<String> = (0..shop.order_shards).map(shard_label).collect();
-    assert!(
-        shards.iter().all(|s| labels.contains(&s.as_str())),
-        "{labels:?}"
-    );
     assert_eq!(
         shop.redis.cli(&["XLEN", "events:orders"]).unwrap().trim(),
         "2"
@@ -267,4 +259,71 @@ fn assert_all_found(shop: &Shop, placed: &[(String, String)]) {
             "{c}"
         );
     }
+}
+
+#[test]
+fn an_order_shards_outside_one_to_eight_is_a_503_naming_it_not_a_trap() {
+    let shop = Shop::boot_with(|b| b.variable("order_shards", "9"));
+    let p = assert_problem(&list(&shop, A), 503, None);
+    assert_eq!(p["variable"], "order_shards", "{p}");
+    let health = shop.app.get("/api/health/order").expect("GET health");
+    assert_eq!(health.status, 503, "{}", health.text());
+    let report = shop.compensator_run();
+    assert!(
+        report["errors"].to_string().contains("order_shards"),
+        "{report}"
+    );
+    assert!(shop
+        .app
+        .stderr()
+        .contains("MISCONFIGURED variable order_shards"));
+    assert!(
+        !shop.app.stderr().contains("panicked"),
+        "{}",
+        shop.app.stderr()
+    );
+}
+
+/// A database from before sharding, moved to `orders-shard0` (no layout recorded) and started
+/// with 4 shards, would strand every customer who now hashes elsewhere: refused. The documented
+/// way (docs/deploy.md): start once with 1 shard (it records that layout), then reshard 1 -> 4.
+#[test]
+fn a_database_from_before_sharding_is_refused_under_more_shards_until_resharded() {
+    let shop = Shop::boot_with_shards(1);
+    stock(&shop, "SH-5");
+    let placed: Vec<(String, String)> = (0..8)
+        .map(|i| {
+            let c = format!("old{i}");
+            let o = order(&shop, &c, &format!("k-{c}"), "SH-5");
+            (c, o["order_id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let forget_layout = |state: &Path| {
+        let file = state.join(format!("{}.db", shard_label(0)));
+        let out = std::process::Command::new("sqlite3")
+            .arg(&file)
+            .arg("DELETE FROM shard_layout")
+            .output()
+            .expect("sqlite3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let shop = shop.restart_with_shards(4, forget_layout);
+    for (c, _) in &placed {
+        let p = assert_problem(&list(&shop, c), 503, None);
+        assert!(
+            p["detail"].as_str().unwrap().contains("records no layout"),
+            "{p}"
+        );
+    }
+    let shop = shop.restart_with_shards(1, |_| {});
+    assert_eq!(list(&shop, &placed[0].0).status, 200);
+    let shop = shop.restart_with_shards(4, |state| {
+        let moved = devtools::shards::reshard(&shard_files(state), layout(1), layout(4));
+        assert!(moved.unwrap().orders > 0);
+    });
+    assert_all_found(&shop, &placed);
 }

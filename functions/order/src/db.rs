@@ -10,6 +10,8 @@ use shop_adapter::Problem;
 use shop_domain::shard::{LayoutCheck, ShardCount, ShardIndex};
 use spin_sdk::sqlite::Connection;
 
+use crate::store::orders;
+
 /// The schema, in files beside the crate so it can be read and reviewed as SQL.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -136,8 +138,8 @@ fn recorded_layout(conn: &Connection) -> anyhow::Result<Option<u32>> {
 }
 
 /// A shard written under the configured count is used; one that records another is refused
-/// (503 naming `order_shards` and the reshard step). One with no record takes the layout, after
-/// shard 0 (the authority) agrees: a fresh shard beside old ones must not start a new layout.
+/// (503 naming `order_shards` and the reshard step). One with no record takes the layout
+/// ([`record_layout`]).
 fn check_layout(
     conn: &Connection,
     index: ShardIndex,
@@ -147,29 +149,53 @@ fn check_layout(
     match LayoutCheck::of(recorded, count) {
         LayoutCheck::Matches => Ok(()),
         LayoutCheck::Mismatch { recorded } => Err(layout_refused(index, recorded, count)),
-        LayoutCheck::Unrecorded => {
-            if index != ShardIndex::FIRST {
-                open_shard(ShardIndex::FIRST, count)?;
-            }
-            let now = crate::ids::now_ms();
-            let params = [
-                int(i64::from(count.get())),
-                int(i64::from(index.get())),
-                int(now),
-            ];
-            conn.execute(RECORD_LAYOUT, &params)
-                .map_err(|e| unavailable("record shard layout", e))?;
-            // Two first requests with different counts: the first record wins, the other refuses.
-            match recorded_layout(conn).map_err(|e| unavailable("read shard layout", e))? {
-                Some(n) if n != count.get() => Err(layout_refused(
-                    index,
-                    ShardCount::new(n).unwrap_or(count),
-                    count,
-                )),
-                _ => Ok(()),
-            }
-        }
+        LayoutCheck::Unrecorded => record_layout(conn, index, count),
     }
+}
+
+/// Records the configured layout on a shard that has none: after shard 0 (the authority) agrees,
+/// and only if the orders it may already hold (a database from before sharding, moved to this
+/// label) all belong here under it; the first record stands when two requests race.
+fn record_layout(conn: &Connection, index: ShardIndex, count: ShardCount) -> Result<(), Problem> {
+    if index != ShardIndex::FIRST {
+        open_shard(ShardIndex::FIRST, count)?;
+    }
+    let customers = orders::customers(conn).map_err(|e| unavailable("read customers", e))?;
+    if let Some(c) = customers.iter().find(|c| count.shard_of(c) != index) {
+        return Err(unrecorded_refused(index, count, c));
+    }
+    let now = crate::ids::now_ms();
+    let params = [
+        int(i64::from(count.get())),
+        int(i64::from(index.get())),
+        int(now),
+    ];
+    conn.execute(RECORD_LAYOUT, &params)
+        .map_err(|e| unavailable("record shard layout", e))?;
+    match recorded_layout(conn).map_err(|e| unavailable("read shard layout", e))? {
+        Some(n) if n != count.get() => Err(layout_refused(
+            index,
+            ShardCount::new(n).unwrap_or(count),
+            count,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A shard with no layout record holds orders of a customer who hashes elsewhere under the
+/// configured count: written under another layout (or before sharding), it must be resharded.
+fn unrecorded_refused(index: ShardIndex, count: ShardCount, customer: &str) -> Problem {
+    let detail = format!(
+        "order_shards is {count} but shard {} records no layout and holds orders of customers \
+         who hash to other shards (e.g. {customer:?}): start once with order_shards = 1 if it \
+         is the database from before sharding, then run `spin-shop-dev reshard --from 1 --to \
+         {count}` with the app stopped",
+        index.label()
+    );
+    eprintln!("order: REFUSED {detail}");
+    Problem::unavailable(detail)
+        .with("variable", "order_shards")
+        .with("configured_shards", count.get())
 }
 
 /// Written once per shard; a second writer's row is ignored (the first record stands).

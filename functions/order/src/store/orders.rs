@@ -78,6 +78,12 @@ pub fn owner(conn: &Connection, order_id: &str) -> anyhow::Result<Option<String>
     Ok(rows.rows.first().map(|r| col_str(r, 0)))
 }
 
+/// Every customer with an order in this database.
+pub fn customers(conn: &Connection) -> anyhow::Result<Vec<String>> {
+    let rows = conn.execute("SELECT DISTINCT user_id FROM orders", &[])?;
+    Ok(rows.rows.iter().map(|r| col_str(r, 0)).collect())
+}
+
 /// Up to `limit` orders of `user_id`, newest first, strictly after `after` (keyset pagination on
 /// `(created_ms, order_id)`, index `orders_by_user`).
 pub fn page(
