@@ -311,7 +311,11 @@ fn a_database_from_before_sharding_is_refused_under_more_shards_until_resharded(
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let shop = shop.restart_with_shards(4, forget_layout);
+    let shop = shop.restart_with_shards(4, |state| {
+        forget_layout(state);
+        let (lines, ok) = devtools::shards::check(&shard_files(state), layout(4)).unwrap();
+        assert!(!ok, "the start-up check refuses it too: {lines:?}");
+    });
     for (c, _) in &placed {
         let p = assert_problem(&list(&shop, c), 503, None);
         assert!(

@@ -93,8 +93,15 @@ pub fn check(
         let recorded = s.recorded.map_or("no layout recorded".to_owned(), |n| {
             format!("order_shards = {n}")
         });
+        // As the app decides: another recorded count, orders past the configured shards, or
+        // (no record: a database from before sharding) orders of customers who hash elsewhere.
+        let strays = match (s.recorded, s.orders) {
+            (None, n) if n > 0 => strays(&s, configured)?,
+            _ => 0,
+        };
         let mismatch = s.recorded.is_some_and(|n| n != configured.get())
-            || (s.index >= configured.get() && s.orders > 0);
+            || (s.index >= configured.get() && s.orders > 0)
+            || strays > 0;
         ok &= !mismatch;
         let verdict = if mismatch { "MISMATCH" } else { "ok" };
         lines.push(format!(
@@ -109,11 +116,24 @@ pub fn check(
     if !ok {
         lines.push(format!(
             "order_shards = {configured} does not match the layout the shards were written under: \
-             stop the app and run `spin-shop-dev reshard --from <recorded> --to {configured}`, \
-             or set order_shards back"
+             stop the app and run `spin-shop-dev reshard --from <recorded> --to {configured}` \
+             (a database from before sharding: start it once with order_shards = 1 first), or \
+             set order_shards back"
         ));
     }
     Ok((lines, ok))
+}
+
+/// How many customers with orders in shard `s` hash to another shard under `configured`.
+fn strays(s: &ShardState, configured: ShardCount) -> Result<usize> {
+    let conn = open(&s.file)?;
+    let mut stmt = conn.prepare("SELECT DISTINCT user_id FROM orders")?;
+    let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let ids: Vec<String> = ids.collect::<rusqlite::Result<_>>()?;
+    Ok(ids
+        .iter()
+        .filter(|c| configured.shard_of(c).get() != s.index)
+        .count())
 }
 
 /// What `reshard` did.
