@@ -14,6 +14,9 @@ fi
 if [[ -z "${SPIN_BIN:-}" ]] && ! command -v spin >/dev/null; then
   echo "NOTE: no Spin CLI (SPIN_BIN unset, no spin on PATH): tests/tests/spin.rs will be SKIPPED" >&2
 fi
+# `spin-shop-dev` as scripts/up.sh runs it (the shards check) under tests/tests/spin.rs, which
+# starts up.sh with --no-build: built here, as no cargo may run inside `cargo test`.
+cargo build --release -q -p devtools
 # Release profile: the host compiles components with Cranelift, far too slow unoptimised.
 cargo test --release --workspace --exclude order --exclude stock --exclude coupon \
   --exclude payment-callback --exclude compensator "$@"

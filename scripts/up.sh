@@ -76,6 +76,18 @@ fi
 
 both=(--runtime-config-file "$runtime_config" "${state[@]}")
 
+# Refused at start-up: a changed order_shards would strand the orders whose customers now hash to
+# another shard, until `spin-shop-dev reshard` has moved them (docs/deploy.md). The app refuses
+# such a shard on every request too; this says it before anything starts. The default is
+# spin.toml's. (--no-build: the built spin-shop-dev as it is; scripts/test.sh builds it.)
+order_shards=${SPIN_VARIABLE_ORDER_SHARDS:-$(sed -n 's/^order_shards = { default = "\([0-9]*\)" }$/\1/p' spin.toml)}
+if $build || [[ ! -x target/release/spin-shop-dev ]]; then cargo build --release -q -p devtools; fi
+if ! ./target/release/spin-shop-dev shards check --shards "$order_shards" \
+    --runtime-config-file "$runtime_config"; then
+  echo "up.sh: not starting: order_shards=$order_shards does not match the order shards (above)" >&2
+  exit 1
+fi
+
 if ! $spin; then
   cargo build --release -p spin-host
   flags=()

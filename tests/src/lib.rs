@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
+use shop_domain::shard::ShardCount;
 use testkit::{repo_root, RedisServer, Response, SpinApp};
 
 /// The admin bearer token every e2e app is started with.
@@ -75,7 +76,13 @@ pub struct Shop {
     pub app: SpinApp,
     pub redis: RedisServer,
     pub state: tempfile::TempDir,
+    /// The app's `order_shards` ([`ORDER_SHARDS`] unless a test set the variable; a test that
+    /// does sets this too, so the shard helpers below find the right files).
+    pub order_shards: u32,
 }
+
+/// A well-formed order id no order has.
+pub const NO_ORDER: &str = "ord_00000000000000000000000000000000";
 
 impl Shop {
     /// Boots the real `spin.toml` with the e2e variables. Panics with the host's output if it
@@ -136,7 +143,42 @@ impl Shop {
             .tempdir()
             .expect("state dir");
         let app = start_app(manifest, &redis, state.path(), configure);
-        Shop { app, redis, state }
+        Shop {
+            app,
+            redis,
+            state,
+            order_shards: ORDER_SHARDS,
+        }
+    }
+
+    /// The real manifests (cron silenced) with `order_shards` set to `shards`.
+    pub fn boot_with_shards(shards: u32) -> Shop {
+        let n = shards.to_string();
+        let mut shop =
+            Self::boot_manifest(Manifest::WithoutCron, |b| b.variable("order_shards", &n));
+        shop.order_shards = shards;
+        shop
+    }
+
+    /// Stops the app, runs `offline` on the state dir while nothing runs (an operator's step,
+    /// e.g. `spin-shop-dev reshard`), then starts the real manifests (cron silenced) again on the
+    /// same Redis and state with `order_shards` set to `shards`.
+    pub fn restart_with_shards(self, shards: u32, offline: impl FnOnce(&Path)) -> Shop {
+        let Shop {
+            app, redis, state, ..
+        } = self;
+        app.stop();
+        offline(state.path());
+        let n = shards.to_string();
+        let app = start_app(Manifest::WithoutCron, &redis, state.path(), |b| {
+            b.variable("order_shards", &n)
+        });
+        Shop {
+            app,
+            redis,
+            state,
+            order_shards: shards,
+        }
     }
 
     /// The real HTTP app (`spin.toml`) with silenced cron, without the receivers' app
@@ -177,35 +219,98 @@ impl Shop {
         self.state.path().join(format!("{label}.db"))
     }
 
-    /// The order context's database (label `orders`).
-    pub fn db_path(&self) -> PathBuf {
-        self.db_file("orders")
+    /// The shard holding customer `user`'s orders (the order component's own hash,
+    /// `shop_domain::shard`, over [`Shop::order_shards`]).
+    pub fn shard_of(&self, user: &str) -> u32 {
+        self.shard_count().shard_of(user).get()
+    }
+
+    fn shard_count(&self) -> ShardCount {
+        ShardCount::new(self.order_shards).expect("order_shards in 1..=8")
+    }
+
+    /// The SQLite file of shard `k` of the order context (label `orders-shard<k>`).
+    pub fn shard_file(&self, k: u32) -> PathBuf {
+        self.db_file(&shard_label(k))
+    }
+
+    /// The file of the shard holding customer `user`'s orders: the one whose write lock their
+    /// order requests take.
+    pub fn shard_file_of(&self, user: &str) -> PathBuf {
+        self.shard_file(self.shard_of(user))
     }
 
     /// Rows of `query` on the order context's database, read with the sqlite3 CLI as an operator
-    /// would, as JSON objects.
+    /// would, as JSON objects, over every shard: a read (`SELECT`, `WITH`) sees each table as the
+    /// union of its rows in all shards (so `COUNT(*)` counts them all); any other statement
+    /// (`UPDATE`, `DELETE`, `CREATE TRIGGER`, ...) runs in each shard. An `INSERT` belongs to
+    /// one shard: [`Shop::sql_for`]. The shards are migrated first if one is not yet.
     pub fn sql(&self, query: &str) -> Vec<Value> {
-        self.sql_in("orders", query)
+        let first = query.trim_start().to_ascii_uppercase();
+        assert!(
+            !first.starts_with("INSERT"),
+            "an INSERT goes to one shard: use sql_for(customer, ..): {query}"
+        );
+        let tables = self.shard_tables();
+        if first.starts_with("SELECT") || first.starts_with("WITH") {
+            return self.sql_over_shards(&tables, query);
+        }
+        (0..self.order_shards)
+            .flat_map(|k| self.sql_in(&shard_label(k), query))
+            .collect()
+    }
+
+    /// Rows of `query` on the shard holding customer `user`'s orders.
+    pub fn sql_for(&self, user: &str, query: &str) -> Vec<Value> {
+        self.sql_in(&shard_label(self.shard_of(user)), query)
+    }
+
+    /// Each shard's tables (by index), every shard migrated first (an admin read visits all).
+    fn shard_tables(&self) -> Vec<Vec<String>> {
+        let list = |k: u32| -> Vec<String> {
+            if !self.shard_file(k).exists() {
+                return Vec::new();
+            }
+            let q =
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'";
+            let rows = self.sql_in(&shard_label(k), q);
+            rows.iter()
+                .filter_map(|r| r["name"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let migrated = |t: &Vec<String>| t.iter().any(|n| n == "shard_layout");
+        let tables: Vec<Vec<String>> = (0..self.order_shards).map(list).collect();
+        if tables.iter().all(migrated) {
+            return tables;
+        }
+        self.migrate_orders();
+        (0..self.order_shards).map(list).collect()
+    }
+
+    /// `query` in one sqlite3 session that attaches every shard and names each table as a
+    /// view over all of them.
+    fn sql_over_shards(&self, tables: &[Vec<String>], query: &str) -> Vec<Value> {
+        let mut script = String::new();
+        for k in 0..self.order_shards {
+            let file = self.shard_file(k).display().to_string();
+            script += &format!("ATTACH '{}' AS s{k};\n", file.replace('\'', "''"));
+        }
+        for table in &tables[0] {
+            let parts: Vec<String> = (0..self.order_shards)
+                .map(|k| format!("SELECT * FROM s{k}.\"{table}\""))
+                .collect();
+            script += &format!(
+                "CREATE TEMP VIEW \"{table}\" AS {};\n",
+                parts.join(" UNION ALL ")
+            );
+        }
+        script += query;
+        sqlite3_json(Path::new(":memory:"), &script)
     }
 
     /// Rows of `query` on the database of `label`.
     pub fn sql_in(&self, label: &str, query: &str) -> Vec<Value> {
-        let out = std::process::Command::new("sqlite3")
-            .arg("-json")
-            .arg(self.db_file(label))
-            .arg(query)
-            .output()
-            .expect("run sqlite3 (apt-get install -y sqlite3)");
-        assert!(
-            out.status.success(),
-            "sqlite3 {query}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.trim().is_empty() {
-            return Vec::new();
-        }
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("sqlite3 output {text}: {e}"))
+        sqlite3_json(&self.db_file(label), query)
     }
 
     /// `PUT /api/products/{sku}` as the admin.
@@ -217,13 +322,55 @@ impl Shop {
     }
 }
 
-/// The labels of the contexts' databases, as in the repository's `runtime-config.toml`.
-pub const LABELS: [&str; 3] = ["orders", "payments", "coupons"];
+/// Rows of `query` run by the sqlite3 CLI on `file`, as JSON objects.
+fn sqlite3_json(file: &Path, query: &str) -> Vec<Value> {
+    let out = std::process::Command::new("sqlite3")
+        .arg("-json")
+        .arg(file)
+        .arg(query)
+        .output()
+        .expect("run sqlite3 (apt-get install -y sqlite3)");
+    assert!(
+        out.status.success(),
+        "sqlite3 {query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("sqlite3 output {text}: {e}"))
+}
+
+/// What a compensator run's relay did (`claimed`, `sent`, ...) in the database `label`
+/// (`orders-shard<k>`, `payments`), from the run's report.
+pub fn relayed(report: &Value, label: &str) -> Value {
+    let pairs = report["relayed"].as_array().cloned().unwrap_or_default();
+    let entry = pairs.into_iter().find(|pair| pair[0] == label);
+    entry.unwrap_or_else(|| panic!("no {label} in {report}"))[1].clone()
+}
+
+/// The order context's shards by default (`order_shards` in spin.toml).
+pub const ORDER_SHARDS: u32 = 4;
+
+/// The label of the order context's shard `k`.
+pub fn shard_label(k: u32) -> String {
+    format!("{}{k}", shop_domain::shard::LABEL_PREFIX)
+}
+
+/// The labels of the contexts' databases, as in the repository's `runtime-config.toml`: every
+/// shard label the manifests grant (`orders-shard0` .. `orders-shard7`), `payments`, `coupons`.
+pub fn labels() -> Vec<String> {
+    let shards = (0..shop_domain::shard::MAX_SHARDS).map(shard_label);
+    shards
+        .chain(["payments".to_owned(), "coupons".to_owned()])
+        .collect()
+}
 
 /// Writes a runtime config mapping every label to a file in `dir` (absolute paths: Spin resolves
 /// relative ones against the working directory) and returns its path.
 pub fn runtime_config(dir: &Path) -> PathBuf {
-    let text: String = LABELS
+    let text: String = labels()
         .iter()
         .map(|l| {
             let file = dir.join(format!("{l}.db"));
@@ -533,11 +680,11 @@ impl Shop {
             .expect("POST compensate")
     }
 
-    /// Applies the order schema (any order route does) so a test can read or plant rows with
-    /// sqlite3.
+    /// Applies the order schema in every shard so a test can read or plant rows with sqlite3:
+    /// the admin's read of an order id nobody has visits every shard (opening one migrates it).
     pub fn migrate_orders(&self) {
-        let warm = self.get_as("nobody", "/api/orders?user_id=nobody");
-        assert_eq!(warm.status, 200, "{}", warm.text());
+        let warm = self.get_order(NO_ORDER);
+        assert_eq!(warm.status, 404, "{}", warm.text());
     }
 
     /// `POST /api/orders` with `token` as the bearer (any string: forged, expired, another

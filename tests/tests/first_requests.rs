@@ -45,12 +45,22 @@ fn migration_files(component: &str) -> (u64, u64) {
     )
 }
 
-/// The component's database has no table yet: the requests below are its first.
-fn assert_empty(shop: &Shop, label: &str) {
-    let file = shop.db_file(label);
-    if file.exists() {
-        let tables = shop.sql_in(label, "SELECT name FROM sqlite_schema WHERE type = 'table'");
-        assert!(tables.is_empty(), "{label} is not empty: {tables:?}");
+/// The component's databases have no table yet: the requests below are their first.
+fn assert_empty(shop: &Shop, labels: &[String]) {
+    for label in labels {
+        let file = shop.db_file(label);
+        if file.exists() {
+            let tables = shop.sql_in(label, "SELECT name FROM sqlite_schema WHERE type = 'table'");
+            assert!(tables.is_empty(), "{label} is not empty: {tables:?}");
+        }
+    }
+}
+
+/// The databases of a context: its label, or every shard of the order context.
+fn context_labels(shop: &Shop, context: &str) -> Vec<String> {
+    match context {
+        "orders" => (0..shop.order_shards).map(e2e::shard_label).collect(),
+        other => vec![other.to_owned()],
     }
 }
 
@@ -59,8 +69,12 @@ fn put_coupon(shop: &Shop, i: usize) -> Response {
     shop.put_coupon(&format!("FIRST{i}"), &body)
 }
 
+fn first_customer(i: usize) -> String {
+    format!("first-{i}")
+}
+
 fn list_orders(shop: &Shop, i: usize) -> Response {
-    shop.get_as(&format!("first-{i}"), "/api/orders")
+    shop.get_as(&first_customer(i), "/api/orders")
 }
 
 /// Both components, one fresh state dir each: every first request answers as it would on a
@@ -78,31 +92,45 @@ fn first_requests_all_succeed(boot: fn() -> Option<Shop>) {
         let Some(shop) = boot() else {
             return;
         };
-        assert_empty(&shop, label);
+        let labels = context_labels(&shop, label);
+        assert_empty(&shop, &labels);
         let shop = Arc::new(shop);
         for (i, resp) in all_at_once(&shop, send).iter().enumerate() {
             assert_eq!(resp.status, status, "{label} request {i}: {}", resp.text());
         }
         // Every migration file of the component is recorded (schema_version's primary key
-        // already makes each one unique): none was skipped by a request that lost the race.
-        let recorded = shop.sql_in(
-            label,
-            &format!(
-                "SELECT count(*) AS n, max(version) AS latest FROM schema_version \
-                 WHERE component = '{component}'"
-            ),
-        );
-        let (files, latest) = migration_files(component);
-        assert!(
-            recorded[0]["n"].as_u64() >= Some(files),
-            "{label}: {files} migration files, recorded: {recorded:?}"
-        );
-        assert_eq!(
-            recorded[0]["latest"].as_u64(),
-            Some(latest),
-            "{label}: not migrated to the last file"
-        );
+        // already makes each one unique): none was skipped by a request that lost the race. The
+        // 32 customers spread over the order context's shards: each shard they reached counts,
+        // and shard 0 is always among them (every shard consults it first).
+        let mut reached: Vec<&String> = vec![&labels[0]];
+        if label == "orders" {
+            let shards = (0..AT_ONCE).map(|i| shop.shard_of(&first_customer(i)) as usize);
+            reached.extend(shards.map(|k| &labels[k]));
+        }
+        for label in reached {
+            assert_migrated(&shop, label, component);
+        }
     }
+}
+
+fn assert_migrated(shop: &Shop, label: &str, component: &str) {
+    let recorded = shop.sql_in(
+        label,
+        &format!(
+            "SELECT count(*) AS n, max(version) AS latest FROM schema_version \
+             WHERE component = '{component}'"
+        ),
+    );
+    let (files, latest) = migration_files(component);
+    assert!(
+        recorded[0]["n"].as_u64() >= Some(files),
+        "{label}: {files} migration files, recorded: {recorded:?}"
+    );
+    assert_eq!(
+        recorded[0]["latest"].as_u64(),
+        Some(latest),
+        "{label}: not migrated to the last file"
+    );
 }
 
 #[test]

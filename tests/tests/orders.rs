@@ -525,11 +525,17 @@ fn fifty_concurrent_orders_for_the_last_ten_units() {
     assert_eq!(created, 10, "exactly the last ten units are sold");
     // The 50 requests were the first to touch SQLite: they migrated the fresh database
     // concurrently, and every migration was applied exactly once.
-    let versions =
-        env.sql("SELECT version FROM schema_version WHERE component = 'order' ORDER BY version");
+    // (Once in each shard: `sql` reads every shard's table as one.)
+    let versions = env.sql(
+        "SELECT version, COUNT(*) AS n FROM schema_version WHERE component = 'order' \
+         GROUP BY version ORDER BY version",
+    );
+    let shards = env.order_shards;
     assert_eq!(
         versions,
-        (1..=9).map(|v| json!({"version": v})).collect::<Vec<_>>()
+        (1..=10)
+            .map(|v| json!({"version": v, "n": shards}))
+            .collect::<Vec<_>>()
     );
     assert_eq!(env.levels("LAST"), (0, 10, 0));
     assert_eq!(env.sql("SELECT COUNT(*) AS n FROM orders")[0]["n"], 10);
@@ -800,7 +806,11 @@ fn plant_claim(env: &Env, key: &str, order: &Value, holder: Holder) -> String {
 fn plant_legacy_claim(env: &Env, key: &str, order: &Value) -> String {
     let row = claim_row(key, order, "in-progress", 0);
     let user = order["user_id"].as_str().unwrap();
-    env.sql(&row.replacen(&format!("VALUES ('{user}', "), "VALUES ('', ", 1));
+    // An unscoped claim lives in the shard of the owner '' (as `spin-shop-dev reshard` puts it).
+    env.sql_for(
+        "",
+        &row.replacen(&format!("VALUES ('{user}', "), "VALUES ('', ", 1),
+    );
     use shop_domain::idempotency::IdempotencyKey;
     IdempotencyKey::parse(key).unwrap().reservation_id(0)
 }
@@ -878,6 +888,18 @@ fn refuse_order_writes(env: &Env) {
     );
 }
 
+/// A customer whose shard is the one holding claims from before keys were scoped (owner `''`,
+/// so the shard `''` hashes to): only such a customer's retry across that upgrade finds its old
+/// claim; another customer's retry is a new claim, and the sweep releases the old reservation
+/// (docs/orders.md). With one shard, every customer is one.
+fn legacy_customer(env: &Env) -> String {
+    let legacy = env.shard_of("");
+    (0..)
+        .map(|i| format!("w{i}"))
+        .find(|u| env.shard_of(u) == legacy)
+        .unwrap()
+}
+
 /// Undoes [`refuse_order_writes`].
 fn allow_order_writes(env: &Env) {
     env.sql("DROP TRIGGER e2e_refuse_orders");
@@ -918,7 +940,9 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
     assert_eq!(env.levels("A"), (8, 2, 0));
 
     // An in-progress row an older version wrote (before the Redis lease, and before keys were
-    // scoped to their customer) is retaken the same way, reusing its reservation.
+    // scoped to their customer) is retaken the same way, reusing its reservation, by a customer
+    // of the shard such rows live in (see [`legacy_customer`]).
+    let body = json!({"user_id": legacy_customer(&env), "items": [{"sku": "A", "quantity": 2}]});
     let legacy = plant_legacy_claim(&env, "legacy-key", &body);
     env.reserve_directly(&legacy, "A", 2);
     let retry = env.order(Some("legacy-key"), &body);
@@ -941,7 +965,8 @@ fn a_retry_after_a_crash_reuses_the_reservation_and_a_live_claim_is_409() {
 fn a_lease_left_open_before_keys_were_scoped_is_settled_by_the_sweep() {
     use shop_domain::idempotency::IdempotencyKey;
     let env = Env::with_ten_of_a();
-    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 3}]});
+    let user = legacy_customer(&env);
+    let body = json!({"user_id": user, "items": [{"sku": "A", "quantity": 3}]});
     let fp = order_fingerprint(&body);
     env.cli(&[
         "ZADD",
@@ -1011,7 +1036,8 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
 
     // A release that is owed (its call failed when the order write failed).
     reserve("rsv-owed-1", 2);
-    env.sql(
+    env.sql_for(
+        "u",
         "INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
          VALUES ('rsv-owed-1', NULL, 'order-write-failed', 0)",
     );
@@ -1020,7 +1046,8 @@ fn the_compensation_route_finishes_owed_releases_and_abandoned_claims() {
     reserve("rsv-sold-1", 1);
     let confirmed = env.post_internal("/api/stock/reservations/rsv-sold-1/confirm");
     assert_eq!(confirmed.status, 200, "{}", confirmed.text());
-    env.sql(
+    env.sql_for(
+        "u",
         "INSERT INTO pending_releases (reservation_id, order_id, reason, created_ms) \
          VALUES ('rsv-sold-1', NULL, 'order-cancelled', 1)",
     );
@@ -1620,8 +1647,9 @@ fn a_cancel_whose_release_fails_is_finished_by_a_second_cancel_or_the_compensato
 }
 
 /// Lifts a Redis write pause when dropped, so a failing test never leaves requests hanging.
-/// Another process holding the orders database's write lock (sqlite3 in a transaction), so
-/// the order component's write transaction waits; what it writes lands before that write.
+/// Another process holding the write lock of customer `u`'s shard of the orders database
+/// (sqlite3 in a transaction), so the order component's write transaction for `u` waits; what
+/// it writes lands before that write.
 struct HeldWriteLock {
     sqlite3: std::process::Child,
     out: std::io::BufReader<std::process::ChildStdout>,
@@ -1631,7 +1659,7 @@ impl HeldWriteLock {
     fn take(env: &Env) -> Self {
         use std::process::{Command, Stdio};
         let mut sqlite3 = Command::new("sqlite3")
-            .arg(env.db_path())
+            .arg(env.shard_file_of("u"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -1964,7 +1992,7 @@ fn a_request_whose_key_is_finished_by_another_body_meanwhile_is_422() {
         e2e::wait_for(WAIT_FOR_LEASE, "the request waiting for its lease", || {
             (env.redis_blocked_clients() == 1).then_some(())
         });
-        env.sql(&claim_row("swap-key", &other, "completed", 0));
+        env.sql_for("u", &claim_row("swap-key", &other, "completed", 0));
         env.unpause_redis();
         request.join().unwrap()
     });

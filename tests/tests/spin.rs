@@ -107,6 +107,29 @@ fn real_spin_serves_health_pays_orders_and_runs_the_compensator_tick() {
         (0, 0, 2),
         "nothing sold, nothing released"
     );
+    another_shard_under_real_spin(&shop);
+}
+
+/// More than one order shard under real Spin: u2's order lives in another shard than u1's,
+/// and its payment is applied there, with its inbox row.
+fn another_shard_under_real_spin(shop: &Shop) {
+    assert_ne!(shop.shard_of("u1"), shop.shard_of("u2"), "two shards");
+    let put = shop.put_product(
+        "SPIN-2",
+        &json!({"name": "Cup", "price": 500, "currency": "EUR", "stock": 1}),
+    );
+    assert!(put.status == 200 || put.status == 201, "{}", put.text());
+    let body = json!({"items": [{"sku": "SPIN-2", "quantity": 1}]});
+    let created = shop.order_as("u2", "spin-u2", &body);
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["order_id"].as_str().unwrap().to_owned();
+    let event = stripe_event("evt_spin_u2", "payment_intent.succeeded", &id, 500, "eur");
+    assert_eq!(shop.webhook(&event).status, 200);
+    shop.wait_order(&id, WAIT, |o| o["status"] == "PAID");
+    let count = |user: &str, q: &str| shop.sql_for(user, q)[0]["n"].clone();
+    assert_eq!(count("u1", "SELECT COUNT(*) AS n FROM orders"), 3);
+    assert_eq!(count("u2", "SELECT COUNT(*) AS n FROM orders"), 1);
+    assert_eq!(count("u2", "SELECT COUNT(*) AS n FROM inbox"), 1);
 }
 
 /// Issue 13 §3 under the real Spin: the components stop reading a body at their route's limit

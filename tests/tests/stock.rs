@@ -971,6 +971,7 @@ fn a_lost_redis_is_a_503_problem_not_a_crash() {
         app,
         redis,
         state: _state,
+        ..
     } = Shop::boot();
     drop(redis);
     let internal = internal_auth();

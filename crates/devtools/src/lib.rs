@@ -1,6 +1,10 @@
 //! Development and test signing keys for customer JWTs. Never used by the components: they only
 //! verify, against the JWKS this crate prints. The private keys are generated here (or read from
 //! a PKCS#8 PEM file) so that local runs and the e2e suite need no identity provider.
+//!
+//! [`shards`]: the order context's shard files (layout check, reshard), natively.
+
+pub mod shards;
 
 use anyhow::{anyhow, Context, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -17,6 +17,7 @@ pub mod placed_order;
 pub mod pricing;
 pub mod product;
 pub mod reservation;
+pub mod shard;
 pub mod sku;
 pub mod stock;
 pub mod timestamp;

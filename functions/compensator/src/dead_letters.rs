@@ -21,7 +21,6 @@ use shop_adapter::Problem;
 use spin_sdk::http::Request;
 
 use crate::ops::{failed, open};
-use crate::LABELS;
 
 /// Dead letters listed per context (outbox) and per dead-letter stream (receivers) at most.
 const LIST_LIMIT: u32 = 100;
@@ -32,14 +31,16 @@ const DEFAULT_RETENTION_HOURS: i64 = 24 * 30;
 pub fn list(req: &Request) -> HandlerResult {
     crate::require_admin(req)?;
     let mut all = Vec::new();
-    for label in LABELS {
+    for db in crate::all_databases()? {
+        let label = db.label.as_str();
         if let Some(conn) = open(label)? {
             let rows = outbox::dead_letters(&conn, i64::from(LIST_LIMIT));
             for d in rows.map_err(|e| failed(label, e))? {
                 let mut v = serde_json::to_value(&d).unwrap_or_default();
                 v["id"] = json!(d.message_id);
                 v["source"] = json!(Source::Outbox);
-                v["context"] = json!(label);
+                v["context"] = json!(db.context);
+                v["database"] = json!(label);
                 all.push(v);
             }
         }
@@ -73,10 +74,12 @@ pub fn replay(req: &Request, id: &str) -> HandlerResult {
         let body = json!({"replayed": id, "topic": rid.topic, "group": rid.group, "entry": entry});
         return Ok(json(200, &body));
     }
-    for label in LABELS {
+    for db in crate::all_databases()? {
+        let label = db.label.as_str();
         if let Some(conn) = open(label)? {
             if outbox::replay(&conn, id).map_err(|e| failed(label, e))? {
-                return Ok(json(200, &json!({ "replayed": id, "context": label })));
+                let body = json!({ "replayed": id, "context": db.context, "database": label });
+                return Ok(json(200, &body));
             }
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! One run (the cron trigger's `handle-cron-event`, or `POST /api/compensator/run` with the
 //! internal token, for platforms without a cron trigger, e.g. a Kubernetes CronJob on SpinKube):
-//! 1. relays each context's outbox (`orders`, `payments`): due rows are claimed with a lease,
+//! 1. relays each context's outbox (every shard of `orders`, `payments`): due rows are claimed with a lease,
 //!    sent to their Redis stream in one round trip per topic, stamped; failures back off
 //!    (jittered, exponential) and are dead-lettered after too many attempts;
 //! 2. purges delivered outbox rows, inbox rows and receiver dead letters past their retention
@@ -29,6 +29,7 @@ mod streams;
 use shop_adapter::body::Incoming;
 use shop_adapter::health;
 use shop_adapter::respond::finish;
+use shop_domain::shard::ShardCount;
 use spin_sdk::http::{IncomingRequest, Params, Request, Response, Router};
 use spin_sdk::http_component;
 
@@ -43,8 +44,55 @@ use cron::fermyon::spin_cron::cron_types::{Error as CronError, Metadata};
 
 const COMPONENT: &str = "compensator";
 
-/// The databases whose outbox (and inbox) this component serves, one per context.
-pub const LABELS: [&str; 2] = ["orders", "payments"];
+/// One database whose outbox (and inbox) this component serves: a context's label, or one of the
+/// order context's shards (`orders-shard0` .. `orders-shard{N-1}`, N the variable `order_shards`).
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// The context it belongs to (`orders`, `payments`).
+    pub context: &'static str,
+    /// Its SQLite label.
+    pub label: String,
+}
+
+/// Every database with an outbox: each shard of the order context, then `payments`. A bad
+/// `order_shards` is an error naming it (the caller reports it; payments are still served).
+pub fn databases() -> (Vec<Db>, Option<String>) {
+    let payments = Db {
+        context: "payments",
+        label: "payments".to_owned(),
+    };
+    let shards = spin_sdk::variables::get("order_shards")
+        .map_err(|e| e.to_string())
+        .and_then(|raw| ShardCount::parse(&raw).map_err(|e| e.to_string()));
+    match shards {
+        Ok(count) => {
+            let mut dbs: Vec<Db> = count
+                .all()
+                .map(|i| Db {
+                    context: "orders",
+                    label: i.label(),
+                })
+                .collect();
+            dbs.push(payments);
+            (dbs, None)
+        }
+        Err(e) => (vec![payments], Some(format!("variable order_shards: {e}"))),
+    }
+}
+
+/// [`databases`] for the operator routes: a bad `order_shards` is a 503 naming it.
+pub fn all_databases() -> Result<Vec<Db>, shop_adapter::Problem> {
+    match databases() {
+        (dbs, None) => Ok(dbs),
+        (_, Some(e)) => {
+            eprintln!("compensator: MISCONFIGURED {e}");
+            Err(
+                shop_adapter::Problem::unavailable(format!("misconfigured: {e}"))
+                    .with("variable", "order_shards"),
+            )
+        }
+    }
+}
 
 /// The topics whose receivers each run wakes.
 pub const TOPICS: [&str; 2] = ["payments", "orders"];
@@ -94,6 +142,14 @@ async fn handle(incoming: IncomingRequest) -> Response {
     router.handle_async(req).await
 }
 
+/// Every shard of the order context answers (a bad `order_shards` fails the check).
+fn sqlite_orders() -> anyhow::Result<()> {
+    let dbs = all_databases().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    dbs.iter()
+        .filter(|d| d.context == "orders")
+        .try_for_each(|d| health::sqlite_check(&d.label))
+}
+
 fn health_route() -> Response {
     let redis = || -> anyhow::Result<()> {
         let url = spin_sdk::variables::get("redis_url")?;
@@ -102,7 +158,7 @@ fn health_route() -> Response {
     health::report(
         COMPONENT,
         &[
-            ("sqlite_orders", &|| health::sqlite_check("orders")),
+            ("sqlite_orders", &sqlite_orders),
             ("sqlite_payments", &|| health::sqlite_check("payments")),
             ("redis", &redis),
         ],

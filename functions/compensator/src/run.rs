@@ -8,11 +8,12 @@ use spin_sdk::http::Request;
 use spin_sdk::sqlite::Connection;
 
 use crate::streams::{self, StreamReport};
-use crate::{LABELS, TOPICS};
+use crate::TOPICS;
 
 /// What one run did, per context.
 #[derive(Debug, Default, Serialize)]
 pub struct RunReport {
+    /// Per database label (each shard of the order context on its own: `orders-shard0`, ...).
     pub relayed: Vec<(String, RelayReport)>,
     pub purged_outbox: i64,
     pub purged_inbox: i64,
@@ -138,7 +139,10 @@ pub fn run_once() -> RunReport {
     let now = shop_adapter::ids::now_ms();
     let outbox_keep = hours("outbox_retention_hours", 24 * 7) * 3_600_000;
     let inbox_keep = hours("inbox_retention_hours", 24 * 30) * 3_600_000;
-    for label in LABELS {
+    let (dbs, misconfigured) = crate::databases();
+    report.errors.extend(misconfigured);
+    for db in dbs {
+        let label = db.label.as_str();
         let step = (|| -> anyhow::Result<()> {
             let conn = Connection::open(label)?;
             if !has_outbox(&conn)? {

@@ -64,16 +64,18 @@ async fn handle(incoming: IncomingRequest) -> Response {
     shop_adapter::respond::finish(result)
 }
 
+/// Every shard's database answers (a misconfigured `order_shards` fails the check).
+fn sqlite_shards() -> anyhow::Result<()> {
+    let count = db::shard_count().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    count
+        .all()
+        .try_for_each(|i| health::sqlite_check(&i.label()))
+}
+
 fn health_route() -> Response {
     let redis = || -> anyhow::Result<()> {
         let url = spin_sdk::variables::get("redis_url")?;
         health::redis_check(&url)
     };
-    health::report(
-        COMPONENT,
-        &[
-            ("sqlite", &|| health::sqlite_check(db::LABEL)),
-            ("redis", &redis),
-        ],
-    )
+    health::report(COMPONENT, &[("sqlite", &sqlite_shards), ("redis", &redis)])
 }

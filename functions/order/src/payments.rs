@@ -33,12 +33,11 @@ use shop_domain::order::{OrderCommand, Outcome};
 use shop_domain::placed_order::PlacedOrder;
 use spin_sdk::sqlite::Connection;
 
-use crate::db;
+use crate::db::{self, Shards};
 use crate::ids;
 use crate::store::claims;
 use crate::store::orders::{self, Event};
 use crate::store::outbox::{self, Ring};
-use crate::sweep::{abandon_claims, expire_orders};
 
 /// The topics and the consumer group this receiver drains.
 const TOPIC: &str = "payments";
@@ -73,44 +72,34 @@ fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
 }
 
 /// Drains the payment messages (with `sweep` also the stock context's), then, with `sweep`,
-/// runs the order context's periodic repairs.
+/// runs the order context's periodic repairs, in every shard.
 /// The Redis trigger runs it on every ring; `POST /api/orders/events/drain` runs it where there
 /// is no Redis trigger (Fermyon Cloud: an external scheduler calls the route).
 pub fn receive(sweep: bool) -> anyhow::Result<Received> {
-    let conn = db::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    let shards = db::open_all().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let url = spin_sdk::variables::get("redis_url")?;
-    let mut batch = Batch {
-        conn: &conn,
-        tx: None,
-        written: Vec::new(),
-        pending: Vec::new(),
-        broken: false,
-    };
+    let mut batch = Batch::new(&shards);
     let report = drain(&url, sweep, &mut batch);
-    let written = batch.written;
+    let mut written = std::mem::take(&mut batch.written);
+    drop(batch);
     // The compensator's ring asks for the sweep too; it runs even when the drain failed (Redis
     // down): expiry must not wait for it.
     let now = ids::now_ms();
-    let (expired, abandoned, purged) = if sweep {
-        (
-            expire_orders(&conn, now)?,
-            abandon_claims(&conn, now)?,
-            claims::purge_finished(&conn, now - crate::retention::keep_ms())?,
-        )
-    } else {
-        (Vec::new(), Vec::new(), 0)
-    };
-    outbox::publish(
-        &conn,
-        &[written.as_slice(), &expired, &abandoned].concat(),
-        Ring::Now,
-    );
-    Ok(Received {
-        drained: report?,
-        expired: expired.len() as u64,
-        abandoned: abandoned.len() as u64,
-        purged,
-    })
+    let mut received = Received::default();
+    if sweep {
+        let swept = crate::sweep::sweep(&shards, now)?;
+        swept.add_to(&mut written);
+        received.expired = swept.expired_count();
+        received.abandoned = swept.abandoned_count();
+        for conn in shards.iter() {
+            received.purged += claims::purge_finished(conn, now - crate::retention::keep_ms())?;
+        }
+    }
+    for (conn, written) in shards.iter().zip(&written) {
+        outbox::publish(conn, written, Ring::Now);
+    }
+    received.drained = report?;
+    Ok(received)
 }
 
 /// Drains the payment messages and, on the periodic ring (`sweep`), the stock context's: those
@@ -127,33 +116,78 @@ fn drain(url: &str, sweep: bool, batch: &mut Batch<'_>) -> anyhow::Result<DrainR
     Ok(report)
 }
 
-/// One transaction per drained batch, a savepoint per message; the ids of the outbox messages
-/// the committed batches wrote.
+/// One transaction per drained batch in each shard it touches, a savepoint per message; per
+/// shard, the ids of the outbox messages the committed batches wrote.
+///
+/// A message is applied in the shard holding its order ([`route`]), with its inbox row there.
+/// Shards are entered in index order only (a message for a lower shard first commits what is
+/// open), so two receivers never wait for each other's shards. A shard committed early and a
+/// later one failing is safe: nothing of the batch is acknowledged, and the redelivered
+/// messages the early shard applied are dropped by its inbox.
 struct Batch<'c> {
-    conn: &'c Connection,
-    tx: Option<Tx<'c>>,
-    written: Vec<String>,
-    /// Written by the open batch, not committed yet.
-    pending: Vec<String>,
-    /// SQLite rolled the whole transaction back (a message's failure took it with it): nothing
-    /// more of this batch can be applied or committed.
+    shards: &'c Shards,
+    txs: Vec<Option<Tx<'c>>>,
+    written: Vec<Vec<String>>,
+    /// Written by the open transactions, not committed yet.
+    pending: Vec<Vec<String>>,
+    /// SQLite rolled a transaction back (a message's failure took it with it, or an early
+    /// commit failed): nothing more of this batch can be applied or committed.
     broken: bool,
+}
+
+impl<'c> Batch<'c> {
+    fn new(shards: &'c Shards) -> Self {
+        let n = shards.conns.len();
+        Batch {
+            shards,
+            txs: (0..n).map(|_| None).collect(),
+            written: vec![Vec::new(); n],
+            pending: vec![Vec::new(); n],
+            broken: false,
+        }
+    }
+
+    /// The connection of shard `k`, inside this batch's transaction there.
+    fn enter(&mut self, k: usize) -> anyhow::Result<&'c Connection> {
+        let conn = &self.shards.conns[k].1;
+        if self.txs[k].is_none() {
+            if self.txs[k + 1..].iter().any(Option::is_some) {
+                self.commit_open().inspect_err(|_| self.broken = true)?;
+            }
+            self.txs[k] = Some(Tx::begin(conn)?);
+        }
+        Ok(conn)
+    }
+
+    /// Commits every open transaction; what they wrote moves to `written`. On a failure the
+    /// rest are rolled back (dropped).
+    fn commit_open(&mut self) -> anyhow::Result<()> {
+        for k in 0..self.txs.len() {
+            if let Some(tx) = self.txs[k].take() {
+                tx.commit()?;
+                let done = std::mem::take(&mut self.pending[k]);
+                self.written[k].extend(done);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Apply for &mut Batch<'_> {
     fn begin_batch(&mut self) -> anyhow::Result<()> {
         self.broken = false;
-        self.tx = Some(Tx::begin(self.conn)?);
         Ok(())
     }
 
     fn apply(&mut self, env: &Envelope) -> anyhow::Result<()> {
         anyhow::ensure!(!self.broken, "the batch's transaction was rolled back");
-        let step = Savepoint::begin(self.conn)?;
-        match apply(self.conn, env) {
+        let k = route(self.shards, env)?;
+        let conn = self.enter(k)?;
+        let step = Savepoint::begin(conn)?;
+        match apply(conn, env) {
             Ok(written) => {
                 step.release()?;
-                self.pending.extend(written);
+                self.pending[k].extend(written);
                 Ok(())
             }
             Err(e) => {
@@ -168,20 +202,42 @@ impl Apply for &mut Batch<'_> {
     }
 
     fn commit_batch(&mut self) -> anyhow::Result<()> {
-        let pending = std::mem::take(&mut self.pending);
-        let tx = self.tx.take();
-        anyhow::ensure!(!self.broken, "the batch's transaction was rolled back");
-        if let Some(tx) = tx {
-            tx.commit()?;
+        if self.broken {
+            self.abort_batch();
+            anyhow::bail!("the batch's transaction was rolled back");
         }
-        self.written.extend(pending);
-        Ok(())
+        let committed = self.commit_open();
+        if committed.is_err() {
+            self.abort_batch();
+        }
+        committed
     }
 
     fn abort_batch(&mut self) {
-        self.pending.clear();
-        self.tx.take(); // dropped: rolled back
+        self.pending.iter_mut().for_each(Vec::clear);
+        self.txs.iter_mut().for_each(|tx| drop(tx.take())); // dropped: rolled back
     }
+}
+
+/// The shard a message is applied in: the one holding its order (looked up shard by shard:
+/// the order id does not say whose it is). A message for no known order goes to the shard its
+/// order id (or, without one, its message id) hashes to, so a redelivery finds its inbox row in
+/// the same place.
+fn route(shards: &Shards, env: &Envelope) -> anyhow::Result<usize> {
+    let order_id = env.payload["order_id"].as_str().unwrap_or_default();
+    if !order_id.is_empty() {
+        for (k, conn) in shards.iter().enumerate() {
+            if orders::owner(conn, order_id)?.is_some() {
+                return Ok(k);
+            }
+        }
+    }
+    let key = if order_id.is_empty() {
+        &env.message_id
+    } else {
+        order_id
+    };
+    Ok(shards.count.shard_of(key).get() as usize)
 }
 
 /// Applies one payment message inside the caller's transaction; returns the ids of the outbox

@@ -5,14 +5,24 @@
 //! - `token <dir> <user_id> [ttl_seconds]`: prints a token for `user_id` signed with that key;
 //!   issuer and audience follow `SPIN_VARIABLE_AUTH_ISSUER` / `SPIN_VARIABLE_AUTH_AUDIENCE` as
 //!   the app does, else the app's defaults.
+//! - `shards check --shards N [--runtime-config-file FILE]`: what layout each order shard file
+//!   records; exits 1 when it is not N (`scripts/up.sh` runs it before starting the app).
+//! - `reshard --from N --to M [--runtime-config-file FILE]`: with the app stopped, moves every
+//!   customer's orders to the shard they hash to under M and records M (docs/deploy.md).
+//!
+//! The runtime config defaults to `runtime-config.toml`; relative paths in it are relative to
+//! the working directory, as in Spin.
 
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use devtools::{claims, jwks, DevKey, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
+use devtools::{claims, jwks, shards, DevKey, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 use jsonwebtoken::Algorithm;
 
-const USAGE: &str = "usage: spin-shop-dev keygen <dir> | token <dir> <user_id> [ttl_seconds]";
+const USAGE: &str = "usage: spin-shop-dev keygen <dir> | token <dir> <user_id> [ttl_seconds]
+       | shards check --shards N [--runtime-config-file FILE]
+       | reshard --from N --to M [--runtime-config-file FILE]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,8 +42,64 @@ fn main() -> Result<()> {
         ["token", dir, user, ttl] => {
             print_token(Path::new(dir), user, ttl.parse().context("ttl_seconds")?)?
         }
+        ["shards", "check", rest @ ..] => shards_check(rest)?,
+        ["reshard", rest @ ..] => reshard(rest)?,
         _ => bail!("{USAGE}"),
     }
+    Ok(())
+}
+
+/// `--name value` options (each at most once) of a subcommand.
+fn options<'a>(args: &[&'a str], known: &[&str]) -> Result<HashMap<String, &'a str>> {
+    let mut out = HashMap::new();
+    let mut it = args.iter();
+    while let Some(name) = it.next() {
+        let key = name.trim_start_matches("--");
+        if !name.starts_with("--") || !known.contains(&key) {
+            bail!("unknown argument {name}\n{USAGE}");
+        }
+        let value = it.next().with_context(|| format!("{name} needs a value"))?;
+        out.insert(key.to_owned(), *value);
+    }
+    Ok(out)
+}
+
+fn shard_files(opts: &HashMap<String, &str>) -> Result<BTreeMap<u32, PathBuf>> {
+    let rc = opts
+        .get("runtime-config-file")
+        .copied()
+        .unwrap_or("runtime-config.toml");
+    shards::shard_files(Path::new(rc))
+}
+
+fn required<'a>(opts: &HashMap<String, &'a str>, name: &str) -> Result<&'a str> {
+    opts.get(name)
+        .copied()
+        .with_context(|| format!("--{name} is required\n{USAGE}"))
+}
+
+fn shards_check(args: &[&str]) -> Result<()> {
+    let opts = options(args, &["shards", "runtime-config-file"])?;
+    let n = shards::count(required(&opts, "shards")?)?;
+    let (lines, ok) = shards::check(&shard_files(&opts)?, n)?;
+    for line in lines {
+        eprintln!("spin-shop-dev shards check: {line}");
+    }
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn reshard(args: &[&str]) -> Result<()> {
+    let opts = options(args, &["from", "to", "runtime-config-file"])?;
+    let from = shards::count(required(&opts, "from")?)?;
+    let to = shards::count(required(&opts, "to")?)?;
+    let moved = shards::reshard(&shard_files(&opts)?, from, to)?;
+    println!(
+        "resharded {from} -> {to}: {} customers ({} orders) moved; every shard records order_shards = {to}",
+        moved.customers, moved.orders
+    );
     Ok(())
 }
 

@@ -45,7 +45,7 @@ pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
         return Err(order_not_found(order_id));
     }
     let trace = Trace::of(req);
-    let conn = db::open()?;
+    let conn = db::open_for(customer.as_str())?;
     let order = match decide(&conn, order_id, &customer, &trace).or_unavailable("cancel order")? {
         Decided::Refused(problem) => return Err(problem),
         Decided::Already(order) => order,

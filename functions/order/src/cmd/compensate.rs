@@ -17,6 +17,9 @@
 //!    unknown reservation counts as released) and closed.
 //! 4. Outbox relay: unpublished outbox messages (the ones this pass just wrote included) are
 //!    published to the order events channel, oldest first, at least once ([`shop_adapter::outbox::relay`]).
+//!
+//! Every step runs in each shard of the order context (a claim, an order, its releases and its
+//! outbox rows all live in their customer's shard).
 
 use serde::Serialize;
 use shop_adapter::respond::{json, HandlerResult};
@@ -26,14 +29,13 @@ use spin_sdk::sqlite::Connection;
 use crate::db::{self, OrUnavailable};
 use crate::settle::{self, Released};
 use crate::store::{outbox, releases};
-use crate::sweep::{abandon_claims, expire_orders};
 use crate::trace::Trace;
 use crate::{ids, sweep};
 
 /// Open releases retried per call; the next call takes the rest.
 const BATCH: i64 = sweep::BATCH;
 
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 struct Report {
     abandoned_claims: u64,
     expired_orders: u64,
@@ -46,29 +48,26 @@ struct Report {
 pub async fn handle(req: &Request) -> HandlerResult {
     shop_adapter::auth::require_internal(req)?;
     let trace = Trace::of(req);
-    let conn = db::open()?;
-    let now = ids::now_ms();
-    let abandoned_claims = abandon_claims(&conn, now).or_unavailable("abandon claims")?;
-    let expired_orders = expire_orders(&conn, now).or_unavailable("expire orders")?;
-    outbox::publish(
-        &conn,
-        &[abandoned_claims.as_slice(), &expired_orders].concat(),
-        outbox::Ring::Now,
-    );
-    let released = release_owed(&conn, &trace).await?;
-    let still_pending = releases::count_open(&conn).or_unavailable("count pending releases")?;
-    let (published, unpublished) = relay(&conn).or_unavailable("relay outbox")?;
-    Ok(json(
-        200,
-        &Report {
-            abandoned_claims: abandoned_claims.len() as u64,
-            expired_orders: expired_orders.len() as u64,
-            released,
-            still_pending,
-            published,
-            unpublished,
-        },
-    ))
+    let shards = db::open_all()?;
+    let swept = sweep::sweep(&shards, ids::now_ms()).or_unavailable("sweep orders")?;
+    let mut written = vec![Vec::new(); shards.conns.len()];
+    swept.add_to(&mut written);
+    let mut report = Report {
+        abandoned_claims: swept.abandoned_count(),
+        expired_orders: swept.expired_count(),
+        ..Report::default()
+    };
+    // Steps 3 and 4 shard by shard: each release and each outbox row lives in one shard.
+    for (conn, written) in shards.iter().zip(&written) {
+        outbox::publish(conn, written, outbox::Ring::Now);
+        report.released += release_owed(conn, &trace).await?;
+        report.still_pending +=
+            releases::count_open(conn).or_unavailable("count pending releases")?;
+        let (published, unpublished) = relay(conn).or_unavailable("relay outbox")?;
+        report.published += published;
+        report.unpublished += unpublished;
+    }
+    Ok(json(200, &report))
 }
 
 /// Step 3: retries up to a batch of open releases; how many are done.
@@ -85,7 +84,7 @@ async fn release_owed(conn: &Connection, trace: &Trace) -> Result<u64, shop_adap
     Ok(released)
 }
 
-/// Step 4: the shared relay over this database's outbox; (sent, still undelivered).
+/// Step 4: the shared relay over this shard's outbox; (sent, still undelivered).
 fn relay(conn: &Connection) -> anyhow::Result<(u64, i64)> {
     let url = spin_sdk::variables::get("redis_url")?;
     let opts = shop_adapter::outbox::RelayOptions::default();

@@ -61,7 +61,8 @@ pub async fn handle(incoming: Incoming) -> Result<Response, Problem> {
     let key = ClaimKey::new(customer.id().clone(), key);
 
     // 2.-5., once more if the sweep gave the claim up while this request held its lease.
-    let conn = db::open()?;
+    // Everything this request writes lives in the customer's shard: one local transaction.
+    let conn = db::open_for(customer.as_str())?;
     let fingerprint = idempotency::fingerprint(&order);
     for _ in 0..2 {
         if let Some(done) = place_order(&conn, &key, &fingerprint, &order, &trace).await? {

@@ -2,8 +2,9 @@
 //! customer or the admin. Another customer's order is 404 like a missing one, so order ids
 //! cannot be probed.
 
-use shop_adapter::identity;
+use shop_adapter::identity::{self, Caller};
 use shop_adapter::respond::{json, HandlerResult};
+use shop_domain::placed_order::PlacedOrder;
 use spin_sdk::http::Request;
 
 use crate::db::{self, OrUnavailable};
@@ -17,11 +18,26 @@ pub fn handle(req: &Request, order_id: &str) -> HandlerResult {
     if !view::is_order_id(order_id) {
         return Err(order_not_found(order_id));
     }
-    let conn = db::open()?;
-    match orders::load(&conn, order_id).or_unavailable("read order")? {
+    let found = match &caller {
+        // A customer's own orders are all in their shard: another's is missing there too.
+        Caller::Customer(c) => orders::load(&db::open_for(c.as_str())?, order_id),
+        // The admin names no customer: the order is looked up shard by shard.
+        Caller::Admin => find(&db::open_all()?, order_id),
+    };
+    match found.or_unavailable("read order")? {
         Some(order) if caller.may_read(order.user_id.as_str()) => {
             Ok(json(200, &OrderView::from(&order)))
         }
         _ => Err(order_not_found(order_id)),
     }
+}
+
+/// The order `order_id` in whichever shard holds it.
+pub fn find(shards: &db::Shards, order_id: &str) -> anyhow::Result<Option<PlacedOrder>> {
+    for conn in shards.iter() {
+        if let Some(order) = orders::load(conn, order_id)? {
+            return Ok(Some(order));
+        }
+    }
+    Ok(None)
 }

@@ -40,7 +40,8 @@ pub fn handle(req: &Request) -> HandlerResult {
         .transpose()
         .map_err(|e| Problem::bad_request("cursor", e.to_string()))?;
 
-    let conn = db::open()?;
+    // One customer's orders are all in their shard: the listing reads that one only.
+    let conn = db::open_for(user_id.as_str())?;
     let limit = limit.get() as usize;
     let mut orders = orders::page(&conn, &user_id, cursor.as_ref(), limit as i64 + 1)
         .or_unavailable("list orders")?;

@@ -12,7 +12,7 @@
 //! <key>`) in a sorted set,
 //! scored by when it was taken; a holder drops it with the lease. One that is still there long
 //! after (the holder died between reserving and writing) is settled by the sweep
-//! ([`crate::sweep::abandon_claims`]), which gives the reservation of `<attempt>` back unless an
+//! ([`crate::sweep::sweep`], in the customer's shard), which gives the reservation of `<attempt>` back unless an
 //! order was written with it.
 
 use std::sync::LazyLock;

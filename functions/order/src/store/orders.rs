@@ -76,6 +76,21 @@ pub fn load(conn: &Connection, order_id: &str) -> anyhow::Result<Option<PlacedOr
     rows.rows.first().map(|r| from_row(conn, r)).transpose()
 }
 
+/// The customer of order `order_id`, if this database holds it.
+pub fn owner(conn: &Connection, order_id: &str) -> anyhow::Result<Option<String>> {
+    let rows = conn.execute(
+        "SELECT user_id FROM orders WHERE order_id = ?",
+        &[text(order_id)],
+    )?;
+    Ok(rows.rows.first().map(|r| col_str(r, 0)))
+}
+
+/// Every customer with an order in this database.
+pub fn customers(conn: &Connection) -> anyhow::Result<Vec<String>> {
+    let rows = conn.execute("SELECT DISTINCT user_id FROM orders", &[])?;
+    Ok(rows.rows.iter().map(|r| col_str(r, 0)).collect())
+}
+
 /// Up to `limit` orders of `user_id`, newest first, strictly after `after` (keyset pagination on
 /// `(created_ms, order_id)`, index `orders_by_user`).
 pub fn page(
