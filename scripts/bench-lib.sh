@@ -66,12 +66,16 @@ bench_start_app() {
     printf '[sqlite_database.%s]\ntype = "spin"\npath = "%s/state/%s.db"\n\n' "$label" "$work" "$label"
   done > "$work/runtime-config.toml"
   bench_manifests
-  # Orders need a customer token: a throwaway development key, and a token for `bench-user`
-  # (BENCH_TOKEN, read by bench/create_order.lua and bench/backbone.py).
+  # Orders need customer tokens: a throwaway development key, a token for `bench-user`
+  # (BENCH_TOKEN, read by bench/backbone.py) and one per benchmark customer (BENCH_TOKENS).
   local jwks
   jwks=$(./target/release/spin-shop-dev keygen "$work/dev-jwt")
   BENCH_TOKEN=$(./target/release/spin-shop-dev token "$work/dev-jwt" bench-user 86400)
-  export BENCH_TOKEN
+  # Orders are sharded by customer: the load comes from ${BENCH_CUSTOMERS:-64} customers
+  # (bench/create_order.lua takes one token per request, in turn), as a shop's would.
+  BENCH_TOKENS=$(for i in $(seq "${BENCH_CUSTOMERS:-64}"); do
+    ./target/release/spin-shop-dev token "$work/dev-jwt" "bench-user-$i" 86400; done | paste -sd' ')
+  export BENCH_TOKEN BENCH_TOKENS
   export SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$rport" SPIN_VARIABLE_ADMIN_TOKEN=bench \
     SPIN_VARIABLE_INTERNAL_TOKEN=bench SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET=bench \
     SPIN_VARIABLE_AUTH_JWKS="$jwks" SPIN_VARIABLE_ORDER_SHARDS="${BENCH_SHARDS:-4}"

@@ -51,7 +51,7 @@ const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
 
 /// The highest applied version of `component` (0 if none).
 pub fn current_version(conn: &Connection, component: &str) -> anyhow::Result<i64> {
-    Ok(state(conn, component)?.version)
+    Ok(state(conn, component, None)?.version)
 }
 
 /// What one read tells about a connection before the request uses it: the schema version and
@@ -60,16 +60,23 @@ struct ConnState {
     version: i64,
     journal_mode: String,
     synchronous: i64,
+    /// The caller's own scalar read, if it asked for one ([`migrate_reading`]).
+    extra: Option<i64>,
 }
 
 /// One read, whatever the runtime: `pragma_*` table-valued functions read the settings in the
-/// same statement as the version, so a connection already set up costs nothing more.
-fn state(conn: &Connection, component: &str) -> anyhow::Result<ConnState> {
+/// same statement as the version, so a connection already set up costs nothing more; `extra`, a
+/// scalar subquery of the caller's, rides along.
+fn state(conn: &Connection, component: &str, extra: Option<&str>) -> anyhow::Result<ConnState> {
     let rows = conn.execute(
-        "SELECT COALESCE(MAX(version), 0),
-                (SELECT journal_mode FROM pragma_journal_mode),
-                (SELECT synchronous FROM pragma_synchronous)
-           FROM schema_version WHERE component = ?",
+        &format!(
+            "SELECT COALESCE(MAX(version), 0),
+                    (SELECT journal_mode FROM pragma_journal_mode),
+                    (SELECT synchronous FROM pragma_synchronous),
+                    ({})
+               FROM schema_version WHERE component = ?",
+            extra.unwrap_or("NULL")
+        ),
         &[Value::Text(component.to_owned())],
     )?;
     let row = rows.rows.first();
@@ -80,6 +87,7 @@ fn state(conn: &Connection, component: &str) -> anyhow::Result<ConnState> {
             .unwrap_or_default()
             .to_ascii_lowercase(),
         synchronous: row.and_then(|r| r.get::<i64>(2)).unwrap_or(0),
+        extra: row.and_then(|r| r.get::<i64>(3)),
     })
 }
 
@@ -87,13 +95,36 @@ fn state(conn: &Connection, component: &str) -> anyhow::Result<ConnState> {
 /// transaction (see the module comment), after [`prepare`]. Cheap when everything is applied and
 /// the connection is set up: one read.
 pub fn migrate(conn: &Connection, component: &str, migrations: &[Migration]) -> anyhow::Result<()> {
+    migrate_reading(conn, component, migrations, None).map(|_| ())
+}
+
+/// [`migrate`], answering `extra` (a scalar subquery over the migrated schema, e.g. a
+/// one-row settings table) read in the same statement as the version: a request that needs one
+/// such value before its work costs no extra call.
+pub fn migrate_reading(
+    conn: &Connection,
+    component: &str,
+    migrations: &[Migration],
+    extra: Option<&str>,
+) -> anyhow::Result<Option<i64>> {
     let latest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
-    // An error here is most likely "no such table" on an empty database: set up and migrate.
-    let state = state(conn, component).ok();
-    prepare(conn, state.as_ref())?;
-    if matches!(&state, Some(s) if s.version >= latest) {
-        return Ok(());
+    // An error here is most likely "no such table" on an empty database (or an `extra` over a
+    // table a pending migration creates): set up, migrate, then read `extra` on its own.
+    let found = state(conn, component, extra).ok();
+    prepare(conn, found.as_ref())?;
+    if let Some(s) = found.filter(|s| s.version >= latest) {
+        return Ok(s.extra);
     }
+    apply_pending(conn, component, migrations)?;
+    Ok(state(conn, component, extra)?.extra)
+}
+
+/// The migrations not applied yet, in one `BEGIN IMMEDIATE` transaction.
+fn apply_pending(
+    conn: &Connection,
+    component: &str,
+    migrations: &[Migration],
+) -> anyhow::Result<()> {
     let tx = begin_waiting(conn)?;
     conn.execute(CREATE_VERSION_TABLE, &[])?;
     let mut sorted: Vec<&Migration> = migrations.iter().collect();
@@ -392,10 +423,20 @@ pub fn open_migrated(
     component: &str,
     migrations: &[Migration],
 ) -> Result<Connection, crate::Problem> {
+    open_migrated_reading(label, component, migrations, None).map(|(conn, _)| conn)
+}
+
+/// [`open_migrated`], answering `extra` as [`migrate_reading`] does.
+pub fn open_migrated_reading(
+    label: &str,
+    component: &str,
+    migrations: &[Migration],
+    extra: Option<&str>,
+) -> Result<(Connection, Option<i64>), crate::Problem> {
     let conn = Connection::open(label).map_err(|e| unavailable(component, "open database", e))?;
-    migrate(&conn, component, migrations)
+    let value = migrate_reading(&conn, component, migrations, extra)
         .map_err(|e| unavailable(component, "migrate database", e))?;
-    Ok(conn)
+    Ok((conn, value))
 }
 
 /// A database failure: 503 (busy, locked, unreachable are all worth a retry), logged in full.

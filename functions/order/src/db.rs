@@ -5,7 +5,7 @@
 //! before it can strand an order.
 
 pub use shop_adapter::sqlite::{col_i64, col_opt_str, col_str, int, text};
-use shop_adapter::sqlite::{open_migrated, Migration};
+use shop_adapter::sqlite::{open_migrated_reading, Migration};
 use shop_adapter::Problem;
 use shop_domain::shard::{LayoutCheck, ShardCount, ShardIndex};
 use spin_sdk::sqlite::Connection;
@@ -66,8 +66,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// The layout this shard records. One small read after `open_migrated`'s own version read:
-/// folding both into one statement would need a hook in `shop_adapter::sqlite::open_migrated`.
+/// The layout this shard records: a scalar subquery read in the same statement as the schema
+/// version (`open_migrated_reading`), so checking it costs no call of its own.
 const LAYOUT_SQL: &str = "SELECT shards FROM shard_layout WHERE id = 1";
 
 /// The order context's shards, from the variable `order_shards` (1..=8; the manifests grant
@@ -121,8 +121,13 @@ pub fn open_all() -> Result<Shards, Problem> {
 /// Opens shard `index` (migrated), and refuses it when it was
 /// written under another number of shards (see [`check_layout`]).
 pub fn open_shard(index: ShardIndex, count: ShardCount) -> Result<Connection, Problem> {
-    let conn = open_migrated(&index.label(), crate::COMPONENT, MIGRATIONS)?;
-    let recorded = recorded_layout(&conn).map_err(|e| unavailable("read shard layout", e))?;
+    let (conn, recorded) = open_migrated_reading(
+        &index.label(),
+        crate::COMPONENT,
+        MIGRATIONS,
+        Some(LAYOUT_SQL),
+    )?;
+    let recorded = recorded.and_then(|n| u32::try_from(n).ok());
     check_layout(&conn, index, count, recorded)?;
     Ok(conn)
 }
