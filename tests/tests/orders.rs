@@ -2053,3 +2053,48 @@ fn a_write_that_fails_after_a_takeover_releases_nothing_of_the_winner() {
     let reserved = env.get_reservation(&rid0).json();
     assert_eq!(reserved["status"], "RESERVED", "{reserved}");
 }
+
+/// The app, not the host, puts its databases in WAL mode (spin-host leaves the journal mode to
+/// the file, as real Spin does: a new file is in rollback-journal mode). After a repair pass has
+/// opened every shard, each shard file answers `wal` to an operator's sqlite3.
+#[test]
+fn the_app_itself_puts_every_order_shard_in_wal_mode() {
+    let env = Env::with_ten_of_a();
+    let r = env.compensate();
+    assert_eq!(r.status, 200, "{}", r.text());
+    for k in 0..env.order_shards {
+        let file = env.shard_file(k);
+        assert!(file.exists(), "the pass opened shard {k}");
+        assert_eq!(
+            env.sql_in(&e2e::shard_label(k), "PRAGMA journal_mode"),
+            vec![json!({"journal_mode": "wal"})],
+            "shard {k}"
+        );
+    }
+}
+
+/// The app's own wait for the write lock (`shop_adapter::sqlite::Tx::begin`: SQLite's busy
+/// handler off, its own pauses) has a deadline: while another process holds the customer's
+/// shard past it, the order is refused with a 503 the client may retry, writes nothing, and
+/// gives its reservation back (its record of the release cannot be written either, so it
+/// releases at once, its lease still held). Once the lock goes, the same key places the order.
+#[test]
+fn an_order_that_cannot_get_the_write_lock_in_time_is_refused_writes_nothing_and_retries() {
+    let env = Env::with_ten_of_a();
+    let body = json!({"user_id": "u", "items": [{"sku": "A", "quantity": 2}]});
+    let lock = HeldWriteLock::take(&env);
+    let refused = env.order(Some("deadline-key"), &body);
+    lock.rollback();
+    let p = assert_problem(&refused, 503, None);
+    assert_eq!(p["reservation_released"], true, "{p}");
+    assert_eq!(env.count_rows("orders"), 0, "nothing written");
+    assert_eq!(
+        env.levels("A"),
+        (10, 0, 0),
+        "the reservation was given back"
+    );
+    let retried = env.order(Some("deadline-key"), &body);
+    assert_eq!(retried.status, 201, "{}", retried.text());
+    assert_eq!(env.levels("A"), (8, 2, 0));
+    assert_eq!(env.count_rows("orders"), 1);
+}

@@ -130,6 +130,11 @@ fn another_shard_under_real_spin(shop: &Shop) {
     assert_eq!(count("u1", "SELECT COUNT(*) AS n FROM orders"), 3);
     assert_eq!(count("u2", "SELECT COUNT(*) AS n FROM orders"), 1);
     assert_eq!(count("u2", "SELECT COUNT(*) AS n FROM inbox"), 1);
+    // Real Spin leaves a new file in rollback-journal mode: WAL is the app's own doing.
+    for user in ["u1", "u2"] {
+        let mode = shop.sql_for(user, "PRAGMA journal_mode");
+        assert_eq!(mode, vec![json!({"journal_mode": "wal"})], "{user}'s shard");
+    }
 }
 
 /// Issue 13 §3 under the real Spin: the components stop reading a body at their route's limit
