@@ -104,16 +104,20 @@ bench_start_app() {
 }
 
 # Each app runs in its own process group (setsid): `spin up` starts a process per trigger type,
-# and all of them must be gone before the state dir is removed.
+# and all of them must be gone before the state dir is removed; so must Redis, which writes its
+# log as it shuts down.
 bench_stop_app() {
+  local pid killer
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do
-    for _ in $(seq 100); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+    (sleep 10; kill -KILL -- "-$pid" 2>/dev/null) & killer=$!
+    wait "$pid" 2>/dev/null || true
+    kill "$killer" 2>/dev/null || true
   done
   pids=()
-  kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-  rm -rf "$work"
+  redis-cli -p "$rport" shutdown nosave >/dev/null 2>&1 || true
+  for _ in $(seq 50); do kill -0 "$(cat "$work/redis.pid" 2>/dev/null)" 2>/dev/null || break; sleep 0.1; done
+  rm -rf "$work" || { sleep 1; rm -rf "$work"; }
 }
 
 bench_cleanup() {
