@@ -58,35 +58,47 @@ pub fn current_version(conn: &Connection, component: &str) -> anyhow::Result<i64
 /// the settings [`prepare`] makes sure of.
 struct ConnState {
     version: i64,
-    journal_mode: String,
-    synchronous: i64,
+    /// `journal_mode` and `synchronous`, if this database lets them be read (a libSQL server
+    /// may not have the `pragma_*` functions: then the app leaves its settings alone).
+    settings: Option<(String, i64)>,
     /// The caller's own scalar read, if it asked for one ([`migrate_reading`]).
     extra: Option<i64>,
 }
 
 /// One read, whatever the runtime: `pragma_*` table-valued functions read the settings in the
 /// same statement as the version, so a connection already set up costs nothing more; `extra`, a
-/// scalar subquery of the caller's, rides along.
+/// scalar subquery of the caller's, rides along. Where the settings cannot be read, the version
+/// alone is.
 fn state(conn: &Connection, component: &str, extra: Option<&str>) -> anyhow::Result<ConnState> {
+    read_state(conn, component, extra, true).or_else(|_| read_state(conn, component, extra, false))
+}
+
+fn read_state(
+    conn: &Connection,
+    component: &str,
+    extra: Option<&str>,
+    settings: bool,
+) -> anyhow::Result<ConnState> {
+    let pragmas = match settings {
+        true => "(SELECT journal_mode FROM pragma_journal_mode), (SELECT synchronous FROM pragma_synchronous)",
+        false => "NULL, NULL",
+    };
     let rows = conn.execute(
         &format!(
-            "SELECT COALESCE(MAX(version), 0),
-                    (SELECT journal_mode FROM pragma_journal_mode),
-                    (SELECT synchronous FROM pragma_synchronous),
-                    ({})
+            "SELECT COALESCE(MAX(version), 0), {pragmas}, ({})
                FROM schema_version WHERE component = ?",
             extra.unwrap_or("NULL")
         ),
         &[Value::Text(component.to_owned())],
     )?;
     let row = rows.rows.first();
+    let text = |i| {
+        row.and_then(|r| r.get::<&str>(i))
+            .map(str::to_ascii_lowercase)
+    };
     Ok(ConnState {
         version: row.and_then(|r| r.get::<i64>(0)).unwrap_or(0),
-        journal_mode: row
-            .and_then(|r| r.get::<&str>(1))
-            .unwrap_or_default()
-            .to_ascii_lowercase(),
-        synchronous: row.and_then(|r| r.get::<i64>(2)).unwrap_or(0),
+        settings: text(1).zip(row.and_then(|r| r.get::<i64>(2))),
         extra: row.and_then(|r| r.get::<i64>(3)),
     })
 }
@@ -111,7 +123,7 @@ pub fn migrate_reading(
     // An error here is most likely "no such table" on an empty database (or an `extra` over a
     // table a pending migration creates): set up, migrate, then read `extra` on its own.
     let found = state(conn, component, extra).ok();
-    prepare(conn, found.as_ref())?;
+    prepare(conn, found.as_ref());
     if let Some(s) = found.filter(|s| s.version >= latest) {
         return Ok(s.extra);
     }
@@ -151,19 +163,27 @@ fn apply_pending(
 ///   order answered 201 survives a power cut. A per-connection setting; SQLite's compile-time
 ///   default for WAL may be lower, so it is checked on every connection.
 ///
-/// `known` is what [`state`] read (None: nothing could be read, e.g. an empty file). A label
-/// that is not a local file (libSQL) may refuse these pragmas: that is logged, not fatal.
-fn prepare(conn: &Connection, known: Option<&ConnState>) -> anyhow::Result<()> {
-    if known.is_none_or(|s| s.journal_mode != "wal") {
+/// `known` is what [`state`] read: None when nothing could be read (a new, empty file), whose
+/// settings are then set; settings that cannot be read (a libSQL label) are left alone. A
+/// refused pragma is logged, not fatal: the request still works, only without that guarantee
+/// from the app (the database's own settings apply).
+fn prepare(conn: &Connection, known: Option<&ConnState>) {
+    let (journal, synchronous) = match known.map(|s| s.settings.as_ref()) {
+        Some(None) => return,
+        Some(Some((journal, synchronous))) => (journal.as_str(), *synchronous),
+        None => ("", 0),
+    };
+    if journal != "wal" {
         // Switching needs a moment alone with the file: wait for it like a writer does.
         if let Err(e) = with_lock_wait(conn, || conn.execute("PRAGMA journal_mode = WAL", &[])) {
             eprintln!("sqlite: could not switch the journal to WAL: {e}");
         }
     }
-    if known.is_none_or(|s| s.synchronous != SYNCHRONOUS_FULL) {
-        conn.execute("PRAGMA synchronous = FULL", &[])?;
+    if synchronous != SYNCHRONOUS_FULL {
+        if let Err(e) = conn.execute("PRAGMA synchronous = FULL", &[]) {
+            eprintln!("sqlite: could not set synchronous = FULL: {e}");
+        }
     }
-    Ok(())
 }
 
 /// `PRAGMA synchronous` answers 2 for FULL.
