@@ -62,6 +62,12 @@ fn run(query: &str) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        "vars" => {
+            for _ in 0..param(query, "n", "1").parse::<u32>()? {
+                spin_sdk::variables::get("probe_variable")?;
+            }
+            return Ok(());
+        }
         "select" => {
             for _ in 0..param(query, "n", "1").parse::<u32>()? {
                 conn.execute("SELECT 1", &[])?;

@@ -31,24 +31,21 @@ pub fn require_bearer(req: &Request, expected: &str) -> Result<(), Problem> {
 /// Every route that only another component should call (stock reservations, repair runs) starts
 /// with this.
 pub fn require_internal(req: &Request) -> Result<(), Problem> {
-    let expected = spin_sdk::variables::get("internal_token")
+    let expected = crate::vars::get("internal_token")
         .map_err(|e| Problem::internal("read variable internal_token", e))?;
     require_bearer(req, &expected).map_err(|p| p.with("credential", "internal token"))
 }
 
 /// Accepts `Authorization: Bearer <admin token>` (the required secret variable `admin_token`).
 pub fn require_admin(req: &Request) -> Result<(), Problem> {
-    let expected = spin_sdk::variables::get("admin_token")
+    let expected = crate::vars::get("admin_token")
         .map_err(|e| Problem::internal("read variable admin_token", e))?;
     require_bearer(req, &expected)
 }
 
 /// The value of the `Authorization` header that internal calls carry.
 pub fn internal_authorization() -> anyhow::Result<String> {
-    Ok(format!(
-        "Bearer {}",
-        spin_sdk::variables::get("internal_token")?
-    ))
+    Ok(format!("Bearer {}", crate::vars::get("internal_token")?))
 }
 
 fn unauthorized(detail: &str) -> Problem {

@@ -266,7 +266,7 @@ pub fn customer(req: &Request) -> Result<Customer, Problem> {
 /// under Spin, whose outbound Redis connects without a timeout (docs/architecture.md).
 pub fn caller(req: &Request) -> Result<Caller, Problem> {
     let token = presented(req).ok_or(TokenError::Missing)?;
-    let admin = spin_sdk::variables::get("admin_token")
+    let admin = crate::vars::get("admin_token")
         .map_err(|e| Problem::internal("read variable admin_token", e))?;
     // An empty admin token never means "anyone is admin".
     if !admin.is_empty() && constant_time_eq(token, &admin) {
@@ -307,7 +307,7 @@ struct AuthConfig {
 impl AuthConfig {
     fn read() -> Result<AuthConfig, Problem> {
         let var = |name: &str| {
-            spin_sdk::variables::get(name)
+            crate::vars::get(name)
                 .map_err(|e| Problem::internal(&format!("read variable {name}"), e))
         };
         Ok(AuthConfig {

@@ -15,5 +15,6 @@ pub mod receiver;
 pub mod redis;
 pub mod respond;
 pub mod sqlite;
+pub mod vars;
 
 pub use problem::Problem;

@@ -98,7 +98,7 @@ fn unknown(id: &str) -> Problem {
 }
 
 fn redis() -> Result<spin_sdk::redis::Connection, Problem> {
-    let url = spin_sdk::variables::get("redis_url")
+    let url = shop_adapter::vars::get("redis_url")
         .map_err(|e| Problem::internal("read variable redis_url", e))?;
     spin_sdk::redis::Connection::open(&url).map_err(redis_failed)
 }

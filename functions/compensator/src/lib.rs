@@ -61,7 +61,7 @@ pub fn databases() -> (Vec<Db>, Option<String>) {
         context: "payments",
         label: "payments".to_owned(),
     };
-    let shards = spin_sdk::variables::get("order_shards")
+    let shards = shop_adapter::vars::get("order_shards")
         .map_err(|e| e.to_string())
         .and_then(|raw| ShardCount::parse(&raw).map_err(|e| e.to_string()));
     match shards {
@@ -152,7 +152,7 @@ fn sqlite_orders() -> anyhow::Result<()> {
 
 fn health_route() -> Response {
     let redis = || -> anyhow::Result<()> {
-        let url = spin_sdk::variables::get("redis_url")?;
+        let url = shop_adapter::vars::get("redis_url")?;
         health::redis_check(&url)
     };
     health::report(

@@ -106,7 +106,7 @@ pub fn log(report: &RunReport) {
 /// stay silent.
 fn heartbeat_due() -> bool {
     let taken = (|| -> anyhow::Result<bool> {
-        let conn = spin_sdk::redis::Connection::open(&spin_sdk::variables::get("redis_url")?)?;
+        let conn = spin_sdk::redis::Connection::open(&shop_adapter::vars::get("redis_url")?)?;
         let args = [HEARTBEAT_KEY, "1", "NX", "PX", HEARTBEAT_EVERY_MS]
             .map(|a| spin_sdk::redis::RedisParameter::Binary(a.as_bytes().to_vec()));
         let reply = conn.execute("SET", &args)?;
@@ -120,7 +120,7 @@ fn heartbeat_due() -> bool {
 
 /// Hours from a variable, or `default` when it is unset or unreadable.
 pub fn hours(name: &str, default: i64) -> i64 {
-    spin_sdk::variables::get(name)
+    shop_adapter::vars::get(name)
         .ok()
         .and_then(|v| v.trim().parse::<i64>().ok())
         .filter(|h| *h > 0)
@@ -129,7 +129,7 @@ pub fn hours(name: &str, default: i64) -> i64 {
 
 pub fn run_once() -> RunReport {
     let mut report = RunReport::default();
-    let url = match spin_sdk::variables::get("redis_url") {
+    let url = match shop_adapter::vars::get("redis_url") {
         Ok(u) => u,
         Err(e) => {
             report.errors.push(format!("variable redis_url: {e}"));

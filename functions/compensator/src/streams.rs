@@ -87,7 +87,7 @@ fn retention_ms() -> u64 {
 }
 
 fn number(variable: &str) -> Option<u64> {
-    let value = spin_sdk::variables::get(variable).ok()?;
+    let value = shop_adapter::vars::get(variable).ok()?;
     value.trim().parse::<u64>().ok()
 }
 
@@ -115,7 +115,7 @@ pub fn route(req: &Request) -> HandlerResult {
     crate::require_admin(req)?;
     let threshold = lag_threshold();
     let report = (|| -> anyhow::Result<Vec<StreamReport>> {
-        let conn = Connection::open(&spin_sdk::variables::get("redis_url")?)?;
+        let conn = Connection::open(&shop_adapter::vars::get("redis_url")?)?;
         STREAM_TOPICS
             .iter()
             .map(|t| pass(&conn, &stream_key(t), Pass::ReportOnly, threshold))

@@ -74,7 +74,7 @@ const LAYOUT_SQL: &str = "SELECT shards FROM shard_layout WHERE id = 1";
 /// `orders-shard0` .. `orders-shard7`). A bad value is a misconfiguration: 503 and a log line, not
 /// a trap.
 pub fn shard_count() -> Result<ShardCount, Problem> {
-    let raw = spin_sdk::variables::get("order_shards").map_err(|e| misconfigured(&e))?;
+    let raw = shop_adapter::vars::get("order_shards").map_err(|e| misconfigured(&e))?;
     ShardCount::parse(&raw).map_err(|e| misconfigured(&e))
 }
 

@@ -74,7 +74,7 @@ fn sqlite_shards() -> anyhow::Result<()> {
 
 fn health_route() -> Response {
     let redis = || -> anyhow::Result<()> {
-        let url = spin_sdk::variables::get("redis_url")?;
+        let url = shop_adapter::vars::get("redis_url")?;
         health::redis_check(&url)
     };
     health::report(COMPONENT, &[("sqlite", &sqlite_shards), ("redis", &redis)])

@@ -77,7 +77,7 @@ fn on_doorbell(payload: Vec<u8>) -> anyhow::Result<()> {
 /// is no Redis trigger (Fermyon Cloud: an external scheduler calls the route).
 pub fn receive(sweep: bool) -> anyhow::Result<Received> {
     let shards = db::open_all().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-    let url = spin_sdk::variables::get("redis_url")?;
+    let url = shop_adapter::vars::get("redis_url")?;
     let mut batch = Batch::new(&shards);
     let report = drain(&url, sweep, &mut batch);
     let mut written = std::mem::take(&mut batch.written);

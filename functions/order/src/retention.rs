@@ -9,7 +9,7 @@ const DEFAULT_HOURS: i64 = 24 * 7;
 
 /// The retention in milliseconds, from the variable or the default.
 pub fn keep_ms() -> i64 {
-    spin_sdk::variables::get("idempotency_retention_hours")
+    shop_adapter::vars::get("idempotency_retention_hours")
         .ok()
         .and_then(|v| v.trim().parse::<i64>().ok())
         .filter(|h| *h > 0)

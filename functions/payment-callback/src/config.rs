@@ -7,11 +7,11 @@ use shop_domain::payment::WebhookSecrets;
 /// `webhook_tolerance_seconds` (optional, empty: 300). A missing or unusable setting is our
 /// fault, not the caller's: 500, so the provider keeps retrying until it is fixed.
 pub fn secrets() -> Result<WebhookSecrets, Problem> {
-    let current = spin_sdk::variables::get("webhook_secret")
+    let current = shop_adapter::vars::get("webhook_secret")
         .map_err(|e| Problem::internal("webhook configuration", e))?;
     // Absent and empty mean the same: no rotation under way, default tolerance.
-    let previous = spin_sdk::variables::get("webhook_secret_previous").unwrap_or_default();
-    let tolerance = spin_sdk::variables::get("webhook_tolerance_seconds").unwrap_or_default();
+    let previous = shop_adapter::vars::get("webhook_secret_previous").unwrap_or_default();
+    let tolerance = shop_adapter::vars::get("webhook_tolerance_seconds").unwrap_or_default();
     let tolerance = WebhookSecrets::parse_tolerance(&tolerance)
         .map_err(|e| Problem::internal("webhook configuration", e))?;
     WebhookSecrets::new(&current, Some(&previous), tolerance)
@@ -20,5 +20,5 @@ pub fn secrets() -> Result<WebhookSecrets, Problem> {
 
 /// The Redis server of the event streams.
 pub fn redis_url() -> anyhow::Result<String> {
-    Ok(spin_sdk::variables::get("redis_url")?)
+    Ok(shop_adapter::vars::get("redis_url")?)
 }

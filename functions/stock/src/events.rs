@@ -63,7 +63,7 @@ fn on_order_event(doorbell: Vec<u8>) -> anyhow::Result<()> {
 /// fast-path ring), runs the reservation TTL sweep. `POST /api/stock/events/drain` runs it where
 /// there is no Redis trigger (Fermyon Cloud: an external scheduler calls the route).
 pub fn receive(sweep: bool) -> anyhow::Result<Received> {
-    let url = spin_sdk::variables::get("redis_url")?;
+    let url = shop_adapter::vars::get("redis_url")?;
     let report = receiver::drain(&url, "orders", "stock", &DrainOptions::default(), apply)?;
     let (expired, held) = if sweep {
         let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;

@@ -162,7 +162,7 @@ fn no_route() -> Response {
 
 fn health_route() -> Response {
     let redis = || -> anyhow::Result<()> {
-        let url = spin_sdk::variables::get("redis_url")?;
+        let url = shop_adapter::vars::get("redis_url")?;
         health::redis_check(&url)
     };
     health::report(COMPONENT, &[("redis", &redis)])

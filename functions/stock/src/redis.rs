@@ -79,7 +79,7 @@ fn store_down(context: &str, err: impl std::fmt::Display) -> Problem {
 
 impl Store {
     pub fn open() -> Result<Store, Problem> {
-        let url = spin_sdk::variables::get("redis_url")
+        let url = shop_adapter::vars::get("redis_url")
             .map_err(|e| Problem::internal("read variable redis_url", e))?;
         let conn = Connection::open(&url).map_err(|e| store_down("open", e))?;
         Ok(Store { conn })

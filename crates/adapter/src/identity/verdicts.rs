@@ -113,9 +113,9 @@ pub struct Verdicts {
 impl Verdicts {
     /// The cache, if Redis and the secret are at hand; none otherwise (every request verifies).
     pub fn open() -> Option<Verdicts> {
-        let secret = spin_sdk::variables::get("internal_token").ok()?;
+        let secret = crate::vars::get("internal_token").ok()?;
         let key = SealKey::derive(&secret)?;
-        let url = spin_sdk::variables::get("redis_url").ok()?;
+        let url = crate::vars::get("redis_url").ok()?;
         let redis = crate::redis::connect(&url).ok()?;
         Some(Verdicts { redis, key })
     }

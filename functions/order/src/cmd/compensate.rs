@@ -86,7 +86,7 @@ async fn release_owed(conn: &Connection, trace: &Trace) -> Result<u64, shop_adap
 
 /// Step 4: the shared relay over this shard's outbox; (sent, still undelivered).
 fn relay(conn: &Connection) -> anyhow::Result<(u64, i64)> {
-    let url = spin_sdk::variables::get("redis_url")?;
+    let url = shop_adapter::vars::get("redis_url")?;
     let opts = shop_adapter::outbox::RelayOptions::default();
     let report = shop_adapter::outbox::relay(conn, &url, &opts)?;
     let stats = shop_adapter::outbox::stats(conn)?;

@@ -122,7 +122,7 @@ pub enum Taken {
 
 /// The instance's one Redis connection ([`shop_adapter::redis::connect`]).
 fn open() -> anyhow::Result<std::rc::Rc<Connection>> {
-    let url = spin_sdk::variables::get("redis_url")?;
+    let url = shop_adapter::vars::get("redis_url")?;
     Ok(shop_adapter::redis::connect(&url)?)
 }
 

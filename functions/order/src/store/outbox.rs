@@ -33,7 +33,7 @@ pub fn publish(conn: &Connection, message_ids: &[String], ring: Ring) {
     if message_ids.is_empty() {
         return;
     }
-    let sent = spin_sdk::variables::get("redis_url")
+    let sent = shop_adapter::vars::get("redis_url")
         .map_err(anyhow::Error::from)
         .and_then(|url| shop_adapter::outbox::publish_now(conn, &url, message_ids, ring));
     if let Err(e) = sent {

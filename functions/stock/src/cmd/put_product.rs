@@ -34,7 +34,7 @@ const LOCK_TTL_MS: u64 = 5_000;
 pub const BODY_LIMIT: usize = 8 * 1024;
 
 pub fn handle(req: &Request, sku: &str) -> HandlerResult {
-    let admin = spin_sdk::variables::get("admin_token")
+    let admin = shop_adapter::vars::get("admin_token")
         .map_err(|e| Problem::internal("read variable admin_token", e))?;
     require_bearer(req, &admin)?;
     let sku = Sku::parse(sku).map_err(|e| Problem::unprocessable("sku", e.to_string()))?;
