@@ -49,11 +49,6 @@ const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
     PRIMARY KEY (component, version)
 )";
 
-/// The highest applied version of `component` (0 if none).
-pub fn current_version(conn: &Connection, component: &str) -> anyhow::Result<i64> {
-    Ok(state(conn, component, None)?.version)
-}
-
 /// What one read tells about a connection before the request uses it: the schema version and
 /// the settings [`prepare`] makes sure of.
 struct ConnState {
