@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod breaker;
 pub mod dead_letter;
 pub mod health;
 pub mod identity;
@@ -11,6 +12,7 @@ pub mod ids;
 pub mod inbox;
 pub mod outbox;
 pub mod problem;
+pub mod ratelimit;
 pub mod receiver;
 pub mod redis;
 pub mod respond;

@@ -14,6 +14,7 @@
 
 mod cmd;
 mod db;
+mod guards;
 mod ids;
 mod payments;
 mod problems;
@@ -43,7 +44,7 @@ async fn handle(incoming: IncomingRequest) -> Response {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = incoming.head().method().clone();
     if let (Method::Post, ["api", "orders"]) = (&method, segments.as_slice()) {
-        return shop_adapter::respond::finish(cmd::create::handle(incoming).await);
+        return cmd::create::handle(incoming).await;
     }
     let req = incoming.without_body();
     let result = match (&method, segments.as_slice()) {

@@ -63,8 +63,18 @@ async fn call(
         builder.header("content-type", "application/json");
         builder.body(serde_json::to_vec(b).unwrap_or_default());
     }
-    let resp: Response = spin_sdk::http::send(builder.build())
+    // Every call is bounded (the breaker's `timeout`): a stock component that never answers
+    // costs a request that long, and counts as failed.
+    let timeout_ms = crate::guards::stock_breaker()
+        .map_err(|p| StockError::Unavailable(p.detail))?
+        .config
+        .timeout_ms;
+    let sent = shop_adapter::breaker::within(timeout_ms, spin_sdk::http::send(builder.build()));
+    let resp: Response = sent
         .await
+        .ok_or_else(|| {
+            StockError::Unavailable(format!("no answer within {timeout_ms} ms (timed out)"))
+        })?
         .map_err(|e| StockError::Unavailable(e.to_string()))?;
     let status = *resp.status();
     let value = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);

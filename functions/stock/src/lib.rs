@@ -24,6 +24,7 @@
 use shop_adapter::auth::{require_admin, require_internal};
 use shop_adapter::body::Incoming;
 use shop_adapter::health;
+use shop_adapter::ratelimit::answer;
 use shop_adapter::respond::finish;
 use shop_adapter::respond::method_not_allowed;
 use shop_adapter::Problem;
@@ -32,6 +33,7 @@ use spin_sdk::http_component;
 
 mod cmd;
 mod events;
+mod guards;
 mod redis;
 mod settle;
 mod view;
@@ -92,8 +94,10 @@ async fn route(req: Request) -> Response {
     router.put("/api/products/:sku", |req: Request, p: Params| {
         finish(cmd::put_product::handle(&req, param(&p, "sku")))
     });
-    router.get("/api/products/:sku", |_req: Request, p: Params| {
-        finish(cmd::get_product::handle(param(&p, "sku")))
+    router.get("/api/products/:sku", |req: Request, p: Params| {
+        answer(guards::admit_product_read(&req), || {
+            cmd::get_product::handle(param(&p, "sku"))
+        })
     });
     router.any("/api/products/:sku", |_req: Request, _p| {
         method_not_allowed("GET, PUT")
@@ -109,7 +113,8 @@ async fn route(req: Request) -> Response {
 
     // Reservation routes are internal: only the order component (and repairs) may move stock.
     router.post("/api/stock/reservations", |req: Request, _p| {
-        finish(require_internal(&req).and_then(|()| cmd::reserve::handle(&req)))
+        let admission = require_internal(&req).and_then(|()| guards::admit_reserve());
+        answer(admission, || cmd::reserve::handle(&req))
     });
     router.any("/api/stock/reservations", |_req: Request, _p| {
         method_not_allowed("POST")

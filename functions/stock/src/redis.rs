@@ -69,7 +69,7 @@ pub const ADJUST: Script = script!("adjust");
 
 /// An open connection to the stock Redis.
 pub struct Store {
-    conn: Connection,
+    conn: std::rc::Rc<Connection>,
 }
 
 fn store_down(context: &str, err: impl std::fmt::Display) -> Problem {
@@ -81,7 +81,8 @@ impl Store {
     pub fn open() -> Result<Store, Problem> {
         let url = shop_adapter::vars::get("redis_url")
             .map_err(|e| Problem::internal("read variable redis_url", e))?;
-        let conn = Connection::open(&url).map_err(|e| store_down("open", e))?;
+        // The instance's one connection: the rate limiter's check shares it.
+        let conn = shop_adapter::redis::connect(&url).map_err(|e| store_down("open", e))?;
         Ok(Store { conn })
     }
 

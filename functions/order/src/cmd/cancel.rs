@@ -13,7 +13,8 @@
 //! could run out of retries and answer a spurious 409).
 
 use shop_adapter::identity::{self, Customer};
-use shop_adapter::respond::{json, HandlerResult};
+use shop_adapter::ratelimit::RouteKind;
+use shop_adapter::respond::{finish, json, HandlerResult};
 use shop_adapter::sqlite::Tx;
 use shop_adapter::Problem;
 use shop_domain::order::{OrderCommand, OrderState, Outcome};
@@ -22,6 +23,7 @@ use spin_sdk::http::Request;
 use spin_sdk::sqlite::Connection;
 
 use crate::db::{self, OrUnavailable};
+use crate::guards;
 use crate::problems::{self, order_not_found};
 use crate::store::orders::{self, Event};
 use crate::store::outbox::{self, Ring};
@@ -41,12 +43,17 @@ enum Decided {
 
 pub async fn handle(req: &Request, order_id: &str) -> HandlerResult {
     let customer = identity::customer(req)?;
+    let admitted = guards::admit_customer_read(&customer, RouteKind::Write)?;
+    Ok(admitted.apply(finish(cancel(req, order_id, &customer).await)))
+}
+
+async fn cancel(req: &Request, order_id: &str, customer: &Customer) -> HandlerResult {
     if !view::is_order_id(order_id) {
         return Err(order_not_found(order_id));
     }
     let trace = Trace::of(req);
     let conn = db::open_for(customer.as_str())?;
-    let order = match decide(&conn, order_id, &customer, &trace).or_unavailable("cancel order")? {
+    let order = match decide(&conn, order_id, customer, &trace).or_unavailable("cancel order")? {
         Decided::Refused(problem) => return Err(problem),
         Decided::Already(order) => order,
         Decided::Cancelled(order, message_id) => {

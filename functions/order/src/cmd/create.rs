@@ -20,6 +20,7 @@
 
 use serde_json::json;
 use shop_adapter::body::{parse_object, Fields, Incoming};
+use shop_adapter::breaker::Breaker;
 use shop_adapter::identity::{self, Customer};
 use shop_adapter::sqlite::Tx;
 use shop_adapter::Problem;
@@ -40,7 +41,7 @@ use crate::store::outbox::{self, Ring};
 use crate::store::releases::{self, Reason};
 use crate::trace::Trace;
 use crate::view::OrderView;
-use crate::{ids, problems};
+use crate::{guards, ids, problems};
 
 /// How long an order (and its stock reservation) waits for payment.
 pub const PAYMENT_WINDOW_SECONDS: u32 = 900;
@@ -49,10 +50,35 @@ pub const PAYMENT_WINDOW_SECONDS: u32 = 900;
 /// 64-character SKUs, a 128-character user id and a coupon code, about 10 KiB).
 pub const BODY_LIMIT: usize = 32 * 1024;
 
-pub async fn handle(incoming: Incoming) -> Result<Response, Problem> {
+/// The response, with the rate limits' headers once the request was admitted.
+pub async fn handle(incoming: Incoming) -> Response {
     // 1. Who is asking comes first: an anonymous request learns nothing, not even a 400, and
-    // its body is never read.
-    let customer = identity::customer(incoming.head())?;
+    // its body is never read. Then the rate limits and the stock breaker, in one round trip.
+    let customer = match identity::customer(incoming.head()) {
+        Ok(customer) => customer,
+        Err(problem) => return problem.into_response(),
+    };
+    let admitted = guards::stock_breaker().and_then(|stock| {
+        let admitted = guards::admit_create(&customer, &stock)?;
+        Ok((admitted, stock))
+    });
+    match admitted {
+        Ok((admitted, stock)) => {
+            let answer = create(incoming, customer, &stock, admitted.probe).await;
+            admitted.apply(shop_adapter::respond::finish(answer))
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// The stock component's calls go through `stock` (the breaker that admitted the request;
+/// `probe`: as its half-open probe).
+async fn create(
+    incoming: Incoming,
+    customer: Customer,
+    stock: &Breaker,
+    probe: bool,
+) -> Result<Response, Problem> {
     let key = idempotency_key(incoming.head())?;
     let req = incoming.read(BODY_LIMIT).await?;
     let trace = Trace::of(&req);
@@ -64,8 +90,9 @@ pub async fn handle(incoming: Incoming) -> Result<Response, Problem> {
     // Everything this request writes lives in the customer's shard: one local transaction.
     let conn = db::open_for(customer.as_str())?;
     let fingerprint = idempotency::fingerprint(&order);
+    let guard = StockGuard { breaker: stock, probe };
     for _ in 0..2 {
-        if let Some(done) = place_order(&conn, &key, &fingerprint, &order, &trace).await? {
+        if let Some(done) = place_order(&conn, &key, &fingerprint, &order, &trace, &guard).await? {
             return Ok(done);
         }
     }
@@ -80,6 +107,7 @@ async fn place_order(
     fingerprint: &str,
     order: &NewOrder,
     trace: &Trace,
+    guard: &StockGuard<'_>,
 ) -> Result<Option<Response>, Problem> {
     // 2. A finished request is answered from its claim, before the catalog is consulted again:
     // a replay must not depend on today's prices or on the stock component being up.
@@ -92,7 +120,7 @@ async fn place_order(
         };
 
     // 3. Reserve, then price the order with the reservation's price snapshot.
-    let reserved = reserve(conn, &mut claim, order, trace).await?;
+    let reserved = reserve(conn, &mut claim, order, trace, guard).await?;
     let placed = place(conn, &claim, order, reserved, trace).await?;
 
     // 4. Write the order and answer it (and, 5., hand the reservation back if that fails).
@@ -169,6 +197,13 @@ fn parse_body(body: &[u8], customer: &Customer) -> Result<NewOrder, Problem> {
     })
 }
 
+/// The breaker the stock calls of one request go through.
+struct StockGuard<'a> {
+    breaker: &'a Breaker,
+    /// The request was admitted as the breaker's half-open probe.
+    probe: bool,
+}
+
 /// Unit prices from the reservation snapshot, falling back to the catalog read.
 fn snapshot_prices(order: &NewOrder, reserved: &[stock::ReservedItem]) -> Vec<(Sku, Money)> {
     order
@@ -196,6 +231,7 @@ async fn reserve(
     claim: &mut Claim,
     order: &NewOrder,
     trace: &Trace,
+    guard: &StockGuard<'_>,
 ) -> Result<stock::Reservation, Problem> {
     let items: Vec<(String, u32)> = order
         .items
@@ -206,8 +242,10 @@ async fn reserve(
     loop {
         let reservation_id = claim.key.reservation_id(claim.attempt);
         let tp = trace.traceparent();
-        let refused =
-            match stock::reserve(&reservation_id, &items, PAYMENT_WINDOW_SECONDS, tp).await {
+        let call = stock::reserve(&reservation_id, &items, PAYMENT_WINDOW_SECONDS, tp);
+        // Only the first call of a half-open request is the probe.
+        let probe = guard.probe && tries == 0;
+        let refused = match guards::guarded(guard.breaker, probe, call).await {
                 Ok(reserved) => return Ok(reserved),
                 Err(e) => e,
             };

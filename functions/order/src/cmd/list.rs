@@ -7,13 +7,14 @@
 
 use serde::Serialize;
 use shop_adapter::identity::{self, Caller};
-use shop_adapter::respond::{json, HandlerResult};
+use shop_adapter::respond::{finish, json, HandlerResult};
 use shop_adapter::Problem;
 use shop_domain::cursor::{Cursor, Limit};
 use shop_domain::new_order::UserId;
 use spin_sdk::http::Request;
 
 use crate::db::{self, OrUnavailable};
+use crate::guards;
 use crate::store::orders;
 use crate::view::OrderView;
 
@@ -24,6 +25,12 @@ struct Page {
 }
 
 pub fn handle(req: &Request) -> HandlerResult {
+    let caller = identity::caller(req)?;
+    let admitted = guards::admit_read(&caller)?;
+    Ok(admitted.apply(finish(list(req, &caller))))
+}
+
+fn list(req: &Request, caller: &Caller) -> HandlerResult {
     let params = query_pairs(req.query());
     let get = |name: &str| {
         params
@@ -31,7 +38,7 @@ pub fn handle(req: &Request) -> HandlerResult {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let user_id = whose(&identity::caller(req)?, get("user_id"))?;
+    let user_id = whose(caller, get("user_id"))?;
     let limit = Limit::parse(get("limit")).map_err(|e| Problem::bad_request("limit", e))?;
     // `cursor=` (empty) is the first page, like no cursor at all.
     let cursor = get("cursor")
