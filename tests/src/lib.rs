@@ -437,9 +437,81 @@ fn start_app(
         .variable("auth_issuer", AUTH_ISSUER)
         .variable("auth_audience", AUTH_AUDIENCE)
         .startup_timeout(Duration::from_secs(180));
+    let builder = GUARDS_OFF
+        .iter()
+        .fold(builder, |b, (name, value)| b.variable(name, *value));
     configure(builder)
         .start()
         .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"))
+}
+
+/// The rate limits and the breaker as every e2e boot starts them: limits off, and a breaker
+/// that needs more calls than any test makes. The other test files predate them and fire bursts
+/// of orders as one customer and of product reads from one address; their meaning is not the
+/// limits'. tests/tests/guards.rs turns them on ([`guards_on`], or its own values) through the
+/// boot's `configure`, which runs after these.
+pub const GUARDS_OFF: [(&str, &str); 8] = [
+    ("rate_limit_order_create", "off"),
+    ("rate_limit_order_create_per_customer", "off"),
+    ("rate_limit_order_read_per_customer", "off"),
+    ("rate_limit_product_read_per_client", "off"),
+    ("rate_limit_stock_reserve", "off"),
+    ("rate_limit_flash_sale", "off"),
+    ("rate_limit_flash_per_customer", "off"),
+    ("breaker_order_stock", "min 1000000"),
+];
+
+/// Turns the [`GUARDS_OFF`] settings back to spin.toml's defaults (each variable set to its
+/// default, read from the manifest).
+pub fn guards_on(mut b: testkit::SpinAppBuilder) -> testkit::SpinAppBuilder {
+    let manifest = std::fs::read_to_string(repo_root().join(HTTP_MANIFEST)).expect("spin.toml");
+    for (name, _) in GUARDS_OFF {
+        let line = manifest
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} = {{ default = ")))
+            .unwrap_or_else(|| panic!("spin.toml declares no default for {name}"));
+        let default = line.split('"').nth(1).expect("quoted default");
+        b = b.variable(name, default);
+    }
+    b
+}
+
+/// Another host process running the HTTP app (no receivers, cron silenced) against the same
+/// Redis as a [`Shop`], with its own databases: a second instance of the shop, as a second
+/// node would run it. Dropped: stopped.
+pub struct SecondApp {
+    pub app: SpinApp,
+    _state: tempfile::TempDir,
+}
+
+impl Shop {
+    /// Starts a [`SecondApp`] beside this shop, sharing its Redis.
+    pub fn second_app(
+        &self,
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> SecondApp {
+        let state = tempfile::Builder::new()
+            .prefix("spin-shop-e2e-second-")
+            .tempdir()
+            .expect("state dir");
+        let app = start_app(
+            Manifest::WithoutReceivers,
+            &self.redis,
+            state.path(),
+            configure,
+        );
+        SecondApp { app, _state: state }
+    }
+
+    /// The Redis server's clock (`TIME`), in microseconds: the clock the rate limits run on.
+    pub fn redis_time_us(&self) -> u64 {
+        let out = self.cli(&["TIME"]);
+        let mut parts = out
+            .split_whitespace()
+            .map(|p| p.parse::<u64>().expect("TIME"));
+        let (s, us) = (parts.next().expect("seconds"), parts.next().expect("us"));
+        s * 1_000_000 + us
+    }
 }
 
 /// Writes a copy of the repository's manifest `file` into `dir` whose cron expressions fire once

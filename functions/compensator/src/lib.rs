@@ -21,6 +21,7 @@
 //! Every step runs even when an earlier one fails. A run that did something or failed logs one
 //! line (and a warning per lagging stream); an idle one logs a heartbeat at most once a minute.
 
+mod breakers;
 mod dead_letters;
 mod ops;
 mod run;
@@ -137,6 +138,9 @@ async fn handle(incoming: IncomingRequest) -> Response {
     );
     router.get("/api/ops/streams", |req: Request, _p| {
         finish(streams::route(&req))
+    });
+    router.get("/api/ops/breakers", |req: Request, _p| {
+        finish(breakers::route(&req))
     });
     router.any("/*", |req: Request, _p| ops::no_route(&req));
     router.handle_async(req).await

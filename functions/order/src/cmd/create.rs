@@ -90,7 +90,10 @@ async fn create(
     // Everything this request writes lives in the customer's shard: one local transaction.
     let conn = db::open_for(customer.as_str())?;
     let fingerprint = idempotency::fingerprint(&order);
-    let guard = StockGuard { breaker: stock, probe };
+    let guard = StockGuard {
+        breaker: stock,
+        probe,
+    };
     for _ in 0..2 {
         if let Some(done) = place_order(&conn, &key, &fingerprint, &order, &trace, &guard).await? {
             return Ok(done);
@@ -246,9 +249,9 @@ async fn reserve(
         // Only the first call of a half-open request is the probe.
         let probe = guard.probe && tries == 0;
         let refused = match guards::guarded(guard.breaker, probe, call).await {
-                Ok(reserved) => return Ok(reserved),
-                Err(e) => e,
-            };
+            Ok(reserved) => return Ok(reserved),
+            Err(e) => e,
+        };
         match refused {
             // A retaken claim whose reservation was meanwhile released (it expired, or the
             // compensator gave it up): move on to the next attempt's reservation right away.
