@@ -445,12 +445,12 @@ fn start_app(
         .unwrap_or_else(|e| panic!("the real spin.toml did not start: {e:#}"))
 }
 
-/// The rate limits and the breaker as every e2e boot starts them: limits off, and a breaker
-/// that needs more calls than any test makes. The other test files predate them and fire bursts
-/// of orders as one customer and of product reads from one address; their meaning is not the
-/// limits'. tests/tests/guards.rs turns them on ([`guards_on`], or its own values) through the
+/// The rate limits, hoarding caps and the breaker as every e2e boot starts them: limits and
+/// caps off, and a breaker that needs more calls than any test makes. The other test files
+/// predate them and fire bursts of orders as one customer (many of them unpaid, of more than ten
+/// units) and of product reads from one address; their meaning is not the guards'. tests/tests/guards.rs turns them on ([`guards_on`], or its own values) through the
 /// boot's `configure`, which runs after these.
-pub const GUARDS_OFF: [(&str, &str); 8] = [
+pub const GUARDS_OFF: [(&str, &str); 10] = [
     ("rate_limit_order_create", "off"),
     ("rate_limit_order_create_per_customer", "off"),
     ("rate_limit_order_read_per_customer", "off"),
@@ -459,6 +459,8 @@ pub const GUARDS_OFF: [(&str, &str); 8] = [
     ("rate_limit_flash_sale", "off"),
     ("rate_limit_flash_per_customer", "off"),
     ("breaker_order_stock", "min 1000000"),
+    ("hoarding_max_unpaid_orders", "off"),
+    ("hoarding_max_units_per_product", "off"),
 ];
 
 /// Turns the [`GUARDS_OFF`] settings back to spin.toml's defaults (each variable set to its
@@ -986,12 +988,18 @@ impl Shop {
 
 /// The source of the stock component's Lua script `name`, to run it through redis-cli where a
 /// test needs a step no HTTP request can reach (a stale lock holder, a redelivered message).
-/// `fulfil` comes with the adapter's `publish.lua` before it, as the component runs it.
+/// `fulfil` comes with the adapter's `publish.lua` and `holdings.lua` before it, and the other
+/// scripts that settle reservations with `holdings.lua`, as the component runs them.
 pub fn stock_lua(name: &str) -> String {
     let read = |path: &str| std::fs::read_to_string(repo_root().join(path)).expect("lua script");
     let script = read(&format!("functions/stock/src/lua/{name}.lua"));
+    let holdings = read("functions/stock/src/lua/holdings.lua");
     match name {
-        "fulfil" => format!("{}\n{script}", read("crates/adapter/lua/publish.lua")),
+        "fulfil" => format!(
+            "{}\n{holdings}\n{script}",
+            read("crates/adapter/lua/publish.lua")
+        ),
+        "release" | "confirm" | "expire" => format!("{holdings}{script}"),
         _ => script,
     }
 }

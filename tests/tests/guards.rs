@@ -301,3 +301,119 @@ fn the_breaker_opens_on_a_failing_stock_component_probes_once_and_closes_when_re
     }
     assert_eq!(stock_failures(&shop), 5);
 }
+
+/// `qty` units of `sku` for `user` under key `key`.
+fn order_of(shop: &Shop, user: &str, key: &str, sku: &str, qty: i64) -> Response {
+    let body = json!({"items": [{"sku": sku, "quantity": qty}]});
+    shop.order_as(user, key, &body)
+}
+
+/// Asserts a 409 naming hoarding cap `cap`.
+fn assert_cap(resp: &Response, cap: &str) {
+    let problem = assert_problem(resp, 409, None);
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("/hoarding-cap"),
+        "{problem}"
+    );
+    assert_eq!(problem["cap"], cap, "{problem}");
+}
+
+/// What customer `user` holds, as the stock context counts it: (unpaid orders, units of `sku`).
+fn holdings(shop: &Shop, user: &str, sku: &str) -> (i64, i64) {
+    let key = format!("stock:holds:{user}");
+    let field = |f: &str| shop.cli(&["HGET", &key, f]).trim().parse().unwrap_or(0);
+    (field("orders"), field(&format!("sku:{sku}")))
+}
+
+#[test]
+fn hoarding_caps_stop_one_customer_holding_a_product_and_paying_frees_them() {
+    // The caps at their defaults; the customer's rate limit off, as this one customer sends more
+    // orders in a row than its burst.
+    let shop =
+        Shop::boot_with(|b| guards_on(b).variable("rate_limit_order_create_per_customer", "off"));
+    assert_eq!(
+        shop.put_product("HOARD-1", &product("HOARD-1", 100)).status,
+        200
+    );
+    let sku = "HOARD-1";
+
+    // The scenario: five unpaid orders of 20 units. Each is past the units cap (10).
+    for i in 0..5 {
+        assert_cap(
+            &order_of(&shop, "hoarder", &format!("big-{i}"), sku, 20),
+            "units-per-product",
+        );
+    }
+    assert_eq!(shop.levels(sku), (100, 0, 0));
+
+    // Three unpaid orders of 3 units: the fourth order is refused by the unpaid-orders cap.
+    let mut orders: Vec<Value> = (0..3)
+        .map(|i| {
+            let resp = order_of(&shop, "hoarder", &format!("small-{i}"), sku, 3);
+            assert_eq!(resp.status, 201, "{}", resp.text());
+            resp.json()
+        })
+        .collect();
+    assert_cap(
+        &order_of(&shop, "hoarder", "small-3", sku, 1),
+        "unpaid-orders",
+    );
+    assert_eq!(holdings(&shop, "hoarder", sku), (3, 9));
+
+    // Cancelling and reordering cannot get past either cap.
+    let cancelled = orders.remove(0);
+    let resp = shop.cancel("hoarder", cancelled["order_id"].as_str().unwrap());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(holdings(&shop, "hoarder", sku), (2, 6));
+    assert_cap(
+        &order_of(&shop, "hoarder", "re-0", sku, 5),
+        "units-per-product",
+    );
+    let resp = order_of(&shop, "hoarder", "re-1", sku, 4);
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    orders.push(resp.json());
+    assert_cap(&order_of(&shop, "hoarder", "re-2", sku, 1), "unpaid-orders");
+    assert_eq!(holdings(&shop, "hoarder", sku), (3, 10));
+    assert_eq!(shop.levels(sku), (90, 10, 0));
+
+    // A paid order frees its share of the caps.
+    let paid = &orders[0];
+    let (id, total) = (
+        paid["order_id"].as_str().unwrap(),
+        paid["total"].as_i64().unwrap(),
+    );
+    let event = e2e::stripe_event("evt_hoard", "payment_intent.succeeded", id, total, "eur");
+    assert_eq!(shop.webhook(&event).status, 200);
+    shop.wait_levels(sku, Duration::from_secs(30), |l| l.2 == 3);
+    assert_eq!(holdings(&shop, "hoarder", sku), (2, 7));
+    let resp = order_of(&shop, "hoarder", "after-pay", sku, 3);
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_eq!(holdings(&shop, "hoarder", sku), (3, 10));
+}
+
+#[test]
+fn concurrent_orders_of_one_customer_never_exceed_the_unpaid_orders_cap() {
+    let shop = Shop::boot_with(guards_on);
+    assert_eq!(
+        shop.put_product("HOARD-2", &product("HOARD-2", 100)).status,
+        200
+    );
+    // Ten at once (within the customer's burst of ten): the cap is counted in the same script
+    // as the reservation, so however they interleave, three get through.
+    let answers: Vec<Response> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|i| {
+                let shop = &shop;
+                s.spawn(move || order_of(shop, "rush", &format!("rush-{i}"), "HOARD-2", 1))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = answers.iter().filter(|r| r.status == 201).count();
+    assert_eq!(created, 3, "{answers:?}");
+    for refused in answers.iter().filter(|r| r.status != 201) {
+        assert_cap(refused, "unpaid-orders");
+    }
+    assert_eq!(holdings(&shop, "rush", "HOARD-2"), (3, 3));
+    assert_eq!(shop.levels("HOARD-2"), (97, 3, 0));
+}

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::field::FieldError;
+use crate::new_order::UserId;
 use crate::sku::Sku;
 use crate::stock::Quantity;
 
@@ -65,6 +66,8 @@ pub struct RawReservation {
     pub reservation_id: String,
     pub items: Vec<RawItem>,
     pub ttl_seconds: Option<i64>,
+    /// The customer the units are held for (their hoarding caps apply), if any.
+    pub customer_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +82,8 @@ pub struct ReservationRequest {
     pub id: ReservationId,
     pub items: Vec<ReservationItem>,
     pub ttl_seconds: u32,
+    /// Whose holdings this reservation counts towards (hoarding caps); `None`: nobody's.
+    pub customer: Option<UserId>,
 }
 
 impl ReservationRequest {
@@ -123,10 +128,17 @@ impl ReservationRequest {
                 ))
             }
         };
+        let customer = raw
+            .customer_id
+            .as_deref()
+            .map(UserId::parse)
+            .transpose()
+            .map_err(|e| FieldError::new("customer_id", e))?;
         Ok(ReservationRequest {
             id,
             items,
             ttl_seconds,
+            customer,
         })
     }
 
@@ -282,7 +294,23 @@ mod tests {
                 },
             ],
             ttl_seconds: Some(60),
+            customer_id: None,
         }
+    }
+
+    #[test]
+    fn a_customer_is_a_user_id() {
+        let r = ReservationRequest::parse(RawReservation {
+            customer_id: Some("cust-1".into()),
+            ..raw()
+        })
+        .unwrap();
+        assert_eq!(r.customer.unwrap().as_str(), "cust-1");
+        let bad = RawReservation {
+            customer_id: Some("no spaces".into()),
+            ..raw()
+        };
+        assert_eq!(field(bad), "customer_id");
     }
 
     fn field(r: RawReservation) -> String {

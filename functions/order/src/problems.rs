@@ -121,9 +121,28 @@ pub fn pricing(e: PricingError) -> Problem {
     }
 }
 
+/// Whether a problem body from the stock component is of type `slug`.
+fn is_type(body: &serde_json::Value, slug: &str) -> bool {
+    body["type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with(&format!("/{slug}")))
+}
+
 /// A reservation the stock component did not make.
 pub fn reserve_refused(order: &NewOrder, e: StockError) -> Problem {
     match e {
+        // A hoarding cap (the customer holds too much unpaid): the stock component's problem as
+        // it is, naming the cap.
+        StockError::Conflict(body) if is_type(&body, "hoarding-cap") => {
+            let detail = body["detail"].as_str().unwrap_or("a hoarding cap is reached");
+            let mut p = Problem::conflict("hoarding-cap", detail);
+            for member in ["cap", "limit", "held", "skus"] {
+                if !body[member].is_null() {
+                    p = p.with(member, &body[member]);
+                }
+            }
+            p
+        }
         StockError::Conflict(body) => {
             let skus = stock::short_skus(&body);
             insufficient_stock(item_field(order, &skus, "quantity"), skus)

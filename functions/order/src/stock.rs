@@ -99,8 +99,10 @@ pub struct Reservation {
 }
 
 /// `POST /api/stock/reservations`: all items or none. The same `reservation_id` (with the same
-/// items and TTL) answers the same result again without deducting twice.
+/// items and TTL) answers the same result again without deducting twice. The units are held for
+/// `customer`, whose hoarding caps the stock component enforces in the same step (409).
 pub async fn reserve(
+    customer: &str,
     reservation_id: &str,
     items: &[(String, u32)],
     ttl_seconds: u32,
@@ -110,6 +112,7 @@ pub async fn reserve(
         "reservation_id": reservation_id,
         "items": items.iter().map(|(sku, q)| json!({"sku": sku, "quantity": q})).collect::<Vec<_>>(),
         "ttl_seconds": ttl_seconds,
+        "customer_id": customer,
     });
     let (status, body) = call(
         Method::Post,

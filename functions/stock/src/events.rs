@@ -23,15 +23,15 @@ use shop_adapter::receiver::{self, DrainOptions, DrainReport, Envelope};
 use shop_adapter::redis::Script;
 use shop_domain::reservation::ReservationId;
 
-use crate::redis::{keys, Store, HOLD, RELEASE};
+use crate::redis::{keys, Store, HOLD, HOLDINGS_LUA, RELEASE};
 use crate::settle::{self, RETENTION_MS};
 
 /// The topic of this context's own messages (to the order context).
 pub const TOPIC: &str = "stock";
 
-/// The adapter's `publish`, then `fulfil.lua`, which calls it.
+/// The adapter's `publish` and `holdings.lua`'s `let_go`, then `fulfil.lua`, which calls them.
 static FULFIL: LazyLock<String> =
-    LazyLock::new(|| [PUBLISH_LUA, include_str!("lua/fulfil.lua")].join("\n"));
+    LazyLock::new(|| [PUBLISH_LUA, HOLDINGS_LUA, include_str!("lua/fulfil.lua")].join("\n"));
 
 /// What one run of the receiver did.
 #[derive(Debug, Serialize)]

@@ -39,6 +39,13 @@ pub mod keys {
         format!("{RESERVATION_PREFIX}{id}")
     }
 
+    /// Hash: a customer's holdings (hoarding caps): `orders` (their RESERVED reservations) and
+    /// `sku:<SKU>` (units of that product they hold). A customer id is restricted by the domain
+    /// (`UserId`: `A-Z a-z 0-9 - _ . @ :`), so it is safe inside a key.
+    pub fn holds(customer: &str) -> String {
+        format!("stock:holds:{customer}")
+    }
+
     /// Hash: sku, delta, reason, applied_at, and the levels right after the adjustment. One
     /// namespace for every SKU, so an id reused on another SKU is recognised as a reuse.
     pub fn adjustment(id: &str) -> String {
@@ -55,15 +62,28 @@ macro_rules! script {
             source: include_str!(concat!("lua/", $name, ".lua")),
         }
     };
+    // A script that takes reservations out of RESERVED: `holdings.lua`'s `let_go` before it.
+    (holdings $name:literal) => {
+        $crate::redis::Script {
+            name: $name,
+            source: concat!(
+                include_str!("lua/holdings.lua"),
+                include_str!(concat!("lua/", $name, ".lua"))
+            ),
+        }
+    };
 }
+
+/// `holdings.lua`, for scripts composed at run time (fulfil).
+pub const HOLDINGS_LUA: &str = include_str!("lua/holdings.lua");
 
 pub const LOCK_ACQUIRE: Script = script!("lock_acquire");
 pub const LOCK_RELEASE: Script = script!("lock_release");
 pub const PUT_PRODUCT: Script = script!("put_product");
 pub const RESERVE: Script = script!("reserve");
-pub const CONFIRM: Script = script!("confirm");
-pub const RELEASE: Script = script!("release");
-pub const EXPIRE: Script = script!("expire");
+pub const CONFIRM: Script = script!(holdings "confirm");
+pub const RELEASE: Script = script!(holdings "release");
+pub const EXPIRE: Script = script!(holdings "expire");
 pub const HOLD: Script = script!("hold");
 pub const ADJUST: Script = script!("adjust");
 

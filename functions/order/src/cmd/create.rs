@@ -245,7 +245,14 @@ async fn reserve(
     loop {
         let reservation_id = claim.key.reservation_id(claim.attempt);
         let tp = trace.traceparent();
-        let call = stock::reserve(&reservation_id, &items, PAYMENT_WINDOW_SECONDS, tp);
+        let customer = order.user_id.as_str();
+        let call = stock::reserve(
+            customer,
+            &reservation_id,
+            &items,
+            PAYMENT_WINDOW_SECONDS,
+            tp,
+        );
         // Only the first call of a half-open request is the probe.
         let probe = guard.probe && tries == 0;
         let refused = match guards::guarded(guard.breaker, probe, call).await {

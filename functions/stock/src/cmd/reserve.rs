@@ -47,6 +47,16 @@ pub fn handle(req: &Request) -> HandlerResult {
         args.push(item.sku.as_str());
         args.push(q);
     }
+    // A customer's reservation counts towards their hoarding caps, in the same script.
+    let holds = request.customer.as_ref().map(|c| keys::holds(c.as_str()));
+    let caps = match &holds {
+        Some(_) => Caps::from_vars()?,
+        None => Caps::default(),
+    };
+    if let Some(holds) = &holds {
+        key_refs.push(holds);
+        args.extend([caps.unpaid_orders.as_str(), caps.units_per_product.as_str()]);
+    }
 
     let store = Store::open()?;
     let reply = store.run(&RESERVE, &key_refs, &args)?;
@@ -96,8 +106,64 @@ pub fn handle(req: &Request) -> HandlerResult {
             .with("skus", &skus)
             .with("shortages", shortages))
         }
+        "CAP" => Err(cap_reached(rest)),
         _ => Err(bad_reply(&RESERVE, &reply)),
     }
+}
+
+/// The hoarding caps, as reserve.lua takes them ("" for no cap).
+#[derive(Default)]
+struct Caps {
+    unpaid_orders: String,
+    units_per_product: String,
+}
+
+impl Caps {
+    /// `hoarding_max_unpaid_orders` and `hoarding_max_units_per_product`: a count, or `off`.
+    fn from_vars() -> Result<Caps, Problem> {
+        let read = |name: &str| -> Result<String, Problem> {
+            let value = shop_adapter::vars::get(name)
+                .map_err(|e| Problem::internal("read hoarding cap variable", e))?;
+            match value.trim() {
+                "off" => Ok(String::new()),
+                n if n.parse::<u32>().is_ok_and(|n| n > 0) => Ok(n.to_owned()),
+                other => Err(Problem::internal(
+                    &format!("variable {name}"),
+                    format!("{other:?}: expected a positive count or \"off\""),
+                )),
+            }
+        };
+        Ok(Caps {
+            unpaid_orders: read("hoarding_max_unpaid_orders")?,
+            units_per_product: read("hoarding_max_units_per_product")?,
+        })
+    }
+}
+
+/// 409 naming the cap: `{"CAP", "unpaid-orders", cap, held}` or
+/// `{"CAP", "units-per-product", cap, sku, held}`.
+fn cap_reached(rest: &[String]) -> Problem {
+    let at = |i: usize| rest.get(i).map(String::as_str).unwrap_or_default();
+    let cap: u64 = at(1).parse().unwrap_or(0);
+    let problem = match at(0) {
+        "unpaid-orders" => Problem::conflict(
+            "hoarding-cap",
+            format!("this customer already holds {cap} unpaid orders, the most allowed: pay or cancel one first"),
+        )
+        .with("held", at(2).parse::<u64>().unwrap_or(0)),
+        _ => Problem::conflict(
+            "hoarding-cap",
+            format!(
+                "this customer may hold at most {cap} units of {} in unpaid orders (holds {})",
+                at(2),
+                at(3)
+            ),
+        )
+        .with_field("items")
+        .with("skus", [at(2)])
+        .with("held", at(3).parse::<u64>().unwrap_or(0)),
+    };
+    problem.with("cap", at(0)).with("limit", cap)
 }
 
 /// JSON -> domain request; every failure names the field.
@@ -116,10 +182,12 @@ fn parse(body: &[u8]) -> Result<ReservationRequest, Problem> {
         })
         .collect::<Result<Vec<_>, Problem>>()?;
     let ttl_seconds = f.opt_i64("ttl_seconds")?;
+    let customer_id = f.opt_str("customer_id")?.map(str::to_owned);
     ReservationRequest::parse(RawReservation {
         reservation_id,
         items,
         ttl_seconds,
+        customer_id,
     })
     .map_err(|e| Problem::unprocessable(&e.field, e.detail))
 }

@@ -15,7 +15,8 @@
 --
 -- Guarantees: the status check, the unit moves and the status change are one atomic step, as in
 -- the domain's ReservationStatus::on table (RESERVED -> CONFIRMED; CONFIRMED stays; RELEASED is
--- refused). A reservation past its expiry is treated exactly as if the compensator had already
+-- refused), and its holder's holdings go down with it (holdings.lua: a paid order frees the
+-- customer's caps). A reservation past its expiry is treated exactly as if the compensator had already
 -- expired it, so the outcome never depends on when the compensator last ran.
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
@@ -35,7 +36,9 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expired = now >= tonumber(r[2])
-for _, item in ipairs(cjson.decode(r[3])) do
+local items = cjson.decode(r[3])
+let_go(rkey, items)
+for _, item in ipairs(items) do
   local key = ARGV[2] .. item.sku
   redis.call('HINCRBY', key, 'reserved', -item.quantity)
   redis.call('HINCRBY', key, expired and 'available' or 'sold', item.quantity)

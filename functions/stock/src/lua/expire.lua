@@ -22,7 +22,8 @@
 -- running concurrently (or a retry) never release anything twice, no batch sees a held one
 -- twice, a reservation confirmed or released meanwhile is left as it is
 -- (ReservationStatus::on: Expire on CONFIRMED or RELEASED is Unchanged), and one held for a
--- paid order keeps its units. Product keys are derived from the stored lines (single Redis
+-- paid order keeps its units. A released one's holder's holdings go down in the same step
+-- (holdings.lua). Product keys are derived from the stored lines (single Redis
 -- node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -46,7 +47,9 @@ for _, id in ipairs(ids) do
     held = held + 1
     redis.call('ZADD', zkey, int(cutoff + tonumber(ARGV[7])), id)
   elseif r[1] == 'RESERVED' then
-    for _, item in ipairs(cjson.decode(r[2])) do
+    local items = cjson.decode(r[2])
+    let_go(rkey, items)
+    for _, item in ipairs(items) do
       local key = ARGV[4] .. item.sku
       redis.call('HINCRBY', key, 'reserved', -item.quantity)
       redis.call('HINCRBY', key, 'available', item.quantity)

@@ -29,6 +29,8 @@
 -- The message to the order context is appended in the same step as the SHORT decision, so it
 -- is sent exactly once, when the decision is made (never lost, never sent for a later retake).
 -- Numbers in it (quantities, available units <= ~1e12) stay exact in cjson's 14 digits.
+-- Selling a RESERVED reservation lowers its holder's holdings in the same step (holdings.lua:
+-- a paid order frees the customer's caps).
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -80,6 +82,7 @@ if from == 'available' then
     return {'SHORT', r[1], r[2], r[3], unpack(short)}
   end
 end
+if from == 'reserved' then let_go(rkey, items) end
 for _, item in ipairs(items) do
   local key = ARGV[2] .. item.sku
   redis.call('HINCRBY', key, from, -item.quantity)

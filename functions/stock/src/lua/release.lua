@@ -10,7 +10,8 @@
 -- or {"UNKNOWN"} when there is no such reservation.
 --
 -- Guarantees: the status check, the unit moves (reserved -> available) and the status change
--- are one atomic step, as in the domain's ReservationStatus::on table.
+-- are one atomic step, as in the domain's ReservationStatus::on table; so is its holder's
+-- holdings count going down (holdings.lua).
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -28,7 +29,9 @@ if r[1] ~= 'RESERVED' then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, item in ipairs(cjson.decode(r[3])) do
+local items = cjson.decode(r[3])
+let_go(rkey, items)
+for _, item in ipairs(items) do
   local key = ARGV[2] .. item.sku
   redis.call('HINCRBY', key, 'reserved', -item.quantity)
   redis.call('HINCRBY', key, 'available', item.quantity)

@@ -4,6 +4,9 @@
 -- KEYS[3..] the product hash of each line, in line order
 -- ARGV[1] reservation id, ARGV[2] TTL in milliseconds, ARGV[3] request fingerprint,
 -- ARGV[4] number of lines n, then n pairs: sku, quantity
+-- Hoarding caps, when the reservation is made for a customer: KEYS[3+n] the customer's holdings
+--   hash (holdings.lua), ARGV[5+2n] the most RESERVED reservations (unpaid orders) a customer
+--   may hold, ARGV[6+2n] the most units of one product ("" for no cap)
 --
 -- Returns one of
 --   {"CREATED", status, expires_at_ms, items_json}   reserved now
@@ -13,6 +16,9 @@
 --   {"UNKNOWN", sku...}                               no such product
 --   {"MIXED", sku...}                                 the lines are priced in more than one currency
 --   {"SHORT", sku, available, ...}                    not enough available units
+--   {"CAP", "unpaid-orders", cap, held}               the customer holds `cap` reservations
+--   {"CAP", "units-per-product", cap, sku, held}      this would take the customer past `cap`
+--                                                     units of `sku` (they hold `held`)
 --
 -- Guarantees (the script runs atomically):
 -- * All or nothing: every line is checked first (quantities of the same product summed), and
@@ -25,6 +31,9 @@
 --   one reservation is in one currency: lines in several currencies are refused (MIXED) before
 --   anything moves, so the caller needs no catalog read of its own first.
 -- * expires_at comes from the Redis server clock, the one clock all instances share.
+-- * Hoarding caps are checked and counted in the same step as the units move: concurrent
+--   reservations of one customer can never together exceed a cap, and the holdings go down in
+--   the same step as a reservation leaves RESERVED (release, confirm, expire, fulfil).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
 local function int(n) return string.format('%.0f', n) end
@@ -78,6 +87,22 @@ if #short > 0 then
   return {'SHORT', unpack(short)}
 end
 
+local holder = KEYS[3 + n]
+if holder then
+  local max_orders, max_units = tonumber(ARGV[5 + 2 * n]), tonumber(ARGV[6 + 2 * n])
+  local held = tonumber(redis.call('HGET', holder, 'orders') or '0')
+  if max_orders and held >= max_orders then
+    return {'CAP', 'unpaid-orders', ARGV[5 + 2 * n], int(held)}
+  end
+  for i = 1, n do
+    local sku = ARGV[3 + 2 * i]
+    local units = tonumber(redis.call('HGET', holder, 'sku:' .. sku) or '0')
+    if max_units and units + wanted[KEYS[2 + i]] > max_units then
+      return {'CAP', 'units-per-product', ARGV[6 + 2 * n], sku, int(units)}
+    end
+  end
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expires_at = now + tonumber(ARGV[2])
@@ -91,5 +116,12 @@ end
 local items_json = cjson.encode(items)
 redis.call('HSET', rkey, 'status', 'RESERVED', 'items', items_json, 'fingerprint', ARGV[3],
   'created_at', int(now), 'expires_at', int(expires_at))
+if holder then
+  redis.call('HSET', rkey, 'holder', holder)
+  redis.call('HINCRBY', holder, 'orders', 1)
+  for i = 1, n do
+    redis.call('HINCRBY', holder, 'sku:' .. ARGV[3 + 2 * i], tonumber(ARGV[4 + 2 * i]))
+  end
+end
 redis.call('ZADD', zkey, int(expires_at), ARGV[1])
 return {'CREATED', 'RESERVED', int(expires_at), items_json}
