@@ -107,6 +107,13 @@ impl Shop {
     /// stderr, and `None`), so the test reports the skip instead of passing as if it had run;
     /// with `CI` set, a missing CLI fails the test instead: CI must not go green without it.
     pub fn boot_real_spin() -> Option<Shop> {
+        Self::boot_real_spin_with(|b| b)
+    }
+
+    /// As [`Shop::boot_real_spin`], letting the caller set variables.
+    pub fn boot_real_spin_with(
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Option<Shop> {
         let Some(spin) = testkit::spin_cli() else {
             let why = "no Spin CLI (set SPIN_BIN, e.g. from ../shared/spin/install.sh, or put `spin` on the PATH)";
             assert!(
@@ -118,8 +125,10 @@ impl Shop {
         };
         let up = repo_root().join("scripts/up.sh");
         Some(Self::boot_manifest(Manifest::Launched, |b| {
-            b.launcher(up, &["--spin", "--no-build"])
-                .env("SPIN_BIN", spin.display().to_string())
+            configure(
+                b.launcher(up, &["--spin", "--no-build"])
+                    .env("SPIN_BIN", spin.display().to_string()),
+            )
         }))
     }
 

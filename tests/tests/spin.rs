@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{stripe_event, wait_for, Shop, HTTP_MANIFEST, RECEIVERS_MANIFEST};
+use e2e::{
+    admin_auth, assert_problem, guards_on, stripe_event, wait_for, Shop, HTTP_MANIFEST,
+    RECEIVERS_MANIFEST,
+};
 use serde_json::json;
 use testkit::repo_root;
 
@@ -141,6 +144,45 @@ fn another_shard_under_real_spin(shop: &Shop) {
 /// (they stream the wasi:http incoming body themselves), so an oversized chunked body is 413
 /// while the client is still sending, an anonymous one is 401 before it is read, and a body at
 /// the limit still works.
+#[test]
+fn real_spin_rate_limits_with_429_and_headers_and_shows_the_breakers() {
+    let Some(shop) = Shop::boot_real_spin_with(|b| {
+        guards_on(b)
+            .variable("rate_limit_order_create_per_customer", "1/m burst 1")
+            .variable("rate_limit_product_read_per_client", "1/m burst 1")
+    }) else {
+        return;
+    };
+    let put = shop.put_product(
+        "SPIN-RL",
+        &json!({"name": "Mug", "price": 1299, "currency": "EUR", "stock": 5}),
+    );
+    assert!(put.status == 200 || put.status == 201, "{}", put.text());
+    let body = json!({"items": [{"sku": "SPIN-RL", "quantity": 1}]});
+    let first = shop.order_as("spin-rl", "k1", &body);
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert_eq!(first.header("ratelimit-limit"), Some("1"));
+    assert_eq!(first.header("ratelimit-remaining"), Some("0"));
+    let refused = shop.order_as("spin-rl", "k2", &body);
+    assert_problem(&refused, 429, None);
+    let retry: u64 = refused.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    for h in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+        assert!(refused.header(h).is_some(), "no {h}: {refused:?}");
+    }
+    // Anonymous reads, per client address as Spin passes it (`spin-client-addr`).
+    assert_eq!(shop.get_product("SPIN-RL").status, 200);
+    assert_problem(&shop.get_product("SPIN-RL"), 429, None);
+    let keys = shop.cli(&["KEYS", "ratelimit:stock.product-read:client:*"]);
+    assert!(keys.contains("client:127.0.0.1"), "{keys}");
+    // The order's stock call went through the breaker, which the ops route shows.
+    let (k, v) = admin_auth();
+    let ops = shop.app.send("GET", "/api/ops/breakers", &[(k, &v)], None).unwrap();
+    assert_eq!(ops.status, 200, "{}", ops.text());
+    assert_eq!(ops.json()["breakers"][0]["name"], "order.stock", "{}", ops.text());
+    assert_eq!(ops.json()["breakers"][0]["state"], "closed", "{}", ops.text());
+}
+
 #[test]
 fn real_spin_caps_bodies_while_they_are_read() {
     let Some(shop) = Shop::boot_real_spin() else {
