@@ -400,6 +400,10 @@ enum Manifest {
     Launched,
     WithoutCron,
     WithoutReceivers,
+    /// The HTTP app (no receivers, cron silenced) with the stock component on its own Redis
+    /// (`host:port`): the stock store can then be stalled without stalling the order
+    /// component's Redis.
+    StockOn(String),
 }
 
 /// The HTTP app's manifest; the receivers' app sits beside it (docs/deploy.md).
@@ -429,6 +433,7 @@ fn start_app(
             Some(manifest_copy(state, RECEIVERS_MANIFEST)),
         ),
         Manifest::WithoutReceivers => (manifest_copy(state, HTTP_MANIFEST), None),
+        Manifest::StockOn(host) => (stock_on(&manifest_copy(state, HTTP_MANIFEST), &host), None),
         Manifest::Launched => (repo_root().join(HTTP_MANIFEST), None),
     };
     let mut builder = SpinApp::builder(http);
@@ -496,6 +501,15 @@ pub struct SecondApp {
 }
 
 impl Shop {
+    /// The HTTP app with the stock component on `stock_redis` instead of the shop's Redis
+    /// ([`Manifest::StockOn`]), no receivers and no cron.
+    pub fn boot_with_stock_on(
+        stock_redis: &RedisServer,
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Shop {
+        Self::boot_manifest(Manifest::StockOn(stock_redis.host()), configure)
+    }
+
     /// Starts a [`SecondApp`] beside this shop, sharing its Redis.
     pub fn second_app(
         &self,
@@ -523,6 +537,28 @@ impl Shop {
         let (s, us) = (parts.next().expect("seconds"), parts.next().expect("us"));
         s * 1_000_000 + us
     }
+}
+
+/// Rewrites the manifest copy at `path` so that the stock component (its grant and its
+/// `redis_url`) uses the Redis at `host`; returns the path.
+fn stock_on(path: &Path, host: &str) -> PathBuf {
+    let text = std::fs::read_to_string(path).expect("manifest copy");
+    let mut in_stock = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with('[') {
+                in_stock = line.starts_with("[component.stock");
+            }
+            match in_stock {
+                true => line.replace("redis://{{ redis_host }}", &format!("redis://{host}")),
+                false => line.to_owned(),
+            }
+        })
+        .collect();
+    assert!(lines.iter().any(|l| l.contains(&format!("redis://{host}"))));
+    std::fs::write(path, lines.join("\n")).expect("write manifest copy");
+    path.to_owned()
 }
 
 /// Writes a copy of the repository's manifest `file` into `dir` whose cron expressions fire once

@@ -417,3 +417,45 @@ fn concurrent_orders_of_one_customer_never_exceed_the_unpaid_orders_cap() {
     assert_eq!(holdings(&shop, "rush", "HOARD-2"), (3, 3));
     assert_eq!(shop.levels("HOARD-2"), (97, 3, 0));
 }
+
+#[test]
+fn a_stock_call_that_hangs_times_out_counts_as_failed_and_slow_and_opens_the_breaker() {
+    let stock_redis = testkit::RedisServer::start().expect("second redis-server");
+    let shop = Shop::boot_with_stock_on(&stock_redis, |b| {
+        let breaker =
+            "errors 50% over 10s, slow 50% over 5s above 300ms, min 2, open 30s, timeout 500ms";
+        guards_on(b).variable("breaker_order_stock", breaker)
+    });
+    assert_eq!(
+        shop.put_product("SLOW-1", &product("SLOW-1", 100)).status,
+        200
+    );
+    // The stock store stalls (every script that may write waits); the order component's own
+    // Redis answers as usual.
+    stock_redis
+        .cli(&["CLIENT", "PAUSE", "20000", "WRITE"])
+        .expect("pause");
+
+    for i in 0..2 {
+        let resp = shop.order_as(&format!("slow-{i}"), "k", &order_body("SLOW-1"));
+        assert_problem(&resp, 503, None);
+        assert!(
+            !resp.text().contains("order.stock"),
+            "refused by the breaker too early"
+        );
+    }
+    assert!(
+        shop.app.stderr().contains("timed out"),
+        "{}",
+        shop.app.stderr()
+    );
+    let breaker = stock_breaker(&shop);
+    assert_eq!(breaker["state"], "open", "{breaker}");
+    // Now refused at once by the breaker, while the stock store is still stalled.
+    let refused = shop.order_as("slow-2", "k", &order_body("SLOW-1"));
+    assert_eq!(
+        assert_problem(&refused, 503, None)["breaker"],
+        "order.stock"
+    );
+    stock_redis.cli(&["CLIENT", "UNPAUSE"]).expect("unpause");
+}

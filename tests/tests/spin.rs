@@ -165,7 +165,11 @@ fn real_spin_rate_limits_with_429_and_headers_and_shows_the_breakers() {
     assert_eq!(first.header("ratelimit-remaining"), Some("0"));
     let refused = shop.order_as("spin-rl", "k2", &body);
     assert_problem(&refused, 429, None);
-    let retry: u64 = refused.header("retry-after").expect("Retry-After").parse().unwrap();
+    let retry: u64 = refused
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     for h in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
         assert!(refused.header(h).is_some(), "no {h}: {refused:?}");
@@ -177,10 +181,23 @@ fn real_spin_rate_limits_with_429_and_headers_and_shows_the_breakers() {
     assert!(keys.contains("client:127.0.0.1"), "{keys}");
     // The order's stock call went through the breaker, which the ops route shows.
     let (k, v) = admin_auth();
-    let ops = shop.app.send("GET", "/api/ops/breakers", &[(k, &v)], None).unwrap();
+    let ops = shop
+        .app
+        .send("GET", "/api/ops/breakers", &[(k, &v)], None)
+        .unwrap();
     assert_eq!(ops.status, 200, "{}", ops.text());
-    assert_eq!(ops.json()["breakers"][0]["name"], "order.stock", "{}", ops.text());
-    assert_eq!(ops.json()["breakers"][0]["state"], "closed", "{}", ops.text());
+    assert_eq!(
+        ops.json()["breakers"][0]["name"],
+        "order.stock",
+        "{}",
+        ops.text()
+    );
+    assert_eq!(
+        ops.json()["breakers"][0]["state"],
+        "closed",
+        "{}",
+        ops.text()
+    );
 }
 
 #[test]
