@@ -150,6 +150,10 @@ fn real_spin_rate_limits_with_429_and_headers_and_shows_the_breakers() {
         guards_on(b)
             .variable("rate_limit_order_create_per_customer", "1/m burst 1")
             .variable("rate_limit_product_read_per_client", "1/m burst 1")
+            .variable(
+                "breaker_order_stock",
+                "errors 50% over 10s, min 3, open 60s",
+            )
     }) else {
         return;
     };
@@ -198,6 +202,26 @@ fn real_spin_rate_limits_with_429_and_headers_and_shows_the_breakers() {
         "{}",
         ops.text()
     );
+
+    // A real fault at the stock component (reserve.lua fails on a non-numeric `available`):
+    // two more failed calls open the breaker, and the next order is refused without a call.
+    shop.cli(&["HSET", "stock:product:SPIN-RL", "available", "broken"]);
+    for user in ["spin-br-1", "spin-br-2"] {
+        let resp = shop.order_as(user, "k", &body);
+        assert_problem(&resp, 503, None);
+        assert!(!resp.text().contains("order.stock"), "{}", resp.text());
+    }
+    let refused = shop.order_as("spin-br-3", "k", &body);
+    assert_eq!(
+        assert_problem(&refused, 503, None)["breaker"],
+        "order.stock"
+    );
+    assert!(refused.header("retry-after").is_some());
+    let ops = shop
+        .app
+        .send("GET", "/api/ops/breakers", &[(k, &v)], None)
+        .unwrap();
+    assert_eq!(ops.json()["breakers"][0]["state"], "open", "{}", ops.text());
 }
 
 #[test]
