@@ -200,13 +200,15 @@ def after_call(context, case, response):
 @schemathesis.hook
 def after_load_schema(context, schema):
     """Schemathesis infers from its name that `user_id` of createOrder refers to a "User"
-    resource, which no operation produces, so createOrder would never start a stateful scenario
-    and its links (read, pay, cancel) would never be followed. The customer is the bearer
-    token's `sub`, not a resource of this API: drop that inferred input."""
+    resource (and `customer_id` of reserveStock to a "Customer"), which no operation produces,
+    so neither would start a stateful scenario and their links (read, pay, cancel; read,
+    confirm, release) would never be followed. The customer is the bearer token's `sub`, not a
+    resource of this API: drop those inferred inputs."""
     graph = schema.analysis.dependency_graph.operations
-    node = graph.get("POST /api/orders")
-    if node is not None:
-        node.inputs = [slot for slot in node.inputs if slot.resource.name != "User"]
+    for operation, resource in [("POST /api/orders", "User"), ("POST /api/stock/reservations", "Customer")]:
+        node = graph.get(operation)
+        if node is not None:
+            node.inputs = [slot for slot in node.inputs if slot.resource.name != resource]
 
 
 
