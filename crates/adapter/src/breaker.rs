@@ -42,6 +42,9 @@ pub const PROBE_PREFIX: &str = "breaker:probe:";
 /// A breaker's thresholds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// `off`: no admission check and no recording (the benchmarks measure the breaker's cost
+    /// this way); the timeout still bounds every call.
+    pub enabled: bool,
     pub error_percent: u32,
     pub error_window_s: u32,
     pub slow_percent: u32,
@@ -56,6 +59,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            enabled: true,
             error_percent: 50,
             error_window_s: 10,
             slow_percent: 50,
@@ -90,7 +94,8 @@ fn percent(word: &str) -> Option<u32> {
 
 impl Config {
     /// Phrases, in any order, each optional: `errors <p>% over <d>`, `slow <p>% over <d> above
-    /// <d>`, `min <n>`, `open <d>`, `timeout <d>` (`<d>`: `10s` or `1500ms`).
+    /// <d>`, `min <n>`, `open <d>`, `timeout <d>` (`<d>`: `10s` or `1500ms`), and `off` (no
+    /// breaker, the timeout alone).
     pub fn parse(spec: &str) -> Result<Config, String> {
         let mut c = Config::default();
         let words: Vec<&str> = spec.split_whitespace().collect();
@@ -105,7 +110,7 @@ impl Config {
         };
         while i < words.len() {
             let get = |k: usize| words.get(i + k).copied().unwrap_or("");
-            let used = match get(0) {
+            let used = match get(0).trim_end_matches(',') {
                 "errors" if get(2) == "over" => {
                     c.error_percent = percent(get(1)).ok_or_else(|| bad(get(1)))?;
                     c.error_window_s = secs(get(3)).ok_or_else(|| bad(get(3)))?;
@@ -127,6 +132,10 @@ impl Config {
                 "open" => {
                     c.open_ms = duration_ms(get(1)).ok_or_else(|| bad(get(1)))?;
                     2
+                }
+                "off" => {
+                    c.enabled = false;
+                    1
                 }
                 "timeout" => {
                     c.timeout_ms = duration_ms(get(1))
@@ -199,6 +208,9 @@ impl Breaker {
     /// call's own answer stands.
     pub fn record(&self, conn: &Connection, outcome: Outcome, elapsed_ms: u64, probe: bool) {
         let c = &self.config;
+        if !c.enabled {
+            return;
+        }
         let keys = [
             format!("{STATE_PREFIX}{}", self.name),
             format!("{WINDOW_PREFIX}{}", self.name),
@@ -339,6 +351,9 @@ mod tests {
             (c.slow_percent, c.slow_window_s, c.slow_call_ms),
             (60, 5, 250)
         );
+        let c = Config::parse("off, timeout 2s").unwrap();
+        assert!(!c.enabled && c.timeout_ms == 2000);
+        assert!(Config::parse("min 3").unwrap().enabled);
         for bad in [
             "errors 50 over 10s",
             "errors 150% over 1s",

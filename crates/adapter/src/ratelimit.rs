@@ -192,9 +192,9 @@ impl<'a> Guard<'a> {
         Ok(self)
     }
 
-    /// Also asks `breaker` for admission in the same round trip.
+    /// Also asks `breaker` for admission in the same round trip (unless it is `off`).
     pub fn breaker(mut self, breaker: &'a Breaker) -> Self {
-        self.breaker = Some(breaker);
+        self.breaker = Some(breaker).filter(|b| b.config.enabled);
         self
     }
 
