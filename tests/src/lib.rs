@@ -510,6 +510,21 @@ impl Shop {
         Self::boot_manifest(Manifest::StockOn(stock_redis.host()), configure)
     }
 
+    /// As [`Shop::boot_with_stock_on`], under the real Spin CLI (`spin up --from` the manifest
+    /// copy, no receivers); `None` (SKIPPED) without a CLI, as [`Shop::boot_real_spin`].
+    pub fn boot_real_spin_with_stock_on(
+        stock_redis: &RedisServer,
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Option<Shop> {
+        let Some(spin) = testkit::spin_cli() else {
+            assert!(!ci(), "CI is set and there is no Spin CLI");
+            eprintln!("SKIPPED: no Spin CLI (set SPIN_BIN or put `spin` on the PATH)");
+            return None;
+        };
+        let manifest = Manifest::StockOn(stock_redis.host());
+        Some(Self::boot_manifest(manifest, |b| configure(b.binary(spin))))
+    }
+
     /// Starts a [`SecondApp`] beside this shop, sharing its Redis.
     pub fn second_app(
         &self,

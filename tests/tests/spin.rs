@@ -225,6 +225,45 @@ fn real_spin_rate_limits_with_429_and_headers_and_shows_the_breakers() {
 }
 
 #[test]
+fn under_real_spin_a_hanging_stock_call_times_out_in_the_guest_and_opens_the_breaker() {
+    // Spin dispatches `*.spin.internal` in-process without wasi:http's timeouts: the bound is
+    // the guest's own timer (shop_adapter::breaker::within). The stock component runs on a
+    // second Redis, stalled, while the order component's Redis answers.
+    let stock_redis = testkit::RedisServer::start().expect("second redis-server");
+    let Some(shop) = Shop::boot_real_spin_with_stock_on(&stock_redis, |b| {
+        let breaker = "errors 50% over 10s, min 2, open 60s, timeout 500ms";
+        guards_on(b).variable("breaker_order_stock", breaker)
+    }) else {
+        return;
+    };
+    let put = shop.put_product(
+        "SPIN-SLOW",
+        &json!({"name": "Mug", "price": 1299, "currency": "EUR", "stock": 5}),
+    );
+    assert!(put.status == 200 || put.status == 201, "{}", put.text());
+    stock_redis
+        .cli(&["CLIENT", "PAUSE", "30000", "WRITE"])
+        .expect("pause");
+    let body = json!({"items": [{"sku": "SPIN-SLOW", "quantity": 1}]});
+    for user in ["spin-slow-1", "spin-slow-2"] {
+        let resp = shop.order_as(user, "k", &body);
+        assert_problem(&resp, 503, None);
+        assert!(!resp.text().contains("order.stock"), "{}", resp.text());
+    }
+    assert!(
+        shop.app.wait_for_log(WAIT, |log| log.contains("timed out")),
+        "{}",
+        shop.app.stderr()
+    );
+    let refused = shop.order_as("spin-slow-3", "k", &body);
+    assert_eq!(
+        assert_problem(&refused, 503, None)["breaker"],
+        "order.stock"
+    );
+    stock_redis.cli(&["CLIENT", "UNPAUSE"]).expect("unpause");
+}
+
+#[test]
 fn real_spin_caps_bodies_while_they_are_read() {
     let Some(shop) = Shop::boot_real_spin() else {
         return;
