@@ -459,3 +459,34 @@ fn a_stock_call_that_hangs_times_out_counts_as_failed_and_slow_and_opens_the_bre
     );
     stock_redis.cli(&["CLIENT", "UNPAUSE"]).expect("unpause");
 }
+
+#[test]
+fn the_stock_reservations_route_wide_limit_is_a_429_to_the_client_not_a_stock_failure() {
+    let shop = Shop::boot_with(|b| {
+        guards_on(b)
+            .variable("rate_limit_stock_reserve", "1/m burst 2")
+            // One failure would open it: the limit's refusals must not count as failures.
+            .variable(
+                "breaker_order_stock",
+                "errors 50% over 10s, min 1, open 60s",
+            )
+    });
+    assert_eq!(
+        shop.put_product("RSV-1", &product("RSV-1", 100)).status,
+        200
+    );
+    let placed = order_of(&shop, "rsv-a", "k", "RSV-1", 1);
+    assert_eq!(placed.status, 201, "{}", placed.text());
+    // The route-wide limit holds for every caller: the internal route itself...
+    let direct = shop.reserve(
+        &json!({"reservation_id": "rsv-direct", "items": [{"sku": "RSV-1", "quantity": 1}]}),
+    );
+    assert_eq!(direct.status, 201, "{}", direct.text());
+    assert_eq!(int_header(&direct, "ratelimit-remaining"), 0);
+    // ...and the next order's reservation is refused: the client gets 429 with Retry-After.
+    let limited = order_of(&shop, "rsv-b", "k", "RSV-1", 1);
+    assert_problem(&limited, 429, None);
+    assert!(int_header(&limited, "retry-after") >= 1);
+    assert_eq!(stock_breaker(&shop)["state"], "closed");
+    assert_eq!(shop.levels("RSV-1").0, 98);
+}

@@ -175,6 +175,15 @@ pub fn reserve_refused(order: &NewOrder, e: StockError) -> Problem {
             "reservation-settled",
             format!("the stock reservation of this request is already {status}; retry with the same Idempotency-Key"),
         ),
+        // The stock component's own limit (every order's reservations together): the client is
+        // told to retry, as for ours.
+        StockError::Limited(seconds) => Problem::new(
+            429,
+            "rate-limited",
+            "Too many requests",
+            "the stock reservations' rate limit is reached; retry with the same Idempotency-Key after Retry-After seconds",
+        )
+        .with_header("retry-after", seconds.to_string()),
         StockError::Unavailable(e) => {
             eprintln!("order: reservation failed: {e}");
             Problem::unavailable(

@@ -27,6 +27,10 @@ pub enum StockError {
     /// The reservation id is known but no longer holds stock (RELEASED by expiry or a
     /// compensator, or CONFIRMED): its status.
     Settled(String),
+    /// 429: the stock component's rate limit refused the call (nothing was reserved); retry
+    /// after this many seconds. Not a failure of the stock component (the breaker does not
+    /// count it).
+    Limited(u64),
     /// Anything else: unreachable, 5xx, unreadable answer. The outcome is unknown.
     Unavailable(String),
 }
@@ -38,6 +42,7 @@ impl std::fmt::Display for StockError {
             StockError::Conflict(b) => write!(f, "conflict: {b}"),
             StockError::Rejected(s, b) => write!(f, "rejected ({s}): {b}"),
             StockError::Settled(s) => write!(f, "reservation already {s}"),
+            StockError::Limited(s) => write!(f, "rate limited: retry after {s} s"),
             StockError::Unavailable(e) => write!(f, "unavailable: {e}"),
         }
     }
@@ -48,7 +53,7 @@ async fn call(
     path: &str,
     body: Option<&Value>,
     traceparent: Option<&str>,
-) -> Result<(u16, Value), StockError> {
+) -> Result<(u16, Value, Option<u64>), StockError> {
     let auth = shop_adapter::auth::internal_authorization()
         .map_err(|e| StockError::Unavailable(format!("read variable internal_token: {e}")))?;
     let mut builder = Request::builder();
@@ -77,12 +82,17 @@ async fn call(
         })?
         .map_err(|e| StockError::Unavailable(e.to_string()))?;
     let status = *resp.status();
+    let retry_after = resp
+        .header("retry-after")
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.trim().parse().ok());
     let value = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
-    Ok((status, value))
+    Ok((status, value, retry_after))
 }
 
-fn classify(status: u16, body: Value) -> StockError {
+fn classify(status: u16, body: Value, retry_after: Option<u64>) -> StockError {
     match status {
+        429 => StockError::Limited(retry_after.unwrap_or(1)),
         404 => StockError::NotFound(body),
         409 => StockError::Conflict(body),
         400 | 422 => StockError::Rejected(status, body),
@@ -114,7 +124,7 @@ pub async fn reserve(
         "ttl_seconds": ttl_seconds,
         "customer_id": customer,
     });
-    let (status, body) = call(
+    let (status, body, retry_after) = call(
         Method::Post,
         "/api/stock/reservations",
         Some(&body),
@@ -122,7 +132,7 @@ pub async fn reserve(
     )
     .await?;
     if status != 200 && status != 201 {
-        return Err(classify(status, body));
+        return Err(classify(status, body, retry_after));
     }
     if let Some(status) = body["status"].as_str().filter(|s| *s != "RESERVED") {
         return Err(StockError::Settled(status.to_owned()));
@@ -153,10 +163,10 @@ pub async fn reserve(
 /// to release, which counts as done.
 pub async fn release(reservation_id: &str, traceparent: Option<&str>) -> Result<(), StockError> {
     let path = format!("/api/stock/reservations/{reservation_id}/release");
-    let (status, body) = call(Method::Post, &path, None, traceparent).await?;
+    let (status, body, retry_after) = call(Method::Post, &path, None, traceparent).await?;
     match status {
         200..=299 | 404 => Ok(()),
-        _ => Err(classify(status, body)),
+        _ => Err(classify(status, body, retry_after)),
     }
 }
 

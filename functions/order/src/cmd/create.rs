@@ -284,7 +284,8 @@ async fn reserve(
             // gives the stock back.
             e => {
                 let next = match e {
-                    StockError::Unavailable(_) => claim.attempt,
+                    // Nothing was reserved under this id when refused by a limit either.
+                    StockError::Unavailable(_) | StockError::Limited(_) => claim.attempt,
                     _ => claim.attempt + 1,
                 };
                 if let Err(e) = claims::fail(conn, claim, next, ids::now_ms()) {
