@@ -24,45 +24,42 @@ pub const BODY_LIMIT: usize = 32 * 1024;
 
 pub fn handle(req: &Request) -> HandlerResult {
     let request = parse(req.body())?;
-    let id = request.id.as_str();
-    let rkey = keys::reservation(id);
-    let product_keys: Vec<String> = request
-        .items
-        .iter()
-        .map(|i| keys::product(i.sku.as_str()))
-        .collect();
-    let mut key_refs: Vec<&str> = vec![&rkey, keys::EXPIRIES];
-    key_refs.extend(product_keys.iter().map(String::as_str));
+    let (keys, args) = script_input(&request)?;
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reply = Store::open()?.run(&RESERVE, &keys, &args)?;
+    answer(request.id.as_str(), &reply)
+}
 
-    let ttl_ms = (u64::from(request.ttl_seconds) * 1000).to_string();
-    let fingerprint = request.fingerprint();
-    let n = request.items.len().to_string();
-    let quantities: Vec<String> = request
-        .items
-        .iter()
-        .map(|i| i.quantity.get().to_string())
-        .collect();
-    let mut args: Vec<&str> = vec![id, &ttl_ms, &fingerprint, &n];
-    for (item, q) in request.items.iter().zip(&quantities) {
-        args.push(item.sku.as_str());
-        args.push(q);
+/// reserve.lua's KEYS and ARGV for `request` (see its header).
+fn script_input(request: &ReservationRequest) -> Result<(Vec<String>, Vec<String>), Problem> {
+    let id = request.id.as_str();
+    let mut names = vec![keys::reservation(id), keys::EXPIRIES.to_owned()];
+    names.extend(request.items.iter().map(|i| keys::product(i.sku.as_str())));
+    let mut args = vec![
+        id.to_owned(),
+        (u64::from(request.ttl_seconds) * 1000).to_string(),
+        request.fingerprint(),
+        request.items.len().to_string(),
+    ];
+    for item in &request.items {
+        args.push(item.sku.as_str().to_owned());
+        args.push(item.quantity.get().to_string());
     }
     // A customer's reservation counts towards their hoarding caps, in the same script.
-    let holds = request.customer.as_ref().map(|c| keys::holds(c.as_str()));
-    let caps = match &holds {
-        Some(_) => Caps::from_vars()?,
-        None => Caps::default(),
-    };
-    if let Some(holds) = &holds {
-        key_refs.push(holds);
-        args.extend([caps.unpaid_orders.as_str(), caps.units_per_product.as_str()]);
+    if let Some(customer) = &request.customer {
+        let caps = Caps::from_vars()?;
+        names.push(keys::holds(customer.as_str()));
+        args.extend([caps.unpaid_orders, caps.units_per_product]);
     }
+    Ok((names, args))
+}
 
-    let store = Store::open()?;
-    let reply = store.run(&RESERVE, &key_refs, &args)?;
+/// The response to reserve.lua's `reply` for reservation `id`.
+fn answer(id: &str, reply: &[String]) -> HandlerResult {
     let (outcome, rest) = reply
         .split_first()
-        .ok_or_else(|| bad_reply(&RESERVE, &reply))?;
+        .ok_or_else(|| bad_reply(&RESERVE, reply))?;
     match outcome.as_str() {
         "CREATED" => Ok(json(201, &ReservationView::from_reply(id, rest, &RESERVE)?)),
         "EXISTING" => {
@@ -107,12 +104,11 @@ pub fn handle(req: &Request) -> HandlerResult {
             .with("shortages", shortages))
         }
         "CAP" => Err(cap_reached(rest)),
-        _ => Err(bad_reply(&RESERVE, &reply)),
+        _ => Err(bad_reply(&RESERVE, reply)),
     }
 }
 
 /// The hoarding caps, as reserve.lua takes them ("" for no cap).
-#[derive(Default)]
 struct Caps {
     unpaid_orders: String,
     units_per_product: String,
