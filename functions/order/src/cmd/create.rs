@@ -28,7 +28,7 @@ use shop_domain::new_order::{NewOrder, RawItem};
 use shop_domain::placed_order::PlacedOrder;
 use shop_domain::pricing;
 use shop_domain::{Currency, Money, Sku};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::Response;
 use spin_sdk::sqlite::Connection;
 
 use crate::db::{self, OrUnavailable};
