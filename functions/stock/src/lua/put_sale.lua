@@ -53,8 +53,11 @@ local delta = quantity - held
 if tonumber(p[1]) < delta then
   return {'SHORT', p[1]}
 end
-redis.call('HINCRBY', pkey, 'available', -delta)
-redis.call('HINCRBY', pkey, 'reserved', delta)
+-- (Not with 0: Lua writes -0 as "-0", which HINCRBY refuses.)
+if delta ~= 0 then
+  redis.call('HINCRBY', pkey, 'available', -delta)
+  redis.call('HINCRBY', pkey, 'reserved', delta)
+end
 redis.call('HSET', skey, 'sku', ARGV[2], 'price', ARGV[3], 'currency', ARGV[4],
   'quantity', ARGV[5], 'per_user_limit', ARGV[6], 'starts_at', ARGV[7], 'ends_at', ARGV[8],
   'remaining', ARGV[5])
