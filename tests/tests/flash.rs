@@ -583,3 +583,77 @@ fn the_drain_route_creates_flash_orders_where_no_redis_trigger_runs() {
     let done = shop.ticket("d-buyer", "drain", &ticket).json();
     assert_eq!(done["status"], "ORDERED", "{done}");
 }
+
+#[test]
+fn a_ticket_whose_order_request_was_lost_gets_its_order_from_the_reconciliation_once() {
+    let mut shop = Shop::boot_without_receivers();
+    shop.restart_without_receivers_with(|b| b.variable("flash_pending_timeout_seconds", "0"));
+    shop.open_sale("lost", "FLASH-LOST", 5, 5, 1);
+    let bought = shop.purchase("l-buyer", "lost", "k").unwrap();
+    assert_eq!(bought.status, 202, "{}", bought.text());
+    let ticket = bought.json()["ticket_id"].as_str().unwrap().to_owned();
+    // The request is lost on its way: the stream goes before any receiver read it.
+    shop.redis.cli(&["DEL", "events:flash"]).unwrap();
+    let report = flash_report(&shop, "lost");
+    assert_eq!(
+        (
+            &report["taken"],
+            &report["pending"],
+            &report["live_orders"],
+            &report["drift"]
+        ),
+        (&json!(1), &json!(1), &json!(0), &json!(0)),
+        "{report}"
+    );
+
+    // Two overlapping runs: each may send it again, the order context makes one order of it.
+    let runs: Vec<Value> = std::thread::scope(|s| {
+        let a = s.spawn(|| shop.compensator_run());
+        let b = s.spawn(|| shop.compensator_run());
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    let reappended: u64 = runs
+        .iter()
+        .flat_map(|r| r["flash"].as_array().unwrap().clone())
+        .filter(|s| s["sale_id"] == "lost")
+        .map(|s| s["reappended"].as_u64().unwrap())
+        .sum();
+    assert!(reappended >= 1, "{runs:?}");
+    let (k, v) = internal_auth();
+    for path in ["/api/orders/events/drain", "/api/stock/events/drain"] {
+        let resp = shop.app.send("POST", path, &[(k, &v)], None).unwrap();
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+    }
+    let done = shop.ticket("l-buyer", "lost", &ticket).json();
+    assert_eq!(done["status"], "ORDERED", "{done}");
+    let orders = shop.sql(&format!(
+        "SELECT COUNT(*) AS n FROM flash_orders WHERE ticket_id = '{ticket}'"
+    ));
+    assert_eq!(orders, vec![json!({"n": 1})]);
+    let report = flash_report(&shop, "lost");
+    assert_eq!(
+        (
+            &report["taken"],
+            &report["pending"],
+            &report["live_orders"],
+            &report["drift"]
+        ),
+        (&json!(1), &json!(0), &json!(1), &json!(0)),
+        "{report}"
+    );
+}
+
+/// The sale's line of `GET /api/ops/flash-sales`.
+fn flash_report(shop: &Shop, sale: &str) -> Value {
+    let (k, v) = e2e::admin_auth();
+    let resp = shop
+        .app
+        .send("GET", "/api/ops/flash-sales", &[(k, &v)], None)
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let body = resp.json();
+    body["sales"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["sale_id"] == sale).cloned())
+        .unwrap_or_else(|| panic!("no {sale} in {body}"))
+}

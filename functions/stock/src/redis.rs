@@ -45,37 +45,10 @@ pub mod keys {
         format!("stock:adjustment:{id}")
     }
 
-    pub const SALE_PREFIX: &str = "stock:flash:sale:";
-    pub const TICKET_PREFIX: &str = "stock:flash:ticket:";
-    /// SET of every flash sale id (the compensator's reconciliation walks it).
-    pub const SALES: &str = "stock:flash:sales";
-
-    /// Hash: sku, price, currency, quantity, per_user_limit, starts_at, ends_at (ms),
-    /// remaining, sold, created_at.
-    pub fn sale(id: &str) -> String {
-        format!("{SALE_PREFIX}{id}")
-    }
-
-    /// Hash: customer "\n" Idempotency-Key -> ticket id.
-    pub fn sale_keys(id: &str) -> String {
-        format!("{SALE_PREFIX}{id}:keys")
-    }
-
-    /// Hash: customer -> units taken (tickets not FAILED).
-    pub fn sale_buyers(id: &str) -> String {
-        format!("{SALE_PREFIX}{id}:buyers")
-    }
-
-    /// ZSET of the sale's PENDING ticket ids scored by creation time (ms).
-    pub fn sale_pending(id: &str) -> String {
-        format!("{SALE_PREFIX}{id}:pending")
-    }
-
-    /// Hash: sale, customer, status, reservation_id, created_at, message_id, request (the
-    /// FlashOrderRequested envelope), order_id or reason.
-    pub fn ticket(id: &str) -> String {
-        format!("{TICKET_PREFIX}{id}")
-    }
+    /// Flash sales (shared with the compensator's reconciliation).
+    pub use shop_adapter::flash::{
+        sale, sale_buyers, sale_keys, sale_pending, ticket, SALES, SALE_PREFIX, TICKET_PREFIX,
+    };
 }
 
 pub use shop_adapter::redis::Script;
