@@ -339,8 +339,11 @@ impl Shop {
 
 /// Rows of `query` run by the sqlite3 CLI on `file`, as JSON objects.
 fn sqlite3_json(file: &Path, query: &str) -> Vec<Value> {
+    // Waits for a write lock the app holds (a migration, a commit) instead of failing at once
+    // with "database is locked", as the app's own connections do.
     let out = std::process::Command::new("sqlite3")
         .arg("-json")
+        .args(["-cmd", ".timeout 5000"])
         .arg(file)
         .arg(query)
         .output()
