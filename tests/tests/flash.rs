@@ -681,3 +681,50 @@ fn flash_report(shop: &Shop, sale: &str) -> Value {
         .and_then(|s| s.iter().find(|s| s["sale_id"] == sale).cloned())
         .unwrap_or_else(|| panic!("no {sale} in {body}"))
 }
+
+#[test]
+fn an_ended_sale_gives_what_it_still_holds_back_to_the_product_and_so_do_its_orders() {
+    let shop = env();
+    shop.open_sale("ends", "FLASH-ENDS", 10, 4, 1);
+    let t = buy_until_answered(&shop.app, "ends", "e-buyer").json()["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order_id = shop.wait_ticket("e-buyer", "ends", &t, WAIT, false)["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(shop.levels("FLASH-ENDS"), (6, 4, 0));
+
+    // The window ends (its end moved into the past): the next sweep closes the sale, and the
+    // three units nobody bought go back to the product.
+    shop.redis
+        .cli(&["HSET", "stock:flash:sale:ends", "ends_at", "1"])
+        .unwrap();
+    shop.redis
+        .cli(&["ZADD", "stock:flash:ends", "1", "ends"])
+        .unwrap();
+    let swept = shop.expire_reservations(None, true).json();
+    assert!(swept["sales_closed"].as_u64() >= Some(1), "{swept}");
+    assert_eq!(shop.levels("FLASH-ENDS"), (9, 1, 0));
+    let sale = shop.get_sale("ends");
+    assert_eq!(
+        (&sale["remaining"], &sale["taken"]),
+        (&json!(0), &json!(4)),
+        "{sale}"
+    );
+    let late = shop.purchase("e-late", "ends", "k").unwrap();
+    assert_eq!(assert_problem(&late, 422, None)["reason"], "ended");
+    // Sweeping again closes nothing twice.
+    shop.expire_reservations(None, true);
+    assert_eq!(shop.levels("FLASH-ENDS"), (9, 1, 0));
+
+    // Its order cancelled after the end: the unit goes to the product, not to a closed sale.
+    let cancelled = shop.cancel("e-buyer", &order_id);
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text());
+    assert_eq!(
+        shop.wait_levels("FLASH-ENDS", WAIT, |l| l.1 == 0),
+        (10, 0, 0)
+    );
+    assert_eq!(shop.get_sale("ends")["remaining"], 0);
+}

@@ -7,6 +7,8 @@ pub const SALE_PREFIX: &str = "stock:flash:sale:";
 pub const TICKET_PREFIX: &str = "stock:flash:ticket:";
 /// SET of every flash sale id.
 pub const SALES: &str = "stock:flash:sales";
+/// ZSET of the sales not closed yet, scored by ends_at (ms): the stock sweep closes them.
+pub const SALE_ENDS: &str = "stock:flash:ends";
 
 /// Hash: sku, price, currency, quantity, per_user_limit, starts_at, ends_at (ms), remaining,
 /// sold, created_at.

@@ -47,7 +47,8 @@ pub mod keys {
 
     /// Flash sales (shared with the compensator's reconciliation).
     pub use shop_adapter::flash::{
-        sale, sale_buyers, sale_keys, sale_pending, ticket, SALES, SALE_PREFIX, TICKET_PREFIX,
+        sale, sale_buyers, sale_keys, sale_pending, ticket, SALES, SALE_ENDS, SALE_PREFIX,
+        TICKET_PREFIX,
     };
 }
 
@@ -60,19 +61,31 @@ macro_rules! script {
             source: include_str!(concat!("lua/", $name, ".lua")),
         }
     };
+    // A script composed with a library (a file of local functions) before it.
+    ($name:literal after $lib:literal) => {
+        $crate::redis::Script {
+            name: $name,
+            source: concat!(
+                include_str!(concat!("lua/", $lib, ".lua")),
+                "\n",
+                include_str!(concat!("lua/", $name, ".lua"))
+            ),
+        }
+    };
 }
 
 pub const LOCK_ACQUIRE: Script = script!("lock_acquire");
 pub const LOCK_RELEASE: Script = script!("lock_release");
 pub const PUT_PRODUCT: Script = script!("put_product");
 pub const RESERVE: Script = script!("reserve");
-pub const CONFIRM: Script = script!("confirm");
-pub const RELEASE: Script = script!("release");
-pub const EXPIRE: Script = script!("expire");
+pub const CONFIRM: Script = script!("confirm" after "flash_units");
+pub const RELEASE: Script = script!("release" after "flash_units");
+pub const EXPIRE: Script = script!("expire" after "flash_units");
 pub const HOLD: Script = script!("hold");
 pub const ADJUST: Script = script!("adjust");
 pub const PUT_SALE: Script = script!("put_sale");
-pub const TICKET: Script = script!("ticket");
+pub const TICKET: Script = script!("ticket" after "flash_units");
+pub const CLOSE_SALES: Script = script!("close_sales");
 
 /// An open connection to the stock Redis.
 pub struct Store {
