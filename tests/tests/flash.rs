@@ -533,6 +533,8 @@ fn a_failing_xadd_takes_no_unit_so_no_unit_is_ever_taken_without_its_order_reque
 #[test]
 fn redis_crashing_mid_sale_oversells_nothing_and_every_ticket_resolves() {
     let mut shop = Shop::boot_on_durable_redis();
+    let fsync = shop.redis.cli(&["CONFIG", "GET", "appendfsync"]).unwrap();
+    assert_eq!(fsync.lines().last(), Some("always"), "{fsync}");
     shop.open_sale("crash", "FLASH-CRASH", 300, 100, 1);
     let buyers = customers("crash", 1500);
     // A first crowd takes some units; the second buys the rest while Redis crashes.
