@@ -730,3 +730,60 @@ fn an_ended_sale_gives_what_it_still_holds_back_to_the_product_and_so_do_its_ord
     );
     assert_eq!(shop.get_sale("ends")["remaining"], 0);
 }
+
+#[test]
+fn a_request_the_order_context_refuses_fails_its_ticket_and_gives_the_unit_and_the_limit_back() {
+    let shop = Shop::boot_without_receivers();
+    shop.open_sale("refuse", "FLASH-REFUSE", 5, 1, 1);
+    let bought = shop.purchase("r-buyer", "refuse", "k1").unwrap();
+    assert_eq!(bought.status, 202, "{}", bought.text());
+    let ticket = bought.json()["ticket_id"].as_str().unwrap().to_owned();
+    // The request reaches the order context after its reservation expired (the entry is
+    // rewritten with an expiry in the past before any receiver read it).
+    let entries = shop
+        .redis
+        .cli(&["XRANGE", "events:flash", "-", "+"])
+        .unwrap();
+    let line = entries
+        .lines()
+        .find(|l| l.contains(&ticket))
+        .expect("the request");
+    let mut envelope: Value = serde_json::from_str(line).unwrap();
+    envelope["payload"]["expires_at_ms"] = json!(1);
+    shop.redis.cli(&["DEL", "events:flash"]).unwrap();
+    let m = envelope.to_string();
+    shop.redis
+        .cli(&["XADD", "events:flash", "*", "m", &m])
+        .unwrap();
+
+    let (k, v) = internal_auth();
+    for path in ["/api/orders/events/drain", "/api/stock/events/drain"] {
+        let resp = shop.app.send("POST", path, &[(k, &v)], None).unwrap();
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+    }
+    let failed = shop.ticket("r-buyer", "refuse", &ticket).json();
+    assert_eq!(
+        (&failed["status"], &failed["reason"]),
+        (&json!("FAILED"), &json!("reservation-expired")),
+        "{failed}"
+    );
+    assert!(failed.get("order_id").is_none(), "{failed}");
+    assert_eq!(
+        shop.sql("SELECT COUNT(*) AS n FROM flash_orders"),
+        vec![json!({"n": 0})]
+    );
+    let sale = shop.get_sale("refuse");
+    assert_eq!(
+        (&sale["remaining"], &sale["pending"]),
+        (&json!(1), &json!(0)),
+        "{sale}"
+    );
+    // The same key tells what became of it; the buyer may buy again with another.
+    let replay = shop.purchase("r-buyer", "refuse", "k1").unwrap();
+    assert_eq!(
+        (replay.status, replay.json()["status"].clone()),
+        (200, json!("FAILED"))
+    );
+    let again = shop.purchase("r-buyer", "refuse", "k2").unwrap();
+    assert_eq!(again.status, 202, "{}", again.text());
+}
