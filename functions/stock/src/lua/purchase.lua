@@ -30,10 +30,12 @@
 -- * Check, then decrement, in one step: `remaining` is read and is >= 1 before it is
 --   decremented, so it never goes below zero and exactly `quantity` units can be sold (the
 --   test is `remaining < 1` -> SOLD_OUT, never an off-by-one `>=` on a counter).
--- * The order request is appended (XADD, inside publish) BEFORE anything else is written:
---   Redis does not roll a script back, so a failing XADD (a full memory, a wrong key type)
---   stops the script with nothing taken; once it succeeded, the rest are plain writes that
---   cannot fail. A unit is therefore never taken without its order request.
+-- * The order request is appended (XADD, inside publish) BEFORE anything of the purchase is
+--   written (publish only remembers the message id first, `outbox:sent:<id>`: a fresh random
+--   id, harmless if the XADD then fails). Redis does not roll a script back, so a failing XADD
+--   (a full memory, a wrong key type) stops the script with nothing taken; once it succeeded,
+--   the rest are plain writes that cannot fail. A unit is therefore never taken without its
+--   order request.
 -- * The unit stays in the product's `reserved` (the sale holds it); the ticket's reservation
 --   (status RESERVED, field `sale`) is the one the normal order flow confirms or releases, and
 --   its release or expiry gives the unit back to the sale (release.lua, expire.lua).
