@@ -7,6 +7,8 @@
 //! errors for business outcomes: hosts flatten nested arrays in `execute` results, and a flat
 //! array of bulk strings survives every host and Redis version unchanged.
 
+use std::rc::Rc;
+
 use shop_adapter::Problem;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
@@ -87,9 +89,11 @@ pub const PUT_SALE: Script = script!("put_sale");
 pub const TICKET: Script = script!("ticket" after "flash_units");
 pub const CLOSE_SALES: Script = script!("close_sales");
 
-/// An open connection to the stock Redis.
+/// An open connection to the stock Redis: the instance's one connection
+/// (`shop_adapter::redis::connect`), shared with the customer token cache, so a purchase opens
+/// one TCP connection, not two.
 pub struct Store {
-    conn: Connection,
+    conn: Rc<Connection>,
 }
 
 fn store_down(context: &str, err: impl std::fmt::Display) -> Problem {
@@ -101,7 +105,7 @@ impl Store {
     pub fn open() -> Result<Store, Problem> {
         let url = shop_adapter::vars::get("redis_url")
             .map_err(|e| Problem::internal("read variable redis_url", e))?;
-        let conn = Connection::open(&url).map_err(|e| store_down("open", e))?;
+        let conn = shop_adapter::redis::connect(&url).map_err(|e| store_down("open", e))?;
         Ok(Store { conn })
     }
 
