@@ -932,12 +932,17 @@ impl Shop {
 
 /// The source of the stock component's Lua script `name`, to run it through redis-cli where a
 /// test needs a step no HTTP request can reach (a stale lock holder, a redelivered message).
-/// `fulfil` comes with the adapter's `publish.lua` before it, as the component runs it.
+/// Composed as the component runs it: `fulfil` and `purchase` come with the adapter's
+/// `publish.lua` before them, the scripts that settle reservations with `flash_units.lua`.
 pub fn stock_lua(name: &str) -> String {
     let read = |path: &str| std::fs::read_to_string(repo_root().join(path)).expect("lua script");
     let script = read(&format!("functions/stock/src/lua/{name}.lua"));
+    let publish = || read("crates/adapter/lua/publish.lua");
+    let units = || read("functions/stock/src/lua/flash_units.lua");
     match name {
-        "fulfil" => format!("{}\n{script}", read("crates/adapter/lua/publish.lua")),
+        "fulfil" => format!("{}\n{}\n{script}", publish(), units()),
+        "purchase" => format!("{}\n{script}", publish()),
+        "release" | "expire" | "confirm" | "ticket" => format!("{}\n{script}", units()),
         _ => script,
     }
 }

@@ -787,3 +787,67 @@ fn a_request_the_order_context_refuses_fails_its_ticket_and_gives_the_unit_and_t
     let again = shop.purchase("r-buyer", "refuse", "k2").unwrap();
     assert_eq!(again.status, 202, "{}", again.text());
 }
+
+#[test]
+fn the_script_takes_nothing_when_its_order_request_is_not_appended() {
+    let shop = env();
+    shop.open_sale("dedupe", "FLASH-DEDUPE", 5, 5, 1);
+    // A message id publish.lua remembers as sent is skipped, not appended: run the real script
+    // with such an id, as the component would (its keys and arguments, in its order).
+    shop.redis
+        .cli(&["SET", "outbox:sent:msg_seen", "1", "EX", "600"])
+        .unwrap();
+    let envelope =
+        json!({"message_id": "msg_seen", "topic": "flash", "type": "FlashOrderRequested",
+        "aggregate_id": "tkt_seen", "seq": 1, "payload": {}, "trace_id": null,
+        "created_at": "2026-12-07T00:00:00Z"})
+        .to_string();
+    let run = shop.redis.cli(&[
+        "EVAL",
+        &e2e::stock_lua("purchase"),
+        "9",
+        "stock:flash:sale:dedupe",
+        "stock:flash:sale:dedupe:keys",
+        "stock:flash:sale:dedupe:buyers",
+        "stock:flash:ticket:tkt_seen",
+        "stock:reservation:flash_seen",
+        "stock:reservations:expiries",
+        "stock:flash:sale:dedupe:pending",
+        "events:flash",
+        "doorbell:pending:flash",
+        "dedupe",
+        "d-buyer",
+        "k",
+        "tkt_seen",
+        "flash_seen",
+        "900000",
+        "stock:flash:ticket:",
+        "600",
+        "doorbell:flash",
+        "2000",
+        "1",
+        "msg_seen",
+        &envelope,
+    ]);
+    // redis-cli prints the script's error reply (and exits 0).
+    let out = run.unwrap_or_else(|e| e.to_string());
+    assert!(out.contains("not appended"), "the script must fail: {out}");
+    let sale = shop.get_sale("dedupe");
+    assert_eq!(
+        (&sale["remaining"], &sale["taken"]),
+        (&json!(5), &json!(0)),
+        "{sale}"
+    );
+    assert_eq!(
+        shop.redis
+            .cli(&["EXISTS", "stock:flash:ticket:tkt_seen"])
+            .unwrap(),
+        "0"
+    );
+    assert_eq!(
+        shop.redis
+            .cli(&["HLEN", "stock:flash:sale:dedupe:buyers"])
+            .unwrap(),
+        "0"
+    );
+}
