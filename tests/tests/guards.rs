@@ -112,6 +112,37 @@ fn a_refusal_is_429_with_retry_after_and_ratelimit_headers() {
     assert_eq!(other.status, 201, "{}", other.text());
 }
 
+#[test]
+fn flash_purchases_are_limited_per_customer_and_per_sale_and_a_refusal_takes_nothing() {
+    let shop = Shop::boot_with(|b| {
+        guards_on(b)
+            .variable("rate_limit_flash_per_customer", "1/m burst 1")
+            .variable("rate_limit_flash_sale", "1/m burst 3")
+    });
+    shop.open_sale("rl-sale", "RL-FLASH", 100, 50, 5);
+    let buy = |user: &str, key: &str| shop.purchase(user, "rl-sale", key).expect("purchase");
+
+    let first = buy("fl-a", "k1");
+    assert_eq!(first.status, 202, "{}", first.text());
+    assert_eq!(int_header(&first, "ratelimit-remaining"), 0);
+    // The buyer's own limit refuses their second purchase; the sale's limit is not spent by it.
+    let again = buy("fl-a", "k2");
+    assert_problem(&again, 429, None);
+    assert!(int_header(&again, "retry-after") >= 1);
+    assert_eq!(int_header(&again, "ratelimit-limit"), 1);
+    for user in ["fl-b", "fl-c"] {
+        let resp = buy(user, "k1");
+        assert_eq!(resp.status, 202, "{user}: {}", resp.text());
+    }
+    // The sale's burst of three is spent: a new buyer is refused by the sale's limit.
+    let late = buy("fl-d", "k1");
+    assert_problem(&late, 429, None);
+    assert_eq!(int_header(&late, "ratelimit-limit"), 3);
+    // Refused purchases took no unit: exactly the three admitted ones did.
+    let sale = shop.get_sale("rl-sale");
+    assert_eq!(sale["remaining"], 47, "{sale}");
+}
+
 /// `GET path` on `app` over a connection from `source` (any 127.0.0.0/8 address reaches the
 /// host's loopback listener, and the host sees it as the client address).
 fn get_from(app: &SpinApp, source: &str, path: &str) -> u16 {

@@ -14,6 +14,7 @@
 
 mod cmd;
 mod db;
+mod flash;
 mod guards;
 mod ids;
 mod payments;

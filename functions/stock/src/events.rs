@@ -11,6 +11,7 @@
 //! Before selling, an `OrderPaid` marks a RESERVED reservation as held for its paid order
 //! (`hold.lua`), so if selling fails, however often and even once the message is dead-lettered,
 //! the TTL sweep keeps those units for the order (an alert) until the message is applied.
+//! `FlashOrderPlaced` / `FlashOrderRefused` answer a flash ticket (`tickets.rs`).
 //! Then the TTL sweep releases reservations expired for longer than the domain's
 //! `EXPIRY_GRACE_MS`, the last resort for a reservation whose order never said anything.
 
@@ -29,9 +30,17 @@ use crate::settle::{self, RETENTION_MS};
 /// The topic of this context's own messages (to the order context).
 pub const TOPIC: &str = "stock";
 
-/// The adapter's `publish` and `holdings.lua`'s `let_go`, then `fulfil.lua`, which calls them.
-static FULFIL: LazyLock<String> =
-    LazyLock::new(|| [PUBLISH_LUA, HOLDINGS_LUA, include_str!("lua/fulfil.lua")].join("\n"));
+/// The adapter's `publish`, `holdings.lua`'s `let_go` and `flash_units.lua`, then `fulfil.lua`,
+/// which calls them.
+static FULFIL: LazyLock<String> = LazyLock::new(|| {
+    [
+        PUBLISH_LUA,
+        HOLDINGS_LUA,
+        include_str!("lua/flash_units.lua"),
+        include_str!("lua/fulfil.lua"),
+    ]
+    .join("\n")
+});
 
 /// What one run of the receiver did.
 #[derive(Debug, Serialize)]
@@ -84,6 +93,9 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
 /// Settles the reservation one order message names. Business refusals (a paid order whose units
 /// are gone and cannot be taken again) are logged and acknowledged: retrying cannot change them.
 fn apply(env: &Envelope) -> anyhow::Result<()> {
+    if crate::tickets::apply(env)? {
+        return Ok(());
+    }
     let paid = match env.kind.as_str() {
         "OrderPaid" => true,
         "OrderCancelled" | "OrderExpired" | "ReservationReleaseOwed" => false,
@@ -152,6 +164,7 @@ fn fulfil(store: &Store, id: &ReservationId, paid: &Envelope) -> anyhow::Result<
     let retention = RETENTION_MS.to_string();
     let mut args = vec![id.as_str(), keys::PRODUCT_PREFIX, retention.as_str()];
     args.extend(publish_args.iter().map(|a| a.as_ref()));
+    args.push(keys::SALE_PREFIX);
     let rkey = keys::reservation(id.as_str());
     let script = Script {
         name: "fulfil",

@@ -42,10 +42,7 @@ pub fn admit_reserve() -> Result<Admitted, Problem> {
 }
 
 /// A flash purchase of `customer` in sale `sale_id`: the sale's limit and the customer's, in one
-/// round trip, always failing closed (503) when Redis cannot be asked. For the flash purchase
-/// handler: call it right after the customer is known, answer the refusal as it is, and pass
-/// the handler's answer through [`shop_adapter::ratelimit::answer`] for the headers.
-#[allow(dead_code)] // wired by the flash sale's purchase handler (issue 15)
+/// round trip, always failing closed (503) when Redis cannot be asked (`cmd::purchase`).
 pub fn admit_flash_purchase(sale_id: &str, customer: &Customer) -> Result<Admitted, Problem> {
     Guard::new(RouteKind::Purchase)
         .limit("rate_limit_flash_sale", &format!("flash.sale:{sale_id}"))?

@@ -7,6 +7,8 @@
 //! errors for business outcomes: hosts flatten nested arrays in `execute` results, and a flat
 //! array of bulk strings survives every host and Redis version unchanged.
 
+use std::rc::Rc;
+
 use shop_adapter::Problem;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
@@ -51,6 +53,12 @@ pub mod keys {
     pub fn adjustment(id: &str) -> String {
         format!("stock:adjustment:{id}")
     }
+
+    /// Flash sales (shared with the compensator's reconciliation).
+    pub use shop_adapter::flash::{
+        sale, sale_buyers, sale_keys, sale_pending, ticket, SALES, SALE_ENDS, SALE_PREFIX,
+        TICKET_PREFIX,
+    };
 }
 
 pub use shop_adapter::redis::Script;
@@ -62,12 +70,12 @@ macro_rules! script {
             source: include_str!(concat!("lua/", $name, ".lua")),
         }
     };
-    // A script that takes reservations out of RESERVED: `holdings.lua`'s `let_go` before it.
-    (holdings $name:literal) => {
+    // A script composed with libraries (files of local functions) before it.
+    ($name:literal after $($lib:literal),+) => {
         $crate::redis::Script {
             name: $name,
             source: concat!(
-                include_str!("lua/holdings.lua"),
+                $(include_str!(concat!("lua/", $lib, ".lua")), "\n",)+
                 include_str!(concat!("lua/", $name, ".lua"))
             ),
         }
@@ -81,15 +89,20 @@ pub const LOCK_ACQUIRE: Script = script!("lock_acquire");
 pub const LOCK_RELEASE: Script = script!("lock_release");
 pub const PUT_PRODUCT: Script = script!("put_product");
 pub const RESERVE: Script = script!("reserve");
-pub const CONFIRM: Script = script!(holdings "confirm");
-pub const RELEASE: Script = script!(holdings "release");
-pub const EXPIRE: Script = script!(holdings "expire");
+pub const CONFIRM: Script = script!("confirm" after "holdings", "flash_units");
+pub const RELEASE: Script = script!("release" after "holdings", "flash_units");
+pub const EXPIRE: Script = script!("expire" after "holdings", "flash_units");
 pub const HOLD: Script = script!("hold");
 pub const ADJUST: Script = script!("adjust");
+pub const PUT_SALE: Script = script!("put_sale");
+pub const TICKET: Script = script!("ticket" after "flash_units");
+pub const CLOSE_SALES: Script = script!("close_sales");
 
-/// An open connection to the stock Redis.
+/// An open connection to the stock Redis: the instance's one connection
+/// (`shop_adapter::redis::connect`), shared with the customer token cache, so a purchase opens
+/// one TCP connection, not two.
 pub struct Store {
-    conn: std::rc::Rc<Connection>,
+    conn: Rc<Connection>,
 }
 
 fn store_down(context: &str, err: impl std::fmt::Display) -> Problem {
@@ -115,6 +128,18 @@ impl Store {
     ) -> Result<Vec<String>, Problem> {
         shop_adapter::redis::run(&self.conn, script, keys, args)
             .map_err(|e| store_down(script.name, e))
+    }
+
+    /// ZCARD of the sorted set at `key` (0 when there is none).
+    pub fn zcard(&self, key: &str) -> Result<u64, Problem> {
+        let reply = self
+            .conn
+            .execute("ZCARD", &[RedisParameter::Binary(key.as_bytes().to_vec())])
+            .map_err(|e| store_down("ZCARD", e))?;
+        match reply.first() {
+            Some(RedisResult::Int64(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+            _ => Ok(0),
+        }
     }
 
     /// HMGET of `fields` of the hash at `key`; `None` for a missing field.

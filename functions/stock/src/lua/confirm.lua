@@ -2,7 +2,8 @@
 --
 -- KEYS[1] reservation hash, KEYS[2] expiry ZSET
 -- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
--- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window)
+-- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window),
+-- ARGV[4] flash sale key prefix (sale key = prefix .. sale id)
 --
 -- This is the HTTP confirm (`POST /api/stock/reservations/{id}/confirm`). A paid order's
 -- OrderPaid goes through fulfil.lua instead, which also sells a lapsed reservation.
@@ -18,12 +19,14 @@
 -- refused), and its holder's holdings go down with it (holdings.lua: a paid order frees the
 -- customer's caps). A reservation past its expiry is treated exactly as if the compensator had already
 -- expired it, so the outcome never depends on when the compensator last ran.
+-- A flash sale's reservation (field `sale`) also counts the unit sold in the sale (`sold`), or,
+-- expired, gives it back (flash_units.lua, which runs before this file).
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
 local function int(n) return string.format('%.0f', n) end
 local rkey, zkey = KEYS[1], KEYS[2]
-local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items')
+local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'sale')
 if not r[1] then
   return {'UNKNOWN'}
 end
@@ -40,8 +43,15 @@ local items = cjson.decode(r[3])
 let_go(rkey, items)
 for _, item in ipairs(items) do
   local key = ARGV[2] .. item.sku
-  redis.call('HINCRBY', key, 'reserved', -item.quantity)
-  redis.call('HINCRBY', key, expired and 'available' or 'sold', item.quantity)
+  if r[4] and expired then
+    give_back(ARGV[4] .. r[4], key, item.quantity)
+  elseif r[4] then
+    redis.call('HINCRBY', ARGV[4] .. r[4], 'sold', item.quantity)
+  end
+  if not (r[4] and expired) then
+    redis.call('HINCRBY', key, 'reserved', -item.quantity)
+    redis.call('HINCRBY', key, expired and 'available' or 'sold', item.quantity)
+  end
 end
 local status = expired and 'RELEASED' or 'CONFIRMED'
 redis.call('HSET', rkey, 'status', status, 'settled_at', int(now),

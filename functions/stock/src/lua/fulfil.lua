@@ -1,14 +1,14 @@
 -- fulfil.lua: a paid order's reservation is sold, whatever happened to it meanwhile.
 --
--- Runs after the definition of `publish` (the adapter's publish.lua), which the component puts
--- before this file.
+-- Runs after the definitions of `publish` (the adapter's publish.lua) and of flash_units.lua,
+-- which the component puts before this file.
 --
 -- KEYS[1] reservation hash, KEYS[2] expiry ZSET, KEYS[3..4] publish's keys for the `stock` topic
 -- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
 -- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window),
 -- ARGV[4..7] publish's leading arguments, ARGV[8] the id and ARGV[9] the envelope (JSON) of the
 -- `PaidOrderOutOfStock` message that tells the order context, sent only when this call decides
--- SHORT; this script adds the short lines to its payload
+-- SHORT; this script adds the short lines to its payload, ARGV[10] flash sale key prefix
 --
 -- Returns {outcome, status, expires_at_ms, items_json, ...} with outcome
 --   "DONE"     RESERVED (even past its expiry: the units are still held) and sold now, or
@@ -31,6 +31,9 @@
 -- Numbers in it (quantities, available units <= ~1e12) stay exact in cjson's 14 digits.
 -- Selling a RESERVED reservation lowers its holder's holdings in the same step (holdings.lua:
 -- a paid order frees the customer's caps).
+-- A flash sale's reservation (field `sale`) counts the unit sold in the sale too; released, it
+-- is retaken from where its release put it (flash_units.lua: the open sale's `remaining`, or
+-- the closed sale's product `available`).
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -45,7 +48,8 @@ local function announce(lines)
     {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], cjson.encode(env)})
 end
 
-local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'short')
+local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'short', 'sale')
+local sale = r[5] and (ARGV[10] .. r[5])
 if not r[1] then
   return {'UNKNOWN'}
 end
@@ -67,7 +71,13 @@ if from == 'available' then
   end
   local short, lines = {}, {}
   for _, sku in ipairs(order) do
-    local available = tonumber(redis.call('HGET', ARGV[2] .. sku, 'available') or '0')
+    local available
+    if sale then
+      local from_key, from_field = retake_from(sale, ARGV[2] .. sku)
+      available = tonumber(redis.call('HGET', from_key, from_field) or '0')
+    else
+      available = tonumber(redis.call('HGET', ARGV[2] .. sku, 'available') or '0')
+    end
     if available < wanted[sku] then
       short[#short + 1] = sku
       short[#short + 1] = int(available)
@@ -85,7 +95,18 @@ end
 if from == 'reserved' then let_go(rkey, items) end
 for _, item in ipairs(items) do
   local key = ARGV[2] .. item.sku
-  redis.call('HINCRBY', key, from, -item.quantity)
+  if sale then
+    local from_key, from_field = sale, 'remaining'
+    if from == 'available' then
+      from_key, from_field = retake_from(sale, key)
+      redis.call('HINCRBY', from_key, from_field, -item.quantity)
+    end
+    redis.call('HINCRBY', sale, 'sold', item.quantity)
+    -- Taken from the open sale (or still reserved): the product's reserved held it.
+    if from_key ~= key then redis.call('HINCRBY', key, 'reserved', -item.quantity) end
+  else
+    redis.call('HINCRBY', key, from, -item.quantity)
+  end
   redis.call('HINCRBY', key, 'sold', item.quantity)
 end
 local t = redis.call('TIME')
