@@ -19,7 +19,12 @@ pub struct Args {
     #[arg(long, short = 'c', global = true, default_value_t = 64)]
     pub concurrency: usize,
     /// The admin token, for setting up the product or the sale (as the app's admin_token).
-    #[arg(long, global = true, env = "SPIN_VARIABLE_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "SPIN_VARIABLE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// The ES256 private key (PKCS#8 PEM) that signs the customers' tokens; its public half
     /// must be in the app's auth_jwks.

@@ -86,7 +86,10 @@ struct Resolved {
 
 pub(crate) async fn run(ctx: Arc<Ctx>, args: &FlashArgs) -> Result<Report> {
     let sale_path = format!("/api/flash-sales/{}", args.sale);
-    let sku = args.sku.clone().unwrap_or_else(|| format!("FLASH-{}", args.sale));
+    let sku = args
+        .sku
+        .clone()
+        .unwrap_or_else(|| format!("FLASH-{}", args.sale));
     ctx.setup_product(&sku, &args.product).await?;
     if args.create {
         ctx.admin_put(&sale_path, &sale_body(args, &sku)?).await?;
@@ -97,17 +100,27 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: &FlashArgs) -> Result<Report> {
     let total = args.buyers.max(1) * args.attempts.max(1);
     let answers = ctx
         .drive(total, "purchases", |i| {
-            let (ctx, bearers, path) = (ctx.clone(), bearers.clone(), format!("{sale_path}/purchase"));
+            let (ctx, bearers, path) = (
+                ctx.clone(),
+                bearers.clone(),
+                format!("{sale_path}/purchase"),
+            );
             async move {
                 // Every buyer's first attempt comes before anyone's second.
                 let buyer = (i % bearers.len() as u64) as usize;
                 let key = ctx.idempotency_key("purchase", i);
-                let headers = [("authorization", bearers[buyer].as_str()), ("idempotency-key", &key)];
+                let headers = [
+                    ("authorization", bearers[buyer].as_str()),
+                    ("idempotency-key", &key),
+                ];
                 let reply = ctx.http.send(Method::POST, &path, &headers, None).await?;
                 let ticket = serde_json::from_slice::<Accepted>(&reply.body)
                     .ok()
                     .filter(|_| reply.status.is_some_and(|s| (200..300).contains(&s)))
-                    .map(|a| Ticket { buyer, id: a.ticket_id });
+                    .map(|a| Ticket {
+                        buyer,
+                        id: a.ticket_id,
+                    });
                 Ok(((ctx.sample(&reply), reply.text()), ticket))
             }
         })
@@ -125,7 +138,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: &FlashArgs) -> Result<Report> {
         .and_then(|s| s["sku"].as_str().map(str::to_owned))
         .unwrap_or(sku);
     report.product = ctx.get_json(&format!("/api/products/{sku}")).await.ok();
-    report.flash = Some(outcome(args, &users, sku, sale, &resolved, poll_began.elapsed()));
+    report.flash = Some(outcome(
+        args,
+        &users,
+        sku,
+        sale,
+        &resolved,
+        poll_began.elapsed(),
+    ));
     Ok(report)
 }
 
@@ -167,12 +187,21 @@ async fn resolve_all(
     .await
 }
 
-async fn resolve(ctx: &Ctx, path: &str, bearer: &str, buyer: usize, deadline: Instant) -> Result<Resolved> {
+async fn resolve(
+    ctx: &Ctx,
+    path: &str,
+    bearer: &str,
+    buyer: usize,
+    deadline: Instant,
+) -> Result<Resolved> {
     let mut wait = Duration::from_millis(20);
     let mut polls = 0;
     let mut last = None;
     loop {
-        let reply = ctx.http.send(Method::GET, path, &[("authorization", bearer)], None).await?;
+        let reply = ctx
+            .http
+            .send(Method::GET, path, &[("authorization", bearer)], None)
+            .await?;
         polls += 1;
         if let Some(view) = (reply.status == Some(200))
             .then(|| serde_json::from_slice::<TicketView>(&reply.body).ok())
@@ -180,12 +209,24 @@ async fn resolve(ctx: &Ctx, path: &str, bearer: &str, buyer: usize, deadline: In
         {
             last = Some(view.status);
             if view.status != TicketStatus::Pending {
-                let reason = view.reason.map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned));
-                return Ok(Resolved { buyer, status: last, reason, polls });
+                let reason = view
+                    .reason
+                    .map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned));
+                return Ok(Resolved {
+                    buyer,
+                    status: last,
+                    reason,
+                    polls,
+                });
             }
         }
         if Instant::now() >= deadline {
-            return Ok(Resolved { buyer, status: last, reason: None, polls });
+            return Ok(Resolved {
+                buyer,
+                status: last,
+                reason: None,
+                polls,
+            });
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(500));
@@ -211,7 +252,10 @@ fn outcome(
         .collect();
     let units = stats::units_per_buyer(ordered.iter().copied());
     let mut failed_reasons = BTreeMap::new();
-    for r in resolved.iter().filter(|r| r.status == Some(TicketStatus::Failed)) {
+    for r in resolved
+        .iter()
+        .filter(|r| r.status == Some(TicketStatus::Failed))
+    {
         let why = r.reason.clone().unwrap_or_else(|| "(no reason)".to_owned());
         *failed_reasons.entry(why).or_insert(0) += 1;
     }

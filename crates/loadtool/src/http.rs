@@ -101,7 +101,11 @@ impl Http {
         let (status, body, error) = match answer {
             Ok(Ok((status, body))) => (Some(status), body, None),
             Ok(Err(e)) => (None, Bytes::new(), Some(format!("{e:#}"))),
-            Err(_) => (None, Bytes::new(), Some(format!("no answer within {:?}", self.timeout))),
+            Err(_) => (
+                None,
+                Bytes::new(),
+                Some(format!("no answer within {:?}", self.timeout)),
+            ),
         };
         Ok(Reply {
             status,

@@ -31,6 +31,15 @@ use http::{Http, Reply};
 use stats::Sample;
 use tokens::Minter;
 
+/// The arguments of `argv` (its first item is the program name), as the binary parses them.
+pub fn parse_args<I, T>(argv: I) -> Result<Args, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    <Args as clap::Parser>::try_parse_from(argv)
+}
+
 /// Runs the load `args` describe to its end and returns the report; the plot is written to
 /// `args.plot`.
 pub fn run(args: &Args) -> Result<Report> {
@@ -76,7 +85,12 @@ impl Ctx {
             .unwrap_or_else(|| format!("load-{run_id}"));
         Ok(Ctx {
             http: Http::new(&args.base, Duration::from_secs_f64(args.timeout_secs))?,
-            minter: Minter::from_file(&args.key, args.kid.as_deref(), &args.issuer, &args.audience)?,
+            minter: Minter::from_file(
+                &args.key,
+                args.kid.as_deref(),
+                &args.issuer,
+                &args.audience,
+            )?,
             admin: args.admin_token.as_ref().map(|t| format!("Bearer {t}")),
             concurrency: args.concurrency,
             quiet: args.quiet,
@@ -98,9 +112,9 @@ impl Ctx {
 
     /// The admin's `authorization` value, or why the step needs one.
     pub fn admin(&self, step: &str) -> Result<&str> {
-        self.admin
-            .as_deref()
-            .with_context(|| format!("{step} needs the admin token (--admin-token or SPIN_VARIABLE_ADMIN_TOKEN)"))
+        self.admin.as_deref().with_context(|| {
+            format!("{step} needs the admin token (--admin-token or SPIN_VARIABLE_ADMIN_TOKEN)")
+        })
     }
 
     pub fn sample(&self, reply: &Reply) -> Sample {
@@ -113,12 +127,18 @@ impl Ctx {
 
     /// `GET path` expecting 200 and JSON (with the admin token when there is one).
     pub async fn get_json(&self, path: &str) -> Result<Value> {
-        let auth: Vec<(&str, &str)> = self.admin.iter().map(|a| ("authorization", a.as_str())).collect();
+        let auth: Vec<(&str, &str)> = self
+            .admin
+            .iter()
+            .map(|a| ("authorization", a.as_str()))
+            .collect();
         let reply = self.http.send(Method::GET, path, &auth, None).await?;
         if reply.status != Some(200) {
             bail!("GET {path}: {:?} {}", reply.status, reply.text());
         }
-        reply.json().with_context(|| format!("GET {path}: not JSON"))
+        reply
+            .json()
+            .with_context(|| format!("GET {path}: not JSON"))
     }
 
     /// `PUT path` as the admin, expecting a 2xx.

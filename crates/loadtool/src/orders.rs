@@ -33,8 +33,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: &OrdersArgs) -> Result<Report> {
             async move {
                 let bearer = &bearers[(i % bearers.len() as u64) as usize];
                 let key = ctx.idempotency_key("order", i);
-                let headers = [("authorization", bearer.as_str()), ("idempotency-key", &key)];
-                let reply = ctx.http.send(Method::POST, "/api/orders", &headers, Some(&body)).await?;
+                let headers = [
+                    ("authorization", bearer.as_str()),
+                    ("idempotency-key", &key),
+                ];
+                let reply = ctx
+                    .http
+                    .send(Method::POST, "/api/orders", &headers, Some(&body))
+                    .await?;
                 Ok((ctx.sample(&reply), reply.text()))
             }
         })
@@ -44,6 +50,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: &OrdersArgs) -> Result<Report> {
         sku: args.sku.clone(),
         created: report.status.get("201").copied().unwrap_or(0),
     });
-    report.product = ctx.get_json(&format!("/api/products/{}", args.sku)).await.ok();
+    report.product = ctx
+        .get_json(&format!("/api/products/{}", args.sku))
+        .await
+        .ok();
     Ok(report)
 }

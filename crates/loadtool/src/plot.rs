@@ -12,7 +12,11 @@ use crate::report::Report;
 pub fn write(file: &Path, report: &Report) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("plot {}: {e}", file.display());
     let t = &report.timeline;
-    let x_end = t.last().map_or(1.0, |b| b.start_s).max(report.duration_s).max(0.001);
+    let x_end = t
+        .last()
+        .map_or(1.0, |b| b.start_s)
+        .max(report.duration_s)
+        .max(0.001);
     let y_end = t.iter().map(|b| b.p99_ms).fold(1.0, f64::max) * 1.1;
     let root = SVGBackend::new(file, (1000, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -33,14 +37,26 @@ pub fn write(file: &Path, report: &Report) -> Result<()> {
         .y_desc("latency (ms)")
         .draw()
         .map_err(|e| err(&e))?;
-    let series = [("p50", BLUE, t.iter().map(|b| (b.start_s, b.p50_ms)).collect::<Vec<_>>()),
-        ("p99", RED, t.iter().map(|b| (b.start_s, b.p99_ms)).collect())];
+    let series = [
+        (
+            "p50",
+            BLUE,
+            t.iter().map(|b| (b.start_s, b.p50_ms)).collect::<Vec<_>>(),
+        ),
+        (
+            "p99",
+            RED,
+            t.iter().map(|b| (b.start_s, b.p99_ms)).collect(),
+        ),
+    ];
     for (label, color, points) in series {
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()

@@ -41,12 +41,20 @@ pub struct Report {
 
 impl Report {
     /// The figures of `answers` (each sample with its answer's text) over `span`.
-    pub(crate) fn new(mode: &str, ctx: &Ctx, answers: &[(Sample, String)], span: Duration, customers: usize) -> Report {
+    pub(crate) fn new(
+        mode: &str,
+        ctx: &Ctx,
+        answers: &[(Sample, String)],
+        span: Duration,
+        customers: usize,
+    ) -> Report {
         let samples: Vec<Sample> = answers.iter().map(|(s, _)| *s).collect();
         let mut first_answers = BTreeMap::new();
         for (s, text) in answers {
             if !s.status.is_some_and(|c| (200..300).contains(&c)) {
-                let key = s.status.map_or_else(|| stats::NO_ANSWER.to_owned(), |c| c.to_string());
+                let key = s
+                    .status
+                    .map_or_else(|| stats::NO_ANSWER.to_owned(), |c| c.to_string());
                 first_answers
                     .entry(key)
                     .or_insert_with(|| text.chars().take(300).collect());
@@ -60,7 +68,11 @@ impl Report {
             customers,
             requests: samples.len() as u64,
             duration_s: secs,
-            requests_per_s: if secs > 0.0 { samples.len() as f64 / secs } else { 0.0 },
+            requests_per_s: if secs > 0.0 {
+                samples.len() as f64 / secs
+            } else {
+                0.0
+            },
             latency_ms: stats::latency(&samples),
             status: stats::status_counts(&samples),
             first_answers,
@@ -86,13 +98,21 @@ impl Report {
             "  latency     p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             l.p50, l.p95, l.p99, l.max
         );
-        let counts: Vec<String> = self.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let counts: Vec<String> = self
+            .status
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
         let _ = writeln!(out, "  status      {}", counts.join(", "));
         for (status, text) in &self.first_answers {
             let _ = writeln!(out, "  first {status}: {text}");
         }
         if let Some(o) = &self.orders {
-            let _ = writeln!(out, "  orders      {} created (201) of {}", o.created, o.sku);
+            let _ = writeln!(
+                out,
+                "  orders      {} created (201) of {}",
+                o.created, o.sku
+            );
         }
         if let Some(f) = &self.flash {
             f.write_text(&mut out);

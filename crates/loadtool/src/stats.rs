@@ -65,7 +65,9 @@ pub const NO_ANSWER: &str = "error";
 pub fn status_counts(samples: &[Sample]) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for s in samples {
-        let key = s.status.map_or_else(|| NO_ANSWER.to_owned(), |c| c.to_string());
+        let key = s
+            .status
+            .map_or_else(|| NO_ANSWER.to_owned(), |c| c.to_string());
         *counts.entry(key).or_insert(0) += 1;
     }
     counts
@@ -164,12 +166,18 @@ mod tests {
         }
         assert_eq!(percentile(&[], 50.0), None);
         // p = 0 still names a value (the smallest), never index -1.
-        assert_eq!(percentile(&ms_list(&[3, 4]), 0.0), Some(Duration::from_millis(3)));
+        assert_eq!(
+            percentile(&ms_list(&[3, 4]), 0.0),
+            Some(Duration::from_millis(3))
+        );
     }
 
     #[test]
     fn latency_sorts_before_ranking() {
-        let samples: Vec<Sample> = [30, 10, 20, 40].iter().map(|&l| sample(0, l, Some(201))).collect();
+        let samples: Vec<Sample> = [30, 10, 20, 40]
+            .iter()
+            .map(|&l| sample(0, l, Some(201)))
+            .collect();
         let l = latency(&samples);
         assert_eq!(l.p50, 20.0);
         assert_eq!(l.p99, 40.0);
@@ -225,7 +233,13 @@ mod tests {
 
     #[test]
     fn bucket_width_is_about_a_sixtieth_never_under_100_ms() {
-        assert_eq!(bucket_width(Duration::from_secs(60)), Duration::from_secs(1));
-        assert_eq!(bucket_width(Duration::from_secs(1)), Duration::from_millis(100));
+        assert_eq!(
+            bucket_width(Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            bucket_width(Duration::from_secs(1)),
+            Duration::from_millis(100)
+        );
     }
 }

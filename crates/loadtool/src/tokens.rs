@@ -18,7 +18,12 @@ pub struct Minter {
 impl Minter {
     /// The key in `pem_file`; its `kid` is `kid`, else the key's RFC 7638 thumbprint (what
     /// `spin-shop-dev keygen` publishes).
-    pub fn from_file(pem_file: &Path, kid: Option<&str>, issuer: &str, audience: &str) -> Result<Minter> {
+    pub fn from_file(
+        pem_file: &Path,
+        kid: Option<&str>,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Minter> {
         let pem = std::fs::read_to_string(pem_file).with_context(|| {
             format!(
                 "read the signing key {} (./scripts/up.sh creates .spin/dev-jwt/es256.pem; or pass --key)",
