@@ -143,25 +143,51 @@ impl Ctx {
 
     /// `PUT path` as the admin, expecting a 2xx.
     pub async fn admin_put(&self, path: &str, body: &Value) -> Result<()> {
-        let auth = self.admin(&format!("PUT {path}"))?;
+        self.admin_send(Method::PUT, path, body).await
+    }
+
+    /// `POST path` as the admin, expecting a 2xx.
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Result<()> {
+        self.admin_send(Method::POST, path, body).await
+    }
+
+    async fn admin_send(&self, method: Method, path: &str, body: &Value) -> Result<()> {
+        let what = format!("{method} {path}");
+        let auth = self.admin(&what)?;
         let reply = self
             .http
-            .send(Method::PUT, path, &[("authorization", auth)], Some(body))
+            .send(method, path, &[("authorization", auth)], Some(body))
             .await?;
         match reply.status {
             Some(s) if (200..300).contains(&s) => Ok(()),
-            s => bail!("PUT {path}: {s:?} {}", reply.text()),
+            s => bail!("{what}: {s:?} {}", reply.text()),
         }
     }
 
-    /// Creates the product (or changes it) with `stock` units when asked to.
+    /// Sets the product's available units to `--product-stock` when asked to: created with
+    /// that stock if it does not exist, else adjusted by the difference (the app changes an
+    /// existing product's stock only by adjustments, never overwriting reservations).
     pub async fn setup_product(&self, sku: &str, setup: &cli::ProductSetup) -> Result<()> {
         let Some(stock) = setup.product_stock else {
             return Ok(());
         };
-        let body = json!({"name": format!("Load {sku}"), "price": setup.product_price,
-            "currency": setup.currency, "stock": stock});
-        self.admin_put(&format!("/api/products/{sku}"), &body).await
+        let path = format!("/api/products/{sku}");
+        let Ok(product) = self.get_json(&path).await else {
+            let body = json!({"name": format!("Load {sku}"), "price": setup.product_price,
+                "currency": setup.currency, "stock": stock});
+            return self.admin_put(&path, &body).await;
+        };
+        let available = product["available"]
+            .as_i64()
+            .context("the product's available units")?;
+        let delta = i64::try_from(stock)? - available;
+        if delta == 0 {
+            return Ok(());
+        }
+        let body = json!({"adjustment_id": self.idempotency_key("adjust", 0), "delta": delta,
+            "reason": format!("shop-load: available set to {stock}")});
+        self.admin_post(&format!("{path}/stock-adjustments"), &body)
+            .await
     }
 
     /// Runs `f(0) .. f(total - 1)` with at most `concurrency` in flight (each its own task, so
