@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod dead_letter;
 pub mod health;
+pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod inbox;

@@ -8,6 +8,7 @@ pub mod adjustment;
 pub mod coupon;
 pub mod cursor;
 pub mod field;
+pub mod flash;
 pub mod idempotency;
 pub mod money;
 pub mod new_order;

@@ -16,9 +16,9 @@ use shop_adapter::Problem;
 use spin_sdk::http::Request;
 use spin_sdk::redis::Connection;
 
-/// The topics whose streams the shop keeps: `orders` (read by stock), `payments` and `stock`
-/// (read by the order context).
-pub const STREAM_TOPICS: [&str; 3] = ["orders", "payments", "stock"];
+/// The topics whose streams the shop keeps: `orders` (read by stock), `payments`, `stock` and
+/// `flash` (read by the order context).
+pub const STREAM_TOPICS: [&str; 4] = ["orders", "payments", "stock", "flash"];
 
 /// Entries are kept at least this long (minutes), acknowledged or not, unless the variable
 /// `stream_retention_minutes` says otherwise: recent traffic stays readable for an operator.

@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "shard_layout",
         sql: include_str!("../migrations/0010_shard_layout.sql"),
     },
+    Migration {
+        version: 11,
+        name: "flash_orders",
+        sql: include_str!("../migrations/0011_flash_orders.sql"),
+    },
 ];
 
 /// The layout this shard records: a scalar subquery read in the same statement as the schema

@@ -14,6 +14,7 @@
 
 mod cmd;
 mod db;
+mod flash;
 mod ids;
 mod payments;
 mod problems;

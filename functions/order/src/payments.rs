@@ -15,6 +15,9 @@
 //! - `PaymentFailed`: the order stays payable until it expires; only the inbox records it.
 //! - Anything else is acknowledged.
 //!
+//! On every ring it also drains the `events:flash` stream (the same group; `doorbell:flash` rings
+//! this receiver too): each `FlashOrderRequested` becomes its ticket's order ([`crate::flash`]).
+//!
 //! On the compensator's periodic ring it also drains the `events:stock` stream (the same group):
 //! - `PaidOrderOutOfStock`: the stock context could not sell a paid order's units (they were
 //!   released before the payment reached it, and are gone): the order is CANCELLED
@@ -29,6 +32,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use shop_adapter::receiver::{self, Apply, DrainOptions, DrainReport, Envelope};
 use shop_adapter::sqlite::{Savepoint, Tx};
+use shop_domain::flash::FlashOrderRequested;
 use shop_domain::order::{OrderCommand, Outcome};
 use shop_domain::placed_order::PlacedOrder;
 use spin_sdk::sqlite::Connection;
@@ -42,6 +46,7 @@ use crate::store::outbox::{self, Ring};
 /// The topics and the consumer group this receiver drains.
 const TOPIC: &str = "payments";
 const STOCK_TOPIC: &str = "stock";
+const FLASH_TOPIC: &str = shop_domain::flash::TOPIC;
 const GROUP: &str = "order";
 
 /// What one run of the receiver did.
@@ -102,16 +107,19 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
     Ok(received)
 }
 
-/// Drains the payment messages and, on the periodic ring (`sweep`), the stock context's: those
-/// are rare and appended without a ring of their own. Both drains run even if one fails.
+/// Drains the payment messages and the flash sale's order requests (`flash`, whose doorbell
+/// rings this same receiver) and, on the periodic ring (`sweep`), the stock context's: those
+/// are rare and appended without a ring of their own. Every drain runs even if one fails.
 fn drain(url: &str, sweep: bool, batch: &mut Batch<'_>) -> anyhow::Result<DrainReport> {
     let options = DrainOptions::default();
     let payments = receiver::drain(url, TOPIC, GROUP, &options, &mut *batch);
+    let flash = receiver::drain(url, FLASH_TOPIC, GROUP, &options, &mut *batch);
     let stock = match sweep {
         true => receiver::drain(url, STOCK_TOPIC, GROUP, &options, &mut *batch),
         false => Ok(DrainReport::default()),
     };
     let mut report = payments?;
+    report += flash?;
     report += stock?;
     Ok(report)
 }
@@ -224,6 +232,10 @@ impl Apply for &mut Batch<'_> {
 /// order id (or, without one, its message id) hashes to, so a redelivery finds its inbox row in
 /// the same place.
 fn route(shards: &Shards, env: &Envelope) -> anyhow::Result<usize> {
+    // A flash request creates its order: in its buyer's shard.
+    if let Some(customer) = crate::flash::customer_of(env) {
+        return Ok(shards.count.shard_of(customer).get() as usize);
+    }
     let order_id = env.payload["order_id"].as_str().unwrap_or_default();
     if !order_id.is_empty() {
         for (k, conn) in shards.iter().enumerate() {
@@ -252,6 +264,7 @@ fn apply(conn: &Connection, env: &Envelope) -> anyhow::Result<Vec<String>> {
             .into_iter()
             .collect(),
         "PaidOrderOutOfStock" => out_of_stock(conn, &env.payload, now)?,
+        FlashOrderRequested::KIND => crate::flash::place(conn, env, now)?,
         _ => Vec::new(),
     })
 }

@@ -11,6 +11,7 @@
 //! Before selling, an `OrderPaid` marks a RESERVED reservation as held for its paid order
 //! (`hold.lua`), so if selling fails, however often and even once the message is dead-lettered,
 //! the TTL sweep keeps those units for the order (an alert) until the message is applied.
+//! `FlashOrderPlaced` / `FlashOrderRefused` answer a flash ticket (`tickets.rs`).
 //! Then the TTL sweep releases reservations expired for longer than the domain's
 //! `EXPIRY_GRACE_MS`, the last resort for a reservation whose order never said anything.
 
@@ -84,6 +85,9 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
 /// Settles the reservation one order message names. Business refusals (a paid order whose units
 /// are gone and cannot be taken again) are logged and acknowledged: retrying cannot change them.
 fn apply(env: &Envelope) -> anyhow::Result<()> {
+    if crate::tickets::apply(env)? {
+        return Ok(());
+    }
     let paid = match env.kind.as_str() {
         "OrderPaid" => true,
         "OrderCancelled" | "OrderExpired" | "ReservationReleaseOwed" => false,
@@ -152,6 +156,7 @@ fn fulfil(store: &Store, id: &ReservationId, paid: &Envelope) -> anyhow::Result<
     let retention = RETENTION_MS.to_string();
     let mut args = vec![id.as_str(), keys::PRODUCT_PREFIX, retention.as_str()];
     args.extend(publish_args.iter().map(|a| a.as_ref()));
+    args.push(keys::SALE_PREFIX);
     let rkey = keys::reservation(id.as_str());
     let script = Script {
         name: "fulfil",

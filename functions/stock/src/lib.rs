@@ -12,6 +12,9 @@
 //! - `POST /api/stock/reservations/{id}/confirm`, `POST /api/stock/reservations/{id}/release`
 //! - `POST /api/stock/reservations/expire` (the reservation TTL sweep on demand)
 //! - `POST /api/stock/events/drain` (internal: the receiver over HTTP, no Redis trigger)
+//! - `PUT /api/flash-sales/{sale_id}` (admin), `GET /api/flash-sales/{sale_id}`,
+//!   `POST /api/flash-sales/{sale_id}/purchase` (customer token, Idempotency-Key),
+//!   `GET /api/flash-sales/{sale_id}/tickets/{ticket_id}` (the buyer)
 //!
 //! Invariant: for each SKU, `available + reserved + sold` is set when the product is created and
 //! changes after that only by stock adjustments, and `available` is never negative (see
@@ -34,6 +37,7 @@ mod cmd;
 mod events;
 mod redis;
 mod settle;
+mod tickets;
 mod view;
 
 const COMPONENT: &str = "stock";
@@ -73,6 +77,7 @@ fn body_limit(head: &Request) -> Result<Option<usize>, Problem> {
         (Method::Post, ["api", "stock", "reservations"]) => {
             (require_internal, cmd::reserve::BODY_LIMIT)
         }
+        (Method::Put, ["api", "flash-sales", _]) => (require_admin, cmd::put_sale::BODY_LIMIT),
         (Method::Post, ["api", "stock", "reservations", "expire"]) => {
             (require_internal, cmd::expire::BODY_LIMIT)
         }
@@ -145,6 +150,36 @@ async fn route(req: Request) -> Response {
             "confirm" | "release" => method_not_allowed("POST"),
             _ => no_route(),
         },
+    );
+    router.put("/api/flash-sales/:sale", |req: Request, p: Params| {
+        finish(cmd::put_sale::handle(&req, param(&p, "sale")))
+    });
+    router.get("/api/flash-sales/:sale", |_req: Request, p: Params| {
+        finish(cmd::get_sale::handle(param(&p, "sale")))
+    });
+    router.any("/api/flash-sales/:sale", |_req: Request, _p| {
+        method_not_allowed("GET, PUT")
+    });
+    router.post(
+        "/api/flash-sales/:sale/purchase",
+        |req: Request, p: Params| finish(cmd::purchase::handle(&req, param(&p, "sale"))),
+    );
+    router.any("/api/flash-sales/:sale/purchase", |_req: Request, _p| {
+        method_not_allowed("POST")
+    });
+    router.get(
+        "/api/flash-sales/:sale/tickets/:ticket",
+        |req: Request, p: Params| {
+            finish(cmd::get_ticket::handle(
+                &req,
+                param(&p, "sale"),
+                param(&p, "ticket"),
+            ))
+        },
+    );
+    router.any(
+        "/api/flash-sales/:sale/tickets/:ticket",
+        |_req: Request, _p| method_not_allowed("GET"),
     );
     router.post("/api/stock/events/drain", |req: Request, _p| {
         finish(require_internal(&req).and_then(|()| cmd::drain::handle()))

@@ -44,6 +44,38 @@ pub mod keys {
     pub fn adjustment(id: &str) -> String {
         format!("stock:adjustment:{id}")
     }
+
+    pub const SALE_PREFIX: &str = "stock:flash:sale:";
+    pub const TICKET_PREFIX: &str = "stock:flash:ticket:";
+    /// SET of every flash sale id (the compensator's reconciliation walks it).
+    pub const SALES: &str = "stock:flash:sales";
+
+    /// Hash: sku, price, currency, quantity, per_user_limit, starts_at, ends_at (ms),
+    /// remaining, sold, created_at.
+    pub fn sale(id: &str) -> String {
+        format!("{SALE_PREFIX}{id}")
+    }
+
+    /// Hash: customer "\n" Idempotency-Key -> ticket id.
+    pub fn sale_keys(id: &str) -> String {
+        format!("{SALE_PREFIX}{id}:keys")
+    }
+
+    /// Hash: customer -> units taken (tickets not FAILED).
+    pub fn sale_buyers(id: &str) -> String {
+        format!("{SALE_PREFIX}{id}:buyers")
+    }
+
+    /// ZSET of the sale's PENDING ticket ids scored by creation time (ms).
+    pub fn sale_pending(id: &str) -> String {
+        format!("{SALE_PREFIX}{id}:pending")
+    }
+
+    /// Hash: sale, customer, status, reservation_id, created_at, message_id, request (the
+    /// FlashOrderRequested envelope), order_id or reason.
+    pub fn ticket(id: &str) -> String {
+        format!("{TICKET_PREFIX}{id}")
+    }
 }
 
 pub use shop_adapter::redis::Script;
@@ -66,6 +98,8 @@ pub const RELEASE: Script = script!("release");
 pub const EXPIRE: Script = script!("expire");
 pub const HOLD: Script = script!("hold");
 pub const ADJUST: Script = script!("adjust");
+pub const PUT_SALE: Script = script!("put_sale");
+pub const TICKET: Script = script!("ticket");
 
 /// An open connection to the stock Redis.
 pub struct Store {
@@ -94,6 +128,18 @@ impl Store {
     ) -> Result<Vec<String>, Problem> {
         shop_adapter::redis::run(&self.conn, script, keys, args)
             .map_err(|e| store_down(script.name, e))
+    }
+
+    /// ZCARD of the sorted set at `key` (0 when there is none).
+    pub fn zcard(&self, key: &str) -> Result<u64, Problem> {
+        let reply = self
+            .conn
+            .execute("ZCARD", &[RedisParameter::Binary(key.as_bytes().to_vec())])
+            .map_err(|e| store_down("ZCARD", e))?;
+        match reply.first() {
+            Some(RedisResult::Int64(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+            _ => Ok(0),
+        }
     }
 
     /// HMGET of `fields` of the hash at `key`; `None` for a missing field.

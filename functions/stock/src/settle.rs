@@ -57,7 +57,12 @@ pub fn run(store: &Store, id: &ReservationId, script: &Script) -> Result<Vec<Str
     store.run(
         script,
         &[&keys::reservation(id.as_str()), keys::EXPIRIES],
-        &[id.as_str(), keys::PRODUCT_PREFIX, &RETENTION_MS.to_string()],
+        &[
+            id.as_str(),
+            keys::PRODUCT_PREFIX,
+            &RETENTION_MS.to_string(),
+            keys::SALE_PREFIX,
+        ],
     )
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use shop_adapter::Problem;
+use shop_domain::flash::TicketStatus;
 use shop_domain::timestamp::Timestamp;
 
 use crate::redis::{bad_reply, Script};
@@ -97,5 +98,107 @@ impl ReservationView {
             items,
             expires_at,
         })
+    }
+}
+
+/// `GET /api/flash-sales/{id}` and the answer of `PUT`.
+#[derive(Debug, Serialize)]
+pub struct SaleView {
+    pub sale_id: String,
+    pub sku: String,
+    /// The flash price per unit, in minor units of `currency`.
+    pub price: i64,
+    pub currency: String,
+    pub quantity: u64,
+    pub per_user_limit: u64,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub remaining: i64,
+    pub sold: i64,
+    /// Units held by tickets: `quantity - remaining` (pending, ordered and sold).
+    pub taken: i64,
+    /// Tickets whose order is not created yet.
+    pub pending: u64,
+}
+
+impl SaleView {
+    /// The sale hash's fields [`SaleView::from_fields`] reads, in order.
+    pub const FIELDS: &'static [&'static str] = &[
+        "sku",
+        "price",
+        "currency",
+        "quantity",
+        "per_user_limit",
+        "starts_at",
+        "ends_at",
+        "remaining",
+        "sold",
+    ];
+
+    /// From the sale hash's [`SaleView::FIELDS`]; `None` when the sale does not exist.
+    pub fn from_fields(
+        id: &str,
+        f: &[Option<String>],
+        pending: u64,
+    ) -> Result<Option<Self>, Problem> {
+        let bad = || Problem::internal("unreadable flash sale", format!("{id}: {f:?}"));
+        let [Some(sku), Some(price), Some(currency), Some(quantity), Some(limit), Some(starts), Some(ends), Some(remaining), Some(sold)] =
+            f
+        else {
+            return match f.first() {
+                Some(None) => Ok(None),
+                _ => Err(bad()),
+            };
+        };
+        let n = |s: &str| s.parse::<i64>().map_err(|_| bad());
+        let at = |s: &str| Timestamp::from_millis(n(s)?).map_err(|_| bad());
+        let quantity = n(quantity)?;
+        let remaining = n(remaining)?;
+        Ok(Some(SaleView {
+            sale_id: id.to_owned(),
+            sku: sku.clone(),
+            price: n(price)?,
+            currency: currency.clone(),
+            quantity: quantity as u64,
+            per_user_limit: n(limit)? as u64,
+            starts_at: at(starts)?,
+            ends_at: at(ends)?,
+            remaining,
+            sold: n(sold)?,
+            taken: quantity - remaining,
+            pending,
+        }))
+    }
+}
+
+/// A purchase ticket, as its buyer sees it.
+#[derive(Debug, Serialize)]
+pub struct TicketView {
+    pub ticket_id: String,
+    pub sale_id: String,
+    pub status: TicketStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl TicketView {
+    /// From a ticket's status, order id and reason as stored (`""` for none).
+    pub fn new(
+        ticket_id: &str,
+        sale_id: &str,
+        status: TicketStatus,
+        order: &str,
+        reason: &str,
+    ) -> Self {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        TicketView {
+            ticket_id: ticket_id.to_owned(),
+            sale_id: sale_id.to_owned(),
+            status,
+            order_id: some(order),
+            reason: some(reason),
+        }
     }
 }

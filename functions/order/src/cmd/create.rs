@@ -23,12 +23,12 @@ use shop_adapter::body::{parse_object, Fields, Incoming};
 use shop_adapter::identity::{self, Customer};
 use shop_adapter::sqlite::Tx;
 use shop_adapter::Problem;
-use shop_domain::idempotency::{self, ClaimKey, IdempotencyKey};
+use shop_domain::idempotency::{self, ClaimKey};
 use shop_domain::new_order::{NewOrder, RawItem};
 use shop_domain::placed_order::PlacedOrder;
 use shop_domain::pricing;
 use shop_domain::{Currency, Money, Sku};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::Response;
 use spin_sdk::sqlite::Connection;
 
 use crate::db::{self, OrUnavailable};
@@ -53,7 +53,7 @@ pub async fn handle(incoming: Incoming) -> Result<Response, Problem> {
     // 1. Who is asking comes first: an anonymous request learns nothing, not even a 400, and
     // its body is never read.
     let customer = identity::customer(incoming.head())?;
-    let key = idempotency_key(incoming.head())?;
+    let key = shop_adapter::idempotency::required(incoming.head(), "order")?;
     let req = incoming.read(BODY_LIMIT).await?;
     let trace = Trace::of(&req);
     let order = parse_body(req.body(), &customer)?;
@@ -124,20 +124,6 @@ async fn place_order(
             ))
         }
     }
-}
-
-/// `Idempotency-Key`: required, 1-255 visible ASCII characters.
-fn idempotency_key(req: &Request) -> Result<IdempotencyKey, Problem> {
-    let raw = req.header("idempotency-key").ok_or_else(|| {
-        Problem::bad_request(
-            "Idempotency-Key",
-            "the Idempotency-Key header is required: a unique value per order, reused on retries",
-        )
-    })?;
-    let s = raw.as_str().ok_or_else(|| {
-        Problem::bad_request("Idempotency-Key", "Idempotency-Key must be visible ASCII")
-    })?;
-    IdempotencyKey::parse(s).map_err(|e| Problem::bad_request("Idempotency-Key", e.to_string()))
 }
 
 /// `{user_id?, items:[{sku, quantity}], coupon_code?}` into a [`NewOrder`] of `customer`.

@@ -4,6 +4,7 @@
 //! ([`crate::db::OrUnavailable`]).
 
 pub mod claims;
+pub mod flash_orders;
 pub mod leases;
 pub mod orders;
 pub mod outbox;

@@ -89,6 +89,7 @@ pub fn sweep(store: &Store, now: Option<Timestamp>) -> Result<Swept, Problem> {
                 &retention,
                 &grace,
                 &recheck,
+                keys::SALE_PREFIX,
             ],
         )?;
         let (n, due, at, kept) = parse_batch(&reply).ok_or_else(|| bad_reply(&EXPIRE, &reply))?;

@@ -2,7 +2,8 @@
 --
 -- KEYS[1] reservation hash, KEYS[2] expiry ZSET
 -- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
--- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window)
+-- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window),
+-- ARGV[4] flash sale key prefix (sale key = prefix .. sale id)
 --
 -- This is the HTTP confirm (`POST /api/stock/reservations/{id}/confirm`). A paid order's
 -- OrderPaid goes through fulfil.lua instead, which also sells a lapsed reservation.
@@ -17,12 +18,14 @@
 -- the domain's ReservationStatus::on table (RESERVED -> CONFIRMED; CONFIRMED stays; RELEASED is
 -- refused). A reservation past its expiry is treated exactly as if the compensator had already
 -- expired it, so the outcome never depends on when the compensator last ran.
+-- A flash sale's reservation (field `sale`) also counts the unit sold in the sale (`sold`), or,
+-- expired, gives it back to the sale's `remaining` (the product's `reserved` keeps it).
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
 local function int(n) return string.format('%.0f', n) end
 local rkey, zkey = KEYS[1], KEYS[2]
-local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items')
+local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'sale')
 if not r[1] then
   return {'UNKNOWN'}
 end
@@ -37,8 +40,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expired = now >= tonumber(r[2])
 for _, item in ipairs(cjson.decode(r[3])) do
   local key = ARGV[2] .. item.sku
-  redis.call('HINCRBY', key, 'reserved', -item.quantity)
-  redis.call('HINCRBY', key, expired and 'available' or 'sold', item.quantity)
+  if r[4] then
+    local sale = ARGV[4] .. r[4]
+    redis.call('HINCRBY', sale, expired and 'remaining' or 'sold', item.quantity)
+  end
+  if not (r[4] and expired) then
+    redis.call('HINCRBY', key, 'reserved', -item.quantity)
+    redis.call('HINCRBY', key, expired and 'available' or 'sold', item.quantity)
+  end
 end
 local status = expired and 'RELEASED' or 'CONFIRMED'
 redis.call('HSET', rkey, 'status', status, 'settled_at', int(now),

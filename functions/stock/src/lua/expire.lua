@@ -8,6 +8,7 @@
 --   domain's EXPIRY_GRACE_MS, one rule for every caller: a paid order's late OrderPaid gets the
 --   time to confirm)
 -- ARGV[7] how long (ms) a held reservation waits before a sweep looks at it (and alerts) again
+-- ARGV[8] flash sale key prefix (sale key = prefix .. sale id)
 --
 -- Returns {"OK", released, still_due, now_ms, held}: how many reservations this batch released,
 -- how many are still due (the caller runs another batch while that is > 0), and how many due
@@ -22,7 +23,8 @@
 -- running concurrently (or a retry) never release anything twice, no batch sees a held one
 -- twice, a reservation confirmed or released meanwhile is left as it is
 -- (ReservationStatus::on: Expire on CONFIRMED or RELEASED is Unchanged), and one held for a
--- paid order keeps its units. Product keys are derived from the stored lines (single Redis
+-- paid order keeps its units. A flash sale's reservation (field `sale`) gives its units back to
+-- the sale's `remaining` (the product's `reserved` keeps them for the sale). Product keys are derived from the stored lines (single Redis
 -- node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -40,16 +42,20 @@ local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', int(cutoff), 'LIMIT', 0, A
 local released, held = 0, 0
 for _, id in ipairs(ids) do
   local rkey = ARGV[3] .. id
-  local r = redis.call('HMGET', rkey, 'status', 'items', 'paid_order')
+  local r = redis.call('HMGET', rkey, 'status', 'items', 'paid_order', 'sale')
   if r[1] == 'RESERVED' and r[3] then
     -- Paid: its units are the paid order's, whatever the clock says.
     held = held + 1
     redis.call('ZADD', zkey, int(cutoff + tonumber(ARGV[7])), id)
   elseif r[1] == 'RESERVED' then
     for _, item in ipairs(cjson.decode(r[2])) do
-      local key = ARGV[4] .. item.sku
-      redis.call('HINCRBY', key, 'reserved', -item.quantity)
-      redis.call('HINCRBY', key, 'available', item.quantity)
+      if r[4] then
+        redis.call('HINCRBY', ARGV[8] .. r[4], 'remaining', item.quantity)
+      else
+        local key = ARGV[4] .. item.sku
+        redis.call('HINCRBY', key, 'reserved', -item.quantity)
+        redis.call('HINCRBY', key, 'available', item.quantity)
+      end
     end
     redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', int(now), 'settled_by', 'expiry')
     redis.call('PEXPIRE', rkey, ARGV[5])

@@ -8,7 +8,7 @@
 -- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window),
 -- ARGV[4..7] publish's leading arguments, ARGV[8] the id and ARGV[9] the envelope (JSON) of the
 -- `PaidOrderOutOfStock` message that tells the order context, sent only when this call decides
--- SHORT; this script adds the short lines to its payload
+-- SHORT; this script adds the short lines to its payload, ARGV[10] flash sale key prefix
 --
 -- Returns {outcome, status, expires_at_ms, items_json, ...} with outcome
 --   "DONE"     RESERVED (even past its expiry: the units are still held) and sold now, or
@@ -29,6 +29,8 @@
 -- The message to the order context is appended in the same step as the SHORT decision, so it
 -- is sent exactly once, when the decision is made (never lost, never sent for a later retake).
 -- Numbers in it (quantities, available units <= ~1e12) stay exact in cjson's 14 digits.
+-- A flash sale's reservation (field `sale`) counts the unit sold in the sale too; released, it
+-- is retaken from the sale's `remaining` (where its release put it), never from `available`.
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -43,7 +45,8 @@ local function announce(lines)
     {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], cjson.encode(env)})
 end
 
-local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'short')
+local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'short', 'sale')
+local sale = r[5] and (ARGV[10] .. r[5])
 if not r[1] then
   return {'UNKNOWN'}
 end
@@ -65,7 +68,12 @@ if from == 'available' then
   end
   local short, lines = {}, {}
   for _, sku in ipairs(order) do
-    local available = tonumber(redis.call('HGET', ARGV[2] .. sku, 'available') or '0')
+    local available
+    if sale then
+      available = tonumber(redis.call('HGET', sale, 'remaining') or '0')
+    else
+      available = tonumber(redis.call('HGET', ARGV[2] .. sku, 'available') or '0')
+    end
     if available < wanted[sku] then
       short[#short + 1] = sku
       short[#short + 1] = int(available)
@@ -82,7 +90,13 @@ if from == 'available' then
 end
 for _, item in ipairs(items) do
   local key = ARGV[2] .. item.sku
-  redis.call('HINCRBY', key, from, -item.quantity)
+  if sale then
+    if from == 'available' then redis.call('HINCRBY', sale, 'remaining', -item.quantity) end
+    redis.call('HINCRBY', sale, 'sold', item.quantity)
+    redis.call('HINCRBY', key, 'reserved', -item.quantity)
+  else
+    redis.call('HINCRBY', key, from, -item.quantity)
+  end
   redis.call('HINCRBY', key, 'sold', item.quantity)
 end
 local t = redis.call('TIME')

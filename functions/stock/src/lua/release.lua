@@ -2,7 +2,8 @@
 --
 -- KEYS[1] reservation hash, KEYS[2] expiry ZSET
 -- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
--- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window)
+-- ARGV[3] how long a settled record is kept, in milliseconds (the idempotency window),
+-- ARGV[4] flash sale key prefix (sale key = prefix .. sale id)
 --
 -- Returns {outcome, status, expires_at_ms, items_json} with outcome
 --   "DONE"      released now, or already RELEASED (idempotent: units moved back exactly once)
@@ -10,13 +11,15 @@
 -- or {"UNKNOWN"} when there is no such reservation.
 --
 -- Guarantees: the status check, the unit moves (reserved -> available) and the status change
--- are one atomic step, as in the domain's ReservationStatus::on table.
+-- are one atomic step, as in the domain's ReservationStatus::on table. A flash sale's
+-- reservation (field `sale`) gives its units back to the sale's `remaining` instead: the sale
+-- still holds them in the product's `reserved` (put_sale.lua), for the next buyer.
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
 local function int(n) return string.format('%.0f', n) end
 local rkey, zkey = KEYS[1], KEYS[2]
-local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items')
+local r = redis.call('HMGET', rkey, 'status', 'expires_at', 'items', 'sale')
 if not r[1] then
   return {'UNKNOWN'}
 end
@@ -29,9 +32,13 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for _, item in ipairs(cjson.decode(r[3])) do
-  local key = ARGV[2] .. item.sku
-  redis.call('HINCRBY', key, 'reserved', -item.quantity)
-  redis.call('HINCRBY', key, 'available', item.quantity)
+  if r[4] then
+    redis.call('HINCRBY', ARGV[4] .. r[4], 'remaining', item.quantity)
+  else
+    local key = ARGV[2] .. item.sku
+    redis.call('HINCRBY', key, 'reserved', -item.quantity)
+    redis.call('HINCRBY', key, 'available', item.quantity)
+  end
 end
 redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', int(now), 'settled_by', 'release')
 redis.call('ZREM', zkey, ARGV[1])
