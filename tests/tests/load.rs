@@ -92,3 +92,66 @@ fn order_mode_report_agrees_with_the_database() {
     assert_eq!(timed, 60, "every request is on the timeline");
     assert!(svg.starts_with("<svg") && svg.contains("p99"), "{svg:.200}");
 }
+
+/// 300 buyers, each trying twice (fresh keys), for 50 units at one per customer: the report's
+/// 202s are the units, every ticket resolves to ORDERED, nobody got two, and the sale, the
+/// product and the flash orders in SQLite all say 50.
+#[test]
+fn flash_mode_report_agrees_with_the_sale_and_the_database() {
+    let shop = Shop::boot();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (report, _) = shop_load(
+        &shop,
+        dir.path(),
+        &[
+            "--concurrency",
+            "32",
+            "--customer-prefix",
+            "loadtool-flash",
+            "flash",
+            "--sale",
+            "load-e2e",
+            "--create",
+            "--sku",
+            "LOAD-FLASH",
+            "--quantity",
+            "50",
+            "--per-user-limit",
+            "1",
+            "--buyers",
+            "300",
+            "--attempts",
+            "2",
+            "--product-stock",
+            "100",
+            "--poll-timeout-secs",
+            "120",
+        ],
+    );
+    let flash = &report["flash"];
+    assert_eq!(report["requests"], 600, "{report:#}");
+    assert_eq!(report["status"]["202"], 50, "{report:#}");
+    assert_eq!(report["status"]["409"], 550, "{report:#}");
+    assert_eq!(flash["accepted"], 50, "{flash:#}");
+    assert_eq!(flash["ordered"], 50, "{flash:#}");
+    assert_eq!(flash["pending"], 0, "{flash:#}");
+    assert_eq!(flash["buyers_with_units"], 50, "{flash:#}");
+    assert_eq!(flash["buyers_with_two_or_more"], 0, "{flash:#}");
+    assert_eq!(flash["oversold"], false, "{flash:#}");
+    assert_eq!(
+        (&flash["quantity"], &flash["remaining"]),
+        (&50.into(), &0.into()),
+        "{flash:#}"
+    );
+    assert_eq!(report["product"]["available"], 50, "{report:#}");
+    assert_eq!(report["product"]["reserved"], 50, "{report:#}");
+    let rows = shop.sql(
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT o.user_id) AS buyers FROM flash_orders f \
+         JOIN orders o USING (order_id) WHERE f.sale_id = 'load-e2e'",
+    );
+    assert_eq!(
+        (&rows[0]["n"], &rows[0]["buyers"]),
+        (&50.into(), &50.into()),
+        "{rows:?}"
+    );
+}
