@@ -79,10 +79,11 @@ import sys; f=open(sys.argv[1]).read().strip().splitlines()[-1].rstrip("\"").rsp
 print(round(float(f[0])), f[5])' "$work/raw.csv")
     taken=$((before - $(remaining bench-raw)))
     [[ $taken == "$raw_purchases" ]] || { echo "only $taken of $raw_purchases raw calls took a unit" >&2; exit 1; }
+    read -r hello _ _ < <(wrk -t1 -c"$conns" -d"${SECS:-5}s" --latency "$base/bench/hello" | wrk_figures)
     ratio=$(python3 -c "print(f'{$rps / max($raw_rps, 1):.3f}')")
-    echo "$host c=$conns http: $rps/s p99 $p99 ms, non-202 $non202, tickets $ordered/$accepted ORDERED ($pending pending); raw: $raw_rps/s p99 $raw_p99 ms; ratio $ratio" >&2
-    printf '| %s | %s | %s | %s ms | %s | %s of %s | %s | %s ms | %s |\n' "$host" "$conns" "$rps" "$p99" \
-      "$non202" "$ordered" "$accepted" "$raw_rps" "$raw_p99" "$ratio" >> "$table"
+    echo "$host c=$conns http: $rps/s p99 $p99 ms, non-202 $non202, tickets $ordered/$accepted ORDERED ($pending pending); raw: $raw_rps/s p99 $raw_p99 ms; ratio $ratio; hello $hello/s" >&2
+    printf '| %s | %s | %s | %s ms | %s | %s of %s | %s | %s ms | %s | %s |\n' "$host" "$conns" "$rps" "$p99" \
+      "$non202" "$ordered" "$accepted" "$raw_rps" "$raw_p99" "$ratio" "$hello" >> "$table"
   done
   bench_stop_app
 done
@@ -90,7 +91,7 @@ done
 echo
 echo "Flash purchase: HTTP (shop-load, $purchases buyers) vs the same purchase.lua by EVALSHA (redis-benchmark, $raw_purchases calls), same Redis, same run"
 echo
-echo "| host | connections | HTTP purchases/s | p99 | non-202 | tickets ORDERED | raw EVALSHA/s | raw p99 | HTTP / raw |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| host | connections | HTTP purchases/s | p99 | non-202 | tickets ORDERED | raw EVALSHA/s | raw p99 | HTTP / raw | hello req/s |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 cat "$table"
 rm -f "$table"
