@@ -13,7 +13,9 @@
 #      (captured with MONITOR) and fresh buyers, keys and ids per call (__rand_int__), on a sale
 #      of its own, its stream and doorbell renamed so the app's receiver never sees them
 #      (bench/flash_raw_args.py). Every raw call must take a unit: the sale's `remaining` is
-#      checked afterwards.
+#      checked afterwards;
+#   3. the trivial component (/bench/hello) with wrk for ${SECS:-5} s: what the host serves with
+#      no work at all, in the same app and run.
 # Prints the table (markdown) with the ratio HTTP / raw (issue 15's target: >= 0.25).
 # Needs wrk (bench-lib), redis-benchmark (redis-tools), python3.
 set -euo pipefail
