@@ -125,10 +125,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: &FlashArgs) -> Result<Report> {
             }
         })
         .await?;
-    let span = began.elapsed();
     let (answers, tickets): (Vec<_>, Vec<_>) = answers.into_iter().unzip();
     let tickets: Vec<Ticket> = tickets.into_iter().flatten().collect();
-    let mut report = Report::new("flash", &ctx, &answers, span, users.len());
+    let mut report = Report::new("flash", &ctx, &answers, began, users.len());
 
     let poll_began = Instant::now();
     let resolved = resolve_all(&ctx, &sale_path, &bearers, tickets, args.poll_timeout_secs).await?;

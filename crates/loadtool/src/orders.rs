@@ -45,7 +45,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: &OrdersArgs) -> Result<Report> {
             }
         })
         .await?;
-    let mut report = Report::new("orders", &ctx, &answers, began.elapsed(), users.len());
+    let mut report = Report::new("orders", &ctx, &answers, began, users.len());
     report.orders = Some(OrdersOutcome {
         sku: args.sku.clone(),
         created: report.status.get("201").copied().unwrap_or(0),

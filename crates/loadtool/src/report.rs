@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::time::Duration;
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -40,15 +40,25 @@ pub struct Report {
 }
 
 impl Report {
-    /// The figures of `answers` (each sample with its answer's text) over `span`.
+    /// The figures of `answers` (each sample with its answer's text), measured from `began`
+    /// (after the setup: minting tokens, creating the product or sale) to now.
     pub(crate) fn new(
         mode: &str,
         ctx: &Ctx,
         answers: &[(Sample, String)],
-        span: Duration,
+        began: Instant,
         customers: usize,
     ) -> Report {
-        let samples: Vec<Sample> = answers.iter().map(|(s, _)| *s).collect();
+        let span = began.elapsed();
+        // The timeline starts with the measured requests, not with the setup.
+        let offset = began.saturating_duration_since(ctx.start);
+        let samples: Vec<Sample> = answers
+            .iter()
+            .map(|(s, _)| Sample {
+                at: s.at.saturating_sub(offset),
+                ..*s
+            })
+            .collect();
         let mut first_answers = BTreeMap::new();
         for (s, text) in answers {
             if !s.status.is_some_and(|c| (200..300).contains(&c)) {
