@@ -217,7 +217,7 @@ impl Ctx {
         }
         let bar = ProgressBar::new(total).with_message(what.to_owned());
         let style = ProgressStyle::with_template(
-            "{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+            "{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})",
         )
         .expect("a valid progress template");
         bar.set_style(style);
