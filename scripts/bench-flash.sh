@@ -14,8 +14,10 @@
 #      of its own, its stream and doorbell renamed so the app's receiver never sees them
 #      (bench/flash_raw_args.py). Every raw call must take a unit: the sale's `remaining` is
 #      checked afterwards;
-#   3. the trivial component (/bench/hello) with wrk for ${SECS:-5} s: what the host serves with
-#      no work at all, in the same app and run.
+#   3. references in the same app and run, wrk for ${SECS:-5} s each: the trivial component
+#      (/bench/hello), what the host serves with no work at all; and reading one ticket
+#      (GET /api/flash-sales/{id}/tickets/{ticket_id} with the buyer's token), the same component
+#      verifying the same token and making one small Redis read instead of the purchase script.
 # Prints the table (markdown) with the ratio HTTP / raw (issue 15's target: >= 0.25).
 # Needs wrk (bench-lib), redis-benchmark (redis-tools), python3.
 set -euo pipefail
@@ -39,11 +41,10 @@ put_sale() {
 remaining() { curl -sf "$base/api/flash-sales/$1" -H 'authorization: Bearer bench' | python3 -c 'import json,sys; print(json.load(sys.stdin)["remaining"])'; }
 
 # One purchase of sale bench-raw by bench-user, its purchase.lua call captured with MONITOR;
-# sets $sha and $raw_args (what redis-benchmark sends).
+# sets $ticket, $sha and $raw_args (what redis-benchmark sends).
 capture_purchase() {
   redis-cli -p "$rport" MONITOR > "$work/monitor.log" & local monitor=$!
   sleep 0.5
-  local ticket
   ticket=$(curl -sf -X POST "$base/api/flash-sales/bench-raw/purchase" -H "authorization: Bearer $BENCH_TOKEN" \
     -H 'idempotency-key: bench-capture' | python3 -c 'import json,sys; print(json.load(sys.stdin)["ticket_id"])')
   sleep 0.5
@@ -82,10 +83,13 @@ print(round(float(f[0])), f[5])' "$work/raw.csv")
     taken=$((before - $(remaining bench-raw)))
     [[ $taken == "$raw_purchases" ]] || { echo "only $taken of $raw_purchases raw calls took a unit" >&2; exit 1; }
     read -r hello _ _ < <(wrk -t1 -c"$conns" -d"${SECS:-5}s" --latency "$base/bench/hello" | wrk_figures)
+    read -r tickets _ tickets_bad < <(wrk -t1 -c"$conns" -d"${SECS:-5}s" --latency -H "authorization: Bearer $BENCH_TOKEN" \
+      "$base/api/flash-sales/bench-raw/tickets/$ticket" | wrk_figures)
+    [[ $tickets_bad == 0 ]] || { echo "GET ticket: $tickets_bad non-2xx answers" >&2; exit 1; }
     ratio=$(python3 -c "print(f'{$rps / max($raw_rps, 1):.3f}')")
-    echo "$host c=$conns http: $rps/s p99 $p99 ms, non-202 $non202, tickets $ordered/$accepted ORDERED ($pending pending); raw: $raw_rps/s p99 $raw_p99 ms; ratio $ratio; hello $hello/s" >&2
-    printf '| %s | %s | %s | %s ms | %s | %s of %s | %s | %s ms | %s | %s |\n' "$host" "$conns" "$rps" "$p99" \
-      "$non202" "$ordered" "$accepted" "$raw_rps" "$raw_p99" "$ratio" "$hello" >> "$table"
+    echo "$host c=$conns http: $rps/s p99 $p99 ms, non-202 $non202, tickets $ordered/$accepted ORDERED ($pending pending); raw: $raw_rps/s p99 $raw_p99 ms; ratio $ratio; hello $hello/s; GET ticket $tickets/s" >&2
+    printf '| %s | %s | %s | %s ms | %s | %s of %s | %s | %s ms | %s | %s | %s |\n' "$host" "$conns" "$rps" "$p99" \
+      "$non202" "$ordered" "$accepted" "$raw_rps" "$raw_p99" "$ratio" "$hello" "$tickets" >> "$table"
   done
   bench_stop_app
 done
@@ -93,7 +97,7 @@ done
 echo
 echo "Flash purchase: HTTP (shop-load, $purchases buyers) vs the same purchase.lua by EVALSHA (redis-benchmark, $raw_purchases calls), same Redis, same run"
 echo
-echo "| host | connections | HTTP purchases/s | p99 | non-202 | tickets ORDERED | raw EVALSHA/s | raw p99 | HTTP / raw | hello req/s |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| host | connections | HTTP purchases/s | p99 | non-202 | tickets ORDERED | raw EVALSHA/s | raw p99 | HTTP / raw | hello req/s | GET ticket req/s |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 cat "$table"
 rm -f "$table"
