@@ -18,6 +18,9 @@
 #      (/bench/hello), what the host serves with no work at all; and reading one ticket
 #      (GET /api/flash-sales/{id}/tickets/{ticket_id} with the buyer's token), the same component
 #      verifying the same token and making one small Redis read instead of the purchase script.
+# ORDERS_DURING_RUN=no moves the order receiver's flash trigger to a channel nobody rings
+# (BENCH_FLASH_DOORBELL=nobody): the purchases are measured without the orders being created on
+# the same two cores meanwhile, and the tickets are not polled (they stay PENDING).
 # Prints the table (markdown) with the ratio HTTP / raw (issue 15's target: >= 0.25).
 # Needs wrk (bench-lib), redis-benchmark (redis-tools), python3.
 set -euo pipefail
@@ -26,6 +29,8 @@ source scripts/bench-lib.sh
 bench_build
 cargo build --release -q -p loadtool
 command -v redis-benchmark >/dev/null || { echo "redis-benchmark is not installed (apt-get install -y redis-tools)" >&2; exit 1; }
+poll=120
+if [[ ${ORDERS_DURING_RUN:-yes} == no ]]; then export BENCH_FLASH_DOORBELL=nobody; poll=0; fi
 purchases=${PURCHASES:-20000} raw_purchases=${RAW_PURCHASES:-200000}
 units=1000000
 table=$(mktemp)
@@ -68,7 +73,7 @@ for host in ${HOSTS:-spin spin-host}; do
     put_sale "$sale"
     ./target/release/shop-load --base "$base" --admin-token bench --key "$work/dev-jwt/es256.pem" \
       --json --quiet -c "$conns" --plot "${PLOT_DIR:-$work}/flash-$host-c$conns.svg" \
-      flash --sale "$sale" --buyers "$purchases" --poll-timeout-secs 120 > "$work/http.json"
+      flash --sale "$sale" --buyers "$purchases" --poll-timeout-secs "$poll" > "$work/http.json"
     read -r rps p99 non202 accepted ordered pending < <(python3 -c '
 import json,sys; r=json.load(open(sys.argv[1])); f=r["flash"]
 print(round(r["requests_per_s"]), round(r["latency_ms"]["p99"],1), r["requests"]-r["status"].get("202",0),
@@ -95,7 +100,7 @@ print(round(float(f[0])), f[5])' "$work/raw.csv")
 done
 
 echo
-echo "Flash purchase: HTTP (shop-load, $purchases buyers) vs the same purchase.lua by EVALSHA (redis-benchmark, $raw_purchases calls), same Redis, same run"
+echo "Flash purchase: HTTP (shop-load, $purchases buyers; orders created during the run: ${ORDERS_DURING_RUN:-yes}) vs the same purchase.lua by EVALSHA (redis-benchmark, $raw_purchases calls), same Redis, same run"
 echo
 echo "| host | connections | HTTP purchases/s | p99 | non-202 | tickets ORDERED | raw EVALSHA/s | raw p99 | HTTP / raw | hello req/s | GET ticket req/s |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
