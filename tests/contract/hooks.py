@@ -14,6 +14,11 @@ a valid one:
 * Coupons: a try names the seeded coupon (`CONTRACT_COUPON`) unless it names one the run
   created, in that coupon's currency, with a unique redemption id; a put gets a unique code
   (so it creates, and never replaces the seeded coupon).
+* Flash sales: a valid generated sale id of a purchase names the seeded sale
+  (`CONTRACT_SALE`, started, plenty of units); a valid Idempotency-Key gets a unique suffix.
+  A put with a valid sale id gets a unique one (so it creates, and never changes the seeded
+  sale), and a schema-valid body sells a seeded SKU in EUR inside a window open now (random
+  date-times are mostly in the past, or end before they start).
 * The payment webhook: every delivery is signed as the provider signs it (`Stripe-Signature`,
   HMAC-SHA256 of "{t}.{raw body}" with the e2e secret, `CONTRACT_WEBHOOK_SECRET`), over the exact
   bytes sent, so a valid event can reach 200. The one rule of a refund JSON Schema cannot state
@@ -34,6 +39,7 @@ import schemathesis
 
 SKUS = [s for s in os.environ.get("CONTRACT_SKUS", "").split(",") if s]
 COUPON = os.environ.get("CONTRACT_COUPON", "")
+SALE = os.environ.get("CONTRACT_SALE", "")
 SECRET = os.environ.get("CONTRACT_WEBHOOK_SECRET", "").encode()
 
 SKU_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -143,6 +149,51 @@ def _coupon_put(case):
     params["code"] = code[: 64 - len(suffix)] + suffix
 
 
+SALE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*$")
+PURCHASE = ("POST", "/api/flash-sales/{sale_id}/purchase")
+PUT_SALE = ("PUT", "/api/flash-sales/{sale_id}")
+SALE_FIELDS = ("sku", "price", "currency", "quantity", "per_user_limit", "starts_at", "ends_at")
+
+
+def _valid_sale_id(params):
+    value = params.get("sale_id")
+    return isinstance(value, str) and len(value) <= 64 and SALE_ID_RE.fullmatch(value)
+
+
+def _purchase(case):
+    """A valid sale id names the seeded sale (a random one never exists); a valid key is made
+    unique (a key already used answers its ticket, 200, never a new one)."""
+    params = case.path_parameters if case.path_parameters is not None else {}
+    if SALE and _valid_sale_id(params):
+        params["sale_id"] = SALE
+        case.path_parameters = params
+    _fresh_idempotency_key(case)
+
+
+def _put_sale(case):
+    """A unique valid sale id; a schema-valid body sells a seeded SKU in EUR, open now for an
+    hour. An invalid body stays invalid."""
+    params = case.path_parameters or {}
+    if _valid_sale_id(params):
+        suffix = f"-s{next(_calls)}"
+        params["sale_id"] = params["sale_id"][: 64 - len(suffix)] + suffix
+    body = case.body
+    if not (SKUS and isinstance(body, dict) and set(SALE_FIELDS) <= set(body)):
+        return
+    if not (isinstance(body["sku"], str) and SKU_RE.fullmatch(body["sku"])):
+        return
+    if not (isinstance(body["currency"], str) and CURRENCY_RE.fullmatch(body["currency"])):
+        return
+    starts, ends = body["starts_at"], body["ends_at"]
+    if not (isinstance(starts, str) and isinstance(ends, str)):
+        return
+    now = int(time.time())
+    body["sku"] = SKUS[next(_calls) % len(SKUS)]
+    body["currency"] = "EUR"
+    body["starts_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60))
+    body["ends_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600))
+
+
 def _clamp_refund(body):
     """A refund of more than was charged is refused (400), a rule the schema cannot state."""
     if body.get("type") != "charge.refunded":
@@ -181,6 +232,10 @@ def before_call(context, case, kwargs):
         _coupon_try(case)
     elif key == PUT_COUPON:
         _coupon_put(case)
+    elif key == PURCHASE:
+        _purchase(case)
+    elif key == PUT_SALE:
+        _put_sale(case)
     elif key == WEBHOOK:
         if isinstance(case.body, dict):
             _clamp_refund(case.body)
@@ -226,6 +281,9 @@ ALLOWED_REFUSALS = {
     ("POST", "/api/stock/reservations", 422): {"type_suffix": ("/mixed-currencies",)},
     # `stock` on a product that exists already (the schema cannot know what exists).
     ("PUT", "/api/products/{sku}", 422): {"field": "stock", "has": "sku"},
+    # The seeded products share a currency until a generated PUT reprices one of them in
+    # another: a flash price in EUR is then (rightly) refused, naming `currency`.
+    ("PUT", "/api/flash-sales/{sale_id}", 422): {"field": "currency"},
     # A coupon's window must end after it starts (a rule between two members).
     ("PUT", "/api/coupons/{code}", 422): {"field": "ends_at"},
 }

@@ -134,10 +134,25 @@ impl Shop {
         manifest: Manifest,
         configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
     ) -> Shop {
+        let redis = RedisServer::start().expect("start redis-server");
+        Self::boot_manifest_on(manifest, redis, configure)
+    }
+
+    /// The real manifests (cron silenced) against a durable Redis (append-only file, fsync on
+    /// every write: [`RedisServer::start_durable`]), for tests that crash and restart it.
+    pub fn boot_on_durable_redis() -> Shop {
+        let redis = RedisServer::start_durable().expect("start a durable redis-server");
+        Self::boot_manifest_on(Manifest::WithoutCron, redis, |b| b)
+    }
+
+    fn boot_manifest_on(
+        manifest: Manifest,
+        redis: RedisServer,
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Shop {
         for c in COMPONENTS {
             testkit::wasm(c);
         }
-        let redis = RedisServer::start().expect("start redis-server");
         let state = tempfile::Builder::new()
             .prefix("spin-shop-e2e-")
             .tempdir()
@@ -324,8 +339,11 @@ impl Shop {
 
 /// Rows of `query` run by the sqlite3 CLI on `file`, as JSON objects.
 fn sqlite3_json(file: &Path, query: &str) -> Vec<Value> {
+    // Waits for a write lock the app holds (a migration, a commit) instead of failing at once
+    // with "database is locked", as the app's own connections do.
     let out = std::process::Command::new("sqlite3")
         .arg("-json")
+        .args(["-cmd", ".timeout 5000"])
         .arg(file)
         .arg(query)
         .output()
@@ -914,12 +932,17 @@ impl Shop {
 
 /// The source of the stock component's Lua script `name`, to run it through redis-cli where a
 /// test needs a step no HTTP request can reach (a stale lock holder, a redelivered message).
-/// `fulfil` comes with the adapter's `publish.lua` before it, as the component runs it.
+/// Composed as the component runs it: `fulfil` and `purchase` come with the adapter's
+/// `publish.lua` before them, the scripts that settle reservations with `flash_units.lua`.
 pub fn stock_lua(name: &str) -> String {
     let read = |path: &str| std::fs::read_to_string(repo_root().join(path)).expect("lua script");
     let script = read(&format!("functions/stock/src/lua/{name}.lua"));
+    let publish = || read("crates/adapter/lua/publish.lua");
+    let units = || read("functions/stock/src/lua/flash_units.lua");
     match name {
-        "fulfil" => format!("{}\n{script}", read("crates/adapter/lua/publish.lua")),
+        "fulfil" => format!("{}\n{}\n{script}", publish(), units()),
+        "purchase" => format!("{}\n{script}", publish()),
+        "release" | "expire" | "confirm" | "ticket" => format!("{}\n{script}", units()),
         _ => script,
     }
 }
@@ -1104,4 +1127,114 @@ impl Shop {
         let old = std::mem::replace(&mut self.app, placeholder);
         old.stop();
     }
+}
+
+/// Flash sales: the admin's sale, a customer's purchase and its ticket.
+impl Shop {
+    /// `PUT /api/flash-sales/{sale}` as the admin.
+    pub fn put_sale(&self, sale: &str, body: &Value) -> Response {
+        let (k, v) = admin_auth();
+        self.app
+            .send_json("PUT", &format!("/api/flash-sales/{sale}"), &[(k, &v)], body)
+            .expect("PUT flash sale")
+    }
+
+    /// A product `sku` with `stock` units at 5000 EUR and a sale of `quantity` of them at 999
+    /// EUR, open from a minute ago for an hour, `per_user_limit` per buyer; asserts 201.
+    pub fn open_sale(&self, sale: &str, sku: &str, stock: i64, quantity: i64, per_user_limit: i64) {
+        let product = self.put_product(
+            sku,
+            &serde_json::json!({"name": sku, "price": 5000, "currency": "EUR", "stock": stock}),
+        );
+        assert_eq!(product.status, 200, "{}", product.text());
+        let resp = self.put_sale(
+            sale,
+            &sale_body(sku, 999, quantity, per_user_limit, -60, 3600),
+        );
+        assert_eq!(resp.status, 201, "{}", resp.text());
+    }
+
+    /// `GET /api/flash-sales/{sale}`; asserts 200.
+    pub fn get_sale(&self, sale: &str) -> Value {
+        let resp = self
+            .app
+            .get(&format!("/api/flash-sales/{sale}"))
+            .expect("GET flash sale");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()
+    }
+
+    /// `POST /api/flash-sales/{sale}/purchase` as customer `user` with Idempotency-Key `key`.
+    pub fn purchase(&self, user: &str, sale: &str, key: &str) -> anyhow::Result<Response> {
+        purchase_on(&self.app, user, sale, key)
+    }
+
+    /// `GET /api/flash-sales/{sale}/tickets/{ticket}` as customer `user`.
+    pub fn ticket(&self, user: &str, sale: &str, ticket: &str) -> Response {
+        self.get_as(user, &format!("/api/flash-sales/{sale}/tickets/{ticket}"))
+    }
+
+    /// The ticket of `user` once it is no longer PENDING; panics with it after `timeout`. Rings
+    /// the receivers (a compensator run) while waiting when `ring` is set (cron silenced).
+    pub fn wait_ticket(
+        &self,
+        user: &str,
+        sale: &str,
+        ticket: &str,
+        timeout: Duration,
+        ring: bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let body = self.ticket(user, sale, ticket).json();
+            if body["status"] != "PENDING" {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ticket {ticket} stayed {body}\n{}",
+                self.app.stderr()
+            );
+            if ring {
+                let (k, v) = internal_auth();
+                let _ = self
+                    .app
+                    .send("POST", "/api/compensator/run", &[(k, &v)], None);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// [`Shop::purchase`] on `app` alone (a test that restarts the shop's Redis meanwhile holds
+/// the Redis mutably).
+pub fn purchase_on(app: &SpinApp, user: &str, sale: &str, key: &str) -> anyhow::Result<Response> {
+    let (k, v) = customer_auth(user);
+    app.send(
+        "POST",
+        &format!("/api/flash-sales/{sale}/purchase"),
+        &[(k, &v), ("idempotency-key", key)],
+        None,
+    )
+}
+
+/// A flash sale body: `quantity` units of `sku` at `price` EUR, `per_user_limit` per buyer, open
+/// from `starts_in` to `ends_in` seconds from now.
+pub fn sale_body(
+    sku: &str,
+    price: i64,
+    quantity: i64,
+    per_user_limit: i64,
+    starts_in: i64,
+    ends_in: i64,
+) -> Value {
+    let at = |s: i64| {
+        shop_domain::timestamp::Timestamp::from_millis((unix_now() + s) * 1000)
+            .expect("a time")
+            .to_rfc3339()
+    };
+    serde_json::json!({
+        "sku": sku, "price": price, "currency": "EUR", "quantity": quantity,
+        "per_user_limit": per_user_limit, "starts_at": at(starts_in), "ends_at": at(ends_in),
+    })
 }

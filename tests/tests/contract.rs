@@ -66,6 +66,10 @@ const SKUS: [&str; 3] = ["CONTRACT-1", "CONTRACT-2", "CONTRACT-3"];
 /// no limit a run could reach.
 const COUPON: &str = "CONTRACT10";
 
+/// The flash sale the hooks send generated purchases to (also the document's example sale id):
+/// started, a million units, a thousand per buyer (more than a run buys).
+const SALE: &str = "contract-sale";
+
 #[test]
 fn the_running_app_honours_openapi_yaml() {
     let st = schemathesis();
@@ -85,6 +89,7 @@ fn the_running_app_honours_openapi_yaml() {
     );
     assert_eq!(coupon.status, 201, "{}", coupon.text());
     let dead_letter = plant_dead_letter(&shop);
+    let ticket = plant_flash_ticket(&shop);
 
     let max_examples =
         std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "25".to_owned());
@@ -114,7 +119,9 @@ fn the_running_app_honours_openapi_yaml() {
              [phases.stateful.generation]\nmax-examples = {stateful_examples}\n\n\
              [phases.stateful.inference]\nalgorithms = [\"location-headers\"]\n\n\
              [[operations]]\ninclude-operation-id = \"opsReplayDeadLetter\"\n\
-             parameters = {{ \"path.dead_letter_id\" = {:?} }}\n",
+             parameters = {{ \"path.dead_letter_id\" = {:?} }}\n\n\
+             [[operations]]\ninclude-operation-id = \"getFlashTicket\"\n\
+             parameters = {{ \"path.sale_id\" = {SALE:?}, \"path.ticket_id\" = {ticket:?} }}\n",
             ADMIN_TOKEN,
             INTERNAL_TOKEN,
             customer_token("user-42"),
@@ -132,6 +139,7 @@ fn the_running_app_honours_openapi_yaml() {
         .env("PYTHONPATH", repo_root().join("tests/contract"))
         .env("CONTRACT_SKUS", SKUS.join(","))
         .env("CONTRACT_COUPON", COUPON)
+        .env("CONTRACT_SALE", SALE)
         .env("CONTRACT_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .arg("--config-file")
         .arg(&config)
@@ -214,6 +222,22 @@ fn the_running_app_honours_openapi_yaml() {
 /// Creates an order and turns its `OrderCreated` outbox row into a dead letter (as if every
 /// delivery had failed), so `POST /api/ops/dead-letters/{id}/replay` has something to replay.
 /// Returns the row's message id, asserting the ops API lists it.
+/// The seeded sale, and a ticket of the document's example customer (`user-42`) in it, for
+/// `GET /api/flash-sales/{sale_id}/tickets/{ticket_id}` (a random ticket id is nobody's).
+fn plant_flash_ticket(shop: &Shop) -> String {
+    let sale = e2e::sale_body(SKUS[0], 999, 1_000_000, 1000, -60, 3 * 3600);
+    let put = shop.put_sale(SALE, &sale);
+    assert_eq!(put.status, 201, "{}", put.text());
+    let bought = shop
+        .purchase("user-42", SALE, "contract-ticket")
+        .expect("purchase");
+    assert_eq!(bought.status, 202, "{}", bought.text());
+    bought.json()["ticket_id"]
+        .as_str()
+        .expect("ticket_id")
+        .to_owned()
+}
+
 fn plant_dead_letter(shop: &Shop) -> String {
     shop.create_order("contract-dead-letter", SKUS[0], 1);
     let rows = shop.sql("SELECT message_id FROM outbox ORDER BY created_at LIMIT 1");

@@ -108,6 +108,32 @@ fn real_spin_serves_health_pays_orders_and_runs_the_compensator_tick() {
         "nothing sold, nothing released"
     );
     another_shard_under_real_spin(&shop);
+    flash_sale_under_real_spin(&shop);
+}
+
+/// A flash purchase under real Spin: the stock component's script takes the unit and appends the
+/// order request, `doorbell:flash` wakes order-events (its second Redis trigger), which creates
+/// the order; stock-events marks the ticket ORDERED.
+fn flash_sale_under_real_spin(shop: &Shop) {
+    shop.open_sale("spin-flash", "SPIN-FLASH", 3, 2, 1);
+    let bought = shop
+        .purchase("spin-flash-buyer", "spin-flash", "k")
+        .expect("purchase");
+    assert_eq!(bought.status, 202, "{}", bought.text());
+    let ticket = bought.json()["ticket_id"].as_str().unwrap().to_owned();
+    let done = shop.wait_ticket("spin-flash-buyer", "spin-flash", &ticket, WAIT, false);
+    assert_eq!(done["status"], "ORDERED", "{done}");
+    let order = shop.get_order(done["order_id"].as_str().unwrap()).json();
+    assert_eq!(
+        (&order["status"], &order["total"], &order["user_id"]),
+        (
+            &json!("PENDING_PAYMENT"),
+            &json!(999),
+            &json!("spin-flash-buyer")
+        ),
+        "{order}"
+    );
+    assert_eq!(shop.levels("SPIN-FLASH"), (1, 2, 0));
 }
 
 /// More than one order shard under real Spin: u2's order lives in another shard than u1's,

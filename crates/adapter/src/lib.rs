@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod dead_letter;
+pub mod flash;
 pub mod health;
 pub mod idempotency;
 pub mod identity;

@@ -81,10 +81,10 @@ impl FlashSale {
     /// in the step that moves them.
     pub fn parse(raw: RawFlashSale<'_>) -> Result<Self, FieldError> {
         let sku = Sku::parse(raw.sku).map_err(|e| FieldError::new("sku", e.to_string()))?;
-        let currency =
-            Currency::parse(raw.currency).map_err(|e| FieldError::new("currency", e.to_string()))?;
-        let price = Money::new(raw.price, currency)
-            .map_err(|e| FieldError::new("price", e.to_string()))?;
+        let currency = Currency::parse(raw.currency)
+            .map_err(|e| FieldError::new("currency", e.to_string()))?;
+        let price =
+            Money::new(raw.price, currency).map_err(|e| FieldError::new("price", e.to_string()))?;
         let quantity = bounded("quantity", raw.quantity, MAX_QUANTITY)?;
         let per_user_limit = bounded("per_user_limit", raw.per_user_limit, MAX_PER_USER)?;
         let time = |field: &str, s: &str| {
@@ -238,12 +238,42 @@ mod tests {
     fn every_field_is_named_when_wrong() {
         let cases: Vec<(RawFlashSale, &str)> = vec![
             (RawFlashSale { sku: "", ..raw() }, "sku"),
-            (RawFlashSale { currency: "eu", ..raw() }, "currency"),
+            (
+                RawFlashSale {
+                    currency: "eu",
+                    ..raw()
+                },
+                "currency",
+            ),
             (RawFlashSale { price: -1, ..raw() }, "price"),
-            (RawFlashSale { quantity: 0, ..raw() }, "quantity"),
-            (RawFlashSale { per_user_limit: 0, ..raw() }, "per_user_limit"),
-            (RawFlashSale { starts_at: "soon", ..raw() }, "starts_at"),
-            (RawFlashSale { ends_at: "2025-01-01T00:00:00Z", ..raw() }, "ends_at"),
+            (
+                RawFlashSale {
+                    quantity: 0,
+                    ..raw()
+                },
+                "quantity",
+            ),
+            (
+                RawFlashSale {
+                    per_user_limit: 0,
+                    ..raw()
+                },
+                "per_user_limit",
+            ),
+            (
+                RawFlashSale {
+                    starts_at: "soon",
+                    ..raw()
+                },
+                "starts_at",
+            ),
+            (
+                RawFlashSale {
+                    ends_at: "2025-01-01T00:00:00Z",
+                    ..raw()
+                },
+                "ends_at",
+            ),
         ];
         for (raw, field) in cases {
             assert_eq!(FlashSale::parse(raw).unwrap_err().field, field);
@@ -282,12 +312,19 @@ mod tests {
         };
         let json = serde_json::to_value(&refused).unwrap();
         assert_eq!(json["reason"], RefusalReason::ReservationExpired.as_str());
-        assert_eq!(serde_json::from_value::<FlashOrderRefused>(json).unwrap(), refused);
+        assert_eq!(
+            serde_json::from_value::<FlashOrderRefused>(json).unwrap(),
+            refused
+        );
     }
 
     #[test]
     fn ticket_statuses_spell_as_stored() {
-        for t in [TicketStatus::Pending, TicketStatus::Ordered, TicketStatus::Failed] {
+        for t in [
+            TicketStatus::Pending,
+            TicketStatus::Ordered,
+            TicketStatus::Failed,
+        ] {
             assert_eq!(TicketStatus::parse(t.as_str()), Some(t));
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }

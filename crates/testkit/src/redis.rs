@@ -8,15 +8,27 @@ use anyhow::{bail, Context};
 pub struct RedisServer {
     child: Child,
     port: u16,
+    durable: bool,
     _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     /// Starts `redis-server` on a free loopback port with persistence off, and waits for PONG.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_as(false)
+    }
+
+    /// Starts `redis-server` as docs/deploy.md tells production to run it: the append-only file
+    /// on, fsynced on every write (`appendonly yes`, `appendfsync always`), so what a client was
+    /// told is written survives a crash ([`Self::crash`] and [`Self::restart`]).
+    pub fn start_durable() -> anyhow::Result<Self> {
+        Self::start_as(true)
+    }
+
+    fn start_as(durable: bool) -> anyhow::Result<Self> {
         for _attempt in 0..5 {
             // None: the port was taken in the meantime or the server never answered.
-            if let Some(server) = Self::launch(crate::free_port())? {
+            if let Some(server) = Self::launch(crate::free_port(), durable)? {
                 return Ok(server);
             }
         }
@@ -26,18 +38,20 @@ impl RedisServer {
     /// Starts `redis-server` on the given loopback `port` (tests that restart the server need
     /// the same port twice), with persistence off, and waits for PONG.
     pub fn start_on(port: u16) -> anyhow::Result<Self> {
-        Self::launch(port)?.with_context(|| format!("redis-server did not come up on port {port}"))
+        Self::launch(port, false)?
+            .with_context(|| format!("redis-server did not come up on port {port}"))
     }
 
     /// One attempt on `port`: the server once it answers PONG, None (server stopped) if it
     /// exited or stayed silent for 10s, an error only if it could not be spawned at all.
-    fn launch(port: u16) -> anyhow::Result<Option<Self>> {
+    fn launch(port: u16, durable: bool) -> anyhow::Result<Option<Self>> {
         let dir = tempfile::tempdir()?;
-        let mut child = spawn(&dir, port)?;
+        let mut child = spawn(&dir, port, durable)?;
         if wait_for_pong(&mut child, port) {
             return Ok(Some(RedisServer {
                 child,
                 port,
+                durable,
                 _dir: dir,
             }));
         }
@@ -69,10 +83,19 @@ impl RedisServer {
         Ok(())
     }
 
-    /// Starts the server again on the same port and dir after [`Self::stop_saving`]; it loads
-    /// the saved data, as a restarted production Redis with persistence does.
+    /// Kills the server (SIGKILL: no save, no goodbye), as a crash or an OOM kill would. Only a
+    /// durable server ([`Self::start_durable`]) keeps what it acknowledged.
+    pub fn crash(&mut self) -> anyhow::Result<()> {
+        self.child.kill().context("kill redis-server")?;
+        self.child.wait().context("wait for redis-server to exit")?;
+        Ok(())
+    }
+
+    /// Starts the server again on the same port and dir after [`Self::stop_saving`] or
+    /// [`Self::crash`]; it loads the saved data (or replays its append-only file), as a
+    /// restarted production Redis with persistence does.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        let mut child = spawn(&self._dir, self.port)?;
+        let mut child = spawn(&self._dir, self.port, self.durable)?;
         if !wait_for_pong(&mut child, self.port) {
             let _ = child.kill();
             bail!("redis-server did not come back on port {}", self.port);
@@ -102,11 +125,23 @@ fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
 }
 
-/// Spawns `redis-server` on loopback `port`, persistence off, its working files in `dir`.
-fn spawn(dir: &tempfile::TempDir, port: u16) -> anyhow::Result<Child> {
+/// Spawns `redis-server` on loopback `port`, its working files in `dir`: persistence off, or
+/// (`durable`) the append-only file fsynced on every write.
+fn spawn(dir: &tempfile::TempDir, port: u16, durable: bool) -> anyhow::Result<Child> {
+    let persistence: &[&str] = match durable {
+        true => &[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ],
+        false => &["--save", "", "--appendonly", "no"],
+    };
     Command::new("redis-server")
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no"])
+        .args(persistence)
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())

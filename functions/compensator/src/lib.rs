@@ -9,7 +9,9 @@
 //!    (variables);
 //! 3. trims every stream below the oldest entry one of its consumer groups has not acknowledged
 //!    (never by length), and warns about a group more than `stream_lag_threshold` behind;
-//! 4. rings every doorbell, so each receiver drains what waited in its stream (one that was down
+//! 4. reconciles the flash sales (units taken in Redis against flash orders in SQLite; a ticket
+//!    PENDING too long gets its order request appended again: `flash.rs`);
+//! 5. rings every doorbell, so each receiver drains what waited in its stream (one that was down
 //!    when its messages were sent included) and runs its context's sweep (expiries, abandoned
 //!    claims, the stock TTL).
 //!
@@ -22,6 +24,7 @@
 //! line (and a warning per lagging stream); an idle one logs a heartbeat at most once a minute.
 
 mod dead_letters;
+mod flash;
 mod ops;
 mod run;
 mod streams;
@@ -137,6 +140,9 @@ async fn handle(incoming: IncomingRequest) -> Response {
     );
     router.get("/api/ops/streams", |req: Request, _p| {
         finish(streams::route(&req))
+    });
+    router.get("/api/ops/flash-sales", |req: Request, _p| {
+        finish(flash::route(&req))
     });
     router.any("/*", |req: Request, _p| ops::no_route(&req));
     router.handle_async(req).await

@@ -108,7 +108,7 @@ pub fn no_route(req: &Request) -> Response {
     let path = req.path();
     let allow = match path {
         "/api/health/compensator" | "/api/ops/outbox" | "/api/ops/dead-letters" => Some("GET"),
-        "/api/ops/streams" => Some("GET"),
+        "/api/ops/streams" | "/api/ops/flash-sales" => Some("GET"),
         "/api/compensator/run" => Some("POST"),
         p if p.starts_with("/api/ops/dead-letters/") && p.ends_with("/replay") => Some("POST"),
         _ => None,

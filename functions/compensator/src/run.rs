@@ -1,5 +1,6 @@
 //! One compensator run: relay every outbox, purge what is past retention, trim every stream
-//! below what its consumer groups have acknowledged, ring every doorbell.
+//! below what its consumer groups have acknowledged, reconcile the flash sales, ring every
+//! doorbell.
 
 use serde::Serialize;
 use shop_adapter::outbox::{self, RelayOptions, RelayReport};
@@ -20,6 +21,8 @@ pub struct RunReport {
     /// Receiver dead letters past their retention.
     pub purged_dead_letters: i64,
     pub streams: Vec<StreamReport>,
+    /// Flash sale reconciliation: per sale, units taken in Redis against orders in SQLite.
+    pub flash: Vec<crate::flash::SaleReport>,
     /// A warning per stream group more than `stream_lag_threshold` entries behind.
     pub warnings: Vec<String>,
     pub doorbells: u32,
@@ -168,6 +171,11 @@ pub fn run_once() -> RunReport {
     let (trimmed, errors) = streams::trim_all(&url, threshold);
     report.warnings = streams::warnings(&trimmed, threshold);
     report.streams = trimmed;
+    report.errors.extend(errors);
+    // Before the ring: a request appended again here is drained by the receiver it wakes.
+    let (flash, errors) = crate::flash::reconcile(&url, true);
+    crate::flash::log(&flash);
+    report.flash = flash;
     report.errors.extend(errors);
     ring(&url, &mut report);
     report

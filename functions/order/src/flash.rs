@@ -39,7 +39,10 @@ pub fn place(conn: &Connection, env: &Envelope, now: i64) -> anyhow::Result<Vec<
         Ok(r) => r,
         Err(e) => {
             // Without a ticket id nobody can be answered: an alert, acknowledged.
-            eprintln!("order-events: ALERT unreadable FlashOrderRequested {}: {e}", env.message_id);
+            eprintln!(
+                "order-events: ALERT unreadable FlashOrderRequested {}: {e}",
+                env.message_id
+            );
             return Ok(Vec::new());
         }
     };

@@ -30,9 +30,15 @@ use crate::settle::{self, RETENTION_MS};
 /// The topic of this context's own messages (to the order context).
 pub const TOPIC: &str = "stock";
 
-/// The adapter's `publish`, then `fulfil.lua`, which calls it.
-static FULFIL: LazyLock<String> =
-    LazyLock::new(|| [PUBLISH_LUA, include_str!("lua/fulfil.lua")].join("\n"));
+/// The adapter's `publish` and `flash_units.lua`, then `fulfil.lua`, which calls them.
+static FULFIL: LazyLock<String> = LazyLock::new(|| {
+    [
+        PUBLISH_LUA,
+        include_str!("lua/flash_units.lua"),
+        include_str!("lua/fulfil.lua"),
+    ]
+    .join("\n")
+});
 
 /// What one run of the receiver did.
 #[derive(Debug, Serialize)]

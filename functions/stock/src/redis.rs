@@ -7,6 +7,8 @@
 //! errors for business outcomes: hosts flatten nested arrays in `execute` results, and a flat
 //! array of bulk strings survives every host and Redis version unchanged.
 
+use std::rc::Rc;
+
 use shop_adapter::Problem;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
@@ -45,37 +47,11 @@ pub mod keys {
         format!("stock:adjustment:{id}")
     }
 
-    pub const SALE_PREFIX: &str = "stock:flash:sale:";
-    pub const TICKET_PREFIX: &str = "stock:flash:ticket:";
-    /// SET of every flash sale id (the compensator's reconciliation walks it).
-    pub const SALES: &str = "stock:flash:sales";
-
-    /// Hash: sku, price, currency, quantity, per_user_limit, starts_at, ends_at (ms),
-    /// remaining, sold, created_at.
-    pub fn sale(id: &str) -> String {
-        format!("{SALE_PREFIX}{id}")
-    }
-
-    /// Hash: customer "\n" Idempotency-Key -> ticket id.
-    pub fn sale_keys(id: &str) -> String {
-        format!("{SALE_PREFIX}{id}:keys")
-    }
-
-    /// Hash: customer -> units taken (tickets not FAILED).
-    pub fn sale_buyers(id: &str) -> String {
-        format!("{SALE_PREFIX}{id}:buyers")
-    }
-
-    /// ZSET of the sale's PENDING ticket ids scored by creation time (ms).
-    pub fn sale_pending(id: &str) -> String {
-        format!("{SALE_PREFIX}{id}:pending")
-    }
-
-    /// Hash: sale, customer, status, reservation_id, created_at, message_id, request (the
-    /// FlashOrderRequested envelope), order_id or reason.
-    pub fn ticket(id: &str) -> String {
-        format!("{TICKET_PREFIX}{id}")
-    }
+    /// Flash sales (shared with the compensator's reconciliation).
+    pub use shop_adapter::flash::{
+        sale, sale_buyers, sale_keys, sale_pending, ticket, SALES, SALE_ENDS, SALE_PREFIX,
+        TICKET_PREFIX,
+    };
 }
 
 pub use shop_adapter::redis::Script;
@@ -87,23 +63,37 @@ macro_rules! script {
             source: include_str!(concat!("lua/", $name, ".lua")),
         }
     };
+    // A script composed with a library (a file of local functions) before it.
+    ($name:literal after $lib:literal) => {
+        $crate::redis::Script {
+            name: $name,
+            source: concat!(
+                include_str!(concat!("lua/", $lib, ".lua")),
+                "\n",
+                include_str!(concat!("lua/", $name, ".lua"))
+            ),
+        }
+    };
 }
 
 pub const LOCK_ACQUIRE: Script = script!("lock_acquire");
 pub const LOCK_RELEASE: Script = script!("lock_release");
 pub const PUT_PRODUCT: Script = script!("put_product");
 pub const RESERVE: Script = script!("reserve");
-pub const CONFIRM: Script = script!("confirm");
-pub const RELEASE: Script = script!("release");
-pub const EXPIRE: Script = script!("expire");
+pub const CONFIRM: Script = script!("confirm" after "flash_units");
+pub const RELEASE: Script = script!("release" after "flash_units");
+pub const EXPIRE: Script = script!("expire" after "flash_units");
 pub const HOLD: Script = script!("hold");
 pub const ADJUST: Script = script!("adjust");
 pub const PUT_SALE: Script = script!("put_sale");
-pub const TICKET: Script = script!("ticket");
+pub const TICKET: Script = script!("ticket" after "flash_units");
+pub const CLOSE_SALES: Script = script!("close_sales");
 
-/// An open connection to the stock Redis.
+/// An open connection to the stock Redis: the instance's one connection
+/// (`shop_adapter::redis::connect`), shared with the customer token cache, so a purchase opens
+/// one TCP connection, not two.
 pub struct Store {
-    conn: Connection,
+    conn: Rc<Connection>,
 }
 
 fn store_down(context: &str, err: impl std::fmt::Display) -> Problem {
@@ -115,7 +105,7 @@ impl Store {
     pub fn open() -> Result<Store, Problem> {
         let url = shop_adapter::vars::get("redis_url")
             .map_err(|e| Problem::internal("read variable redis_url", e))?;
-        let conn = Connection::open(&url).map_err(|e| store_down("open", e))?;
+        let conn = shop_adapter::redis::connect(&url).map_err(|e| store_down("open", e))?;
         Ok(Store { conn })
     }
 

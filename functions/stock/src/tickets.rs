@@ -70,6 +70,7 @@ pub fn settle(
                 &retention,
                 TicketStatus::Pending.as_str(),
                 TicketStatus::Failed.as_str(),
+                keys::PRODUCT_PREFIX,
             ],
         )
         .map_err(|p| anyhow::anyhow!("{}", p.detail))

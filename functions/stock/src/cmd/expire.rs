@@ -2,6 +2,9 @@
 //! operator's repair, or a platform's scheduler); the stock receiver runs the same sweep on the
 //! compensator's periodic ring.
 //!
+//! It also closes the flash sales whose window has ended: the units a sale still held go back
+//! to its product's available stock (close_sales.lua).
+//!
 //! Releases every reservation expired for longer than the domain's
 //! [`EXPIRY_GRACE_MS`](shop_domain::reservation::EXPIRY_GRACE_MS), the one rule of every sweep.
 //! Each batch is one Lua script (expire.lua) that releases due RESERVED reservations and removes
@@ -22,7 +25,7 @@ use shop_domain::reservation::EXPIRY_GRACE_MS;
 use shop_domain::timestamp::Timestamp;
 use spin_sdk::http::Request;
 
-use crate::redis::{bad_reply, keys, Store, EXPIRE};
+use crate::redis::{bad_reply, keys, Store, CLOSE_SALES, EXPIRE};
 use crate::settle::RETENTION_MS;
 
 const BATCH: u32 = 100;
@@ -40,6 +43,10 @@ pub struct Swept {
     /// Due reservations kept for a paid order whose OrderPaid is not applied yet: each one is
     /// an alert (its message is being retried, or waits in the dead letters for a replay).
     pub held: u64,
+    /// Flash sales whose window ended, closed by this sweep, and the units they still held,
+    /// given back to their products' available stock.
+    pub sales_closed: u64,
+    pub units_returned: u64,
     pub now: Timestamp,
 }
 
@@ -101,12 +108,38 @@ pub fn sweep(store: &Store, now: Option<Timestamp>) -> Result<Swept, Problem> {
         }
     }
     let (still_due, now) = last.ok_or_else(|| bad_reply(&EXPIRE, &[]))?;
+    let (sales_closed, units_returned) = close_sales(store, &now_arg)?;
     Ok(Swept {
         released,
         still_due,
         held,
+        sales_closed,
+        units_returned,
         now,
     })
+}
+
+/// Closes, batch by batch, every flash sale whose window has ended (close_sales.lua): what it
+/// still held goes back to its product. Returns (sales closed, units returned).
+fn close_sales(store: &Store, now_arg: &str) -> Result<(u64, u64), Problem> {
+    let (mut closed, mut returned) = (0u64, 0u64);
+    let batch = BATCH.to_string();
+    for _ in 0..MAX_BATCHES {
+        let reply = store.run(
+            &CLOSE_SALES,
+            &[keys::SALE_ENDS],
+            &[now_arg, keys::SALE_PREFIX, keys::PRODUCT_PREFIX, &batch],
+        )?;
+        let n = |i: usize| reply.get(i).and_then(|s| s.parse::<u64>().ok());
+        let (Some(c), Some(r), Some(due)) = (n(1), n(2), n(3)) else {
+            return Err(bad_reply(&CLOSE_SALES, &reply));
+        };
+        (closed, returned) = (closed + c, returned + r);
+        if due == 0 {
+            break;
+        }
+    }
+    Ok((closed, returned))
 }
 
 /// expire.lua's `{"OK", released, still_due, now_ms, held}`.

@@ -61,10 +61,7 @@ pub fn handle(req: &Request, sale_id: &str) -> HandlerResult {
     args.extend(publish_args.iter().map(|a| a.as_ref()));
     let sid = id.as_str();
     let reply = Store::open()?.run(
-        &Script {
-            name: "purchase",
-            source: PURCHASE.as_str(),
-        },
+        &script(),
         &[
             &keys::sale(sid),
             &keys::sale_keys(sid),
@@ -81,17 +78,16 @@ pub fn handle(req: &Request, sale_id: &str) -> HandlerResult {
     answer(&id, &reply)
 }
 
+fn script() -> Script {
+    Script {
+        name: "purchase",
+        source: PURCHASE.as_str(),
+    }
+}
+
 /// purchase.lua's reply as the answer.
 fn answer(id: &SaleId, reply: &[String]) -> HandlerResult {
-    let bad = || {
-        bad_reply(
-            &Script {
-                name: "purchase",
-                source: "",
-            },
-            reply,
-        )
-    };
+    let bad = || bad_reply(&script(), reply);
     let r: Vec<&str> = reply.iter().map(String::as_str).collect();
     match r.as_slice() {
         ["CREATED", ticket] => Ok(json(
@@ -109,19 +105,19 @@ fn answer(id: &SaleId, reply: &[String]) -> HandlerResult {
         }
         ["UNKNOWN"] => Err(crate::cmd::get_sale::not_found(id.as_str())),
         ["NOT_STARTED", at] | ["ENDED", at] => {
-            let started = r[0] == "ENDED";
+            let ended = r[0] == "ENDED";
             let when = at
                 .parse::<i64>()
                 .ok()
                 .map(shop_adapter::ids::rfc3339)
                 .unwrap_or_default();
-            let detail = match started {
+            let detail = match ended {
                 true => format!("flash sale {id:?} ended at {when}"),
                 false => format!("flash sale {id:?} starts at {when}"),
             };
             Err(
                 Problem::new(422, "outside-window", "Outside the sale window", detail)
-                    .with("reason", if started { "ended" } else { "not-started" }),
+                    .with("reason", if ended { "ended" } else { "not-started" }),
             )
         }
         ["LIMIT", limit] => Err(Problem::conflict(

@@ -30,6 +30,7 @@ pub fn handle(req: &Request, sale_id: &str) -> HandlerResult {
             &keys::sale(id.as_str()),
             &keys::product(sale.sku.as_str()),
             keys::SALES,
+            keys::SALE_ENDS,
         ],
         &[
             id.as_str(),

@@ -19,7 +19,7 @@
 -- refused). A reservation past its expiry is treated exactly as if the compensator had already
 -- expired it, so the outcome never depends on when the compensator last ran.
 -- A flash sale's reservation (field `sale`) also counts the unit sold in the sale (`sold`), or,
--- expired, gives it back to the sale's `remaining` (the product's `reserved` keeps it).
+-- expired, gives it back (flash_units.lua, which runs before this file).
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -40,9 +40,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expired = now >= tonumber(r[2])
 for _, item in ipairs(cjson.decode(r[3])) do
   local key = ARGV[2] .. item.sku
-  if r[4] then
-    local sale = ARGV[4] .. r[4]
-    redis.call('HINCRBY', sale, expired and 'remaining' or 'sold', item.quantity)
+  if r[4] and expired then
+    give_back(ARGV[4] .. r[4], key, item.quantity)
+  elseif r[4] then
+    redis.call('HINCRBY', ARGV[4] .. r[4], 'sold', item.quantity)
   end
   if not (r[4] and expired) then
     redis.call('HINCRBY', key, 'reserved', -item.quantity)

@@ -24,7 +24,7 @@
 -- twice, a reservation confirmed or released meanwhile is left as it is
 -- (ReservationStatus::on: Expire on CONFIRMED or RELEASED is Unchanged), and one held for a
 -- paid order keeps its units. A flash sale's reservation (field `sale`) gives its units back to
--- the sale's `remaining` (the product's `reserved` keeps them for the sale). Product keys are derived from the stored lines (single Redis
+-- the sale's `remaining` while the sale is open (flash_units.lua, which runs before this file). Product keys are derived from the stored lines (single Redis
 -- node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -50,7 +50,7 @@ for _, id in ipairs(ids) do
   elseif r[1] == 'RESERVED' then
     for _, item in ipairs(cjson.decode(r[2])) do
       if r[4] then
-        redis.call('HINCRBY', ARGV[8] .. r[4], 'remaining', item.quantity)
+        give_back(ARGV[8] .. r[4], ARGV[4] .. item.sku, item.quantity)
       else
         local key = ARGV[4] .. item.sku
         redis.call('HINCRBY', key, 'reserved', -item.quantity)

@@ -1,7 +1,7 @@
 -- fulfil.lua: a paid order's reservation is sold, whatever happened to it meanwhile.
 --
--- Runs after the definition of `publish` (the adapter's publish.lua), which the component puts
--- before this file.
+-- Runs after the definitions of `publish` (the adapter's publish.lua) and of flash_units.lua,
+-- which the component puts before this file.
 --
 -- KEYS[1] reservation hash, KEYS[2] expiry ZSET, KEYS[3..4] publish's keys for the `stock` topic
 -- ARGV[1] reservation id, ARGV[2] product key prefix (product key = prefix .. sku),
@@ -30,7 +30,8 @@
 -- is sent exactly once, when the decision is made (never lost, never sent for a later retake).
 -- Numbers in it (quantities, available units <= ~1e12) stay exact in cjson's 14 digits.
 -- A flash sale's reservation (field `sale`) counts the unit sold in the sale too; released, it
--- is retaken from the sale's `remaining` (where its release put it), never from `available`.
+-- is retaken from where its release put it (flash_units.lua: the open sale's `remaining`, or
+-- the closed sale's product `available`).
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -70,7 +71,8 @@ if from == 'available' then
   for _, sku in ipairs(order) do
     local available
     if sale then
-      available = tonumber(redis.call('HGET', sale, 'remaining') or '0')
+      local from_key, from_field = retake_from(sale, ARGV[2] .. sku)
+      available = tonumber(redis.call('HGET', from_key, from_field) or '0')
     else
       available = tonumber(redis.call('HGET', ARGV[2] .. sku, 'available') or '0')
     end
@@ -91,9 +93,14 @@ end
 for _, item in ipairs(items) do
   local key = ARGV[2] .. item.sku
   if sale then
-    if from == 'available' then redis.call('HINCRBY', sale, 'remaining', -item.quantity) end
+    local from_key, from_field = sale, 'remaining'
+    if from == 'available' then
+      from_key, from_field = retake_from(sale, key)
+      redis.call('HINCRBY', from_key, from_field, -item.quantity)
+    end
     redis.call('HINCRBY', sale, 'sold', item.quantity)
-    redis.call('HINCRBY', key, 'reserved', -item.quantity)
+    -- Taken from the open sale (or still reserved): the product's reserved held it.
+    if from_key ~= key then redis.call('HINCRBY', key, 'reserved', -item.quantity) end
   else
     redis.call('HINCRBY', key, from, -item.quantity)
   end

@@ -30,10 +30,14 @@
 -- * Check, then decrement, in one step: `remaining` is read and is >= 1 before it is
 --   decremented, so it never goes below zero and exactly `quantity` units can be sold (the
 --   test is `remaining < 1` -> SOLD_OUT, never an off-by-one `>=` on a counter).
--- * The order request is appended (XADD, inside publish) BEFORE anything else is written:
---   Redis does not roll a script back, so a failing XADD (a full memory, a wrong key type)
---   stops the script with nothing taken; once it succeeded, the rest are plain writes that
---   cannot fail. A unit is therefore never taken without its order request.
+-- * The order request is appended (XADD, inside publish) BEFORE anything of the purchase is
+--   written (publish only remembers the message id first, `outbox:sent:<id>`: a fresh random
+--   id, harmless if the XADD then fails). Redis does not roll a script back, so a failing XADD
+--   (a full memory, a wrong key type) stops the script with nothing taken; once it succeeded,
+--   the rest are plain writes that cannot fail. A message id publish already sent (its dedupe
+--   memory; ids are random, so only a bug could reuse one) is not appended again: the script
+--   then fails too, with nothing taken. A unit is therefore never taken without its order
+--   request.
 -- * The unit stays in the product's `reserved` (the sale holds it); the ticket's reservation
 --   (status RESERVED, field `sale`) is the one the normal order flow confirms or releases, and
 --   its release or expiry gives the unit back to the sale (release.lua, expire.lua).
@@ -81,8 +85,12 @@ env.payload = {ticket_id = ticket, sale_id = ARGV[1], customer = ARGV[2], sku = 
 local envelope = cjson.encode(env)
 envelope = string.gsub(envelope, '"@@unit_price@@"', s[2], 1)
 envelope = string.gsub(envelope, '"@@expires_at_ms@@"', int(expires_at), 1)
--- First: the only write that can fail.
-publish({KEYS[8], KEYS[9]}, {ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], envelope})
+-- First: the only write that can fail. publish skips a message id it sent before (its
+-- dedupe memory): then nothing was appended, and nothing may be taken either.
+local sent = publish({KEYS[8], KEYS[9]}, {ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], envelope})
+if sent[1] ~= '1' then
+  return redis.error_reply('purchase.lua: order request ' .. ARGV[12] .. ' not appended (id sent before)')
+end
 
 redis.call('HINCRBY', skey, 'remaining', -1)
 redis.call('HINCRBY', buyers, ARGV[2], 1)

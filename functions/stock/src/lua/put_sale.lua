@@ -1,6 +1,7 @@
 -- put_sale.lua: create a flash sale, or change one that has not started, holding its units.
 --
--- KEYS[1] sale hash, KEYS[2] product hash of the sale's SKU, KEYS[3] set of every sale id
+-- KEYS[1] sale hash, KEYS[2] product hash of the sale's SKU, KEYS[3] set of every sale id,
+-- KEYS[4] ZSET of open sales scored by ends_at (close_sales.lua closes them)
 -- ARGV[1] sale id, ARGV[2] sku, ARGV[3] price (minor units), ARGV[4] currency, ARGV[5] quantity,
 -- ARGV[6] per-user limit, ARGV[7] starts_at ms, ARGV[8] ends_at ms
 --
@@ -53,8 +54,11 @@ local delta = quantity - held
 if tonumber(p[1]) < delta then
   return {'SHORT', p[1]}
 end
-redis.call('HINCRBY', pkey, 'available', -delta)
-redis.call('HINCRBY', pkey, 'reserved', delta)
+-- (Not with 0: Lua writes -0 as "-0", which HINCRBY refuses.)
+if delta ~= 0 then
+  redis.call('HINCRBY', pkey, 'available', -delta)
+  redis.call('HINCRBY', pkey, 'reserved', delta)
+end
 redis.call('HSET', skey, 'sku', ARGV[2], 'price', ARGV[3], 'currency', ARGV[4],
   'quantity', ARGV[5], 'per_user_limit', ARGV[6], 'starts_at', ARGV[7], 'ends_at', ARGV[8],
   'remaining', ARGV[5])
@@ -62,4 +66,5 @@ if not s[1] then
   redis.call('HSET', skey, 'sold', '0', 'created_at', int(now))
 end
 redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1])
 return {'OK', s[1] and '0' or '1'}

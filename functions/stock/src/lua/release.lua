@@ -12,8 +12,8 @@
 --
 -- Guarantees: the status check, the unit moves (reserved -> available) and the status change
 -- are one atomic step, as in the domain's ReservationStatus::on table. A flash sale's
--- reservation (field `sale`) gives its units back to the sale's `remaining` instead: the sale
--- still holds them in the product's `reserved` (put_sale.lua), for the next buyer.
+-- reservation (field `sale`) gives its units back to the sale's `remaining` instead, while the
+-- sale is open (flash_units.lua, which runs before this file).
 -- Product keys are derived from the stored lines (single Redis node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
@@ -33,7 +33,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for _, item in ipairs(cjson.decode(r[3])) do
   if r[4] then
-    redis.call('HINCRBY', ARGV[4] .. r[4], 'remaining', item.quantity)
+    give_back(ARGV[4] .. r[4], ARGV[2] .. item.sku, item.quantity)
   else
     local key = ARGV[2] .. item.sku
     redis.call('HINCRBY', key, 'reserved', -item.quantity)

@@ -5,7 +5,8 @@
 -- buyers hash
 -- ARGV[1] the new status ("ORDERED" or "FAILED", shop_domain::flash::TicketStatus),
 -- ARGV[2] the order id (ORDERED) or the reason (FAILED), ARGV[3] ticket id, ARGV[4] how long a
--- settled reservation record is kept (ms), ARGV[5] the PENDING and ARGV[6] the FAILED status
+-- settled reservation record is kept (ms), ARGV[5] the PENDING and ARGV[6] the FAILED status,
+-- ARGV[7] product key prefix. Runs after flash_units.lua (the component puts it first).
 --
 -- Returns {status}: the ticket's status after this call (unchanged when it was not PENDING), or
 -- {"UNKNOWN"} when there is no such ticket.
@@ -14,7 +15,7 @@
 -- delivered twice changes nothing):
 -- * ORDERED: the order id is recorded; the unit stays with the reservation the order holds.
 -- * FAILED: the reason is recorded, the ticket's reservation (if still RESERVED) is released
---   and its unit goes back to the sale's `remaining`, and the buyer's count goes down by one
+--   and its unit goes back to the sale's `remaining` (or, the sale closed, to the product), and the buyer's count goes down by one
 --   (no order came of it), all together, so a unit is neither lost nor given back twice.
 local function int(n) return string.format('%.0f', n) end
 local tk = redis.call('HMGET', KEYS[1], 'status', 'customer')
@@ -34,7 +35,7 @@ redis.call('HINCRBY', KEYS[6], tk[2], -1)
 local r = redis.call('HMGET', KEYS[3], 'status', 'items')
 if r[1] == 'RESERVED' then
   for _, item in ipairs(cjson.decode(r[2])) do
-    redis.call('HINCRBY', KEYS[5], 'remaining', item.quantity)
+    give_back(KEYS[5], ARGV[7] .. item.sku, item.quantity)
   end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
