@@ -316,3 +316,104 @@ impl FlashOutcome {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> FlashArgs {
+        let argv = ["shop-load", "flash", "--sale", "s1"].iter().chain(extra);
+        match crate::parse_args(argv).expect("valid arguments").mode {
+            crate::Mode::Flash(f) => f,
+            other => panic!("not flash: {other:?}"),
+        }
+    }
+
+    fn ticket(buyer: usize, status: Option<TicketStatus>, reason: Option<&str>) -> Resolved {
+        let reason = reason.map(str::to_owned);
+        Resolved {
+            buyer,
+            status,
+            reason,
+            polls: 1,
+        }
+    }
+
+    #[test]
+    fn counts_units_per_buyer_and_flags_an_oversold_sale() {
+        let users: Vec<String> = (0..4).map(|i| format!("b{i}")).collect();
+        let sale =
+            json!({"sku": "F-1", "quantity": 2, "per_user_limit": 1, "sold": 0, "remaining": 0});
+        let resolved = [
+            ticket(0, Some(TicketStatus::Ordered), None),
+            ticket(0, Some(TicketStatus::Ordered), None),
+            ticket(1, Some(TicketStatus::Ordered), None),
+            ticket(2, Some(TicketStatus::Failed), Some("expired")),
+            ticket(3, Some(TicketStatus::Pending), None),
+            ticket(3, None, None),
+        ];
+        let o = outcome(
+            &args(&[]),
+            &users,
+            "F-1".into(),
+            Some(sale),
+            &resolved,
+            Duration::ZERO,
+        );
+        assert_eq!((o.accepted, o.ordered, o.failed, o.pending), (6, 3, 1, 2));
+        assert_eq!(o.failed_reasons.get("expired"), Some(&1));
+        assert_eq!((o.buyers_with_units, o.buyers_with_two_or_more), (2, 1));
+        assert_eq!(o.buyers_over_limit, Some(1));
+        assert!(o.oversold, "3 ORDERED tickets for 2 units");
+    }
+
+    #[test]
+    fn a_sale_that_held_is_not_oversold() {
+        let users = vec!["b0".to_owned(), "b1".to_owned()];
+        let sale = json!({"quantity": 2, "per_user_limit": 2, "sold": 2, "remaining": 0});
+        let resolved = [
+            ticket(0, Some(TicketStatus::Ordered), None),
+            ticket(0, Some(TicketStatus::Ordered), None),
+        ];
+        let o = outcome(
+            &args(&[]),
+            &users,
+            "F-1".into(),
+            Some(sale),
+            &resolved,
+            Duration::ZERO,
+        );
+        assert!(!o.oversold);
+        assert_eq!(o.buyers_with_two_or_more, 1);
+        assert_eq!(
+            o.buyers_over_limit,
+            Some(0),
+            "two units are within a limit of two"
+        );
+        // Without the sale's answer, the requested quantity is the bound.
+        let o = outcome(
+            &args(&["--quantity", "1"]),
+            &users,
+            "F-1".into(),
+            None,
+            &resolved,
+            Duration::ZERO,
+        );
+        assert!(o.oversold);
+        assert_eq!(o.buyers_over_limit, None);
+    }
+
+    #[test]
+    fn a_negative_remainder_is_oversold() {
+        let sale = json!({"quantity": 5, "sold": 0, "remaining": -1});
+        let o = outcome(
+            &args(&[]),
+            &[],
+            "F-1".into(),
+            Some(sale),
+            &[],
+            Duration::ZERO,
+        );
+        assert!(o.oversold);
+    }
+}

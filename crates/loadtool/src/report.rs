@@ -131,7 +131,10 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  stock       {}: available {}, reserved {}, sold {}",
-                p["sku"], p["available"], p["reserved"], p["sold"]
+                p["sku"].as_str().unwrap_or("?"),
+                p["available"],
+                p["reserved"],
+                p["sold"]
             );
         }
         out
