@@ -25,10 +25,12 @@ bench_build() {
 
 # The manifests the benchmark runs: cron silenced (the benchmark drives the compensator itself),
 # the references added. BENCH_ORDERS_DOORBELL=nobody moves the stock receiver to a channel nobody
-# rings (to measure what it costs).
+# rings (to measure what it costs); BENCH_FLASH_DOORBELL=nobody does the same to the order
+# receiver's flash trigger (no flash order is created during the run).
 bench_manifests() {
   sed "s/^cron_expression = .*/cron_expression = \"0 0 0 1 1 *\"/" spin.toml > spin.bench.toml
-  sed "s/^channel = \"doorbell:orders\"/channel = \"doorbell:${BENCH_ORDERS_DOORBELL:-orders}\"/" \
+  sed -e "s/^channel = \"doorbell:orders\"/channel = \"doorbell:${BENCH_ORDERS_DOORBELL:-orders}\"/" \
+    -e "s/^channel = \"doorbell:flash\"/channel = \"doorbell:${BENCH_FLASH_DOORBELL:-flash}\"/" \
     spin.receivers.toml > spin.receivers.bench.toml
   cat >> spin.bench.toml <<'TOML'
 
