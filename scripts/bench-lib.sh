@@ -83,6 +83,16 @@ bench_start_app() {
   export SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$rport" SPIN_VARIABLE_ADMIN_TOKEN=bench \
     SPIN_VARIABLE_INTERNAL_TOKEN=bench SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET=bench \
     SPIN_VARIABLE_AUTH_JWKS="$jwks" SPIN_VARIABLE_ORDER_SHARDS="${BENCH_SHARDS:-4}"
+  # The guards (rate limits, hoarding caps, breaker) are off unless the caller exported them
+  # (scripts/bench-guards.sh measures their cost): the other benchmarks fire bursts of orders as
+  # a few customers, which the default caps refuse by design.
+  local g
+  for g in RATE_LIMIT_ORDER_CREATE RATE_LIMIT_ORDER_CREATE_PER_CUSTOMER RATE_LIMIT_ORDER_READ_PER_CUSTOMER \
+    RATE_LIMIT_PRODUCT_READ_PER_CLIENT RATE_LIMIT_STOCK_RESERVE RATE_LIMIT_FLASH_SALE \
+    RATE_LIMIT_FLASH_PER_CUSTOMER HOARDING_MAX_UNPAID_ORDERS HOARDING_MAX_UNITS_PER_PRODUCT \
+    BREAKER_ORDER_STOCK; do
+    [[ -n "$(printenv "SPIN_VARIABLE_$g")" ]] || export "SPIN_VARIABLE_$g=off"
+  done
   local rc=(--runtime-config-file "$work/runtime-config.toml")
   pids=()
   case $host in
