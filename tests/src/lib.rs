@@ -482,7 +482,7 @@ fn start_app(
 /// predate them and fire bursts of orders as one customer (many of them unpaid, of more than ten
 /// units) and of product reads from one address; their meaning is not the guards'. tests/tests/guards.rs turns them on ([`guards_on`], or its own values) through the
 /// boot's `configure`, which runs after these.
-pub const GUARDS_OFF: [(&str, &str); 10] = [
+pub const GUARDS_OFF: [(&str, &str); 11] = [
     ("rate_limit_order_create", "off"),
     ("rate_limit_order_create_per_customer", "off"),
     ("rate_limit_order_read_per_customer", "off"),
@@ -491,6 +491,7 @@ pub const GUARDS_OFF: [(&str, &str); 10] = [
     ("rate_limit_flash_sale", "off"),
     ("rate_limit_flash_per_customer", "off"),
     ("breaker_order_stock", "min 1000000"),
+    ("breaker_order_coupon", "min 1000000"),
     ("hoarding_max_unpaid_orders", "off"),
     ("hoarding_max_units_per_product", "off"),
 ];

@@ -18,8 +18,8 @@ use shop_adapter::Problem;
 use shop_domain::flash::{self, FlashOrderRequested, SaleId, TicketStatus};
 use spin_sdk::http::{Request, Response};
 
-use crate::redis::{bad_reply, keys, Script, Store};
 use crate::guards;
+use crate::redis::{bad_reply, keys, Script, Store};
 use crate::view::TicketView;
 
 /// How long a flash unit waits for payment: the reservation's TTL and the order's deadline
