@@ -981,6 +981,22 @@ impl Shop {
         self.post_internal(&format!("/api/coupons/{code}/redemptions/{id}/{step}"))
     }
 
+    /// `GET /api/coupons/{code}/redemptions/{id}` with the internal token: the redemption.
+    pub fn redemption(&self, code: &str, id: &str) -> Value {
+        let (k, v) = internal_auth();
+        let path = format!("/api/coupons/{code}/redemptions/{id}");
+        let resp = self.app.send("GET", &path, &[(k, &v)], None).expect("GET");
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+        resp.json()
+    }
+
+    /// A coupon's `(held, confirmed)` counts.
+    pub fn coupon_usage(&self, code: &str) -> (i64, i64) {
+        let c = self.get_coupon(code).json();
+        let n = |k: &str| c[k].as_i64().unwrap_or_else(|| panic!("no {k} in {c}"));
+        (n("held"), n("confirmed"))
+    }
+
     /// One redis-cli command on the shop's Redis; panics with the error.
     pub fn cli(&self, args: &[&str]) -> String {
         self.redis

@@ -1,0 +1,201 @@
+//! Orders with a coupon end to end (the real order, stock and coupon components): the order
+//! tries the coupon under its own id, prices the discount in, and a refusal or an unreachable
+//! coupon context leaves no reservation behind. docs/coupons.md.
+
+use std::sync::{Arc, Barrier};
+
+use e2e::{assert_problem, Shop};
+use serde_json::{json, Value};
+
+/// A product `sku` at `price` minor units of EUR with `stock` units.
+fn product(shop: &Shop, sku: &str, price: i64, stock: i64) {
+    let body = json!({"name": sku, "price": price, "currency": "EUR", "stock": stock});
+    let resp = shop.put_product(sku, &body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+/// A coupon `code` (EUR) with the members of `body`.
+fn coupon(shop: &Shop, code: &str, body: Value) {
+    let mut all = json!({"currency": "EUR"});
+    all.as_object_mut()
+        .unwrap()
+        .extend(body.as_object().unwrap().clone());
+    let resp = shop.put_coupon(code, &all);
+    assert!(resp.status == 201 || resp.status == 200, "{}", resp.text());
+}
+
+fn with_coupon(sku: &str, qty: i64, code: &str) -> Value {
+    json!({"items": [{"sku": sku, "quantity": qty}], "coupon_code": code})
+}
+
+#[test]
+fn an_order_with_a_coupon_is_priced_with_its_discount_and_a_replay_never_tries_again() {
+    let shop = Shop::boot_without_cron();
+    product(&shop, "A", 1999, 10);
+    coupon(&shop, "TENPC", json!({"percent_off": 10}));
+
+    let resp = shop.order_as("alice", "k1", &with_coupon("A", 3, "TENPC"));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let order = resp.json();
+    // 5997 * 10% = 599.7, rounded down to the minor unit.
+    assert_eq!(
+        (&order["subtotal"], &order["discount"], &order["total"]),
+        (&json!(5997), &json!(599), &json!(5398)),
+        "{order}"
+    );
+    assert_eq!(order["coupon_code"], "TENPC");
+    let id = order["order_id"].as_str().unwrap();
+    let held = shop.redemption("TENPC", id);
+    assert_eq!(
+        (&held["status"], &held["user_id"], &held["subtotal"], &held["discount"]),
+        (&json!("HELD"), &json!("alice"), &json!(5997), &json!(599)),
+        "the redemption id is the order id: {held}"
+    );
+    assert_eq!(shop.get_order(id).json()["total"], 5398);
+
+    // The hold is cancelled behind the order's back: a second try would now be refused (a try
+    // after its cancel), so a replay that answers the stored order proves it tried nothing.
+    let cancel = shop.settle_coupon("TENPC", id, "cancel");
+    assert_eq!(cancel.status, 200, "{}", cancel.text());
+    let again = shop.order_as("alice", "k1", &with_coupon("A", 3, "TENPC"));
+    assert_eq!(again.status, 201, "{}", again.text());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json(), order);
+    assert_eq!(shop.levels("A"), (7, 3, 0), "one reservation");
+}
+
+#[test]
+fn every_refusal_names_coupon_code_and_releases_the_reservation() {
+    let shop = Shop::boot_without_cron();
+    product(&shop, "A", 1000, 100);
+    coupon(&shop, "OLD", json!({"amount_off": 100, "ends_at": "2020-01-01T00:00:00Z"}));
+    coupon(&shop, "SOON", json!({"amount_off": 100, "starts_at": "2100-01-01T00:00:00Z"}));
+    coupon(&shop, "BIG", json!({"amount_off": 100, "min_subtotal": 5000}));
+    let usd = shop.put_coupon("DOLLAR", &json!({"amount_off": 100, "currency": "USD"}));
+    assert_eq!(usd.status, 201, "{}", usd.text());
+    coupon(&shop, "ONE", json!({"amount_off": 100, "max_redemptions": 1}));
+    coupon(&shop, "ONCE", json!({"amount_off": 100, "per_customer": 1}));
+    // The only redemption of ONE goes to bob; alice uses ONCE once.
+    let first = shop.order_as("bob", "b1", &with_coupon("A", 1, "ONE"));
+    assert_eq!(first.status, 201, "{}", first.text());
+    let first = shop.order_as("alice", "a0", &with_coupon("A", 1, "ONCE"));
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert_eq!(shop.levels("A"), (98, 2, 0));
+
+    for (code, qty, status, slug) in [
+        ("OLD", 1, 409, "coupon-expired"),
+        ("SOON", 1, 409, "coupon-not-yet-valid"),
+        ("BIG", 4, 409, "coupon-minimum"),
+        ("DOLLAR", 1, 409, "coupon-currency"),
+        ("ONE", 1, 409, "coupon-sold-out"),
+        ("ONCE", 1, 409, "coupon-customer-limit"),
+        ("NOSUCH", 1, 422, "unknown-coupon"),
+    ] {
+        let resp = shop.order_as("alice", &format!("k-{code}"), &with_coupon("A", qty, code));
+        let p = assert_problem(&resp, status, Some("coupon_code"));
+        assert!(
+            p["type"].as_str().unwrap().ends_with(&format!("/{slug}")),
+            "{code}: {p}"
+        );
+        assert_eq!(shop.levels("A"), (98, 2, 0), "{code}: reservation released");
+        if code == "BIG" {
+            assert_eq!(p["min_subtotal"], 5000, "{p}");
+        }
+    }
+    assert_eq!(shop.coupon_usage("ONE"), (1, 0));
+    assert_eq!(shop.coupon_usage("ONCE"), (1, 0));
+    // A refusal is not stored as the key's answer: once the coupon allows it, the same request
+    // goes through.
+    coupon(&shop, "BIG", json!({"amount_off": 100, "min_subtotal": 4000}));
+    let fixed = shop.order_as("alice", "k-BIG", &with_coupon("A", 4, "BIG"));
+    assert_eq!(fixed.status, 201, "{}", fixed.text());
+    assert_eq!(fixed.json()["discount"], 100);
+}
+
+#[test]
+fn fifty_concurrent_orders_for_ten_redemptions_give_exactly_ten_discounts() {
+    let shop = Arc::new(Shop::boot_without_cron());
+    product(&shop, "A", 1000, 1000);
+    coupon(&shop, "TEN", json!({"amount_off": 250, "max_redemptions": 10}));
+    let barrier = Arc::new(Barrier::new(50));
+    let answers: Vec<(u16, Value)> = (0..50)
+        .map(|i| {
+            let (shop, barrier) = (shop.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let resp = shop.order_as(&format!("c{i}"), "k", &with_coupon("A", 1, "TEN"));
+                (resp.status, resp.json())
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(created.len(), 10, "{answers:?}");
+    assert!(created.iter().all(|o| o["discount"] == 250 && o["total"] == 750));
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(body["field"], "coupon_code", "{body}");
+        assert!(body["type"].as_str().unwrap().ends_with("/coupon-sold-out"));
+    }
+    assert_eq!(shop.coupon_usage("TEN"), (10, 0));
+    assert_eq!(shop.levels("A"), (990, 10, 0), "the 40 refused released theirs");
+}
+
+#[test]
+fn a_coupon_context_that_fails_answers_503_and_releases_the_reservation() {
+    let shop = Shop::boot_without_cron();
+    product(&shop, "A", 1000, 10);
+    coupon(&shop, "FAIL", json!({"amount_off": 100}));
+    // The coupon database refuses every new redemption: the coupon component answers 503.
+    shop.sql_in(
+        "coupons",
+        "CREATE TRIGGER e2e_refuse_holds BEFORE INSERT ON redemptions \
+         BEGIN SELECT RAISE(ABORT, 'forced failure of the coupon store'); END",
+    );
+    let resp = shop.order_as("alice", "k", &with_coupon("A", 2, "FAIL"));
+    assert_problem(&resp, 503, Some("coupon_code"));
+    assert_eq!(shop.levels("A"), (10, 0, 0));
+    assert_eq!(shop.coupon_usage("FAIL"), (0, 0));
+
+    // Back up: the same key places the order.
+    shop.sql_in("coupons", "DROP TRIGGER e2e_refuse_holds");
+    let resp = shop.order_as("alice", "k", &with_coupon("A", 2, "FAIL"));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_eq!(resp.json()["total"], 1900);
+    assert_eq!(shop.coupon_usage("FAIL"), (1, 0));
+}
+
+#[test]
+fn a_failed_order_write_keeps_its_hold_for_the_retry_under_the_same_order_id() {
+    let shop = Shop::boot_without_cron();
+    product(&shop, "A", 1000, 10);
+    coupon(&shop, "RETRY", json!({"amount_off": 100, "per_customer": 1}));
+    shop.migrate_orders();
+    let refuse = "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
+                  BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END";
+    shop.sql_for("alice", refuse);
+    let resp = shop.order_as("alice", "k", &with_coupon("A", 1, "RETRY"));
+    let p = assert_problem(&resp, 503, None);
+    assert_eq!(p["reservation_released"], true, "{p}");
+    assert_eq!(shop.levels("A"), (10, 0, 0));
+    // The try happened and its order did not come: the hold stays (the coupon context's sweep
+    // cancels it if no retry comes).
+    assert_eq!(shop.coupon_usage("RETRY"), (1, 0));
+
+    // The retry tries under the same order id: the hold is replayed, not a second one (which
+    // the per-customer limit of 1 would refuse).
+    shop.sql_for("alice", "DROP TRIGGER e2e_refuse_orders");
+    let resp = shop.order_as("alice", "k", &with_coupon("A", 1, "RETRY"));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let order = resp.json();
+    assert_eq!(order["discount"], 100);
+    let held = shop.redemption("RETRY", order["order_id"].as_str().unwrap());
+    assert_eq!(held["status"], "HELD", "{held}");
+    assert_eq!(shop.coupon_usage("RETRY"), (1, 0));
+}
