@@ -40,6 +40,8 @@ impl UserId {
     }
 }
 
+crate::deserialize_by_parse!(UserId);
+
 /// A coupon code as the client typed it: 1-64 characters of `A-Z a-z 0-9 - _`. What it is worth
 /// is the coupon's ([`crate::coupon::Coupon`]); the order records the code (its discount stays
 /// zero until order creation tries the coupon).

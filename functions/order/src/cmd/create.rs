@@ -24,13 +24,13 @@
 //!    finishes it from `pending_releases`; if even the record failed, the sweep finishes it from
 //!    the open lease this request leaves (and the stock TTL is the last resort).
 
-use serde_json::json;
 use shop_adapter::body::{parse_object, Fields, Incoming};
 use shop_adapter::breaker::Breaker;
 use shop_adapter::identity::{self, Customer};
 use shop_adapter::sqlite::Tx;
 use shop_adapter::Problem;
 use shop_domain::idempotency::{self, ClaimKey};
+use shop_domain::messages::{OrderCreated, OrderEvent, OrderLine};
 use shop_domain::new_order::{NewOrder, RawItem};
 use shop_domain::placed_order::PlacedOrder;
 use shop_domain::pricing;
@@ -397,19 +397,41 @@ fn write(
         return Ok(None);
     }
     orders::insert(conn, placed, &claim.key)?;
-    let mut payload = serde_json::to_value(OrderView::from(placed))?;
-    payload["reservation_id"] = json!(placed.reservation_id);
-    let message = outbox::Message {
-        topic: outbox::TOPIC,
-        kind: "OrderCreated",
-        aggregate_id: &placed.order_id,
-        payload: &payload,
-        trace_id: trace.trace_id(),
-        now_ms: placed.created_ms,
-    };
+    let message = outbox::Message::new(
+        &created(placed)?,
+        &placed.order_id,
+        trace.trace_id(),
+        placed.created_ms,
+    )?;
     let created = outbox::append_outgoing(conn, &message)?;
     tx.commit()?;
     Ok(Some(created))
+}
+
+/// `OrderCreated`: the order as its view shows it, with its reservation.
+fn created(placed: &PlacedOrder) -> anyhow::Result<OrderEvent> {
+    let view = OrderView::from(placed);
+    let lines = view.items.into_iter().map(|l| OrderLine {
+        sku: l.sku,
+        quantity: l.quantity,
+        unit_price: l.unit_price,
+        line_total: l.line_total,
+    });
+    Ok(OrderEvent::OrderCreated(OrderCreated {
+        order_id: view.order_id,
+        user_id: placed.user_id.clone(),
+        status: placed.status(),
+        items: lines.collect(),
+        subtotal: view.subtotal,
+        discount: view.discount,
+        total: view.total,
+        currency: placed.currency,
+        coupon_code: view.coupon_code,
+        created_at: view.created_at,
+        expires_at: view.expires_at,
+        version: view.version,
+        reservation_id: crate::store::orders::reservation_id(placed)?,
+    }))
 }
 
 /// Step 5: hand the reservation back. First make it durable that it must be released and that
