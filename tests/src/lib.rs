@@ -99,6 +99,13 @@ impl Shop {
         Self::boot_manifest(Manifest::WithoutCron, |b| b)
     }
 
+    /// [`Shop::boot_without_cron`], letting the caller set variables.
+    pub fn boot_without_cron_with(
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Shop {
+        Self::boot_manifest(Manifest::WithoutCron, configure)
+    }
+
     /// The real manifests under the real Spin CLI ([`testkit::spin_cli`]: `SPIN_BIN` or `spin`
     /// on the PATH; `./scripts/test.sh` installs it from `../shared/spin` when that exists and
     /// says so when it cannot), started the way docs/deploy.md tells users to:
@@ -990,6 +997,32 @@ impl Shop {
         resp.json()
     }
 
+    /// Waits until redemption `id` of `code` is `status` (settled by the coupon receiver);
+    /// panics with the last one after `timeout`.
+    pub fn wait_redemption(&self, code: &str, id: &str, status: &str, timeout: Duration) -> Value {
+        let mut last = Value::Null;
+        let found = wait_for_or(timeout, || {
+            last = self.redemption(code, id);
+            (last["status"] == status).then(|| last.clone())
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "redemption {id} of {code} is not {status}: {last}\n{}",
+                self.app.stderr()
+            )
+        })
+    }
+
+    /// The provider's `payment_intent.succeeded` for `order` (its total, in EUR), signed and
+    /// accepted by the webhook.
+    pub fn pay(&self, event_id: &str, order: &Value) {
+        let id = order["order_id"].as_str().expect("order_id");
+        let total = order["total"].as_i64().expect("total");
+        let event = stripe_event(event_id, "payment_intent.succeeded", id, total, "eur");
+        let resp = self.webhook(&event);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+
     /// A coupon's `(held, confirmed)` counts.
     pub fn coupon_usage(&self, code: &str) -> (i64, i64) {
         let c = self.get_coupon(code).json();
@@ -1102,6 +1135,29 @@ pub fn stock_lua(name: &str) -> String {
 }
 
 /// Polls `cond` every 50 ms until it returns `Some`; panics naming `what` after `timeout`.
+/// The id of the order customer `user`'s Idempotency-Key `key` creates (derived from the
+/// claim, as the order component does: also its coupon redemption id).
+pub fn order_id_of(user: &str, key: &str) -> String {
+    use shop_domain::idempotency::{ClaimKey, IdempotencyKey};
+    use shop_domain::new_order::UserId;
+    let user = UserId::parse(user).expect("user id");
+    ClaimKey::new(user, IdempotencyKey::parse(key).expect("key")).order_id()
+}
+
+/// `cond`'s first `Some` within `timeout`, polled every 50 ms; `None` when it never came.
+pub fn wait_for_or<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + timeout;
     loop {

@@ -3,6 +3,7 @@
 //! coupon context leaves no reservation behind. docs/coupons.md.
 
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use e2e::{assert_problem, Shop};
 use serde_json::{json, Value};
@@ -47,7 +48,12 @@ fn an_order_with_a_coupon_is_priced_with_its_discount_and_a_replay_never_tries_a
     let id = order["order_id"].as_str().unwrap();
     let held = shop.redemption("TENPC", id);
     assert_eq!(
-        (&held["status"], &held["user_id"], &held["subtotal"], &held["discount"]),
+        (
+            &held["status"],
+            &held["user_id"],
+            &held["subtotal"],
+            &held["discount"]
+        ),
         (&json!("HELD"), &json!("alice"), &json!(5997), &json!(599)),
         "the redemption id is the order id: {held}"
     );
@@ -68,12 +74,28 @@ fn an_order_with_a_coupon_is_priced_with_its_discount_and_a_replay_never_tries_a
 fn every_refusal_names_coupon_code_and_releases_the_reservation() {
     let shop = Shop::boot_without_cron();
     product(&shop, "A", 1000, 100);
-    coupon(&shop, "OLD", json!({"amount_off": 100, "ends_at": "2020-01-01T00:00:00Z"}));
-    coupon(&shop, "SOON", json!({"amount_off": 100, "starts_at": "2100-01-01T00:00:00Z"}));
-    coupon(&shop, "BIG", json!({"amount_off": 100, "min_subtotal": 5000}));
+    coupon(
+        &shop,
+        "OLD",
+        json!({"amount_off": 100, "ends_at": "2020-01-01T00:00:00Z"}),
+    );
+    coupon(
+        &shop,
+        "SOON",
+        json!({"amount_off": 100, "starts_at": "2100-01-01T00:00:00Z"}),
+    );
+    coupon(
+        &shop,
+        "BIG",
+        json!({"amount_off": 100, "min_subtotal": 5000}),
+    );
     let usd = shop.put_coupon("DOLLAR", &json!({"amount_off": 100, "currency": "USD"}));
     assert_eq!(usd.status, 201, "{}", usd.text());
-    coupon(&shop, "ONE", json!({"amount_off": 100, "max_redemptions": 1}));
+    coupon(
+        &shop,
+        "ONE",
+        json!({"amount_off": 100, "max_redemptions": 1}),
+    );
     coupon(&shop, "ONCE", json!({"amount_off": 100, "per_customer": 1}));
     // The only redemption of ONE goes to bob; alice uses ONCE once.
     let first = shop.order_as("bob", "b1", &with_coupon("A", 1, "ONE"));
@@ -106,7 +128,11 @@ fn every_refusal_names_coupon_code_and_releases_the_reservation() {
     assert_eq!(shop.coupon_usage("ONCE"), (1, 0));
     // A refusal is not stored as the key's answer: once the coupon allows it, the same request
     // goes through.
-    coupon(&shop, "BIG", json!({"amount_off": 100, "min_subtotal": 4000}));
+    coupon(
+        &shop,
+        "BIG",
+        json!({"amount_off": 100, "min_subtotal": 4000}),
+    );
     let fixed = shop.order_as("alice", "k-BIG", &with_coupon("A", 4, "BIG"));
     assert_eq!(fixed.status, 201, "{}", fixed.text());
     assert_eq!(fixed.json()["discount"], 100);
@@ -116,7 +142,11 @@ fn every_refusal_names_coupon_code_and_releases_the_reservation() {
 fn fifty_concurrent_orders_for_ten_redemptions_give_exactly_ten_discounts() {
     let shop = Arc::new(Shop::boot_without_cron());
     product(&shop, "A", 1000, 1000);
-    coupon(&shop, "TEN", json!({"amount_off": 250, "max_redemptions": 10}));
+    coupon(
+        &shop,
+        "TEN",
+        json!({"amount_off": 250, "max_redemptions": 10}),
+    );
     let barrier = Arc::new(Barrier::new(50));
     let answers: Vec<(u16, Value)> = (0..50)
         .map(|i| {
@@ -137,14 +167,20 @@ fn fifty_concurrent_orders_for_ten_redemptions_give_exactly_ten_discounts() {
         .map(|(_, b)| b)
         .collect();
     assert_eq!(created.len(), 10, "{answers:?}");
-    assert!(created.iter().all(|o| o["discount"] == 250 && o["total"] == 750));
+    assert!(created
+        .iter()
+        .all(|o| o["discount"] == 250 && o["total"] == 750));
     for (status, body) in answers.iter().filter(|(s, _)| *s != 201) {
         assert_eq!(*status, 409, "{body}");
         assert_eq!(body["field"], "coupon_code", "{body}");
         assert!(body["type"].as_str().unwrap().ends_with("/coupon-sold-out"));
     }
     assert_eq!(shop.coupon_usage("TEN"), (10, 0));
-    assert_eq!(shop.levels("A"), (990, 10, 0), "the 40 refused released theirs");
+    assert_eq!(
+        shop.levels("A"),
+        (990, 10, 0),
+        "the 40 refused released theirs"
+    );
 }
 
 #[test]
@@ -175,7 +211,11 @@ fn a_coupon_context_that_fails_answers_503_and_releases_the_reservation() {
 fn a_failed_order_write_keeps_its_hold_for_the_retry_under_the_same_order_id() {
     let shop = Shop::boot_without_cron();
     product(&shop, "A", 1000, 10);
-    coupon(&shop, "RETRY", json!({"amount_off": 100, "per_customer": 1}));
+    coupon(
+        &shop,
+        "RETRY",
+        json!({"amount_off": 100, "per_customer": 1}),
+    );
     shop.migrate_orders();
     let refuse = "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
                   BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END";
@@ -198,4 +238,136 @@ fn a_failed_order_write_keeps_its_hold_for_the_retry_under_the_same_order_id() {
     let held = shop.redemption("RETRY", order["order_id"].as_str().unwrap());
     assert_eq!(held["status"], "HELD", "{held}");
     assert_eq!(shop.coupon_usage("RETRY"), (1, 0));
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_paid_order_confirms_its_coupon() {
+    let shop = Shop::boot_without_cron();
+    product(&shop, "A", 2000, 10);
+    coupon(&shop, "PAYME", json!({"amount_off": 500}));
+    let order = shop
+        .order_as("alice", "k", &with_coupon("A", 1, "PAYME"))
+        .json();
+    assert_eq!(order["total"], 1500, "{order}");
+    let id = order["order_id"].as_str().unwrap();
+    shop.pay("evt_paid_coupon", &order);
+    shop.wait_order(id, WAIT, |o| o["status"] == "PAID");
+    // The coupon receiver (its own group on events:orders, rung with the stock receiver by
+    // the same doorbell) confirms the redemption on OrderPaid.
+    shop.wait_redemption("PAYME", id, "CONFIRMED", WAIT);
+    assert_eq!(shop.coupon_usage("PAYME"), (0, 1));
+    // A confirmed redemption is never cancelled, even by an operator's cancel.
+    assert_eq!(shop.settle_coupon("PAYME", id, "cancel").status, 409);
+}
+
+#[test]
+fn a_cancelled_or_expired_order_cancels_its_coupon_and_gives_its_capacity_back() {
+    let shop = Shop::boot_without_cron();
+    product(&shop, "A", 2000, 10);
+    coupon(
+        &shop,
+        "SOLO",
+        json!({"amount_off": 500, "max_redemptions": 1}),
+    );
+
+    let first = shop
+        .order_as("alice", "k1", &with_coupon("A", 1, "SOLO"))
+        .json();
+    let id = first["order_id"].as_str().unwrap();
+    let sold_out = shop.order_as("bob", "k1", &with_coupon("A", 1, "SOLO"));
+    assert_problem(&sold_out, 409, Some("coupon_code"));
+    assert_eq!(shop.cancel("alice", id).status, 200);
+    shop.wait_redemption("SOLO", id, "CANCELLED", WAIT);
+    assert_eq!(shop.coupon_usage("SOLO"), (0, 0));
+
+    // Its capacity came back: bob's order holds it now, and expires.
+    let second = shop.order_as("bob", "k2", &with_coupon("A", 1, "SOLO"));
+    assert_eq!(second.status, 201, "{}", second.text());
+    let second = second.json();
+    let id = second["order_id"].as_str().unwrap();
+    shop.sql_for(
+        "bob",
+        &format!("UPDATE orders SET expires_ms = 0 WHERE order_id = '{id}'"),
+    );
+    let swept = shop.post_internal("/api/orders/events/drain");
+    assert_eq!(swept.status, 200, "{}", swept.text());
+    shop.wait_order(id, WAIT, |o| o["status"] == "EXPIRED");
+    shop.wait_redemption("SOLO", id, "CANCELLED", WAIT);
+    assert_eq!(shop.coupon_usage("SOLO"), (0, 0));
+    let third = shop.order_as("carol", "k3", &with_coupon("A", 1, "SOLO"));
+    assert_eq!(third.status, 201, "{}", third.text());
+}
+
+/// `POST /api/coupons/events/drain` (the coupon receiver with its sweep), as the compensator's
+/// ring runs it.
+fn coupon_sweep(shop: &Shop) -> Value {
+    let resp = shop.post_internal("/api/coupons/events/drain");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()
+}
+
+#[test]
+fn a_hold_whose_order_never_came_is_cancelled_by_the_sweep_once_with_two_sweeps_overlapping() {
+    // Holds are orphans at once (timeout 0): the sweep is what this test drives.
+    let shop = Arc::new(Shop::boot_without_cron_with(|b| {
+        b.variable("coupon_hold_timeout_seconds", "0")
+    }));
+    product(&shop, "A", 1000, 10);
+    coupon(
+        &shop,
+        "CRASH",
+        json!({"amount_off": 100, "max_redemptions": 2}),
+    );
+    // An order that was written: its OrderCreated tells the coupon context it exists.
+    let kept = shop
+        .order_as("bob", "k", &with_coupon("A", 1, "CRASH"))
+        .json();
+    let kept_id = kept["order_id"].as_str().unwrap().to_owned();
+    coupon_sweep(&shop);
+    // A crash between the try and the order write: forced by the shard refusing the order.
+    shop.migrate_orders();
+    shop.sql_for(
+        "alice",
+        "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
+         BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END",
+    );
+    let lost = shop.order_as("alice", "k", &with_coupon("A", 1, "CRASH"));
+    assert_problem(&lost, 503, None);
+    assert_eq!(
+        shop.coupon_usage("CRASH"),
+        (2, 0),
+        "the lost order's hold is left"
+    );
+
+    let barrier = Arc::new(Barrier::new(2));
+    let sweeps: Vec<Value> = (0..2)
+        .map(|_| {
+            let (shop, barrier) = (shop.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                coupon_sweep(&shop)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let cancelled: i64 = sweeps
+        .iter()
+        .map(|s| s["orphans_cancelled"].as_i64().unwrap())
+        .sum();
+    assert_eq!(cancelled, 1, "{sweeps:?}");
+    assert_eq!(shop.coupon_usage("CRASH"), (1, 0), "capacity back once");
+    assert_eq!(shop.redemption("CRASH", &kept_id)["status"], "HELD");
+    let lost_id = e2e::order_id_of("alice", "k");
+    assert_eq!(shop.redemption("CRASH", &lost_id)["status"], "CANCELLED");
+
+    // The retry after the sweep finds its hold cancelled (a try after its cancel is refused):
+    // 409 naming coupon_code, nothing reserved.
+    shop.sql_for("alice", "DROP TRIGGER e2e_refuse_orders");
+    let retry = shop.order_as("alice", "k", &with_coupon("A", 1, "CRASH"));
+    assert_problem(&retry, 409, Some("coupon_code"));
+    assert_eq!(shop.levels("A"), (9, 1, 0));
 }

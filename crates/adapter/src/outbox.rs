@@ -237,8 +237,8 @@ pub struct Outgoing {
 /// never as a default: its receiver cannot read it and dead-letters it with the reason.
 fn outgoing(row: &RowResult) -> anyhow::Result<Outgoing> {
     let s = |i: usize| row.get::<&str>(i).unwrap_or_default();
-    let payload = serde_json::from_str(s(5))
-        .unwrap_or_else(|_| serde_json::Value::String(s(5).to_owned()));
+    let payload =
+        serde_json::from_str(s(5)).unwrap_or_else(|_| serde_json::Value::String(s(5).to_owned()));
     let envelope = Envelope {
         message_id: s(0).to_owned(),
         topic: s(1).to_owned(),
@@ -305,7 +305,11 @@ pub fn publish_now(
         ),
         &params,
     )?;
-    let rows = rows.rows.iter().map(outgoing).collect::<anyhow::Result<Vec<_>>>()?;
+    let rows = rows
+        .rows
+        .iter()
+        .map(outgoing)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -406,7 +410,11 @@ fn claim(conn: &Connection, opts: &RelayOptions) -> anyhow::Result<(String, Vec<
         &format!("SELECT {COLUMNS} FROM outbox WHERE lease_token = ? ORDER BY rowid"),
         &[txt(&token)],
     )?;
-    let rows = rows.rows.iter().map(outgoing).collect::<anyhow::Result<Vec<_>>>()?;
+    let rows = rows
+        .rows
+        .iter()
+        .map(outgoing)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok((token, rows))
 }
 

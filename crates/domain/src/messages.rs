@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flash::{FlashOrderPlaced, FlashOrderRefused, FlashOrderRequested};
 use crate::money::{Currency, Money};
-use crate::new_order::UserId;
+use crate::new_order::{CouponCode, UserId};
 use crate::order::OrderStatus;
 use crate::payment::ProviderId;
 use crate::reservation::ReservationId;
@@ -63,7 +63,11 @@ pub fn encode<T: Topic>(message: &T) -> serde_json::Result<(String, serde_json::
     let mut tagged = serde_json::to_value(message)?;
     let kind = match tagged.get("type") {
         Some(serde_json::Value::String(k)) => k.clone(),
-        _ => return Err(serde::de::Error::custom("a message serializes with its type")),
+        _ => {
+            return Err(serde::de::Error::custom(
+                "a message serializes with its type",
+            ))
+        }
     };
     let payload = tagged
         .get_mut("payload")
@@ -135,7 +139,7 @@ pub struct OrderCreated {
     pub discount: i64,
     pub total: i64,
     pub currency: Currency,
-    pub coupon_code: Option<String>,
+    pub coupon_code: Option<CouponCode>,
     pub created_at: String,
     pub expires_at: String,
     pub version: i64,
@@ -152,6 +156,10 @@ pub struct OrderChange {
     pub previous_status: OrderStatus,
     pub version: i64,
     pub reservation_id: ReservationId,
+    /// The order's coupon, if any: its redemption (id = the order id) is confirmed when the
+    /// order is paid and cancelled when it is cancelled or expires (the coupon context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<CouponCode>,
 }
 
 /// PENDING_PAYMENT -> PAID: the stock context sells the reservation's units.

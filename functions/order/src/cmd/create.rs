@@ -426,7 +426,7 @@ fn created(placed: &PlacedOrder) -> anyhow::Result<OrderEvent> {
         discount: view.discount,
         total: view.total,
         currency: placed.currency,
-        coupon_code: view.coupon_code,
+        coupon_code: placed.coupon_code.clone(),
         created_at: view.created_at,
         expires_at: view.expires_at,
         version: view.version,
