@@ -99,13 +99,6 @@ impl Shop {
         Self::boot_manifest(Manifest::WithoutCron, |b| b)
     }
 
-    /// [`Shop::boot_without_cron`], letting the caller set variables.
-    pub fn boot_without_cron_with(
-        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
-    ) -> Shop {
-        Self::boot_manifest(Manifest::WithoutCron, configure)
-    }
-
     /// The real manifests under the real Spin CLI ([`testkit::spin_cli`]: `SPIN_BIN` or `spin`
     /// on the PATH; `./scripts/test.sh` installs it from `../shared/spin` when that exists and
     /// says so when it cannot), started the way docs/deploy.md tells users to:
