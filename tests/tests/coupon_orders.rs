@@ -371,3 +371,118 @@ fn a_hold_whose_order_never_came_is_cancelled_by_the_sweep_once_with_two_sweeps_
     assert_problem(&retry, 409, Some("coupon_code"));
     assert_eq!(shop.levels("A"), (9, 1, 0));
 }
+
+/// `OrderCancelled` of order `order_id` (customer `user`) with coupon `code`, as the order
+/// context's outbox would send it, in its envelope (`message_id`).
+fn cancelled_envelope(message_id: &str, order_id: &str, user: &str, code: &str) -> String {
+    use shop_domain::messages::{encode, Envelope, OrderCancelled, OrderChange, OrderEvent};
+    use shop_domain::new_order::{CouponCode, UserId};
+    use shop_domain::order::OrderStatus;
+    use shop_domain::reservation::ReservationId;
+    let event = OrderEvent::OrderCancelled(OrderCancelled {
+        order: OrderChange {
+            order_id: order_id.to_owned(),
+            user_id: UserId::parse(user).unwrap(),
+            status: OrderStatus::Cancelled,
+            previous_status: OrderStatus::PendingPayment,
+            version: 2,
+            // A reservation nobody holds: the stock context's release of it changes nothing.
+            reservation_id: ReservationId::parse("rsv-coupon-test-none").unwrap(),
+            coupon_code: Some(CouponCode::parse(code).unwrap()),
+        },
+        cancelled_at: "2026-01-01T00:00:00.000Z".to_owned(),
+        reason: None,
+    });
+    let (kind, payload) = encode(&event).unwrap();
+    let envelope = Envelope {
+        message_id: message_id.to_owned(),
+        topic: "orders".to_owned(),
+        kind,
+        aggregate_id: order_id.to_owned(),
+        seq: 2,
+        payload,
+        trace_id: None,
+        created_at: "2026-01-01T00:00:00.000Z".to_owned(),
+    };
+    serde_json::to_string(&envelope).unwrap()
+}
+
+#[test]
+fn a_cancel_that_overtakes_its_try_refuses_the_try_and_a_redelivered_message_changes_nothing() {
+    let shop = Shop::boot_without_cron();
+    product(&shop, "A", 1000, 10);
+    coupon(
+        &shop,
+        "EARLY",
+        json!({"amount_off": 100, "max_redemptions": 5}),
+    );
+    // The cancel of alice's order (key k) arrives before the order tried its coupon, twice (a
+    // redelivery under the same message id).
+    let order_id = e2e::order_id_of("alice", "k");
+    let envelope = cancelled_envelope("msg-early-cancel", &order_id, "alice", "EARLY");
+    for _ in 0..2 {
+        shop.cli(&["XADD", "events:orders", "*", "m", &envelope]);
+    }
+    let drained = coupon_sweep(&shop);
+    assert_eq!(
+        (&drained["read"], &drained["applied"]),
+        (&json!(2), &json!(2)),
+        "{drained}"
+    );
+    assert_eq!(
+        shop.sql_in("coupons", "SELECT COUNT(*) AS n FROM inbox")[0]["n"],
+        1,
+        "the redelivery was dropped by the inbox"
+    );
+    // The TCC table's empty cancel: nothing held, the cancel remembered.
+    assert_eq!(shop.redemption("EARLY", &order_id)["status"], "CANCELLED");
+    assert_eq!(shop.coupon_usage("EARLY"), (0, 0));
+
+    // The late try is refused: no hold nobody would give back; the reservation is released.
+    let late = shop.order_as("alice", "k", &with_coupon("A", 1, "EARLY"));
+    let p = assert_problem(&late, 409, Some("coupon_code"));
+    assert!(
+        p["type"].as_str().unwrap().ends_with("/redemption-state"),
+        "{p}"
+    );
+    assert_eq!(shop.levels("A"), (10, 0, 0));
+    assert_eq!(shop.coupon_usage("EARLY"), (0, 0));
+}
+
+#[test]
+fn an_open_coupon_breaker_answers_503_without_reserving_or_calling_the_coupon_context() {
+    let shop = Shop::boot_without_cron_with(|b| {
+        b.variable(
+            "breaker_order_coupon",
+            "errors 50% over 10s, min 1, open 60s",
+        )
+    });
+    product(&shop, "A", 1000, 10);
+    coupon(&shop, "BRK", json!({"amount_off": 100}));
+    shop.sql_in(
+        "coupons",
+        "CREATE TRIGGER e2e_refuse_holds BEFORE INSERT ON redemptions \
+         BEGIN SELECT RAISE(ABORT, 'forced failure of the coupon store'); END",
+    );
+    // One failed try (the coupon component answers 503) opens the breaker (min 1 call).
+    let failed = shop.order_as("alice", "k1", &with_coupon("A", 1, "BRK"));
+    assert_problem(&failed, 503, Some("coupon_code"));
+    shop.sql_in("coupons", "DROP TRIGGER e2e_refuse_holds");
+    let open = shop.order_as("alice", "k2", &with_coupon("A", 1, "BRK"));
+    let p = assert_problem(&open, 503, None);
+    assert_eq!(p["breaker"], "order.coupon", "{p}");
+    assert!(open.header("retry-after").is_some());
+    assert_eq!(shop.levels("A"), (10, 0, 0), "nothing reserved");
+    assert_eq!(
+        shop.coupon_usage("BRK"),
+        (0, 0),
+        "the coupon context was not called"
+    );
+    // Orders without a coupon do not pass this breaker.
+    let plain = shop.order_as(
+        "alice",
+        "k3",
+        &json!({"items": [{"sku": "A", "quantity": 1}]}),
+    );
+    assert_eq!(plain.status, 201, "{}", plain.text());
+}
