@@ -68,7 +68,7 @@ pub fn publish_call<'r>(
         args.push(r.message_id.as_str().into());
         args.push(r.envelope.as_str().into());
     }
-    ([stream_key(topic), doorbell_pending(topic)], args)
+    ([stream_key(topic), doorbell_marks(topic)], args)
 }
 
 /// The Redis stream of a topic.
@@ -81,11 +81,18 @@ pub fn doorbell(topic: &str) -> String {
     format!("doorbell:{topic}")
 }
 
-/// The mark that a ring of the topic's doorbell is on its way and not yet answered by a
-/// receiver's last read: while it is set, publishing appends without ringing again (publish.lua,
-/// drain.lua).
-pub fn doorbell_pending(topic: &str) -> String {
-    format!("doorbell:pending:{topic}")
+/// The mark that a ring of the topic's doorbell is on its way to consumer group `group` and not
+/// yet answered by its receiver's last read: while every group's mark is set, publishing appends
+/// without ringing again (publish.lua, drain.lua). One per group, so a group that finished its
+/// drain is rung for while another is still draining.
+pub fn doorbell_pending(topic: &str, group: &str) -> String {
+    format!("doorbell:pending:{topic}:{group}")
+}
+
+/// The set of a topic's pending marks ([`doorbell_pending`]), one per group that ever drained:
+/// publish.lua sets each one that is absent.
+pub fn doorbell_marks(topic: &str) -> String {
+    format!("doorbell:marks:{topic}")
 }
 
 /// How long a pending mark lives at most: the delay a receiver that dies mid-drain can add
@@ -237,8 +244,8 @@ pub struct Outgoing {
 /// never as a default: its receiver cannot read it and dead-letters it with the reason.
 fn outgoing(row: &RowResult) -> anyhow::Result<Outgoing> {
     let s = |i: usize| row.get::<&str>(i).unwrap_or_default();
-    let payload = serde_json::from_str(s(5))
-        .unwrap_or_else(|_| serde_json::Value::String(s(5).to_owned()));
+    let payload =
+        serde_json::from_str(s(5)).unwrap_or_else(|_| serde_json::Value::String(s(5).to_owned()));
     let envelope = Envelope {
         message_id: s(0).to_owned(),
         topic: s(1).to_owned(),
@@ -305,7 +312,11 @@ pub fn publish_now(
         ),
         &params,
     )?;
-    let rows = rows.rows.iter().map(outgoing).collect::<anyhow::Result<Vec<_>>>()?;
+    let rows = rows
+        .rows
+        .iter()
+        .map(outgoing)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -406,7 +417,11 @@ fn claim(conn: &Connection, opts: &RelayOptions) -> anyhow::Result<(String, Vec<
         &format!("SELECT {COLUMNS} FROM outbox WHERE lease_token = ? ORDER BY rowid"),
         &[txt(&token)],
     )?;
-    let rows = rows.rows.iter().map(outgoing).collect::<anyhow::Result<Vec<_>>>()?;
+    let rows = rows
+        .rows
+        .iter()
+        .map(outgoing)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok((token, rows))
 }
 

@@ -63,7 +63,11 @@ pub fn encode<T: Topic>(message: &T) -> serde_json::Result<(String, serde_json::
     let mut tagged = serde_json::to_value(message)?;
     let kind = match tagged.get("type") {
         Some(serde_json::Value::String(k)) => k.clone(),
-        _ => return Err(serde::de::Error::custom("a message serializes with its type")),
+        _ => {
+            return Err(serde::de::Error::custom(
+                "a message serializes with its type",
+            ))
+        }
     };
     let payload = tagged
         .get_mut("payload")

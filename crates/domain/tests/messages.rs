@@ -214,7 +214,10 @@ fn the_kinds_scripts_write_are_the_types_kinds() {
         kind(envelope(&flash_requests()[0])),
         FlashOrderRequested::KIND
     );
-    assert_eq!(kind(envelope(&stock_events()[0])), PaidOrderOutOfStock::KIND);
+    assert_eq!(
+        kind(envelope(&stock_events()[0])),
+        PaidOrderOutOfStock::KIND
+    );
     let placed = order_events().remove(7);
     assert_eq!(kind(envelope(&placed)), FlashOrderPlaced::KIND);
     let refused = order_events().remove(8);
@@ -235,7 +238,10 @@ fn an_unknown_kind_or_a_malformed_payload_is_unreadable_with_the_reason() {
     env.payload["currency"] = json!("euro");
     assert!(env.decode::<PaymentEvent>().is_err());
     let mut env = envelope(&order_events()[1]);
-    env.payload.as_object_mut().unwrap().remove("reservation_id");
+    env.payload
+        .as_object_mut()
+        .unwrap()
+        .remove("reservation_id");
     let e = env.decode::<OrderEvent>().unwrap_err();
     assert!(e.reason.contains("reservation_id"), "{e}");
     // A kind of another topic is not one of this topic's.

@@ -28,7 +28,11 @@ use crate::store::{flash_orders, orders};
 /// returns the ids of the outbox messages written. Its fields are strings on purpose: one that
 /// is not valid (a user id, a SKU, a price) is refused with `invalid-request`, which answers
 /// the ticket and gives its unit back.
-pub fn place(conn: &Connection, req: &FlashOrderRequested, now: i64) -> anyhow::Result<Vec<String>> {
+pub fn place(
+    conn: &Connection,
+    req: &FlashOrderRequested,
+    now: i64,
+) -> anyhow::Result<Vec<String>> {
     if let Some(order_id) = flash_orders::order_of(conn, &req.ticket_id)? {
         return placed(conn, req, &order_id, now).map(|m| vec![m]);
     }
@@ -115,7 +119,12 @@ fn refused(
         reservation_id: req.reservation_id.clone(),
         reason,
     };
-    append(conn, OrderEvent::FlashOrderRefused(message), &req.ticket_id, now)
+    append(
+        conn,
+        OrderEvent::FlashOrderRefused(message),
+        &req.ticket_id,
+        now,
+    )
 }
 
 fn append(
@@ -124,5 +133,8 @@ fn append(
     aggregate_id: &str,
     now: i64,
 ) -> anyhow::Result<String> {
-    outbox::append(conn, &outbox::Message::new(&message, aggregate_id, None, now)?)
+    outbox::append(
+        conn,
+        &outbox::Message::new(&message, aggregate_id, None, now)?,
+    )
 }

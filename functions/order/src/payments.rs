@@ -314,7 +314,11 @@ fn apply(conn: &Connection, env: &Envelope, msg: &Incoming) -> anyhow::Result<Ve
 
 /// `PaymentSucceeded`: PAID + `OrderPaid`, or `RefundRequired` with the reason; the id of the
 /// message written (none for a repeat of the payment that already paid the order).
-fn succeeded(conn: &Connection, pay: &PaymentSucceeded, now: i64) -> anyhow::Result<Option<String>> {
+fn succeeded(
+    conn: &Connection,
+    pay: &PaymentSucceeded,
+    now: i64,
+) -> anyhow::Result<Option<String>> {
     let Some(order) = orders::load(conn, &pay.order_id)? else {
         return refund(conn, back(pay, RefundReason::UnknownOrder), now).map(Some);
     };
@@ -339,7 +343,9 @@ fn paid(
     }
     let to = match order.apply(OrderCommand::Pay) {
         Ok(Outcome::Changed(to)) => to,
-        Ok(Outcome::Unchanged(_)) => return refund(conn, back(pay, RefundReason::AlreadyPaid), now),
+        Ok(Outcome::Unchanged(_)) => {
+            return refund(conn, back(pay, RefundReason::AlreadyPaid), now)
+        }
         Err(_) => return refund(conn, back(pay, too_late(order.status())), now),
     };
     let event = Event::Paid {

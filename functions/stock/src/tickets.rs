@@ -10,7 +10,14 @@ use crate::settle::RETENTION_MS;
 /// `FlashOrderPlaced`: the ticket is ORDERED with its order id.
 pub fn placed(m: &FlashOrderPlaced) -> anyhow::Result<()> {
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-    settle(&store, &m.ticket_id, &m.sale_id, TicketStatus::Ordered, &m.order_id).map(drop)
+    settle(
+        &store,
+        &m.ticket_id,
+        &m.sale_id,
+        TicketStatus::Ordered,
+        &m.order_id,
+    )
+    .map(drop)
 }
 
 /// `FlashOrderRefused`: the ticket is FAILED with the reason, its unit back in the sale.

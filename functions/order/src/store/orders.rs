@@ -8,11 +8,11 @@ use shop_domain::idempotency::ClaimKey;
 use shop_domain::messages::{
     CancelReason, OrderCancelled, OrderChange, OrderEvent, OrderExpired, OrderPaid,
 };
-use shop_domain::payment::ProviderId;
-use shop_domain::reservation::ReservationId;
 use shop_domain::new_order::{CouponCode, Quantity, UserId};
 use shop_domain::order::{OrderState, OrderStatus};
+use shop_domain::payment::ProviderId;
 use shop_domain::placed_order::{Paid, PlacedLine, PlacedOrder};
+use shop_domain::reservation::ReservationId;
 use shop_domain::{Currency, Money, Sku};
 use spin_sdk::sqlite::{Connection, RowResult, Value};
 

@@ -19,8 +19,8 @@ use shop_domain::flash::{self, FlashOrderRequested, SaleId, TicketStatus};
 use shop_domain::messages::FlashRequest;
 use spin_sdk::http::{Request, Response};
 
-use crate::redis::{bad_reply, keys, Script, Store};
 use crate::guards;
+use crate::redis::{bad_reply, keys, Script, Store};
 use crate::view::TicketView;
 
 /// How long a flash unit waits for payment: the reservation's TTL and the order's deadline
@@ -86,7 +86,7 @@ fn purchase(req: &Request, customer: &Customer, id: &SaleId) -> HandlerResult {
         ],
         &args,
     )?;
-    answer(&id, &reply)
+    answer(id, &reply)
 }
 
 fn script() -> Script {
