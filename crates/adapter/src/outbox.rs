@@ -68,7 +68,7 @@ pub fn publish_call<'r>(
         args.push(r.message_id.as_str().into());
         args.push(r.envelope.as_str().into());
     }
-    ([stream_key(topic), doorbell_pending(topic)], args)
+    ([stream_key(topic), doorbell_marks(topic)], args)
 }
 
 /// The Redis stream of a topic.
@@ -81,11 +81,18 @@ pub fn doorbell(topic: &str) -> String {
     format!("doorbell:{topic}")
 }
 
-/// The mark that a ring of the topic's doorbell is on its way and not yet answered by a
-/// receiver's last read: while it is set, publishing appends without ringing again (publish.lua,
-/// drain.lua).
-pub fn doorbell_pending(topic: &str) -> String {
-    format!("doorbell:pending:{topic}")
+/// The mark that a ring of the topic's doorbell is on its way to consumer group `group` and not
+/// yet answered by its receiver's last read: while every group's mark is set, publishing appends
+/// without ringing again (publish.lua, drain.lua). One per group, so a group that finished its
+/// drain is rung for while another is still draining.
+pub fn doorbell_pending(topic: &str, group: &str) -> String {
+    format!("doorbell:pending:{topic}:{group}")
+}
+
+/// The set of a topic's pending marks ([`doorbell_pending`]), one per group that ever drained:
+/// publish.lua sets each one that is absent.
+pub fn doorbell_marks(topic: &str) -> String {
+    format!("doorbell:marks:{topic}")
 }
 
 /// How long a pending mark lives at most: the delay a receiver that dies mid-drain can add

@@ -16,7 +16,7 @@ use serde::Serialize;
 use spin_sdk::redis::Connection;
 
 use crate::dead_letter;
-use crate::outbox::{doorbell, doorbell_pending, stream_key};
+use crate::outbox::{doorbell, doorbell_marks, doorbell_pending, stream_key};
 use crate::redis::Script;
 
 const DRAIN: Script = Script {
@@ -148,7 +148,7 @@ pub fn drain(
     if result.is_err() {
         // This drain held the doorbell's pending mark: without it the next message rings again
         // (otherwise what was appended meanwhile would wait for the compensator's ring).
-        let _ = conn.del(&[doorbell_pending(topic)]);
+        let _ = conn.del(&[doorbell_pending(topic, group)]);
     }
     result.map(|()| report)
 }
@@ -164,7 +164,8 @@ struct Group<'a> {
 /// The drain's rounds of reads (see [`drain`]).
 fn rounds(on: &Group<'_>, report: &mut DrainReport, apply: &mut impl Apply) -> anyhow::Result<()> {
     let (conn, topic, group, opts) = (on.conn, on.topic, on.group, on.opts);
-    let (stream, pending) = (stream_key(topic), doorbell_pending(topic));
+    let (stream, pending) = (stream_key(topic), doorbell_pending(topic, group));
+    let marks = doorbell_marks(topic);
     let (count, idle) = (opts.batch.to_string(), opts.min_idle_ms.to_string());
     // The doorbell's pending mark stays set while this drain runs, so publishers append without
     // ringing again; the last read deletes it atomically with reading (drain.lua), after which
@@ -176,7 +177,7 @@ fn rounds(on: &Group<'_>, report: &mut DrainReport, apply: &mut impl Apply) -> a
             break;
         }
         let args = [group, group, &count, &idle, if last { "1" } else { "0" }];
-        let flat = crate::redis::run(conn, &DRAIN, &[&stream, &pending], &args)?;
+        let flat = crate::redis::run(conn, &DRAIN, &[&stream, &pending, &marks], &args)?;
         let full = flat.len() / 3 >= opts.batch as usize;
         apply_batch(on, &flat, report, apply)?;
         match (full, last) {

@@ -86,7 +86,7 @@ fn purchase(req: &Request, customer: &Customer, id: &SaleId) -> HandlerResult {
         ],
         &args,
     )?;
-    answer(&id, &reply)
+    answer(id, &reply)
 }
 
 fn script() -> Script {
