@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use shop_domain::flash::{FlashOrderPlaced, FlashOrderRefused, FlashOrderRequested, RefusalReason};
 use shop_domain::messages::*;
-use shop_domain::new_order::UserId;
+use shop_domain::new_order::{CouponCode, UserId};
 use shop_domain::order::OrderStatus;
 use shop_domain::payment::ProviderId;
 use shop_domain::reservation::ReservationId;
@@ -104,6 +104,16 @@ fn order_events() -> Vec<OrderEvent> {
             sale_id: "s1".into(),
             reservation_id: "flash_1".into(),
             reason: RefusalReason::ReservationExpired,
+        }),
+        // An order with a coupon: the coupon context confirms its redemption (id = order id).
+        OrderEvent::OrderPaid(OrderPaid {
+            order: OrderChange {
+                coupon_code: Some(CouponCode::parse("SPRING10").unwrap()),
+                ..change(Paid, PendingPayment)
+            },
+            total: eur(2338),
+            payment_intent_id: pid("pi_2"),
+            paid_at: "2026-01-01T00:01:00.000Z".into(),
         }),
     ]
 }
