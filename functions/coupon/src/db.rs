@@ -13,13 +13,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
-        name: "orders",
-        sql: include_str!("../migrations/0002_orders.sql"),
+        name: "inbox",
+        sql: shop_adapter::inbox::MIGRATION_SQL,
     },
     Migration {
         version: 3,
-        name: "inbox",
-        sql: shop_adapter::inbox::MIGRATION_SQL,
+        name: "orders",
+        sql: include_str!("../migrations/0003_orders.sql"),
     },
 ];
 
