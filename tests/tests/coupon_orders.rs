@@ -486,3 +486,67 @@ fn an_open_coupon_breaker_answers_503_without_reserving_or_calling_the_coupon_co
     );
     assert_eq!(plain.status, 201, "{}", plain.text());
 }
+
+/// An `sqlite3` process holding the write lock of `file` (`BEGIN IMMEDIATE`) until
+/// [`WriteLock::release`]: every writer of that database waits meanwhile.
+struct WriteLock(std::process::Child);
+
+impl WriteLock {
+    fn take(file: &std::path::Path) -> WriteLock {
+        use std::io::{BufRead, Write};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("sqlite3")
+            .arg(file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run sqlite3");
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b".timeout 5000\nBEGIN IMMEDIATE;\nSELECT 'locked';\n")
+            .unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.as_mut().unwrap());
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+        WriteLock(child)
+    }
+
+    fn release(mut self) {
+        use std::io::Write;
+        let mut stdin = self.0.stdin.take().unwrap();
+        stdin.write_all(b"COMMIT;\n").unwrap();
+        drop(stdin);
+        self.0.wait().unwrap();
+    }
+}
+
+#[test]
+fn a_coupon_try_that_times_out_answers_503_and_the_sweep_leaves_no_hold() {
+    let shop = Shop::boot_without_cron_with(|b| {
+        b.variable("breaker_order_coupon", "min 1000000, timeout 300ms")
+            .variable("coupon_hold_timeout_seconds", "0")
+    });
+    product(&shop, "A", 1000, 10);
+    coupon(&shop, "SLOW", json!({"amount_off": 100}));
+    // The coupon database's write lock is held: the try waits past the order's timeout.
+    let lock = WriteLock::take(&shop.db_file("coupons"));
+    let resp = shop.order_as("alice", "k", &with_coupon("A", 1, "SLOW"));
+    assert_problem(&resp, 503, Some("coupon_code"));
+    assert_eq!(shop.levels("A"), (10, 0, 0), "the reservation is released");
+    lock.release();
+    // The abandoned try may still hold a redemption once the lock is free (the order never
+    // came): the sweep cancels it, and nothing stays held.
+    let id = e2e::order_id_of("alice", "k");
+    let held = "SELECT COUNT(*) AS n FROM redemptions WHERE status = 'HELD'";
+    e2e::wait_for_or(Duration::from_secs(5), || {
+        let n = shop.sql_in("coupons", &format!("{held} OR redemption_id = '{id}'"));
+        (n[0]["n"] != 0).then_some(())
+    });
+    let before = shop.sql_in("coupons", held)[0]["n"].clone();
+    let swept = coupon_sweep(&shop);
+    assert_eq!(swept["orphans_cancelled"], before, "{swept}");
+    assert_eq!(shop.sql_in("coupons", held)[0]["n"], 0);
+    assert_eq!(shop.coupon_usage("SLOW"), (0, 0));
+}
