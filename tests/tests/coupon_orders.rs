@@ -550,3 +550,25 @@ fn a_coupon_try_that_times_out_answers_503_and_the_sweep_leaves_no_hold() {
     assert_eq!(shop.sql_in("coupons", held)[0]["n"], 0);
     assert_eq!(shop.coupon_usage("SLOW"), (0, 0));
 }
+
+#[test]
+fn the_compensators_ring_runs_the_coupon_sweep() {
+    let shop = Shop::boot_without_cron_with(|b| b.variable("coupon_hold_timeout_seconds", "0"));
+    product(&shop, "A", 1000, 10);
+    coupon(&shop, "RING", json!({"amount_off": 100}));
+    shop.migrate_orders();
+    shop.sql_for(
+        "alice",
+        "CREATE TRIGGER e2e_refuse_orders BEFORE INSERT ON orders \
+         BEGIN SELECT RAISE(ABORT, 'forced failure of the order write'); END",
+    );
+    let lost = shop.order_as("alice", "k", &with_coupon("A", 1, "RING"));
+    assert_problem(&lost, 503, None);
+    assert_eq!(shop.coupon_usage("RING"), (1, 0));
+    // One compensator run (as its cron would): its `sweep` ring of doorbell:orders wakes
+    // coupon-events, whose sweep cancels the hold.
+    shop.compensator_run();
+    let id = e2e::order_id_of("alice", "k");
+    shop.wait_redemption("RING", &id, "CANCELLED", WAIT);
+    assert_eq!(shop.coupon_usage("RING"), (0, 0));
+}
