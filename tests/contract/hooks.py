@@ -10,7 +10,9 @@ a valid one:
   (`CONTRACT_SKUS`) instead of its own; anything else is sent as generated. A valid
   Idempotency-Key, reservation id or adjustment id gets a unique suffix (hypothesis draws the
   same few values again and again, and reusing one for another body is rightly 422).
-* createOrder may start a stateful scenario (see `after_load_schema`).
+* createOrder may start a stateful scenario (see `after_load_schema`). A schema-valid
+  `coupon_code` names the seeded coupon (a random code never exists, so the coupon's pricing
+  would never be reached); anything else is sent as generated.
 * Coupons: a try names the seeded coupon (`CONTRACT_COUPON`) unless it names one the run
   created, in that coupon's currency, with a unique redemption id; a put gets a unique code
   (so it creates, and never replaces the seeded coupon).
@@ -137,6 +139,14 @@ def _coupon_try(case):
         case.body["currency"] = _coupon_currency.get(params.get("code"), currency)
 
 
+def _order_coupon(body):
+    """An order's schema-valid coupon code becomes the seeded coupon's (EUR, like the seeded
+    products): the order tries it and prices its discount in."""
+    code = body.get("coupon_code")
+    if COUPON and isinstance(code, str) and COUPON_CODE_RE.fullmatch(code):
+        body["coupon_code"] = COUPON
+
+
 def _coupon_put(case):
     """A valid generated code gets a unique suffix, so a put creates a coupon (201, whose links
     the stateful phase follows) instead of replacing one drawn again; the seeded coupon is never
@@ -224,6 +234,8 @@ def before_call(context, case, kwargs):
         _map_items(case.body)
     if key == ("POST", "/api/orders"):
         _fresh_idempotency_key(case)
+        if isinstance(case.body, dict):
+            _order_coupon(case.body)
     if key == ("POST", "/api/stock/reservations") and isinstance(case.body, dict):
         _fresh_id(case.body, "reservation_id")
     if key == ("POST", "/api/products/{sku}/stock-adjustments") and isinstance(case.body, dict):

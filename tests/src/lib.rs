@@ -482,7 +482,7 @@ fn start_app(
 /// predate them and fire bursts of orders as one customer (many of them unpaid, of more than ten
 /// units) and of product reads from one address; their meaning is not the guards'. tests/tests/guards.rs turns them on ([`guards_on`], or its own values) through the
 /// boot's `configure`, which runs after these.
-pub const GUARDS_OFF: [(&str, &str); 10] = [
+pub const GUARDS_OFF: [(&str, &str); 11] = [
     ("rate_limit_order_create", "off"),
     ("rate_limit_order_create_per_customer", "off"),
     ("rate_limit_order_read_per_customer", "off"),
@@ -491,6 +491,7 @@ pub const GUARDS_OFF: [(&str, &str); 10] = [
     ("rate_limit_flash_sale", "off"),
     ("rate_limit_flash_per_customer", "off"),
     ("breaker_order_stock", "min 1000000"),
+    ("breaker_order_coupon", "min 1000000"),
     ("hoarding_max_unpaid_orders", "off"),
     ("hoarding_max_units_per_product", "off"),
 ];
@@ -980,6 +981,48 @@ impl Shop {
         self.post_internal(&format!("/api/coupons/{code}/redemptions/{id}/{step}"))
     }
 
+    /// `GET /api/coupons/{code}/redemptions/{id}` with the internal token: the redemption.
+    pub fn redemption(&self, code: &str, id: &str) -> Value {
+        let (k, v) = internal_auth();
+        let path = format!("/api/coupons/{code}/redemptions/{id}");
+        let resp = self.app.send("GET", &path, &[(k, &v)], None).expect("GET");
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+        resp.json()
+    }
+
+    /// Waits until redemption `id` of `code` is `status` (settled by the coupon receiver);
+    /// panics with the last one after `timeout`.
+    pub fn wait_redemption(&self, code: &str, id: &str, status: &str, timeout: Duration) -> Value {
+        let mut last = Value::Null;
+        let found = wait_for_or(timeout, || {
+            last = self.redemption(code, id);
+            (last["status"] == status).then(|| last.clone())
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "redemption {id} of {code} is not {status}: {last}\n{}",
+                self.app.stderr()
+            )
+        })
+    }
+
+    /// The provider's `payment_intent.succeeded` for `order` (its total, in EUR), signed and
+    /// accepted by the webhook.
+    pub fn pay(&self, event_id: &str, order: &Value) {
+        let id = order["order_id"].as_str().expect("order_id");
+        let total = order["total"].as_i64().expect("total");
+        let event = stripe_event(event_id, "payment_intent.succeeded", id, total, "eur");
+        let resp = self.webhook(&event);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+
+    /// A coupon's `(held, confirmed)` counts.
+    pub fn coupon_usage(&self, code: &str) -> (i64, i64) {
+        let c = self.get_coupon(code).json();
+        let n = |k: &str| c[k].as_i64().unwrap_or_else(|| panic!("no {k} in {c}"));
+        (n("held"), n("confirmed"))
+    }
+
     /// One redis-cli command on the shop's Redis; panics with the error.
     pub fn cli(&self, args: &[&str]) -> String {
         self.redis
@@ -1085,6 +1128,29 @@ pub fn stock_lua(name: &str) -> String {
 }
 
 /// Polls `cond` every 50 ms until it returns `Some`; panics naming `what` after `timeout`.
+/// The id of the order customer `user`'s Idempotency-Key `key` creates (derived from the
+/// claim, as the order component does: also its coupon redemption id).
+pub fn order_id_of(user: &str, key: &str) -> String {
+    use shop_domain::idempotency::{ClaimKey, IdempotencyKey};
+    use shop_domain::new_order::UserId;
+    let user = UserId::parse(user).expect("user id");
+    ClaimKey::new(user, IdempotencyKey::parse(key).expect("key")).order_id()
+}
+
+/// `cond`'s first `Some` within `timeout`, polled every 50 ms; `None` when it never came.
+pub fn wait_for_or<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + timeout;
     loop {

@@ -519,3 +519,67 @@ fn under_real_spin_a_receiver_dead_letter_is_listed_and_replayed_once() {
     assert_eq!(run["errors"], json!([]), "{run}");
     assert_eq!(run["purged_dead_letters"], 0, "{run}");
 }
+
+/// Messages the contract cannot read end as dead letters at their first delivery, with the
+/// reason, and change nothing: an unknown kind on `payments` (order group), a payload that does
+/// not fit its type (a `PaymentSucceeded` whose amount is not a number), an entry that is not an
+/// envelope, and an unknown kind on `orders` (stock group).
+#[test]
+fn an_unknown_kind_and_a_malformed_payload_end_as_dead_letters_with_the_reason() {
+    let shop = Shop::boot_without_cron();
+    product(&shop, "DL-TYPED", 5);
+    let o = shop.create_order("dl-typed", "DL-TYPED", 1);
+    let id = o["order_id"].as_str().unwrap();
+    let envelope = |mid: &str, topic: &str, kind: &str, payload: Value| {
+        json!({"message_id": mid, "topic": topic, "type": kind, "aggregate_id": id, "seq": 1,
+               "payload": payload, "trace_id": null, "created_at": "2026-01-01T00:00:00Z"})
+        .to_string()
+    };
+    let good = json!({"order_id": id, "payment_intent_id": "pi_typed", "amount": o["total"],
+                      "currency": "EUR", "event_id": "evt_typed"});
+    let mut bad_amount = good.clone();
+    bad_amount["amount"] = json!("lots");
+    let sent = [
+        envelope("msg_typed_1", "payments", "PaymentTeleported", good.clone()),
+        envelope("msg_typed_2", "payments", "PaymentSucceeded", bad_amount),
+        "not json".to_owned(),
+    ];
+    for m in &sent {
+        shop.cli(&["XADD", "events:payments", "*", "m", m]);
+    }
+    let to_stock = envelope(
+        "msg_typed_3",
+        "orders",
+        "OrderShipped",
+        json!({"order_id": id}),
+    );
+    shop.cli(&["XADD", "events:orders", "*", "m", &to_stock]);
+    shop.cli(&["PUBLISH", "doorbell:payments", ""]);
+    shop.cli(&["PUBLISH", "doorbell:orders", ""]);
+    let dead = wait_for(WAIT, "three dead letters of the order group", || {
+        let dead = receiver_dead(&shop, "payments", "order");
+        (dead.len() == 3).then_some(dead)
+    });
+    let errors: Vec<&str> = dead
+        .iter()
+        .map(|d| d["last_error"].as_str().unwrap())
+        .collect();
+    assert!(
+        errors[0].contains("unknown variant `PaymentTeleported`"),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("invalid type"), "{errors:?}");
+    assert!(errors[1].contains("msg_typed_2"), "{errors:?}");
+    assert!(errors[2].contains("not an envelope"), "{errors:?}");
+    assert!(dead.iter().all(|d| d["deliveries"] == 1), "{dead:?}");
+    let stock = wait_for(WAIT, "the stock group's dead letter", || {
+        receiver_dead(&shop, "orders", "stock").pop()
+    });
+    let error = stock["last_error"].as_str().unwrap();
+    assert!(error.contains("unknown variant `OrderShipped`"), "{stock}");
+    // Nothing was applied: the order is unpaid, no refund was asked for.
+    assert!(pending(&shop, "events:payments", "order").is_empty());
+    assert_eq!(shop.get_order(id).json()["status"], "PENDING_PAYMENT");
+    let written = shop.sql("SELECT COUNT(*) AS n FROM outbox WHERE type != 'OrderCreated'");
+    assert_eq!(written[0]["n"], 0);
+}

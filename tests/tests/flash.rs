@@ -814,7 +814,7 @@ fn the_script_takes_nothing_when_its_order_request_is_not_appended() {
         "stock:reservations:expiries",
         "stock:flash:sale:dedupe:pending",
         "events:flash",
-        "doorbell:pending:flash",
+        "doorbell:marks:flash",
         "dedupe",
         "d-buyer",
         "k",

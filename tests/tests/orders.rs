@@ -97,6 +97,8 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
     let env = Env::start_without_cron(); // asserts the outbox row before any relay stamps it
     env.put_product("TSHIRT", 1250, "EUR", 10);
     env.put_product("MUG", 499, "EUR", 5);
+    let coupon = env.put_coupon("WELCOME10", &json!({"percent_off": 10, "currency": "EUR"}));
+    assert_eq!(coupon.status, 201, "{}", coupon.text());
 
     // Prices sent by the client are ignored: the catalog's are used.
     let body = json!({
@@ -127,8 +129,9 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
         ])
     );
     assert_eq!(order["subtotal"], 2999);
-    assert_eq!(order["discount"], 0, "coupons are applied by a later issue");
-    assert_eq!(order["total"], 2999);
+    // 10% of 2999, rounded down to the minor unit (the coupon's rule, docs/coupons.md).
+    assert_eq!(order["discount"], 299);
+    assert_eq!(order["total"], 2700);
     let id = order["order_id"].as_str().expect("order_id");
     assert!(order["created_at"].as_str().unwrap().ends_with('Z'));
     assert!(order["expires_at"].as_str().unwrap() > order["created_at"].as_str().unwrap());
@@ -170,7 +173,7 @@ fn happy_path_prices_from_the_catalog_and_reserves_stock() {
     let payload = env.sql("SELECT payload FROM outbox");
     let payload: Value = serde_json::from_str(payload[0]["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload["order_id"], id);
-    assert_eq!(payload["total"], 2999);
+    assert_eq!(payload["total"], 2700);
     assert!(payload["reservation_id"]
         .as_str()
         .unwrap()

@@ -647,7 +647,7 @@ fn a_paid_order_whose_units_are_gone_is_cancelled_and_refunded_once_and_the_deci
         &format!("stock:reservation:{rid}"),
         "stock:reservations:expiries",
         "events:stock",
-        "doorbell:pending:stock",
+        "doorbell:marks:stock",
         &rid,
         "stock:product:",
         "60000",
@@ -799,7 +799,11 @@ fn a_burst_of_payments_is_applied_without_the_compensator_and_leaves_no_ring_pen
     }
     assert_eq!(shop.wait_levels("BURST-1", WAIT, |l| l.2 == n), (0, 0, n));
     e2e::wait_for(WAIT, "the pending doorbell mark to be cleared", || {
-        (shop.cli(&["EXISTS", "doorbell:pending:payments"]).trim() == "0").then_some(())
+        (shop
+            .cli(&["EXISTS", "doorbell:pending:payments:order"])
+            .trim()
+            == "0")
+            .then_some(())
     });
 }
 

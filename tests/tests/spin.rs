@@ -171,6 +171,41 @@ fn another_shard_under_real_spin(shop: &Shop) {
 /// while the client is still sending, an anonymous one is 401 before it is read, and a body at
 /// the limit still works.
 #[test]
+fn under_real_spin_an_order_with_a_coupon_is_discounted_and_paying_it_confirms_the_coupon() {
+    let Some(shop) = Shop::boot_real_spin() else {
+        return;
+    };
+    let put = shop.put_product(
+        "SPIN-C",
+        &json!({"name": "Mug", "price": 2000, "currency": "EUR", "stock": 5}),
+    );
+    assert!(put.status == 200 || put.status == 201, "{}", put.text());
+    let coupon = shop.put_coupon("SPIN10", &json!({"percent_off": 10, "currency": "EUR"}));
+    assert_eq!(coupon.status, 201, "{}", coupon.text());
+    // The try goes through Spin's service chaining (coupon.spin.internal).
+    let body = json!({"items": [{"sku": "SPIN-C", "quantity": 2}], "coupon_code": "SPIN10"});
+    let resp = shop.order_as("spin-c", "k", &body);
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let order = resp.json();
+    assert_eq!(
+        (&order["discount"], &order["total"]),
+        (&json!(400), &json!(3600))
+    );
+    let refused = shop.order_as(
+        "spin-c",
+        "k2",
+        &json!({"items": [{"sku": "SPIN-C", "quantity": 1}], "coupon_code": "NOPE"}),
+    );
+    assert_problem(&refused, 422, Some("coupon_code"));
+    // Paid: the coupon-events receiver (real Spin's Redis trigger) confirms the redemption.
+    let id = order["order_id"].as_str().unwrap();
+    shop.pay("evt_spin_coupon", &order);
+    shop.wait_order(id, WAIT, |o| o["status"] == "PAID");
+    shop.wait_redemption("SPIN10", id, "CONFIRMED", WAIT);
+    assert_eq!(shop.coupon_usage("SPIN10"), (0, 1));
+}
+
+#[test]
 fn real_spin_rate_limits_with_429_and_headers_and_shows_the_breakers() {
     let Some(shop) = Shop::boot_real_spin_with(|b| {
         guards_on(b)

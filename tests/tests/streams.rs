@@ -29,7 +29,8 @@ fn payment_failed(id: &str) -> String {
         "type": "PaymentFailed",
         "aggregate_id": format!("ord_{id}"),
         "seq": 1,
-        "payload": {"order_id": format!("ord_{id}"), "payment_intent_id": format!("pi_{id}")},
+        "payload": {"order_id": format!("ord_{id}"), "payment_intent_id": format!("pi_{id}"),
+                    "amount": 100, "currency": "EUR", "event_id": format!("evt_{id}")},
         "trace_id": null,
         "created_at": "2026-01-01T00:00:00Z",
     })
@@ -39,19 +40,24 @@ fn payment_failed(id: &str) -> String {
 /// Sends `ids` to the `payments` topic through `publish.lua` (ringing its doorbell), as the
 /// outbox does, `per_call` messages per script run, with redis-cli on the Redis at `port`.
 fn publish(redis: &RedisServer, ids: &[String], per_call: usize) {
-    let script = publish_lua();
     for chunk in ids.chunks(per_call) {
-        let envelopes: Vec<String> = chunk.iter().map(|id| payment_failed(id)).collect();
-        let keys = ["events:payments", "doorbell:pending:payments"];
-        let mut args = vec!["EVAL", script.as_str(), "2", keys[0], keys[1]];
-        args.extend(["600", "doorbell:payments", "2000", "1"]);
-        for (id, env) in chunk.iter().zip(&envelopes) {
-            args.extend([id.as_str(), env.as_str()]);
-        }
-        let reply = redis.cli(&args).expect("publish.lua");
-        let appended = reply.lines().next().unwrap_or_default();
-        assert_eq!(appended, chunk.len().to_string(), "{reply}");
+        let reply = publish_once(redis, chunk);
+        assert_eq!(reply[0], chunk.len().to_string(), "{reply:?}");
     }
+}
+
+/// One run of `publish.lua` sending `ids` and ringing; its reply `{appended, skipped, rang}`.
+fn publish_once(redis: &RedisServer, ids: &[String]) -> Vec<String> {
+    let script = publish_lua();
+    let envelopes: Vec<String> = ids.iter().map(|id| payment_failed(id)).collect();
+    let keys = ["events:payments", "doorbell:marks:payments"];
+    let mut args = vec!["EVAL", script.as_str(), "2", keys[0], keys[1]];
+    args.extend(["600", "doorbell:payments", "2000", "1"]);
+    for (id, env) in ids.iter().zip(&envelopes) {
+        args.extend([id.as_str(), env.as_str()]);
+    }
+    let reply = redis.cli(&args).expect("publish.lua");
+    reply.lines().map(str::to_owned).collect()
 }
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
@@ -60,12 +66,20 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 
 /// The message ids a `drain.lua` call returned (its flat `id, deliveries, envelope` triples).
 fn drained(redis: &RedisServer, count: usize) -> Vec<String> {
+    drained_by(redis, "g", count, false)
+}
+
+/// [`drained`] for consumer group `group`; `last`: the receiver's last read, which deletes the
+/// group's doorbell mark.
+fn drained_by(redis: &RedisServer, group: &str, count: usize, last: bool) -> Vec<String> {
     let script = std::fs::read_to_string(repo_root().join("crates/adapter/lua/drain.lua"))
         .expect("drain.lua");
     let count = count.to_string();
-    let keys = ["events:payments", "doorbell:pending:payments"];
-    let mut cmd = vec!["EVAL", script.as_str(), "2", keys[0], keys[1]];
-    cmd.extend(["g", "g", count.as_str(), "30000", "0"]);
+    let mark = format!("doorbell:pending:payments:{group}");
+    let keys = ["events:payments", &mark, "doorbell:marks:payments"];
+    let mut cmd = vec!["EVAL", script.as_str(), "3", keys[0], keys[1], keys[2]];
+    let last = if last { "1" } else { "0" };
+    cmd.extend([group, group, count.as_str(), "30000", last]);
     let reply = redis.cli(&cmd).expect("drain.lua");
     let lines: Vec<&str> = reply.lines().collect();
     let envelopes = lines.chunks(3).filter_map(|t| t.get(2));
@@ -106,6 +120,40 @@ fn publishing_keeps_every_entry_an_idle_group_has_not_read() {
         "every entry the group had not read is delivered"
     );
     assert_eq!(got, sent, "in order, none missing");
+}
+
+/// The doorbell's pending mark is per consumer group: a group that did its last read is rung
+/// for while another group of the topic still holds its mark (is draining), and a ring is
+/// coalesced only while every group has one on its way.
+#[test]
+fn the_doorbell_rings_for_each_consumer_group_on_its_own() {
+    let redis = RedisServer::start().expect("redis-server");
+    let rang = |ids: &[&str]| {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        publish_once(&redis, &ids)[2] == "1"
+    };
+    let mark = |g: &str| redis.cli(&["EXISTS", &format!("doorbell:pending:payments:{g}")]);
+    // Before any group drained, every message rings.
+    assert!(rang(&["msg_bell_0"]));
+    // Two groups (stock-like and coupon-like) drain and finish: both are rung for.
+    for g in ["first", "second"] {
+        assert_eq!(drained_by(&redis, g, 10, true), ["msg_bell_0"]);
+    }
+    assert!(rang(&["msg_bell_1"]), "both marks were clear");
+    assert!(!rang(&["msg_bell_2"]), "both groups have a ring on its way");
+    // `first` finishes (its last read) while `second` is still draining.
+    assert_eq!(drained_by(&redis, "first", 10, true).len(), 2);
+    assert_eq!(mark("first").unwrap().trim(), "0");
+    assert_eq!(mark("second").unwrap().trim(), "1");
+    // The next message rings for `first`, though `second` still holds its mark.
+    assert!(rang(&["msg_bell_3"]), "a finished group is rung for");
+    assert_eq!(drained_by(&redis, "first", 10, true), ["msg_bell_3"]);
+    // `second` reads everything at its last read, and is rung for afterwards.
+    assert_eq!(drained_by(&redis, "second", 10, true).len(), 3);
+    assert!(rang(&["msg_bell_4"]));
+    for g in ["first", "second"] {
+        assert_eq!(drained_by(&redis, g, 10, true), ["msg_bell_4"]);
+    }
 }
 
 /// The group `group` of `stream` in a stream report (`streams` of a run or of the ops route).

@@ -1,6 +1,7 @@
 -- drain.lua: take up to ARGV[3] entries of a stream for one consumer group, in one round trip.
 --
--- KEYS[1] the stream, KEYS[2] its doorbell's pending mark, ARGV[1] group, ARGV[2] consumer,
+-- KEYS[1] the stream, KEYS[2] this group's doorbell pending mark, KEYS[3] the topic's set of
+-- marks (publish.lua sets every mark in it), ARGV[1] group, ARGV[2] consumer,
 -- ARGV[3] count, ARGV[4] min idle ms before another consumer's unacknowledged entry is taken
 -- over, ARGV[5] '1' when this is the receiver's last read: the pending mark is deleted first.
 --
@@ -13,11 +14,13 @@
 -- so messages appended before any receiver ever ran are still delivered. Every returned entry is
 -- pending for this group until XACKed, so a receiver that dies mid-batch loses nothing: its
 -- entries are taken over after ARGV[4] ms. Entries trimmed away while pending are skipped.
--- With ARGV[5] = '1' the pending mark is deleted before reading, in this one atomic step: every
--- entry appended before it is returned now (or was earlier), and every one appended after it
--- rings the doorbell again (publish.lua), so the receiver can stop without leaving an entry
--- unrung.
+-- With ARGV[5] = '1' the group's pending mark is deleted before reading, in this one atomic
+-- step: every entry appended before it is returned now (or was earlier), and every one appended
+-- after it rings the doorbell again (publish.lua), so the receiver can stop without leaving an
+-- entry unrung. Other groups' marks are theirs: each group is rung for on its own.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+-- This group's mark joins the topic's set, so publishers ring for it from now on.
+redis.call('SADD', KEYS[3], KEYS[2])
 if ARGV[5] == '1' then
   redis.call('DEL', KEYS[2])
 end

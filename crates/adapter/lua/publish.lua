@@ -5,8 +5,9 @@
 -- ARGV)`; a script of a function may define it too, to send a batch in the same step as its
 -- own work (the order's `publish_and_drop_lease.lua`). Below, KEYS and ARGV are its arguments.
 --
--- KEYS[1] the stream (`events:<topic>`), KEYS[2] the doorbell's pending mark
--- (`doorbell:pending:<topic>`), ARGV[1] how long (seconds) a message id is remembered as sent,
+-- KEYS[1] the stream (`events:<topic>`), KEYS[2] the set of the topic's pending marks, one per
+-- consumer group (`doorbell:marks:<topic>`, holding `doorbell:pending:<topic>:<group>`; each
+-- group's drain.lua adds its own), ARGV[1] how long (seconds) a message id is remembered as sent,
 -- ARGV[2] the doorbell channel, ARGV[3] how long (ms) a pending mark lives at most, ARGV[4] '1'
 -- to ring the doorbell, '0' to append only (the messages are read with the next ring),
 -- ARGV[5..] pairs: message id, JSON envelope (stored in the entry's field `m`).
@@ -24,14 +25,18 @@
 -- compensator trims, below what every group has acknowledged (compensator's trim_stream.lua).
 -- The remembered ids are keys not declared in KEYS (single Redis node; not Cluster-safe).
 --
--- Doorbell, coalesced: when something was appended, the doorbell rings (PUBLISH) only if no ring
--- is pending, i.e. the pending mark was absent; the mark is set in the same step. A receiver
--- deletes the mark in the same script as its last read (drain.lua), so a message appended
--- before that read is read by it, and one appended after it rings again: no message waits
--- without a ring on its way, and a burst of messages wakes one receiver instead of one per
--- message. A receiver that dies holding the mark leaves what was appended meanwhile to the first
--- message published after the mark ran out (ARGV[3] ms), or to the compensator's periodic ring,
--- which does not depend on the mark; a receiver whose drain fails deletes the mark.
+-- Doorbell, coalesced per consumer group: when something was appended, the doorbell rings
+-- (PUBLISH) unless every group has a ring pending, i.e. only if some group's pending mark was
+-- absent (or no group ever drained); every absent mark is set in the same step. A receiver
+-- deletes its own group's mark in the same script as its last read (drain.lua), so a message
+-- appended before that read is read by it, and one appended after it rings again: no group
+-- waits for a message without a ring on its way, even while another group of the topic is
+-- still draining (one mark per topic would let the slower group's mark silence the ring the
+-- faster one needs), and a burst of messages wakes each group once instead of once per message.
+-- A receiver that dies holding its mark leaves what was appended meanwhile to the first message
+-- published after the mark ran out (ARGV[3] ms), or to the compensator's periodic ring, which
+-- does not depend on marks; a receiver whose drain fails deletes its mark. The marks named in
+-- the set are keys not declared in KEYS (single Redis node; not Cluster-safe).
 local function publish(keys, argv)
   local appended, skipped = 0, 0
   for i = 5, #argv, 2 do
@@ -43,9 +48,16 @@ local function publish(keys, argv)
     end
   end
   local rang = 0
-  if appended > 0 and argv[4] == '1' and redis.call('SET', keys[2], '1', 'NX', 'PX', argv[3]) then
-    redis.call('PUBLISH', argv[2], '')
-    rang = 1
+  if appended > 0 and argv[4] == '1' then
+    local marks = redis.call('SMEMBERS', keys[2])
+    local unrung = #marks == 0
+    for _, mark in ipairs(marks) do
+      if redis.call('SET', mark, '1', 'NX', 'PX', argv[3]) then unrung = true end
+    end
+    if unrung then
+      redis.call('PUBLISH', argv[2], '')
+      rang = 1
+    end
   end
   return {tostring(appended), tostring(skipped), tostring(rang)}
 end

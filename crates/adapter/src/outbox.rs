@@ -19,6 +19,7 @@
 //! it has acknowledged.
 
 use serde::Serialize;
+use shop_domain::messages::{self, Envelope, Topic};
 use spin_sdk::sqlite::{Connection, RowResult, Value};
 
 use crate::ids;
@@ -67,7 +68,7 @@ pub fn publish_call<'r>(
         args.push(r.message_id.as_str().into());
         args.push(r.envelope.as_str().into());
     }
-    ([stream_key(topic), doorbell_pending(topic)], args)
+    ([stream_key(topic), doorbell_marks(topic)], args)
 }
 
 /// The Redis stream of a topic.
@@ -80,11 +81,18 @@ pub fn doorbell(topic: &str) -> String {
     format!("doorbell:{topic}")
 }
 
-/// The mark that a ring of the topic's doorbell is on its way and not yet answered by a
-/// receiver's last read: while it is set, publishing appends without ringing again (publish.lua,
-/// drain.lua).
-pub fn doorbell_pending(topic: &str) -> String {
-    format!("doorbell:pending:{topic}")
+/// The mark that a ring of the topic's doorbell is on its way to consumer group `group` and not
+/// yet answered by its receiver's last read: while every group's mark is set, publishing appends
+/// without ringing again (publish.lua, drain.lua). One per group, so a group that finished its
+/// drain is rung for while another is still draining.
+pub fn doorbell_pending(topic: &str, group: &str) -> String {
+    format!("doorbell:pending:{topic}:{group}")
+}
+
+/// The set of a topic's pending marks ([`doorbell_pending`]), one per group that ever drained:
+/// publish.lua sets each one that is absent.
+pub fn doorbell_marks(topic: &str) -> String {
+    format!("doorbell:marks:{topic}")
 }
 
 /// How long a pending mark lives at most: the delay a receiver that dies mid-drain can add
@@ -101,14 +109,57 @@ pub enum Ring {
     Later,
 }
 
-/// One message to append.
+/// One message to append: a value of its topic's type (`shop_domain::messages`), so its kind
+/// and payload are the contract's, never spelled by hand.
 pub struct Message<'a> {
-    pub topic: &'a str,
-    pub kind: &'a str,
+    topic: &'static str,
+    kind: String,
+    payload: serde_json::Value,
     pub aggregate_id: &'a str,
-    pub payload: &'a serde_json::Value,
     pub trace_id: Option<&'a str>,
     pub now_ms: i64,
+}
+
+impl<'a> Message<'a> {
+    /// `message` about `aggregate_id`, sent at `now_ms`.
+    pub fn new<T: Topic>(
+        message: &T,
+        aggregate_id: &'a str,
+        trace_id: Option<&'a str>,
+        now_ms: i64,
+    ) -> anyhow::Result<Self> {
+        let (kind, payload) = messages::encode(message)?;
+        Ok(Message {
+            topic: T::TOPIC,
+            kind,
+            payload,
+            aggregate_id,
+            trace_id,
+            now_ms,
+        })
+    }
+
+    /// A message of kind `kind` (the domain's constant for it) whose payload a Lua script
+    /// fills in the step that decides it (`purchase.lua`): sent with an empty payload.
+    pub fn filled_by_script<T: Topic>(
+        kind: &'static str,
+        aggregate_id: &'a str,
+        now_ms: i64,
+    ) -> Self {
+        Message {
+            topic: T::TOPIC,
+            kind: kind.to_owned(),
+            payload: serde_json::Value::Object(Default::default()),
+            aggregate_id,
+            trace_id: None,
+            now_ms,
+        }
+    }
+
+    /// The topic it is sent on.
+    pub fn topic(&self) -> &'static str {
+        self.topic
+    }
 }
 
 /// Inserts `msg` with the next sequence number of its aggregate; returns the message id. Call it
@@ -129,9 +180,9 @@ pub fn append_outgoing(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<O
         &[
             txt(&message_id),
             txt(msg.topic),
-            txt(msg.kind),
+            txt(&msg.kind),
             txt(msg.aggregate_id),
-            txt(&serde_json::to_string(msg.payload)?),
+            txt(&serde_json::to_string(&msg.payload)?),
             text_or_null(msg.trace_id),
             txt(&created_at),
             Value::Integer(msg.now_ms + FAST_PATH_GRACE_MS),
@@ -159,14 +210,14 @@ impl Outgoing {
         created_at: &str,
     ) -> anyhow::Result<Outgoing> {
         let envelope = Envelope {
-            message_id: &message_id,
-            topic: msg.topic,
-            kind: msg.kind,
-            aggregate_id: msg.aggregate_id,
+            message_id: message_id.clone(),
+            topic: msg.topic.to_owned(),
+            kind: msg.kind.clone(),
+            aggregate_id: msg.aggregate_id.to_owned(),
             seq,
-            payload: msg.payload,
-            trace_id: msg.trace_id,
-            created_at,
+            payload: msg.payload.clone(),
+            trace_id: msg.trace_id.map(str::to_owned),
+            created_at: created_at.to_owned(),
         };
         Ok(Outgoing {
             topic: msg.topic.to_owned(),
@@ -175,20 +226,6 @@ impl Outgoing {
             message_id,
         })
     }
-}
-
-/// A message as it travels on a stream (the entry's field `m`).
-#[derive(Serialize)]
-struct Envelope<'a> {
-    message_id: &'a str,
-    topic: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    aggregate_id: &'a str,
-    seq: i64,
-    payload: &'a serde_json::Value,
-    trace_id: Option<&'a str>,
-    created_at: &'a str,
 }
 
 const COLUMNS: &str =
@@ -202,25 +239,29 @@ pub struct Outgoing {
     envelope: String,
 }
 
-fn outgoing(row: &RowResult) -> Outgoing {
+/// A stored row as it is sent. The payload was written by [`append`] from a typed message, so
+/// it is JSON; one that is not (the database was edited by hand) is sent as the string it is,
+/// never as a default: its receiver cannot read it and dead-letters it with the reason.
+fn outgoing(row: &RowResult) -> anyhow::Result<Outgoing> {
     let s = |i: usize| row.get::<&str>(i).unwrap_or_default();
-    let payload: serde_json::Value = serde_json::from_str(s(5)).unwrap_or_default();
+    let payload =
+        serde_json::from_str(s(5)).unwrap_or_else(|_| serde_json::Value::String(s(5).to_owned()));
     let envelope = Envelope {
-        message_id: s(0),
-        topic: s(1),
-        kind: s(2),
-        aggregate_id: s(3),
-        seq: row.get::<i64>(4).unwrap_or_default(),
-        payload: &payload,
-        trace_id: row.get::<&str>(6),
-        created_at: s(7),
-    };
-    Outgoing {
         message_id: s(0).to_owned(),
         topic: s(1).to_owned(),
+        kind: s(2).to_owned(),
+        aggregate_id: s(3).to_owned(),
+        seq: row.get::<i64>(4).unwrap_or_default(),
+        payload,
+        trace_id: row.get::<&str>(6).map(str::to_owned),
+        created_at: s(7).to_owned(),
+    };
+    Ok(Outgoing {
+        message_id: envelope.message_id.clone(),
+        topic: envelope.topic.clone(),
         attempts: row.get::<i64>(8).unwrap_or_default(),
-        envelope: serde_json::to_string(&envelope).unwrap_or_default(),
-    }
+        envelope: serde_json::to_string(&envelope)?,
+    })
 }
 
 /// Appends `rows` to their streams, one round trip per topic. Returns, per row, whether its
@@ -271,7 +312,11 @@ pub fn publish_now(
         ),
         &params,
     )?;
-    let rows: Vec<Outgoing> = rows.rows.iter().map(outgoing).collect();
+    let rows = rows
+        .rows
+        .iter()
+        .map(outgoing)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -372,7 +417,12 @@ fn claim(conn: &Connection, opts: &RelayOptions) -> anyhow::Result<(String, Vec<
         &format!("SELECT {COLUMNS} FROM outbox WHERE lease_token = ? ORDER BY rowid"),
         &[txt(&token)],
     )?;
-    Ok((token, rows.rows.iter().map(outgoing).collect()))
+    let rows = rows
+        .rows
+        .iter()
+        .map(outgoing)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((token, rows))
 }
 
 /// Stamps what was sent and schedules (or dead-letters) what was not, in one transaction, only

@@ -12,11 +12,11 @@
 //! another's fault. Acknowledging and dead-lettering happen after the batch's transaction ended,
 //! so a slow or failing Redis never holds the database's write lock.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use spin_sdk::redis::Connection;
 
 use crate::dead_letter;
-use crate::outbox::{doorbell, doorbell_pending, stream_key};
+use crate::outbox::{doorbell, doorbell_marks, doorbell_pending, stream_key};
 use crate::redis::Script;
 
 const DRAIN: Script = Script {
@@ -40,19 +40,8 @@ pub fn wants_sweep(doorbell: &[u8]) -> bool {
     doorbell == SWEEP
 }
 
-/// A message as it travels in a stream entry (field `m`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Envelope {
-    pub message_id: String,
-    pub topic: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub aggregate_id: String,
-    pub seq: i64,
-    pub payload: serde_json::Value,
-    pub trace_id: Option<String>,
-    pub created_at: String,
-}
+/// A message as it travels in a stream entry (field `m`): the contract's one envelope.
+pub use shop_domain::messages::{Envelope, Unreadable};
 
 /// How a drain runs.
 #[derive(Debug, Clone, Copy)]
@@ -159,7 +148,7 @@ pub fn drain(
     if result.is_err() {
         // This drain held the doorbell's pending mark: without it the next message rings again
         // (otherwise what was appended meanwhile would wait for the compensator's ring).
-        let _ = conn.del(&[doorbell_pending(topic)]);
+        let _ = conn.del(&[doorbell_pending(topic, group)]);
     }
     result.map(|()| report)
 }
@@ -175,7 +164,8 @@ struct Group<'a> {
 /// The drain's rounds of reads (see [`drain`]).
 fn rounds(on: &Group<'_>, report: &mut DrainReport, apply: &mut impl Apply) -> anyhow::Result<()> {
     let (conn, topic, group, opts) = (on.conn, on.topic, on.group, on.opts);
-    let (stream, pending) = (stream_key(topic), doorbell_pending(topic));
+    let (stream, pending) = (stream_key(topic), doorbell_pending(topic, group));
+    let marks = doorbell_marks(topic);
     let (count, idle) = (opts.batch.to_string(), opts.min_idle_ms.to_string());
     // The doorbell's pending mark stays set while this drain runs, so publishers append without
     // ringing again; the last read deletes it atomically with reading (drain.lua), after which
@@ -187,7 +177,7 @@ fn rounds(on: &Group<'_>, report: &mut DrainReport, apply: &mut impl Apply) -> a
             break;
         }
         let args = [group, group, &count, &idle, if last { "1" } else { "0" }];
-        let flat = crate::redis::run(conn, &DRAIN, &[&stream, &pending], &args)?;
+        let flat = crate::redis::run(conn, &DRAIN, &[&stream, &pending, &marks], &args)?;
         let full = flat.len() / 3 >= opts.batch as usize;
         apply_batch(on, &flat, report, apply)?;
         match (full, last) {
@@ -220,6 +210,9 @@ enum Outcome {
     /// Every entry of the batch failed alone in its own transaction: the database is failing,
     /// not the messages. Neither acknowledged nor dead-lettered: it comes again.
     Interrupted,
+    /// Unreadable (not an envelope, a kind its topic does not have, a payload that does not
+    /// fit its type): dead-lettered at once with the reason, since no retry can change it.
+    Unreadable(String),
 }
 
 /// Applies one drained batch (the flat `id, deliveries, envelope` triples), then, once every
@@ -295,11 +288,19 @@ fn run_transaction(
     apply.begin_batch()?;
     let mut outcomes = Vec::with_capacity(entries.len());
     for entry in entries {
-        let result = serde_json::from_str::<Envelope>(entry.raw)
-            .map_err(anyhow::Error::from)
-            .and_then(|env| apply.apply(&env));
-        match result {
+        let env = match serde_json::from_str::<Envelope>(entry.raw) {
+            Ok(env) => env,
+            Err(e) => {
+                outcomes.push(Outcome::Unreadable(format!("not an envelope: {e}")));
+                continue;
+            }
+        };
+        match apply.apply(&env) {
             Ok(()) => outcomes.push(Outcome::Applied),
+            // Its savepoint undone like any failure's; the batch goes on.
+            Err(e) if e.downcast_ref::<Unreadable>().is_some() && !apply.rolled_back() => {
+                outcomes.push(Outcome::Unreadable(format!("{e:#}")))
+            }
             Err(e) if apply.rolled_back() => {
                 let why = format!("its transaction was rolled back: {e:#}");
                 let (group, topic, id) = (on.group, on.topic, entry.id);
@@ -355,6 +356,17 @@ fn settle(
                     dead_letters.extend([entry.id.to_owned(), deliveries, error.clone()]);
                     dead_letters.push(entry.raw.to_owned());
                 }
+            }
+            Outcome::Unreadable(error) => {
+                report.failed += 1;
+                report.dead_lettered += 1;
+                eprintln!(
+                    "receiver {}: {stream} entry {} is unreadable, dead-lettered: {error}",
+                    on.group, entry.id
+                );
+                let deliveries = entry.deliveries.to_string();
+                dead_letters.extend([entry.id.to_owned(), deliveries, error.clone()]);
+                dead_letters.push(entry.raw.to_owned());
             }
             Outcome::Interrupted => report.failed += 1,
         }

@@ -132,6 +132,15 @@ impl ClaimKey {
         }
     }
 
+    /// The id of the order this claim creates: `ord_` and 32 hex digits of SHA-256 of the
+    /// claim, the same for every attempt. It is decided before anything is written and is also
+    /// the coupon redemption id, so a retry after a crash tries the coupon under the same id (the
+    /// coupon context replays the hold instead of taking a second one).
+    pub fn order_id(&self) -> String {
+        let digest = sha256_hex(&format!("order\n{}", self.scoped_text()));
+        format!("ord_{}", &digest[..32])
+    }
+
     /// The stock reservation id of `attempt`, unique per (owner, key, attempt): a user id holds
     /// no newline, so the hashed text of two different triples always differs.
     pub fn reservation_id(&self, attempt: i64) -> String {
@@ -295,6 +304,22 @@ mod tests {
         let id = k.reservation_id(0);
         assert_eq!(id.len(), 44);
         assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+
+    #[test]
+    fn order_ids_are_stable_per_claim_and_differ_between_owners() {
+        let key = IdempotencyKey::parse("k 1").unwrap();
+        let alice = ClaimKey::new(UserId::parse("alice").unwrap(), key.clone());
+        let bob = ClaimKey::new(UserId::parse("bob").unwrap(), key.clone());
+        assert_eq!(alice.order_id(), alice.clone().order_id());
+        assert_ne!(alice.order_id(), bob.order_id());
+        assert_ne!(alice.order_id(), ClaimKey::unscoped(key).order_id());
+        let id = alice.order_id();
+        assert_eq!(id.len(), 36);
+        assert!(id[4..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(crate::coupon::RedemptionId::parse(&id).is_ok());
     }
 
     #[test]

@@ -65,6 +65,33 @@ impl serde::Serialize for Currency {
     }
 }
 
+crate::deserialize_by_parse!(Currency);
+
+/// On the wire (messages between contexts) an amount is two fields, `amount` (minor units) and
+/// `currency`; reading one checks what [`Money::new`] checks.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MoneyFields {
+    amount: i64,
+    currency: Currency,
+}
+
+impl serde::Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fields = MoneyFields {
+            amount: self.minor,
+            currency: self.currency,
+        };
+        fields.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Money {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = MoneyFields::deserialize(d)?;
+        Money::new(f.amount, f.currency).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A non-negative amount in minor units (cents) of one currency, at most [`Money::MAX_MINOR`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Money {

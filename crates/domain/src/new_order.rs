@@ -40,9 +40,11 @@ impl UserId {
     }
 }
 
+crate::deserialize_by_parse!(UserId);
+
 /// A coupon code as the client typed it: 1-64 characters of `A-Z a-z 0-9 - _`. What it is worth
-/// is the coupon's ([`crate::coupon::Coupon`]); the order records the code (its discount stays
-/// zero until order creation tries the coupon).
+/// is the coupon's ([`crate::coupon::Coupon`]): order creation tries it and prices the discount
+/// it held into the order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct CouponCode(String);
@@ -70,6 +72,8 @@ impl CouponCode {
         &self.0
     }
 }
+
+crate::deserialize_by_parse!(CouponCode);
 
 /// One requested line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -75,6 +75,14 @@ impl serde::Serialize for OrderStatus {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for OrderStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        OrderStatus::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown order status {s:?}")))
+    }
+}
+
 /// What someone asks of an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderCommand {

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 pub use crate::field::FieldError;
+use crate::messages::{PaymentEvent, PaymentFailed, PaymentRefunded, PaymentSucceeded};
 use crate::money::{Currency, Money};
 
 /// The header that carries the signature; also the `field` of every signature error.
@@ -301,6 +302,8 @@ impl ProviderId {
     }
 }
 
+crate::deserialize_by_parse!(ProviderId);
+
 impl fmt::Display for ProviderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -422,43 +425,55 @@ impl ProviderEvent {
         Self::parse_json(verified.body)
     }
 
-    /// The payload of the message announcing this event to the other contexts (topic
-    /// `payments`): `{order_id, payment_intent_id, amount, currency, event_id}`, plus `reason`
-    /// for a failure and `charge_id` / `amount_refunded` for a refund. Amounts are minor units,
-    /// currencies upper case. `None` for event types the shop ignores.
-    pub fn payload(&self) -> Option<Value> {
-        let (intent_id, order_id, _) = self.kind.subject()?;
-        let amount = match &self.kind {
-            PaymentEventKind::Succeeded { amount, .. }
-            | PaymentEventKind::Failed { amount, .. }
-            | PaymentEventKind::Refunded { amount, .. } => amount,
-            PaymentEventKind::Other(_) => return None,
-        };
-        let mut payload = serde_json::json!({
-            "order_id": order_id,
-            "payment_intent_id": intent_id,
-            "amount": amount.minor(),
-            "currency": amount.currency(),
-            "event_id": self.id,
-        });
-        match &self.kind {
+    /// The message announcing this event to the other contexts (topic `payments`); `None`
+    /// for event types the shop ignores. Amounts are minor units, currencies upper case.
+    pub fn message(&self) -> Option<PaymentEvent> {
+        let event_id = self.id.clone();
+        Some(match &self.kind {
+            PaymentEventKind::Succeeded {
+                intent_id,
+                order_id,
+                amount,
+            } => PaymentEvent::PaymentSucceeded(PaymentSucceeded {
+                order_id: order_id.as_str().to_owned(),
+                payment_intent_id: intent_id.clone(),
+                amount: *amount,
+                event_id,
+            }),
             PaymentEventKind::Failed {
-                reason: Some(reason),
-                ..
-            } => {
-                payload["reason"] = reason.as_str().into();
-            }
+                intent_id,
+                order_id,
+                amount,
+                reason,
+            } => PaymentEvent::PaymentFailed(PaymentFailed {
+                order_id: order_id.as_str().to_owned(),
+                payment_intent_id: intent_id.clone(),
+                amount: *amount,
+                event_id,
+                reason: reason.clone(),
+            }),
             PaymentEventKind::Refunded {
                 charge_id,
+                intent_id,
+                order_id,
+                amount,
                 amount_refunded,
-                ..
-            } => {
-                payload["charge_id"] = charge_id.as_str().into();
-                payload["amount_refunded"] = amount_refunded.minor().into();
-            }
-            _ => {}
-        }
-        Some(payload)
+            } => PaymentEvent::PaymentRefunded(PaymentRefunded {
+                order_id: order_id.as_str().to_owned(),
+                payment_intent_id: intent_id.clone(),
+                amount: *amount,
+                event_id,
+                charge_id: charge_id.clone(),
+                amount_refunded: amount_refunded.minor(),
+            }),
+            PaymentEventKind::Other(_) => return None,
+        })
+    }
+
+    /// The payload of [`ProviderEvent::message`] as it travels.
+    pub fn payload(&self) -> Option<Value> {
+        let message = self.message()?;
+        crate::messages::encode(&message).ok().map(|(_, p)| p)
     }
 
     fn parse_json(body: &[u8]) -> Result<Self, FieldError> {

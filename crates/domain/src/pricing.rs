@@ -36,6 +36,8 @@ pub enum PricingError {
     /// A line or the subtotal exceeds [`Money::MAX_MINOR`] (2^53 - 1): no JSON client could
     /// read it exactly, so the order is refused rather than shown with a rounded total.
     Overflow,
+    /// A discount in another currency than the order's, or larger than its subtotal.
+    InvalidDiscount,
 }
 
 impl fmt::Display for PricingError {
@@ -55,6 +57,12 @@ impl fmt::Display for PricingError {
                 "order total would exceed {} minor units (2^53 - 1); split the order",
                 Money::MAX_MINOR
             ),
+            PricingError::InvalidDiscount => {
+                write!(
+                    f,
+                    "the discount is not in the order's currency or exceeds its subtotal"
+                )
+            }
         }
     }
 }
@@ -63,7 +71,7 @@ impl std::error::Error for PricingError {}
 
 /// Prices `order` with `catalog` (SKU -> unit price). The first item's currency is the order's;
 /// any item in another currency is named in [`PricingError::MixedCurrencies`]. The discount is
-/// zero until coupons are applied by the coupon component.
+/// zero: a coupon's is priced in afterwards with [`with_discount`].
 pub fn price(order: &NewOrder, catalog: &[(Sku, Money)]) -> Result<PricedOrder, PricingError> {
     let mut lines = Vec::with_capacity(order.items.len());
     for (index, item) in order.items.iter().enumerate() {
@@ -119,6 +127,24 @@ pub fn price(order: &NewOrder, catalog: &[(Sku, Money)]) -> Result<PricedOrder, 
     })
 }
 
+/// `priced` with `discount` (what the coupon context held for this order): `total = subtotal -
+/// discount`, exact. A discount in another currency or above the subtotal is refused, never
+/// clamped: the order must charge what the coupon context decided or nothing.
+pub fn with_discount(priced: PricedOrder, discount: Money) -> Result<PricedOrder, PricingError> {
+    if discount.currency() != priced.currency || discount.minor() > priced.subtotal.minor() {
+        return Err(PricingError::InvalidDiscount);
+    }
+    let total = priced
+        .subtotal
+        .saturating_sub(discount)
+        .map_err(|_| PricingError::InvalidDiscount)?;
+    Ok(PricedOrder {
+        discount,
+        total,
+        ..priced
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +182,27 @@ mod tests {
         assert_eq!(p.discount.minor(), 0);
         assert_eq!(p.total.minor(), 847);
         assert_eq!(p.currency.as_str(), "EUR");
+    }
+
+    #[test]
+    fn a_discount_is_priced_in_exactly_and_never_past_the_subtotal() {
+        let p = price(&order(&[("A", 3)]), &[(sku("A"), money(199, "EUR"))]).unwrap();
+        let d = with_discount(p.clone(), money(97, "EUR")).unwrap();
+        assert_eq!(
+            (d.subtotal.minor(), d.discount.minor(), d.total.minor()),
+            (597, 97, 500)
+        );
+        assert_eq!(d.lines, p.lines);
+        let all = with_discount(p.clone(), money(597, "EUR")).unwrap();
+        assert_eq!(all.total.minor(), 0);
+        assert_eq!(
+            with_discount(p.clone(), money(598, "EUR")),
+            Err(PricingError::InvalidDiscount)
+        );
+        assert_eq!(
+            with_discount(p, money(1, "USD")),
+            Err(PricingError::InvalidDiscount)
+        );
     }
 
     #[test]

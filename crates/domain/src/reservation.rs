@@ -47,6 +47,8 @@ impl ReservationId {
     }
 }
 
+crate::deserialize_by_parse!(ReservationId);
+
 impl fmt::Display for ReservationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -5,11 +5,23 @@ use shop_adapter::sqlite::{open_migrated, Migration};
 use shop_adapter::Problem;
 use spin_sdk::sqlite::Connection;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "coupons",
-    sql: include_str!("../migrations/0001_coupons.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "coupons",
+        sql: include_str!("../migrations/0001_coupons.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "inbox",
+        sql: shop_adapter::inbox::MIGRATION_SQL,
+    },
+    Migration {
+        version: 3,
+        name: "orders",
+        sql: include_str!("../migrations/0003_orders.sql"),
+    },
+];
 
 /// The coupon context's SQLite label (runtime-config.toml maps it to a file or a libSQL URL).
 pub const LABEL: &str = "coupons";

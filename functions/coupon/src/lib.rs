@@ -8,10 +8,14 @@
 //! - `GET  /api/coupons/{code}/redemptions/{id}` (internal) -> [`cmd::redemption::get`]
 //! - `POST /api/coupons/{code}/redemptions/{id}/confirm` (internal) -> [`cmd::redemption::settle`]
 //! - `POST /api/coupons/{code}/redemptions/{id}/cancel` (internal) -> [`cmd::redemption::settle`]
+//! - `POST /api/coupons/events/drain` (internal: the receiver over HTTP) -> [`cmd::drain`]
 //! - `GET  /api/health/coupon`
+//!
+//! The same wasm is the `coupon-events` receiver on the Redis trigger ([`events`]).
 
 mod cmd;
 mod db;
+mod events;
 mod store;
 mod view;
 
@@ -65,6 +69,8 @@ fn route(req: Request) -> Response {
     let result = match (&method, segments.as_slice()) {
         (Method::Get, ["api", "health", "coupon"]) => return health_route(),
         (_, ["api", "health", "coupon"]) => return method_not_allowed("GET"),
+        (Method::Post, ["api", "coupons", "events", "drain"]) => cmd::drain::handle(&req),
+        (_, ["api", "coupons", "events", "drain"]) => return method_not_allowed("POST"),
         (Method::Put, ["api", "coupons", code]) => cmd::put::handle(&req, code),
         (Method::Get, ["api", "coupons", code]) => cmd::get::handle(&req, code),
         (_, ["api", "coupons", _]) => return method_not_allowed("GET, PUT"),

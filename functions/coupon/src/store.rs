@@ -261,16 +261,27 @@ pub fn settle(
     now: i64,
 ) -> anyhow::Result<Settled> {
     let tx = Tx::begin(conn)?;
+    let settled = settle_in(conn, code, id, action, now)?;
+    tx.commit()?;
+    Ok(settled)
+}
+
+/// [`settle`] inside the caller's transaction (a receiver's, with its inbox row).
+pub fn settle_in(
+    conn: &Connection,
+    code: &CouponCode,
+    id: &RedemptionId,
+    action: RedemptionAction,
+    now: i64,
+) -> anyhow::Result<Settled> {
     if !exists(conn, code)? {
-        return tx.end(Settled::UnknownCoupon);
+        return Ok(Settled::UnknownCoupon);
     }
     let existing = redemption(conn, code, id)?;
     let status = existing.as_ref().map(|r| r.status);
     let (to, held) = match (RedemptionStatus::on(status, action), existing) {
-        (Err(refused), _) => return tx.end(Settled::Refused(refused)),
-        (Ok(RedemptionStep::Unchanged), Some(current)) => {
-            return tx.end(Settled::Unchanged(current))
-        }
+        (Err(refused), _) => return Ok(Settled::Refused(refused)),
+        (Ok(RedemptionStep::Unchanged), Some(current)) => return Ok(Settled::Unchanged(current)),
         // The table answers `Unchanged` only from a status, so there is a record.
         (Ok(RedemptionStep::Unchanged), None) => {
             anyhow::bail!("redemption {} unchanged without a record", id.as_str())
@@ -298,13 +309,83 @@ pub fn settle(
         }
         None => insert(conn, code, id, to, None, now)?,
     }
-    tx.commit()?;
     Ok(Settled::Changed(Redemption {
         code: code.clone(),
         id: id.clone(),
         status: to,
         held,
     }))
+}
+
+/// Records that the order of redemption `id` exists (the first time only), inside the caller's
+/// transaction: the sweep leaves its hold to the order's own messages.
+pub fn mark_ordered(
+    conn: &Connection,
+    code: &CouponCode,
+    id: &RedemptionId,
+    now: i64,
+) -> anyhow::Result<()> {
+    conn.execute(
+        "UPDATE redemptions SET ordered_ms = ?
+         WHERE code = ? AND redemption_id = ? AND ordered_ms IS NULL",
+        &[int(now), text(code.as_str()), text(id.as_str())],
+    )?;
+    Ok(())
+}
+
+/// Up to `limit` held redemptions tried before `before_ms` whose order was never seen, oldest
+/// first: the sweep's candidates.
+pub fn orphans(
+    conn: &Connection,
+    before_ms: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<(CouponCode, RedemptionId)>> {
+    let rows = conn.execute(
+        "SELECT code, redemption_id FROM redemptions
+         WHERE status = ? AND ordered_ms IS NULL AND created_ms < ?
+         ORDER BY created_ms LIMIT ?",
+        &[
+            text(RedemptionStatus::Held.as_str()),
+            int(before_ms),
+            int(limit),
+        ],
+    )?;
+    let mut found = Vec::with_capacity(rows.rows.len());
+    for row in &rows.rows {
+        let code = CouponCode::parse(&col_str(row, 0)).map_err(anyhow::Error::msg)?;
+        let id = RedemptionId::parse(&col_str(row, 1)).map_err(anyhow::Error::msg)?;
+        found.push((code, id));
+    }
+    Ok(found)
+}
+
+/// Cancels redemption `id` if it is still an orphan (held, its order unseen, tried before
+/// `before_ms`), in one transaction that checks and cancels: a sweep overlapping another, or an
+/// `OrderCreated` applied meanwhile, makes it change nothing. Whether it cancelled.
+pub fn cancel_orphan(
+    conn: &Connection,
+    code: &CouponCode,
+    id: &RedemptionId,
+    before_ms: i64,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let tx = Tx::begin(conn)?;
+    let rows = conn.execute(
+        "SELECT 1 FROM redemptions WHERE code = ? AND redemption_id = ? AND status = ?
+         AND ordered_ms IS NULL AND created_ms < ?",
+        &[
+            text(code.as_str()),
+            text(id.as_str()),
+            text(RedemptionStatus::Held.as_str()),
+            int(before_ms),
+        ],
+    )?;
+    if rows.rows.is_empty() {
+        return tx.end(false);
+    }
+    let settled = settle_in(conn, code, id, RedemptionAction::Cancel, now)?;
+    tx.commit()?;
+    Ok(matches!(settled, Settled::Changed(_)))
 }
 
 fn insert(

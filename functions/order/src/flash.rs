@@ -11,10 +11,9 @@
 //! context (`FlashOrderPlaced`, or `FlashOrderRefused` with the reason, which gives the unit
 //! back) goes through the outbox, in that same transaction.
 
-use serde::Serialize;
-use shop_adapter::receiver::Envelope;
 use shop_domain::flash::{FlashOrderPlaced, FlashOrderRefused, FlashOrderRequested, RefusalReason};
 use shop_domain::idempotency::{ClaimKey, IdempotencyKey};
+use shop_domain::messages::OrderEvent;
 use shop_domain::new_order::{Quantity, UserId};
 use shop_domain::order::OrderState;
 use shop_domain::placed_order::{PlacedLine, PlacedOrder};
@@ -25,39 +24,27 @@ use crate::ids;
 use crate::store::outbox;
 use crate::store::{flash_orders, orders};
 
-/// The customer a flash request is for (its shard), if it names one.
-pub fn customer_of(env: &Envelope) -> Option<&str> {
-    (env.kind == FlashOrderRequested::KIND)
-        .then(|| env.payload["customer"].as_str())
-        .flatten()
-}
-
 /// Applies one `FlashOrderRequested` inside the caller's transaction (after its inbox row);
-/// returns the ids of the outbox messages written.
-pub fn place(conn: &Connection, env: &Envelope, now: i64) -> anyhow::Result<Vec<String>> {
-    let req: FlashOrderRequested = match serde_json::from_value(env.payload.clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            // Without a ticket id nobody can be answered: an alert, acknowledged.
-            eprintln!(
-                "order-events: ALERT unreadable FlashOrderRequested {}: {e}",
-                env.message_id
-            );
-            return Ok(Vec::new());
-        }
-    };
+/// returns the ids of the outbox messages written. Its fields are strings on purpose: one that
+/// is not valid (a user id, a SKU, a price) is refused with `invalid-request`, which answers
+/// the ticket and gives its unit back.
+pub fn place(
+    conn: &Connection,
+    req: &FlashOrderRequested,
+    now: i64,
+) -> anyhow::Result<Vec<String>> {
     if let Some(order_id) = flash_orders::order_of(conn, &req.ticket_id)? {
-        return placed(conn, &req, &order_id, now).map(|m| vec![m]);
+        return placed(conn, req, &order_id, now).map(|m| vec![m]);
     }
-    let order = match build(&req, now) {
+    let order = match build(req, now) {
         Ok(order) => order,
-        Err(reason) => return refused(conn, &req, reason, now).map(|m| vec![m]),
+        Err(reason) => return refused(conn, req, reason, now).map(|m| vec![m]),
     };
     // Unscoped: no customer's own key (scoped: `<user>\n<key>`) can ever equal it.
     let key = ClaimKey::unscoped(IdempotencyKey::parse(&format!("flash:{}", req.ticket_id))?);
     orders::insert(conn, &order, &key)?;
     flash_orders::insert(conn, &req.ticket_id, &req.sale_id, &order.order_id, now)?;
-    placed(conn, &req, &order.order_id, now).map(|m| vec![m])
+    placed(conn, req, &order.order_id, now).map(|m| vec![m])
 }
 
 /// The order of a request, or why there is none.
@@ -111,7 +98,7 @@ fn placed(
         order_id: order_id.to_owned(),
         reservation_id: req.reservation_id.clone(),
     };
-    append(conn, FlashOrderPlaced::KIND, order_id, &message, now)
+    append(conn, OrderEvent::FlashOrderPlaced(message), order_id, now)
 }
 
 fn refused(
@@ -132,25 +119,22 @@ fn refused(
         reservation_id: req.reservation_id.clone(),
         reason,
     };
-    append(conn, FlashOrderRefused::KIND, &req.ticket_id, &message, now)
+    append(
+        conn,
+        OrderEvent::FlashOrderRefused(message),
+        &req.ticket_id,
+        now,
+    )
 }
 
 fn append(
     conn: &Connection,
-    kind: &str,
+    message: OrderEvent,
     aggregate_id: &str,
-    payload: &impl Serialize,
     now: i64,
 ) -> anyhow::Result<String> {
     outbox::append(
         conn,
-        &outbox::Message {
-            topic: outbox::TOPIC,
-            kind,
-            aggregate_id,
-            payload: &serde_json::to_value(payload)?,
-            trace_id: None,
-            now_ms: now,
-        },
+        &outbox::Message::new(&message, aggregate_id, None, now)?,
     )
 }

@@ -13,6 +13,7 @@
 //! ([`shop_adapter::identity`]); get and list also take the admin token.
 
 mod cmd;
+mod coupon;
 mod db;
 mod flash;
 mod guards;

@@ -29,11 +29,14 @@
 //! claims past their retention are purged.
 
 use serde::Serialize;
-use serde_json::{json, Value};
-use shop_adapter::receiver::{self, Apply, DrainOptions, DrainReport, Envelope};
+use shop_adapter::receiver::{self, Apply, DrainOptions, DrainReport, Envelope, Unreadable};
 use shop_adapter::sqlite::{Savepoint, Tx};
-use shop_domain::flash::FlashOrderRequested;
-use shop_domain::order::{OrderCommand, Outcome};
+use shop_domain::messages::{
+    FlashRequest, OrderEvent, PaidOrderOutOfStock, PaymentEvent, PaymentSucceeded, RefundReason,
+    RefundRequired, StockEvent, Topic,
+};
+use shop_domain::order::{OrderCommand, OrderStatus, Outcome};
+use shop_domain::payment::ProviderId;
 use shop_domain::placed_order::PlacedOrder;
 use spin_sdk::sqlite::Connection;
 
@@ -44,9 +47,9 @@ use crate::store::orders::{self, Event};
 use crate::store::outbox::{self, Ring};
 
 /// The topics and the consumer group this receiver drains.
-const TOPIC: &str = "payments";
-const STOCK_TOPIC: &str = "stock";
-const FLASH_TOPIC: &str = shop_domain::flash::TOPIC;
+const TOPIC: &str = PaymentEvent::TOPIC;
+const STOCK_TOPIC: &str = StockEvent::TOPIC;
+const FLASH_TOPIC: &str = FlashRequest::TOPIC;
 const GROUP: &str = "order";
 
 /// What one run of the receiver did.
@@ -189,10 +192,11 @@ impl Apply for &mut Batch<'_> {
 
     fn apply(&mut self, env: &Envelope) -> anyhow::Result<()> {
         anyhow::ensure!(!self.broken, "the batch's transaction was rolled back");
-        let k = route(self.shards, env)?;
+        let msg = Incoming::decode(env)?;
+        let k = route(self.shards, env, &msg)?;
         let conn = self.enter(k)?;
         let step = Savepoint::begin(conn)?;
-        match apply(conn, env) {
+        match apply(conn, env, &msg) {
             Ok(written) => {
                 step.release()?;
                 self.pending[k].extend(written);
@@ -227,16 +231,51 @@ impl Apply for &mut Batch<'_> {
     }
 }
 
+/// A message this receiver drains, as the contract types it (by the topic it was sent on).
+enum Incoming {
+    Payment(PaymentEvent),
+    Flash(FlashRequest),
+    Stock(StockEvent),
+}
+
+impl Incoming {
+    /// [`Unreadable`] (dead-lettered at once) for a topic or kind this receiver does not have,
+    /// or a payload that does not fit its type.
+    fn decode(env: &Envelope) -> Result<Incoming, Unreadable> {
+        match env.topic.as_str() {
+            PaymentEvent::TOPIC => env.decode().map(Incoming::Payment),
+            FlashRequest::TOPIC => env.decode().map(Incoming::Flash),
+            StockEvent::TOPIC => env.decode().map(Incoming::Stock),
+            other => Err(Unreadable {
+                message_id: env.message_id.clone(),
+                kind: env.kind.clone(),
+                reason: format!("topic {other:?} is not one this receiver drains"),
+            }),
+        }
+    }
+
+    /// The order it is about, if it names one.
+    fn order_id(&self) -> Option<&str> {
+        match self {
+            Incoming::Payment(PaymentEvent::PaymentSucceeded(p)) => Some(&p.order_id),
+            Incoming::Payment(PaymentEvent::PaymentFailed(p)) => Some(&p.order_id),
+            Incoming::Payment(PaymentEvent::PaymentRefunded(p)) => Some(&p.order_id),
+            Incoming::Stock(StockEvent::PaidOrderOutOfStock(s)) => Some(&s.order_id),
+            Incoming::Flash(_) => None,
+        }
+    }
+}
+
 /// The shard a message is applied in: the one holding its order (looked up shard by shard:
 /// the order id does not say whose it is). A message for no known order goes to the shard its
 /// order id (or, without one, its message id) hashes to, so a redelivery finds its inbox row in
 /// the same place.
-fn route(shards: &Shards, env: &Envelope) -> anyhow::Result<usize> {
+fn route(shards: &Shards, env: &Envelope, msg: &Incoming) -> anyhow::Result<usize> {
     // A flash request creates its order: in its buyer's shard.
-    if let Some(customer) = crate::flash::customer_of(env) {
-        return Ok(shards.count.shard_of(customer).get() as usize);
+    if let Incoming::Flash(FlashRequest::FlashOrderRequested(req)) = msg {
+        return Ok(shards.count.shard_of(&req.customer).get() as usize);
     }
-    let order_id = env.payload["order_id"].as_str().unwrap_or_default();
+    let order_id = msg.order_id().unwrap_or_default();
     if !order_id.is_empty() {
         for (k, conn) in shards.iter().enumerate() {
             if orders::owner(conn, order_id)?.is_some() {
@@ -252,86 +291,91 @@ fn route(shards: &Shards, env: &Envelope) -> anyhow::Result<usize> {
     Ok(shards.count.shard_of(key).get() as usize)
 }
 
-/// Applies one payment message inside the caller's transaction; returns the ids of the outbox
-/// messages it wrote.
-fn apply(conn: &Connection, env: &Envelope) -> anyhow::Result<Vec<String>> {
+/// Applies one message inside the caller's transaction; returns the ids of the outbox messages
+/// it wrote.
+fn apply(conn: &Connection, env: &Envelope, msg: &Incoming) -> anyhow::Result<Vec<String>> {
     let now = ids::now_ms();
     if !shop_adapter::inbox::record(conn, &env.message_id, &env.kind, now)? {
         return Ok(Vec::new()); // applied before
     }
-    Ok(match env.kind.as_str() {
-        "PaymentSucceeded" => succeeded(conn, &Payment::from(&env.payload), now)?
-            .into_iter()
-            .collect(),
-        "PaidOrderOutOfStock" => out_of_stock(conn, &env.payload, now)?,
-        FlashOrderRequested::KIND => crate::flash::place(conn, env, now)?,
-        _ => Vec::new(),
-    })
-}
-
-/// What a payment message says.
-struct Payment {
-    order_id: String,
-    payment_id: String,
-    amount: Option<i64>,
-    currency: String,
-    event_id: Option<String>,
-}
-
-impl From<&Value> for Payment {
-    fn from(p: &Value) -> Self {
-        let s = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
-        Payment {
-            order_id: s("order_id"),
-            payment_id: s("payment_intent_id"),
-            amount: p["amount"].as_i64(),
-            currency: s("currency"),
-            event_id: p["event_id"].as_str().map(str::to_owned),
+    Ok(match msg {
+        Incoming::Payment(PaymentEvent::PaymentSucceeded(pay)) => {
+            succeeded(conn, pay, now)?.into_iter().collect()
         }
-    }
+        Incoming::Payment(PaymentEvent::PaymentFailed(_) | PaymentEvent::PaymentRefunded(_)) => {
+            Vec::new()
+        }
+        Incoming::Stock(StockEvent::PaidOrderOutOfStock(s)) => out_of_stock(conn, s, now)?,
+        Incoming::Flash(FlashRequest::FlashOrderRequested(req)) => {
+            crate::flash::place(conn, req, now)?
+        }
+    })
 }
 
 /// `PaymentSucceeded`: PAID + `OrderPaid`, or `RefundRequired` with the reason; the id of the
 /// message written (none for a repeat of the payment that already paid the order).
-fn succeeded(conn: &Connection, pay: &Payment, now: i64) -> anyhow::Result<Option<String>> {
+fn succeeded(
+    conn: &Connection,
+    pay: &PaymentSucceeded,
+    now: i64,
+) -> anyhow::Result<Option<String>> {
     let Some(order) = orders::load(conn, &pay.order_id)? else {
-        return refund(conn, pay, "unknown-order", now).map(Some);
+        return refund(conn, back(pay, RefundReason::UnknownOrder), now).map(Some);
     };
-    if order.is_paid_by(&pay.payment_id) {
+    if order.is_paid_by(pay.payment_intent_id.as_str()) {
         return Ok(None); // the payment that paid this order, announced again
     }
     paid(conn, pay, &order, now).map(Some)
 }
 
 /// The checks and the PAID transition of a payment for a known order.
-fn paid(conn: &Connection, pay: &Payment, order: &PlacedOrder, now: i64) -> anyhow::Result<String> {
-    if pay.amount != Some(order.total.minor()) {
-        return refund(conn, pay, "amount-mismatch", now);
+fn paid(
+    conn: &Connection,
+    pay: &PaymentSucceeded,
+    order: &PlacedOrder,
+    now: i64,
+) -> anyhow::Result<String> {
+    if pay.amount.minor() != order.total.minor() {
+        return refund(conn, back(pay, RefundReason::AmountMismatch), now);
     }
-    if !pay.currency.eq_ignore_ascii_case(order.currency.as_str()) {
-        return refund(conn, pay, "currency-mismatch", now);
+    if pay.amount.currency() != order.currency {
+        return refund(conn, back(pay, RefundReason::CurrencyMismatch), now);
     }
     let to = match order.apply(OrderCommand::Pay) {
         Ok(Outcome::Changed(to)) => to,
-        Ok(Outcome::Unchanged(_)) => return refund(conn, pay, "already-paid", now),
-        Err(_) => {
-            let reason = format!("order-{}", order.status().as_str().to_ascii_lowercase());
-            return refund(conn, pay, &reason, now);
+        Ok(Outcome::Unchanged(_)) => {
+            return refund(conn, back(pay, RefundReason::AlreadyPaid), now)
         }
+        Err(_) => return refund(conn, back(pay, too_late(order.status())), now),
     };
     let event = Event::Paid {
-        payment_id: &pay.payment_id,
+        payment_id: pay.payment_intent_id.as_str(),
     };
     orders::transition(conn, order, to, &event, None, now)?
         .ok_or_else(|| anyhow::anyhow!("order {} changed meanwhile", pay.order_id))
+}
+
+/// Why a payment for an order in `status` (one that refuses it) goes back.
+fn too_late(status: OrderStatus) -> RefundReason {
+    match status {
+        OrderStatus::Cancelled => RefundReason::OrderCancelled,
+        OrderStatus::Expired => RefundReason::OrderExpired,
+        OrderStatus::Shipped => RefundReason::OrderShipped,
+        OrderStatus::Completed => RefundReason::OrderCompleted,
+        OrderStatus::PendingPayment | OrderStatus::Paid => RefundReason::AlreadyPaid,
+    }
 }
 
 /// `PaidOrderOutOfStock`: CANCELLED + `OrderCancelled` (reason `out-of-stock`) and
 /// `RefundRequired` for the payment that paid it; nothing for an order cancelled already (the
 /// same message again). Anything else (no such order, an order that is not PAID) cannot be
 /// settled here: an alert, acknowledged.
-fn out_of_stock(conn: &Connection, payload: &Value, now: i64) -> anyhow::Result<Vec<String>> {
-    let order_id = payload["order_id"].as_str().unwrap_or_default();
+fn out_of_stock(
+    conn: &Connection,
+    short: &PaidOrderOutOfStock,
+    now: i64,
+) -> anyhow::Result<Vec<String>> {
+    let order_id = short.order_id.as_str();
     let order = orders::load(conn, order_id)?;
     let (order, to) = match order
         .as_ref()
@@ -347,59 +391,46 @@ fn out_of_stock(conn: &Connection, payload: &Value, now: i64) -> anyhow::Result<
     };
     let cancelled = orders::transition(conn, order, to, &Event::OutOfStock, None, now)?
         .ok_or_else(|| anyhow::anyhow!("order {order_id} changed meanwhile"))?;
-    let pay = Payment {
-        order_id: order_id.to_owned(),
-        payment_id: order
-            .paid
-            .as_ref()
-            .map(|p| p.payment_id.clone())
-            .unwrap_or_default(),
-        amount: Some(order.total.minor()),
-        currency: order.currency.as_str().to_owned(),
-        event_id: None,
+    let Some(paid) = order.paid.as_ref() else {
+        eprintln!("order-events: ALERT PaidOrderOutOfStock for order {order_id:?}: no payment");
+        return Ok(vec![cancelled]);
     };
-    Ok(vec![cancelled, refund(conn, &pay, "out-of-stock", now)?])
+    let refund_required = RefundRequired {
+        order_id: order_id.to_owned(),
+        payment_intent_id: ProviderId::parse(&paid.payment_id)
+            .map_err(|e| anyhow::anyhow!("order {order_id} payment id: {e}"))?,
+        amount: order.total,
+        event_id: None,
+        reason: RefundReason::OutOfStock,
+    };
+    Ok(vec![cancelled, refund(conn, refund_required, now)?])
+}
+
+/// The refund of `pay`, for `reason`.
+fn back(pay: &PaymentSucceeded, reason: RefundReason) -> RefundRequired {
+    RefundRequired {
+        order_id: pay.order_id.clone(),
+        payment_intent_id: pay.payment_intent_id.clone(),
+        amount: pay.amount,
+        event_id: Some(pay.event_id.as_str().to_owned()),
+        reason,
+    }
 }
 
 /// The money must go back (the order is left as it is, unless the caller changed it); the
 /// reason is in the message.
-fn refund(conn: &Connection, pay: &Payment, reason: &str, now: i64) -> anyhow::Result<String> {
+fn refund(conn: &Connection, refund: RefundRequired, now: i64) -> anyhow::Result<String> {
     eprintln!(
-        "order-events: RefundRequired for payment {} of order {}: {reason}",
-        pay.payment_id, pay.order_id
+        "order-events: RefundRequired for payment {} of order {}: {}",
+        refund.payment_intent_id,
+        refund.order_id,
+        refund.reason.as_str()
     );
-    let payload = json!({
-        "order_id": pay.order_id,
-        "payment_intent_id": pay.payment_id,
-        "amount": pay.amount,
-        "currency": pay.currency,
-        "event_id": pay.event_id,
-        "reason": reason,
-    });
-    let aggregate = if pay.order_id.is_empty() {
-        &pay.payment_id
-    } else {
-        &pay.order_id
+    let aggregate = match refund.order_id.is_empty() {
+        true => refund.payment_intent_id.as_str().to_owned(),
+        false => refund.order_id.clone(),
     };
-    append(conn, "RefundRequired", aggregate, &payload, now)
-}
-
-fn append(
-    conn: &Connection,
-    kind: &str,
-    aggregate_id: &str,
-    payload: &Value,
-    now: i64,
-) -> anyhow::Result<String> {
-    outbox::append(
-        conn,
-        &outbox::Message {
-            topic: outbox::TOPIC,
-            kind,
-            aggregate_id,
-            payload,
-            trace_id: None,
-            now_ms: now,
-        },
-    )
+    let message = OrderEvent::RefundRequired(refund);
+    let message = outbox::Message::new(&message, &aggregate, None, now)?;
+    outbox::append(conn, &message)
 }

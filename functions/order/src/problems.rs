@@ -7,6 +7,7 @@ use shop_domain::order::{OrderStatus, TransitionRefused};
 use shop_domain::pricing::PricingError;
 use shop_domain::Sku;
 
+use crate::coupon::CouponError;
 use crate::stock::{self, StockError};
 
 /// 404: no such order, or not one the caller may see (order ids cannot be probed).
@@ -118,6 +119,41 @@ pub fn pricing(e: PricingError) -> Problem {
             format!("no product with sku {sku}"),
         ),
         PricingError::Overflow => Problem::unprocessable("items", e.to_string()),
+        PricingError::InvalidDiscount => coupon_refused(CouponError::Unavailable(e.to_string())),
+    }
+}
+
+/// The coupon was not held for the order (its reservation is handed back): 422 for a code that
+/// names no coupon, 409 with the coupon context's reason as the type (`coupon-expired`,
+/// `coupon-sold-out`, ...) for one that cannot be used, 503 when the coupon context did not
+/// answer; each names `coupon_code`.
+pub fn coupon_refused(e: CouponError) -> Problem {
+    match e {
+        CouponError::Unknown => Problem::new(
+            422,
+            "unknown-coupon",
+            "Unknown coupon",
+            "no coupon has this code",
+        )
+        .with_field("coupon_code"),
+        CouponError::Refused {
+            slug,
+            detail,
+            min_subtotal,
+        } => {
+            let p = Problem::conflict(&slug, detail).with_field("coupon_code");
+            match min_subtotal {
+                Some(min) => p.with("min_subtotal", min),
+                None => p,
+            }
+        }
+        CouponError::Unavailable(e) => {
+            eprintln!("order: coupon try failed: {e}");
+            Problem::unavailable(
+                "the coupon component is unavailable; retry with the same Idempotency-Key",
+            )
+            .with_field("coupon_code")
+        }
     }
 }
 

@@ -7,9 +7,6 @@ use shop_adapter::{inbox, sqlite::text_or_null};
 use shop_domain::payment::{PaymentEventKind, PaymentStatus, ProviderEvent, Transition};
 use spin_sdk::sqlite::{Connection, Value};
 
-/// The topic of every payment message (Redis stream `events:payments`).
-pub const TOPIC: &str = "payments";
-
 /// What recording an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -42,8 +39,8 @@ pub fn record(
         tx.commit()?;
         return Ok(Recorded::Duplicate);
     }
-    let (Some((intent_id, order_id, incoming)), Some(payload)) =
-        (event.kind.subject(), event.payload())
+    let (Some((intent_id, order_id, incoming)), Some(message)) =
+        (event.kind.subject(), event.message())
     else {
         tx.commit()?;
         return Ok(Recorded::Ignored);
@@ -65,17 +62,8 @@ pub fn record(
         return Ok(Recorded::Ignored);
     };
     upsert(conn, event, status, now_ms)?;
-    let message_id = outbox::append(
-        conn,
-        &Message {
-            topic: TOPIC,
-            kind: status.event_type(),
-            aggregate_id: order_id.as_str(),
-            payload: &payload,
-            trace_id,
-            now_ms,
-        },
-    )?;
+    let message = Message::new(&message, order_id.as_str(), trace_id, now_ms)?;
+    let message_id = outbox::append(conn, &message)?;
     tx.commit()?;
     Ok(Recorded::Announced { message_id })
 }

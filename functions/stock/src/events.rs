@@ -18,17 +18,17 @@
 use std::sync::LazyLock;
 
 use serde::Serialize;
-use serde_json::json;
 use shop_adapter::outbox::{self, Message, Outgoing, Ring, PUBLISH_LUA};
 use shop_adapter::receiver::{self, DrainOptions, DrainReport, Envelope};
 use shop_adapter::redis::Script;
+use shop_domain::messages::{OrderEvent, PaidOrderOutOfStock, StockEvent, Topic};
 use shop_domain::reservation::ReservationId;
 
 use crate::redis::{keys, Store, HOLD, HOLDINGS_LUA, RELEASE};
 use crate::settle::{self, RETENTION_MS};
 
 /// The topic of this context's own messages (to the order context).
-pub const TOPIC: &str = "stock";
+pub const TOPIC: &str = StockEvent::TOPIC;
 
 /// The adapter's `publish`, `holdings.lua`'s `let_go` and `flash_units.lua`, then `fulfil.lua`,
 /// which calls them.
@@ -93,21 +93,14 @@ pub fn receive(sweep: bool) -> anyhow::Result<Received> {
 /// Settles the reservation one order message names. Business refusals (a paid order whose units
 /// are gone and cannot be taken again) are logged and acknowledged: retrying cannot change them.
 fn apply(env: &Envelope) -> anyhow::Result<()> {
-    if crate::tickets::apply(env)? {
-        return Ok(());
-    }
-    let paid = match env.kind.as_str() {
-        "OrderPaid" => true,
-        "OrderCancelled" | "OrderExpired" | "ReservationReleaseOwed" => false,
-        _ => return Ok(()),
-    };
-    let raw = env.payload["reservation_id"].as_str().unwrap_or_default();
-    let Ok(id) = ReservationId::parse(raw) else {
-        eprintln!(
-            "stock-events: {} {} names no valid reservation",
-            env.kind, env.message_id
-        );
-        return Ok(());
+    let (paid, id) = match env.decode::<OrderEvent>()? {
+        OrderEvent::OrderPaid(m) => (true, m.order.reservation_id),
+        OrderEvent::OrderCancelled(m) => (false, m.order.reservation_id),
+        OrderEvent::OrderExpired(m) => (false, m.order.reservation_id),
+        OrderEvent::ReservationReleaseOwed(m) => (false, m.reservation_id),
+        OrderEvent::FlashOrderPlaced(m) => return crate::tickets::placed(&m),
+        OrderEvent::FlashOrderRefused(m) => return crate::tickets::refused(&m),
+        OrderEvent::OrderCreated(_) | OrderEvent::RefundRequired(_) => return Ok(()),
     };
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let reply = match paid {
@@ -148,15 +141,18 @@ fn hold(store: &Store, id: &ReservationId, paid: &Envelope) -> anyhow::Result<()
 /// Runs `fulfil.lua` for a paid order's reservation, with the `PaidOrderOutOfStock` message the
 /// script sends to the order context if it cannot sell the units.
 fn fulfil(store: &Store, id: &ReservationId, paid: &Envelope) -> anyhow::Result<Vec<String>> {
-    let payload = json!({"order_id": paid.aggregate_id, "reservation_id": id.as_str()});
-    let message = Outgoing::unstored(&Message {
-        topic: TOPIC,
-        kind: "PaidOrderOutOfStock",
-        aggregate_id: &paid.aggregate_id,
-        payload: &payload,
-        trace_id: paid.trace_id.as_deref(),
-        now_ms: shop_adapter::ids::now_ms(),
-    })?;
+    // fulfil.lua fills `short` when it decides the units are gone.
+    let short = StockEvent::PaidOrderOutOfStock(PaidOrderOutOfStock {
+        order_id: paid.aggregate_id.clone(),
+        reservation_id: id.clone(),
+        short: Vec::new(),
+    });
+    let message = Outgoing::unstored(&Message::new(
+        &short,
+        &paid.aggregate_id,
+        paid.trace_id.as_deref(),
+        shop_adapter::ids::now_ms(),
+    )?)?;
     // Appended only: the order context reads it on its periodic ring (it is rare and needs no
     // one woken at once), so no receiver has to subscribe to a `stock` doorbell.
     let ([stream, pending], publish_args) =

@@ -2,38 +2,29 @@
 //! becomes ORDERED with its order id, or FAILED with the reason, its unit back in the sale
 //! (ticket.lua, one atomic step, idempotent: only a PENDING ticket changes).
 
-use shop_adapter::receiver::Envelope;
 use shop_domain::flash::{FlashOrderPlaced, FlashOrderRefused, TicketStatus};
 
 use crate::redis::{keys, Store, TICKET};
 use crate::settle::RETENTION_MS;
 
-/// Applies a `FlashOrderPlaced` or `FlashOrderRefused`; `false` for any other kind. A payload
-/// that does not parse is logged and acknowledged: retrying cannot change it.
-pub fn apply(env: &Envelope) -> anyhow::Result<bool> {
-    let (ticket, sale, status, detail) = match env.kind.as_str() {
-        FlashOrderPlaced::KIND => {
-            match serde_json::from_value::<FlashOrderPlaced>(env.payload.clone()) {
-                Ok(m) => (m.ticket_id, m.sale_id, TicketStatus::Ordered, m.order_id),
-                Err(e) => return unreadable(env, e),
-            }
-        }
-        FlashOrderRefused::KIND => {
-            match serde_json::from_value::<FlashOrderRefused>(env.payload.clone()) {
-                Ok(m) => (
-                    m.ticket_id,
-                    m.sale_id,
-                    TicketStatus::Failed,
-                    m.reason.as_str().to_owned(),
-                ),
-                Err(e) => return unreadable(env, e),
-            }
-        }
-        _ => return Ok(false),
-    };
+/// `FlashOrderPlaced`: the ticket is ORDERED with its order id.
+pub fn placed(m: &FlashOrderPlaced) -> anyhow::Result<()> {
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-    settle(&store, &ticket, &sale, status, &detail)?;
-    Ok(true)
+    settle(
+        &store,
+        &m.ticket_id,
+        &m.sale_id,
+        TicketStatus::Ordered,
+        &m.order_id,
+    )
+    .map(drop)
+}
+
+/// `FlashOrderRefused`: the ticket is FAILED with the reason, its unit back in the sale.
+pub fn refused(m: &FlashOrderRefused) -> anyhow::Result<()> {
+    let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+    let (status, why) = (TicketStatus::Failed, m.reason.as_str());
+    settle(&store, &m.ticket_id, &m.sale_id, status, why).map(drop)
 }
 
 /// Runs ticket.lua: `status` (ORDERED or FAILED) with `detail` (the order id or the reason).
@@ -74,12 +65,4 @@ pub fn settle(
             ],
         )
         .map_err(|p| anyhow::anyhow!("{}", p.detail))
-}
-
-fn unreadable(env: &Envelope, e: serde_json::Error) -> anyhow::Result<bool> {
-    eprintln!(
-        "stock-events: ALERT {} {} has an unreadable payload: {e}",
-        env.kind, env.message_id
-    );
-    Ok(true)
 }

@@ -1,5 +1,6 @@
 //! One route per file; each calls the store, never its tables.
 
+pub mod drain;
 pub mod get;
 pub mod put;
 pub mod redeem;

@@ -10,6 +10,12 @@
 //!    retry after a crash reuses the same reservation and never deducts twice. The stock
 //!    component refuses unknown SKUs and mixed currencies before anything moves, and snapshots
 //!    the prices the order is priced with.
+//!    With a `coupon_code`: the coupon is tried (TCC try at the coupon component, behind its own
+//!    breaker) with the order id as redemption id. The order id is derived from the claim, so a
+//!    retry tries under the same id and the coupon context replays the hold; the discount it
+//!    held is priced into the order. A refusal or an unreachable coupon context hands the
+//!    reservation back (as in 5.); a hold whose order is never written is cancelled by the
+//!    coupon context's sweep (docs/coupons.md).
 //! 4. One transaction, the only SQLite write of a new order: the claim completed with the stored
 //!    response, order + lines, outbox `OrderCreated`, only if the claim is still ours; then the
 //!    message is sent and the lease dropped.
@@ -18,13 +24,13 @@
 //!    finishes it from `pending_releases`; if even the record failed, the sweep finishes it from
 //!    the open lease this request leaves (and the stock TTL is the last resort).
 
-use serde_json::json;
 use shop_adapter::body::{parse_object, Fields, Incoming};
 use shop_adapter::breaker::Breaker;
 use shop_adapter::identity::{self, Customer};
 use shop_adapter::sqlite::Tx;
 use shop_adapter::Problem;
 use shop_domain::idempotency::{self, ClaimKey};
+use shop_domain::messages::{OrderCreated, OrderEvent, OrderLine};
 use shop_domain::new_order::{NewOrder, RawItem};
 use shop_domain::placed_order::PlacedOrder;
 use shop_domain::pricing;
@@ -32,6 +38,7 @@ use shop_domain::{Currency, Money, Sku};
 use spin_sdk::http::Response;
 use spin_sdk::sqlite::Connection;
 
+use crate::coupon::{self, CouponError};
 use crate::db::{self, OrUnavailable};
 use crate::settle::{self, Released};
 use crate::stock::{self, StockError};
@@ -83,6 +90,16 @@ async fn create(
     let req = incoming.read(BODY_LIMIT).await?;
     let trace = Trace::of(&req);
     let order = parse_body(req.body(), &customer)?;
+    // An order with a coupon also passes the coupon breaker (closed: no coupon call is tried
+    // and nothing reserved).
+    let coupon = match order.coupon_code {
+        Some(_) => {
+            let breaker = guards::coupon_breaker()?;
+            let probe = guards::admit_coupon(&breaker)?.probe;
+            Some(Guarded { breaker, probe })
+        }
+        None => None,
+    };
     // A key is the customer's own: another customer's equal key is another claim.
     let key = ClaimKey::new(customer.id().clone(), key);
 
@@ -90,12 +107,15 @@ async fn create(
     // Everything this request writes lives in the customer's shard: one local transaction.
     let conn = db::open_for(customer.as_str())?;
     let fingerprint = idempotency::fingerprint(&order);
-    let guard = StockGuard {
-        breaker: stock,
-        probe,
+    let guards = Guards {
+        stock: Guarded {
+            breaker: stock.clone(),
+            probe,
+        },
+        coupon,
     };
     for _ in 0..2 {
-        if let Some(done) = place_order(&conn, &key, &fingerprint, &order, &trace, &guard).await? {
+        if let Some(done) = place_order(&conn, &key, &fingerprint, &order, &trace, &guards).await? {
             return Ok(done);
         }
     }
@@ -110,7 +130,7 @@ async fn place_order(
     fingerprint: &str,
     order: &NewOrder,
     trace: &Trace,
-    guard: &StockGuard<'_>,
+    guards: &Guards,
 ) -> Result<Option<Response>, Problem> {
     // 2. A finished request is answered from its claim, before the catalog is consulted again:
     // a replay must not depend on today's prices or on the stock component being up.
@@ -123,8 +143,8 @@ async fn place_order(
         };
 
     // 3. Reserve, then price the order with the reservation's price snapshot.
-    let reserved = reserve(conn, &mut claim, order, trace, guard).await?;
-    let placed = place(conn, &claim, order, reserved, trace).await?;
+    let reserved = reserve(conn, &mut claim, order, trace, &guards.stock).await?;
+    let placed = place(conn, &claim, order, reserved, trace, guards).await?;
 
     // 4. Write the order and answer it (and, 5., hand the reservation back if that fails).
     let body = serde_json::to_string(&OrderView::from(&placed))
@@ -186,11 +206,17 @@ fn parse_body(body: &[u8], customer: &Customer) -> Result<NewOrder, Problem> {
     })
 }
 
-/// The breaker the stock calls of one request go through.
-struct StockGuard<'a> {
-    breaker: &'a Breaker,
+/// A breaker the calls of one request go through.
+struct Guarded {
+    breaker: Breaker,
     /// The request was admitted as the breaker's half-open probe.
     probe: bool,
+}
+
+/// The stock calls' breaker, and the coupon try's when the order has a coupon.
+struct Guards {
+    stock: Guarded,
+    coupon: Option<Guarded>,
 }
 
 /// Unit prices from the reservation snapshot, falling back to the catalog read.
@@ -220,7 +246,7 @@ async fn reserve(
     claim: &mut Claim,
     order: &NewOrder,
     trace: &Trace,
-    guard: &StockGuard<'_>,
+    guard: &Guarded,
 ) -> Result<stock::Reservation, Problem> {
     let items: Vec<(String, u32)> = order
         .items
@@ -241,7 +267,7 @@ async fn reserve(
         );
         // Only the first call of a half-open request is the probe.
         let probe = guard.probe && tries == 0;
-        let refused = match guards::guarded(guard.breaker, probe, call).await {
+        let refused = match guards::guarded(&guard.breaker, probe, call).await {
             Ok(reserved) => return Ok(reserved),
             Err(e) => e,
         };
@@ -285,29 +311,73 @@ async fn reserve(
 }
 
 /// Step 3, pricing: the placed order, priced with the prices the stock component snapshotted
-/// in the same atomic step that reserved the units. A refusal hands the reservation back.
+/// in the same atomic step that reserved the units, and with its coupon's discount. A refusal
+/// hands the reservation back.
 async fn place(
     conn: &Connection,
     claim: &Claim,
     order: &NewOrder,
     reserved: stock::Reservation,
     trace: &Trace,
+    guards: &Guards,
 ) -> Result<PlacedOrder, Problem> {
     let reservation_id = claim.key.reservation_id(claim.attempt);
-    let priced = match pricing::price(order, &snapshot_prices(order, &reserved.items)) {
+    // The same for every attempt of the claim: it is the coupon's redemption id.
+    let order_id = claim.key.order_id();
+    let priced =
+        pricing::price(order, &snapshot_prices(order, &reserved.items)).map_err(problems::pricing);
+    let priced = match priced {
+        Ok(priced) => discounted(order, &order_id, priced, trace, guards).await,
+        Err(problem) => Err(problem),
+    };
+    let priced = match priced {
         Ok(priced) => priced,
-        Err(e) => {
+        Err(problem) => {
             give_back(conn, claim, &reservation_id, None, trace).await;
-            return Err(problems::pricing(e));
+            return Err(problem);
         }
     };
     let now = ids::now_ms();
     // The payment deadline is the reservation's own expiry: one clock decides both.
     let window_ms = i64::from(PAYMENT_WINDOW_SECONDS) * 1000;
     let expires_ms = reserved.expires_ms.unwrap_or(now + window_ms);
-    let order_id = ids::sortable_id("ord_");
     let placed = PlacedOrder::place(order_id, order, priced, reservation_id, now, expires_ms);
     Ok(placed)
+}
+
+/// `priced` with its coupon's discount: the coupon tried under the order id for the order's
+/// subtotal (behind the coupon breaker). Without a coupon, `priced` as it is.
+async fn discounted(
+    order: &NewOrder,
+    order_id: &str,
+    priced: pricing::PricedOrder,
+    trace: &Trace,
+    guards: &Guards,
+) -> Result<pricing::PricedOrder, Problem> {
+    let (Some(code), Some(guard)) = (&order.coupon_code, &guards.coupon) else {
+        return Ok(priced);
+    };
+    let timeout_ms = guard.breaker.config.timeout_ms;
+    let user = order.user_id.as_str();
+    let tp = trace.traceparent();
+    let call = coupon::try_hold(
+        code.as_str(),
+        order_id,
+        user,
+        priced.subtotal,
+        timeout_ms,
+        tp,
+    );
+    match guards::guarded(&guard.breaker, guard.probe, call).await {
+        Ok(discount) => pricing::with_discount(priced, discount).map_err(|e| {
+            eprintln!(
+                "order: coupon {} held a discount the order cannot take: {e}",
+                code.as_str()
+            );
+            problems::coupon_refused(CouponError::Unavailable(e.to_string()))
+        }),
+        Err(e) => Err(problems::coupon_refused(e)),
+    }
 }
 
 /// Step 4: the claim completed with the response, order, lines and outbox message in one
@@ -327,19 +397,41 @@ fn write(
         return Ok(None);
     }
     orders::insert(conn, placed, &claim.key)?;
-    let mut payload = serde_json::to_value(OrderView::from(placed))?;
-    payload["reservation_id"] = json!(placed.reservation_id);
-    let message = outbox::Message {
-        topic: outbox::TOPIC,
-        kind: "OrderCreated",
-        aggregate_id: &placed.order_id,
-        payload: &payload,
-        trace_id: trace.trace_id(),
-        now_ms: placed.created_ms,
-    };
+    let message = outbox::Message::new(
+        &created(placed)?,
+        &placed.order_id,
+        trace.trace_id(),
+        placed.created_ms,
+    )?;
     let created = outbox::append_outgoing(conn, &message)?;
     tx.commit()?;
     Ok(Some(created))
+}
+
+/// `OrderCreated`: the order as its view shows it, with its reservation.
+fn created(placed: &PlacedOrder) -> anyhow::Result<OrderEvent> {
+    let view = OrderView::from(placed);
+    let lines = view.items.into_iter().map(|l| OrderLine {
+        sku: l.sku,
+        quantity: l.quantity,
+        unit_price: l.unit_price,
+        line_total: l.line_total,
+    });
+    Ok(OrderEvent::OrderCreated(OrderCreated {
+        order_id: view.order_id,
+        user_id: placed.user_id.clone(),
+        status: placed.status(),
+        items: lines.collect(),
+        subtotal: view.subtotal,
+        discount: view.discount,
+        total: view.total,
+        currency: placed.currency,
+        coupon_code: placed.coupon_code.clone(),
+        created_at: view.created_at,
+        expires_at: view.expires_at,
+        version: view.version,
+        reservation_id: crate::store::orders::reservation_id(placed)?,
+    }))
 }
 
 /// Step 5: hand the reservation back. First make it durable that it must be released and that

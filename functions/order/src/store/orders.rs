@@ -2,13 +2,17 @@
 //! Statuses are bound from [`OrderStatus::as_str`], never spelled in SQL.
 
 use anyhow::Context;
-use serde_json::json;
 use shop_adapter::sqlite::{changes, text_or_null};
 use shop_domain::cursor::Cursor;
 use shop_domain::idempotency::ClaimKey;
+use shop_domain::messages::{
+    CancelReason, OrderCancelled, OrderChange, OrderEvent, OrderExpired, OrderPaid,
+};
 use shop_domain::new_order::{CouponCode, Quantity, UserId};
 use shop_domain::order::{OrderState, OrderStatus};
+use shop_domain::payment::ProviderId;
 use shop_domain::placed_order::{Paid, PlacedLine, PlacedOrder};
+use shop_domain::reservation::ReservationId;
 use shop_domain::{Currency, Money, Sku};
 use spin_sdk::sqlite::{Connection, RowResult, Value};
 
@@ -241,55 +245,50 @@ pub fn transition(
     if changes(conn)? != 1 {
         return Ok(None);
     }
-    let (kind, payload) = message(order, to, event, now);
-    let msg = outbox::Message {
-        topic: outbox::TOPIC,
-        kind,
-        aggregate_id: &order.order_id,
-        payload: &payload,
-        trace_id,
-        now_ms: now,
-    };
+    let message = message(order, to, event, now)?;
+    let msg = outbox::Message::new(&message, &order.order_id, trace_id, now)?;
     outbox::append(conn, &msg).map(Some)
 }
 
-/// The outbox message announcing `event`: kind and payload.
+/// The message announcing `event` (the order moved to `to`).
 fn message(
     order: &PlacedOrder,
     to: OrderState,
     event: &Event<'_>,
     now: i64,
-) -> (&'static str, serde_json::Value) {
-    let mut payload = json!({
-        "order_id": order.order_id,
-        "user_id": order.user_id,
-        "status": to.status.as_str(),
-        "previous_status": order.status().as_str(),
-        "version": to.version,
-        "reservation_id": order.reservation_id,
-    });
-    let at = ids::rfc3339(now);
-    let kind = match event {
-        Event::Cancelled => {
-            payload["cancelled_at"] = json!(at);
-            "OrderCancelled"
-        }
-        Event::OutOfStock => {
-            payload["cancelled_at"] = json!(at);
-            payload["reason"] = json!("out-of-stock");
-            "OrderCancelled"
-        }
-        Event::Expired => {
-            payload["expired_at"] = json!(at);
-            "OrderExpired"
-        }
-        Event::Paid { payment_id } => {
-            payload["total"] = json!(order.total.minor());
-            payload["currency"] = json!(order.currency.as_str());
-            payload["payment_intent_id"] = json!(payment_id);
-            payload["paid_at"] = json!(at);
-            "OrderPaid"
-        }
+) -> anyhow::Result<OrderEvent> {
+    let change = OrderChange {
+        order_id: order.order_id.clone(),
+        user_id: order.user_id.clone(),
+        status: to.status,
+        previous_status: order.status(),
+        version: to.version,
+        reservation_id: reservation_id(order)?,
+        coupon_code: order.coupon_code.clone(),
     };
-    (kind, payload)
+    let at = ids::rfc3339(now);
+    Ok(match event {
+        Event::Cancelled | Event::OutOfStock => OrderEvent::OrderCancelled(OrderCancelled {
+            order: change,
+            cancelled_at: at,
+            reason: matches!(event, Event::OutOfStock).then_some(CancelReason::OutOfStock),
+        }),
+        Event::Expired => OrderEvent::OrderExpired(OrderExpired {
+            order: change,
+            expired_at: at,
+        }),
+        Event::Paid { payment_id } => OrderEvent::OrderPaid(OrderPaid {
+            order: change,
+            total: order.total,
+            payment_intent_id: ProviderId::parse(payment_id)
+                .map_err(|e| anyhow::anyhow!("payment id {payment_id:?}: {e}"))?,
+            paid_at: at,
+        }),
+    })
+}
+
+/// The order's reservation id as the contract types it.
+pub fn reservation_id(order: &PlacedOrder) -> anyhow::Result<ReservationId> {
+    ReservationId::parse(&order.reservation_id)
+        .map_err(|e| anyhow::anyhow!("order {} reservation id: {e}", order.order_id))
 }

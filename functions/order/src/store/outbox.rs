@@ -12,14 +12,14 @@ pub use shop_adapter::outbox::Message;
 
 /// Inserts `msg` with the next sequence number of its aggregate; returns the message id.
 pub fn append(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<String> {
-    debug_assert_eq!(msg.topic, TOPIC);
+    debug_assert_eq!(msg.topic(), TOPIC);
     shop_adapter::outbox::append(conn, msg)
 }
 
 /// [`append`], returning the row as the fast path sends it after the commit
 /// ([`crate::store::claims::release_publishing`]).
 pub fn append_outgoing(conn: &Connection, msg: &Message<'_>) -> anyhow::Result<Outgoing> {
-    debug_assert_eq!(msg.topic, TOPIC);
+    debug_assert_eq!(msg.topic(), TOPIC);
     shop_adapter::outbox::append_outgoing(conn, msg)
 }
 

@@ -4,31 +4,15 @@
 //! `ReservationReleaseOwed` on the order topic (the stock context's receiver releases it with no
 //! service chaining).
 
-use serde_json::json;
+use shop_domain::messages::{OrderEvent, ReservationReleaseOwed};
+use shop_domain::reservation::ReservationId;
 use spin_sdk::sqlite::Connection;
 
 use crate::db::{col_i64, col_str, int, text};
 use crate::store::outbox;
 
-/// Why a reservation is given back (the row's `reason`).
-#[derive(Debug, Clone, Copy)]
-pub enum Reason {
-    OrderWriteFailed,
-    ClaimAbandoned,
-    OrderCancelled,
-    OrderExpired,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::OrderWriteFailed => "order-write-failed",
-            Reason::ClaimAbandoned => "claim-abandoned",
-            Reason::OrderCancelled => "order-cancelled",
-            Reason::OrderExpired => "order-expired",
-        }
-    }
-}
+/// Why a reservation is given back (the row's `reason`: the contract's, as its `as_str`).
+pub use shop_domain::messages::ReleaseReason as Reason;
 
 /// Records that `reservation_id` must be released, inside the caller's transaction (a second
 /// record of the same reservation changes nothing).
@@ -62,22 +46,14 @@ pub fn owe(
     now: i64,
 ) -> anyhow::Result<String> {
     record(conn, reservation_id, order_id, reason, now)?;
-    let payload = json!({
-        "reservation_id": reservation_id,
-        "order_id": order_id,
-        "reason": reason.as_str(),
+    let owed = OrderEvent::ReservationReleaseOwed(ReservationReleaseOwed {
+        reservation_id: ReservationId::parse(reservation_id)
+            .map_err(|e| anyhow::anyhow!("reservation id {reservation_id:?}: {e}"))?,
+        order_id: order_id.map(str::to_owned),
+        reason,
     });
-    outbox::append(
-        conn,
-        &outbox::Message {
-            topic: outbox::TOPIC,
-            kind: "ReservationReleaseOwed",
-            aggregate_id: reservation_id,
-            payload: &payload,
-            trace_id: None,
-            now_ms: now,
-        },
-    )
+    let message = outbox::Message::new(&owed, reservation_id, None, now)?;
+    outbox::append(conn, &message)
 }
 
 /// Whether a release of `reservation_id` is recorded and not done yet.

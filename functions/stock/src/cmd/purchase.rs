@@ -16,6 +16,7 @@ use shop_adapter::outbox::{self, Message, Outgoing, Ring, PUBLISH_LUA};
 use shop_adapter::respond::{finish, json, HandlerResult};
 use shop_adapter::Problem;
 use shop_domain::flash::{self, FlashOrderRequested, SaleId, TicketStatus};
+use shop_domain::messages::FlashRequest;
 use spin_sdk::http::{Request, Response};
 
 use crate::guards;
@@ -49,14 +50,12 @@ fn purchase(req: &Request, customer: &Customer, id: &SaleId) -> HandlerResult {
     let key = shop_adapter::idempotency::required(req, "purchase")?;
     let ticket_id = shop_adapter::ids::sortable_id("tkt_");
     let reservation_id = format!("flash_{}", &ticket_id[4..]);
-    let request = Outgoing::unstored(&Message {
-        topic: flash::TOPIC,
-        kind: FlashOrderRequested::KIND,
-        aggregate_id: &ticket_id,
-        payload: &serde_json::Value::Object(Default::default()),
-        trace_id: None,
-        now_ms: shop_adapter::ids::now_ms(),
-    })
+    // purchase.lua writes the payload, in the step that takes the unit.
+    let request = Outgoing::unstored(&Message::filled_by_script::<FlashRequest>(
+        FlashOrderRequested::KIND,
+        &ticket_id,
+        shop_adapter::ids::now_ms(),
+    ))
     .map_err(|e| Problem::internal("serialize order request", e))?;
     let ([stream, pending], publish_args) =
         outbox::publish_call(flash::TOPIC, std::slice::from_ref(&request), Ring::Now);

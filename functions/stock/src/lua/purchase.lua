@@ -7,7 +7,7 @@
 -- KEYS[3] the sale's buyers (hash: customer -> units taken), KEYS[4] the new ticket's hash,
 -- KEYS[5] the new reservation's hash, KEYS[6] reservation expiry ZSET, KEYS[7] the sale's
 -- PENDING tickets (ZSET scored by creation ms), KEYS[8..9] publish's keys for the `flash` topic
--- (stream, doorbell pending mark)
+-- (stream, the set of doorbell pending marks)
 -- ARGV[1] sale id, ARGV[2] customer, ARGV[3] idempotency key, ARGV[4] new ticket id,
 -- ARGV[5] new reservation id, ARGV[6] reservation TTL ms, ARGV[7] ticket key prefix,
 -- ARGV[8..11] publish's leading arguments, ARGV[12] the message id and ARGV[13] the envelope
