@@ -32,18 +32,7 @@ impl SaleId {
     pub const MAX_LEN: usize = 64;
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s.is_empty() || s.len() > Self::MAX_LEN {
-            return Err(format!("must be 1-{} characters", Self::MAX_LEN));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-        {
-            return Err(format!("must not contain {c:?}"));
-        }
-        if s.chars().all(|c| c == '.') {
-            return Err("must contain something besides dots".into());
-        }
+        crate::key_safe::check(s, Self::MAX_LEN, true)?;
         Ok(SaleId(s.to_owned()))
     }
 

@@ -24,6 +24,7 @@ pub mod cursor;
 pub mod field;
 pub mod flash;
 pub mod idempotency;
+mod key_safe;
 pub mod messages;
 pub mod money;
 pub mod new_order;

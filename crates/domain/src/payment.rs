@@ -321,15 +321,7 @@ impl OrderRef {
     pub const MAX_LEN: usize = 128;
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s.is_empty() || s.len() > Self::MAX_LEN {
-            return Err(format!("must be 1-{} characters", Self::MAX_LEN));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-        {
-            return Err(format!("must not contain {c:?}"));
-        }
+        crate::key_safe::check(s, Self::MAX_LEN, false)?;
         Ok(OrderRef(s.to_owned()))
     }
 

@@ -23,22 +23,7 @@ impl ReservationId {
     pub const MAX_LEN: usize = 128;
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if s.len() > Self::MAX_LEN {
-            return Err(format!("must be at most {} characters", Self::MAX_LEN));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-        {
-            return Err(format!("must not contain {c:?}"));
-        }
-        // `.` and `..` are not path segments a client can send: it removes them.
-        if s.chars().all(|c| c == '.') {
-            return Err("must contain something besides dots".into());
-        }
+        crate::key_safe::check(s, Self::MAX_LEN, true)?;
         Ok(ReservationId(s.to_owned()))
     }
 
