@@ -118,6 +118,32 @@ fn a_refund_is_made_once_through_provider_failures_timeouts_and_redeliveries() {
         assert_eq!(c.body, want);
     }
     assert_eq!(recorded(&shop).len(), 1);
+
+    // The order says why its money goes back; the provider's `charge.refunded` makes it REFUNDED.
+    assert_eq!(
+        shop.get_order(id).json()["refund_reason"],
+        "order-cancelled"
+    );
+    let resp = shop.webhook(&charge_refunded("evt_rf_1_refunded", &o));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let order = shop.wait_order(id, WAIT, |o| o["status"] == "REFUNDED");
+    assert_eq!(order["refund_reason"], "order-cancelled");
+    let payment = shop.sql_in("payments", "SELECT status FROM payments");
+    assert_eq!(payment[0]["status"], "REFUNDED");
+}
+
+/// The provider's `charge.refunded` for `order`'s payment, refunded in full.
+fn charge_refunded(event_id: &str, order: &Value) -> Value {
+    let id = order["order_id"].as_str().unwrap();
+    let total = order["total"].as_i64().unwrap();
+    json!({
+        "id": event_id, "object": "event", "type": "charge.refunded", "created": e2e::unix_now(),
+        "data": {"object": {
+            "id": format!("ch_{id}"), "object": "charge", "amount": total,
+            "amount_refunded": total, "currency": "eur", "payment_intent": format!("pi_{id}"),
+            "metadata": {"order_id": id},
+        }},
+    })
 }
 
 /// A provider that keeps failing: the message is retried, then dead-lettered with the

@@ -104,6 +104,10 @@ fn order_events() -> Vec<OrderEvent> {
             reservation_id: "flash_1".into(),
             reason: RefusalReason::ReservationExpired,
         }),
+        OrderEvent::OrderRefunded(OrderRefunded {
+            order: change(Refunded, Cancelled),
+            refunded_at: "2026-01-01T00:20:00.000Z".into(),
+        }),
     ]
 }
 
