@@ -19,6 +19,13 @@ pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 pub const INTERNAL_TOKEN: &str = "e2e-internal-token";
 /// The payment webhook secret every e2e app is started with.
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+/// The fake payment provider every e2e boot refunds at unless the test sets its own
+/// (`payment_api_base`): no test ever calls the real provider.
+pub fn default_provider() -> &'static provider::FakeProvider {
+    static PROVIDER: std::sync::OnceLock<provider::FakeProvider> = std::sync::OnceLock::new();
+    PROVIDER.get_or_init(provider::FakeProvider::start)
+}
+
 /// The payment provider's secret key the e2e boots set (the fake provider checks it).
 pub const PAYMENT_SECRET_KEY: &str = "sk_test_e2e";
 /// The issuer and audience of the e2e app's customer tokens (not spin.toml's defaults, so the
@@ -470,6 +477,7 @@ fn start_app(
         .variable("internal_token", INTERNAL_TOKEN)
         .variable("payment_webhook_secret", WEBHOOK_SECRET)
         .variable("payment_secret_key", PAYMENT_SECRET_KEY)
+        .variable("payment_api_base", default_provider().base())
         .variable("auth_jwks", test_jwks())
         .variable("auth_issuer", AUTH_ISSUER)
         .variable("auth_audience", AUTH_AUDIENCE)
