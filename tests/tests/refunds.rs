@@ -182,3 +182,40 @@ fn a_refund_the_provider_keeps_refusing_ends_as_a_dead_letter() {
     assert!(provider.refunds().is_empty());
     assert!(recorded(&shop).is_empty());
 }
+
+/// Where there is no Redis trigger, `POST /api/payments/refunds/drain` (internal token) runs the
+/// refunds receiver: the refund is made once, and a second run sends nothing.
+#[test]
+fn the_refunds_receiver_runs_over_http_where_there_is_no_redis_trigger() {
+    let shop = Shop::boot_without_receivers();
+    let provider = e2e::default_provider();
+    let o = cancelled_order(&shop, "RF-HTTP");
+    let id = o["order_id"].as_str().unwrap();
+    pay(&shop, "evt_rf_http", &o);
+    let for_this = || {
+        let intent = format!("payment_intent=pi_{id}&");
+        let refunds = provider.refunds();
+        refunds
+            .into_iter()
+            .filter(|r| r.body.starts_with(&intent))
+            .count()
+    };
+    let path = "/api/payments/refunds/drain";
+    e2e::assert_problem(&shop.app.send("POST", path, &[], None).unwrap(), 401, None);
+    // The order context turns the payment into a RefundRequired; nothing refunds it by itself.
+    let orders = shop.post_internal("/api/orders/events/drain");
+    assert_eq!(orders.status, 200, "{}", orders.text());
+    assert_eq!(for_this(), 0);
+    let run = shop.post_internal(path);
+    assert_eq!(run.status, 200, "{}", run.text());
+    assert!(
+        run.json()["applied"].as_u64().unwrap() >= 1,
+        "{}",
+        run.text()
+    );
+    assert_eq!(for_this(), 1);
+    assert_eq!(recorded(&shop).len(), 1);
+    let again = shop.post_internal(path);
+    assert_eq!(again.json()["read"], 0, "{}", again.text());
+    assert_eq!(for_this(), 1);
+}
