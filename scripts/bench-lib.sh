@@ -82,6 +82,7 @@ bench_start_app() {
   export BENCH_TOKEN BENCH_TOKENS
   export SPIN_VARIABLE_REDIS_HOST="127.0.0.1:$rport" SPIN_VARIABLE_ADMIN_TOKEN=bench \
     SPIN_VARIABLE_INTERNAL_TOKEN=bench SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET=bench \
+    SPIN_VARIABLE_PAYMENT_SECRET_KEY=bench \
     SPIN_VARIABLE_AUTH_JWKS="$jwks" SPIN_VARIABLE_ORDER_SHARDS="${BENCH_SHARDS:-4}"
   # The guards (rate limits, hoarding caps, breaker) are off unless the caller exported them
   # (scripts/bench-guards.sh measures their cost): the other benchmarks fire bursts of orders as

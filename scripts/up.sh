@@ -64,6 +64,8 @@ fi
 export SPIN_VARIABLE_ADMIN_TOKEN="${SPIN_VARIABLE_ADMIN_TOKEN:-local-admin-token}"
 export SPIN_VARIABLE_INTERNAL_TOKEN="${SPIN_VARIABLE_INTERNAL_TOKEN:-local-internal-token}"
 export SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET="${SPIN_VARIABLE_PAYMENT_WEBHOOK_SECRET:-local-webhook-secret}"
+# The provider's secret key for refunds (Stripe: sk_test_... for a test account).
+export SPIN_VARIABLE_PAYMENT_SECRET_KEY="${SPIN_VARIABLE_PAYMENT_SECRET_KEY:-sk_test_local}"
 
 # Customers: without a real identity provider's JWKS, a development ES256 key pair (created once
 # under .spin/dev-jwt/, private to you) signs the tokens `./scripts/token.sh <user_id>` prints.

@@ -4,6 +4,8 @@
 //! Each [`Shop`] is its own world: its own Redis on a free loopback port, its own `--state-dir`,
 //! its own host process. Dropping it stops the host, then Redis (by PID), then deletes the state.
 
+pub mod provider;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,6 +19,15 @@ pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 pub const INTERNAL_TOKEN: &str = "e2e-internal-token";
 /// The payment webhook secret every e2e app is started with.
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+/// The fake payment provider every e2e boot refunds at unless the test sets its own
+/// (`payment_api_base`): no test ever calls the real provider.
+pub fn default_provider() -> &'static provider::FakeProvider {
+    static PROVIDER: std::sync::OnceLock<provider::FakeProvider> = std::sync::OnceLock::new();
+    PROVIDER.get_or_init(provider::FakeProvider::start)
+}
+
+/// The payment provider's secret key the e2e boots set (the fake provider checks it).
+pub const PAYMENT_SECRET_KEY: &str = "sk_test_e2e";
 /// The issuer and audience of the e2e app's customer tokens (not spin.toml's defaults, so the
 /// variables are proven to reach the component).
 pub const AUTH_ISSUER: &str = "https://id.e2e.spin-shop.test";
@@ -465,6 +476,8 @@ fn start_app(
         .variable("admin_token", ADMIN_TOKEN)
         .variable("internal_token", INTERNAL_TOKEN)
         .variable("payment_webhook_secret", WEBHOOK_SECRET)
+        .variable("payment_secret_key", PAYMENT_SECRET_KEY)
+        .variable("payment_api_base", default_provider().base())
         .variable("auth_jwks", test_jwks())
         .variable("auth_issuer", AUTH_ISSUER)
         .variable("auth_audience", AUTH_AUDIENCE)
@@ -671,6 +684,31 @@ impl Shop {
         let body = serde_json::to_vec(event).expect("json");
         let sig = stripe_signature(WEBHOOK_SECRET, unix_now(), &body);
         self.webhook_raw(&body, Some(&sig))
+    }
+
+    /// Hands every entry `group` holds unacknowledged on `topic` to its receiver once more (as
+    /// its takeover after the minimum idle time would): their idle time moved past it without
+    /// counting a delivery, then a ring of the topic's doorbell. Returns the entries.
+    pub fn redeliver_pending(&self, topic: &str, group: &str) -> Vec<String> {
+        let stream = format!("events:{topic}");
+        let out = self.cli(&["XPENDING", &stream, group, "-", "+", "100"]);
+        let entries: Vec<String> = match out.starts_with("NOGROUP") {
+            true => Vec::new(),
+            // Four lines per entry: id, consumer, idle ms, deliveries.
+            false => out
+                .lines()
+                .collect::<Vec<_>>()
+                .chunks(4)
+                .map(|e| e[0].to_owned())
+                .collect(),
+        };
+        for entry in &entries {
+            self.cli(&[
+                "XCLAIM", &stream, group, group, "0", entry, "IDLE", "3600000", "JUSTID",
+            ]);
+        }
+        self.cli(&["PUBLISH", &format!("doorbell:{topic}"), ""]);
+        entries
     }
 
     /// `POST /api/payments/webhook` with raw bytes and an optional signature header.

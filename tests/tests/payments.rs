@@ -605,6 +605,10 @@ fn a_paid_order_whose_units_are_gone_is_cancelled_and_refunded_once_and_the_deci
     shop.compensator_run();
     let cancelled = shop.wait_order(id, WAIT, is_status("CANCELLED"));
     assert_eq!(cancelled["version"], 3, "paid, then cancelled: {cancelled}");
+    assert_eq!(
+        cancelled["refund_reason"], "out-of-stock",
+        "the order says why: {cancelled}"
+    );
     let refunds = || {
         shop.sql(
             "SELECT aggregate_id AS order_id, json_extract(payload, '$.reason') AS reason, \

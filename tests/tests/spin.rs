@@ -543,3 +543,40 @@ fn required_variables(manifest: &str) -> Vec<String> {
         .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim().to_owned()))
         .collect()
 }
+
+/// Refunds under real Spin: `allowed_outbound_hosts` templated from `payment_api_base` lets the
+/// refunds receiver reach the fake provider; a payment for a cancelled order is refunded once,
+/// and the provider's `charge.refunded` makes the order REFUNDED.
+#[test]
+fn under_real_spin_a_payment_for_a_cancelled_order_is_refunded_once_and_the_order_refunded() {
+    let provider = e2e::provider::FakeProvider::start();
+    let Some(shop) = Shop::boot_real_spin_with(|b| b.variable("payment_api_base", provider.base()))
+    else {
+        return;
+    };
+    let put = shop.put_product(
+        "SPIN-REFUND",
+        &json!({"name": "Mug", "price": 1299, "currency": "EUR", "stock": 5}),
+    );
+    assert!(put.status == 200 || put.status == 201, "{}", put.text());
+    let o = shop.create_order("spin-refund", "SPIN-REFUND", 1);
+    let id = o["order_id"].as_str().unwrap();
+    assert_eq!(shop.cancel("u1", id).status, 200);
+    let total = o["total"].as_i64().unwrap();
+    let paid = e2e::stripe_event("evt_spin_rf", "payment_intent.succeeded", id, total, "eur");
+    assert_eq!(shop.webhook(&paid).status, 200);
+    e2e::wait_for(WAIT, "the refund at the provider", || {
+        (provider.refunds().len() == 1).then_some(())
+    });
+    let refunded = json!({
+        "id": "evt_spin_rf_2", "object": "event", "type": "charge.refunded",
+        "created": e2e::unix_now(),
+        "data": {"object": {"id": format!("ch_{id}"), "object": "charge", "amount": total,
+            "amount_refunded": total, "currency": "eur", "payment_intent": format!("pi_{id}"),
+            "metadata": {"order_id": id}}},
+    });
+    assert_eq!(shop.webhook(&refunded).status, 200);
+    let order = shop.wait_order(id, WAIT, |o| o["status"] == "REFUNDED");
+    assert_eq!(order["refund_reason"], "order-cancelled");
+    assert_eq!(provider.refunds().len(), 1);
+}

@@ -113,6 +113,8 @@ pub enum OrderEvent {
     ReservationReleaseOwed(ReservationReleaseOwed),
     FlashOrderPlaced(FlashOrderPlaced),
     FlashOrderRefused(FlashOrderRefused),
+    /// The provider refunded the order's payment: the order is REFUNDED.
+    OrderRefunded(OrderRefunded),
 }
 
 impl Topic for OrderEvent {
@@ -201,6 +203,14 @@ pub struct OrderExpired {
     pub expired_at: String,
 }
 
+/// PAID, CANCELLED or EXPIRED -> REFUNDED: the provider gave the payment back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRefunded {
+    #[serde(flatten)]
+    pub order: OrderChange,
+    pub refunded_at: String,
+}
+
 /// Why a payment must be refunded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -217,6 +227,7 @@ pub enum RefundReason {
     OrderExpired,
     OrderShipped,
     OrderCompleted,
+    OrderRefunded,
     /// The order was paid, but its units were released and are gone.
     OutOfStock,
 }
@@ -232,6 +243,7 @@ impl RefundReason {
             RefundReason::OrderExpired => "order-expired",
             RefundReason::OrderShipped => "order-shipped",
             RefundReason::OrderCompleted => "order-completed",
+            RefundReason::OrderRefunded => "order-refunded",
             RefundReason::OutOfStock => "out-of-stock",
         }
     }

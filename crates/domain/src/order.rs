@@ -4,7 +4,12 @@
 //! PENDING_PAYMENT --pay--> PAID --ship--> SHIPPED --complete--> COMPLETED
 //!        |  \--cancel--> CANCELLED <--unfulfillable--/
 //!        \----expire--> EXPIRED
+//!
+//! PAID, CANCELLED, EXPIRED --refund--> REFUNDED
 //! ```
+//!
+//! `refund`: the provider reports the payment refunded in full (`charge.refunded`): a paid order
+//! refunded, or a cancelled or expired one whose late payment went back. Nothing leaves REFUNDED.
 //!
 //! `unfulfillable`: the stock context could not sell a paid order's units (they were released
 //! before its payment reached stock, and are gone): the order is cancelled and the payment goes
@@ -26,16 +31,19 @@ pub enum OrderStatus {
     Completed,
     Cancelled,
     Expired,
+    /// The payment went back to the customer.
+    Refunded,
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 6] = [
+    pub const ALL: [OrderStatus; 7] = [
         OrderStatus::PendingPayment,
         OrderStatus::Paid,
         OrderStatus::Shipped,
         OrderStatus::Completed,
         OrderStatus::Cancelled,
         OrderStatus::Expired,
+        OrderStatus::Refunded,
     ];
 
     /// The wire and database spelling (`PENDING_PAYMENT`, ...).
@@ -47,6 +55,7 @@ impl OrderStatus {
             OrderStatus::Completed => "COMPLETED",
             OrderStatus::Cancelled => "CANCELLED",
             OrderStatus::Expired => "EXPIRED",
+            OrderStatus::Refunded => "REFUNDED",
         }
     }
 
@@ -54,11 +63,15 @@ impl OrderStatus {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// No command changes a terminal order any more.
+    /// No command of its customer or of the shop changes a terminal order any more; only the
+    /// provider's refund moves a cancelled or expired one (to REFUNDED, terminal too).
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            OrderStatus::Completed | OrderStatus::Cancelled | OrderStatus::Expired
+            OrderStatus::Completed
+                | OrderStatus::Cancelled
+                | OrderStatus::Expired
+                | OrderStatus::Refunded
         )
     }
 }
@@ -93,16 +106,19 @@ pub enum OrderCommand {
     Expire,
     /// A paid order whose units the stock context could not sell.
     Unfulfillable,
+    /// The provider refunded the order's payment in full.
+    Refund,
 }
 
 impl OrderCommand {
-    pub const ALL: [OrderCommand; 6] = [
+    pub const ALL: [OrderCommand; 7] = [
         OrderCommand::Pay,
         OrderCommand::Ship,
         OrderCommand::Complete,
         OrderCommand::Cancel,
         OrderCommand::Expire,
         OrderCommand::Unfulfillable,
+        OrderCommand::Refund,
     ];
 
     /// The status this command leads to.
@@ -113,17 +129,23 @@ impl OrderCommand {
             OrderCommand::Complete => OrderStatus::Completed,
             OrderCommand::Cancel | OrderCommand::Unfulfillable => OrderStatus::Cancelled,
             OrderCommand::Expire => OrderStatus::Expired,
+            OrderCommand::Refund => OrderStatus::Refunded,
         }
     }
 
-    /// The only status from which this command moves the order.
-    pub fn source(&self) -> OrderStatus {
+    /// The statuses from which this command moves the order.
+    pub fn sources(&self) -> &'static [OrderStatus] {
         match self {
             OrderCommand::Pay | OrderCommand::Cancel | OrderCommand::Expire => {
-                OrderStatus::PendingPayment
+                &[OrderStatus::PendingPayment]
             }
-            OrderCommand::Ship | OrderCommand::Unfulfillable => OrderStatus::Paid,
-            OrderCommand::Complete => OrderStatus::Shipped,
+            OrderCommand::Ship | OrderCommand::Unfulfillable => &[OrderStatus::Paid],
+            OrderCommand::Complete => &[OrderStatus::Shipped],
+            OrderCommand::Refund => &[
+                OrderStatus::Paid,
+                OrderStatus::Cancelled,
+                OrderStatus::Expired,
+            ],
         }
     }
 }
@@ -178,7 +200,7 @@ impl OrderState {
         if self.status == command.target() {
             return Ok(Outcome::Unchanged(self));
         }
-        if self.status == command.source() {
+        if command.sources().contains(&self.status) {
             return Ok(Outcome::Changed(OrderState {
                 status: command.target(),
                 version: self.version + 1,
@@ -258,6 +280,27 @@ mod tests {
     }
 
     #[test]
+    fn a_paid_cancelled_or_expired_order_is_refunded_and_nothing_leaves_refunded() {
+        for st in [Paid, Cancelled, Expired] {
+            let refunded = OrderState {
+                status: Refunded,
+                version: 8,
+            };
+            assert_eq!(at(st).apply(Refund), Ok(Outcome::Changed(refunded)), "{st}");
+        }
+        for st in [PendingPayment, Shipped, Completed] {
+            assert!(at(st).apply(Refund).is_err(), "{st}");
+        }
+        assert_eq!(
+            at(Refunded).apply(Refund),
+            Ok(Outcome::Unchanged(at(Refunded)))
+        );
+        for cmd in [Pay, Ship, Complete, Cancel, Expire, Unfulfillable] {
+            assert!(at(Refunded).apply(cmd).is_err(), "{cmd:?}");
+        }
+    }
+
+    #[test]
     fn statuses_round_trip_through_their_spelling() {
         for st in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(st.as_str()), Some(st));
@@ -275,6 +318,9 @@ mod tests {
                 | (Paid, Ship)
                 | (Paid, Unfulfillable)
                 | (Shipped, Complete)
+                | (Paid, Refund)
+                | (Cancelled, Refund)
+                | (Expired, Refund)
         )
     }
 
@@ -320,14 +366,15 @@ mod tests {
                 let before = s;
                 match s.apply(cmd) {
                     Ok(Outcome::Changed(next)) => {
-                        prop_assert!(!before.status.is_terminal());
+                        // Only the provider's refund leaves a terminal status (to REFUNDED).
+                        prop_assert!(!before.status.is_terminal() || cmd == OrderCommand::Refund);
                         changes += 1;
                         s = next;
                     }
                     Ok(Outcome::Unchanged(_)) => {}
                     Err(_) => {}
                 }
-                if before.status.is_terminal() {
+                if before.status.is_terminal() && cmd != OrderCommand::Refund {
                     prop_assert_eq!(s.status, before.status);
                 }
             }

@@ -45,6 +45,9 @@ pub struct PlacedOrder {
     /// The payment deadline (the reservation's own expiry).
     pub expires_ms: i64,
     pub paid: Option<Paid>,
+    /// Why the shop asked for the order's money to go back (the last `RefundRequired`), if it
+    /// did.
+    pub refund_reason: Option<crate::messages::RefundReason>,
 }
 
 impl PlacedOrder {
@@ -80,6 +83,7 @@ impl PlacedOrder {
             created_ms,
             expires_ms,
             paid: None,
+            refund_reason: None,
         }
     }
 

@@ -115,6 +115,10 @@ fn order_events() -> Vec<OrderEvent> {
             payment_intent_id: pid("pi_2"),
             paid_at: "2026-01-01T00:01:00.000Z".into(),
         }),
+        OrderEvent::OrderRefunded(OrderRefunded {
+            order: change(Refunded, Cancelled),
+            refunded_at: "2026-01-01T00:20:00.000Z".into(),
+        }),
     ]
 }
 

@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flash_orders",
         sql: include_str!("../migrations/0011_flash_orders.sql"),
     },
+    Migration {
+        version: 12,
+        name: "refunded",
+        sql: include_str!("../migrations/0012_refunded.sql"),
+    },
 ];
 
 /// The layout this shard records: a scalar subquery read in the same statement as the schema

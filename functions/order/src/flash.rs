@@ -83,6 +83,7 @@ fn build(req: &FlashOrderRequested, now: i64) -> Result<PlacedOrder, RefusalReas
         created_ms: now,
         expires_ms: req.expires_at_ms,
         paid: None,
+        refund_reason: None,
     })
 }
 

@@ -32,8 +32,8 @@ use serde::Serialize;
 use shop_adapter::receiver::{self, Apply, DrainOptions, DrainReport, Envelope, Unreadable};
 use shop_adapter::sqlite::{Savepoint, Tx};
 use shop_domain::messages::{
-    FlashRequest, OrderEvent, PaidOrderOutOfStock, PaymentEvent, PaymentSucceeded, RefundReason,
-    RefundRequired, StockEvent, Topic,
+    FlashRequest, OrderEvent, PaidOrderOutOfStock, PaymentEvent, PaymentRefunded, PaymentSucceeded,
+    RefundReason, RefundRequired, StockEvent, Topic,
 };
 use shop_domain::order::{OrderCommand, OrderStatus, Outcome};
 use shop_domain::payment::ProviderId;
@@ -302,9 +302,8 @@ fn apply(conn: &Connection, env: &Envelope, msg: &Incoming) -> anyhow::Result<Ve
         Incoming::Payment(PaymentEvent::PaymentSucceeded(pay)) => {
             succeeded(conn, pay, now)?.into_iter().collect()
         }
-        Incoming::Payment(PaymentEvent::PaymentFailed(_) | PaymentEvent::PaymentRefunded(_)) => {
-            Vec::new()
-        }
+        Incoming::Payment(PaymentEvent::PaymentFailed(_)) => Vec::new(),
+        Incoming::Payment(PaymentEvent::PaymentRefunded(r)) => refunded(conn, r, now)?,
         Incoming::Stock(StockEvent::PaidOrderOutOfStock(s)) => out_of_stock(conn, s, now)?,
         Incoming::Flash(FlashRequest::FlashOrderRequested(req)) => {
             crate::flash::place(conn, req, now)?
@@ -362,6 +361,7 @@ fn too_late(status: OrderStatus) -> RefundReason {
         OrderStatus::Expired => RefundReason::OrderExpired,
         OrderStatus::Shipped => RefundReason::OrderShipped,
         OrderStatus::Completed => RefundReason::OrderCompleted,
+        OrderStatus::Refunded => RefundReason::OrderRefunded,
         OrderStatus::PendingPayment | OrderStatus::Paid => RefundReason::AlreadyPaid,
     }
 }
@@ -406,6 +406,29 @@ fn out_of_stock(
     Ok(vec![cancelled, refund(conn, refund_required, now)?])
 }
 
+/// `PaymentRefunded` in full: the order it paid (PAID by this payment), or the cancelled or
+/// expired order it came late for, is REFUNDED (`OrderRefunded`). A partial refund, a refund of
+/// another payment of a paid order (a double charge given back) or of an order in another
+/// status changes nothing.
+fn refunded(conn: &Connection, r: &PaymentRefunded, now: i64) -> anyhow::Result<Vec<String>> {
+    if r.amount_refunded < r.amount.minor() {
+        return Ok(Vec::new());
+    }
+    let Some(order) = orders::load(conn, &r.order_id)? else {
+        return Ok(Vec::new());
+    };
+    let status = order.status();
+    if status == OrderStatus::Paid && !order.is_paid_by(r.payment_intent_id.as_str()) {
+        return Ok(Vec::new());
+    }
+    let Ok(Outcome::Changed(to)) = order.apply(OrderCommand::Refund) else {
+        return Ok(Vec::new());
+    };
+    let written = orders::transition(conn, &order, to, &Event::Refunded, None, now)?
+        .ok_or_else(|| anyhow::anyhow!("order {} changed meanwhile", r.order_id))?;
+    Ok(vec![written])
+}
+
 /// The refund of `pay`, for `reason`.
 fn back(pay: &PaymentSucceeded, reason: RefundReason) -> RefundRequired {
     RefundRequired {
@@ -430,6 +453,8 @@ fn refund(conn: &Connection, refund: RefundRequired, now: i64) -> anyhow::Result
         true => refund.payment_intent_id.as_str().to_owned(),
         false => refund.order_id.clone(),
     };
+    // The order (if the shop has it) says why its money goes back.
+    orders::set_refund_reason(conn, &refund.order_id, refund.reason)?;
     let message = OrderEvent::RefundRequired(refund);
     let message = outbox::Message::new(&message, &aggregate, None, now)?;
     outbox::append(conn, &message)

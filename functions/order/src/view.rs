@@ -26,6 +26,9 @@ pub struct OrderView {
     pub total: i64,
     pub currency: String,
     pub coupon_code: Option<String>,
+    /// Why the shop is giving the payment back (e.g. `out-of-stock`), when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_reason: Option<String>,
     pub created_at: String,
     pub expires_at: String,
     pub version: i64,
@@ -52,6 +55,7 @@ impl From<&PlacedOrder> for OrderView {
             total: o.total.minor(),
             currency: o.currency.as_str().to_owned(),
             coupon_code: o.coupon_code.as_ref().map(|c| c.as_str().to_owned()),
+            refund_reason: o.refund_reason.map(|r| r.as_str().to_owned()),
             created_at: rfc3339(o.created_ms),
             expires_at: rfc3339(o.expires_ms),
             version: o.version(),

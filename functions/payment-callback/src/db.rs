@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "inbox",
         sql: shop_adapter::inbox::MIGRATION_SQL,
     },
+    Migration {
+        version: 4,
+        name: "refunds",
+        sql: include_str!("../migrations/0004_refunds.sql"),
+    },
 ];
 
 /// Opens `payments` and brings its schema up to date.

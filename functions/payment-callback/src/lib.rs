@@ -3,10 +3,12 @@
 //!
 //! Routes (JSON; errors `application/problem+json`):
 //! - `POST /api/payments/webhook` -> [`webhook`]
+//! - `POST /api/payments/refunds/drain` (internal token) -> [`refunds`]
 //! - `GET  /api/health/payment-callback` (SQLite `payments`, Redis)
 
 mod config;
 mod db;
+mod refunds;
 mod store;
 mod webhook;
 
@@ -34,11 +36,27 @@ async fn handle(incoming: IncomingRequest) -> Response {
             }
         }
         (_, ["api", "payments", "webhook"]) => return method_not_allowed("POST"),
+        (Method::Post, ["api", "payments", "refunds", "drain"]) => match incoming.read(0).await {
+            Ok(req) => refunds_drain(&req),
+            Err(too_large) => Err(too_large),
+        },
+        (_, ["api", "payments", "refunds", "drain"]) => return method_not_allowed("POST"),
         (Method::Get, ["api", "health", "payment-callback"]) => return health_route(),
         (_, ["api", "health", "payment-callback"]) => return method_not_allowed("GET"),
         _ => Err(Problem::not_found(format!("no route for {path}"))),
     };
     shop_adapter::respond::finish(result)
+}
+
+/// `POST /api/payments/refunds/drain` (internal token): the refunds receiver over HTTP, for a
+/// platform with no Redis trigger (an external scheduler calls it) and for the compensator.
+fn refunds_drain(req: &spin_sdk::http::Request) -> shop_adapter::respond::HandlerResult {
+    shop_adapter::auth::require_internal(req)?;
+    let drained = refunds::receive().map_err(|e| {
+        eprintln!("refunds: drain over HTTP failed: {e:#}");
+        Problem::unavailable("the event stream, the database or the provider failed, retry later")
+    })?;
+    Ok(shop_adapter::respond::json(200, &drained))
 }
 
 fn health_route() -> Response {

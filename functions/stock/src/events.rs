@@ -100,7 +100,9 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
         OrderEvent::ReservationReleaseOwed(m) => (false, m.reservation_id),
         OrderEvent::FlashOrderPlaced(m) => return crate::tickets::placed(&m),
         OrderEvent::FlashOrderRefused(m) => return crate::tickets::refused(&m),
-        OrderEvent::OrderCreated(_) | OrderEvent::RefundRequired(_) => return Ok(()),
+        OrderEvent::OrderCreated(_)
+        | OrderEvent::RefundRequired(_)
+        | OrderEvent::OrderRefunded(_) => return Ok(()),
     };
     let store = Store::open().map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let reply = match paid {

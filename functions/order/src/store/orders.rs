@@ -6,7 +6,8 @@ use shop_adapter::sqlite::{changes, text_or_null};
 use shop_domain::cursor::Cursor;
 use shop_domain::idempotency::ClaimKey;
 use shop_domain::messages::{
-    CancelReason, OrderCancelled, OrderChange, OrderEvent, OrderExpired, OrderPaid,
+    CancelReason, OrderCancelled, OrderChange, OrderEvent, OrderExpired, OrderPaid, OrderRefunded,
+    RefundReason,
 };
 use shop_domain::new_order::{CouponCode, Quantity, UserId};
 use shop_domain::order::{OrderState, OrderStatus};
@@ -23,7 +24,7 @@ use crate::store::outbox;
 
 const COLUMNS: &str =
     "order_id, user_id, status, currency, subtotal, discount, total, coupon_code, \
-     created_ms, expires_ms, version, reservation_id, payment_id, paid_ms";
+     created_ms, expires_ms, version, reservation_id, payment_id, paid_ms, refund_reason";
 
 /// Inserts `order` and its lines, inside the caller's transaction; `key` is the customer's key it
 /// was created under (UNIQUE: one key backs one order).
@@ -178,6 +179,7 @@ fn from_row(conn: &Connection, row: &RowResult) -> anyhow::Result<PlacedOrder> {
         expires_ms: col_i64(row, 9),
         reservation_id: col_str(row, 11),
         paid,
+        refund_reason: col_opt_str(row, 14).and_then(|r| RefundReason::parse(&r)),
         order_id,
     })
 }
@@ -209,6 +211,8 @@ pub enum Event<'a> {
     },
     /// Cancelled because the stock context could not sell its units after it was paid.
     OutOfStock,
+    /// The provider refunded its payment in full.
+    Refunded,
 }
 
 /// Moves `order` to `to` and appends the message announcing it, inside the caller's
@@ -277,6 +281,10 @@ fn message(
             order: change,
             expired_at: at,
         }),
+        Event::Refunded => OrderEvent::OrderRefunded(OrderRefunded {
+            order: change,
+            refunded_at: at,
+        }),
         Event::Paid { payment_id } => OrderEvent::OrderPaid(OrderPaid {
             order: change,
             total: order.total,
@@ -291,4 +299,18 @@ fn message(
 pub fn reservation_id(order: &PlacedOrder) -> anyhow::Result<ReservationId> {
     ReservationId::parse(&order.reservation_id)
         .map_err(|e| anyhow::anyhow!("order {} reservation id: {e}", order.order_id))
+}
+
+/// Records why the shop asked for `order_id`'s money to go back (shown in its view), inside the
+/// caller's transaction. Not a status change: the version stays.
+pub fn set_refund_reason(
+    conn: &Connection,
+    order_id: &str,
+    reason: RefundReason,
+) -> anyhow::Result<()> {
+    conn.execute(
+        "UPDATE orders SET refund_reason = ? WHERE order_id = ?",
+        &[text(reason.as_str()), text(order_id)],
+    )?;
+    Ok(())
 }

@@ -1,0 +1,221 @@
+//! Refunds reach the provider (issue 16 "Refunds"): the refunds receiver (payments context,
+//! consumer group `refunds` on the order topic) asks the fake provider (`e2e::provider`, Stripe's
+//! `POST /v1/refunds` shape) to refund each `RefundRequired`, exactly once per message through
+//! provider failures (500), timeouts (the provider made the refund, the answer came too late)
+//! and redelivered messages: every call carries the message's Idempotency-Key, and a message
+//! whose refund is recorded sends nothing again.
+
+use std::time::Duration;
+
+use e2e::provider::{FakeProvider, Mishap};
+use e2e::{stripe_event, wait_for, Shop, PAYMENT_SECRET_KEY};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The shop against `provider`, its calls bounded to 500 ms, without the compensator's cron
+/// (this test decides every delivery).
+fn shop_against(provider: &FakeProvider) -> Shop {
+    Shop::boot_without_cron_with(|b| {
+        b.variable("payment_api_base", provider.base())
+            .variable("refund_timeout_ms", "500")
+    })
+}
+
+/// An order of one unit of a new product, cancelled by its customer: a payment for it now
+/// requires a refund (`order-cancelled`).
+fn cancelled_order(shop: &Shop, sku: &str) -> Value {
+    let body = json!({"name": "Mug", "price": 1299, "currency": "EUR", "stock": 5});
+    let resp = shop.put_product(sku, &body);
+    assert!(resp.status == 200 || resp.status == 201, "{}", resp.text());
+    let o = shop.create_order(&sku.to_lowercase(), sku, 1);
+    let resp = shop.cancel("u1", o["order_id"].as_str().unwrap());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    o
+}
+
+/// The provider's `payment_intent.succeeded` for `order`, in full.
+fn pay(shop: &Shop, event_id: &str, order: &Value) {
+    let id = order["order_id"].as_str().unwrap();
+    let total = order["total"].as_i64().unwrap();
+    let event = stripe_event(event_id, "payment_intent.succeeded", id, total, "eur");
+    let resp = shop.webhook(&event);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+/// Waits until the provider received `n` calls.
+fn calls(provider: &FakeProvider, n: usize) {
+    wait_for(WAIT, &format!("{n} calls at the provider"), || {
+        (provider.calls().len() >= n).then_some(())
+    });
+}
+
+/// The refunds recorded by the payments context.
+fn recorded(shop: &Shop) -> Vec<Value> {
+    shop.sql_in("payments", "SELECT * FROM refunds")
+}
+
+#[test]
+fn a_refund_is_made_once_through_provider_failures_timeouts_and_redeliveries() {
+    let provider = FakeProvider::start();
+    // The first call fails, the second makes the refund but answers after the caller gave up.
+    provider.then(&[Mishap::Fail, Mishap::Stall(Duration::from_millis(1500))]);
+    let shop = shop_against(&provider);
+    let o = cancelled_order(&shop, "RF-1");
+    let id = o["order_id"].as_str().unwrap();
+    pay(&shop, "evt_rf_1", &o);
+    calls(&provider, 1);
+    assert_eq!(provider.calls()[0].status, 500);
+    // Failed: the message stays pending for the group; taken again, it meets the stall.
+    wait_for(WAIT, "the failed message pending", || {
+        let pending = shop.redeliver_pending("orders", "refunds");
+        (!pending.is_empty()).then_some(())
+    });
+    calls(&provider, 2);
+    assert_eq!(
+        provider.refunds().len(),
+        1,
+        "the stalled call made the refund"
+    );
+    // Timed out: pending again; the third call gets the refund already made.
+    std::thread::sleep(Duration::from_millis(1600));
+    wait_for(WAIT, "the timed-out message pending", || {
+        let pending = shop.redeliver_pending("orders", "refunds");
+        (!pending.is_empty()).then_some(())
+    });
+    let row = wait_for(WAIT, "the refund recorded", || recorded(&shop).pop());
+    assert_eq!(row["order_id"], id);
+    assert_eq!(row["reason"], "order-cancelled");
+    assert_eq!(row["refund_id"], "re_fake_1");
+    assert_eq!(row["amount"], o["total"]);
+    // The same message delivered again (appended once more) sends nothing.
+    let env = wait_for(WAIT, "the RefundRequired entry", || {
+        let out = shop.cli(&["XRANGE", "events:orders", "-", "+"]);
+        out.lines()
+            .find(|l| l.contains("RefundRequired"))
+            .map(str::to_owned)
+    });
+    shop.cli(&["XADD", "events:orders", "*", "m", &env]);
+    shop.cli(&["PUBLISH", "doorbell:orders", ""]);
+    shop.wait_group_caught_up("events:orders", "refunds", "", WAIT);
+    assert!(shop.redeliver_pending("orders", "refunds").is_empty());
+    shop.wait_group_caught_up("events:orders", "refunds", "", WAIT);
+
+    let calls = provider.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(provider.refunds().len(), 1, "exactly one refund");
+    let key = calls[0]
+        .idempotency_key
+        .clone()
+        .expect("an Idempotency-Key");
+    assert!(key.starts_with("refund-msg_"), "{key}");
+    let bearer = format!("Bearer {PAYMENT_SECRET_KEY}");
+    for c in &calls {
+        assert_eq!(c.path, "/v1/refunds");
+        assert_eq!(c.idempotency_key.as_deref(), Some(key.as_str()));
+        assert_eq!(c.authorization.as_deref(), Some(bearer.as_str()));
+        let want = format!("payment_intent=pi_{id}&amount={}", o["total"]);
+        assert_eq!(c.body, want);
+    }
+    assert_eq!(recorded(&shop).len(), 1);
+
+    // The order says why its money goes back; the provider's `charge.refunded` makes it REFUNDED.
+    assert_eq!(
+        shop.get_order(id).json()["refund_reason"],
+        "order-cancelled"
+    );
+    let resp = shop.webhook(&charge_refunded("evt_rf_1_refunded", &o));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let order = shop.wait_order(id, WAIT, |o| o["status"] == "REFUNDED");
+    assert_eq!(order["refund_reason"], "order-cancelled");
+    let payment = shop.sql_in("payments", "SELECT status FROM payments");
+    assert_eq!(payment[0]["status"], "REFUNDED");
+}
+
+/// The provider's `charge.refunded` for `order`'s payment, refunded in full.
+fn charge_refunded(event_id: &str, order: &Value) -> Value {
+    let id = order["order_id"].as_str().unwrap();
+    let total = order["total"].as_i64().unwrap();
+    json!({
+        "id": event_id, "object": "event", "type": "charge.refunded", "created": e2e::unix_now(),
+        "data": {"object": {
+            "id": format!("ch_{id}"), "object": "charge", "amount": total,
+            "amount_refunded": total, "currency": "eur", "payment_intent": format!("pi_{id}"),
+            "metadata": {"order_id": id},
+        }},
+    })
+}
+
+/// A provider that keeps failing: the message is retried, then dead-lettered with the
+/// provider's answer, visible in ops; no refund was made.
+#[test]
+fn a_refund_the_provider_keeps_refusing_ends_as_a_dead_letter() {
+    let provider = FakeProvider::start();
+    provider.then(&[Mishap::Fail; 5]);
+    let shop = shop_against(&provider);
+    let o = cancelled_order(&shop, "RF-2");
+    pay(&shop, "evt_rf_2", &o);
+    for n in 1..=5 {
+        calls(&provider, n);
+        if n < 5 {
+            wait_for(WAIT, "the failed message pending", || {
+                let pending = shop.redeliver_pending("orders", "refunds");
+                (!pending.is_empty()).then_some(())
+            });
+        }
+    }
+    let (k, v) = e2e::admin_auth();
+    let dead = wait_for(WAIT, "the dead letter", || {
+        let resp = shop
+            .app
+            .send("GET", "/api/ops/dead-letters", &[(k, &v)], None)
+            .unwrap();
+        let all = resp.json()["dead_letters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        all.into_iter().find(|d| d["group"] == "refunds")
+    });
+    assert_eq!(dead["type"], "RefundRequired", "{dead}");
+    let error = dead["last_error"].as_str().unwrap();
+    assert!(error.contains("the provider answered 500"), "{dead}");
+    assert!(provider.refunds().is_empty());
+    assert!(recorded(&shop).is_empty());
+}
+
+/// Where there is no Redis trigger, `POST /api/payments/refunds/drain` (internal token) runs the
+/// refunds receiver: the refund is made once, and a second run sends nothing.
+#[test]
+fn the_refunds_receiver_runs_over_http_where_there_is_no_redis_trigger() {
+    let shop = Shop::boot_without_receivers();
+    let provider = e2e::default_provider();
+    let o = cancelled_order(&shop, "RF-HTTP");
+    let id = o["order_id"].as_str().unwrap();
+    pay(&shop, "evt_rf_http", &o);
+    let for_this = || {
+        let intent = format!("payment_intent=pi_{id}&");
+        let refunds = provider.refunds();
+        refunds
+            .into_iter()
+            .filter(|r| r.body.starts_with(&intent))
+            .count()
+    };
+    let path = "/api/payments/refunds/drain";
+    e2e::assert_problem(&shop.app.send("POST", path, &[], None).unwrap(), 401, None);
+    // The order context turns the payment into a RefundRequired; nothing refunds it by itself.
+    let orders = shop.post_internal("/api/orders/events/drain");
+    assert_eq!(orders.status, 200, "{}", orders.text());
+    assert_eq!(for_this(), 0);
+    let run = shop.post_internal(path);
+    assert_eq!(run.status, 200, "{}", run.text());
+    assert!(
+        run.json()["applied"].as_u64().unwrap() >= 1,
+        "{}",
+        run.text()
+    );
+    assert_eq!(for_this(), 1);
+    assert_eq!(recorded(&shop).len(), 1);
+    let again = shop.post_internal(path);
+    assert_eq!(again.json()["read"], 0, "{}", again.text());
+    assert_eq!(for_this(), 1);
+}
