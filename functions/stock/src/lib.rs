@@ -95,7 +95,22 @@ async fn route(req: Request) -> Response {
     router.any("/api/health/stock", |_req: Request, _params| {
         method_not_allowed("GET")
     });
+    product_routes(&mut router);
+    reservation_routes(&mut router);
+    flash_sale_routes(&mut router);
+    router.post("/api/stock/events/drain", |req: Request, _p| {
+        finish(require_internal(&req).and_then(|()| cmd::drain::handle()))
+    });
+    router.any("/api/stock/events/drain", |_req: Request, _p| {
+        method_not_allowed("POST")
+    });
+    router.any("/*", |_req: Request, _p| no_route());
+    router.handle_async(req).await
+}
 
+/// The catalog: products (admin writes, anonymous reads limited per client address) and their
+/// stock adjustments.
+fn product_routes(router: &mut Router) {
     router.put("/api/products/:sku", |req: Request, p: Params| {
         finish(cmd::put_product::handle(&req, param(&p, "sku")))
     });
@@ -115,8 +130,10 @@ async fn route(req: Request) -> Response {
         "/api/products/:sku/stock-adjustments",
         |_req: Request, _p| method_not_allowed("POST"),
     );
+}
 
-    // Reservation routes are internal: only the order component (and repairs) may move stock.
+/// Reservation routes are internal: only the order component (and repairs) may move stock.
+fn reservation_routes(router: &mut Router) {
     router.post("/api/stock/reservations", |req: Request, _p| {
         let admission = require_internal(&req).and_then(|()| guards::admit_reserve());
         answer(admission, || cmd::reserve::handle(&req))
@@ -156,6 +173,10 @@ async fn route(req: Request) -> Response {
             _ => no_route(),
         },
     );
+}
+
+/// Flash sales: the admin's sale, the buyers' purchases and tickets.
+fn flash_sale_routes(router: &mut Router) {
     router.put("/api/flash-sales/:sale", |req: Request, p: Params| {
         finish(cmd::put_sale::handle(&req, param(&p, "sale")))
     });
@@ -186,14 +207,6 @@ async fn route(req: Request) -> Response {
         "/api/flash-sales/:sale/tickets/:ticket",
         |_req: Request, _p| method_not_allowed("GET"),
     );
-    router.post("/api/stock/events/drain", |req: Request, _p| {
-        finish(require_internal(&req).and_then(|()| cmd::drain::handle()))
-    });
-    router.any("/api/stock/events/drain", |_req: Request, _p| {
-        method_not_allowed("POST")
-    });
-    router.any("/*", |_req: Request, _p| no_route());
-    router.handle_async(req).await
 }
 
 fn no_route() -> Response {
