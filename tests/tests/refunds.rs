@@ -136,14 +136,119 @@ fn a_refund_is_made_once_through_provider_failures_timeouts_and_redeliveries() {
 fn charge_refunded(event_id: &str, order: &Value) -> Value {
     let id = order["order_id"].as_str().unwrap();
     let total = order["total"].as_i64().unwrap();
+    charge_refunded_of(event_id, id, &format!("pi_{id}"), total)
+}
+
+/// The provider's `charge.refunded` for payment `intent` of order `id`: `amount` refunded in full.
+fn charge_refunded_of(event_id: &str, id: &str, intent: &str, amount: i64) -> Value {
     json!({
         "id": event_id, "object": "event", "type": "charge.refunded", "created": e2e::unix_now(),
         "data": {"object": {
-            "id": format!("ch_{id}"), "object": "charge", "amount": total,
-            "amount_refunded": total, "currency": "eur", "payment_intent": format!("pi_{id}"),
+            "id": format!("ch_{intent}"), "object": "charge", "amount": amount,
+            "amount_refunded": amount, "currency": "eur", "payment_intent": intent,
             "metadata": {"order_id": id},
         }},
     })
+}
+
+/// The provider's `payment_intent.succeeded` of payment `intent` for order `id`.
+fn pay_with(shop: &Shop, event_id: &str, id: &str, intent: &str, amount: i64) {
+    let mut event = stripe_event(event_id, "payment_intent.succeeded", id, amount, "eur");
+    event["data"]["object"]["id"] = json!(intent);
+    let resp = shop.webhook(&event);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+/// A new product `sku` (EUR 20.00, 5 units) and a coupon `code` (5.00 off, one redemption);
+/// alice's order of one unit with it, PENDING_PAYMENT.
+fn order_with_coupon(shop: &Shop, sku: &str, code: &str) -> Value {
+    let product = json!({"name": "Mug", "price": 2000, "currency": "EUR", "stock": 5});
+    let resp = shop.put_product(sku, &product);
+    assert!(resp.status == 200 || resp.status == 201, "{}", resp.text());
+    let coupon = json!({"currency": "EUR", "amount_off": 500, "max_redemptions": 1});
+    let resp = shop.put_coupon(code, &coupon);
+    assert!(resp.status == 200 || resp.status == 201, "{}", resp.text());
+    let body = json!({"items": [{"sku": sku, "quantity": 1}], "coupon_code": code});
+    let resp = shop.order_as("alice", &format!("k-{sku}"), &body);
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    resp.json()
+}
+
+fn available(shop: &Shop, sku: &str) -> i64 {
+    shop.get_product(sku).json()["available"].as_i64().unwrap()
+}
+
+/// Issue 16's e2e: a payment of the wrong amount for an unpaid order is refunded once at the
+/// provider; its `charge.refunded` makes the order REFUNDED (from PENDING_PAYMENT), which
+/// gives its unit back to the product and cancels its coupon's redemption (capacity back).
+#[test]
+fn a_mismatched_payment_is_refunded_once_and_the_order_ends_refunded_with_its_stock_back() {
+    let provider = FakeProvider::start();
+    let shop = shop_against(&provider);
+    let o = order_with_coupon(&shop, "RF-MM", "RFMM");
+    let id = o["order_id"].as_str().unwrap();
+    assert_eq!(o["total"], 1500, "{o}");
+    assert_eq!(available(&shop, "RF-MM"), 4);
+    let intent = format!("pi_{id}_short");
+    pay_with(&shop, "evt_rf_mm", id, &intent, 1400);
+
+    let row = wait_for(WAIT, "the refund recorded", || recorded(&shop).pop());
+    assert_eq!(row["reason"], "amount-mismatch");
+    assert_eq!(row["amount"], 1400);
+    let refunds = provider.refunds();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(
+        refunds[0].body,
+        format!("payment_intent={intent}&amount=1400")
+    );
+    let order = shop.get_order(id).json();
+    assert_eq!(order["status"], "PENDING_PAYMENT", "{order}");
+    assert_eq!(order["refund_reason"], "amount-mismatch");
+
+    let event = charge_refunded_of("evt_rf_mm_refunded", id, &intent, 1400);
+    let resp = shop.webhook(&event);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let order = shop.wait_order(id, WAIT, |o| o["status"] == "REFUNDED");
+    assert_eq!(order["refund_reason"], "amount-mismatch");
+    wait_for(WAIT, "the unit back in available", || {
+        (available(&shop, "RF-MM") == 5).then_some(())
+    });
+    shop.wait_redemption("RFMM", id, "CANCELLED", WAIT);
+    assert_eq!(shop.coupon_usage("RFMM"), (0, 0));
+    assert_eq!(provider.refunds().len(), 1, "exactly one refund");
+}
+
+/// A mismatched payment, then the right one before the refund came back: the order is PAID;
+/// the old payment's `charge.refunded` changes that payment only, the order stays PAID with its
+/// unit sold and its coupon confirmed.
+#[test]
+fn the_refund_of_a_mismatched_payment_leaves_an_order_paid_meanwhile_paid() {
+    let provider = FakeProvider::start();
+    let shop = shop_against(&provider);
+    let o = order_with_coupon(&shop, "RF-PM", "RFPM");
+    let id = o["order_id"].as_str().unwrap();
+    let short = format!("pi_{id}_short");
+    pay_with(&shop, "evt_rf_pm_short", id, &short, 1400);
+    wait_for(WAIT, "the refund recorded", || recorded(&shop).pop());
+    pay_with(&shop, "evt_rf_pm_right", id, &format!("pi_{id}"), 1500);
+    shop.wait_order(id, WAIT, |o| o["status"] == "PAID");
+    shop.wait_redemption("RFPM", id, "CONFIRMED", WAIT);
+
+    let event = charge_refunded_of("evt_rf_pm_refunded", id, &short, 1400);
+    let resp = shop.webhook(&event);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let query = format!("SELECT status FROM payments WHERE payment_intent_id = '{short}'");
+    wait_for(WAIT, "the old payment REFUNDED", || {
+        let rows = shop.sql_in("payments", &query);
+        (rows.first().map(|r| r["status"].clone()) == Some(json!("REFUNDED"))).then_some(())
+    });
+    // The order context has applied the refund message once its group caught up.
+    shop.wait_group_caught_up("events:payments", "order", "PaymentRefunded", WAIT);
+    let order = shop.get_order(id).json();
+    assert_eq!(order["status"], "PAID", "{order}");
+    assert_eq!(available(&shop, "RF-PM"), 4);
+    assert_eq!(shop.redemption("RFPM", id)["status"], "CONFIRMED");
+    assert_eq!(provider.refunds().len(), 1);
 }
 
 /// A provider that keeps failing: the message is retried, then dead-lettered with the
