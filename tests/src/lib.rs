@@ -220,7 +220,15 @@ impl Shop {
     /// (`spin.receivers.toml`: `order-events`, `stock-events`): as if it were not deployed or
     /// down. Their messages wait in the streams; [`Shop::restart_without_cron`] brings them back.
     pub fn boot_without_receivers() -> Shop {
-        Self::boot_manifest(Manifest::WithoutReceivers, |b| b)
+        Self::boot_without_receivers_with(|b| b)
+    }
+
+    /// As [`Shop::boot_without_receivers`], letting the caller set variables: every delivery
+    /// is the test's own call of a receiver's drain route.
+    pub fn boot_without_receivers_with(
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Shop {
+        Self::boot_manifest(Manifest::WithoutReceivers, configure)
     }
 
     /// Stops the app and starts the real manifest (cron silenced) again on the same Redis and

@@ -13,13 +13,26 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The shop against `provider`, its calls bounded to 500 ms, without the compensator's cron
-/// (this test decides every delivery).
+/// The shop against `provider`, its calls bounded to 500 ms, a failed refund due again 100 ms
+/// after the call (doubling), without the compensator's cron (this test decides every delivery).
 fn shop_against(provider: &FakeProvider) -> Shop {
     Shop::boot_without_cron_with(|b| {
         b.variable("payment_api_base", provider.base())
             .variable("refund_timeout_ms", "500")
+            .variable("refund_backoff_ms", "100")
     })
+}
+
+/// Delivers the refunds group's pending messages again until the provider received `n` calls
+/// (a delivery before the message's next attempt is due leaves it pending: delivered again).
+fn redeliver_until_calls(shop: &Shop, provider: &FakeProvider, n: usize) {
+    wait_for(WAIT, &format!("{n} calls at the provider"), || {
+        if provider.calls().len() >= n {
+            return Some(());
+        }
+        shop.redeliver_pending("orders", "refunds");
+        None
+    });
 }
 
 /// An order of one unit of a new product, cancelled by its customer: a payment for it now
@@ -66,12 +79,8 @@ fn a_refund_is_made_once_through_provider_failures_timeouts_and_redeliveries() {
     pay(&shop, "evt_rf_1", &o);
     calls(&provider, 1);
     assert_eq!(provider.calls()[0].status, 500);
-    // Failed: the message stays pending for the group; taken again, it meets the stall.
-    wait_for(WAIT, "the failed message pending", || {
-        let pending = shop.redeliver_pending("orders", "refunds");
-        (!pending.is_empty()).then_some(())
-    });
-    calls(&provider, 2);
+    // Failed: the message stays pending for the group; taken again once due, it meets the stall.
+    redeliver_until_calls(&shop, &provider, 2);
     assert_eq!(
         provider.refunds().len(),
         1,
@@ -79,10 +88,7 @@ fn a_refund_is_made_once_through_provider_failures_timeouts_and_redeliveries() {
     );
     // Timed out: pending again; the third call gets the refund already made.
     std::thread::sleep(Duration::from_millis(1600));
-    wait_for(WAIT, "the timed-out message pending", || {
-        let pending = shop.redeliver_pending("orders", "refunds");
-        (!pending.is_empty()).then_some(())
-    });
+    redeliver_until_calls(&shop, &provider, 3);
     let row = wait_for(WAIT, "the refund recorded", || recorded(&shop).pop());
     assert_eq!(row["order_id"], id);
     assert_eq!(row["reason"], "order-cancelled");
@@ -260,17 +266,20 @@ fn a_refund_the_provider_keeps_refusing_ends_as_a_dead_letter() {
     let shop = shop_against(&provider);
     let o = cancelled_order(&shop, "RF-2");
     pay(&shop, "evt_rf_2", &o);
-    for n in 1..=5 {
-        calls(&provider, n);
-        if n < 5 {
-            wait_for(WAIT, "the failed message pending", || {
-                let pending = shop.redeliver_pending("orders", "refunds");
-                (!pending.is_empty()).then_some(())
-            });
-        }
-    }
+    calls(&provider, 1);
+    redeliver_until_calls(&shop, &provider, 5);
+    let dead = refunds_dead_letter(&shop);
+    assert_eq!(dead["type"], "RefundRequired", "{dead}");
+    let error = dead["last_error"].as_str().unwrap();
+    assert!(error.contains("the provider answered 500"), "{dead}");
+    assert!(provider.refunds().is_empty());
+    assert!(recorded(&shop).is_empty());
+}
+
+/// The refunds group's dead letter, as ops lists it.
+fn refunds_dead_letter(shop: &Shop) -> Value {
     let (k, v) = e2e::admin_auth();
-    let dead = wait_for(WAIT, "the dead letter", || {
+    wait_for(WAIT, "the dead letter", || {
         let resp = shop
             .app
             .send("GET", "/api/ops/dead-letters", &[(k, &v)], None)
@@ -280,10 +289,64 @@ fn a_refund_the_provider_keeps_refusing_ends_as_a_dead_letter() {
             .cloned()
             .unwrap_or_default();
         all.into_iter().find(|d| d["group"] == "refunds")
+    })
+}
+
+/// Failed refunds back off (issue 16 "Failures retry with backoff"), every delivery the test's
+/// own run of the refunds receiver: after failed call n the next is due the call's timeout plus
+/// the backoff doubled n - 1 times; a delivery before that calls nothing and leaves the message
+/// pending (not counted against it); once due it calls again; the fifth failed call
+/// dead-letters the message at once. Due times are made due by the test, not waited for.
+#[test]
+fn failed_refunds_back_off_doubling_per_attempt_then_end_as_a_dead_letter() {
+    let provider = FakeProvider::start();
+    provider.then(&[Mishap::Fail; 5]);
+    let shop = Shop::boot_without_receivers_with(|b| {
+        b.variable("payment_api_base", provider.base())
+            .variable("refund_timeout_ms", "500")
+            .variable("refund_backoff_ms", "60000")
     });
-    assert_eq!(dead["type"], "RefundRequired", "{dead}");
+    let o = cancelled_order(&shop, "RF-BO");
+    pay(&shop, "evt_rf_bo", &o);
+    let orders = shop.post_internal("/api/orders/events/drain");
+    assert_eq!(orders.status, 200, "{}", orders.text());
+    let run = || {
+        shop.redeliver_pending("orders", "refunds");
+        let resp = shop.post_internal("/api/payments/refunds/drain");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()
+    };
+    let attempts = "SELECT attempts, attempted_ms, next_attempt_ms FROM refund_attempts";
+    let mut waits = Vec::new();
+    for n in 1..=4 {
+        let failed = run();
+        assert_eq!(
+            (failed["failed"].as_u64(), provider.calls().len()),
+            (Some(1), n),
+            "{failed}"
+        );
+        let row = shop
+            .sql_in("payments", attempts)
+            .pop()
+            .expect("an attempts row");
+        assert_eq!(row["attempts"], n, "{row}");
+        waits
+            .push(row["next_attempt_ms"].as_i64().unwrap() - row["attempted_ms"].as_i64().unwrap());
+        let early = run();
+        assert_eq!(early["deferred"], 1, "not due: left pending, {early}");
+        assert_eq!(early["failed"], 0, "{early}");
+        assert_eq!(provider.calls().len(), n, "no call before it is due");
+        shop.sql_in("payments", "UPDATE refund_attempts SET next_attempt_ms = 0");
+    }
+    assert_eq!(waits, [60_500, 120_500, 240_500, 480_500]);
+    let last = run();
+    assert_eq!(last["dead_lettered"], 1, "{last}");
+    assert_eq!(provider.calls().len(), 5);
+    let dead = refunds_dead_letter(&shop);
     let error = dead["last_error"].as_str().unwrap();
+    assert!(error.contains("5 refund calls failed"), "{dead}");
     assert!(error.contains("the provider answered 500"), "{dead}");
+    assert_eq!(run()["read"], 0, "acknowledged with its dead letter");
     assert!(provider.refunds().is_empty());
     assert!(recorded(&shop).is_empty());
 }
