@@ -669,6 +669,19 @@ pub fn stripe_event(
     })
 }
 
+/// The provider's `charge.refunded` for payment `intent` of order `order_id`: `amount` (EUR)
+/// refunded in full.
+pub fn charge_refunded(event_id: &str, order_id: &str, intent: &str, amount: i64) -> Value {
+    serde_json::json!({
+        "id": event_id, "object": "event", "type": "charge.refunded", "created": unix_now(),
+        "data": {"object": {
+            "id": format!("ch_{intent}"), "object": "charge", "amount": amount,
+            "amount_refunded": amount, "currency": "eur", "payment_intent": intent,
+            "metadata": {"order_id": order_id},
+        }},
+    })
+}
+
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

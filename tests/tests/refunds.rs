@@ -142,19 +142,7 @@ fn a_refund_is_made_once_through_provider_failures_timeouts_and_redeliveries() {
 fn charge_refunded(event_id: &str, order: &Value) -> Value {
     let id = order["order_id"].as_str().unwrap();
     let total = order["total"].as_i64().unwrap();
-    charge_refunded_of(event_id, id, &format!("pi_{id}"), total)
-}
-
-/// The provider's `charge.refunded` for payment `intent` of order `id`: `amount` refunded in full.
-fn charge_refunded_of(event_id: &str, id: &str, intent: &str, amount: i64) -> Value {
-    json!({
-        "id": event_id, "object": "event", "type": "charge.refunded", "created": e2e::unix_now(),
-        "data": {"object": {
-            "id": format!("ch_{intent}"), "object": "charge", "amount": amount,
-            "amount_refunded": amount, "currency": "eur", "payment_intent": intent,
-            "metadata": {"order_id": id},
-        }},
-    })
+    e2e::charge_refunded(event_id, id, &format!("pi_{id}"), total)
 }
 
 /// The provider's `payment_intent.succeeded` of payment `intent` for order `id`.
@@ -211,7 +199,7 @@ fn a_mismatched_payment_is_refunded_once_and_the_order_ends_refunded_with_its_st
     assert_eq!(order["status"], "PENDING_PAYMENT", "{order}");
     assert_eq!(order["refund_reason"], "amount-mismatch");
 
-    let event = charge_refunded_of("evt_rf_mm_refunded", id, &intent, 1400);
+    let event = e2e::charge_refunded("evt_rf_mm_refunded", id, &intent, 1400);
     let resp = shop.webhook(&event);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let order = shop.wait_order(id, WAIT, |o| o["status"] == "REFUNDED");
@@ -240,7 +228,7 @@ fn the_refund_of_a_mismatched_payment_leaves_an_order_paid_meanwhile_paid() {
     shop.wait_order(id, WAIT, |o| o["status"] == "PAID");
     shop.wait_redemption("RFPM", id, "CONFIRMED", WAIT);
 
-    let event = charge_refunded_of("evt_rf_pm_refunded", id, &short, 1400);
+    let event = e2e::charge_refunded("evt_rf_pm_refunded", id, &short, 1400);
     let resp = shop.webhook(&event);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let query = format!("SELECT status FROM payments WHERE payment_intent_id = '{short}'");
