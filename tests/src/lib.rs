@@ -220,7 +220,15 @@ impl Shop {
     /// (`spin.receivers.toml`: `order-events`, `stock-events`): as if it were not deployed or
     /// down. Their messages wait in the streams; [`Shop::restart_without_cron`] brings them back.
     pub fn boot_without_receivers() -> Shop {
-        Self::boot_manifest(Manifest::WithoutReceivers, |b| b)
+        Self::boot_without_receivers_with(|b| b)
+    }
+
+    /// As [`Shop::boot_without_receivers`], letting the caller set variables: every delivery
+    /// is the test's own call of a receiver's drain route.
+    pub fn boot_without_receivers_with(
+        configure: impl FnOnce(testkit::SpinAppBuilder) -> testkit::SpinAppBuilder,
+    ) -> Shop {
+        Self::boot_manifest(Manifest::WithoutReceivers, configure)
     }
 
     /// Stops the app and starts the real manifest (cron silenced) again on the same Redis and
@@ -656,6 +664,19 @@ pub fn stripe_event(
             "object": "payment_intent",
             "amount": amount,
             "currency": currency,
+            "metadata": {"order_id": order_id},
+        }},
+    })
+}
+
+/// The provider's `charge.refunded` for payment `intent` of order `order_id`: `amount` (EUR)
+/// refunded in full.
+pub fn charge_refunded(event_id: &str, order_id: &str, intent: &str, amount: i64) -> Value {
+    serde_json::json!({
+        "id": event_id, "object": "event", "type": "charge.refunded", "created": unix_now(),
+        "data": {"object": {
+            "id": format!("ch_{intent}"), "object": "charge", "amount": amount,
+            "amount_refunded": amount, "currency": "eur", "payment_intent": intent,
             "metadata": {"order_id": order_id},
         }},
     })

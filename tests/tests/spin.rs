@@ -568,15 +568,42 @@ fn under_real_spin_a_payment_for_a_cancelled_order_is_refunded_once_and_the_orde
     e2e::wait_for(WAIT, "the refund at the provider", || {
         (provider.refunds().len() == 1).then_some(())
     });
-    let refunded = json!({
-        "id": "evt_spin_rf_2", "object": "event", "type": "charge.refunded",
-        "created": e2e::unix_now(),
-        "data": {"object": {"id": format!("ch_{id}"), "object": "charge", "amount": total,
-            "amount_refunded": total, "currency": "eur", "payment_intent": format!("pi_{id}"),
-            "metadata": {"order_id": id}}},
-    });
+    let refunded = e2e::charge_refunded("evt_spin_rf_2", id, &format!("pi_{id}"), total);
     assert_eq!(shop.webhook(&refunded).status, 200);
     let order = shop.wait_order(id, WAIT, |o| o["status"] == "REFUNDED");
     assert_eq!(order["refund_reason"], "order-cancelled");
+    assert_eq!(provider.refunds().len(), 1);
+}
+
+/// A mismatched payment under real Spin: refunded once at the provider; its `charge.refunded`
+/// makes the unpaid order REFUNDED and the stock receiver gives its unit back.
+#[test]
+fn under_real_spin_a_mismatched_payment_is_refunded_and_the_unpaid_order_refunded() {
+    let provider = e2e::provider::FakeProvider::start();
+    let Some(shop) = Shop::boot_real_spin_with(|b| b.variable("payment_api_base", provider.base()))
+    else {
+        return;
+    };
+    let put = shop.put_product(
+        "SPIN-MISMATCH",
+        &json!({"name": "Mug", "price": 1299, "currency": "EUR", "stock": 5}),
+    );
+    assert!(put.status == 200 || put.status == 201, "{}", put.text());
+    let o = shop.create_order("spin-mismatch", "SPIN-MISMATCH", 1);
+    let id = o["order_id"].as_str().unwrap();
+    let short = o["total"].as_i64().unwrap() - 1;
+    let paid = e2e::stripe_event("evt_spin_mm", "payment_intent.succeeded", id, short, "eur");
+    assert_eq!(shop.webhook(&paid).status, 200);
+    e2e::wait_for(WAIT, "the refund at the provider", || {
+        (provider.refunds().len() == 1).then_some(())
+    });
+    let refunded = e2e::charge_refunded("evt_spin_mm_2", id, &format!("pi_{id}"), short);
+    assert_eq!(shop.webhook(&refunded).status, 200);
+    let order = shop.wait_order(id, WAIT, |o| o["status"] == "REFUNDED");
+    assert_eq!(order["refund_reason"], "amount-mismatch");
+    e2e::wait_for(WAIT, "the unit back in available", || {
+        let product = shop.get_product("SPIN-MISMATCH").json();
+        (product["available"] == 5).then_some(())
+    });
     assert_eq!(provider.refunds().len(), 1);
 }

@@ -43,6 +43,35 @@ pub fn wants_sweep(doorbell: &[u8]) -> bool {
 /// A message as it travels in a stream entry (field `m`): the contract's one envelope.
 pub use shop_domain::messages::{Envelope, Unreadable};
 
+/// What a handler returns for a message it is backing off from (its next attempt is not due):
+/// the entry stays pending as it is, neither acknowledged nor counted as a failed delivery, and
+/// is taken again after [`DrainOptions::min_idle_ms`]. A handler that returns it keeps its own
+/// count of attempts and ends them with [`GiveUp`] (the delivery count also grows with every
+/// take, due or not).
+#[derive(Debug)]
+pub struct NotDue;
+
+impl std::fmt::Display for NotDue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not due yet")
+    }
+}
+
+impl std::error::Error for NotDue {}
+
+/// What a handler returns when its own attempts at a message are spent: dead-lettered now with
+/// the reason, whatever the delivery count.
+#[derive(Debug)]
+pub struct GiveUp(pub String);
+
+impl std::fmt::Display for GiveUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GiveUp {}
+
 /// How a drain runs.
 #[derive(Debug, Clone, Copy)]
 pub struct DrainOptions {
@@ -114,6 +143,8 @@ pub struct DrainReport {
     pub applied: u64,
     pub failed: u64,
     pub dead_lettered: u64,
+    /// Left pending for later: their handler's next attempt is not due ([`NotDue`]).
+    pub deferred: u64,
 }
 
 /// The counts of two drains together (a receiver that drains two topics reports one line).
@@ -123,6 +154,7 @@ impl std::ops::AddAssign for DrainReport {
         self.applied += other.applied;
         self.failed += other.failed;
         self.dead_lettered += other.dead_lettered;
+        self.deferred += other.deferred;
     }
 }
 
@@ -213,6 +245,10 @@ enum Outcome {
     /// Unreadable (not an envelope, a kind its topic does not have, a payload that does not
     /// fit its type): dead-lettered at once with the reason, since no retry can change it.
     Unreadable(String),
+    /// Its handler backs off ([`NotDue`]): left pending, not counted against it.
+    NotDue,
+    /// Its handler's attempts are spent ([`GiveUp`]): dead-lettered at once with the reason.
+    GaveUp(String),
 }
 
 /// Applies one drained batch (the flat `id, deliveries, envelope` triples), then, once every
@@ -301,6 +337,12 @@ fn run_transaction(
             Err(e) if e.downcast_ref::<Unreadable>().is_some() && !apply.rolled_back() => {
                 outcomes.push(Outcome::Unreadable(format!("{e:#}")))
             }
+            Err(e) if e.downcast_ref::<NotDue>().is_some() && !apply.rolled_back() => {
+                outcomes.push(Outcome::NotDue)
+            }
+            Err(e) if e.downcast_ref::<GiveUp>().is_some() && !apply.rolled_back() => {
+                outcomes.push(Outcome::GaveUp(format!("{e:#}")))
+            }
             Err(e) if apply.rolled_back() => {
                 let why = format!("its transaction was rolled back: {e:#}");
                 let (group, topic, id) = (on.group, on.topic, entry.id);
@@ -357,11 +399,15 @@ fn settle(
                     dead_letters.push(entry.raw.to_owned());
                 }
             }
-            Outcome::Unreadable(error) => {
+            Outcome::Unreadable(error) | Outcome::GaveUp(error) => {
                 report.failed += 1;
                 report.dead_lettered += 1;
+                let why = match outcome {
+                    Outcome::GaveUp(_) => "its handler gave up",
+                    _ => "it is unreadable",
+                };
                 eprintln!(
-                    "receiver {}: {stream} entry {} is unreadable, dead-lettered: {error}",
+                    "receiver {}: {stream} entry {} dead-lettered, {why}: {error}",
                     on.group, entry.id
                 );
                 let deliveries = entry.deliveries.to_string();
@@ -369,6 +415,7 @@ fn settle(
                 dead_letters.push(entry.raw.to_owned());
             }
             Outcome::Interrupted => report.failed += 1,
+            Outcome::NotDue => report.deferred += 1,
         }
     }
     if acks.is_empty() && dead_letters.is_empty() {

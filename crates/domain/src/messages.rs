@@ -203,12 +203,23 @@ pub struct OrderExpired {
     pub expired_at: String,
 }
 
-/// PAID, CANCELLED or EXPIRED -> REFUNDED: the provider gave the payment back.
+/// PENDING_PAYMENT, PAID, CANCELLED or EXPIRED -> REFUNDED: the provider gave the payment back.
+/// From PENDING_PAYMENT (a mismatched payment given back) the order ends unpaid: the stock
+/// context releases its reservation and the coupon context cancels its redemption
+/// ([`OrderRefunded::ends_unpaid`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRefunded {
     #[serde(flatten)]
     pub order: OrderChange,
     pub refunded_at: String,
+}
+
+impl OrderRefunded {
+    /// Whether the order was never paid: its units and its coupon's capacity go back, like an
+    /// expiry's. (From PAID they were sold; from CANCELLED or EXPIRED they went back already.)
+    pub fn ends_unpaid(&self) -> bool {
+        self.order.previous_status == OrderStatus::PendingPayment
+    }
 }
 
 /// Why a payment must be refunded.

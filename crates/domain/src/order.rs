@@ -5,11 +5,13 @@
 //!        |  \--cancel--> CANCELLED <--unfulfillable--/
 //!        \----expire--> EXPIRED
 //!
-//! PAID, CANCELLED, EXPIRED --refund--> REFUNDED
+//! PENDING_PAYMENT, PAID, CANCELLED, EXPIRED --refund--> REFUNDED
 //! ```
 //!
 //! `refund`: the provider reports the payment refunded in full (`charge.refunded`): a paid order
-//! refunded, or a cancelled or expired one whose late payment went back. Nothing leaves REFUNDED.
+//! refunded, a cancelled or expired one whose late payment went back, or an unpaid one whose
+//! mismatched payment (wrong amount or currency) the shop gave back (the order context checks
+//! that the refunded payment is the one it asked to refund). Nothing leaves REFUNDED.
 //!
 //! `unfulfillable`: the stock context could not sell a paid order's units (they were released
 //! before its payment reached stock, and are gone): the order is cancelled and the payment goes
@@ -142,6 +144,7 @@ impl OrderCommand {
             OrderCommand::Ship | OrderCommand::Unfulfillable => &[OrderStatus::Paid],
             OrderCommand::Complete => &[OrderStatus::Shipped],
             OrderCommand::Refund => &[
+                OrderStatus::PendingPayment,
                 OrderStatus::Paid,
                 OrderStatus::Cancelled,
                 OrderStatus::Expired,
@@ -280,15 +283,15 @@ mod tests {
     }
 
     #[test]
-    fn a_paid_cancelled_or_expired_order_is_refunded_and_nothing_leaves_refunded() {
-        for st in [Paid, Cancelled, Expired] {
+    fn an_unpaid_paid_cancelled_or_expired_order_is_refunded_and_nothing_leaves_refunded() {
+        for st in [PendingPayment, Paid, Cancelled, Expired] {
             let refunded = OrderState {
                 status: Refunded,
                 version: 8,
             };
             assert_eq!(at(st).apply(Refund), Ok(Outcome::Changed(refunded)), "{st}");
         }
-        for st in [PendingPayment, Shipped, Completed] {
+        for st in [Shipped, Completed] {
             assert!(at(st).apply(Refund).is_err(), "{st}");
         }
         assert_eq!(
@@ -318,6 +321,7 @@ mod tests {
                 | (Paid, Ship)
                 | (Paid, Unfulfillable)
                 | (Shipped, Complete)
+                | (PendingPayment, Refund)
                 | (Paid, Refund)
                 | (Cancelled, Refund)
                 | (Expired, Refund)

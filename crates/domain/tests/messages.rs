@@ -271,3 +271,16 @@ fn an_empty_short_list_from_lua_reads_as_empty() {
     let StockEvent::PaidOrderOutOfStock(m) = env.decode::<StockEvent>().unwrap();
     assert!(m.short.is_empty());
 }
+
+#[test]
+fn only_a_refund_of_an_unpaid_order_gives_its_units_and_coupon_back() {
+    use OrderStatus::*;
+    let refunded = |previous| OrderRefunded {
+        order: change(Refunded, previous),
+        refunded_at: "2026-01-01T00:00:00Z".into(),
+    };
+    assert!(refunded(PendingPayment).ends_unpaid());
+    for previous in [Paid, Cancelled, Expired] {
+        assert!(!refunded(previous).ends_unpaid(), "{previous}");
+    }
+}

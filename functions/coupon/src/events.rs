@@ -8,7 +8,8 @@
 //! - `OrderPaid` with a coupon: confirm (TCC). A hold already cancelled (the sweep cancelled an
 //!   order it thought never came) cannot be confirmed: logged as an ALERT, acknowledged.
 //! - `OrderCancelled` / `OrderExpired` with a coupon: cancel, its capacity back. Before its try
-//!   (reordered), the TCC table's empty cancel: a try arriving later is refused.
+//!   (reordered), the TCC table's empty cancel: a try arriving later is refused. The same for
+//!   an `OrderRefunded` from PENDING_PAYMENT (its mismatched payment given back: never paid).
 //! - Anything else, or an order without a coupon: only the inbox records it.
 //!
 //! On the compensator's periodic ring (the `sweep` payload) it also cancels holds whose order
@@ -107,6 +108,12 @@ fn settle(conn: &Connection, event: &OrderEvent, now: i64) -> anyhow::Result<()>
             Some(RedemptionAction::Cancel),
         ),
         OrderEvent::OrderExpired(o) => (
+            &o.order.order_id,
+            o.order.coupon_code.as_ref(),
+            Some(RedemptionAction::Cancel),
+        ),
+        // A mismatched payment given back: the order was never paid, its capacity comes back.
+        OrderEvent::OrderRefunded(o) if o.ends_unpaid() => (
             &o.order.order_id,
             o.order.coupon_code.as_ref(),
             Some(RedemptionAction::Cancel),

@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "refunded",
         sql: include_str!("../migrations/0012_refunded.sql"),
     },
+    Migration {
+        version: 13,
+        name: "refund_payment",
+        sql: include_str!("../migrations/0013_refund_payment.sql"),
+    },
 ];
 
 /// The layout this shard records: a scalar subquery read in the same statement as the schema

@@ -11,7 +11,9 @@
 //!   context sell the order's units. A repeat for the payment that already
 //!   paid the order changes nothing. Anything else (unknown order, amount or currency mismatch,
 //!   an order already CANCELLED / EXPIRED / paid by another payment) leaves the order untouched
-//!   and writes `RefundRequired` saying why.
+//!   and writes `RefundRequired` saying why (the order remembers the reason and the payment).
+//! - `PaymentRefunded` in full: the order REFUNDED (see [`refunded`]), including an unpaid one
+//!   whose mismatched payment the shop sent back.
 //! - `PaymentFailed`: the order stays payable until it expires; only the inbox records it.
 //! - Anything else is acknowledged.
 //!
@@ -406,10 +408,12 @@ fn out_of_stock(
     Ok(vec![cancelled, refund(conn, refund_required, now)?])
 }
 
-/// `PaymentRefunded` in full: the order it paid (PAID by this payment), or the cancelled or
-/// expired order it came late for, is REFUNDED (`OrderRefunded`). A partial refund, a refund of
-/// another payment of a paid order (a double charge given back) or of an order in another
-/// status changes nothing.
+/// `PaymentRefunded` in full: the order it paid (PAID by this payment), the cancelled or
+/// expired order it came late for, or the unpaid order whose mismatched payment the shop asked
+/// to give back (this very payment) is REFUNDED (`OrderRefunded`; from PENDING_PAYMENT its
+/// stock and coupon go back). A partial refund, a refund of another payment of a paid order (a
+/// double charge, or a mismatched payment before the right one paid it), of a payment the shop
+/// did not ask to refund for an unpaid order, or of an order in another status changes nothing.
 fn refunded(conn: &Connection, r: &PaymentRefunded, now: i64) -> anyhow::Result<Vec<String>> {
     if r.amount_refunded < r.amount.minor() {
         return Ok(Vec::new());
@@ -417,8 +421,13 @@ fn refunded(conn: &Connection, r: &PaymentRefunded, now: i64) -> anyhow::Result<
     let Some(order) = orders::load(conn, &r.order_id)? else {
         return Ok(Vec::new());
     };
-    let status = order.status();
-    if status == OrderStatus::Paid && !order.is_paid_by(r.payment_intent_id.as_str()) {
+    let payment_id = r.payment_intent_id.as_str();
+    let ours = match order.status() {
+        OrderStatus::Paid => order.is_paid_by(payment_id),
+        OrderStatus::PendingPayment => orders::refund_asked_for(conn, &r.order_id, payment_id)?,
+        _ => true,
+    };
+    if !ours {
         return Ok(Vec::new());
     }
     let Ok(Outcome::Changed(to)) = order.apply(OrderCommand::Refund) else {
@@ -454,7 +463,8 @@ fn refund(conn: &Connection, refund: RefundRequired, now: i64) -> anyhow::Result
         false => refund.order_id.clone(),
     };
     // The order (if the shop has it) says why its money goes back.
-    orders::set_refund_reason(conn, &refund.order_id, refund.reason)?;
+    let payment_id = refund.payment_intent_id.as_str();
+    orders::set_refund_reason(conn, &refund.order_id, payment_id, refund.reason)?;
     let message = OrderEvent::RefundRequired(refund);
     let message = outbox::Message::new(&message, &aggregate, None, now)?;
     outbox::append(conn, &message)

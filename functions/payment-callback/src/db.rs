@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "refunds",
         sql: include_str!("../migrations/0004_refunds.sql"),
     },
+    Migration {
+        version: 5,
+        name: "refund_attempts",
+        sql: include_str!("../migrations/0005_refund_attempts.sql"),
+    },
 ];
 
 /// Opens `payments` and brings its schema up to date.

@@ -4,7 +4,8 @@
 //! It drains the `events:orders` stream as consumer group `stock` and settles the reservation
 //! each message names: `OrderPaid` sells its units (`fulfil.lua`: reserved -> sold, or, when the
 //! reservation was released before the message came, the same units taken from available again,
-//! all or none); `OrderCancelled`, `OrderExpired` and `ReservationReleaseOwed` release it. Both
+//! all or none); `OrderCancelled`, `OrderExpired`, `ReservationReleaseOwed` and an
+//! `OrderRefunded` from PENDING_PAYMENT (a mismatched payment given back) release it. Both
 //! scripts are idempotent by reservation id (a settled reservation answers its state again and
 //! moves nothing; a shortfall is remembered), so the reservation's own state is this context's
 //! inbox: a message delivered twice changes nothing.
@@ -97,6 +98,8 @@ fn apply(env: &Envelope) -> anyhow::Result<()> {
         OrderEvent::OrderPaid(m) => (true, m.order.reservation_id),
         OrderEvent::OrderCancelled(m) => (false, m.order.reservation_id),
         OrderEvent::OrderExpired(m) => (false, m.order.reservation_id),
+        // A mismatched payment given back: the order was never paid, its units go back.
+        OrderEvent::OrderRefunded(m) if m.ends_unpaid() => (false, m.order.reservation_id),
         OrderEvent::ReservationReleaseOwed(m) => (false, m.reservation_id),
         OrderEvent::FlashOrderPlaced(m) => return crate::tickets::placed(&m),
         OrderEvent::FlashOrderRefused(m) => return crate::tickets::refused(&m),

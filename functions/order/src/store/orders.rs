@@ -301,16 +301,30 @@ pub fn reservation_id(order: &PlacedOrder) -> anyhow::Result<ReservationId> {
         .map_err(|e| anyhow::anyhow!("order {} reservation id: {e}", order.order_id))
 }
 
-/// Records why the shop asked for `order_id`'s money to go back (shown in its view), inside the
-/// caller's transaction. Not a status change: the version stays.
+/// Records why the shop asked for `order_id`'s money to go back (shown in its view) and for
+/// which payment, inside the caller's transaction. Not a status change: the version stays.
 pub fn set_refund_reason(
     conn: &Connection,
     order_id: &str,
+    payment_id: &str,
     reason: RefundReason,
 ) -> anyhow::Result<()> {
     conn.execute(
-        "UPDATE orders SET refund_reason = ? WHERE order_id = ?",
-        &[text(reason.as_str()), text(order_id)],
+        "UPDATE orders SET refund_reason = ?, refund_payment_id = ? WHERE order_id = ?",
+        &[text(reason.as_str()), text(payment_id), text(order_id)],
     )?;
     Ok(())
+}
+
+/// Whether the shop asked to give back `payment_id` for `order_id` (its last refund request).
+pub fn refund_asked_for(
+    conn: &Connection,
+    order_id: &str,
+    payment_id: &str,
+) -> anyhow::Result<bool> {
+    let rows = conn.execute(
+        "SELECT 1 FROM orders WHERE order_id = ? AND refund_payment_id = ?",
+        &[text(order_id), text(payment_id)],
+    )?;
+    Ok(!rows.rows.is_empty())
 }
