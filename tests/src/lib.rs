@@ -1500,3 +1500,19 @@ pub fn sale_body(
         "per_user_limit": per_user_limit, "starts_at": at(starts_in), "ends_at": at(ends_in),
     })
 }
+
+/// How many `NNNN_name.sql` files the component has, and the highest NNNN.
+pub fn migration_files(component: &str) -> (u64, u64) {
+    let dir = repo_root().join(format!("functions/{component}/migrations"));
+    let versions: Vec<u64> = std::fs::read_dir(&dir)
+        .expect("migrations dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
+        })
+        .collect();
+    (
+        versions.len() as u64,
+        versions.iter().copied().max().unwrap_or(0),
+    )
+}

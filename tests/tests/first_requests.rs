@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Barrier};
 
-use e2e::Shop;
+use e2e::{migration_files, Shop};
 use serde_json::json;
 use testkit::Response;
 
@@ -27,22 +27,6 @@ fn all_at_once(shop: &Arc<Shop>, send: fn(&Shop, usize) -> Response) -> Vec<Resp
         .into_iter()
         .map(|t| t.join().expect("request thread"))
         .collect()
-}
-
-/// How many `NNNN_name.sql` files the component has, and the highest NNNN.
-fn migration_files(component: &str) -> (u64, u64) {
-    let dir = testkit::repo_root().join(format!("functions/{component}/migrations"));
-    let versions: Vec<u64> = std::fs::read_dir(&dir)
-        .expect("migrations dir")
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
-        })
-        .collect();
-    (
-        versions.len() as u64,
-        versions.iter().copied().max().unwrap_or(0),
-    )
 }
 
 /// The component's databases have no table yet: the requests below are their first.
