@@ -171,7 +171,7 @@ fn another_shard_under_real_spin(shop: &Shop) {
 /// while the client is still sending, an anonymous one is 401 before it is read, and a body at
 /// the limit still works.
 #[test]
-fn under_real_spin_an_order_with_a_coupon_is_discounted_and_paying_it_confirms_the_coupon() {
+fn under_real_spin_a_coupon_order_is_discounted_paying_confirms_it_and_cancelling_gives_it_back() {
     let Some(shop) = Shop::boot_real_spin() else {
         return;
     };
@@ -202,6 +202,15 @@ fn under_real_spin_an_order_with_a_coupon_is_discounted_and_paying_it_confirms_t
     shop.pay("evt_spin_coupon", &order);
     shop.wait_order(id, WAIT, |o| o["status"] == "PAID");
     shop.wait_redemption("SPIN10", id, "CONFIRMED", WAIT);
+    assert_eq!(shop.coupon_usage("SPIN10"), (0, 1));
+    // Cancelled: the receiver cancels the other customer's redemption, its capacity comes back.
+    let resp = shop.order_as("spin-c2", "k", &body);
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let second = resp.json();
+    let id2 = second["order_id"].as_str().unwrap();
+    assert_eq!(shop.coupon_usage("SPIN10"), (1, 1));
+    assert_eq!(shop.cancel("spin-c2", id2).status, 200);
+    shop.wait_redemption("SPIN10", id2, "CANCELLED", WAIT);
     assert_eq!(shop.coupon_usage("SPIN10"), (0, 1));
 }
 
