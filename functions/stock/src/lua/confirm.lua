@@ -41,16 +41,15 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expired = now >= tonumber(r[2])
 local items = cjson.decode(r[3])
 let_go(rkey, items)
+local sale = r[4] and (ARGV[4] .. r[4])
 for _, item in ipairs(items) do
   local key = ARGV[2] .. item.sku
-  if r[4] and expired then
-    give_back(ARGV[4] .. r[4], key, item.quantity)
-  elseif r[4] then
-    redis.call('HINCRBY', ARGV[4] .. r[4], 'sold', item.quantity)
-  end
-  if not (r[4] and expired) then
+  if expired then
+    give_back(sale, key, item.quantity)
+  else
+    if sale then redis.call('HINCRBY', sale, 'sold', item.quantity) end
     redis.call('HINCRBY', key, 'reserved', -item.quantity)
-    redis.call('HINCRBY', key, expired and 'available' or 'sold', item.quantity)
+    redis.call('HINCRBY', key, 'sold', item.quantity)
   end
 end
 local status = expired and 'RELEASED' or 'CONFIRMED'

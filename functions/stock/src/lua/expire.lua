@@ -52,14 +52,9 @@ for _, id in ipairs(ids) do
   elseif r[1] == 'RESERVED' then
     local items = cjson.decode(r[2])
     let_go(rkey, items)
+    local sale = r[4] and (ARGV[8] .. r[4])
     for _, item in ipairs(items) do
-      if r[4] then
-        give_back(ARGV[8] .. r[4], ARGV[4] .. item.sku, item.quantity)
-      else
-        local key = ARGV[4] .. item.sku
-        redis.call('HINCRBY', key, 'reserved', -item.quantity)
-        redis.call('HINCRBY', key, 'available', item.quantity)
-      end
+      give_back(sale, ARGV[4] .. item.sku, item.quantity)
     end
     redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', int(now), 'settled_by', 'expiry')
     redis.call('PEXPIRE', rkey, ARGV[5])

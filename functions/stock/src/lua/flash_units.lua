@@ -8,10 +8,11 @@
 -- given back to the product's `available`, field `closed` set), a unit let go goes back to the
 -- product's `available` like any reservation's, and a released one is retaken from there.
 
--- Gives `qty` units of a flash reservation back: to the open sale at `sale_key`, or, once it
--- closed, from the product's `reserved` to its `available`.
+-- Gives `qty` reserved units back: a flash reservation's to the open sale at `sale_key`; any
+-- other reservation's (`sale_key` nil), or one of a sale that closed, from the product's
+-- `reserved` to its `available`. The one place that decides where a let-go unit goes.
 local function give_back(sale_key, product_key, qty)
-  if redis.call('HEXISTS', sale_key, 'closed') == 1 then
+  if not sale_key or redis.call('HEXISTS', sale_key, 'closed') == 1 then
     redis.call('HINCRBY', product_key, 'reserved', -qty)
     redis.call('HINCRBY', product_key, 'available', qty)
   else

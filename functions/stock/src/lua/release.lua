@@ -34,14 +34,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local items = cjson.decode(r[3])
 let_go(rkey, items)
+local sale = r[4] and (ARGV[4] .. r[4])
 for _, item in ipairs(items) do
-  if r[4] then
-    give_back(ARGV[4] .. r[4], ARGV[2] .. item.sku, item.quantity)
-  else
-    local key = ARGV[2] .. item.sku
-    redis.call('HINCRBY', key, 'reserved', -item.quantity)
-    redis.call('HINCRBY', key, 'available', item.quantity)
-  end
+  give_back(sale, ARGV[2] .. item.sku, item.quantity)
 end
 redis.call('HSET', rkey, 'status', 'RELEASED', 'settled_at', int(now), 'settled_by', 'release')
 redis.call('ZREM', zkey, ARGV[1])
