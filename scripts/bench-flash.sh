@@ -3,9 +3,13 @@
 # both hosts in one run: real Spin (`spin up`, the CLI of SPIN_BIN or ../shared/spin) and our
 # spin-host, the same spin.toml and .wasm (scripts/bench-lib.sh).
 # For each host and each connection count in ${CONNECTIONS:-64}:
-#   1. HTTP: the load tool (shop-load flash) sends ${PURCHASES:-20000} purchases from as many
-#      buyers to a sale of 1,000,000 units (so none is refused), then polls every ticket until
-#      ORDERED or FAILED: purchases/s, p99, non-202 answers, tickets ORDERED;
+#   1. HTTP, twice: the load tool (shop-load flash) sends ${PURCHASES:-20000} purchases from as
+#      many buyers, each with its own token signed ${TOKEN_ALG:-RS256} (RS256 is what identity
+#      providers sign with by default), to a sale of 1,000,000 units (so none is refused), then
+#      polls every ticket until ORDERED or FAILED: purchases/s, p99, non-202 answers, tickets
+#      ORDERED. First with every purchase its buyer's first request (the app verifies the token's
+#      signature in full), then with buyers signed in (shop-load --signed-in: one untimed
+#      authenticated read each before the sale, so the app has remembered every token);
 #   2. raw: redis-benchmark runs ${RAW_PURCHASES:-200000} EVALSHA calls of the SAME script on the
 #      same Redis, at the same connection count: the script the app loaded (its SHA is checked
 #      against SCRIPT LOAD of crates/adapter/lua/publish.lua + functions/stock/src/lua/purchase.lua,
@@ -15,7 +19,9 @@
 #      (bench/flash_raw_args.py). Every raw call must take a unit: the sale's `remaining` is
 #      checked afterwards;
 #   3. references in the same app and run, wrk for ${SECS:-5} s each: the trivial component
-#      (/bench/hello), what the host serves with no work at all; and reading one ticket
+#      (/bench/hello), what the host serves with no work at all; the Redis floor (the SQLite
+#      probe's tx=redis: a component that opens Redis and sends one PING, nothing else), the
+#      ceiling of any request that makes a Redis round trip under that host; and reading one ticket
 #      (GET /api/flash-sales/{id}/tickets/{ticket_id} with the buyer's token), the same component
 #      verifying the same token and making one small Redis read instead of the purchase script.
 # ORDERS_DURING_RUN=no moves the order receiver's flash trigger to a channel nobody rings
@@ -31,7 +37,8 @@ cargo build --release -q -p loadtool
 command -v redis-benchmark >/dev/null || { echo "redis-benchmark is not installed (apt-get install -y redis-tools)" >&2; exit 1; }
 poll=120
 if [[ ${ORDERS_DURING_RUN:-yes} == no ]]; then export BENCH_FLASH_DOORBELL=nobody; poll=0; fi
-purchases=${PURCHASES:-20000} raw_purchases=${RAW_PURCHASES:-200000}
+purchases=${PURCHASES:-20000} raw_purchases=${RAW_PURCHASES:-200000} alg=${TOKEN_ALG:-RS256}
+[[ $alg == RS256 || $alg == ES256 ]] || { echo "TOKEN_ALG=$alg: RS256 or ES256" >&2; exit 2; }
 units=1000000
 table=$(mktemp)
 admin=(-H 'authorization: Bearer bench' -H 'content-type: application/json')
@@ -62,6 +69,23 @@ capture_purchase() {
   raw_args=("${raw_args[@]:2}")
 }
 
+# One load tool run on a sale of its own, $1 connections; $2 `first`: every purchase is its
+# buyer's first request (the token verified in full), `signed-in`: each buyer made one untimed
+# authenticated read before (shop-load --signed-in; the app remembers the verified token).
+# Writes "purchases/s p99 non-202 accepted ordered pending" to $work/http.txt.
+flash_http() {
+  local sale="bench-http-$1-$2" signed_in=()
+  [[ $2 == signed-in ]] && signed_in=(--signed-in)
+  put_sale "$sale"
+  ./target/release/shop-load --base "$base" --admin-token bench --key "$work/dev-jwt/${alg,,}.pem" \
+    --json --quiet -c "$1" --plot "${PLOT_DIR:-$work}/flash-$host-c$1-$2.svg" \
+    flash --sale "$sale" --buyers "$purchases" "${signed_in[@]}" --poll-timeout-secs "$poll" > "$work/http.json"
+  python3 -c '
+import json,sys; r=json.load(open(sys.argv[1])); f=r["flash"]
+print(round(r["requests_per_s"]), round(r["latency_ms"]["p99"],1), r["requests"]-r["status"].get("202",0),
+      f["accepted"], f["ordered"], f["pending"])' "$work/http.json" > "$work/http.txt"
+}
+
 for host in ${HOSTS:-spin spin-host}; do
   bench_start_app "$host"
   curl -sf -X PUT "$base/api/products/BENCH-FLASH" "${admin[@]}" \
@@ -69,15 +93,10 @@ for host in ${HOSTS:-spin spin-host}; do
   put_sale bench-raw
   capture_purchase
   for conns in ${CONNECTIONS:-64}; do
-    sale="bench-http-$conns"
-    put_sale "$sale"
-    ./target/release/shop-load --base "$base" --admin-token bench --key "$work/dev-jwt/es256.pem" \
-      --json --quiet -c "$conns" --plot "${PLOT_DIR:-$work}/flash-$host-c$conns.svg" \
-      flash --sale "$sale" --buyers "$purchases" --poll-timeout-secs "$poll" > "$work/http.json"
-    read -r rps p99 non202 accepted ordered pending < <(python3 -c '
-import json,sys; r=json.load(open(sys.argv[1])); f=r["flash"]
-print(round(r["requests_per_s"]), round(r["latency_ms"]["p99"],1), r["requests"]-r["status"].get("202",0),
-      f["accepted"], f["ordered"], f["pending"])' "$work/http.json")
+    flash_http "$conns" first
+    read -r rps p99 non202 accepted ordered pending < "$work/http.txt"
+    flash_http "$conns" signed-in
+    read -r in_rps in_p99 in_non202 in_accepted in_ordered in_pending < "$work/http.txt"
     before=$(remaining bench-raw)
     redis-benchmark -p "$rport" -c "$conns" -n "$raw_purchases" -r 1000000000 --csv EVALSHA "$sha" "${raw_args[@]}" \
       > "$work/raw.csv"
@@ -91,18 +110,23 @@ print(round(float(f[0])), f[5])' "$work/raw.csv")
     read -r tickets _ tickets_bad < <(wrk -t1 -c"$conns" -d"${SECS:-5}s" --latency -H "authorization: Bearer $BENCH_TOKEN" \
       "$base/api/flash-sales/bench-raw/tickets/$ticket" | wrk_figures)
     [[ $tickets_bad == 0 ]] || { echo "GET ticket: $tickets_bad non-2xx answers" >&2; exit 1; }
-    ratio=$(python3 -c "print(f'{$rps / max($raw_rps, 1):.3f}')")
-    echo "$host c=$conns http: $rps/s p99 $p99 ms, non-202 $non202, tickets $ordered/$accepted ORDERED ($pending pending); raw: $raw_rps/s p99 $raw_p99 ms; ratio $ratio; hello $hello/s; GET ticket $tickets/s" >&2
-    printf '| %s | %s | %s | %s ms | %s | %s of %s | %s | %s ms | %s | %s | %s |\n' "$host" "$conns" "$rps" "$p99" \
-      "$non202" "$ordered" "$accepted" "$raw_rps" "$raw_p99" "$ratio" "$hello" "$tickets" >> "$table"
+    read -r floor _ floor_bad < <(wrk -t1 -c"$conns" -d"${SECS:-5}s" --latency \
+      "$base/bench/sqlite?tx=redis&redis=127.0.0.1:$rport&n=1" | wrk_figures)
+    [[ $floor_bad == 0 ]] || { echo "Redis floor probe: $floor_bad non-2xx answers" >&2; exit 1; }
+    ratio() { python3 -c "print(f'{$1 / max($raw_rps, 1):.3f}')"; }
+    echo "$host c=$conns first: $rps/s p99 $p99 ms, non-202 $non202, tickets $ordered/$accepted ORDERED ($pending pending); signed-in: $in_rps/s p99 $in_p99 ms, non-202 $in_non202, tickets $in_ordered/$in_accepted ORDERED ($in_pending pending); raw: $raw_rps/s p99 $raw_p99 ms; hello $hello/s; GET ticket $tickets/s; Redis floor $floor/s" >&2
+    printf '| %s | %s | %s, p99 %s ms | %s | %s, p99 %s ms | %s | %s | %s of %s | %s | %s | %s | %s | %s |\n' "$host" "$conns" \
+      "$rps" "$p99" "$(ratio "$rps")" "$in_rps" "$in_p99" "$(ratio "$in_rps")" "$((non202 + in_non202))" \
+      "$((ordered + in_ordered))" "$((accepted + in_accepted))" "$raw_rps" "$hello" "$tickets" "$floor" \
+      "$(ratio "$floor")" >> "$table"
   done
   bench_stop_app
 done
 
 echo
-echo "Flash purchase: HTTP (shop-load, $purchases buyers; orders created during the run: ${ORDERS_DURING_RUN:-yes}) vs the same purchase.lua by EVALSHA (redis-benchmark, $raw_purchases calls), same Redis, same run"
+echo "Flash purchase: HTTP (shop-load, $purchases buyers per run, $alg tokens; orders created during the run: ${ORDERS_DURING_RUN:-yes}) vs the same purchase.lua by EVALSHA (redis-benchmark, $raw_purchases calls), same Redis, same run"
 echo
-echo "| host | connections | HTTP purchases/s | p99 | non-202 | tickets ORDERED | raw EVALSHA/s | raw p99 | HTTP / raw | hello req/s | GET ticket req/s |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| host | connections | first-request purchases/s | / raw | signed-in purchases/s | / raw | non-202 | tickets ORDERED | raw EVALSHA/s | hello req/s | GET ticket req/s | Redis floor req/s | floor / raw |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 cat "$table"
 rm -f "$table"

@@ -287,6 +287,52 @@ fn a_repeat_buyer_refused_after_taking_the_unit_gets_the_ticket_back() {
 }
 
 #[test]
+fn a_signed_in_buyer_sees_what_they_hold_and_may_still_buy_and_a_bad_token_is_refused() {
+    let shop = env();
+    shop.open_sale("page", "FLASH-PAGE", 10, 3, 2);
+    let path = "/api/flash-sales/page";
+    let you = |user: &str| {
+        let resp = shop.get_as(user, path);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()["you"].clone()
+    };
+    assert_eq!(
+        you("page-a"),
+        json!({"customer": "page-a", "bought": 0, "may_buy": 2})
+    );
+    assert_eq!(shop.purchase("page-a", "page", "k1").unwrap().status, 202);
+    assert_eq!(
+        you("page-a"),
+        json!({"customer": "page-a", "bought": 1, "may_buy": 1})
+    );
+    // Two of three units gone: the other buyer may still buy only what remains.
+    assert_eq!(shop.purchase("page-b", "page", "k1").unwrap().status, 202);
+    assert_eq!(
+        you("page-c"),
+        json!({"customer": "page-c", "bought": 0, "may_buy": 1})
+    );
+    assert_eq!(shop.purchase("page-a", "page", "k2").unwrap().status, 202);
+    assert_eq!(
+        you("page-a"),
+        json!({"customer": "page-a", "bought": 2, "may_buy": 0})
+    );
+
+    // Anonymous callers and the admin see the sale without `you`; a token that does not
+    // verify is refused, not taken for no token.
+    assert!(shop.get_sale("page").get("you").is_none());
+    let (k, v) = e2e::admin_auth();
+    let admin = shop.app.send("GET", path, &[(k, &v)], None).unwrap();
+    assert_eq!(admin.status, 200, "{}", admin.text());
+    assert!(admin.json().get("you").is_none());
+    let forged = format!("Bearer {}x", e2e::customer_token("page-a"));
+    let refused = shop
+        .app
+        .send("GET", path, &[("authorization", &forged)], None)
+        .unwrap();
+    assert_problem(&refused, 401, None);
+}
+
+#[test]
 fn the_order_request_the_script_writes_is_the_domain_type_with_an_exact_price() {
     let shop = env();
     let max = 9_007_199_254_740_991_i64; // 2^53 - 1: past cjson's 14 digits

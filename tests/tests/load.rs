@@ -5,13 +5,18 @@
 use e2e::{test_keys, Shop, ADMIN_TOKEN, AUTH_AUDIENCE, AUTH_ISSUER};
 use serde_json::Value;
 
-/// Runs `shop-load` with the e2e app's credentials (the test key, its kid, issuer, audience and
+/// Runs `shop-load` with the e2e app's credentials (a test key, its kid, issuer, audience and
 /// the admin token) and `mode_args` (whitespace-separated); returns its JSON report and the
-/// plot's text.
-fn shop_load(shop: &Shop, mode_args: &str) -> (Value, String) {
+/// plot's text. The key is the ES256 one, or the RS256 one with `rs256`: the tool tells them
+/// apart by the PEM.
+fn shop_load(shop: &Shop, rs256: bool, mode_args: &str) -> (Value, String) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let key = dir.path().join("es256.pem");
-    std::fs::write(&key, test_keys().es256.private_pem()).expect("write the key");
+    let key = dir.path().join("key.pem");
+    let signer = match rs256 {
+        true => &test_keys().rs256,
+        false => &test_keys().es256,
+    };
+    std::fs::write(&key, signer.private_pem()).expect("write the key");
     let plot = dir.path().join("latency.svg");
     let (base, key, plot_arg) = (
         shop.app.url(""),
@@ -27,7 +32,7 @@ fn shop_load(shop: &Shop, mode_args: &str) -> (Value, String) {
         "--admin-token",
         ADMIN_TOKEN,
         "--kid",
-        "e2e-es256",
+        signer.kid(),
         "--issuer",
         AUTH_ISSUER,
         "--audience",
@@ -50,6 +55,7 @@ fn shop_load(shop: &Shop, mode_args: &str) -> (Value, String) {
 fn orders_agree(shop: &Shop) {
     let (report, svg) = shop_load(
         shop,
+        false,
         "--concurrency 16 --customer-prefix loadtool-e2e orders --sku LOAD-E2E --requests 60 \
          --customers 8 --product-stock 40",
     );
@@ -75,15 +81,17 @@ fn orders_agree(shop: &Shop) {
     assert!(svg.starts_with("<svg") && svg.contains("p99"), "{svg:.200}");
 }
 
-/// 300 buyers, each trying twice (fresh keys), for 50 units at one per customer: the report's
-/// 202s are the units, every ticket resolves to ORDERED, nobody got two, and the sale, the
-/// product and the flash orders in SQLite all say 50.
+/// 300 buyers with RS256 tokens, signed in first (each opened the sale's page with their
+/// token), each trying twice (fresh keys), for 50 units at one per customer: the report's 202s
+/// are the units, every ticket resolves to ORDERED, nobody got two, and the sale, the product
+/// and the flash orders in SQLite all say 50.
 fn flash_agrees(shop: &Shop) {
     let (report, _) = shop_load(
         shop,
+        true,
         "--concurrency 32 --customer-prefix loadtool-flash flash --sale load-e2e --create \
          --sku LOAD-FLASH --quantity 50 --per-user-limit 1 --buyers 300 --attempts 2 \
-         --product-stock 100 --poll-timeout-secs 120",
+         --signed-in --product-stock 100 --poll-timeout-secs 120",
     );
     let flash = &report["flash"];
     assert_eq!(report["requests"], 600, "{report:#}");

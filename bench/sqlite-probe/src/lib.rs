@@ -8,6 +8,10 @@
 //!   setup (`shop_adapter::sqlite::open`: WAL, `synchronous=FULL`);
 //! - `shards`: the request writes to `probeK` (`walprobeK` with `journal=wal`: a file is never
 //!   measured in both modes), K random below N (1..=4).
+//!
+//! `tx=redis&redis=HOST:PORT&n=N[&reuse=1]` opens Redis and sends PING N times (a connection each,
+//! or one kept) and touches no database: the floor of any request that makes one Redis round
+//! trip under the host (scripts/bench-flash.sh). `tx=vars` reads a variable N times.
 
 use shop_adapter::sqlite::{migrate, Migration, Tx};
 use spin_sdk::http::{Request, Response};
@@ -33,6 +37,16 @@ fn param<'q>(query: &'q str, name: &str, default: &'q str) -> &'q str {
 }
 
 fn run(query: &str) -> anyhow::Result<()> {
+    match param(query, "tx", "one") {
+        "redis" => return redis_pings(query),
+        "vars" => {
+            for _ in 0..param(query, "n", "1").parse::<u32>()? {
+                spin_sdk::variables::get("probe_variable")?;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let shards: u32 = param(query, "shards", "1").parse::<u32>()?.clamp(1, 4);
     let wal = param(query, "journal", "file") == "wal";
     let label = format!(
@@ -48,26 +62,6 @@ fn run(query: &str) -> anyhow::Result<()> {
     let app_wait = param(query, "wait", "sqlite") == "app";
     let transactions = match param(query, "tx", "one") {
         "auto" => return insert(&conn),
-        "redis" => {
-            let url = format!("redis://{}", param(query, "redis", "127.0.0.1:6379"));
-            let reuse = param(query, "reuse", "0") == "1";
-            let mut kept = None;
-            for _ in 0..param(query, "n", "1").parse::<u32>()? {
-                let conn = match (reuse, kept.take()) {
-                    (true, Some(c)) => c,
-                    _ => spin_sdk::redis::Connection::open(&url)?,
-                };
-                conn.execute("PING", &[])?;
-                kept = Some(conn);
-            }
-            return Ok(());
-        }
-        "vars" => {
-            for _ in 0..param(query, "n", "1").parse::<u32>()? {
-                spin_sdk::variables::get("probe_variable")?;
-            }
-            return Ok(());
-        }
         "select" => {
             for _ in 0..param(query, "n", "1").parse::<u32>()? {
                 conn.execute("SELECT 1", &[])?;
@@ -95,6 +89,21 @@ fn run(query: &str) -> anyhow::Result<()> {
             )?;
             inserted?;
         }
+    }
+    Ok(())
+}
+
+fn redis_pings(query: &str) -> anyhow::Result<()> {
+    let url = format!("redis://{}", param(query, "redis", "127.0.0.1:6379"));
+    let reuse = param(query, "reuse", "0") == "1";
+    let mut kept = None;
+    for _ in 0..param(query, "n", "1").parse::<u32>()? {
+        let conn = match (reuse, kept.take()) {
+            (true, Some(c)) => c,
+            _ => spin_sdk::redis::Connection::open(&url)?,
+        };
+        conn.execute("PING", &[])?;
+        kept = Some(conn);
     }
     Ok(())
 }

@@ -266,14 +266,32 @@ pub fn customer(req: &Request) -> Result<Customer, Problem> {
 /// under Spin, whose outbound Redis connects without a timeout (docs/architecture.md).
 pub fn caller(req: &Request) -> Result<Caller, Problem> {
     let token = presented(req).ok_or(TokenError::Missing)?;
-    let admin = crate::vars::get("admin_token")
-        .map_err(|e| Problem::internal("read variable admin_token", e))?;
-    // An empty admin token never means "anyone is admin".
-    if !admin.is_empty() && constant_time_eq(token, &admin) {
+    if is_admin(token)? {
         return Ok(Caller::Admin);
     }
     let config = AuthConfig::read()?;
     Ok(Caller::Customer(config.verifier()?.verify(token)?))
+}
+
+/// Who calls a public route that also tells a signed-in customer about themselves (a flash
+/// sale's page): `None` without a bearer token, the admin, or the customer, whose token is
+/// checked through the verdict cache (such routes use Redis anyway). A token that does not
+/// verify is a 401, never taken for no token.
+pub fn visitor(req: &Request) -> Result<Option<Caller>, Problem> {
+    let Some(token) = presented(req) else {
+        return Ok(None);
+    };
+    if is_admin(token)? {
+        return Ok(Some(Caller::Admin));
+    }
+    Ok(Some(Caller::Customer(verify_remembered(token)?)))
+}
+
+fn is_admin(token: &str) -> Result<bool, Problem> {
+    let admin = crate::vars::get("admin_token")
+        .map_err(|e| Problem::internal("read variable admin_token", e))?;
+    // An empty admin token never means "anyone is admin".
+    Ok(!admin.is_empty() && constant_time_eq(token, &admin))
 }
 
 /// Verifies `token`, remembering the verdict so that the customer's next requests skip the

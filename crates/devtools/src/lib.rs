@@ -48,6 +48,24 @@ impl DevKey {
         Self::from_pem(Algorithm::RS256, &pem, kid)
     }
 
+    /// A PKCS#8 PEM private key of either kind: a P-256 key signs ES256, an RSA key RS256.
+    pub fn from_any_pem(pem: &str, kid: Option<&str>) -> Result<DevKey> {
+        let is_p256 =
+            <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(pem).is_ok();
+        let alg = if is_p256 {
+            Algorithm::ES256
+        } else {
+            Algorithm::RS256
+        };
+        Self::from_pem(alg, pem, kid)
+            .context("the key is neither a P-256 (ES256) nor an RSA (RS256) PKCS#8 key")
+    }
+
+    /// The algorithm the key signs with.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
     /// A PKCS#8 PEM private key for `alg` (ES256 or RS256). Without `kid`, the key id is the
     /// key's RFC 7638 thumbprint, so the same file always gets the same id.
     pub fn from_pem(alg: Algorithm, pem: &str, kid: Option<&str>) -> Result<DevKey> {

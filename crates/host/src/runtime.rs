@@ -74,6 +74,11 @@ pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
     // The run time limit: compiled code checks the epoch at function entries and loop heads.
     config.epoch_interruption(opts.instance.max_time.is_some());
     config.parallel_compilation(true);
+    // SPIN_HOST_PROFILE=perfmap names compiled wasm functions in /tmp/perf-<pid>.map, so that
+    // `perf record` / `perf report` can say where a guest spends its time.
+    if std::env::var("SPIN_HOST_PROFILE").as_deref() == Ok("perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if opts.cache {
         match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
             Ok(cache) => {

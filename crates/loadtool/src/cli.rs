@@ -26,8 +26,8 @@ pub struct Args {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
-    /// The ES256 private key (PKCS#8 PEM) that signs the customers' tokens; its public half
-    /// must be in the app's auth_jwks.
+    /// The private key (PKCS#8 PEM; P-256 signs ES256, RSA signs RS256) that signs the
+    /// customers' tokens; its public half must be in the app's auth_jwks.
     #[arg(long, global = true, default_value = ".spin/dev-jwt/es256.pem")]
     pub key: PathBuf,
     /// The key's `kid` in the app's JWKS (default: its RFC 7638 thumbprint, as
@@ -98,6 +98,14 @@ pub struct FlashArgs {
     /// per_user_limit probes the limit).
     #[arg(long, default_value_t = 1)]
     pub attempts: u64,
+    /// Before the timed purchases, every buyer opens the sale's page signed in: one
+    /// `GET /api/flash-sales/{id}` with their token, as a shop's client does while the customer
+    /// waits for the sale.
+    /// The app remembers each verified token, so the purchases then measure the sale without
+    /// each token's first signature check (a separate figure: without this flag every purchase
+    /// is its token's first request).
+    #[arg(long)]
+    pub signed_in: bool,
     /// Seconds to keep polling tickets still PENDING before reporting them as such.
     #[arg(long, default_value_t = 60.0)]
     pub poll_timeout_secs: f64,

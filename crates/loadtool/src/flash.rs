@@ -76,6 +76,30 @@ struct Ticket {
     id: String,
 }
 
+/// Every buyer opens the sale's page signed in (untimed): `GET /api/flash-sales/{id}` with
+/// their token, so the app has seen and verified every token before the sale.
+async fn sign_in(ctx: &Arc<Ctx>, sale_path: &str, bearers: &Arc<Vec<String>>) -> Result<()> {
+    let answers = ctx
+        .drive(bearers.len() as u64, "sign-ins", |i| {
+            let (ctx, bearers, path) = (ctx.clone(), bearers.clone(), sale_path.to_owned());
+            async move {
+                let headers = [("authorization", bearers[i as usize].as_str())];
+                let reply = ctx.http.send(Method::GET, &path, &headers, None).await?;
+                let signed_in = serde_json::from_slice::<Value>(&reply.body)
+                    .is_ok_and(|v| v["you"]["customer"].is_string());
+                Ok(reply.status == Some(200) && signed_in)
+            }
+        })
+        .await?;
+    let refused = answers.iter().filter(|ok| !**ok).count();
+    anyhow::ensure!(
+        refused == 0,
+        "{refused} of {} buyers' sale pages (GET {sale_path} signed in) did not answer 200 with `you`",
+        answers.len()
+    );
+    Ok(())
+}
+
 /// Where a ticket ended: its last status (`None`: never readable) and why it failed.
 struct Resolved {
     buyer: usize,
@@ -96,6 +120,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, args: &FlashArgs) -> Result<Report> {
     }
     let users = ctx.customers(args.buyers.max(1));
     let bearers = Arc::new(ctx.minter.bearers(&users)?);
+    if args.signed_in {
+        sign_in(&ctx, &sale_path, &bearers).await?;
+    }
     let began = Instant::now();
     let total = args.buyers.max(1) * args.attempts.max(1);
     let answers = ctx

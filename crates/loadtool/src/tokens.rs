@@ -1,12 +1,12 @@
-//! Customer tokens, one per simulated customer, signed with a development key: the PKCS#8 PEM
-//! file `scripts/up.sh` creates (`.spin/dev-jwt/es256.pem`, whose JWKS the app was started
-//! with), or any ES256 key whose public half is in the app's `auth_jwks`.
+//! Customer tokens, one per simulated customer, signed with a development key: a PKCS#8 PEM file
+//! `scripts/up.sh` creates (`.spin/dev-jwt/es256.pem` or `rs256.pem`, whose JWKS the app was
+//! started with), or any P-256 (ES256) or RSA (RS256) key whose public half is in the app's
+//! `auth_jwks`.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use devtools::DevKey;
-use jsonwebtoken::Algorithm;
 
 pub struct Minter {
     key: DevKey,
@@ -31,7 +31,7 @@ impl Minter {
             )
         })?;
         Ok(Minter {
-            key: DevKey::from_pem(Algorithm::ES256, &pem, kid)?,
+            key: DevKey::from_any_pem(&pem, kid)?,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             // Long enough for any bounded run, polling included.
@@ -46,7 +46,7 @@ impl Minter {
     }
 
     /// One `authorization` header value per user, in order; signed on every core (thousands
-    /// of ES256 signatures take seconds on one).
+    /// of signatures take seconds on one).
     pub fn bearers(&self, users: &[String]) -> Result<Vec<String>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = users.len().div_ceil(threads).max(1);

@@ -180,8 +180,8 @@ fn flash_sale_routes(router: &mut Router) {
     router.put("/api/flash-sales/:sale", |req: Request, p: Params| {
         finish(cmd::put_sale::handle(&req, param(&p, "sale")))
     });
-    router.get("/api/flash-sales/:sale", |_req: Request, p: Params| {
-        finish(cmd::get_sale::handle(param(&p, "sale")))
+    router.get("/api/flash-sales/:sale", |req: Request, p: Params| {
+        finish(cmd::get_sale::handle(&req, param(&p, "sale")))
     });
     router.any("/api/flash-sales/:sale", |_req: Request, _p| {
         method_not_allowed("GET, PUT")

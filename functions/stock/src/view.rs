@@ -119,6 +119,30 @@ pub struct SaleView {
     pub taken: i64,
     /// Tickets whose order is not created yet.
     pub pending: u64,
+    /// The signed-in customer's own standing (only when a customer's token came).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub you: Option<BuyerView>,
+}
+
+/// What one customer has taken from a sale and may still take.
+#[derive(Debug, Serialize)]
+pub struct BuyerView {
+    pub customer: String,
+    /// Units the customer's tickets hold (pending, ordered or sold).
+    pub bought: u64,
+    /// Units they may still buy: the per-user limit less `bought`, at most `remaining`.
+    pub may_buy: u64,
+}
+
+impl BuyerView {
+    pub fn new(sale: &SaleView, customer: &str, bought: u64) -> BuyerView {
+        let remaining = u64::try_from(sale.remaining).unwrap_or(0);
+        BuyerView {
+            customer: customer.to_owned(),
+            bought,
+            may_buy: sale.per_user_limit.saturating_sub(bought).min(remaining),
+        }
+    }
 }
 
 impl SaleView {
@@ -167,6 +191,7 @@ impl SaleView {
             sold: n(sold)?,
             taken: quantity - remaining,
             pending,
+            you: None,
         }))
     }
 }

@@ -1,10 +1,13 @@
 //! `spin-shop-dev`: the local identity provider of a development checkout.
 //!
-//! - `keygen <dir>`: creates `<dir>/es256.pem` (PKCS#8, mode 0600) unless it exists, writes
-//!   `<dir>/jwks.json` and prints the JWKS (what `scripts/up.sh` passes as `auth_jwks`).
-//! - `token <dir> <user_id> [ttl_seconds]`: prints a token for `user_id` signed with that key;
-//!   issuer and audience follow `SPIN_VARIABLE_AUTH_ISSUER` / `SPIN_VARIABLE_AUTH_AUDIENCE` as
-//!   the app does, else the app's defaults.
+//! - `keygen <dir>`: creates `<dir>/es256.pem` (P-256) and `<dir>/rs256.pem` (RSA 2048), each
+//!   PKCS#8, mode 0600, unless it exists; writes `<dir>/jwks.json` with both public keys and
+//!   prints it (what `scripts/up.sh` passes as `auth_jwks`). Identity providers sign with either
+//!   (RS256 is the usual default), and the app accepts both.
+//! - `token <dir> <user_id> [ttl_seconds]`: prints a token for `user_id` signed with the ES256
+//!   key (`SPIN_SHOP_DEV_ALG=RS256`: the RS256 one); issuer and audience follow
+//!   `SPIN_VARIABLE_AUTH_ISSUER` / `SPIN_VARIABLE_AUTH_AUDIENCE` as the app does, else the app's
+//!   defaults.
 //! - `shards check --shards N [--runtime-config-file FILE]`: what layout each order shard file
 //!   records; exits 1 when it is not N (`scripts/up.sh` runs it before starting the app).
 //! - `reshard --from N --to M [--runtime-config-file FILE]`: with the app stopped, moves every
@@ -33,8 +36,9 @@ fn main() -> Result<()> {
         .as_slice()
     {
         ["keygen", dir] => {
-            let key = load_or_create(Path::new(dir))?;
-            let set = jwks(&[&key]);
+            let es256 = load_or_create(Path::new(dir), Algorithm::ES256)?;
+            let rs256 = load_or_create(Path::new(dir), Algorithm::RS256)?;
+            let set = jwks(&[&es256, &rs256]);
             std::fs::write(Path::new(dir).join("jwks.json"), &set).context("write jwks.json")?;
             println!("{set}");
         }
@@ -104,9 +108,15 @@ fn reshard(args: &[&str]) -> Result<()> {
 }
 
 fn print_token(dir: &Path, user: &str, ttl: i64) -> Result<()> {
-    let pem = std::fs::read_to_string(dir.join("es256.pem"))
-        .with_context(|| format!("no development key in {} (run keygen)", dir.display()))?;
-    let key = DevKey::from_pem(Algorithm::ES256, &pem, None)?;
+    let alg = match std::env::var("SPIN_SHOP_DEV_ALG").as_deref() {
+        Err(_) | Ok("ES256") => Algorithm::ES256,
+        Ok("RS256") => Algorithm::RS256,
+        Ok(other) => bail!("SPIN_SHOP_DEV_ALG={other}: ES256 or RS256"),
+    };
+    let file = dir.join(key_file(alg));
+    let pem = std::fs::read_to_string(&file)
+        .with_context(|| format!("no development key {} (run keygen)", file.display()))?;
+    let key = DevKey::from_pem(alg, &pem, None)?;
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     let issuer = var("SPIN_VARIABLE_AUTH_ISSUER", DEFAULT_ISSUER);
     let audience = var("SPIN_VARIABLE_AUTH_AUDIENCE", DEFAULT_AUDIENCE);
@@ -114,15 +124,25 @@ fn print_token(dir: &Path, user: &str, ttl: i64) -> Result<()> {
     Ok(())
 }
 
-/// The key in `dir`, created on first use. The file is private to its owner: whoever reads it
-/// can sign in as any customer of the local app.
-fn load_or_create(dir: &Path) -> Result<DevKey> {
-    let file = dir.join("es256.pem");
+fn key_file(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::RS256 => "rs256.pem",
+        _ => "es256.pem",
+    }
+}
+
+/// The `alg` key in `dir`, created on first use. The file is private to its owner: whoever
+/// reads it can sign in as any customer of the local app.
+fn load_or_create(dir: &Path, alg: Algorithm) -> Result<DevKey> {
+    let file = dir.join(key_file(alg));
     if let Ok(pem) = std::fs::read_to_string(&file) {
-        return DevKey::from_pem(Algorithm::ES256, &pem, None);
+        return DevKey::from_pem(alg, &pem, None);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let key = DevKey::generate_es256(None)?;
+    let key = match alg {
+        Algorithm::RS256 => DevKey::generate_rs256(None)?,
+        _ => DevKey::generate_es256(None)?,
+    };
     write_private(&file, key.private_pem())?;
     Ok(key)
 }
