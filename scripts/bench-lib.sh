@@ -47,7 +47,7 @@ component = "bench-sqlite"
 
 [component.bench-sqlite]
 source = "target/wasm32-wasip2/release/sqlite_probe.wasm"
-allowed_outbound_hosts = ["redis://{{ redis_host }}"]
+allowed_outbound_hosts = ["redis://{{ redis_host }}", "http://bench-sqlite.spin.internal"]
 sqlite_databases = ["probe0", "probe1", "probe2", "probe3", "walprobe0", "walprobe1", "walprobe2", "walprobe3"]
 [component.bench-sqlite.variables]
 probe_variable = "{{ auth_issuer }}"

@@ -6,12 +6,17 @@
 # For each host, each shard count in ${SHARD_COUNTS:-1 2 4} (order_shards) and each connection
 # count in ${CONNECTIONS:-16 64}, `wrk -t1` for ${SECS:-5} s each:
 #   1. orders: POST /api/orders with a fresh Idempotency-Key (bench/create_order.lua), then the
-#      trivial component: orders/s, p99, and the ratio orders / hello;
+#      trivial component, then the order floor (the probe's tx=order-floor: an order's I/O in
+#      its sequence with none of its logic: Redis GET, a chained request making one Redis
+#      round trip, one write transaction on one of as many files as shards, one more Redis
+#      command): orders/s, p99, the ratio orders / hello, and floor / hello, the highest
+#      orders / hello any order with that I/O can reach under that host;
 #   2. the probe, spread over as many files as the orders' shards: autocommit INSERT, one
 #      BEGIN IMMEDIATE..COMMIT, two such transactions; with the file's journal mode and SQLite's
 #      own busy handler (what Spin gives an app that sets nothing), then with the app's setup
 #      (WAL, synchronous=FULL) and SQLite's busy handler, then with the app's setup and the app's
 #      wait for the write lock (shop_adapter::sqlite::Tx::begin).
+# PROBE=no skips step 2.
 # Prints both tables (markdown) at the end; non-2xx answers are counted in the last column.
 # Needs wrk (apt-get install -y wrk).
 set -euo pipefail
@@ -39,10 +44,15 @@ for host in ${HOSTS:-spin spin-host}; do
       -d '{"name":"Bench","price":100,"currency":"EUR","stock":100000000}' >/dev/null
     for conns in ${CONNECTIONS:-16 64}; do
       orders=$(load orders "$conns"); hello=$(load /bench/hello "$conns")
-      echo "$host shards=$shards c=$conns orders: $orders hello: $hello" >&2
-      read -r o op ob <<<"$orders"; read -r h _ _ <<<"$hello"
+      floor=$(load "/bench/sqlite?tx=order-floor&shards=$shards&redis=127.0.0.1:$rport" "$conns")
+      echo "$host shards=$shards c=$conns orders: $orders hello: $hello order floor: $floor" >&2
+      read -r o op ob <<<"$orders"; read -r h _ _ <<<"$hello"; read -r f fp fb <<<"$floor"
+      [[ $fb == 0 ]] || { echo "the order floor answered $fb non-2xx" >&2; exit 1; }
       ratio=$(python3 -c "print(f'{$o / max($h, 1):.3f}')")
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$host" "$shards" "$conns" "$o" "$op ms" "$ob" "$h" "$ratio" >> "$orders_table"
+      fratio=$(python3 -c "print(f'{$f / max($h, 1):.3f}')")
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s, p99 %s ms | %s |\n' "$host" "$shards" "$conns" "$o" "$op ms" \
+        "$ob" "$h" "$ratio" "$f" "$fp" "$fratio" >> "$orders_table"
+      [[ ${PROBE:-yes} == no ]] && continue
       for setup in "journal=file&wait=sqlite" "journal=wal&wait=sqlite" "journal=wal&wait=app"; do
         row="| $host | $shards | $conns | ${setup/&/, } |"
         for tx in auto one two; do
@@ -61,8 +71,8 @@ done
 echo
 echo "Order creation (${secs} s per figure; hello = the trivial component in the same app, same run)"
 echo
-echo "| host | shards | connections | orders/s | p99 | non-2xx | hello req/s | orders / hello |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| host | shards | connections | orders/s | p99 | non-2xx | hello req/s | orders / hello | order floor | floor / hello |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 cat "$orders_table"
 echo
 echo "SQLite probe: one 200-byte INSERT per request over as many files as shards"

@@ -12,20 +12,63 @@
 //! `tx=redis&redis=HOST:PORT&n=N[&reuse=1]` opens Redis and sends PING N times (a connection each,
 //! or one kept) and touches no database: the floor of any request that makes one Redis round
 //! trip under the host (scripts/bench-flash.sh). `tx=vars` reads a variable N times.
+//!
+//! `tx=order-floor&redis=HOST:PORT&shards=N`: the I/O an order cannot do without, in the order's
+//! sequence and with none of its logic (scripts/bench-orders.sh): a Redis connection and one GET
+//! (the customer's remembered token), a chained request to a second instance of this component
+//! that opens Redis and sends one PING (the reservation at the stock component, which runs a
+//! script there), one write transaction on `walprobeK` with the app's setup and lock wait (the
+//! order, its lines, its outbox row and its Idempotency-Key claim: one transaction), then one
+//! more Redis command (the fast-path publish). An order can be no faster than this under the
+//! same host, so floor / hello bounds the orders / hello ratio.
 
+use anyhow::ensure;
 use shop_adapter::sqlite::{migrate, Migration, Tx};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
+use spin_sdk::redis::RedisParameter;
 use spin_sdk::sqlite::{Connection, Value};
 
 const ROW: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnop";
 
 #[http_component]
-fn probe(req: Request) -> Response {
-    match run(req.query()) {
+async fn probe(req: Request) -> Response {
+    let done = match param(req.query(), "tx", "one") {
+        "order-floor" => order_floor(req.query()).await,
+        _ => run(req.query()),
+    };
+    match done {
         Ok(()) => Response::new(200, "ok"),
         Err(e) => Response::new(503, format!("{e:#}")),
     }
+}
+
+async fn order_floor(query: &str) -> anyhow::Result<()> {
+    let redis = param(query, "redis", "127.0.0.1:6379");
+    let conn = spin_sdk::redis::Connection::open(&format!("redis://{redis}"))?;
+    conn.get("probe:verdict")?;
+    let chained = Request::builder()
+        .method(Method::Get)
+        .uri(format!(
+            "http://bench-sqlite.spin.internal/bench/sqlite?tx=redis&redis={redis}&n=1"
+        ))
+        .build();
+    let answer: Response = spin_sdk::http::send(chained).await?;
+    ensure!(*answer.status() == 200, "the chained request answered {}", answer.status());
+    let shards: u32 = param(query, "shards", "1").parse::<u32>()?.clamp(1, 4);
+    let db = Connection::open(&format!("walprobe{}", random_below(shards)))?;
+    migrate(&db, "probe", &[SCHEMA])?;
+    let tx = Tx::begin(&db)?;
+    insert(&db)?;
+    tx.commit()?;
+    conn.execute(
+        "PUBLISH",
+        &[
+            RedisParameter::Binary(b"probe:doorbell".to_vec()),
+            RedisParameter::Binary(b"1".to_vec()),
+        ],
+    )?;
+    Ok(())
 }
 
 fn param<'q>(query: &'q str, name: &str, default: &'q str) -> &'q str {
