@@ -54,7 +54,11 @@ async fn order_floor(query: &str) -> anyhow::Result<()> {
         ))
         .build();
     let answer: Response = spin_sdk::http::send(chained).await?;
-    ensure!(*answer.status() == 200, "the chained request answered {}", answer.status());
+    ensure!(
+        *answer.status() == 200,
+        "the chained request answered {}",
+        answer.status()
+    );
     let shards: u32 = param(query, "shards", "1").parse::<u32>()?.clamp(1, 4);
     let db = Connection::open(&format!("walprobe{}", random_below(shards)))?;
     migrate(&db, "probe", &[SCHEMA])?;

@@ -1,5 +1,5 @@
 -- breaker_record.lua: record the outcome of one downstream call in a circuit breaker, and open
--- or close it.
+-- or close it. Runs after breaker_window.lua (window_counts), joined by breaker.rs.
 --
 -- KEYS[1] the breaker's state hash (state, open_until, opened_at, and its windows' lengths for
 --   the ops view), KEYS[2] its window hash (per-second buckets: "<second>:c" calls, ":e"
@@ -54,22 +54,9 @@ if ARGV[3] == '1' then redis.call('HINCRBY', window_key, bucket .. ':s', 1) end
 local longest = math.max(error_window, slow_window)
 redis.call('EXPIRE', window_key, longest + 1)
 
-local calls_e, errors, calls_s, slow = 0, 0, 0, 0
-local fields = redis.call('HGETALL', window_key)
-for i = 1, #fields, 2 do
-  local second, kind = string.match(fields[i], '^(%d+):(%a)$')
-  local age, count = now_s - tonumber(second), tonumber(fields[i + 1])
-  if age >= longest then
-    redis.call('HDEL', window_key, fields[i])
-  else
-    if age < error_window then
-      if kind == 'c' then calls_e = calls_e + count elseif kind == 'e' then errors = errors + count end
-    end
-    if age < slow_window then
-      if kind == 'c' then calls_s = calls_s + count elseif kind == 's' then slow = slow + count end
-    end
-  end
-end
+local calls_e, errors, calls_s, slow, stale =
+  window_counts(redis.call('HGETALL', window_key), now_s, error_window, slow_window)
+for _, field in ipairs(stale) do redis.call('HDEL', window_key, field) end
 local min_calls = tonumber(ARGV[7])
 if (calls_e >= min_calls and errors * 100 > tonumber(ARGV[8]) * calls_e)
   or (calls_s >= min_calls and slow * 100 > tonumber(ARGV[9]) * calls_s) then

@@ -1,4 +1,5 @@
 -- breaker_status.lua: every circuit breaker's state and window counts, for GET /api/ops/breakers.
+-- Runs after breaker_window.lua (window_counts), joined by breaker.rs.
 --
 -- KEYS[1] the set of breaker names (breaker_record.lua adds each)
 -- ARGV[1] the state hash prefix, ARGV[2] the window hash prefix, ARGV[3] the probe key prefix
@@ -20,18 +21,7 @@ for _, name in ipairs(names) do
   local state = s[1] or 'closed'
   if state == 'open' and now_ms >= tonumber(s[2]) then state = 'half_open' end
   local ew, sw = tonumber(s[3] or '10'), tonumber(s[4] or '5')
-  local ce, e, cs, sl = 0, 0, 0, 0
-  local fields = redis.call('HGETALL', ARGV[2] .. name)
-  for i = 1, #fields, 2 do
-    local second, kind = string.match(fields[i], '^(%d+):(%a)$')
-    local age, count = now_s - tonumber(second), tonumber(fields[i + 1])
-    if age < ew then
-      if kind == 'c' then ce = ce + count elseif kind == 'e' then e = e + count end
-    end
-    if age < sw then
-      if kind == 'c' then cs = cs + count elseif kind == 's' then sl = sl + count end
-    end
-  end
+  local ce, e, cs, sl = window_counts(redis.call('HGETALL', ARGV[2] .. name), now_s, ew, sw)
   local probing = redis.call('EXISTS', ARGV[3] .. name) == 1 and '1' or '0'
   local fmt = function(x) return string.format('%.0f', x) end
   out[#out + 1] = name

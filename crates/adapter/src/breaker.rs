@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::LazyLock;
 use std::task::Poll;
 
 use spin_sdk::redis::Connection;
@@ -24,14 +25,26 @@ use spin_sdk::redis::Connection;
 use crate::redis::Script;
 use crate::Problem;
 
-pub const RECORD: Script = Script {
-    name: "breaker_record",
-    source: include_str!("../lua/breaker_record.lua"),
-};
-pub const STATUS: Script = Script {
-    name: "breaker_status",
-    source: include_str!("../lua/breaker_status.lua"),
-};
+/// How both scripts read a breaker's window (a Lua library joined in front of each).
+const WINDOW_LUA: &str = include_str!("../lua/breaker_window.lua");
+static RECORD_LUA: LazyLock<String> =
+    LazyLock::new(|| [WINDOW_LUA, include_str!("../lua/breaker_record.lua")].join("\n"));
+static STATUS_LUA: LazyLock<String> =
+    LazyLock::new(|| [WINDOW_LUA, include_str!("../lua/breaker_status.lua")].join("\n"));
+
+fn record_script() -> Script {
+    Script {
+        name: "breaker_record",
+        source: RECORD_LUA.as_str(),
+    }
+}
+
+fn status_script() -> Script {
+    Script {
+        name: "breaker_status",
+        source: STATUS_LUA.as_str(),
+    }
+}
 
 /// The set of every breaker's name (for `GET /api/ops/breakers`).
 pub const NAMES_KEY: &str = "breaker:names";
@@ -235,7 +248,7 @@ impl Breaker {
         ];
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        match crate::redis::run(conn, &RECORD, &keys, &args) {
+        match crate::redis::run(conn, &record_script(), &keys, &args) {
             Ok(reply) if reply.get(1).map(String::as_str) == Some("1") => {
                 eprintln!("breaker {}: now {}", self.name, reply[0]);
             }
@@ -269,7 +282,7 @@ pub struct WindowCounts {
 pub fn statuses(conn: &Connection) -> anyhow::Result<Vec<Status>> {
     let reply = crate::redis::run(
         conn,
-        &STATUS,
+        &status_script(),
         &[NAMES_KEY],
         &[STATE_PREFIX, WINDOW_PREFIX, PROBE_PREFIX],
     )?;
