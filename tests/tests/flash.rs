@@ -291,31 +291,26 @@ fn a_signed_in_buyer_sees_what_they_hold_and_may_still_buy_and_a_bad_token_is_re
     let shop = env();
     shop.open_sale("page", "FLASH-PAGE", 10, 3, 2);
     let path = "/api/flash-sales/page";
-    let you = |user: &str| {
+    // Each step: an optional purchase (buyer, key), then what one buyer's page says
+    // (buyer, bought, may_buy).
+    let steps = [
+        (None, ("page-a", 0, 2)),
+        (Some(("page-a", "k1")), ("page-a", 1, 1)),
+        // Two of three units gone: another buyer may still buy only what remains.
+        (Some(("page-b", "k1")), ("page-c", 0, 1)),
+        (Some(("page-a", "k2")), ("page-a", 2, 0)),
+    ];
+    for (bought, (user, held, may_buy)) in steps {
+        if let Some((buyer, key)) = bought {
+            assert_eq!(shop.purchase(buyer, "page", key).unwrap().status, 202);
+        }
         let resp = shop.get_as(user, path);
         assert_eq!(resp.status, 200, "{}", resp.text());
-        resp.json()["you"].clone()
-    };
-    assert_eq!(
-        you("page-a"),
-        json!({"customer": "page-a", "bought": 0, "may_buy": 2})
-    );
-    assert_eq!(shop.purchase("page-a", "page", "k1").unwrap().status, 202);
-    assert_eq!(
-        you("page-a"),
-        json!({"customer": "page-a", "bought": 1, "may_buy": 1})
-    );
-    // Two of three units gone: the other buyer may still buy only what remains.
-    assert_eq!(shop.purchase("page-b", "page", "k1").unwrap().status, 202);
-    assert_eq!(
-        you("page-c"),
-        json!({"customer": "page-c", "bought": 0, "may_buy": 1})
-    );
-    assert_eq!(shop.purchase("page-a", "page", "k2").unwrap().status, 202);
-    assert_eq!(
-        you("page-a"),
-        json!({"customer": "page-a", "bought": 2, "may_buy": 0})
-    );
+        assert_eq!(
+            resp.json()["you"],
+            json!({"customer": user, "bought": held, "may_buy": may_buy})
+        );
+    }
 
     // Anonymous callers and the admin see the sale without `you`; a token that does not
     // verify is refused, not taken for no token.
