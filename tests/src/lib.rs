@@ -1169,19 +1169,23 @@ impl Shop {
 /// The source of the stock component's Lua script `name`, to run it through redis-cli where a
 /// test needs a step no HTTP request can reach (a stale lock holder, a redelivered message).
 /// Composed as the component runs it: `fulfil` and `purchase` come with the adapter's
-/// `publish.lua` before them, and the scripts that settle reservations with `holdings.lua` and
-/// `flash_units.lua`.
+/// `publish.lua` before them, the scripts that settle reservations with `holdings.lua` and
+/// `flash_units.lua`, and the sweeps and `ticket` with `clock.lua` first (as
+/// functions/stock/src/redis.rs composes them).
 pub fn stock_lua(name: &str) -> String {
     let read = |path: &str| std::fs::read_to_string(repo_root().join(path)).expect("lua script");
     let script = read(&format!("functions/stock/src/lua/{name}.lua"));
     let publish = || read("crates/adapter/lua/publish.lua");
     let holdings = || read("functions/stock/src/lua/holdings.lua");
     let units = || read("functions/stock/src/lua/flash_units.lua");
+    let clock = || read("functions/stock/src/lua/clock.lua");
     match name {
         "fulfil" => format!("{}\n{}\n{}\n{script}", publish(), holdings(), units()),
         "purchase" => format!("{}\n{script}", publish()),
-        "release" | "expire" | "confirm" => format!("{}\n{}\n{script}", holdings(), units()),
-        "ticket" => format!("{}\n{script}", units()),
+        "release" | "confirm" => format!("{}\n{}\n{script}", holdings(), units()),
+        "expire" => format!("{}\n{}\n{}\n{script}", clock(), holdings(), units()),
+        "ticket" => format!("{}\n{}\n{script}", clock(), units()),
+        "close_sales" => format!("{}\n{script}", clock()),
         _ => script,
     }
 }

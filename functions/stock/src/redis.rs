@@ -91,12 +91,12 @@ pub const PUT_PRODUCT: Script = script!("put_product");
 pub const RESERVE: Script = script!("reserve");
 pub const CONFIRM: Script = script!("confirm" after "holdings", "flash_units");
 pub const RELEASE: Script = script!("release" after "holdings", "flash_units");
-pub const EXPIRE: Script = script!("expire" after "holdings", "flash_units");
+pub const EXPIRE: Script = script!("expire" after "clock", "holdings", "flash_units");
 pub const HOLD: Script = script!("hold");
 pub const ADJUST: Script = script!("adjust");
 pub const PUT_SALE: Script = script!("put_sale");
-pub const TICKET: Script = script!("ticket" after "flash_units");
-pub const CLOSE_SALES: Script = script!("close_sales");
+pub const TICKET: Script = script!("ticket" after "clock", "flash_units");
+pub const CLOSE_SALES: Script = script!("close_sales" after "clock");
 
 /// An open connection to the stock Redis: the instance's one connection
 /// (`shop_adapter::redis::connect`), shared with the customer token cache, so a purchase opens

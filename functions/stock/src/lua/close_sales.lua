@@ -1,4 +1,4 @@
--- close_sales.lua: close one batch of flash sales whose window has ended.
+-- close_sales.lua: close one batch of flash sales whose window has ended. Runs after clock.lua.
 --
 -- KEYS[1] ZSET of open sales scored by ends_at (ms)
 -- ARGV[1] "now" in ms, or "" for the Redis server clock, ARGV[2] sale key prefix,
@@ -13,13 +13,7 @@
 -- let go by one of its orders goes back to the product (flash_units.lua), since no buyer can
 -- take it from the sale any more (purchase.lua refuses after ends_at).
 local function int(n) return string.format('%.0f', n) end
-local now
-if ARGV[1] ~= '' then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, ARGV[4])
 local closed, returned = 0, 0
 for _, id in ipairs(due) do

@@ -25,20 +25,15 @@
 -- (ReservationStatus::on: Expire on CONFIRMED or RELEASED is Unchanged), and one held for a
 -- paid order keeps its units. A released one's holder's holdings go down in the same step
 -- (holdings.lua). A flash sale's reservation (field `sale`) gives its units back to the sale's
--- `remaining` while the sale is open (flash_units.lua; both libraries run before this file).
+-- `remaining` while the sale is open (flash_units.lua; clock.lua, holdings.lua and
+-- flash_units.lua run before this file).
 -- Product keys are derived from the stored lines (single Redis
 -- node; not Cluster-safe).
 
 -- Integers as decimal strings: tostring() would write numbers >= 1e14 in exponent form.
 local function int(n) return string.format('%.0f', n) end
 local zkey = KEYS[1]
-local now
-if ARGV[1] ~= '' then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local cutoff = now - tonumber(ARGV[6] or '0')
 local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', int(cutoff), 'LIMIT', 0, ARGV[2])
 local released, held = 0, 0

@@ -6,7 +6,7 @@
 -- ARGV[1] the new status ("ORDERED" or "FAILED", shop_domain::flash::TicketStatus),
 -- ARGV[2] the order id (ORDERED) or the reason (FAILED), ARGV[3] ticket id, ARGV[4] how long a
 -- settled reservation record is kept (ms), ARGV[5] the PENDING and ARGV[6] the FAILED status,
--- ARGV[7] product key prefix. Runs after flash_units.lua (the component puts it first).
+-- ARGV[7] product key prefix. Runs after clock.lua and flash_units.lua (the component puts them first).
 --
 -- Returns {status}: the ticket's status after this call (unchanged when it was not PENDING), or
 -- {"UNKNOWN"} when there is no such ticket.
@@ -37,9 +37,8 @@ if r[1] == 'RESERVED' then
   for _, item in ipairs(cjson.decode(r[2])) do
     give_back(KEYS[5], ARGV[7] .. item.sku, item.quantity)
   end
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('HSET', KEYS[3], 'status', 'RELEASED', 'settled_at', int(now), 'settled_by', 'flash-refused')
+  redis.call('HSET', KEYS[3], 'status', 'RELEASED', 'settled_at', int(now_ms()),
+    'settled_by', 'flash-refused')
   redis.call('ZREM', KEYS[4], redis.call('HGET', KEYS[1], 'reservation_id'))
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
