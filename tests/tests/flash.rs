@@ -109,6 +109,30 @@ fn watching<T>(shop: &Shop, sale: &str, sku: &str, f: impl FnOnce() -> T) -> (T,
     (result, lowest.load(Ordering::SeqCst))
 }
 
+/// `buyer`'s purchase of `sale` under `key`, which must be accepted (202): its ticket id.
+fn bought(shop: &Shop, buyer: &str, sale: &str, key: &str) -> String {
+    let resp = shop.purchase(buyer, sale, key).expect("purchase");
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    resp.json()["ticket_id"]
+        .as_str()
+        .expect("a ticket id")
+        .to_owned()
+}
+
+/// The envelope of `ticket`'s order request in the `events:flash` stream.
+fn requested(shop: &Shop, ticket: &str) -> Value {
+    let entries = shop
+        .redis
+        .cli(&["XRANGE", "events:flash", "-", "+"])
+        .expect("XRANGE");
+    entries
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains(ticket))
+        .map(|l| serde_json::from_str(l).expect("an envelope is JSON"))
+        .next()
+        .unwrap_or_else(|| panic!("no request for {ticket} in {entries}"))
+}
+
 fn customers(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
@@ -257,9 +281,7 @@ fn exactly_the_quantity_sells_never_one_unit_more() {
 fn a_repeat_buyer_refused_after_taking_the_unit_gets_the_ticket_back() {
     let shop = env();
     shop.open_sale("repeat", "FLASH-REPEAT", 5, 1, 1);
-    let first = shop.purchase("rep-a", "repeat", "key-1").unwrap();
-    assert_eq!(first.status, 202, "{}", first.text());
-    let ticket = first.json()["ticket_id"].as_str().unwrap().to_owned();
+    let ticket = bought(&shop, "rep-a", "repeat", "key-1");
 
     // Sold out and at the limit: the same key still answers its ticket, and takes nothing.
     let again = shop.purchase("rep-a", "repeat", "key-1").unwrap();
@@ -335,20 +357,9 @@ fn the_order_request_the_script_writes_is_the_domain_type_with_an_exact_price() 
     assert_eq!(shop.put_product("FLASH-BIG", &product).status, 200);
     let resp = shop.put_sale("big", &sale_body("FLASH-BIG", max, 1, 1, -60, 3600));
     assert_eq!(resp.status, 201, "{}", resp.text());
-    let bought = shop.purchase("big-buyer", "big", "k").unwrap();
-    assert_eq!(bought.status, 202, "{}", bought.text());
-    let ticket = bought.json()["ticket_id"].as_str().unwrap().to_owned();
+    let ticket = bought(&shop, "big-buyer", "big", "k");
 
-    let entries = shop
-        .redis
-        .cli(&["XRANGE", "events:flash", "-", "+"])
-        .unwrap();
-    let envelope: Value = entries
-        .lines()
-        .filter(|l| l.starts_with('{') && l.contains(&ticket))
-        .map(|l| serde_json::from_str(l).expect("an envelope is JSON"))
-        .next()
-        .unwrap_or_else(|| panic!("no request for {ticket} in {entries}"));
+    let envelope = requested(&shop, &ticket);
     assert_eq!(envelope["type"], FlashOrderRequested::KIND);
     assert_eq!(envelope["topic"], shop_domain::flash::TOPIC);
     let request: FlashOrderRequested =
@@ -528,9 +539,7 @@ fn sales_are_validated_field_by_field_and_only_the_admin_may_put_one() {
         404,
         None,
     );
-    let bought = shop.purchase("v-buyer", "v1", "k").unwrap();
-    assert_eq!(bought.status, 202, "{}", bought.text());
-    let ticket = bought.json()["ticket_id"].as_str().unwrap().to_owned();
+    let ticket = bought(&shop, "v-buyer", "v1", "k");
     assert_eq!(shop.ticket("v-buyer", "v1", &ticket).status, 200);
     assert_problem(&shop.ticket("v-other", "v1", &ticket), 404, None);
     assert_problem(&shop.ticket("v-buyer", "other-sale", &ticket), 404, None);
@@ -564,9 +573,7 @@ fn a_failing_xadd_takes_no_unit_so_no_unit_is_ever_taken_without_its_order_reque
 
     // The stream back, the same key buys, and its order is created.
     shop.redis.cli(&["DEL", "events:flash"]).unwrap();
-    let bought = shop.purchase("x-buyer", "xadd", "k").unwrap();
-    assert_eq!(bought.status, 202, "{}", bought.text());
-    let ticket = bought.json()["ticket_id"].as_str().unwrap().to_owned();
+    let ticket = bought(&shop, "x-buyer", "xadd", "k");
     let done = shop.wait_ticket("x-buyer", "xadd", &ticket, WAIT, true);
     assert_eq!(done["status"], "ORDERED", "{done}");
 }
@@ -635,9 +642,7 @@ fn redis_crashing_mid_sale_oversells_nothing_and_every_ticket_resolves() {
 fn the_drain_route_creates_flash_orders_where_no_redis_trigger_runs() {
     let shop = Shop::boot_without_receivers();
     shop.open_sale("drain", "FLASH-DRAIN", 5, 5, 1);
-    let bought = shop.purchase("d-buyer", "drain", "k").unwrap();
-    assert_eq!(bought.status, 202, "{}", bought.text());
-    let ticket = bought.json()["ticket_id"].as_str().unwrap().to_owned();
+    let ticket = bought(&shop, "d-buyer", "drain", "k");
     assert_eq!(
         shop.ticket("d-buyer", "drain", &ticket).json()["status"],
         "PENDING"
@@ -656,9 +661,7 @@ fn a_ticket_whose_order_request_was_lost_gets_its_order_from_the_reconciliation_
     let mut shop = Shop::boot_without_receivers();
     shop.restart_without_receivers_with(|b| b.variable("flash_pending_timeout_seconds", "0"));
     shop.open_sale("lost", "FLASH-LOST", 5, 5, 1);
-    let bought = shop.purchase("l-buyer", "lost", "k").unwrap();
-    assert_eq!(bought.status, 202, "{}", bought.text());
-    let ticket = bought.json()["ticket_id"].as_str().unwrap().to_owned();
+    let ticket = bought(&shop, "l-buyer", "lost", "k");
     // The request is lost on its way: the stream goes before any receiver read it.
     shop.redis.cli(&["DEL", "events:flash"]).unwrap();
     let report = flash_report(&shop, "lost");
@@ -776,20 +779,10 @@ fn an_ended_sale_gives_what_it_still_holds_back_to_the_product_and_so_do_its_ord
 fn a_request_the_order_context_refuses_fails_its_ticket_and_gives_the_unit_and_the_limit_back() {
     let shop = Shop::boot_without_receivers();
     shop.open_sale("refuse", "FLASH-REFUSE", 5, 1, 1);
-    let bought = shop.purchase("r-buyer", "refuse", "k1").unwrap();
-    assert_eq!(bought.status, 202, "{}", bought.text());
-    let ticket = bought.json()["ticket_id"].as_str().unwrap().to_owned();
+    let ticket = bought(&shop, "r-buyer", "refuse", "k1");
     // The request reaches the order context after its reservation expired (the entry is
     // rewritten with an expiry in the past before any receiver read it).
-    let entries = shop
-        .redis
-        .cli(&["XRANGE", "events:flash", "-", "+"])
-        .unwrap();
-    let line = entries
-        .lines()
-        .find(|l| l.contains(&ticket))
-        .expect("the request");
-    let mut envelope: Value = serde_json::from_str(line).unwrap();
+    let mut envelope = requested(&shop, &ticket);
     envelope["payload"]["expires_at_ms"] = json!(1);
     shop.redis.cli(&["DEL", "events:flash"]).unwrap();
     let m = envelope.to_string();
