@@ -97,6 +97,7 @@ pub const ADJUST: Script = script!("adjust");
 pub const PUT_SALE: Script = script!("put_sale");
 pub const TICKET: Script = script!("ticket" after "clock", "flash_units");
 pub const CLOSE_SALES: Script = script!("close_sales" after "clock");
+pub const SALE_VIEW: Script = script!("sale_view");
 
 /// An open connection to the stock Redis: the instance's one connection
 /// (`shop_adapter::redis::connect`), shared with the customer token cache, so a purchase opens
@@ -128,18 +129,6 @@ impl Store {
     ) -> Result<Vec<String>, Problem> {
         shop_adapter::redis::run(&self.conn, script, keys, args)
             .map_err(|e| store_down(script.name, e))
-    }
-
-    /// ZCARD of the sorted set at `key` (0 when there is none).
-    pub fn zcard(&self, key: &str) -> Result<u64, Problem> {
-        let reply = self
-            .conn
-            .execute("ZCARD", &[RedisParameter::Binary(key.as_bytes().to_vec())])
-            .map_err(|e| store_down("ZCARD", e))?;
-        match reply.first() {
-            Some(RedisResult::Int64(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
-            _ => Ok(0),
-        }
     }
 
     /// HMGET of `fields` of the hash at `key`; `None` for a missing field.
